@@ -1,0 +1,271 @@
+"""Loading fleet specs from YAML, reporting every problem at once.
+
+Validation runs in stages so one run finds as much as it can: YAML syntax, the top-level
+shape, each entry of each section on its own (a broken tier does not hide a broken
+workload), then cross-references among the entries that passed. Each problem names the
+file, the field path and what was expected, with the YAML line where one is known.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from tierwise.errors import SpecError, SpecProblem
+from tierwise.spec.base import NAME_PATTERN
+from tierwise.spec.checks import cross_reference_problems, raw_reference_problems
+from tierwise.spec.fleet import SECTIONS, FleetSpec, SpecHeader
+from tierwise.spec.messages import Loc, describe, format_path, translate
+from tierwise.spec.tiers import Region, Site, Tier
+from tierwise.spec.workloads import ModelSpec, Workload
+
+__all__ = ["load_spec", "parse_spec", "validate_files"]
+
+_ENTRY_ADAPTERS: dict[str, TypeAdapter[Any]] = {
+    "regions": TypeAdapter(Region),
+    "sites": TypeAdapter(Site),
+    "tiers": TypeAdapter(Tier),
+    "models": TypeAdapter(ModelSpec),
+    "workloads": TypeAdapter(Workload),
+}
+_REQUIRED_SECTIONS = ("tiers", "models", "workloads")
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+class _Loader(yaml.SafeLoader):
+    """A safe loader that rejects duplicate keys instead of keeping the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                key_node, yaml.ScalarNode
+            ):
+                continue
+            if key_node.value in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key_node.value!r}",
+                    key_node.start_mark,
+                )
+            seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _line_map(
+    node: yaml.Node | None, loc: Loc = (), out: dict[Loc, int] | None = None
+) -> dict[Loc, int]:
+    """The 1-based line of every key and list item, by path."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                sub = (*loc, key_node.value)
+                out[sub] = key_node.start_mark.line + 1
+                _line_map(value_node, sub, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out[(*loc, i)] = item.start_mark.line + 1
+            _line_map(item, (*loc, i), out)
+    return out
+
+
+class _Collector:
+    """Gathers problems for one file, adding the line of the nearest known path."""
+
+    def __init__(self, file: str, lines: Mapping[Loc, int]) -> None:
+        self.file = file
+        self.lines = lines
+        self.problems: list[SpecProblem] = []
+
+    def add(self, loc: Loc, message: str) -> None:
+        for end in range(len(loc), 0, -1):
+            line = self.lines.get(loc[:end])
+            if line is not None:
+                message = f"{message} (line {line})"
+                break
+        self.problems.append(SpecProblem(self.file, format_path(loc), message))
+
+    def add_path(self, path: str, message: str) -> None:
+        self.add(_split_path(path), message)
+
+
+def _split_path(path: str) -> Loc:
+    parts: list[str | int] = []
+    for piece in path.split("."):
+        name, *indices = piece.split("[")
+        parts.append(name)
+        parts.extend(int(i.rstrip("]")) for i in indices)
+    return tuple(parts)
+
+
+def _parse_yaml(text: str, out: _Collector) -> object:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            out.add((), "the file is empty; expected a mapping with tiers, models and workloads")
+            return None
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = "" if mark is None else f" at line {mark.line + 1}, column {mark.column + 1}"
+        what = exc.problem or exc.context or "syntax error"
+        out.add((), f"invalid YAML{where}: {what}")
+        return None
+    except yaml.YAMLError as exc:
+        out.add((), f"invalid YAML: {exc}")
+        return None
+    finally:
+        loader.dispose()
+    out.lines = _line_map(node)
+    if not isinstance(data, dict):
+        out.add(
+            (),
+            f"expected a mapping with tiers, models and workloads at the top, got {describe(data)}",
+        )
+        return None
+    return data
+
+
+def _validate_header(data: Mapping[Any, Any], out: _Collector) -> None:
+    allowed = set(SpecHeader.model_fields) | set(SECTIONS)
+    header = {k: v for k, v in data.items() if k in SpecHeader.model_fields}
+    unknown = {k: v for k, v in data.items() if k not in allowed}
+    try:
+        SpecHeader.model_validate({**header, **unknown})
+    except ValidationError as exc:
+        for loc, message in translate(exc, (), FleetSpec):
+            out.add(loc, message)
+
+
+def _validate_section(
+    section: str, entries: object, out: _Collector
+) -> tuple[dict[str, Any], dict[str, object]]:
+    """The valid entries of one section, and the invalid ones as written."""
+    if not isinstance(entries, dict):
+        out.add((section,), f"expected a mapping of name to entry, got {describe(entries)}")
+        return {}, {}
+    valid: dict[str, Any] = {}
+    invalid: dict[str, object] = {}
+    adapter = _ENTRY_ADAPTERS[section]
+    for key, entry in entries.items():
+        loc: Loc = (section, str(key))
+        if not isinstance(key, str) or not _NAME_RE.match(key):
+            message = f"invalid name: expected letters, digits, '-' and '_', got {describe(key)}"
+            out.add(loc, message)
+            continue
+        invalid[key] = entry
+        if isinstance(entry, dict):
+            if entry.get("name", key) != key:
+                out.add((*loc, "name"), f"name {entry['name']!r} differs from its key {key!r}")
+                continue
+            entry = {**entry, "name": key}
+        try:
+            valid[key] = adapter.validate_python(entry)
+        except ValidationError as exc:
+            for sub, message in translate(exc, loc, FleetSpec):
+                out.add(sub, message)
+        else:
+            del invalid[key]
+    return valid, invalid
+
+
+def _validate(data: dict[Any, Any], out: _Collector) -> FleetSpec | None:
+    _validate_header(data, out)
+    valid: dict[str, dict[str, Any]] = {}
+    invalid: dict[str, dict[str, object]] = {}
+    for section in SECTIONS:
+        if section not in data:
+            if section in _REQUIRED_SECTIONS:
+                out.add((section,), "field required")
+            valid[section], invalid[section] = {}, {}
+            continue
+        valid[section], invalid[section] = _validate_section(section, data[section], out)
+    declared = {s: [*valid[s], *invalid[s]] for s in SECTIONS}
+    for section, entries in invalid.items():
+        for name, entry in entries.items():
+            for path, message in raw_reference_problems(section, name, entry, declared):
+                out.add_path(path, message)
+    if "tiers" in data and isinstance(data["tiers"], dict) and not data["tiers"]:
+        out.add(("tiers",), "expected at least one tier, got none")
+    for path, message in cross_reference_problems(
+        regions=valid["regions"],
+        sites=valid["sites"],
+        tiers=valid["tiers"],
+        models=valid["models"],
+        workloads=valid["workloads"],
+        declared=declared,
+    ):
+        out.add_path(path, message)
+    if out.problems:
+        return None
+    try:
+        return FleetSpec.model_validate(data)
+    except ValidationError as exc:  # not expected after the checks above; report it anyway
+        for loc, message in translate(exc, (), FleetSpec):
+            out.add(loc, message)
+        return None
+
+
+def _check(text: str, file: str) -> tuple[FleetSpec | None, list[SpecProblem]]:
+    out = _Collector(file, {})
+    data = _parse_yaml(text, out)
+    if not isinstance(data, dict):
+        return None, out.problems
+    spec = _validate(data, out)
+    return spec, out.problems
+
+
+def parse_spec(text: str, file: str = "<string>") -> FleetSpec:
+    """Parse and validate spec YAML text; ``file`` names it in problems.
+
+    Raises :class:`~tierwise.errors.SpecError` listing every problem found.
+    """
+    spec, problems = _check(text, file)
+    if spec is None:
+        raise SpecError(problems)
+    return spec
+
+
+def _read(path: str | os.PathLike[str]) -> tuple[str | None, SpecProblem | None]:
+    file = os.fspath(path)
+    try:
+        return Path(file).read_text(encoding="utf-8"), None
+    except FileNotFoundError:
+        return None, SpecProblem(file, "", "cannot read the file: no such file")
+    except UnicodeDecodeError as exc:
+        return None, SpecProblem(file, "", f"cannot read the file: not UTF-8 text ({exc.reason})")
+    except OSError as exc:
+        return None, SpecProblem(file, "", f"cannot read the file: {exc.strerror or exc}")
+
+
+def load_spec(path: str | os.PathLike[str]) -> FleetSpec:
+    """Load and validate the fleet spec at ``path``.
+
+    Raises :class:`~tierwise.errors.SpecError` listing every problem found: unreadable file,
+    YAML syntax, wrong types, missing or unknown fields, broken cross-references.
+    """
+    text, problem = _read(path)
+    if text is None:
+        raise SpecError([problem] if problem else [])
+    return parse_spec(text, os.fspath(path))
+
+
+def validate_files(paths: Iterable[str | os.PathLike[str]]) -> list[SpecProblem]:
+    """Every problem in every file, in file order; an empty list means all are valid."""
+    problems: list[SpecProblem] = []
+    for path in paths:
+        text, problem = _read(path)
+        if text is None:
+            problems.extend([problem] if problem else [])
+            continue
+        problems.extend(_check(text, os.fspath(path))[1])
+    return problems
