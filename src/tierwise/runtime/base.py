@@ -1,0 +1,168 @@
+"""The backend contract every runtime implements, and model signatures in V2 terms."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tierwise.errors import InferenceInputError, ModelNotReadyError
+from tierwise.protocol.datatypes import datatype_of, dtype_of
+
+__all__ = ["Backend", "Signature", "TensorSpec"]
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """One input or output: its name, V2 datatype and shape (-1 marks a dynamic dimension)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TensorSpec:
+        return cls(str(data["name"]), str(data["datatype"]), tuple(int(d) for d in data["shape"]))
+
+    def accepts_shape(self, shape: Sequence[int]) -> bool:
+        """True when ``shape`` has this spec's rank and matches every fixed dimension."""
+        if len(shape) != len(self.shape):
+            return False
+        return all(want < 0 or want == got for want, got in zip(self.shape, shape, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """A model's inputs and outputs, in the order the model declares them."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Signature:
+        return cls(
+            tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
+            tuple(TensorSpec.from_dict(t) for t in data["outputs"]),
+        )
+
+    @property
+    def batch_dynamic(self) -> bool:
+        """True when every input and output has a dynamic first dimension (batchable)."""
+        tensors = self.inputs + self.outputs
+        return bool(tensors) and all(t.shape and t.shape[0] == -1 for t in tensors)
+
+    def check_inputs(self, model: str, inputs: Mapping[str, np.ndarray]) -> None:
+        """Raise InferenceInputError naming the tensor when ``inputs`` do not fit."""
+        known = {t.name for t in self.inputs}
+        for name in inputs:
+            if name not in known:
+                raise InferenceInputError(
+                    f"unknown input; the model takes {', '.join(sorted(known))}",
+                    model=model,
+                    tensor=name,
+                )
+        for spec in self.inputs:
+            array = inputs.get(spec.name)
+            if array is None:
+                raise InferenceInputError("missing input", model=model, tensor=spec.name)
+            got = datatype_of(array, tensor=spec.name)
+            if got != spec.datatype:
+                raise InferenceInputError(
+                    f"expected datatype {spec.datatype}, got {got}", model=model, tensor=spec.name
+                )
+            if not spec.accepts_shape(array.shape):
+                raise InferenceInputError(
+                    f"expected shape {list(spec.shape)} (-1 is any), got {list(array.shape)}",
+                    model=model,
+                    tensor=spec.name,
+                )
+
+    def output_names(self, requested: Sequence[str] | None, model: str) -> list[str]:
+        """The outputs to compute: all of them, or the requested subset checked by name."""
+        names = [t.name for t in self.outputs]
+        if requested is None:
+            return names
+        for name in requested:
+            if name not in names:
+                raise InferenceInputError(
+                    f"unknown output requested; the model produces {', '.join(names)}",
+                    model=model,
+                    tensor=name,
+                )
+        return list(requested)
+
+    def example_inputs(self, batch_size: int = 1) -> dict[str, np.ndarray]:
+        """Zero-filled inputs that fit the signature; dynamic dimensions become ``batch_size``
+        for the first and 1 elsewhere. Used for warm-up."""
+        out: dict[str, np.ndarray] = {}
+        for spec in self.inputs:
+            shape = tuple(
+                (batch_size if i == 0 else 1) if d < 0 else d for i, d in enumerate(spec.shape)
+            )
+            dtype = dtype_of(spec.datatype)
+            if spec.datatype == "BYTES":
+                out[spec.name] = np.full(shape, b"", dtype=object)
+            else:
+                out[spec.name] = np.zeros(shape, dtype=dtype)
+        return out
+
+
+class Backend(abc.ABC):
+    """One loaded model on one runtime.
+
+    Override points: :meth:`load`, :meth:`predict`, :meth:`unload` and :attr:`signature`.
+    ``predict`` receives inputs already checked against the signature by :meth:`infer`,
+    which is what callers use.
+    """
+
+    #: the runtime's name in config (e.g. ``onnxruntime``)
+    runtime: str = "base"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._loaded = False
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    @property
+    @abc.abstractmethod
+    def signature(self) -> Signature:
+        """Inputs and outputs in V2 terms; valid once loaded."""
+
+    @abc.abstractmethod
+    async def load(self) -> None:
+        """Load the model and warm it up; raise ModelLoadError when it cannot be loaded."""
+
+    @abc.abstractmethod
+    async def predict(
+        self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        """Run the model on checked inputs and return the named outputs."""
+
+    @abc.abstractmethod
+    async def unload(self) -> None:
+        """Release the model's resources."""
+
+    async def infer(
+        self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Check ``inputs`` against the signature, then run :meth:`predict`."""
+        if not self._loaded:
+            raise ModelNotReadyError(model=self.name, reason="not loaded")
+        signature = self.signature
+        signature.check_inputs(self.name, inputs)
+        return await self.predict(inputs, signature.output_names(outputs, self.name))

@@ -1,0 +1,234 @@
+"""The onnxruntime backend: any ONNX file, its signature in V2 terms, run off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tierwise.errors import (
+    BackendError,
+    ModelLoadError,
+    ModelNotReadyError,
+    ProviderUnavailableError,
+)
+from tierwise.runtime.base import Backend, Signature, TensorSpec
+
+__all__ = ["OnnxBackend", "OnnxSettings", "read_signature", "resolve_providers"]
+
+#: Short names accepted in settings, mapped to onnxruntime's provider names.
+PROVIDER_ALIASES: dict[str, str] = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+}
+
+_ONNX_TYPES: dict[str, str] = {
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(string)": "BYTES",
+}
+
+
+class OnnxSettings(BaseModel):
+    """How an ONNX model is run. Handed to :class:`OnnxBackend`; nothing reads the environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], min_length=1)
+    intra_op_threads: int = Field(default=1, ge=0, description="0 lets onnxruntime decide")
+    inter_op_threads: int = Field(default=1, ge=0)
+    executor_threads: int = Field(default=1, ge=1, le=64, description="concurrent sess.run calls")
+    warmup_runs: int = Field(default=2, ge=0, le=100)
+    graph_optimization: str = Field(default="all")
+
+    @field_validator("graph_optimization")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value not in _OPT_LEVELS:
+            raise ValueError(f"expected one of {', '.join(_OPT_LEVELS)}")
+        return value
+
+
+_OPT_LEVELS: dict[str, ort.GraphOptimizationLevel] = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def resolve_providers(names: Sequence[str]) -> list[str]:
+    """Map short or full provider names to onnxruntime's, checked against this build."""
+    available = ort.get_available_providers()
+    resolved: list[str] = []
+    for name in names:
+        full = PROVIDER_ALIASES.get(name.lower(), name)
+        if full not in available:
+            raise ProviderUnavailableError(name, available)
+        resolved.append(full)
+    return resolved
+
+
+def _tensor_specs(args: Sequence[Any]) -> tuple[TensorSpec, ...]:
+    specs = []
+    for arg in args:
+        datatype = _ONNX_TYPES.get(arg.type)
+        if datatype is None:
+            raise BackendError(
+                f"{arg.name!r} has type {arg.type}, which has no V2 datatype",
+                backend="onnxruntime",
+            )
+        shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in arg.shape)
+        specs.append(TensorSpec(arg.name, datatype, shape))
+    return tuple(specs)
+
+
+def _signature_of(session: ort.InferenceSession) -> Signature:
+    return Signature(_tensor_specs(session.get_inputs()), _tensor_specs(session.get_outputs()))
+
+
+def _open_session(
+    path: Path, settings: OnnxSettings, model: str
+) -> tuple[ort.InferenceSession, Signature]:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = settings.inter_op_threads
+    options.graph_optimization_level = _OPT_LEVELS[settings.graph_optimization]
+    options.log_severity_level = 3
+    providers = resolve_providers(settings.providers)
+    if not path.is_file():
+        raise ModelLoadError(f"no model file at {path}", model=model)
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ModelLoadError(f"onnxruntime could not load {path}: {exc}", model=model) from exc
+    try:
+        return session, _signature_of(session)
+    except BackendError as exc:
+        raise ModelLoadError(exc.reason, model=model) from exc
+
+
+def read_signature(path: str | Path) -> Signature:
+    """The V2 signature of an ONNX file, read with a CPU session."""
+    _, signature = _open_session(Path(path), OnnxSettings(warmup_runs=0), Path(path).stem)
+    return signature
+
+
+def _to_onnx(array: np.ndarray, datatype: str) -> np.ndarray:
+    # onnxruntime takes strings as str objects; V2 BYTES are bytes.
+    if datatype == "BYTES":
+        flat = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in array.ravel()]
+        return np.array(flat, dtype=object).reshape(array.shape)
+    return array
+
+
+def _from_onnx(value: Any) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind in ("O", "U"):
+        flat = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in array.ravel()]
+        return np.array(flat, dtype=object).reshape(array.shape)
+    return array
+
+
+class OnnxBackend(Backend):
+    """An ONNX model on onnxruntime; ``sess.run`` happens in a small thread pool so the
+    event loop keeps serving while the model computes."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, name: str, path: str | Path, settings: OnnxSettings | None = None) -> None:
+        super().__init__(name)
+        self.path = Path(path)
+        self.settings = settings or OnnxSettings()
+        self._session: ort.InferenceSession | None = None
+        self._signature: Signature | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def signature(self) -> Signature:
+        if self._signature is None:
+            raise ModelNotReadyError(model=self.name, reason="not loaded")
+        return self._signature
+
+    @property
+    def providers(self) -> list[str]:
+        """The providers the loaded session actually uses."""
+        return list(self._session.get_providers()) if self._session is not None else []
+
+    async def load(self) -> None:
+        loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(
+            max_workers=self.settings.executor_threads, thread_name_prefix=f"ort-{self.name}"
+        )
+        try:
+            session, signature = await loop.run_in_executor(
+                executor, _open_session, self.path, self.settings, self.name
+            )
+            self._session, self._signature, self._executor = session, signature, executor
+            for _ in range(self.settings.warmup_runs):
+                await self._run(signature.example_inputs(), [t.name for t in signature.outputs])
+        except BaseException:
+            executor.shutdown(wait=False)
+            self._session = self._signature = self._executor = None
+            raise
+        self._loaded = True
+
+    async def predict(
+        self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        return await self._run(inputs, outputs)
+
+    def predict_sync(
+        self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Blocking call on the caller's thread (benchmarks and offline evaluation)."""
+        signature = self.signature
+        signature.check_inputs(self.name, inputs)
+        return self._call(inputs, signature.output_names(outputs, self.name))
+
+    async def _run(
+        self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, inputs, outputs)
+
+    def _call(
+        self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        session = self._session
+        if session is None:
+            raise ModelNotReadyError(model=self.name, reason="not loaded")
+        types = {t.name: t.datatype for t in self.signature.inputs}
+        feeds = {name: _to_onnx(array, types[name]) for name, array in inputs.items()}
+        try:
+            values = session.run(list(outputs), feeds)
+        except Exception as exc:  # onnxruntime's own error types are not importable stably
+            raise BackendError(f"model {self.name!r} failed: {exc}", backend=self.runtime) from exc
+        return {name: _from_onnx(v) for name, v in zip(outputs, values, strict=True)}
+
+    async def unload(self) -> None:
+        executor, self._executor = self._executor, None
+        self._session = None
+        self._loaded = False
+        if executor is not None:
+            executor.shutdown(wait=True)
