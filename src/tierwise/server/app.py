@@ -1,0 +1,91 @@
+"""``create_app(settings)``: the tier server as an ASGI application, and running it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tierwise.server.dataplane import DataPlane
+from tierwise.server.http import HttpFrontend, Receive, Scope, Send
+from tierwise.server.manager import BackendFactory, ModelManager, onnx_backend
+from tierwise.server.metrics import ServerMetrics
+from tierwise.server.settings import ServerSettings
+
+__all__ = ["TierServer", "create_app", "serve"]
+
+log = logging.getLogger("tierwise.server")
+
+
+class TierServer:
+    """The ASGI application. Lifespan startup loads the repository; shutdown stops taking
+    inference requests, drains every queue and unloads the models."""
+
+    def __init__(self, settings: ServerSettings, backend_factory: BackendFactory) -> None:
+        self.settings = settings
+        self.metrics = ServerMetrics()
+        self.manager = ModelManager(settings, self.metrics, backend_factory)
+        self.dataplane = DataPlane(self.manager, self.metrics)
+        self.http = HttpFrontend(settings, self.manager, self.dataplane, self.metrics)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http.handle(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def startup(self) -> None:
+        await self.manager.start()
+        log.info(
+            "serving %s from %s",
+            ", ".join(f"{r['name']}:{r.get('version', '-')}" for r in self.manager.index())
+            or "no models",
+            self.settings.model_repo,
+        )
+
+    async def shutdown(self) -> None:
+        self.http.accepting = False
+        await self.manager.close()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(
+    settings: ServerSettings, *, backend_factory: BackendFactory = onnx_backend
+) -> TierServer:
+    """Build the tier server for ``settings``; run it with any ASGI server (uvicorn)."""
+    return TierServer(settings, backend_factory)
+
+
+def serve(settings: ServerSettings, **uvicorn_options: Any) -> None:
+    """Run the server on uvicorn (uvloop and httptools) until SIGINT/SIGTERM, then drain."""
+    import uvicorn
+
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+        **uvicorn_options,
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,291 @@
+"""Dynamic batching: pure merge/split functions and the per-model queue that feeds them.
+
+Requests whose first dimension is dynamic are concatenated along it, run once, and the
+outputs are split back by each request's row count. Every request has its own future;
+an error in the batched call reaches every waiting future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tierwise.errors import BatchError, ConfigError, DeadlineExceededError, ServerBusyError
+
+__all__ = ["BatchItem", "Batcher", "BatcherSettings", "batch_key", "merge", "split"]
+
+Tensors = dict[str, np.ndarray]
+RunBatch = Callable[[Tensors, Sequence[str]], Awaitable[Tensors]]
+
+
+def batch_key(inputs: Mapping[str, np.ndarray]) -> tuple[object, ...]:
+    """Requests with equal keys can be concatenated: same names, dtypes and trailing dims."""
+    return tuple((name, a.dtype.str, a.shape[1:]) for name, a in sorted(inputs.items()))
+
+
+def merge(requests: Sequence[Mapping[str, np.ndarray]]) -> tuple[Tensors, list[int]]:
+    """Concatenate requests along the first dimension; returns the batch and each row count."""
+    if not requests:
+        raise BatchError("cannot merge an empty batch")
+    first = requests[0]
+    sizes = [int(next(iter(r.values())).shape[0]) if r else 0 for r in requests]
+    if len(requests) == 1:
+        return dict(first), sizes
+    merged = {name: np.concatenate([r[name] for r in requests], axis=0) for name in first}
+    return merged, sizes
+
+
+def split(outputs: Mapping[str, np.ndarray], sizes: Sequence[int]) -> list[Tensors]:
+    """Cut batched outputs back into one dict per request; checks the result count."""
+    total = sum(sizes)
+    for name, array in outputs.items():
+        if array.ndim == 0 or array.shape[0] != total:
+            got = "a scalar" if array.ndim == 0 else f"{array.shape[0]} rows"
+            raise BatchError(f"output {name!r} has {got} for a batch of {total} rows")
+    if len(sizes) == 1:
+        return [dict(outputs)]
+    parts: list[Tensors] = [{} for _ in sizes]
+    bounds = np.cumsum(sizes)[:-1]
+    for name, array in outputs.items():
+        for part, piece in zip(parts, np.split(array, bounds, axis=0), strict=True):
+            part[name] = piece
+    return parts
+
+
+@dataclass(frozen=True, slots=True)
+class BatcherSettings:
+    """How one model's requests are queued and batched."""
+
+    max_batch_size: int = 1
+    max_queue_delay_ms: float = 0.0
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_size: int = 256
+    instances: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ConfigError("max_batch_size", ">= 1", self.max_batch_size)
+        if not 0 <= self.max_queue_delay_ms <= 10_000:
+            raise ConfigError("max_queue_delay_ms", "between 0 and 10000", self.max_queue_delay_ms)
+        bad = [s for s in self.preferred_batch_sizes if not 1 <= s <= self.max_batch_size]
+        if bad:
+            raise ConfigError(
+                "preferred_batch_sizes",
+                f"sizes between 1 and max_batch_size={self.max_batch_size}",
+                bad,
+            )
+        if self.max_queue_size < 1:
+            raise ConfigError("max_queue_size", ">= 1", self.max_queue_size)
+        if not 1 <= self.instances <= 64:
+            raise ConfigError("instances", "between 1 and 64", self.instances)
+
+
+@dataclass(slots=True)
+class BatchItem:
+    """One queued request: its inputs, wanted outputs, row count, deadline and future."""
+
+    inputs: Tensors
+    outputs: tuple[str, ...]
+    rows: int
+    future: asyncio.Future[Tensors]
+    enqueued_s: float
+    deadline_s: float | None = None
+    timeout_us: int = 0
+    key: tuple[object, ...] = field(default=())
+
+
+class Batcher:
+    """A bounded queue per model and ``instances`` workers that batch from it.
+
+    ``batchable`` is False for models without a dynamic first dimension: each request
+    then runs alone. ``observe`` is called with ``(batch_rows, queue_s_list, compute_s)``
+    after each batch, for metrics.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        run: RunBatch,
+        settings: BatcherSettings,
+        *,
+        batchable: bool,
+        observe: Callable[[int, list[float], float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.model = model
+        self.settings = settings
+        self.batchable = batchable and settings.max_batch_size > 1
+        self._run = run
+        self._observe = observe
+        self._clock = clock
+        self._queue: deque[BatchItem] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._running = 0
+        self._closing = False
+        self._idle: asyncio.Event | None = None
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting in the queue (not yet running)."""
+        return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests queued or running."""
+        return len(self._queue) + self._running
+
+    def start(self) -> None:
+        """Start the workers; must be called inside the running event loop."""
+        if self._workers:
+            return
+        self._wakeup = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self._workers = [
+            loop.create_task(self._work(), name=f"batcher-{self.model}-{i}")
+            for i in range(self.settings.instances)
+        ]
+
+    def check_capacity(self) -> None:
+        """Raise ServerBusyError (429 when full, 503 when stopping) if a request would be
+        refused now."""
+        if self._wakeup is None or self._closing:
+            raise ServerBusyError(model=self.model, queue_size=len(self._queue), status_code=503)
+        if len(self._queue) >= self.settings.max_queue_size:
+            raise ServerBusyError(model=self.model, queue_size=len(self._queue), status_code=429)
+
+    def submit(
+        self, inputs: Tensors, outputs: Sequence[str], *, timeout_us: int = 0
+    ) -> asyncio.Future[Tensors]:
+        """Queue a request; the future resolves to its outputs. Raises ServerBusyError when
+        the queue is full, so the caller answers at once instead of waiting."""
+        self.check_capacity()
+        wakeup = self._wakeup
+        assert wakeup is not None  # check_capacity refuses before start(); not input
+        now = self._clock()
+        rows = int(next(iter(inputs.values())).shape[0]) if inputs and self.batchable else 1
+        item = BatchItem(
+            inputs=inputs,
+            outputs=tuple(outputs),
+            rows=rows,
+            future=asyncio.get_running_loop().create_future(),
+            enqueued_s=now,
+            deadline_s=now + timeout_us / 1e6 if timeout_us > 0 else None,
+            timeout_us=timeout_us,
+            key=(batch_key(inputs), tuple(outputs)) if self.batchable else (),
+        )
+        self._queue.append(item)
+        wakeup.set()
+        return item.future
+
+    async def _next_batch(self) -> list[BatchItem]:
+        wakeup = self._wakeup
+        assert wakeup is not None  # start() ran; internal invariant, not input
+        while not self._queue:
+            wakeup.clear()
+            await wakeup.wait()
+        first = self._queue.popleft()
+        batch = [first]
+        if not self.batchable:
+            return batch
+        rows = first.rows
+        limit = self.settings.max_batch_size
+        preferred = self.settings.preferred_batch_sizes
+        flush_at = first.enqueued_s + self.settings.max_queue_delay_ms / 1000.0
+        while rows < limit:
+            if not self._queue:
+                if rows in preferred:
+                    break
+                remaining = flush_at - self._clock()
+                if remaining <= 0:
+                    break
+                wakeup.clear()
+                try:
+                    await asyncio.wait_for(wakeup.wait(), remaining)
+                except TimeoutError:
+                    break
+                continue
+            item = self._queue[0]
+            if item.key != first.key or rows + item.rows > limit:
+                break
+            batch.append(self._queue.popleft())
+            rows += item.rows
+        return batch
+
+    def _drop_expired(self, batch: list[BatchItem], now: float) -> list[BatchItem]:
+        live = []
+        for item in batch:
+            if item.future.done():  # the client went away
+                continue
+            if item.deadline_s is not None and now > item.deadline_s:
+                item.future.set_exception(
+                    DeadlineExceededError(
+                        model=self.model,
+                        timeout_us=item.timeout_us,
+                        waited_ms=(now - item.enqueued_s) * 1000.0,
+                    )
+                )
+                continue
+            live.append(item)
+        return live
+
+    async def _work(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            started = self._clock()
+            batch = self._drop_expired(batch, started)
+            if batch:
+                await self._run_batch(batch, started)
+            if self._idle is not None and not self.in_flight:
+                self._idle.set()
+
+    async def _run_batch(self, batch: list[BatchItem], started: float) -> None:
+        self._running += len(batch)
+        try:
+            inputs, sizes = merge([item.inputs for item in batch])
+            outputs = await self._run(inputs, batch[0].outputs)
+            parts = split(outputs, sizes) if self.batchable else [outputs]
+        except Exception as exc:  # every waiting request hears about the failure
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+        else:
+            for item, part in zip(batch, parts, strict=True):
+                if not item.future.done():
+                    item.future.set_result(part)
+        finally:
+            self._running -= len(batch)
+        if self._observe is not None:
+            waits_s = [started - item.enqueued_s for item in batch]
+            self._observe(sum(item.rows for item in batch), waits_s, self._clock() - started)
+
+    async def drain(self, timeout_s: float = 30.0) -> None:
+        """Stop taking requests and wait (up to ``timeout_s``) for queued ones to finish."""
+        self._closing = True
+        if not self.in_flight:
+            return
+        self._idle = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+
+    async def stop(self) -> None:
+        """Cancel the workers; requests still queued get ServerBusyError (503)."""
+        self._closing = True
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._workers = []
+        while self._queue:
+            item = self._queue.popleft()
+            if not item.future.done():
+                item.future.set_exception(
+                    ServerBusyError(model=self.model, queue_size=0, status_code=503)
+                )

@@ -1,0 +1,94 @@
+"""The protocol-free data plane: decoded requests in, responses out, metrics on the way.
+
+The HTTP layer only decodes and encodes; everything about models, batching, deadlines
+and outcomes happens here, so other front ends (gRPC, the router's local tier) reuse it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tierwise.errors import (
+    AdmissionError,
+    DeadlineExceededError,
+    InferenceInputError,
+    ModelError,
+    ProtocolError,
+)
+from tierwise.protocol import InferRequest, InferResponse
+from tierwise.server.manager import ModelManager
+from tierwise.server.metrics import ServerMetrics
+
+__all__ = ["DataPlane", "MAX_TIMEOUT_US"]
+
+#: Largest ``timeout`` request parameter accepted (one hour, in microseconds).
+MAX_TIMEOUT_US = 3_600_000_000
+
+
+def _timeout_us(model: str, parameters: dict[str, Any]) -> int:
+    value = parameters.get("timeout", 0)
+    if type(value) is not int or not 0 <= value <= MAX_TIMEOUT_US:
+        raise InferenceInputError(
+            f"request parameter 'timeout' must be an integer number of microseconds between "
+            f"0 and {MAX_TIMEOUT_US}, got {value!r}",
+            model=model,
+        )
+    return value
+
+
+class DataPlane:
+    """Runs inference requests against the manager's serving versions."""
+
+    def __init__(self, manager: ModelManager, metrics: ServerMetrics) -> None:
+        self.manager = manager
+        self.metrics = metrics
+        self.in_flight = 0
+
+    def admit(self, model: str, version: str | None) -> None:
+        """Refuse early, before the body is read, when the model's queue is already full."""
+        served = self.manager.resolve(model, version)
+        served.batcher.check_capacity()
+
+    async def infer(
+        self,
+        model: str,
+        version: str | None,
+        request: InferRequest,
+        *,
+        received_s: float | None = None,
+    ) -> InferResponse:
+        """Check, queue and run one request; every outcome is counted."""
+        started = received_s if received_s is not None else time.monotonic()
+        served = self.manager.resolve(model, version)
+        metrics = served.metrics
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+        outcome = "error"
+        try:
+            signature = served.backend.signature
+            signature.check_inputs(model, request.inputs)
+            outputs = signature.output_names(request.requested_output_names(), model)
+            timeout_us = _timeout_us(model, request.parameters)
+            result = await served.batcher.submit(request.inputs, outputs, timeout_us=timeout_us)
+            outcome = "success"
+        except (InferenceInputError, ProtocolError):
+            outcome = "client_error"
+            raise
+        except DeadlineExceededError:
+            outcome = "deadline"
+            raise
+        except AdmissionError:
+            outcome = "rejected"
+            raise
+        except ModelError:
+            outcome = "client_error"
+            raise
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.dec()
+            metrics.requests[outcome].inc()
+            metrics.request_s.observe(time.monotonic() - started)
+        return InferResponse(
+            model_name=model, model_version=served.version, id=request.id, outputs=result
+        )

@@ -1,0 +1,285 @@
+"""The thin HTTP layer: a raw ASGI app that routes V2 REST calls onto the data plane.
+
+Raw ASGI rather than a framework: on the hot path (``POST .../infer``) the only work done
+here is reading the bounded body, decoding, and encoding. Every error becomes
+``{"error": "..."}`` with the status its class carries, in one place (:func:`error_body`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tierwise import __version__
+from tierwise.errors import (
+    ModelNotFoundError,
+    PayloadTooLargeError,
+    ProtocolError,
+    ServerBusyError,
+    TierwiseError,
+)
+from tierwise.protocol import (
+    HEADER_LENGTH_HEADER,
+    ModelMetadata,
+    ServerMetadata,
+    TensorMetadata,
+    binary_outputs_requested,
+    decode_request,
+    encode_response,
+    parse_header_length,
+)
+from tierwise.server.dataplane import DataPlane
+from tierwise.server.manager import ModelManager
+from tierwise.server.metrics import ServerMetrics
+from tierwise.server.settings import ServerSettings
+
+__all__ = ["EXTENSIONS", "HttpFrontend", "error_body"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+access_log = logging.getLogger("tierwise.access")
+error_log = logging.getLogger("tierwise.server")
+
+#: V2 extensions this server implements, as listed by ``GET /v2``.
+EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
+
+_JSON = [(b"content-type", b"application/json")]
+_HEADER_KEY = HEADER_LENGTH_HEADER.lower().encode()
+
+
+class _HttpError(TierwiseError):
+    """Routing errors (no such path, wrong method), answered with their status."""
+
+    def __init__(self, status_code: int, message: str, allow: str | None = None) -> None:
+        self.status_code = status_code
+        self.allow = allow
+        super().__init__(message)
+
+
+def error_body(exc: BaseException) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """Status, JSON body and extra headers for any exception: tierwise errors carry their
+    status; anything else is a 500 whose message names only the exception type."""
+    headers: list[tuple[bytes, bytes]] = []
+    if isinstance(exc, TierwiseError):
+        status = exc.status_code
+        message = str(exc)
+        if isinstance(exc, ServerBusyError):
+            headers.append((b"retry-after", str(exc.retry_after_s).encode()))
+        if isinstance(exc, _HttpError) and exc.allow:
+            headers.append((b"allow", exc.allow.encode()))
+    else:
+        status = 500
+        message = f"internal error ({type(exc).__name__}); see the server log"
+    return status, orjson.dumps({"error": message}), headers
+
+
+class HttpFrontend:
+    """Routes and serves one request; built by ``create_app``."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        manager: ModelManager,
+        dataplane: DataPlane,
+        metrics: ServerMetrics,
+    ) -> None:
+        self.settings = settings
+        self.manager = manager
+        self.dataplane = dataplane
+        self.metrics = metrics
+        self.limits = settings.codec_limits()
+        self.accepting = True
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.monotonic()
+        method: str = scope["method"]
+        path: str = scope["path"]
+        status = 500
+        size = 0
+        try:
+            status, body, headers = await self._route(method, path, scope, receive, started)
+        except Exception as exc:
+            status, body, headers = error_body(exc)
+            if status >= 500 and not isinstance(exc, TierwiseError | ServerBusyError):
+                error_log.exception("unhandled error on %s %s", method, path)
+            elif status >= 500:
+                error_log.error("%s %s: %s", method, path, exc)
+            headers = headers + _JSON
+        size = len(body)
+        headers.append((b"content-length", str(size).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        if self.settings.access_log:
+            client = scope.get("client") or ("-", 0)
+            access_log.info(
+                '%s "%s %s" %d %d %.3fms',
+                client[0], method, path, status, size, (time.monotonic() - started) * 1000.0,
+            )  # fmt: skip
+
+    async def _route(
+        self, method: str, path: str, scope: Scope, receive: Receive, started: float
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        parts = path.strip("/").split("/")
+        if parts[0] == "v2":
+            if len(parts) >= 3 and parts[1] == "models":
+                return await self._model_route(method, parts[2:], scope, receive, started)
+            if len(parts) == 3 and parts[1] == "health" and parts[2] in ("live", "ready"):
+                _allow(method, "GET")
+                return self._health(parts[2])
+            if len(parts) == 1:
+                _allow(method, "GET")
+                meta = ServerMetadata(self.settings.server_name, __version__, list(EXTENSIONS))
+                return 200, orjson.dumps(meta.to_dict()), list(_JSON)
+            if len(parts) >= 3 and parts[1] == "repository":
+                return await self._repository(method, parts[2:], receive)
+        elif path == "/metrics":
+            _allow(method, "GET")
+            return (
+                200,
+                generate_latest(self.metrics.registry),
+                [(b"content-type", CONTENT_TYPE_LATEST.encode())],
+            )
+        raise _HttpError(404, f"no route for {method} {path}; see GET /v2 for what is served")
+
+    def _health(self, which: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        if which == "live":
+            ok = True
+            body = {"live": True}
+        else:
+            ok = self.accepting and self.manager.all_ready
+            body = {"ready": ok}
+        return (200 if ok else 503), orjson.dumps(body), list(_JSON)
+
+    async def _model_route(
+        self, method: str, rest: list[str], scope: Scope, receive: Receive, started: float
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        name, version, action = rest[0], None, ""
+        tail = rest[1:]
+        if len(tail) >= 2 and tail[0] == "versions":
+            version, tail = tail[1], tail[2:]
+        if len(tail) > 1:
+            raise _HttpError(404, f"no route for {method} {scope['path']}")
+        action = tail[0] if tail else ""
+        if action == "infer":
+            _allow(method, "POST")
+            return await self._infer(name, version, scope, receive, started)
+        if action == "ready":
+            _allow(method, "GET")
+            if not self.manager.knows(name):
+                raise ModelNotFoundError(model=name, version=version)
+            ok = self.manager.is_ready(name, version)
+            body = {"name": name, "ready": ok}
+            if version is not None:
+                body["version"] = version
+            return (200 if ok else 503), orjson.dumps(body), list(_JSON)
+        if action == "":
+            _allow(method, "GET")
+            return 200, orjson.dumps(self._metadata(name, version)), list(_JSON)
+        raise _HttpError(404, f"no route for {method} {scope['path']}")
+
+    def _metadata(self, name: str, version: str | None) -> dict[str, Any]:
+        served = self.manager.resolve(name, version)
+        sig = served.backend.signature
+        meta = ModelMetadata(
+            name=name,
+            platform="onnxruntime_onnx",
+            versions=[version] if version is not None else self.manager.versions_of(name),
+            inputs=[TensorMetadata(t.name, t.datatype, list(t.shape)) for t in sig.inputs],
+            outputs=[TensorMetadata(t.name, t.datatype, list(t.shape)) for t in sig.outputs],
+        )
+        return meta.to_dict()
+
+    async def _infer(
+        self, name: str, version: str | None, scope: Scope, receive: Receive, started: float
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        if not self.accepting:
+            raise ServerBusyError(model=name, queue_size=0, retry_after_s=1, status_code=503)
+        header_length: int | None = None
+        declared: int | None = None
+        for key, value in scope["headers"]:
+            if key == _HEADER_KEY:
+                header_length = parse_header_length(value)
+            elif key == b"content-length":
+                declared = int(value) if value.isdigit() else None
+            elif key == b"content-encoding" and value not in (b"identity", b""):
+                raise _HttpError(415, f"content-encoding {value.decode()!r} is not supported")
+        self.dataplane.admit(name, version)  # shed load before reading and decoding
+        body = await self._read_body(receive, declared)
+        request = decode_request(body, header_length=header_length, limits=self.limits)
+        response = await self.dataplane.infer(name, version, request, received_s=started)
+        out, response_header_length = encode_response(
+            response, binary_outputs=binary_outputs_requested(request)
+        )
+        if response_header_length is None:
+            return 200, out, list(_JSON)
+        return (
+            200,
+            out,
+            [
+                (b"content-type", b"application/octet-stream"),
+                (_HEADER_KEY, str(response_header_length).encode()),
+            ],
+        )
+
+    async def _read_body(self, receive: Receive, declared: int | None) -> bytes:
+        limit = self.settings.max_body_bytes
+        if declared is not None and declared > limit:
+            raise PayloadTooLargeError(declared, limit)
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > limit:
+                raise PayloadTooLargeError(len(body), limit)
+            return body
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body", False):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ProtocolError("client disconnected before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(size, limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _repository(
+        self, method: str, rest: list[str], receive: Receive
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        _allow(method, "POST")
+        body = await self._read_body(receive, None)
+        options: dict[str, Any] = {}
+        if body.strip():
+            try:
+                options = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise ProtocolError(f"repository request body is not valid JSON: {exc}") from exc
+            if not isinstance(options, dict):
+                raise ProtocolError("repository request body must be a JSON object")
+        if rest == ["index"]:
+            rows = self.manager.index()
+            if options.get("ready") is True:
+                rows = [r for r in rows if r["state"] == "READY"]
+            return 200, orjson.dumps(rows), list(_JSON)
+        if len(rest) == 3 and rest[0] == "models" and rest[2] in ("load", "unload"):
+            if rest[2] == "load":
+                await self.manager.load(rest[1])
+            else:
+                await self.manager.unload(rest[1])
+            return 200, b"{}", list(_JSON)
+        raise _HttpError(404, f"no repository route {'/'.join(rest)!r}; expected index, "
+                              "models/{name}/load or models/{name}/unload")  # fmt: skip
+
+
+def _allow(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise _HttpError(405, f"method {method} not allowed here; use {allowed}", allow=allowed)

@@ -1,0 +1,97 @@
+"""The model repository on disk: ``DIR/<model>/<version>/model.onnx`` plus an optional
+``DIR/<model>/config.yaml``. Pure reading; loading is the manager's job."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from tierwise.errors import ModelLoadError, ModelNotFoundError
+from tierwise.server.settings import ModelConfig
+
+__all__ = ["ModelEntry", "read_model", "scan_repository"]
+
+MODEL_FILE = "model.onnx"
+CONFIG_FILE = "config.yaml"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """One model folder: its versions (number -> file) and config, and a fingerprint that
+    changes when any of them changes (for the directory poll)."""
+
+    name: str
+    versions: dict[int, Path]
+    config: ModelConfig
+    fingerprint: tuple[object, ...]
+
+    def selected_versions(self) -> list[int]:
+        """Versions the version policy serves, highest first."""
+        ordered = sorted(self.versions, reverse=True)
+        policy = self.config.version_policy
+        if policy == "latest":
+            return ordered[:1]
+        if policy == "all":
+            return ordered
+        return [v for v in ordered if v in set(policy)]
+
+
+def _stat(path: Path) -> tuple[object, ...]:
+    st = path.stat()
+    return (str(path), st.st_size, st.st_mtime_ns)
+
+
+def _read_config(name: str, folder: Path, default: ModelConfig) -> ModelConfig:
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        return default
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ModelLoadError(f"{path}: expected a mapping of settings", model=name)
+        merged = default.model_dump() | data
+        return ModelConfig.model_validate(merged)
+    except yaml.YAMLError as exc:
+        raise ModelLoadError(f"{path}: invalid YAML: {exc}", model=name) from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ModelLoadError(f"{path}: {where}: {first['msg']}", model=name) from exc
+
+
+def read_model(repo: Path, name: str, default: ModelConfig) -> ModelEntry:
+    """Read one model folder; ModelNotFoundError when it is not there, ModelLoadError when
+    its config is invalid or it has no version with a model file."""
+    if not _NAME.match(name):
+        raise ModelNotFoundError(model=name)
+    folder = repo / name
+    if not folder.is_dir():
+        raise ModelNotFoundError(model=name)
+    config = _read_config(name, folder, default)
+    versions: dict[int, Path] = {}
+    prints: list[object] = []
+    for child in folder.iterdir():
+        if child.is_dir() and child.name.isdigit() and (child / MODEL_FILE).is_file():
+            versions[int(child.name)] = child / MODEL_FILE
+            prints.append(_stat(child / MODEL_FILE))
+    if (folder / CONFIG_FILE).is_file():
+        prints.append(_stat(folder / CONFIG_FILE))
+    if not versions:
+        raise ModelLoadError(
+            f"no version folder with a {MODEL_FILE} under {folder} "
+            f"(expected {name}/1/{MODEL_FILE})",
+            model=name,
+        )
+    return ModelEntry(name, versions, config, tuple(sorted(map(str, prints))))
+
+
+def scan_repository(repo: Path) -> list[str]:
+    """Names of the model folders in the repository, sorted."""
+    if not repo.is_dir():
+        raise ModelLoadError(f"model repository {repo} is not a directory", model="*")
+    return sorted(p.name for p in repo.iterdir() if p.is_dir() and _NAME.match(p.name))

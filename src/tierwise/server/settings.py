@@ -1,0 +1,96 @@
+"""Server and per-model settings: pydantic models handed to ``create_app``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tierwise.errors import ConfigError
+from tierwise.protocol import CodecLimits
+from tierwise.runtime import OnnxSettings
+from tierwise.server.batching import BatcherSettings
+
+__all__ = ["ModelConfig", "ServerSettings", "load_yaml_settings"]
+
+
+class ModelConfig(BaseModel):
+    """``DIR/<model>/config.yaml``: batching, limits and how the model runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_batch_size: int = Field(default=64, ge=1, le=4096)
+    max_queue_delay_ms: float = Field(default=0.0, ge=0, le=10_000)
+    preferred_batch_sizes: list[int] = Field(default_factory=list)
+    max_queue_size: int = Field(default=512, ge=1, le=1_000_000)
+    instances: int = Field(default=1, ge=1, le=64)
+    version_policy: Literal["latest", "all"] | list[int] = "latest"
+    onnx: OnnxSettings = Field(default_factory=OnnxSettings)
+
+    @field_validator("preferred_batch_sizes")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(s < 1 for s in value):
+            raise ValueError("every preferred batch size must be >= 1")
+        return sorted(set(value))
+
+    def batcher_settings(self) -> BatcherSettings:
+        return BatcherSettings(
+            max_batch_size=self.max_batch_size,
+            max_queue_delay_ms=self.max_queue_delay_ms,
+            preferred_batch_sizes=tuple(self.preferred_batch_sizes),
+            max_queue_size=self.max_queue_size,
+            instances=self.instances,
+        )
+
+
+class ServerSettings(BaseModel):
+    """Everything ``tierwise serve`` is told; nothing deeper reads the environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_repo: Path
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    server_name: str = "tierwise"
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_tensor_elements: int = Field(default=16 * 1024 * 1024, ge=1)
+    repository_poll_s: float = Field(default=0.0, ge=0, description="0 disables polling")
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+    retry_after_s: int = Field(default=1, ge=1, le=3600)
+    access_log: bool = True
+    log_json: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    default_model: ModelConfig = Field(default_factory=ModelConfig)
+
+    def codec_limits(self) -> CodecLimits:
+        return CodecLimits(
+            max_body_bytes=self.max_body_bytes, max_tensor_elements=self.max_tensor_elements
+        )
+
+
+def load_yaml_settings(path: Path | None, **overrides: Any) -> ServerSettings:
+    """Read ``server.yaml`` (when given); ``overrides`` that are not None win.
+    ConfigError names the file and field that were wrong."""
+    data: dict[str, Any] = {}
+    source = "settings"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(source, "a readable YAML file", str(exc)) from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                source, "a mapping of settings at the top level", type(loaded).__name__
+            )
+        data = loaded
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ServerSettings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{source}: {where}", first["msg"], first.get("input")) from exc
