@@ -1,0 +1,58 @@
+"""The Typer application and the entry point that maps errors to exit codes."""
+
+from __future__ import annotations
+
+import typer
+
+from tierwise import __version__
+from tierwise.cli.common import EXIT_FAILURE, EXIT_USAGE, err_console
+from tierwise.cli.demo import demo
+from tierwise.cli.serve import serve
+from tierwise.cli.validate import validate
+from tierwise.cli.zoo import zoo_app
+from tierwise.errors import ConfigError, SpecError, TierwiseError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="tierwise",
+    help="Decide, serve and route every ML inference across device, edge and cloud tiers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(validate)
+app.command()(demo)
+app.command()(serve)
+app.add_typer(zoo_app, name="zoo")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"tierwise {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Decide, serve and route every ML inference across device, edge and cloud tiers."""
+
+
+def main() -> None:
+    """Console entry point: a tierwise error is one line on stderr and an exit code, never a
+    traceback."""
+    try:
+        app(standalone_mode=True)
+    except (SpecError, ConfigError) as exc:
+        err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise SystemExit(EXIT_USAGE) from None
+    except TierwiseError as exc:
+        err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise SystemExit(EXIT_FAILURE) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        raise SystemExit(130) from None

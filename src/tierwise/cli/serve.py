@@ -1,0 +1,57 @@
+"""``tierwise serve``: run a tier server over a model repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tierwise.server import ServerSettings, load_yaml_settings
+from tierwise.server import serve as run_server
+from tierwise.server.logs import configure_logging
+
+__all__ = ["serve"]
+
+
+def serve(
+    model_repo: Annotated[
+        Path, typer.Option("--model-repo", help="DIR/<model>/<version>/model.onnx")
+    ],
+    host: Annotated[str | None, typer.Option(help="Address to bind [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind [default: 8000]")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="server.yaml with more settings")
+    ] = None,
+    poll_s: Annotated[
+        float | None, typer.Option("--poll-s", help="Re-scan the repository every N seconds")
+    ] = None,
+    access_log: Annotated[
+        bool | None, typer.Option("--access-log/--no-access-log", help="Log every request")
+    ] = None,
+    log_json: Annotated[
+        bool | None, typer.Option("--log-json/--no-log-json", help="Logs as JSON lines")
+    ] = None,
+) -> None:
+    """Serve every model of a repository over the Open Inference Protocol (V2 REST)."""
+
+    overrides = {
+        "model_repo": model_repo,
+        "host": host,
+        "port": port,
+        "repository_poll_s": poll_s,
+        "access_log": access_log,
+        "log_json": log_json,
+    }
+    if config is not None:
+        settings = load_yaml_settings(config, **overrides)
+    else:
+        settings = ServerSettings.model_validate(
+            {k: v for k, v in overrides.items() if v is not None}
+        )
+    if not settings.model_repo.is_dir():
+        raise typer.BadParameter(
+            f"{settings.model_repo} is not a directory", param_hint="--model-repo"
+        )
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    run_server(settings)

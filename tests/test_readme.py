@@ -1,0 +1,121 @@
+"""The README's examples are run: every `tierwise` command line of its shell blocks, the
+`curl` calls against the server it starts, and its config.yaml example."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import yaml
+
+from tierwise.server import ModelConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, flags=re.S)
+
+
+def _lines(kind: str) -> list[str]:
+    return [
+        line.split("#", 1)[0].strip()
+        for lang, body in BLOCKS
+        if lang == kind
+        for line in body.splitlines()
+        if line.split("#", 1)[0].strip()
+    ]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    first = _lines("sh")[:2]
+    assert first == ["make demo", "make test"]
+
+
+def test_config_example_is_a_valid_model_config() -> None:
+    (config,) = [body for lang, body in BLOCKS if lang == "yaml"]
+    parsed = ModelConfig.model_validate(yaml.safe_load(config))
+    assert parsed.max_batch_size == 64
+    assert parsed.onnx.providers == ["cpu"]
+
+
+def test_shell_examples_run(tmp_path: Path) -> None:
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    (tmp_path / "request.json").write_text(
+        '{"inputs": [{"name": "image", "shape": [1, 8, 8], "datatype": "FP32", "data": '
+        + str([0.0] * 64)
+        + "}]}"
+    )
+    server: subprocess.Popen[bytes] | None = None
+    base = ""
+    ran = 0
+    try:
+        for line in _lines("sh"):
+            if line.startswith("make "):
+                continue  # the Makefile targets are what CI itself runs
+            if line.startswith("tierwise serve"):
+                port = _free_port()
+                args = shlex.split(re.sub(r"--port \d+", f"--port {port}", line))
+                server = subprocess.Popen(args, cwd=tmp_path, env=_env())
+                base = f"http://127.0.0.1:{port}"
+                _wait_ready(base, server)
+            elif line.startswith("curl"):
+                _run_curl(line, base, tmp_path)
+            else:
+                result = subprocess.run(
+                    line, shell=True, cwd=tmp_path, env=_env(), capture_output=True,
+                    text=True, timeout=300, check=False,
+                )  # fmt: skip
+                assert result.returncode == 0, f"{line}\n{result.stderr}"
+            ran += 1
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+    assert ran >= 7
+
+
+def _wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "tierwise serve exited"
+        try:
+            if httpx.get(base + "/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("server never became ready")
+
+
+def _run_curl(line: str, base: str, cwd: Path) -> None:
+    args = shlex.split(line)
+    url = next(a for a in args if a.startswith("localhost:"))
+    url = base + url[url.index("/") :]
+    if "-d" in args:
+        body = (cwd / args[args.index("-d") + 1].lstrip("@")).read_bytes()
+        response = httpx.post(url, content=body)
+        assert response.status_code == 200, response.text
+        probabilities = response.json()["outputs"][0]["data"]
+        assert np.isclose(sum(probabilities), 1.0, atol=1e-4)
+    else:
+        assert httpx.get(url).status_code == 200
