@@ -196,15 +196,19 @@ class ServerBusyError(AdmissionError):
     """The model's queue is full. ``retry_after_s`` goes into the Retry-After header."""
 
     def __init__(
-        self, *, model: str, queue_size: int, retry_after_s: int = 1, status_code: int = 503
+        self,
+        *,
+        model: str,
+        queue_size: int,
+        retry_after_s: int = 1,
+        status_code: int = 503,
+        reason: str | None = None,
     ) -> None:
         self.queue_size = queue_size
         self.retry_after_s = retry_after_s
         self.status_code = status_code
-        super().__init__(
-            f"queue full ({queue_size} requests waiting); retry after {retry_after_s} s",
-            model=model,
-        )
+        why = reason or f"queue full ({queue_size} requests waiting)"
+        super().__init__(f"{why}; retry after {retry_after_s} s", model=model)
 
 
 class DeadlineExceededError(AdmissionError):

@@ -135,15 +135,16 @@ def test_settings_are_validated() -> None:
 
 
 async def test_predict_runs_off_the_event_loop(tmp_path: Path) -> None:
-    backend = OnnxBackend("scale", scale_model(tmp_path / "m.onnx", 3.0))
+    settings = OnnxSettings(executor="thread")
+    backend = OnnxBackend("scale", scale_model(tmp_path / "m.onnx", 3.0), settings)
     await backend.load()
     loop_thread = threading.get_ident()
     seen: list[int] = []
     original = backend._call
 
-    def spy(inputs, outputs):  # type: ignore[no-untyped-def]
+    def spy(*args):  # type: ignore[no-untyped-def]
         seen.append(threading.get_ident())
-        return original(inputs, outputs)
+        return original(*args)
 
     backend._call = spy  # type: ignore[method-assign]
     results = await asyncio.gather(
@@ -158,3 +159,26 @@ async def test_predict_runs_off_the_event_loop(tmp_path: Path) -> None:
 def test_errors_share_one_root(tmp_path: Path) -> None:
     assert issubclass(ProviderUnavailableError, TierwiseError)
     assert issubclass(ModelLoadError, TierwiseError)
+
+
+async def test_auto_executor_inlines_fast_models_only(tmp_path: Path) -> None:
+    from tierwise.bench import dense_stack_model
+
+    fast = OnnxBackend("scale", scale_model(tmp_path / "fast.onnx", 3.0))
+    heavy = OnnxBackend(
+        "heavy", dense_stack_model(tmp_path / "heavy.onnx", width=1024, depth=8), OnnxSettings()
+    )
+    for backend, width in ((fast, 4), (heavy, 1024)):
+        await backend.load()  # warm-up runs measure the cost per row
+        threads: list[int] = []
+        original = backend._call
+
+        def spy(*args, original=original, threads=threads):  # type: ignore[no-untyped-def]
+            threads.append(threading.get_ident())
+            return original(*args)
+
+        backend._call = spy  # type: ignore[method-assign]
+        await backend.infer({"x": np.ones((1, width), np.float32)})
+        inline = threads == [threading.get_ident()]
+        assert inline is (backend is fast), backend.name
+        await backend.unload()

@@ -19,19 +19,32 @@ __all__ = ["dense_stack_model"]
 
 
 def dense_stack_model(
-    path: Path, *, width: int = 1024, depth: int = 8, seed: int = 0, opset: int = 17
+    path: Path,
+    *,
+    width: int = 1024,
+    depth: int = 8,
+    in_width: int | None = None,
+    out_width: int | None = None,
+    seed: int = 0,
+    opset: int = 17,
 ) -> Path:
-    """Write an FP32 model ``x [batch, width] -> y [batch, width]`` of ``depth`` layers."""
-    if not 1 <= width <= 16384:
-        raise ConfigError("width", "between 1 and 16384", width)
+    """Write an FP32 model ``x [batch, in_width] -> y [batch, out_width]`` of ``depth``
+    dense layers, the inner ones ``width`` wide (in and out default to ``width``)."""
+    in_width = width if in_width is None else in_width
+    out_width = width if out_width is None else out_width
+    for name, value in (("width", width), ("in_width", in_width), ("out_width", out_width)):
+        if not 1 <= value <= 16384:
+            raise ConfigError(name, "between 1 and 16384", value)
     if not 1 <= depth <= 256:
         raise ConfigError("depth", "between 1 and 256", depth)
     rng = np.random.default_rng(seed)
     nodes, inits = [], []
     current = "x"
     for i in range(depth):
-        w = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
-        b = np.zeros(width, np.float32)
+        rows = in_width if i == 0 else width
+        cols = out_width if i == depth - 1 else width
+        w = (rng.standard_normal((rows, cols)) / np.sqrt(rows)).astype(np.float32)
+        b = np.zeros(cols, np.float32)
         inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
         out = "y" if i == depth - 1 else f"h{i}"
         nodes += [
@@ -43,8 +56,8 @@ def dense_stack_model(
     graph = helper.make_graph(
         nodes,
         "dense_stack",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", in_width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", out_width])],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])

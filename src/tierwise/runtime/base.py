@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ class TensorSpec:
         return all(want < 0 or want == got for want, got in zip(self.shape, shape, strict=True))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Signature:
     """A model's inputs and outputs, in the order the model declares them."""
 
@@ -63,8 +64,30 @@ class Signature:
         tensors = self.inputs + self.outputs
         return bool(tensors) and all(t.shape and t.shape[0] == -1 for t in tensors)
 
+    @cached_property
+    def _expected(self) -> tuple[tuple[str, np.dtype[np.generic], tuple[int, ...]], ...]:
+        return tuple((t.name, dtype_of(t.datatype), t.shape) for t in self.inputs)
+
+    @cached_property
+    def _all_outputs(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.outputs)
+
     def check_inputs(self, model: str, inputs: Mapping[str, np.ndarray]) -> None:
         """Raise InferenceInputError naming the tensor when ``inputs`` do not fit."""
+        if len(inputs) == len(self._expected):
+            for name, dtype, shape in self._expected:
+                array = inputs.get(name)
+                if array is None or array.dtype != dtype or len(array.shape) != len(shape):
+                    break
+                if any(
+                    want >= 0 and want != got for want, got in zip(shape, array.shape, strict=True)
+                ):
+                    break
+            else:
+                return
+        self._explain_mismatch(model, inputs)
+
+    def _explain_mismatch(self, model: str, inputs: Mapping[str, np.ndarray]) -> None:
         known = {t.name for t in self.inputs}
         for name in inputs:
             if name not in known:
@@ -89,9 +112,9 @@ class Signature:
                     tensor=spec.name,
                 )
 
-    def output_names(self, requested: Sequence[str] | None, model: str) -> list[str]:
+    def output_names(self, requested: Sequence[str] | None, model: str) -> Sequence[str]:
         """The outputs to compute: all of them, or the requested subset checked by name."""
-        names = [t.name for t in self.outputs]
+        names = self._all_outputs
         if requested is None:
             return names
         for name in requested:

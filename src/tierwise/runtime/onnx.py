@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -59,6 +60,12 @@ class OnnxSettings(BaseModel):
     inter_op_threads: int = Field(default=1, ge=0)
     executor_threads: int = Field(default=1, ge=1, le=64, description="concurrent sess.run calls")
     warmup_runs: int = Field(default=2, ge=0, le=100)
+    executor: Literal["auto", "thread", "inline"] = Field(
+        default="auto",
+        description="where sess.run happens: a worker thread, the event loop's own thread, "
+        "or inline only while the expected call time is under inline_below_ms",
+    )
+    inline_below_ms: float = Field(default=1.0, ge=0, le=100)
     graph_optimization: str = Field(default="all")
 
     @field_validator("graph_optimization")
@@ -150,6 +157,11 @@ def _from_onnx(value: Any) -> np.ndarray:
     return array
 
 
+def _rows(inputs: Mapping[str, np.ndarray]) -> int:
+    first = next(iter(inputs.values()), None)
+    return max(int(first.shape[0]) if first is not None and first.ndim else 1, 1)
+
+
 class OnnxBackend(Backend):
     """An ONNX model on onnxruntime; ``sess.run`` happens in a small thread pool so the
     event loop keeps serving while the model computes."""
@@ -163,6 +175,8 @@ class OnnxBackend(Backend):
         self._session: ort.InferenceSession | None = None
         self._signature: Signature | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._string_inputs: list[str] = []
+        self._ms_per_row: float | None = None
 
     @property
     def signature(self) -> Signature:
@@ -185,7 +199,10 @@ class OnnxBackend(Backend):
                 executor, _open_session, self.path, self.settings, self.name
             )
             self._session, self._signature, self._executor = session, signature, executor
-            for _ in range(self.settings.warmup_runs):
+            self._string_inputs = [t.name for t in signature.inputs if t.datatype == "BYTES"]
+            for run in range(self.settings.warmup_runs):
+                if run == 1:
+                    self._ms_per_row = None  # the first, cold run says little about cost
                 await self._run(signature.example_inputs(), [t.name for t in signature.outputs])
         except BaseException:
             executor.shutdown(wait=False)
@@ -209,21 +226,47 @@ class OnnxBackend(Backend):
     async def _run(
         self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]
     ) -> dict[str, np.ndarray]:
+        if self._runs_inline(inputs):
+            return self._call(inputs, outputs, time.perf_counter)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, inputs, outputs)
+        # On a worker thread, wall time includes waiting for the GIL after the run, so the
+        # cost is measured as this thread's CPU time instead.
+        return await loop.run_in_executor(
+            self._executor, self._call, inputs, outputs, time.thread_time
+        )
+
+    def _runs_inline(self, inputs: Mapping[str, np.ndarray]) -> bool:
+        # Handing a call to a worker thread and back costs tens of microseconds, more
+        # under GIL contention; a model that answers faster than that runs on the event
+        # loop's thread. The estimate is per row, so large batches still go to a thread.
+        mode = self.settings.executor
+        if mode != "auto":
+            return mode == "inline"
+        if self._ms_per_row is None:
+            return False
+        return self._ms_per_row * _rows(inputs) < self.settings.inline_below_ms
 
     def _call(
-        self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]
+        self,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Sequence[str],
+        clock: Callable[[], float] = time.perf_counter,
     ) -> dict[str, np.ndarray]:
         session = self._session
         if session is None:
             raise ModelNotReadyError(model=self.name, reason="not loaded")
-        types = {t.name: t.datatype for t in self.signature.inputs}
-        feeds = {name: _to_onnx(array, types[name]) for name, array in inputs.items()}
+        feeds = dict(inputs)
+        for name in self._string_inputs:
+            if name in feeds:
+                feeds[name] = _to_onnx(feeds[name], "BYTES")
+        started = clock()
         try:
             values = session.run(list(outputs), feeds)
         except Exception as exc:  # onnxruntime's own error types are not importable stably
             raise BackendError(f"model {self.name!r} failed: {exc}", backend=self.runtime) from exc
+        per_row = (clock() - started) * 1000.0 / _rows(inputs)
+        previous = self._ms_per_row
+        self._ms_per_row = per_row if previous is None else 0.8 * previous + 0.2 * per_row
         return {name: _from_onnx(v) for name, v in zip(outputs, values, strict=True)}
 
     async def unload(self) -> None:

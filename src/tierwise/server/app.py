@@ -85,6 +85,8 @@ def serve(settings: ServerSettings, **uvicorn_options: Any) -> None:
         lifespan="on",
         access_log=False,
         log_config=None,
+        proxy_headers=False,
+        server_header=False,
         timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
         **uvicorn_options,
     )

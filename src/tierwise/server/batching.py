@@ -26,7 +26,10 @@ RunBatch = Callable[[Tensors, Sequence[str]], Awaitable[Tensors]]
 
 def batch_key(inputs: Mapping[str, np.ndarray]) -> tuple[object, ...]:
     """Requests with equal keys can be concatenated: same names, dtypes and trailing dims."""
-    return tuple((name, a.dtype.str, a.shape[1:]) for name, a in sorted(inputs.items()))
+    if len(inputs) == 1:
+        ((name, a),) = inputs.items()
+        return (name, a.dtype.char, a.shape[1:])
+    return tuple((name, a.dtype.char, a.shape[1:]) for name, a in sorted(inputs.items()))
 
 
 def merge(requests: Sequence[Mapping[str, np.ndarray]]) -> tuple[Tensors, list[int]]:
@@ -50,12 +53,18 @@ def split(outputs: Mapping[str, np.ndarray], sizes: Sequence[int]) -> list[Tenso
             raise BatchError(f"output {name!r} has {got} for a batch of {total} rows")
     if len(sizes) == 1:
         return [dict(outputs)]
-    parts: list[Tensors] = [{} for _ in sizes]
-    bounds = np.cumsum(sizes)[:-1]
-    for name, array in outputs.items():
-        for part, piece in zip(parts, np.split(array, bounds, axis=0), strict=True):
-            part[name] = piece
+    parts: list[Tensors] = []
+    start = 0
+    for size in sizes:
+        end = start + size
+        parts.append({name: array[start:end] for name, array in outputs.items()})
+        start = end
     return parts
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +134,8 @@ class Batcher:
         self._observe = observe
         self._clock = clock
         self._queue: deque[BatchItem] = deque()
-        self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._workers: list[asyncio.Task[None]] = []
         self._running = 0
         self._closing = False
@@ -137,6 +147,11 @@ class Batcher:
         return len(self._queue)
 
     @property
+    def closing(self) -> bool:
+        """True once the batcher stopped taking requests (drain or stop)."""
+        return self._closing
+
+    @property
     def in_flight(self) -> int:
         """Requests queued or running."""
         return len(self._queue) + self._running
@@ -145,8 +160,7 @@ class Batcher:
         """Start the workers; must be called inside the running event loop."""
         if self._workers:
             return
-        self._wakeup = asyncio.Event()
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._workers = [
             loop.create_task(self._work(), name=f"batcher-{self.model}-{i}")
             for i in range(self.settings.instances)
@@ -155,8 +169,13 @@ class Batcher:
     def check_capacity(self) -> None:
         """Raise ServerBusyError (429 when full, 503 when stopping) if a request would be
         refused now."""
-        if self._wakeup is None or self._closing:
-            raise ServerBusyError(model=self.model, queue_size=len(self._queue), status_code=503)
+        if self._loop is None or self._closing:
+            raise ServerBusyError(
+                model=self.model,
+                queue_size=len(self._queue),
+                status_code=503,
+                reason="this version is not taking requests (starting, retired or draining)",
+            )
         if len(self._queue) >= self.settings.max_queue_size:
             raise ServerBusyError(model=self.model, queue_size=len(self._queue), status_code=429)
 
@@ -166,30 +185,46 @@ class Batcher:
         """Queue a request; the future resolves to its outputs. Raises ServerBusyError when
         the queue is full, so the caller answers at once instead of waiting."""
         self.check_capacity()
-        wakeup = self._wakeup
-        assert wakeup is not None  # check_capacity refuses before start(); not input
+        loop = self._loop
+        assert loop is not None  # check_capacity refuses before start(); not input
         now = self._clock()
         rows = int(next(iter(inputs.values())).shape[0]) if inputs and self.batchable else 1
         item = BatchItem(
             inputs=inputs,
             outputs=tuple(outputs),
             rows=rows,
-            future=asyncio.get_running_loop().create_future(),
+            future=loop.create_future(),
             enqueued_s=now,
             deadline_s=now + timeout_us / 1e6 if timeout_us > 0 else None,
             timeout_us=timeout_us,
             key=(batch_key(inputs), tuple(outputs)) if self.batchable else (),
         )
         self._queue.append(item)
-        wakeup.set()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
         return item.future
 
+    async def _wait_for_work(self, timeout_s: float | None = None) -> None:
+        """Sleep until a request is queued (or ``timeout_s`` passes)."""
+        loop = self._loop
+        assert loop is not None  # start() ran; internal invariant, not input
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        handle = None
+        if timeout_s is not None:
+            handle = loop.call_later(timeout_s, _release, waiter)
+        try:
+            await waiter
+        finally:
+            if handle is not None:
+                handle.cancel()
+
     async def _next_batch(self) -> list[BatchItem]:
-        wakeup = self._wakeup
-        assert wakeup is not None  # start() ran; internal invariant, not input
         while not self._queue:
-            wakeup.clear()
-            await wakeup.wait()
+            await self._wait_for_work()
         first = self._queue.popleft()
         batch = [first]
         if not self.batchable:
@@ -205,11 +240,7 @@ class Batcher:
                 remaining = flush_at - self._clock()
                 if remaining <= 0:
                     break
-                wakeup.clear()
-                try:
-                    await asyncio.wait_for(wakeup.wait(), remaining)
-                except TimeoutError:
-                    break
+                await self._wait_for_work(remaining)
                 continue
             item = self._queue[0]
             if item.key != first.key or rows + item.rows > limit:

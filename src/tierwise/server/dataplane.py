@@ -17,7 +17,7 @@ from tierwise.errors import (
     ProtocolError,
 )
 from tierwise.protocol import InferRequest, InferResponse
-from tierwise.server.manager import ModelManager
+from tierwise.server.manager import ModelManager, ServedVersion
 from tierwise.server.metrics import ServerMetrics
 
 __all__ = ["DataPlane", "MAX_TIMEOUT_US"]
@@ -44,26 +44,31 @@ class DataPlane:
         self.manager = manager
         self.metrics = metrics
         self.in_flight = 0
+        metrics.in_flight.set_function(lambda: self.in_flight)
 
-    def admit(self, model: str, version: str | None) -> None:
-        """Refuse early, before the body is read, when the model's queue is already full."""
+    def admit(self, model: str, version: str | None) -> ServedVersion:
+        """The version to run on, refused early (before the body is read) when its queue is
+        already full."""
         served = self.manager.resolve(model, version)
         served.batcher.check_capacity()
+        return served
 
     async def infer(
         self,
-        model: str,
-        version: str | None,
+        served: ServedVersion,
         request: InferRequest,
         *,
+        version: str | None = None,
         received_s: float | None = None,
     ) -> InferResponse:
-        """Check, queue and run one request; every outcome is counted."""
+        """Check, queue and run one request on ``served`` (``version`` is what the client
+        asked for); every outcome is counted."""
         started = received_s if received_s is not None else time.monotonic()
-        served = self.manager.resolve(model, version)
+        model = served.model
+        if served.batcher.closing:  # swapped out while the body was being read
+            served = self.manager.resolve(model, version)
         metrics = served.metrics
         self.in_flight += 1
-        self.metrics.in_flight.inc()
         outcome = "error"
         try:
             signature = served.backend.signature
@@ -86,7 +91,6 @@ class DataPlane:
             raise
         finally:
             self.in_flight -= 1
-            self.metrics.in_flight.dec()
             metrics.requests[outcome].inc()
             metrics.request_s.observe(time.monotonic() - started)
         return InferResponse(

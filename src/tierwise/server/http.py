@@ -34,6 +34,7 @@ from tierwise.protocol import (
     parse_header_length,
 )
 from tierwise.server.dataplane import DataPlane
+from tierwise.server.logs import AccessLog
 from tierwise.server.manager import ModelManager
 from tierwise.server.metrics import ServerMetrics
 from tierwise.server.settings import ServerSettings
@@ -45,7 +46,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-access_log = logging.getLogger("tierwise.access")
 error_log = logging.getLogger("tierwise.server")
 
 #: V2 extensions this server implements, as listed by ``GET /v2``.
@@ -97,6 +97,7 @@ class HttpFrontend:
         self.metrics = metrics
         self.limits = settings.codec_limits()
         self.accepting = True
+        self.access_log = AccessLog(json_lines=settings.log_json) if settings.access_log else None
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.monotonic()
@@ -117,12 +118,11 @@ class HttpFrontend:
         headers.append((b"content-length", str(size).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        if self.settings.access_log:
+        if self.access_log is not None:
             client = scope.get("client") or ("-", 0)
-            access_log.info(
-                '%s "%s %s" %d %d %.3fms',
-                client[0], method, path, status, size, (time.monotonic() - started) * 1000.0,
-            )  # fmt: skip
+            self.access_log.record(
+                client[0], method, path, status, size, (time.monotonic() - started) * 1000.0
+            )
 
     async def _route(
         self, method: str, path: str, scope: Scope, receive: Receive, started: float
@@ -211,10 +211,10 @@ class HttpFrontend:
                 declared = int(value) if value.isdigit() else None
             elif key == b"content-encoding" and value not in (b"identity", b""):
                 raise _HttpError(415, f"content-encoding {value.decode()!r} is not supported")
-        self.dataplane.admit(name, version)  # shed load before reading and decoding
+        served = self.dataplane.admit(name, version)  # shed load before reading the body
         body = await self._read_body(receive, declared)
         request = decode_request(body, header_length=header_length, limits=self.limits)
-        response = await self.dataplane.infer(name, version, request, received_s=started)
+        response = await self.dataplane.infer(served, request, version=version, received_s=started)
         out, response_header_length = encode_response(
             response, binary_outputs=binary_outputs_requested(request)
         )

@@ -60,7 +60,7 @@ class ServerSettings(BaseModel):
     repository_poll_s: float = Field(default=0.0, ge=0, description="0 disables polling")
     drain_timeout_s: float = Field(default=30.0, ge=0)
     retry_after_s: int = Field(default=1, ge=1, le=3600)
-    access_log: bool = True
+    access_log: bool = False
     log_json: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     default_model: ModelConfig = Field(default_factory=ModelConfig)

@@ -1,0 +1,132 @@
+"""Shared pieces of the benchmarks: free ports, server processes, wrk runs, RSS readings."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+__all__ = ["WrkResult", "free_port", "require_wrk", "rss_mib", "run_wrk", "server"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require_wrk() -> str:
+    path = shutil.which("wrk")
+    if path is None:
+        sys.stderr.write("this benchmark drives load with wrk: apt-get install wrk\n")
+        raise SystemExit(2)
+    return path
+
+
+@contextmanager
+def server(
+    argv: Sequence[str], ready_url: str, *, log: Path, timeout_s: float = 120
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a server process, wait until ``ready_url`` answers 200, stop it with SIGTERM."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{argv[0]} exited early; see {log}:\n{log.read_text()[-2000:]}")
+            try:
+                if httpx.get(ready_url, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{ready_url} never became ready; see {log}")
+            time.sleep(0.1)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    connections: int
+    duration_s: float
+    requests: int
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def run_wrk(
+    url: str, body: bytes, *, connections: int, duration_s: float, headers: dict[str, str]
+) -> WrkResult:
+    """POST ``body`` to ``url`` from ``connections`` connections for ``duration_s``."""
+    wrk = require_wrk()
+    with tempfile.TemporaryDirectory() as tmp:
+        body_file = Path(tmp) / "body"
+        body_file.write_bytes(body)
+        header_lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
+        script = Path(tmp) / "post.lua"
+        script.write_text(
+            'wrk.method = "POST"\n'
+            f"{header_lines}\n"
+            f'local f = io.open("{body_file}", "rb")\n'
+            'wrk.body = f:read("*a")\nf:close()\n'
+        )
+        result = subprocess.run(
+            [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--latency",
+             "-s", str(script), url],
+            capture_output=True, text=True, check=True,
+            env={**os.environ, "LC_ALL": "C"},
+        )  # fmt: skip
+    text = result.stdout
+    requests = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", text).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", text).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    socket_errors = re.search(r"Socket errors: (.*)", text)
+    errors = int(non2xx.group(1)) if non2xx else 0
+    if socket_errors:
+        errors += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1)))
+    return WrkResult(connections, duration_s, requests, rate, p50, p99, errors)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"no VmRSS for pid {pid}")
