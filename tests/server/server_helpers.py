@@ -72,7 +72,9 @@ class ServerProcess:
 
 
 @contextmanager
-def server_process(repo: Path, *extra: str, ready_timeout_s: float = 60) -> Iterator[ServerProcess]:
+def server_process(
+    repo: Path, *extra: str, ready_timeout_s: float = 60, ready_path: str = "/v2/health/ready"
+) -> Iterator[ServerProcess]:
     """``tierwise serve`` in its own process (its own GIL and core), stopped with SIGTERM."""
     port = free_port()
     log_path = repo.parent / f"serve-{port}.log"
@@ -89,7 +91,7 @@ def server_process(repo: Path, *extra: str, ready_timeout_s: float = 60) -> Iter
             if process.poll() is not None:
                 raise RuntimeError(f"tierwise serve exited early:\n{running.log()}")
             try:
-                if httpx.get(running.url + "/v2/health/ready", timeout=1).status_code == 200:
+                if httpx.get(running.url + ready_path, timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

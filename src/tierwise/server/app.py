@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -26,6 +28,7 @@ class TierServer:
         self.manager = ModelManager(settings, self.metrics, backend_factory)
         self.dataplane = DataPlane(self.manager, self.metrics)
         self.http = HttpFrontend(settings, self.manager, self.dataplane, self.metrics)
+        self._flusher: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -36,6 +39,8 @@ class TierServer:
 
     async def startup(self) -> None:
         await self.manager.start()
+        if self.http.access_log is not None:
+            self._flusher = asyncio.get_running_loop().create_task(self.http.access_log.run())
         log.info(
             "serving %s from %s",
             ", ".join(f"{r['name']}:{r.get('version', '-')}" for r in self.manager.index())
@@ -46,6 +51,10 @@ class TierServer:
     async def shutdown(self) -> None:
         self.http.accepting = False
         await self.manager.close()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
