@@ -3,7 +3,7 @@ Outputs must equal onnxruntime called directly on the same file."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,20 @@ def _inputs(batch: int) -> dict[str, np.ndarray]:
         "e": rng.integers(0, 256, size=(batch, 4), dtype=np.uint8),
         "s": np.array([f"item {i} ü".encode() for i in range(batch)], dtype=object),
     }
+
+
+DATATYPES = {"a": "FP32", "b": "FP16", "c": "INT64", "d": "BOOL", "e": "UINT8", "s": "BYTES"}
+
+
+def _triton_inputs(
+    inputs: dict[str, np.ndarray], binary: Callable[[str], bool]
+) -> list[triton.InferInput]:
+    out = []
+    for name, array in inputs.items():
+        infer_input = triton.InferInput(name, list(array.shape), DATATYPES[name])
+        infer_input.set_data_from_numpy(array, binary_data=binary(name))
+        out.append(infer_input)
+    return out
 
 
 def _direct(model_file: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -78,19 +92,7 @@ def test_tritonclient_all_outputs(
         "BYTES",
     ]
     inputs = _inputs(batch)
-    triton_inputs = []
-    for name, array in inputs.items():
-        datatype = {
-            "a": "FP32",
-            "b": "FP16",
-            "c": "INT64",
-            "d": "BOOL",
-            "e": "UINT8",
-            "s": "BYTES",
-        }[name]
-        infer_input = triton.InferInput(name, list(array.shape), datatype)
-        infer_input.set_data_from_numpy(array, binary_data=binary)
-        triton_inputs.append(infer_input)
+    triton_inputs = _triton_inputs(inputs, binary=lambda name: binary)
     outputs = [
         triton.InferRequestedOutput(n, binary_data=binary)
         for n in ("sum", "half", "count", "flipped", "raw", "text")
@@ -112,19 +114,7 @@ def test_tritonclient_requested_output_subset_mixed_encodings(
 ) -> None:
     client = triton.InferenceServerClient(url=server.host_port)
     inputs = _inputs(2)
-    infer_inputs = []
-    for name, array in inputs.items():
-        datatype = {
-            "a": "FP32",
-            "b": "FP16",
-            "c": "INT64",
-            "d": "BOOL",
-            "e": "UINT8",
-            "s": "BYTES",
-        }[name]
-        infer_input = triton.InferInput(name, list(array.shape), datatype)
-        infer_input.set_data_from_numpy(array, binary_data=name in ("a", "s"))
-        infer_inputs.append(infer_input)
+    infer_inputs = _triton_inputs(inputs, binary=lambda name: name in ("a", "s"))
     outputs = [
         triton.InferRequestedOutput("count", binary_data=False),
         triton.InferRequestedOutput("text", binary_data=True),
@@ -152,17 +142,9 @@ async def test_kserve_rest_client(server: RunningServer, model_file: Path, binar
         assert await client.is_server_ready(server.url)
         assert await client.is_model_ready(server.url, "mixed")
         inputs = _inputs(3)
-        datatypes = {
-            "a": "FP32",
-            "b": "FP16",
-            "c": "INT64",
-            "d": "BOOL",
-            "e": "UINT8",
-            "s": "BYTES",
-        }
         kserve_inputs = []
         for name, array in inputs.items():
-            kin = InferInput(name=name, shape=list(array.shape), datatype=datatypes[name])
+            kin = InferInput(name=name, shape=list(array.shape), datatype=DATATYPES[name])
             # kserve's client refuses FP16 in JSON, so that tensor always goes binary
             kin.set_data_from_numpy(array, binary_data=binary or name == "b")
             kserve_inputs.append(kin)
