@@ -24,7 +24,13 @@ boundary with ``raise X from exc``.
     ├── BackendError                    status 500  the runtime failed while running
     │   ├── BatchError                  status 500  a batch's results do not match its requests
     │   └── ProviderUnavailableError    status 400  execution provider not offered here
-    └── ZooError                        status 500  the model family could not be built
+    ├── ZooError                        status 500  the model family could not be built
+    ├── RouteError (ValueError)         status 400  request metadata the router cannot honour
+    ├── NoRouteError                    status 503  no allowed tier could answer
+    └── TierError                       status 502  a tier failed to answer
+        ├── TierRejectedError           status 4xx  the tier said the request was wrong
+        └── TierUnavailableError        status 503  down, overloaded or refused (breaker)
+            └── TierTimeoutError        status 504  no answer within the time allowed
 """
 
 from __future__ import annotations
@@ -45,10 +51,16 @@ __all__ = [
     "ModelNotReadyError",
     "PayloadTooLargeError",
     "ProtocolError",
+    "NoRouteError",
     "ProviderUnavailableError",
+    "RouteError",
     "ServerBusyError",
     "SpecError",
     "SpecProblem",
+    "TierError",
+    "TierRejectedError",
+    "TierTimeoutError",
+    "TierUnavailableError",
     "TierwiseError",
     "ZooError",
 ]
@@ -258,3 +270,64 @@ class ProviderUnavailableError(BackendError):
 
 class ZooError(TierwiseError):
     """The model family could not be built or read."""
+
+
+class RouteError(TierwiseError, ValueError):
+    """Request metadata the router cannot honour: an unknown workload, a privacy class or
+    residency outside the allowed values, a deadline already past. ``parameter`` names it."""
+
+    status_code = 400
+
+    def __init__(self, parameter: str, reason: str) -> None:
+        self.parameter = parameter
+        self.reason = reason
+        super().__init__(f"{parameter}: {reason}")
+
+
+class NoRouteError(TierwiseError):
+    """No tier the policy allowed could answer, and there was no earlier answer to fall
+    back on. ``attempts`` lists what was tried and why each failed."""
+
+    status_code = 503
+
+    def __init__(self, workload: str, attempts: Sequence[str]) -> None:
+        self.workload = workload
+        self.attempts = list(attempts)
+        tried = "; ".join(self.attempts) or "no tier was allowed"
+        super().__init__(f"workload {workload!r}: no tier could answer ({tried})")
+
+
+class TierError(TierwiseError):
+    """A tier failed to answer. ``tier`` names it."""
+
+    status_code = 502
+
+    def __init__(self, reason: str, *, tier: str) -> None:
+        self.reason = reason
+        self.tier = tier
+        super().__init__(f"tier {tier!r}: {reason}")
+
+
+class TierRejectedError(TierError):
+    """The tier answered that the request itself was wrong (a 4xx); trying another tier
+    would not help, so the router passes it on with the tier's status."""
+
+    def __init__(self, reason: str, *, tier: str, status_code: int) -> None:
+        self.status_code = status_code
+        super().__init__(reason, tier=tier)
+
+
+class TierUnavailableError(TierError):
+    """The tier is down, overloaded, or its breaker is open: fall back to another."""
+
+    status_code = 503
+
+
+class TierTimeoutError(TierUnavailableError):
+    """The tier gave no answer within the time allowed."""
+
+    status_code = 504
+
+    def __init__(self, *, tier: str, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        super().__init__(f"no answer within {timeout_s * 1000:.0f} ms", tier=tier)

@@ -7,8 +7,9 @@ import contextlib
 import logging
 from typing import Any
 
+from tierwise.server.asgi import Receive, Scope, Send
 from tierwise.server.dataplane import DataPlane
-from tierwise.server.http import HttpFrontend, Receive, Scope, Send
+from tierwise.server.http import HttpFrontend
 from tierwise.server.manager import BackendFactory, ModelManager, onnx_backend
 from tierwise.server.metrics import ServerMetrics
 from tierwise.server.settings import ServerSettings

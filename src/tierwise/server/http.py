@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
@@ -18,7 +17,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tierwise import __version__
 from tierwise.errors import (
     ModelNotFoundError,
-    PayloadTooLargeError,
     ProtocolError,
     ServerBusyError,
     TierwiseError,
@@ -33,52 +31,31 @@ from tierwise.protocol import (
     encode_response,
     parse_header_length,
 )
+from tierwise.server.asgi import (
+    JSON_HEADERS,
+    HttpError,
+    Receive,
+    Scope,
+    Send,
+    allow,
+    error_body,
+    read_body,
+    send_response,
+)
 from tierwise.server.dataplane import DataPlane
 from tierwise.server.logs import AccessLog
 from tierwise.server.manager import ModelManager
 from tierwise.server.metrics import ServerMetrics
 from tierwise.server.settings import ServerSettings
 
-__all__ = ["EXTENSIONS", "HttpFrontend", "error_body"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+__all__ = ["EXTENSIONS", "HttpFrontend"]
 
 error_log = logging.getLogger("tierwise.server")
 
 #: V2 extensions this server implements, as listed by ``GET /v2``.
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
 
-_JSON = [(b"content-type", b"application/json")]
 _HEADER_KEY = HEADER_LENGTH_HEADER.lower().encode()
-
-
-class _HttpError(TierwiseError):
-    """Routing errors (no such path, wrong method), answered with their status."""
-
-    def __init__(self, status_code: int, message: str, allow: str | None = None) -> None:
-        self.status_code = status_code
-        self.allow = allow
-        super().__init__(message)
-
-
-def error_body(exc: BaseException) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    """Status, JSON body and extra headers for any exception: tierwise errors carry their
-    status; anything else is a 500 whose message names only the exception type."""
-    headers: list[tuple[bytes, bytes]] = []
-    if isinstance(exc, TierwiseError):
-        status = exc.status_code
-        message = str(exc)
-        if isinstance(exc, ServerBusyError):
-            headers.append((b"retry-after", str(exc.retry_after_s).encode()))
-        if isinstance(exc, _HttpError) and exc.allow:
-            headers.append((b"allow", exc.allow.encode()))
-    else:
-        status = 500
-        message = f"internal error ({type(exc).__name__}); see the server log"
-    return status, orjson.dumps({"error": message}), headers
 
 
 class HttpFrontend:
@@ -113,11 +90,9 @@ class HttpFrontend:
                 error_log.exception("unhandled error on %s %s", method, path)
             elif status >= 500:
                 error_log.error("%s %s: %s", method, path, exc)
-            headers = headers + _JSON
+            headers = headers + JSON_HEADERS
         size = len(body)
-        headers.append((b"content-length", str(size).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_response(send, status, body, headers)
         if self.access_log is not None:
             client = scope.get("client") or ("-", 0)
             self.access_log.record(
@@ -132,22 +107,22 @@ class HttpFrontend:
             if len(parts) >= 3 and parts[1] == "models":
                 return await self._model_route(method, parts[2:], scope, receive, started)
             if len(parts) == 3 and parts[1] == "health" and parts[2] in ("live", "ready"):
-                _allow(method, "GET")
+                allow(method, "GET")
                 return self._health(parts[2])
             if len(parts) == 1:
-                _allow(method, "GET")
+                allow(method, "GET")
                 meta = ServerMetadata(self.settings.server_name, __version__, list(EXTENSIONS))
-                return 200, orjson.dumps(meta.to_dict()), list(_JSON)
+                return 200, orjson.dumps(meta.to_dict()), list(JSON_HEADERS)
             if len(parts) >= 3 and parts[1] == "repository":
                 return await self._repository(method, parts[2:], receive)
         elif path == "/metrics":
-            _allow(method, "GET")
+            allow(method, "GET")
             return (
                 200,
                 generate_latest(self.metrics.registry),
                 [(b"content-type", CONTENT_TYPE_LATEST.encode())],
             )
-        raise _HttpError(404, f"no route for {method} {path}; see GET /v2 for what is served")
+        raise HttpError(404, f"no route for {method} {path}; see GET /v2 for what is served")
 
     def _health(self, which: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         if which == "live":
@@ -156,7 +131,7 @@ class HttpFrontend:
         else:
             ok = self.accepting and self.manager.all_ready
             body = {"ready": ok}
-        return (200 if ok else 503), orjson.dumps(body), list(_JSON)
+        return (200 if ok else 503), orjson.dumps(body), list(JSON_HEADERS)
 
     async def _model_route(
         self, method: str, rest: list[str], scope: Scope, receive: Receive, started: float
@@ -166,24 +141,24 @@ class HttpFrontend:
         if len(tail) >= 2 and tail[0] == "versions":
             version, tail = tail[1], tail[2:]
         if len(tail) > 1:
-            raise _HttpError(404, f"no route for {method} {scope['path']}")
+            raise HttpError(404, f"no route for {method} {scope['path']}")
         action = tail[0] if tail else ""
         if action == "infer":
-            _allow(method, "POST")
+            allow(method, "POST")
             return await self._infer(name, version, scope, receive, started)
         if action == "ready":
-            _allow(method, "GET")
+            allow(method, "GET")
             if not self.manager.knows(name):
                 raise ModelNotFoundError(model=name, version=version)
             ok = self.manager.is_ready(name, version)
             body = {"name": name, "ready": ok}
             if version is not None:
                 body["version"] = version
-            return (200 if ok else 503), orjson.dumps(body), list(_JSON)
+            return (200 if ok else 503), orjson.dumps(body), list(JSON_HEADERS)
         if action == "":
-            _allow(method, "GET")
-            return 200, orjson.dumps(self._metadata(name, version)), list(_JSON)
-        raise _HttpError(404, f"no route for {method} {scope['path']}")
+            allow(method, "GET")
+            return 200, orjson.dumps(self._metadata(name, version)), list(JSON_HEADERS)
+        raise HttpError(404, f"no route for {method} {scope['path']}")
 
     def _metadata(self, name: str, version: str | None) -> dict[str, Any]:
         served = self.manager.resolve(name, version)
@@ -210,16 +185,16 @@ class HttpFrontend:
             elif key == b"content-length":
                 declared = int(value) if value.isdigit() else None
             elif key == b"content-encoding" and value not in (b"identity", b""):
-                raise _HttpError(415, f"content-encoding {value.decode()!r} is not supported")
+                raise HttpError(415, f"content-encoding {value.decode()!r} is not supported")
         served = self.dataplane.admit(name, version)  # shed load before reading the body
-        body = await self._read_body(receive, declared)
+        body = await read_body(receive, declared, self.settings.max_body_bytes)
         request = decode_request(body, header_length=header_length, limits=self.limits)
         response = await self.dataplane.infer(served, request, version=version, received_s=started)
         out, response_header_length = encode_response(
             response, binary_outputs=binary_outputs_requested(request)
         )
         if response_header_length is None:
-            return 200, out, list(_JSON)
+            return 200, out, list(JSON_HEADERS)
         return (
             200,
             out,
@@ -229,34 +204,11 @@ class HttpFrontend:
             ],
         )
 
-    async def _read_body(self, receive: Receive, declared: int | None) -> bytes:
-        limit = self.settings.max_body_bytes
-        if declared is not None and declared > limit:
-            raise PayloadTooLargeError(declared, limit)
-        message = await receive()
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            if len(body) > limit:
-                raise PayloadTooLargeError(len(body), limit)
-            return body
-        chunks = [body]
-        size = len(body)
-        while message.get("more_body", False):
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ProtocolError("client disconnected before sending the whole body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLargeError(size, limit)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
     async def _repository(
         self, method: str, rest: list[str], receive: Receive
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        _allow(method, "POST")
-        body = await self._read_body(receive, None)
+        allow(method, "POST")
+        body = await read_body(receive, None, self.settings.max_body_bytes)
         options: dict[str, Any] = {}
         if body.strip():
             try:
@@ -269,17 +221,12 @@ class HttpFrontend:
             rows = self.manager.index()
             if options.get("ready") is True:
                 rows = [r for r in rows if r["state"] == "READY"]
-            return 200, orjson.dumps(rows), list(_JSON)
+            return 200, orjson.dumps(rows), list(JSON_HEADERS)
         if len(rest) == 3 and rest[0] == "models" and rest[2] in ("load", "unload"):
             if rest[2] == "load":
                 await self.manager.load(rest[1])
             else:
                 await self.manager.unload(rest[1])
-            return 200, b"{}", list(_JSON)
-        raise _HttpError(404, f"no repository route {'/'.join(rest)!r}; expected index, "
+            return 200, b"{}", list(JSON_HEADERS)
+        raise HttpError(404, f"no repository route {'/'.join(rest)!r}; expected index, "
                               "models/{name}/load or models/{name}/unload")  # fmt: skip
-
-
-def _allow(method: str, allowed: str) -> None:
-    if method != allowed:
-        raise _HttpError(405, f"method {method} not allowed here; use {allowed}", allow=allowed)

@@ -1,0 +1,171 @@
+"""Tiers the router can call: a model in this process, or any V2 HTTP endpoint.
+
+``RemoteTier`` speaks the Open Inference Protocol to tierwise serve, Triton, KServe or
+MLServer over pooled keep-alive connections, with a per-call timeout, an optional
+Authorization header and the binary-tensor extension when the peer lists it.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from typing import Literal
+
+import httpx
+import orjson
+
+from tierwise.errors import (
+    ConfigError,
+    ProtocolError,
+    TierError,
+    TierRejectedError,
+    TierTimeoutError,
+    TierUnavailableError,
+)
+from tierwise.protocol import (
+    HEADER_LENGTH_HEADER,
+    InferRequest,
+    InferResponse,
+    decode_response,
+    encode_request,
+    parse_header_length,
+)
+from tierwise.runtime import Backend
+
+__all__ = ["LocalTier", "RemoteTier", "Tier", "TierKind"]
+
+TierKind = Literal["device", "edge", "cloud"]
+
+
+class Tier(abc.ABC):
+    """One place a request can run. Override :meth:`infer` (and :meth:`close`)."""
+
+    def __init__(self, name: str, kind: TierKind, *, timeout_s: float = 5.0) -> None:
+        if timeout_s <= 0:
+            raise ConfigError("timeout_s", "> 0", timeout_s)
+        self.name = name
+        self.kind = kind
+        self.timeout_s = timeout_s
+
+    @property
+    def remote(self) -> bool:
+        return False
+
+    @abc.abstractmethod
+    async def infer(self, request: InferRequest, *, timeout_s: float) -> InferResponse:
+        """Answer ``request`` within ``timeout_s`` or raise a TierError."""
+
+    async def close(self) -> None:
+        """Release connections or models (nothing by default)."""
+        return None
+
+
+class LocalTier(Tier):
+    """A model run in this process (the device's own model)."""
+
+    def __init__(
+        self, name: str, backend: Backend, *, kind: TierKind = "device", timeout_s: float = 5.0
+    ) -> None:
+        super().__init__(name, kind, timeout_s=timeout_s)
+        self.backend = backend
+
+    async def infer(self, request: InferRequest, *, timeout_s: float) -> InferResponse:
+        outputs = await self.backend.infer(request.inputs, request.requested_output_names())
+        return InferResponse(model_name=self.backend.name, outputs=outputs, id=request.id)
+
+    async def close(self) -> None:
+        await self.backend.unload()
+
+
+class RemoteTier(Tier):
+    """A V2 REST endpoint serving ``model`` (optionally pinned to ``version``)."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        model: str,
+        *,
+        kind: TierKind = "cloud",
+        version: str | None = None,
+        timeout_s: float = 5.0,
+        authorization: str | None = None,
+        binary: bool | None = None,
+        max_connections: int = 64,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(name, kind, timeout_s=timeout_s)
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError("url", "an http:// or https:// URL", url)
+        if max_connections < 1:
+            raise ConfigError("max_connections", ">= 1", max_connections)
+        self.url = url.rstrip("/")
+        self.model = model
+        self.version = version
+        self._binary = binary  # None: use it when the peer lists binary_tensor_data
+        path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "")
+        self._infer_path = path + "/infer"
+        headers = {"authorization": authorization} if authorization else {}
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._client = httpx.AsyncClient(
+            base_url=self.url,
+            headers=headers,
+            limits=limits,
+            transport=transport,
+            timeout=timeout_s,
+        )
+
+    @property
+    def remote(self) -> bool:
+        return True
+
+    async def _peer_binary(self, timeout_s: float) -> bool:
+        if self._binary is None:
+            try:
+                response = await self._client.get("/v2", timeout=timeout_s)
+                extensions = response.json().get("extensions", []) if response.is_success else []
+            except (httpx.HTTPError, ValueError, AttributeError):
+                return False  # ask again next time; JSON is always understood
+            self._binary = "binary_tensor_data" in extensions
+        return self._binary
+
+    async def infer(self, request: InferRequest, *, timeout_s: float) -> InferResponse:
+        deadline = time.monotonic() + timeout_s
+        binary = await self._peer_binary(timeout_s)
+        body, header_length = encode_request(request, binary=binary)
+        headers = {"content-type": "application/octet-stream" if binary else "application/json"}
+        if header_length is not None:
+            headers[HEADER_LENGTH_HEADER] = str(header_length)
+        remaining = max(deadline - time.monotonic(), 0.001)
+        try:
+            response = await self._client.post(
+                self._infer_path, content=body, headers=headers, timeout=remaining
+            )
+        except httpx.TimeoutException as exc:
+            raise TierTimeoutError(tier=self.name, timeout_s=timeout_s) from exc
+        except httpx.HTTPError as exc:
+            raise TierUnavailableError(f"{type(exc).__name__}: {exc}", tier=self.name) from exc
+        if response.status_code != 200:
+            raise self._http_error(response)
+        try:
+            return decode_response(
+                response.content,
+                header_length=parse_header_length(response.headers.get(HEADER_LENGTH_HEADER)),
+            )
+        except ProtocolError as exc:
+            raise TierError(f"unreadable response: {exc}", tier=self.name) from exc
+
+    def _http_error(self, response: httpx.Response) -> TierError:
+        try:
+            message = str(orjson.loads(response.content).get("error", ""))
+        except (orjson.JSONDecodeError, AttributeError):
+            message = response.text[:200]
+        reason = f"HTTP {response.status_code}: {message}".rstrip(": ")
+        if response.status_code in (408, 429) or response.status_code >= 500:
+            return TierUnavailableError(reason, tier=self.name)
+        return TierRejectedError(reason, tier=self.name, status_code=response.status_code)
+
+    async def close(self) -> None:
+        await self._client.aclose()

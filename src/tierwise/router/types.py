@@ -1,0 +1,77 @@
+"""Values the router's parts pass between them: request metadata, observed tier state,
+the route a policy chose and why. Plain frozen dataclasses, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "PRIVACY_CLASSES",
+    "Privacy",
+    "RequestMeta",
+    "Residency",
+    "Route",
+    "TierDecision",
+    "TierState",
+    "Urgency",
+]
+
+Privacy = Literal["public", "personal", "sensitive"]
+Residency = Literal["device", "site", "region", "any"]
+Urgency = Literal["interactive", "deferrable"]
+
+PRIVACY_CLASSES: tuple[Privacy, ...] = ("public", "personal", "sensitive")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestMeta:
+    """What a request says about itself (V2 request ``parameters``). ``None`` fields take
+    the workload's defaults from the plan. ``received_s`` is on the policy's clock."""
+
+    workload: str
+    privacy: Privacy | None = None
+    residency: Residency | None = None
+    deadline_ms: float | None = None
+    urgency: Urgency | None = None
+    received_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TierState:
+    """What the router has observed about one tier; the policy reads it, never probes."""
+
+    name: str
+    healthy: bool = True
+    breaker_open: bool = False
+    p99_ms: float | None = None
+    thermal_offload: bool = False
+    queue_depth: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TierDecision:
+    """One tier of a workload's cascade, kept or skipped, and why."""
+
+    tier: str
+    kept: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The policy's answer for one request.
+
+    ``tiers`` is the order to try (the cascade, cheapest first). ``defer_until_s`` is set
+    when a deferrable request should wait (off-peak window or spot pool) and
+    ``defer_reason`` says why. ``degraded`` says what was given up (e.g. the cloud tier
+    after the workload's budget for the period is spent). ``decisions`` explains every
+    tier of the workload's cascade.
+    """
+
+    workload: str
+    tiers: tuple[str, ...]
+    decisions: tuple[TierDecision, ...]
+    defer_until_s: float | None = None
+    defer_reason: str | None = None
+    degraded: str | None = None

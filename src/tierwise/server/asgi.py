@@ -1,0 +1,95 @@
+"""Raw ASGI helpers shared by the tier server and the gateway: types, a bounded body
+reader, one error-to-response mapping, and the response writer."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from tierwise.errors import PayloadTooLargeError, ProtocolError, ServerBusyError, TierwiseError
+
+__all__ = [
+    "JSON_HEADERS",
+    "HttpError",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "allow",
+    "error_body",
+    "read_body",
+    "send_response",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
+
+
+class HttpError(TierwiseError):
+    """Routing errors (no such path, wrong method), answered with their status."""
+
+    def __init__(self, status_code: int, message: str, allow: str | None = None) -> None:
+        self.status_code = status_code
+        self.allow = allow
+        super().__init__(message)
+
+
+def allow(method: str, allowed: str) -> None:
+    """Raise 405 naming the allowed method unless ``method`` is it."""
+    if method != allowed:
+        raise HttpError(405, f"method {method} not allowed here; use {allowed}", allow=allowed)
+
+
+def error_body(exc: BaseException) -> tuple[int, bytes, Headers]:
+    """Status, JSON body and extra headers for any exception: tierwise errors carry their
+    status; anything else is a 500 whose message names only the exception type."""
+    headers: Headers = []
+    if isinstance(exc, TierwiseError):
+        status = exc.status_code
+        message = str(exc)
+        if isinstance(exc, ServerBusyError):
+            headers.append((b"retry-after", str(exc.retry_after_s).encode()))
+        if isinstance(exc, HttpError) and exc.allow:
+            headers.append((b"allow", exc.allow.encode()))
+    else:
+        status = 500
+        message = f"internal error ({type(exc).__name__}); see the server log"
+    return status, orjson.dumps({"error": message}), headers
+
+
+async def read_body(receive: Receive, declared: int | None, limit: int) -> bytes:
+    """The whole request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    if declared is not None and declared > limit:
+        raise PayloadTooLargeError(declared, limit)
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        if len(body) > limit:
+            raise PayloadTooLargeError(len(body), limit)
+        return body
+    chunks = [body]
+    size = len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ProtocolError("client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(size, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def send_response(send: Send, status: int, body: bytes, headers: Headers) -> None:
+    """Write a complete response (content-length set here)."""
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
