@@ -89,16 +89,23 @@ async def test_remote_errors_are_classified(server: RunningServer) -> None:
 @pytest.fixture
 async def silent_server() -> AsyncIterator[str]:
     """A TCP server that accepts and reads but never answers."""
+    writers: list[asyncio.StreamWriter] = []
+    release = asyncio.Event()
 
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
         await reader.read(65536)
-        await asyncio.sleep(10)
-        writer.close()
+        await release.wait()
 
     server = await asyncio.start_server(hold, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     yield f"http://127.0.0.1:{port}"
+    release.set()
+    for writer in writers:
+        writer.close()
+        await writer.wait_closed()
     server.close()
+    await server.wait_closed()
 
 
 async def test_remote_timeout(silent_server: str) -> None:
