@@ -27,6 +27,10 @@ boundary with ``raise X from exc``.
     ├── ZooError                        status 500  the model family could not be built
     ├── RouteError (ValueError)         status 400  request metadata the router cannot honour
     ├── NoRouteError                    status 503  no allowed tier could answer
+    ├── OutboxError                     status 500  the outbox's store failed
+    │   ├── OutboxFullError             status 503  max_items undelivered items queued
+    │   └── OutboxItemNotFoundError     status 404
+    ├── IdempotencyError                status 500  the idempotency store failed
     └── TierError                       status 502  a tier failed to answer
         ├── TierRejectedError           status 4xx  the tier said the request was wrong
         └── TierUnavailableError        status 503  down, overloaded or refused (breaker)
@@ -44,6 +48,7 @@ __all__ = [
     "BatchError",
     "ConfigError",
     "DeadlineExceededError",
+    "IdempotencyError",
     "InferenceInputError",
     "ModelError",
     "ModelLoadError",
@@ -52,6 +57,9 @@ __all__ = [
     "PayloadTooLargeError",
     "ProtocolError",
     "NoRouteError",
+    "OutboxError",
+    "OutboxFullError",
+    "OutboxItemNotFoundError",
     "ProviderUnavailableError",
     "RouteError",
     "ServerBusyError",
@@ -331,3 +339,51 @@ class TierTimeoutError(TierUnavailableError):
     def __init__(self, *, tier: str, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         super().__init__(f"no answer within {timeout_s * 1000:.0f} ms", tier=tier)
+
+
+class OutboxError(TierwiseError):
+    """The outbox could not do what was asked (its database failed, or a bound was hit)."""
+
+    status_code = 500
+
+    def __init__(self, reason: str, *, path: str) -> None:
+        self.reason = reason
+        self.path = path
+        super().__init__(f"outbox {path}: {reason}")
+
+
+class OutboxFullError(OutboxError):
+    """The outbox holds ``max_items`` undelivered items; retry once some have drained."""
+
+    status_code = 503
+
+    def __init__(self, *, path: str, tier: str, max_items: int, pending: int) -> None:
+        self.tier = tier
+        self.max_items = max_items
+        self.pending = pending
+        super().__init__(
+            f"full: {pending} undelivered items reach max_items={max_items}; "
+            f"request for tier {tier!r} not queued",
+            path=path,
+        )
+
+
+class OutboxItemNotFoundError(OutboxError):
+    """No item with this id (never queued, or purged after it was done)."""
+
+    status_code = 404
+
+    def __init__(self, *, path: str, item_id: str) -> None:
+        self.item_id = item_id
+        super().__init__(f"no item {item_id!r}", path=path)
+
+
+class IdempotencyError(TierwiseError):
+    """The idempotency store's database failed."""
+
+    status_code = 500
+
+    def __init__(self, reason: str, *, path: str) -> None:
+        self.reason = reason
+        self.path = path
+        super().__init__(f"idempotency store {path}: {reason}")

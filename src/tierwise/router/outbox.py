@@ -1,0 +1,33 @@
+"""Outbox: a durable queue for deferred work and for requests a partition keeps from
+their tier, delivered when the tier is back.
+
+The SQLite store is :class:`Outbox` (:mod:`tierwise.router.outbox_store`), the deliverer
+:class:`Drainer` (:mod:`tierwise.router.outbox_drain`); values and errors live in
+:mod:`tierwise.router.outbox_types`. This module is the one place to import them from.
+Receivers deduplicate redeliveries with :class:`tierwise.router.idempotency.IdempotencyStore`.
+"""
+
+from __future__ import annotations
+
+from tierwise.router.outbox_drain import DeliverFn, Drainer
+from tierwise.router.outbox_store import Outbox
+from tierwise.router.outbox_types import (
+    CallbackStatus,
+    ItemStatus,
+    OutboxError,
+    OutboxFullError,
+    OutboxItem,
+    OutboxItemNotFoundError,
+)
+
+__all__ = [
+    "CallbackStatus",
+    "DeliverFn",
+    "Drainer",
+    "ItemStatus",
+    "Outbox",
+    "OutboxError",
+    "OutboxFullError",
+    "OutboxItem",
+    "OutboxItemNotFoundError",
+]

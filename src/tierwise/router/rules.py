@@ -1,0 +1,244 @@
+"""Escalation rules: how sure a tier's answer is, one score per row, from its decoded outputs.
+
+A rule subclasses :class:`EscalationRule` and overrides :meth:`~EscalationRule.confidence`,
+which maps a tier's outputs (tensor name to numpy array, rows first) to one confidence per
+row in [0, 1], higher meaning more sure. :meth:`~EscalationRule.escalate` is then
+``confidence < threshold``: a threshold of 0 never escalates, 1 escalates everything that is
+not fully sure. Confidences are clipped to [0, 1] and NaN counts as 0 (for max_prob and
+margin, a row holding NaN), so broken outputs escalate rather than pass.
+
+Rules are chosen by name in config (:data:`RULES`, :func:`make_rule`); any callable
+``outputs -> per-row confidence`` can be a rule through :class:`CallableRule`.
+The router calls a rule on every request, so rules are vectorized numpy with no Python loop
+over rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tierwise.errors import ConfigError
+
+__all__ = [
+    "RULES",
+    "CallableRule",
+    "DetectorScore",
+    "EscalationRule",
+    "Margin",
+    "MaxProbability",
+    "NormalizedEntropy",
+    "Outputs",
+    "make_rule",
+]
+
+#: A tier's decoded outputs: tensor name to array, rows (the batch) first.
+Outputs = Mapping[str, np.ndarray]
+
+
+def _finite_unit(values: np.ndarray) -> np.ndarray:
+    """Clip to [0, 1] with NaN mapped to 0 (so that it escalates)."""
+    # ufuncs rather than np.clip / np.nan_to_num: several times faster on one row.
+    return np.where(values > 0.0, np.minimum(values, 1.0), 0.0)
+
+
+class EscalationRule:
+    """Base of every escalation rule.
+
+    Override :meth:`confidence`. ``output`` names the tensor the rule reads; ``expects``
+    (a class attribute) says what it should hold, for error messages.
+    """
+
+    name: ClassVar[str] = "rule"
+    expects: ClassVar[str] = "a [rows, classes] tensor"
+
+    def __init__(self, output: str = "probabilities") -> None:
+        if not isinstance(output, str) or not output:
+            raise ConfigError("output", "the name of an output tensor", output)
+        self.output = output
+
+    def confidence(self, outputs: Outputs) -> np.ndarray:
+        """One confidence per row in [0, 1], higher = more sure. Override point."""
+        raise NotImplementedError
+
+    @property
+    def label(self) -> str:
+        """How reports name this rule (its registry name unless overridden)."""
+        return self.name
+
+    def escalate(self, outputs: Outputs, threshold: float) -> np.ndarray:
+        """Per row, whether to escalate: ``confidence(outputs) < threshold``."""
+        if isinstance(threshold, bool) or not 0.0 <= float(threshold) <= 1.0:
+            raise ConfigError("threshold", "a number in [0, 1]", threshold)
+        return np.asarray(self.confidence(outputs) < threshold)
+
+    def tensor(self, outputs: Outputs, *, min_columns: int = 1) -> np.ndarray:
+        """The rule's tensor as float ``[rows, columns]``; a 1-D tensor is one row.
+
+        Raises ConfigError naming the tensor when it is missing or out of shape.
+        """
+        found = outputs.get(self.output)
+        if found is None:
+            raise ConfigError(
+                f"outputs[{self.output!r}]",
+                f"{self.expects} for rule {self.name!r}; set output= to the tensor to read",
+                sorted(outputs),
+            )
+        array = np.asarray(found)
+        if array.ndim == 1:
+            array = array[np.newaxis, :]
+        if array.ndim != 2 or array.shape[1] < min_columns or array.dtype.kind not in "fiub":
+            raise ConfigError(
+                f"outputs[{self.output!r}]",
+                f"{self.expects} (numeric, at least {min_columns} columns) for rule {self.name!r}",
+                f"{array.dtype} {list(array.shape)}",
+            )
+        return array
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(output={self.output!r})"
+
+
+class MaxProbability(EscalationRule):
+    """Top-1 probability. Scores need not sum to one; they are clipped to [0, 1]."""
+
+    name = "max_prob"
+    expects = "class probabilities [rows, classes]"
+
+    def confidence(self, outputs: Outputs) -> np.ndarray:
+        p = self.tensor(outputs)
+        return _finite_unit(p.max(axis=1).astype(np.float64, copy=False))
+
+
+class Margin(EscalationRule):
+    """Top-1 minus top-2 probability: small when two classes compete."""
+
+    name = "margin"
+    expects = "class probabilities [rows, classes >= 2]"
+
+    def confidence(self, outputs: Outputs) -> np.ndarray:
+        p = self.tensor(outputs, min_columns=2)
+        if p.shape[1] == 2:
+            margin = np.abs(p[:, 0] - p[:, 1])
+        else:
+            top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
+            margin = top2[:, 1] - top2[:, 0]
+        return _finite_unit(margin.astype(np.float64, copy=False))
+
+
+class NormalizedEntropy(EscalationRule):
+    """``1 - H(p) / log(K)`` over K classes: 1 for one-hot, 0 for uniform.
+
+    As Sedna's cross-entropy hard-example filter. Negative scores count as 0 and each row is
+    normalized to sum to one first; a row with nothing positive has confidence 0.
+    """
+
+    name = "entropy"
+    expects = "class probabilities [rows, classes >= 2]"
+
+    def confidence(self, outputs: Outputs) -> np.ndarray:
+        p = np.maximum(self.tensor(outputs, min_columns=2), 0.0, dtype=np.float64)
+        total = p.sum(axis=1, keepdims=True)
+        valid = np.isfinite(total) & (total > 0.0)
+        p = np.divide(p, total, out=np.zeros_like(p), where=valid)
+        log_p = np.log(p, out=np.zeros_like(p), where=p > 0.0)
+        entropy = -(p * log_p).sum(axis=1)
+        conf = 1.0 - entropy / np.log(p.shape[1])
+        return _finite_unit(np.where(valid[:, 0], conf, 0.0))
+
+
+class DetectorScore(EscalationRule):
+    """Mean score of a detector's boxes, per row of ``scores [rows, boxes]``.
+
+    Boxes scoring 0 or less (padding) and NaN are ignored; a row with no box has
+    confidence 0, so an empty detection escalates.
+    """
+
+    name = "detector"
+    expects = "per-box scores [rows, boxes]"
+
+    def __init__(self, output: str = "scores") -> None:
+        super().__init__(output)
+
+    def confidence(self, outputs: Outputs) -> np.ndarray:
+        scores = self.tensor(outputs).astype(np.float64)
+        real = scores > 0.0  # False for NaN too
+        count = real.sum(axis=1)
+        total = np.where(real, scores, 0.0).sum(axis=1)
+        mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+        return _finite_unit(mean)
+
+
+class CallableRule(EscalationRule):
+    """Any callable ``outputs -> per-row confidence`` as a rule; its answer is checked:
+    one finite value in [0, 1] per row (rows = the first dimension of the outputs)."""
+
+    name = "callable"
+    expects = "whatever the callable reads"
+
+    def __init__(self, fn: Callable[[Outputs], Any], name: str | None = None) -> None:
+        if not callable(fn):
+            raise ConfigError("fn", "a callable outputs -> per-row confidence", fn)
+        super().__init__("*")
+        self.fn = fn
+        self._label = name or str(getattr(fn, "__name__", type(fn).__name__))
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    def confidence(self, outputs: Outputs) -> np.ndarray:
+        where = f"confidence of rule {self.label!r}"
+        try:
+            values = np.asarray(self.fn(outputs), dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(where, "numbers, one per row", str(exc)) from exc
+        if values.ndim == 0:
+            values = values.reshape(1)
+        rows = next((np.shape(a)[0] for a in outputs.values() if np.ndim(a) >= 1), None)
+        if values.ndim != 1 or (rows is not None and values.shape[0] != rows):
+            want = "a 1-D array" + ("" if rows is None else f" of {rows} values (one per row)")
+            raise ConfigError(where, want, f"shape {list(values.shape)}")
+        bad = ~((values >= 0.0) & (values <= 1.0))  # NaN fails both comparisons
+        if bad.any():
+            raise ConfigError(where, "values in [0, 1]", float(values[bad][0]))
+        return values
+
+    def __repr__(self) -> str:
+        return f"CallableRule({self.label!r})"
+
+
+#: Rules by the name config uses.
+RULES: dict[str, type[EscalationRule]] = {
+    "max_prob": MaxProbability,
+    "margin": Margin,
+    "entropy": NormalizedEntropy,
+    "detector": DetectorScore,
+}
+
+
+def make_rule(
+    rule: str | EscalationRule | Callable[[Outputs], Any], **options: Any
+) -> EscalationRule:
+    """A rule from its registry name (``options`` go to its constructor, e.g. ``output=``),
+    a callable (``options`` may give ``name=``), or a rule instance (returned as is)."""
+    if isinstance(rule, EscalationRule):
+        if options:
+            raise ConfigError("options", "none when a rule instance is given", sorted(options))
+        return rule
+    if isinstance(rule, str):
+        cls = RULES.get(rule)
+        if cls is None:
+            raise ConfigError("rule", f"one of {', '.join(sorted(RULES))} or a callable", rule)
+        factory: Callable[..., EscalationRule] = cls
+    elif callable(rule):
+        factory = CallableRule
+        options = {"fn": rule, **options}
+    else:
+        raise ConfigError("rule", f"one of {', '.join(sorted(RULES))} or a callable", rule)
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise ConfigError("options", f"options accepted by rule {rule!r}", str(exc)) from exc

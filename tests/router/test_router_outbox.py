@@ -1,0 +1,626 @@
+"""Outbox store, drainer, callbacks and idempotency; kill -9 of the process holding the
+outbox with a real receiver on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+
+from tierwise.errors import ConfigError, TierwiseError
+from tierwise.protocol import (
+    InferRequest,
+    InferResponse,
+    decode_request,
+    decode_response,
+    encode_request,
+    encode_response,
+)
+from tierwise.router.idempotency import IdempotencyStore
+from tierwise.router.outbox import (
+    Drainer,
+    Outbox,
+    OutboxFullError,
+    OutboxItem,
+    OutboxItemNotFoundError,
+)
+
+WORKER = Path(__file__).with_name("outbox_worker.py")
+
+
+class FakeClock:
+    def __init__(self, now_s: float = 1_000.0) -> None:
+        self.now_s = now_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def outbox(tmp_path: Path, clock: FakeClock) -> Iterator[Outbox]:
+    box = Outbox(tmp_path / "outbox.db", max_items=100, clock=clock, backoff_base_s=2.0)
+    yield box
+    box.close()
+
+
+def request_body(i: int) -> bytes:
+    request = InferRequest(inputs={"x": np.array([float(i)], dtype=np.float32)}, id=f"r{i}")
+    return encode_request(request)[0]
+
+
+async def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+# -- store ------------------------------------------------------------------------------
+
+
+def test_put_get_claim_complete(outbox: Outbox) -> None:
+    item_id = outbox.put("cloud", request_body(7), meta={"workload": "w"})
+    item = outbox.get(item_id)
+    assert (item.status, item.attempts, item.meta) == ("pending", 0, {"workload": "w"})
+    assert decode_request(item.payload).inputs["x"].tolist() == [7.0]
+
+    [claimed] = outbox.claim("cloud", limit=10, lease_s=30)
+    assert (claimed.id, claimed.status, claimed.attempts) == (item_id, "leased", 1)
+    assert outbox.claim("cloud", limit=10, lease_s=30) == []  # leased: not due
+    assert outbox.complete(item_id, b"answer") is True
+    assert outbox.complete(item_id, b"second") is False  # done once, first result kept
+    done = outbox.get(item_id)
+    assert (done.status, done.result) == ("done", b"answer")
+    assert outbox.pending_count() == 0
+
+
+def test_claim_is_fifo_per_tier_and_limited(outbox: Outbox) -> None:
+    ids = [outbox.put("cloud", request_body(i)) for i in range(5)]
+    edge_id = outbox.put("edge", b"e")
+    assert outbox.pending_count() == 6
+    assert outbox.pending_count("cloud") == 5
+    assert [i.id for i in outbox.claim("cloud", limit=3, lease_s=5)] == ids[:3]
+    assert [i.id for i in outbox.claim("cloud", limit=3, lease_s=5)] == ids[3:]
+    assert [i.id for i in outbox.claim("edge", limit=3, lease_s=5)] == [edge_id]
+
+
+def test_lease_expiry_returns_item(outbox: Outbox, clock: FakeClock) -> None:
+    item_id = outbox.put("cloud", b"p")
+    [first] = outbox.claim("cloud", limit=1, lease_s=10)
+    clock.now_s += 9.9
+    assert outbox.claim("cloud", limit=1, lease_s=10) == []
+    assert outbox.get(item_id).status == "leased"
+    clock.now_s += 0.2
+    assert outbox.get(item_id).status == "pending"  # lease ran out
+    [second] = outbox.claim("cloud", limit=1, lease_s=10)
+    assert (second.id, second.attempts) == (item_id, 2)
+    assert second.lease_token != first.lease_token
+    # the crashed first deliverer's late failure does not disturb the live lease
+    assert outbox.fail(item_id, "late", lease_token=first.lease_token) == "leased"
+    assert outbox.complete(item_id, b"ok") is True
+
+
+def test_fail_backs_off_then_gives_up(tmp_path: Path, clock: FakeClock) -> None:
+    box = Outbox(tmp_path / "o.db", max_items=10, clock=clock, max_attempts=3, backoff_base_s=2.0)
+    item_id = box.put("cloud", b"p")
+    box.claim("cloud", limit=1, lease_s=5)
+    assert box.fail(item_id, "boom 1") == "pending"
+    item = box.get(item_id)
+    assert (item.not_before_s, item.last_error) == (clock.now_s + 2.0, "boom 1")
+    clock.now_s += 1.9
+    assert box.claim("cloud", limit=1, lease_s=5) == []  # still backing off
+    clock.now_s += 0.1
+    box.claim("cloud", limit=1, lease_s=5)
+    assert box.fail(item_id, "boom 2") == "pending"
+    assert box.get(item_id).not_before_s == clock.now_s + 4.0  # doubled
+    clock.now_s += 4.0
+    box.claim("cloud", limit=1, lease_s=5)
+    assert box.fail(item_id, "boom 3") == "failed"  # third attempt was the last
+    failed = box.get(item_id)
+    assert (failed.status, failed.attempts, failed.last_error) == ("failed", 3, "boom 3")
+    assert box.pending_count() == 0
+    box.close()
+
+
+def test_fail_retry_after_and_permanent(outbox: Outbox, clock: FakeClock) -> None:
+    a, b = outbox.put("cloud", b"a"), outbox.put("cloud", b"b")
+    outbox.claim("cloud", limit=2, lease_s=5)
+    assert outbox.fail(a, "busy", retry_after_s=30) == "pending"
+    assert outbox.get(a).not_before_s == clock.now_s + 30
+    assert outbox.fail(b, "bad input", permanent=True) == "failed"
+    assert outbox.fail(b, "again") == "failed"  # finished items do not move
+
+
+def test_not_before_is_respected(outbox: Outbox, clock: FakeClock) -> None:
+    later = outbox.put("cloud", b"later", not_before_s=clock.now_s + 60)
+    now = outbox.put("cloud", b"now")
+    assert [i.id for i in outbox.claim("cloud", limit=5, lease_s=600)] == [now]
+    clock.now_s += 59.9
+    assert outbox.claim("cloud", limit=5, lease_s=600) == []
+    clock.now_s += 0.1
+    assert [i.id for i in outbox.claim("cloud", limit=5, lease_s=600)] == [later]
+
+
+def test_idempotency_key_dedups_put(outbox: Outbox) -> None:
+    first = outbox.put("cloud", b"one", idempotency_key="k1")
+    again = outbox.put("cloud", b"two", idempotency_key="k1")
+    other = outbox.put("cloud", b"three", idempotency_key="k2")
+    assert first == again != other
+    assert outbox.pending_count() == 2
+    assert outbox.get(first).payload == b"one"
+
+
+def test_bounded_with_error_naming_limit(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", max_items=2)
+    a = box.put("cloud", b"a", idempotency_key="a")
+    box.put("edge", b"b")
+    with pytest.raises(OutboxFullError, match="max_items=2") as info:
+        box.put("cloud", b"c")
+    assert (info.value.max_items, info.value.status_code, info.value.tier) == (2, 503, "cloud")
+    assert isinstance(info.value, TierwiseError)
+    assert box.put("cloud", b"a", idempotency_key="a") == a  # a duplicate adds nothing
+    [item] = box.claim("cloud", limit=1, lease_s=5)
+    box.complete(item.id, b"r")
+    box.put("cloud", b"c")  # room again once one was delivered
+    assert box.pending_count() == 2
+    box.close()
+
+
+def test_durable_across_reopen_and_purge(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "o.db"
+    with Outbox(path, max_items=10, clock=clock) as box:
+        done_id = box.put("cloud", b"a")
+        kept_id = box.put("cloud", b"b")
+        box.claim("cloud", limit=1, lease_s=5)
+        box.complete(done_id, b"result-a")
+    with Outbox(path, max_items=10, clock=clock) as box:
+        assert box.get(done_id).result == b"result-a"
+        assert box.get(kept_id).status == "pending"
+        clock.now_s += 100
+        assert box.purge_done(older_than_s=200) == 0
+        assert box.purge_done(older_than_s=50) == 1
+        with pytest.raises(OutboxItemNotFoundError) as info:
+            box.get(done_id)
+        assert info.value.status_code == 404
+        assert box.get(kept_id).payload == b"b"
+        mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "parameter"),
+    [({"max_items": 0}, "max_items"), ({"max_items": 5, "backoff_base_s": -1}, "backoff_base_s")],
+)
+def test_bad_settings_name_the_parameter(tmp_path: Path, kwargs: Any, parameter: str) -> None:
+    with pytest.raises(ConfigError, match=parameter):
+        Outbox(tmp_path / "o.db", **kwargs)
+
+
+def test_bad_arguments(outbox: Outbox) -> None:
+    with pytest.raises(ConfigError, match="callback_url"):
+        outbox.put("cloud", b"p", callback_url="ftp://host/x")
+    with pytest.raises(ConfigError, match="meta"):
+        outbox.put("cloud", b"p", meta={"x": object()})
+    with pytest.raises(ConfigError, match="lease_s"):
+        outbox.claim("cloud", limit=1, lease_s=0)
+    assert outbox.pending_count() == 0
+
+
+# -- drainer ----------------------------------------------------------------------------
+
+
+async def test_drainer_waits_while_unhealthy_then_drains(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", max_items=10)
+    ids = [box.put("cloud", request_body(i)) for i in range(3)]
+    healthy = False
+    seen: list[str] = []
+
+    async def deliver(item: OutboxItem) -> bytes:
+        seen.append(item.id)
+        request = decode_request(item.payload)
+        response = InferResponse(model_name="m", outputs={"y": request.inputs["x"] * 2})
+        return encode_response(response)[0]
+
+    async with Drainer(box, "cloud", deliver, lambda: healthy, poll_s=0.02, batch=2):
+        await asyncio.sleep(0.3)
+        assert seen == []
+        assert box.pending_count() == 3
+        healthy = True
+        await wait_for(lambda: box.pending_count() == 0)
+    assert sorted(seen) == sorted(ids)
+    for i, item_id in enumerate(ids):  # results fetchable by id
+        result = box.get(item_id).result
+        assert result is not None
+        assert decode_response(result).outputs["y"].tolist() == [2.0 * i]
+    box.close()
+
+
+async def test_drainer_retries_failures_and_stops_on_permanent(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", max_items=10, backoff_base_s=0.01)
+    flaky = box.put("cloud", b"flaky")
+    bad = box.put("cloud", b"bad")
+    calls: Counter[bytes] = Counter()
+
+    async def deliver(item: OutboxItem) -> bytes:
+        calls[item.payload] += 1
+        if item.payload == b"bad":
+            raise ConfigError("inputs", "a valid request")  # status 400: never retried
+        if calls[item.payload] < 3:
+            raise ConnectionError("uplink down")
+        return b"ok"
+
+    drainer = Drainer(box, "cloud", deliver, lambda: True, poll_s=0.01)
+    drainer.start()
+    await wait_for(lambda: box.pending_count() == 0)
+    await drainer.stop()
+    assert not drainer.running
+    assert (box.get(flaky).status, box.get(flaky).attempts) == ("done", 3)
+    assert box.get(bad).status == "failed"
+    assert "a valid request" in (box.get(bad).last_error or "")
+    assert calls == {b"flaky": 3, b"bad": 1}
+    box.close()
+
+
+class CallbackServer:
+    """A loopback HTTP server recording POSTs; answers 503 to the first ``fail_first``."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.fail_first = fail_first
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                owner.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = 503 if len(owner.received) <= owner.fail_first else 200
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/done"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+async def test_callback_delivery_with_retry(tmp_path: Path) -> None:
+    server = CallbackServer(fail_first=1)
+    box = Outbox(tmp_path / "o.db", max_items=10)
+    try:
+        item_id = box.put("cloud", b"req", idempotency_key="k-1", callback_url=server.url)
+
+        async def deliver(item: OutboxItem) -> bytes:
+            return b'{"answer": 42}'
+
+        drainer = Drainer(box, "cloud", deliver, lambda: True, poll_s=0.02, callback_backoff_s=0.01)
+        async with drainer:
+            await wait_for(lambda: box.get(item_id).callback_status == "delivered")
+        assert len(server.received) == 2  # one 503, then delivered
+        headers, body = server.received[-1]
+        assert body == b'{"answer": 42}'
+        assert (headers["idempotency-key"], headers["tierwise-outbox-item"]) == ("k-1", item_id)
+        assert box.get(item_id).result == b'{"answer": 42}'
+    finally:
+        box.close()
+        server.close()
+
+
+async def test_callback_failure_keeps_result_and_orphans_are_resent(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{sock.getsockname()[1]}/cb"  # nothing listens
+    server = CallbackServer()
+    box = Outbox(tmp_path / "o.db", max_items=10)
+    try:
+        lost = box.put("cloud", b"a", callback_url=dead_url)
+        # completed by a deliverer that died before posting its callback
+        orphan = box.put("cloud", b"b", callback_url=server.url)
+        box.claim("cloud", limit=2, lease_s=0.05)
+        box.complete(orphan, b"orphan-result")
+        box.fail(lost, "crash", retry_after_s=0)
+
+        async def deliver(item: OutboxItem) -> bytes:
+            return b"lost-result"
+
+        drainer = Drainer(
+            box, "cloud", deliver, lambda: True, poll_s=0.02, callback_attempts=2,
+            callback_backoff_s=0.01, callback_timeout_s=1.0,
+        )  # fmt: skip
+        async with drainer:
+            await wait_for(lambda: box.get(lost).callback_status == "failed")
+            await wait_for(lambda: box.get(orphan).callback_status == "delivered")
+        assert box.get(lost).result == b"lost-result"
+        assert [body for _, body in server.received] == [b"orphan-result"]
+    finally:
+        box.close()
+        server.close()
+
+
+# -- idempotency ------------------------------------------------------------------------
+
+
+async def test_run_once_sequential_and_concurrent() -> None:
+    store = IdempotencyStore(ttl_s=60, max_entries=100)
+    runs: Counter[str] = Counter()
+
+    def work(key: str) -> Callable[[], Any]:
+        async def fn() -> bytes:
+            runs[key] += 1
+            await asyncio.sleep(0.05)
+            return f"result-{key}-{runs[key]}".encode()
+
+        return fn
+
+    results = await asyncio.gather(*(store.run_once("a", work("a")) for _ in range(10)))
+    assert set(results) == {b"result-a-1"}
+    assert await store.run_once("a", work("a")) == b"result-a-1"
+    assert await store.run_once("b", work("b")) == b"result-b-1"
+    assert runs == {"a": 1, "b": 1}
+    assert store.get("a") == b"result-a-1"
+    store.close()
+
+
+async def test_run_once_failure_releases_key() -> None:
+    store = IdempotencyStore(ttl_s=60, max_entries=10)
+    attempts = 0
+
+    async def flaky() -> bytes:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise RuntimeError("first try fails")
+        return b"ok"
+
+    with pytest.raises(RuntimeError, match="first try"):
+        await store.run_once("k", flaky)
+    assert await store.run_once("k", flaky) == b"ok"
+    assert await store.run_once("k", flaky) == b"ok"
+    assert attempts == 2
+    store.close()
+
+
+async def test_run_once_ttl_and_max_entries(clock: FakeClock) -> None:
+    store = IdempotencyStore(ttl_s=10, max_entries=3, clock=clock)
+    runs: Counter[str] = Counter()
+
+    async def run(key: str) -> bytes:
+        async def fn() -> bytes:
+            runs[key] += 1
+            return key.encode()
+
+        return await store.run_once(key, fn)
+
+    for key in ("a", "b", "c", "d"):
+        clock.now_s += 1
+        await run(key)
+    assert len(store) == 3  # "a", the oldest, was evicted
+    await run("d")
+    assert runs["d"] == 1
+    await run("a")
+    assert runs["a"] == 2
+    clock.now_s += 11  # everything expired
+    await run("d")
+    assert runs["d"] == 2
+    store.close()
+
+
+async def test_run_once_across_processes_sharing_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "idem.db"
+    first = IdempotencyStore(path, ttl_s=60, max_entries=10, poll_s=0.01)
+    second = IdempotencyStore(path, ttl_s=60, max_entries=10, poll_s=0.01)
+    runs = 0
+
+    async def slow() -> bytes:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(0.2)
+        return b"once"
+
+    both = await asyncio.gather(first.run_once("k", slow), second.run_once("k", slow))
+    assert list(both) == [b"once", b"once"]
+    assert runs == 1  # the second saw a running row and waited for it
+    first.close()
+    second.close()
+    with pytest.raises(ConfigError, match="max_entries"):
+        IdempotencyStore(path, ttl_s=60, max_entries=0)
+
+
+# -- kill -9 ----------------------------------------------------------------------------
+
+
+class Receiver:
+    """The receiving tier: acts on each request (counted) behind an IdempotencyStore."""
+
+    def __init__(self, store: IdempotencyStore) -> None:
+        self.store = store
+        self.requests: Counter[str] = Counter()
+        self.actions: Counter[str] = Counter()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        key = dict(scope["headers"])[b"idempotency-key"].decode()
+        self.requests[key] += 1
+
+        async def act() -> bytes:
+            self.actions[key] += 1
+            request = decode_request(body)
+            outputs = {"y": request.inputs["x"] * 2}
+            return encode_response(InferResponse(model_name="m", outputs=outputs, id=key))[0]
+
+        result = await self.store.run_once(key, act)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": result})
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[tuple[Receiver, str]]:
+    app = Receiver(IdempotencyStore(tmp_path / "receiver.db", ttl_s=3600, max_entries=10_000))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, lifespan="off", access_log=False, log_config=None
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("receiver did not start")
+        time.sleep(0.01)
+    yield app, f"http://127.0.0.1:{port}/v2/models/m/infer"
+    server.should_exit = True
+    thread.join(timeout=10)
+    app.store.close()
+
+
+def run_worker_until(
+    args: list[str], stop_at: Callable[[list[str]], bool], timeout_s: float = 30.0
+) -> list[list[str]]:
+    """Start the worker, SIGKILL it as soon as ``stop_at(line)`` is true; its output lines."""
+    process = subprocess.Popen(
+        [sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, text=True
+    )
+    watchdog = threading.Timer(timeout_s, process.kill)
+    watchdog.start()
+    lines: list[list[str]] = []
+    try:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            lines.append(raw.split())
+            if stop_at(lines[-1]):
+                process.send_signal(signal.SIGKILL)
+                break
+    finally:
+        watchdog.cancel()
+        process.kill()
+        process.wait(timeout=10)
+        assert process.stdout is not None
+        process.stdout.close()
+    assert process.returncode == -signal.SIGKILL, "worker ended before it was killed"
+    return lines
+
+
+async def drain_rest(db: Path, url: str) -> None:
+    """Restart: reopen the outbox and drain it through a Drainer to the receiver."""
+    async with httpx.AsyncClient(timeout=10.0) as client:
+
+        async def deliver(item: OutboxItem) -> bytes:
+            headers = {"idempotency-key": item.idempotency_key or item.id}
+            response = await client.post(url, content=item.payload, headers=headers)
+            response.raise_for_status()
+            return response.content
+
+        with Outbox(db, max_items=1000) as box:
+            async with Drainer(box, "cloud", deliver, lambda: True, poll_s=0.02, lease_s=5):
+                await wait_for(lambda: box.pending_count() == 0, timeout_s=30)
+
+
+def check_all_delivered_once(db: Path, receiver: Receiver, put_keys: set[str]) -> set[str]:
+    """Every item the worker put is done with its result, acted on exactly once; the DB
+    holds no duplicate and passes its integrity check. Returns the keys in the DB."""
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    rows = conn.execute("SELECT idempotency_key, status, result FROM outbox_items").fetchall()
+    conn.close()
+    keys = {row[0] for row in rows}
+    assert len(keys) == len(rows)
+    assert put_keys <= keys
+    for key, status, result in rows:
+        assert status == "done", key
+        expected = 2.0 * int(key.removeprefix("key-"))
+        assert decode_response(result).outputs["y"].tolist() == [expected]
+        assert receiver.requests[key] >= 1
+    assert set(receiver.actions) == keys
+    assert set(receiver.actions.values()) == {1}, receiver.actions
+    return keys
+
+
+async def test_kill9_mid_delivery_loses_nothing_and_acts_once(
+    tmp_path: Path, receiver: tuple[Receiver, str]
+) -> None:
+    app, url = receiver
+    db = tmp_path / "outbox.db"
+    # kill while the third item is delivered but not yet completed (held 5 s)
+    delivered = 0
+
+    def stop_at(words: list[str]) -> bool:
+        nonlocal delivered
+        delivered += words[0] == "delivered"
+        return delivered == 3
+
+    lines = run_worker_until([str(db), url, "8", "5.0", "0.5", "2"], stop_at)
+    put_keys = {w[1] for w in lines if w[0] == "put"}
+    assert len(put_keys) == 8
+    in_flight = lines[-1][1]
+    assert lines[-1][0] == "delivered"
+    assert app.requests[in_flight] == 1
+    with Outbox(db, max_items=100) as box:
+        assert box.pending_count() == 6  # two completed, one leased by the dead worker
+        assert box.put("cloud", b"dup", idempotency_key=in_flight) == lines[-1][2]
+    await drain_rest(db, url)
+    check_all_delivered_once(db, app, put_keys)
+    assert app.requests[in_flight] == 2  # delivered twice ...
+    assert app.actions[in_flight] == 1  # ... acted on once
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_kill9_at_random_points(
+    tmp_path: Path, receiver: tuple[Receiver, str], seed: int
+) -> None:
+    app, url = receiver
+    db = tmp_path / "outbox.db"
+    count = 40
+    rng = random.Random(seed)
+    # 40 puts then 40 deliveries: kill at a random output line among them
+    kill_after = rng.randrange(2, 2 * count)
+    seen = 0
+
+    def stop_at(words: list[str]) -> bool:
+        nonlocal seen
+        seen += words[0] in ("put", "completed")
+        return seen >= kill_after
+
+    lines = run_worker_until([str(db), url, str(count), "0", "0.3"], stop_at)
+    put_keys = {w[1] for w in lines if w[0] == "put"}
+    await drain_rest(db, url)
+    keys = check_all_delivered_once(db, app, put_keys)
+    assert len(keys) <= len(put_keys) + 1  # at most the put cut short by the kill
