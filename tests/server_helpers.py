@@ -37,10 +37,9 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(settings: ServerSettings, **app_options: Any) -> Iterator[RunningServer]:
-    port = free_port()
-    settings = settings.model_copy(update={"port": port, "access_log": False})
-    app = create_app(settings, **app_options)
+def running_app(app: Any, port: int | None = None) -> Iterator[tuple[uvicorn.Server, int]]:
+    """Any ASGI app on uvicorn in a background thread, on loopback."""
+    port = port or free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, loop="asyncio", http="httptools",
         lifespan="on", access_log=False, log_config=None, timeout_graceful_shutdown=10,
@@ -51,13 +50,25 @@ def running_server(settings: ServerSettings, **app_options: Any) -> Iterator[Run
     deadline = time.monotonic() + 30
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("tier server did not start")
+            raise RuntimeError("server did not start")
         time.sleep(0.01)
     try:
-        yield RunningServer(app, server, port)
+        yield server, port
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextmanager
+def running_server(
+    settings: ServerSettings, port: int | None = None, **app_options: Any
+) -> Iterator[RunningServer]:
+    """A tier server for ``settings`` (on ``port``, or a free one)."""
+    port = port or free_port()
+    settings = settings.model_copy(update={"port": port, "access_log": False})
+    app = create_app(settings, **app_options)
+    with running_app(app, port) as (server, _):
+        yield RunningServer(app, server, port)
 
 
 class ServerProcess:

@@ -12,7 +12,6 @@ import typer
 from typer.testing import CliRunner
 
 from tierwise.cli.calibrate import calibrate, parse_costs
-from tierwise.zoo import build_zoo, zoo_is_current
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "examples" / "retail-shelf.yaml"
@@ -36,11 +35,8 @@ def _registered() -> bool:
 
 
 @pytest.fixture(scope="session")
-def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.getbasetemp() / "calibrate-zoo"
-    if not zoo_is_current(out, 0):
-        build_zoo(out, seed=0)
-    return out
+def zoo_dir(shared_zoo_dir: Path) -> Path:
+    return shared_zoo_dir
 
 
 def test_json_output_parses(zoo_dir: Path) -> None:

@@ -21,7 +21,7 @@ from tierwise.router.calibrate import (
 from tierwise.router.calibrate_costs import spec_usd_per_inference
 from tierwise.router.rules import make_rule
 from tierwise.spec import load_spec
-from tierwise.zoo import build_zoo, load_eval, load_zoo, zoo_is_current
+from tierwise.zoo import load_eval, load_zoo
 
 ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = ("tiny", "small", "large")
@@ -29,12 +29,8 @@ USD = (0.0, 3e-5, 2e-4)
 
 
 @pytest.fixture(scope="session")
-def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The zoo (seed 0), built once per session and shared by the calibration tests."""
-    out = tmp_path_factory.getbasetemp() / "calibrate-zoo"
-    if not zoo_is_current(out, 0):
-        build_zoo(out, seed=0)
-    return out
+def zoo_dir(shared_zoo_dir: Path) -> Path:
+    return shared_zoo_dir
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import typer
 
 from tierwise import __version__
+from tierwise.cli.calibrate import calibrate
 from tierwise.cli.common import EXIT_FAILURE, EXIT_USAGE, err_console
 from tierwise.cli.demo import demo
+from tierwise.cli.gateway import gateway, route_app
 from tierwise.cli.serve import serve
 from tierwise.cli.validate import validate
 from tierwise.cli.zoo import zoo_app
-from tierwise.errors import ConfigError, SpecError, TierwiseError
+from tierwise.errors import ConfigError, RouteError, SpecError, TierwiseError
 
 __all__ = ["app", "main"]
 
@@ -24,6 +26,9 @@ app = typer.Typer(
 app.command()(validate)
 app.command()(demo)
 app.command()(serve)
+app.command()(calibrate)
+app.command()(gateway)
+app.add_typer(route_app, name="route")
 app.add_typer(zoo_app, name="zoo")
 
 
@@ -47,7 +52,7 @@ def main() -> None:
     traceback."""
     try:
         app(standalone_mode=True)
-    except (SpecError, ConfigError) as exc:
+    except (SpecError, ConfigError, RouteError) as exc:
         err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
         raise SystemExit(EXIT_USAGE) from None
     except TierwiseError as exc:

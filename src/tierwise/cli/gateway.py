@@ -1,0 +1,86 @@
+"""``tierwise gateway`` and ``tierwise route explain``: the router as an HTTP front, and
+what it would do with one request."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tierwise.cli.common import out_console, print_json
+
+__all__ = ["gateway", "route_app"]
+
+route_app = typer.Typer(help="Inspect how requests are routed.", no_args_is_help=True)
+
+
+def gateway(
+    plan: Annotated[Path, typer.Option("--plan", help="plan.yaml: tiers and cascades")],
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind")] = 8080,
+    outbox: Annotated[
+        Path | None, typer.Option(help="SQLite file for deferred and partitioned requests")
+    ] = None,
+    log_json: Annotated[bool, typer.Option("--log-json", help="Logs as JSON lines")] = False,
+) -> None:
+    """Serve a V2 HTTP front that routes every request through the plan's cascade."""
+    import uvicorn
+
+    from tierwise.router.build import build_router
+    from tierwise.router.gateway import Gateway, GatewaySettings
+    from tierwise.router.plan_load import load_plan
+    from tierwise.server.logs import configure_logging
+
+    loaded = load_plan(plan)
+    settings = GatewaySettings(host=host, port=port, outbox_path=outbox)
+    # The environment is read here, at the edge: tiers name the variables holding their
+    # Authorization headers and get only those values.
+    router = build_router(loaded, env=dict(os.environ))
+    configure_logging("info", json_lines=log_json)
+    config = uvicorn.Config(
+        Gateway(loaded, router, settings), host=host, port=port, loop="uvloop",
+        http="httptools", lifespan="on", access_log=False, log_config=None,
+        proxy_headers=False, server_header=False,
+    )  # fmt: skip
+    uvicorn.Server(config).run()
+
+
+@route_app.command("explain")
+def explain(
+    plan: Annotated[Path, typer.Option("--plan", help="plan.yaml")],
+    workload: Annotated[str, typer.Option("--workload", help="Workload name in the plan")],
+    privacy: Annotated[str | None, typer.Option(help="public | personal | sensitive")] = None,
+    deadline_ms: Annotated[float | None, typer.Option(help="Time left for the request")] = None,
+    urgency: Annotated[str | None, typer.Option(help="interactive | deferrable")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Print the route a request would take and why each tier was kept or skipped."""
+    from tierwise.router.explain import route_explain
+    from tierwise.router.meta import meta_from_parameters
+
+    given = {"privacy": privacy, "deadline_ms": deadline_ms, "urgency": urgency}
+    meta = meta_from_parameters(
+        {k: v for k, v in given.items() if v is not None},
+        default_workload=workload,
+        received_s=0.0,
+    )
+    route, text = route_explain(
+        plan, workload, privacy=meta.privacy, deadline_ms=meta.deadline_ms, urgency=meta.urgency
+    )
+    if as_json:
+        print_json(
+            {
+                "workload": route.workload,
+                "route": list(route.tiers),
+                "decisions": [
+                    {"tier": d.tier, "kept": d.kept, "reason": d.reason} for d in route.decisions
+                ],
+                "defer_until_s": route.defer_until_s,
+                "defer_reason": route.defer_reason,
+                "degraded": route.degraded,
+            }
+        )
+    else:
+        out_console.print(text, markup=False, highlight=False, soft_wrap=True)

@@ -1,0 +1,83 @@
+"""The cascade router: tiers, escalation rules, the pure policy, the router that executes
+its routes, the durable outbox, telemetry sampling, and the two front doors (the embedded
+:class:`Client` and the HTTP gateway)."""
+
+from tierwise.router.build import build_router, build_tiers
+from tierwise.router.calibrate import CalibrationResult, calibrate
+from tierwise.router.client import Client, Result
+from tierwise.router.explain import explain, route_explain
+from tierwise.router.gateway import Gateway, GatewaySettings
+from tierwise.router.health import BreakerSettings, CircuitBreaker, LatencyWindow
+from tierwise.router.idempotency import IdempotencyStore
+from tierwise.router.meta import meta_from_parameters
+from tierwise.router.outbox import Drainer, Outbox, OutboxItem
+from tierwise.router.plan import CascadeStage, Plan, TierConfig, WorkloadConfig
+from tierwise.router.plan_load import load_plan, parse_plan
+from tierwise.router.policy import Policy
+from tierwise.router.router import RoutedAnswer, Router, SpendLedger, Stage
+from tierwise.router.rules import (
+    RULES,
+    CallableRule,
+    DetectorScore,
+    EscalationRule,
+    Margin,
+    MaxProbability,
+    NormalizedEntropy,
+    make_rule,
+)
+from tierwise.router.sampling import JsonlSink, Sampler, SqliteSink
+from tierwise.router.tiers import LocalTier, RemoteTier, Tier
+from tierwise.router.trace import Attempt, Trace
+from tierwise.router.types import RequestMeta, Route, TierDecision, TierState
+
+__all__ = [
+    "RULES",
+    "Attempt",
+    "BreakerSettings",
+    "CalibrationResult",
+    "CallableRule",
+    "CascadeStage",
+    "CircuitBreaker",
+    "Client",
+    "DetectorScore",
+    "Drainer",
+    "EscalationRule",
+    "Gateway",
+    "GatewaySettings",
+    "IdempotencyStore",
+    "JsonlSink",
+    "LatencyWindow",
+    "LocalTier",
+    "Margin",
+    "MaxProbability",
+    "NormalizedEntropy",
+    "Outbox",
+    "OutboxItem",
+    "Plan",
+    "Policy",
+    "RemoteTier",
+    "RequestMeta",
+    "Result",
+    "Route",
+    "RoutedAnswer",
+    "Router",
+    "Sampler",
+    "SpendLedger",
+    "SqliteSink",
+    "Stage",
+    "Tier",
+    "TierConfig",
+    "TierDecision",
+    "TierState",
+    "Trace",
+    "WorkloadConfig",
+    "build_router",
+    "build_tiers",
+    "calibrate",
+    "explain",
+    "load_plan",
+    "make_rule",
+    "meta_from_parameters",
+    "parse_plan",
+    "route_explain",
+]

@@ -1,0 +1,83 @@
+"""Build a working router from a plan: tiers, cascade stages, policy and spend ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from tierwise.errors import ConfigError
+from tierwise.router.health import BreakerSettings
+from tierwise.router.plan import Plan
+from tierwise.router.policy import Policy
+from tierwise.router.router import Defer, Router, SpendLedger, Stage
+from tierwise.router.rules import make_rule
+from tierwise.router.tiers import LocalTier, RemoteTier, Tier
+from tierwise.runtime import OnnxBackend, OnnxSettings
+
+__all__ = ["build_router", "build_tiers"]
+
+
+def build_tiers(
+    plan: Plan, *, env: Mapping[str, str], onnx: OnnxSettings | None = None
+) -> dict[str, Tier]:
+    """One tier object per plan tier. Authorization headers come from ``env`` under the
+    names the plan gives (``auth_header_env``); the plan never holds the secret."""
+    tiers: dict[str, Tier] = {}
+    for name, config in plan.tiers.items():
+        if config.url is not None and config.model is not None:
+            authorization = None
+            if config.auth_header_env is not None:
+                authorization = env.get(config.auth_header_env)
+                if not authorization:
+                    raise ConfigError(
+                        f"tiers.{name}.auth_header_env",
+                        f"the environment variable {config.auth_header_env} to be set",
+                    )
+            tiers[name] = RemoteTier(
+                name,
+                config.url,
+                config.model,
+                kind=config.kind,
+                timeout_s=config.timeout_s,
+                authorization=authorization,
+                binary=True if config.binary else None,
+            )
+        elif config.local is not None:
+            backend = OnnxBackend(name, Path(config.local.model), onnx)
+            tiers[name] = LocalTier(name, backend, kind=config.kind, timeout_s=config.timeout_s)
+    return tiers
+
+
+def build_router(
+    plan: Plan,
+    *,
+    env: Mapping[str, str] | None = None,
+    onnx: OnnxSettings | None = None,
+    breaker: BreakerSettings | None = None,
+    defer: Defer | None = None,
+    hedge_after_ms: float | None = None,
+) -> Router:
+    """The router the plan describes (call ``await router.start()`` before use)."""
+    tiers = build_tiers(plan, env=env or {}, onnx=onnx)
+    stages = {
+        workload: [
+            Stage(
+                tier=stage.tier,
+                cost_usd_per_inference=plan.tiers[stage.tier].cost_usd_per_inference,
+                rule=make_rule(stage.rule) if stage.rule is not None else None,
+                threshold=stage.threshold,
+            )
+            for stage in config.cascade
+        ]
+        for workload, config in plan.workloads.items()
+    }
+    ledger = SpendLedger({w: c.period_s for w, c in plan.workloads.items()})
+    return Router(
+        Policy(plan),
+        tiers,
+        stages,
+        breaker=breaker,
+        defer=defer,
+        ledger=ledger,
+        hedge_after_ms=hedge_after_ms,
+    )

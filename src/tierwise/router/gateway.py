@@ -1,0 +1,263 @@
+"""``tierwise gateway``: a V2 HTTP front with the router inside, for clients that cannot
+embed the SDK. ``POST /v2/models/{workload}/infer`` routes through the workload's
+cascade; request ``parameters`` carry ``privacy``, ``residency``, ``deadline_ms``,
+``urgency`` (and ``idempotency_key``, ``callback_url`` for deferred work); responses carry
+``parameters`` with the ``tier`` that answered, ``degraded`` and ``trace_id``. Deferred
+requests answer 202 with an id to fetch at ``GET /v2/outbox/{id}``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+
+from tierwise import __version__
+from tierwise.errors import NoRouteError, TierUnavailableError
+from tierwise.protocol import (
+    HEADER_LENGTH_HEADER,
+    InferRequest,
+    ServerMetadata,
+    binary_outputs_requested,
+    decode_request,
+    encode_request,
+    encode_response,
+    parse_header_length,
+)
+from tierwise.router.meta import META_PARAMETERS, meta_from_parameters
+from tierwise.router.outbox import Drainer, Outbox, OutboxItem
+from tierwise.router.plan import Plan
+from tierwise.router.router import Router
+from tierwise.router.types import RequestMeta, Route
+from tierwise.server.asgi import (
+    JSON_HEADERS,
+    HttpError,
+    Receive,
+    Scope,
+    Send,
+    allow,
+    error_body,
+    read_body,
+    send_response,
+)
+
+__all__ = ["DEFERRED_TIER", "Gateway", "GatewaySettings"]
+
+#: The outbox queue deferred requests wait in (they are routed afresh when drained).
+DEFERRED_TIER = "deferred"
+
+
+class GatewaySettings(BaseModel):
+    """How the gateway runs; handed to :class:`Gateway`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    outbox_path: Path | None = None
+    outbox_max_items: int = Field(default=10_000, ge=1)
+    drain_poll_s: float = Field(default=1.0, gt=0)
+
+
+class Gateway:
+    """The ASGI app. Lifespan startup loads local models and starts the outbox drainer."""
+
+    def __init__(self, plan: Plan, router: Router, settings: GatewaySettings) -> None:
+        self.plan = plan
+        self.router = router
+        self.settings = settings
+        self.outbox = (
+            Outbox(settings.outbox_path, max_items=settings.outbox_max_items)
+            if settings.outbox_path is not None
+            else None
+        )
+        router.set_defer(self._defer if self.outbox is not None else None)
+        self.drainer: Drainer | None = None
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "tierwise_gateway_requests", "Routed requests by workload, answering tier, outcome.",
+            ["workload", "tier", "outcome"], registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "tierwise_gateway_request_duration_seconds", "Routed request time, all tiers.",
+            ["workload"], registry=self.registry,
+        )  # fmt: skip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            try:
+                status, body, headers = await self._route(scope, receive)
+            except Exception as exc:
+                status, body, headers = error_body(exc)
+                headers += JSON_HEADERS
+            await send_response(send, status, body, headers)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.router.start()
+                    if self.outbox is not None:
+                        self.drainer = Drainer(
+                            self.outbox, DEFERRED_TIER, self._deliver, lambda: True,
+                            poll_s=self.settings.drain_poll_s,
+                        )  # fmt: skip
+                        self.drainer.start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.drainer is not None:
+                    await self.drainer.stop()
+                await self.router.close()
+                if self.outbox is not None:
+                    self.outbox.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _route(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
+        method, parts = scope["method"], scope["path"].strip("/").split("/")
+        if parts == ["v2", "health", "live"] or parts == ["v2", "health", "ready"]:
+            allow(method, "GET")
+            return 200, orjson.dumps({parts[2]: True}), list(JSON_HEADERS)
+        if parts == ["v2"]:
+            allow(method, "GET")
+            meta = ServerMetadata("tierwise-gateway", __version__, ["binary_tensor_data"])
+            return 200, orjson.dumps(meta.to_dict()), list(JSON_HEADERS)
+        if len(parts) == 4 and parts[:2] == ["v2", "models"] and parts[3] == "infer":
+            allow(method, "POST")
+            return await self._infer(parts[2], scope, receive)
+        if len(parts) == 3 and parts[:2] == ["v2", "outbox"]:
+            allow(method, "GET")
+            return self._outbox_item(parts[2])
+        if parts == ["metrics"]:
+            allow(method, "GET")
+            return 200, generate_latest(self.registry), [(b"content-type", b"text/plain")]
+        raise HttpError(404, f"no route for {method} {scope['path']}")
+
+    async def _infer(
+        self, workload: str, scope: Scope, receive: Receive
+    ) -> tuple[int, bytes, list[Any]]:
+        started = time.monotonic()
+        header_length = None
+        declared = None
+        for key, value in scope["headers"]:
+            if key == HEADER_LENGTH_HEADER.lower().encode():
+                header_length = parse_header_length(value)
+            elif key == b"content-length" and value.isdigit():
+                declared = int(value)
+        body = await read_body(receive, declared, self.settings.max_body_bytes)
+        request = decode_request(body, header_length=header_length)
+        meta = meta_from_parameters(
+            request.parameters, default_workload=workload, received_s=time.time()
+        )
+        forwarded = InferRequest(
+            inputs=request.inputs,
+            id=request.id,
+            parameters={k: v for k, v in request.parameters.items() if k not in META_PARAMETERS},
+            outputs=request.outputs,
+            input_parameters=request.input_parameters,
+        )
+        try:
+            answer = await self.router.infer(forwarded, meta)
+        except NoRouteError:
+            self.requests.labels(meta.workload, "-", "no_route").inc()
+            if self.outbox is None or not self._deferrable(meta):
+                raise
+            item = await self._enqueue(request, meta, not_before_s=None)
+            return self._accepted(item, "no tier reachable now; queued until one is")
+        finally:
+            self.latency.labels(meta.workload).observe(time.monotonic() - started)
+        if answer.deferred_id is not None:
+            self.requests.labels(meta.workload, "-", "deferred").inc()
+            return self._accepted(answer.deferred_id, answer.trace.reason)
+        response = answer.response
+        if response is None:  # a routed answer always carries one unless deferred
+            raise NoRouteError(meta.workload, [])
+        outcome = "degraded" if answer.trace.degraded else "answered"
+        self.requests.labels(meta.workload, answer.trace.answered_by or "-", outcome).inc()
+        out, length = encode_response(response, binary_outputs=binary_outputs_requested(request))
+        if length is None:
+            return 200, out, list(JSON_HEADERS)
+        return (
+            200,
+            out,
+            [
+                (b"content-type", b"application/octet-stream"),
+                (HEADER_LENGTH_HEADER.lower().encode(), str(length).encode()),
+            ],
+        )
+
+    def _deferrable(self, meta: RequestMeta) -> bool:
+        if meta.urgency is not None:
+            return meta.urgency == "deferrable"
+        workload = self.plan.workloads.get(meta.workload)
+        return workload is not None and workload.urgency == "deferrable"
+
+    def _accepted(self, item_id: str, reason: str) -> tuple[int, bytes, list[Any]]:
+        doc = {"id": item_id, "status": "deferred", "reason": reason,
+               "result_url": f"/v2/outbox/{item_id}"}  # fmt: skip
+        return 202, orjson.dumps(doc), list(JSON_HEADERS)
+
+    async def _defer(self, request: InferRequest, meta: RequestMeta, route: Route) -> str:
+        return await self._enqueue(request, meta, not_before_s=route.defer_until_s)
+
+    async def _enqueue(
+        self, request: InferRequest, meta: RequestMeta, *, not_before_s: float | None
+    ) -> str:
+        outbox = self.outbox
+        if outbox is None:
+            raise TierUnavailableError("no outbox configured for deferred work", tier="outbox")
+        params = dict(request.parameters) | {"workload": meta.workload}
+        payload, length = encode_request(
+            InferRequest(
+                inputs=request.inputs, id=request.id, parameters=params, outputs=request.outputs
+            ),
+            binary=True,
+        )
+        key = params.get("idempotency_key")
+        callback = params.get("callback_url")
+        return await asyncio.to_thread(
+            outbox.put,
+            DEFERRED_TIER,
+            payload,
+            idempotency_key=key if isinstance(key, str) else None,
+            not_before_s=not_before_s,
+            callback_url=callback if isinstance(callback, str) else None,
+            meta={"workload": meta.workload, "header_length": length},
+        )
+
+    async def _deliver(self, item: OutboxItem) -> bytes:
+        request = decode_request(item.payload, header_length=item.meta.get("header_length"))
+        meta = meta_from_parameters(request.parameters, default_workload=None, received_s=0.0)
+        request.parameters = {
+            k: v for k, v in request.parameters.items() if k not in META_PARAMETERS
+        }
+        try:
+            answer = await self.router.infer(request, meta, allow_defer=False)
+        except NoRouteError as exc:
+            raise TierUnavailableError(str(exc), tier=DEFERRED_TIER) from exc
+        if answer.response is None:
+            raise TierUnavailableError("no answer", tier=DEFERRED_TIER)
+        body, _ = encode_response(answer.response)
+        return body
+
+    def _outbox_item(self, item_id: str) -> tuple[int, bytes, list[Any]]:
+        if self.outbox is None:
+            raise HttpError(404, "this gateway has no outbox (start it with --outbox PATH)")
+        item = self.outbox.get(item_id)
+        doc: dict[str, Any] = {"id": item.id, "status": item.status, "attempts": item.attempts}
+        if item.last_error:
+            doc["error"] = item.last_error
+        if item.result is not None:
+            doc["result"] = orjson.loads(item.result)
+        return 200, orjson.dumps(doc), list(JSON_HEADERS)

@@ -1,0 +1,368 @@
+"""The plan: which tiers serve each workload, in what cascade order, and at what price.
+
+Until the planner writes it, a person does; :func:`~tierwise.router.plan_load.load_plan`
+reads it and the router, the gateway and the simulator run from it. Shape::
+
+    version: 1
+    spec: fleet.yaml            # optional, relative to this file: tiers and workloads named
+                                # as in the spec take kind/site/region and privacy,
+                                # residency, urgency and origin from it
+    tiers:
+      device:                   # in-process (the device's own model)
+        kind: device            # device | edge | cloud
+        site: store-1           # optional; where the tier is (edge tiers: required)
+        region: us-east         # optional (cloud tiers: required)
+        local: {model: models/tiny.onnx}       # relative to this file
+        rtt_p50_ms: 0
+        rtt_p99_ms: 0
+        cost_usd_per_inference: 8.3e-9
+      cloud:                    # remote: any Open Inference Protocol (V2) endpoint
+        kind: cloud
+        region: us-east
+        url: https://infer.example.com
+        model: large            # the model's name on that endpoint
+        rtt_p50_ms: 25
+        rtt_p99_ms: 120
+        cost_usd_per_inference: 2.3e-5
+        auth_header_env: CLOUD_AUTH   # env var holding the Authorization header (never the secret)
+        binary: true            # the peer speaks the binary tensor extension
+        timeout_s: 2.0
+    workloads:
+      digits:
+        privacy: public         # public | personal | sensitive
+        residency: any          # device | site | region | any (default any)
+        urgency: interactive    # interactive | deferrable (default interactive)
+        deadline_ms: 150        # optional default deadline of a request
+        budget_usd_per_period: 50       # optional; cloud tiers stop when it is spent
+        budget_period_s: 86400          # the period (default one day)
+        sample_rate: 0.01       # fraction of traces sampled for drift checks (default 0)
+        allow_raw_samples: false        # else inputs are hashed in samples
+        origin_site: store-1    # optional: where the data starts (else from the cascade)
+        origin_region: us-east
+        cascade:                # cheapest first; every stage but the last has a rule
+          - {tier: device, rule: max_prob, threshold: 0.9}
+          - {tier: cloud}
+    price_schedule:             # optional: when deferrable requests run (UTC)
+      off_peak_hours_utc: [0, 1, 2, 3]
+      spot_windows_utc: [[22, 6]]
+
+A tier is local (``local``) or remote (``url`` and ``model``), exactly one. Rules are the
+names of :data:`tierwise.router.rules.RULES`; a stage escalates to the next when the rule's
+confidence is under its ``threshold`` (in [0, 1]). Privacy and residency follow the spec's
+rules (:mod:`tierwise.router.placement`); a workload none of whose cascade tiers qualifies
+is a problem. The loaded plan holds absolute paths for ``spec`` and ``local.model``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection, Mapping
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from tierwise.errors import ConfigError
+from tierwise.router.placement import Origin, Place, exclusion_reason, resolve_origin
+from tierwise.router.rules import RULES
+from tierwise.router.schedule import PriceSchedule
+from tierwise.router.types import Privacy, Residency, Urgency
+from tierwise.spec.base import Name, SpecModel, inject_names
+from tierwise.spec.tiers import TierKind
+
+__all__ = [
+    "DEFAULT_BUDGET_PERIOD_S",
+    "CascadeStage",
+    "LocalModel",
+    "Plan",
+    "PlanHeader",
+    "TierConfig",
+    "WorkloadConfig",
+    "place_of",
+    "plan_problems",
+    "site_regions",
+    "workload_origin",
+]
+
+#: The budget period when a workload sets a budget but no period: one day.
+DEFAULT_BUDGET_PERIOD_S = 86_400.0
+
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+Problem = tuple[str, str]
+
+
+class LocalModel(SpecModel):
+    """An ONNX file run in-process; the path is relative to the plan file."""
+
+    model: str = Field(min_length=1)
+
+
+class TierConfig(SpecModel):
+    """One tier the router can call: in-process (``local``) or a V2 endpoint (``url``)."""
+
+    name: Name
+    description: str | None = None
+    kind: TierKind
+    site: Name | None = None
+    region: Name | None = None
+    local: LocalModel | None = None
+    url: str | None = None
+    model: str | None = Field(default=None, min_length=1)
+    rtt_p50_ms: float = Field(ge=0)
+    rtt_p99_ms: float = Field(ge=0)
+    cost_usd_per_inference: float = Field(ge=0)
+    auth_header_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    binary: bool = False
+    timeout_s: float = Field(default=1.0, gt=0)
+
+    @field_validator("rtt_p99_ms")
+    @classmethod
+    def _p99_above_p50(cls, value: float, info: ValidationInfo) -> float:
+        p50 = info.data.get("rtt_p50_ms")
+        if p50 is not None and value < p50:
+            raise ValueError(f"expected rtt_p99_ms >= rtt_p50_ms ({p50:g}), got {value:g}")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> TierConfig:
+        if (self.local is None) == (self.url is None):
+            raise ValueError(
+                "expected exactly one of local (an in-process model) or url (a remote tier)"
+            )
+        if self.url is not None and self.model is None:
+            raise ValueError("a remote tier needs model: the model's name on its endpoint")
+        if self.local is not None:
+            extra = [n for n in ("model", "auth_header_env") if getattr(self, n) is not None]
+            if extra:
+                raise ValueError(f"{', '.join(extra)} apply only to a remote tier (url)")
+        if self.kind == "edge" and self.site is None:
+            raise ValueError("an edge tier needs site: the site its boxes are at")
+        if self.kind == "cloud" and self.region is None:
+            raise ValueError("a cloud tier needs region: the region its pool runs in")
+        if self.kind == "cloud" and self.site is not None:
+            raise ValueError("a cloud tier has a region, not a site")
+        return self
+
+    @property
+    def remote(self) -> bool:
+        """Whether the tier is a V2 endpoint (else an in-process model)."""
+        return self.url is not None
+
+
+class CascadeStage(SpecModel):
+    """One step of a cascade: the tier, and when to escalate past it (none on the last)."""
+
+    tier: Name
+    rule: str | None = None
+    threshold: float | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("rule")
+    @classmethod
+    def _known_rule(cls, value: str | None) -> str | None:
+        if value is not None and value not in RULES:
+            raise ValueError(f"expected one of {', '.join(RULES)}, got {value!r}")
+        return value
+
+
+class WorkloadConfig(SpecModel):
+    """A workload's defaults (privacy, residency, urgency, deadline, budget, sampling) and
+    its cascade, cheapest tier first. Requests may narrow privacy and residency."""
+
+    name: Name
+    description: str | None = None
+    privacy: Privacy
+    residency: Residency = "any"
+    urgency: Urgency = "interactive"
+    deadline_ms: float | None = Field(default=None, gt=0)
+    budget_usd_per_period: float | None = Field(default=None, ge=0)
+    budget_period_s: float | None = Field(default=None, gt=0)
+    sample_rate: float = Field(default=0.0, ge=0, le=1)
+    allow_raw_samples: bool = False
+    origin_site: Name | None = None
+    origin_region: Name | None = None
+    cascade: list[CascadeStage] = Field(min_length=1)
+
+    @property
+    def period_s(self) -> float:
+        """The budget period in seconds (default one day)."""
+        return self.budget_period_s or DEFAULT_BUDGET_PERIOD_S
+
+
+class PlanHeader(SpecModel):
+    """The top-level scalar fields of a plan."""
+
+    version: Literal[1] = 1
+    description: str | None = None
+    spec: str | None = Field(default=None, min_length=1)
+
+
+def unknown_tier(name: str, declared: Collection[str]) -> str:
+    """``unknown tier 'egde'; did you mean 'edge'?`` (or the declared names)."""
+    close = difflib.get_close_matches(name, list(declared), n=1)
+    if close:
+        return f"unknown tier {name!r}; did you mean {close[0]!r}?"
+    return f"unknown tier {name!r} (declared: {', '.join(sorted(declared)) or 'none'})"
+
+
+def site_regions(tiers: Mapping[str, TierConfig]) -> dict[str, str]:
+    """Each site's region, as the tiers that give both a site and a region say."""
+    out: dict[str, str] = {}
+    for tier in tiers.values():
+        if tier.site is not None and tier.region is not None:
+            out.setdefault(tier.site, tier.region)
+    return out
+
+
+def place_of(tier: TierConfig, regions: Mapping[str, str]) -> Place:
+    """Where a tier is; an edge tier without a region takes its site's."""
+    region = tier.region
+    if region is None and tier.site is not None:
+        region = regions.get(tier.site)
+    return Place(tier.kind, tier.site, region)
+
+
+def workload_origin(
+    workload: WorkloadConfig, tiers: Mapping[str, TierConfig], regions: Mapping[str, str]
+) -> Origin:
+    """Where a workload's data starts (see :func:`tierwise.router.placement.resolve_origin`)."""
+    return resolve_origin(
+        (place_of(tiers[s.tier], regions) for s in workload.cascade if s.tier in tiers),
+        origin_site=workload.origin_site,
+        origin_region=workload.origin_region,
+        site_regions=regions,
+    )
+
+
+def _stage_problems(workload: WorkloadConfig, base: str) -> list[Problem]:
+    problems: list[Problem] = []
+    last = len(workload.cascade) - 1
+    seen: set[str] = set()
+    for i, stage in enumerate(workload.cascade):
+        at = f"{base}.cascade[{i}]"
+        if stage.tier in seen:
+            problems.append((f"{at}.tier", f"tier {stage.tier!r} is listed twice"))
+        seen.add(stage.tier)
+        if i == last:
+            for field in ("rule", "threshold"):
+                if getattr(stage, field) is not None:
+                    problems.append(
+                        (f"{at}.{field}", "the last stage escalates nowhere; remove its " + field)
+                    )
+        elif stage.rule is None:
+            problems.append(
+                (
+                    f"{at}.rule",
+                    f"expected one of {', '.join(RULES)}: a stage before the last"
+                    " needs a rule to decide when to escalate",
+                )
+            )
+        elif stage.threshold is None:
+            problems.append((f"{at}.threshold", "expected a number in [0, 1] for the rule"))
+    return problems
+
+
+def plan_problems(
+    tiers: Mapping[str, TierConfig],
+    workloads: Mapping[str, WorkloadConfig],
+    declared_tiers: Collection[str] | None = None,
+) -> list[Problem]:
+    """Cross-checks among valid entries, as ``(path, message)`` pairs.
+
+    ``declared_tiers`` also holds tiers that failed their own validation, so a cascade
+    naming one of them is not reported a second time as unknown.
+    """
+    declared = set(tiers) if declared_tiers is None else set(declared_tiers)
+    problems: list[Problem] = []
+    regions: dict[str, str] = {}
+    for name, tier in tiers.items():
+        if tier.site is None or tier.region is None:
+            continue
+        known = regions.setdefault(tier.site, tier.region)
+        if known != tier.region:
+            problems.append(
+                (
+                    f"tiers.{name}.region",
+                    f"site {tier.site!r} is in region {known!r} on another"
+                    f" tier, got {tier.region!r}",
+                )
+            )
+    for name, workload in workloads.items():
+        base = f"workloads.{name}"
+        problems.extend(_stage_problems(workload, base))
+        for i, stage in enumerate(workload.cascade):
+            if stage.tier not in declared:
+                problems.append((f"{base}.cascade[{i}].tier", unknown_tier(stage.tier, declared)))
+        if workload.budget_period_s is not None and workload.budget_usd_per_period is None:
+            problems.append((f"{base}.budget_period_s", "applies only with budget_usd_per_period"))
+        if workload.allow_raw_samples and workload.privacy == "sensitive":
+            problems.append(
+                (f"{base}.allow_raw_samples", "privacy 'sensitive' inputs are never sampled")
+            )
+        if not all(s.tier in tiers for s in workload.cascade):
+            continue  # reported above, or by the tier's own validation
+        origin = workload_origin(workload, tiers, regions)
+        reasons = [
+            exclusion_reason(
+                place_of(tiers[s.tier], regions), workload.privacy, workload.residency, origin
+            )
+            for s in workload.cascade
+        ]
+        if all(r is not None for r in reasons):
+            why = "; ".join(
+                f"{s.tier}: {r}" for s, r in zip(workload.cascade, reasons, strict=True)
+            )
+            problems.append((f"{base}.cascade", f"no tier may see this workload's data ({why})"))
+    return problems
+
+
+class Plan(PlanHeader):
+    """A loaded plan: tiers and workloads by name (entries carry their key as ``name``)."""
+
+    tiers: dict[Name, TierConfig] = Field(min_length=1)
+    workloads: dict[Name, WorkloadConfig] = Field(min_length=1)
+    price_schedule: PriceSchedule | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_entries(cls, data: object) -> object:
+        if isinstance(data, dict):
+            return {
+                k: inject_names(v) if k in ("tiers", "workloads") else v for k, v in data.items()
+            }
+        return data
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Plan:
+        problems = plan_problems(self.tiers, self.workloads)
+        if problems:
+            raise ValueError("; ".join(f"{path}: {message}" for path, message in problems))
+        return self
+
+    def workload(self, name: str) -> WorkloadConfig:
+        """The workload called ``name``; ConfigError listing the known ones otherwise."""
+        found = self.workloads.get(name)
+        if found is None:
+            raise ConfigError("workload", f"one of {sorted(self.workloads)}", name)
+        return found
+
+    def stage(self, workload: str, tier: str) -> CascadeStage:
+        """The cascade stage of ``tier`` in ``workload`` (its rule and threshold)."""
+        for stage in self.workload(workload).cascade:
+            if stage.tier == tier:
+                return stage
+        names = [s.tier for s in self.workload(workload).cascade]
+        raise ConfigError("tier", f"one of {names} (workload {workload!r})", tier)
+
+    def place(self, tier: str) -> Place:
+        """Where a tier is (kind, site, region; an edge tier takes its site's region)."""
+        return place_of(self.tiers[tier], site_regions(self.tiers))
+
+    def origin(self, workload: str) -> Origin:
+        """Where a workload's data starts."""
+        return workload_origin(self.workload(workload), self.tiers, site_regions(self.tiers))
