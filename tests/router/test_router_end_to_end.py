@@ -94,3 +94,28 @@ async def test_cloud_down_degrades_to_the_edge_answer(
         states = client.router.tier_states()
         assert states["cloud"].breaker_open  # consecutive failures opened it
     assert load_plan(plan).tiers["cloud"].url == dead
+
+
+async def test_traces_are_sampled_without_sensitive_inputs(
+    plan_path: Path, shared_zoo_dir: Path, tmp_path: Path
+) -> None:
+    from tierwise.router.build import build_router
+    from tierwise.router.sampling import JsonlSink
+
+    text = plan_path.read_text().replace("privacy: public", "privacy: public\n    sample_rate: 1.0")  # noqa: ASYNC240
+    text = text.replace("privacy: sensitive", "privacy: sensitive\n    sample_rate: 1.0")
+    plan_path.write_text(text)  # noqa: ASYNC240
+    sink = JsonlSink(tmp_path / "samples.jsonl", max_bytes=10_000_000)
+    plan = load_plan(plan_path)
+    x, _ = load_eval(shared_zoo_dir)
+    async with Client(plan, router=build_router(plan, samples=sink, seed=1)) as client:
+        for image in x[:5]:
+            await client.infer({"image": image[None]}, workload="digits")
+            await client.infer({"image": image[None]}, workload="private-digits")
+    sink.close()
+    samples = JsonlSink.read(tmp_path / "samples.jsonl")
+    assert [s["workload"] for s in samples] == ["digits"] * 5
+    for sample in samples:
+        image = sample["inputs"]["image"]
+        assert "sha256" in str(image)  # hashed: the plan does not allow raw samples
+        assert sample["trace"]["answered_by"] in ("device", "edge", "cloud")

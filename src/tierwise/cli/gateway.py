@@ -23,6 +23,9 @@ def gateway(
     outbox: Annotated[
         Path | None, typer.Option(help="SQLite file for deferred and partitioned requests")
     ] = None,
+    samples: Annotated[
+        Path | None, typer.Option(help="JSON-lines file for sampled traces (drift checks)")
+    ] = None,
     log_json: Annotated[bool, typer.Option("--log-json", help="Logs as JSON lines")] = False,
 ) -> None:
     """Serve a V2 HTTP front that routes every request through the plan's cascade."""
@@ -31,13 +34,15 @@ def gateway(
     from tierwise.router.build import build_router
     from tierwise.router.gateway import Gateway, GatewaySettings
     from tierwise.router.plan_load import load_plan
+    from tierwise.router.sampling import JsonlSink
     from tierwise.server.logs import configure_logging
 
     loaded = load_plan(plan)
     settings = GatewaySettings(host=host, port=port, outbox_path=outbox)
     # The environment is read here, at the edge: tiers name the variables holding their
     # Authorization headers and get only those values.
-    router = build_router(loaded, env=dict(os.environ))
+    sink = JsonlSink(samples, max_bytes=256 * 1024 * 1024) if samples is not None else None
+    router = build_router(loaded, env=dict(os.environ), samples=sink)
     configure_logging("info", json_lines=log_json)
     config = uvicorn.Config(
         Gateway(loaded, router, settings), host=host, port=port, loop="uvloop",

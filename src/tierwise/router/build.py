@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from tierwise.router.plan import Plan
 from tierwise.router.policy import Policy
 from tierwise.router.router import Defer, Router, SpendLedger, Stage
 from tierwise.router.rules import make_rule
+from tierwise.router.sampling import Sampler, SampleSink
 from tierwise.router.tiers import LocalTier, RemoteTier, Tier
 from tierwise.runtime import OnnxBackend, OnnxSettings
 
@@ -55,9 +57,11 @@ def build_router(
     onnx: OnnxSettings | None = None,
     breaker: BreakerSettings | None = None,
     defer: Defer | None = None,
-    hedge_after_ms: float | None = None,
+    samples: SampleSink | None = None,
+    seed: int | None = None,
 ) -> Router:
-    """The router the plan describes (call ``await router.start()`` before use)."""
+    """The router the plan describes (call ``await router.start()`` before use). With a
+    ``samples`` sink, traces are sampled at each workload's ``sample_rate``."""
     tiers = build_tiers(plan, env=env or {}, onnx=onnx)
     stages = {
         workload: [
@@ -72,12 +76,22 @@ def build_router(
         for workload, config in plan.workloads.items()
     }
     ledger = SpendLedger({w: c.period_s for w, c in plan.workloads.items()})
+    policy = Policy(plan)
+    sampler = None
+    if samples is not None:
+        sampler = Sampler(
+            {w: c.sample_rate for w, c in plan.workloads.items()},
+            allow_raw={w: c.allow_raw_samples for w, c in plan.workloads.items()},
+            sink=samples,
+            rng=random.Random(seed),  # noqa: S311 -- sampling, not secrets
+        )
     return Router(
-        Policy(plan),
+        policy,
         tiers,
         stages,
         breaker=breaker,
         defer=defer,
         ledger=ledger,
-        hedge_after_ms=hedge_after_ms,
+        sampler=sampler,
+        privacy_of=lambda meta: policy.effective(meta).privacy,
     )

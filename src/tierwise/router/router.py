@@ -25,6 +25,7 @@ from tierwise.errors import (
 )
 from tierwise.protocol import InferRequest, InferResponse
 from tierwise.router.health import BreakerSettings, CircuitBreaker, LatencyWindow
+from tierwise.router.sampling import Sampler
 from tierwise.router.tiers import LocalTier, Tier
 from tierwise.router.trace import Attempt, Trace, new_trace_id
 from tierwise.router.types import RequestMeta, Route, TierState
@@ -117,7 +118,8 @@ class Router:
         breaker: BreakerSettings | None = None,
         defer: Defer | None = None,
         ledger: SpendLedger | None = None,
-        hedge_after_ms: float | None = None,
+        sampler: Sampler | None = None,
+        privacy_of: Callable[[RequestMeta], str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -127,13 +129,12 @@ class Router:
                     raise ConfigError(
                         f"stages.{workload}", f"tiers among {sorted(tiers)}", stage.tier
                     )
-        if hedge_after_ms is not None and hedge_after_ms <= 0:
-            raise ConfigError("hedge_after_ms", "> 0", hedge_after_ms)
         self.policy = policy
         self.tiers = dict(tiers)
         self.stages = {w: {s.tier: s for s in cascade} for w, cascade in stages.items()}
         self.ledger = ledger or SpendLedger()
-        self.hedge_after_ms = hedge_after_ms
+        self.sampler = sampler
+        self._privacy_of = privacy_of
         self._defer = defer
         self._clock = clock
         self._wall = wall_clock
@@ -203,13 +204,13 @@ class Router:
                 or stage.threshold is None
                 or confidence >= stage.threshold
             ):
-                return self._finish(trace, response, name, degraded=route.degraded, started=started)
+                return self._finish(trace, response, name, route.degraded, started, request, meta)
             attempt.outcome = "escalated"
             attempt.reason = f"confidence {confidence:.3f} < threshold {stage.threshold:.3f}"
         if best is not None:
             response, name = best
             reason = "no later tier could answer; best earlier answer returned"
-            return self._finish(trace, response, name, degraded=reason, started=started)
+            return self._finish(trace, response, name, reason, started, request, meta)
         raise NoRouteError(meta.workload, [f"{a.tier}: {a.reason}" for a in trace.attempts])
 
     async def _try(
@@ -268,9 +269,10 @@ class Router:
         trace: Trace,
         response: InferResponse,
         tier: str,
-        *,
         degraded: str | None,
         started: float,
+        request: InferRequest,
+        meta: RequestMeta,
     ) -> RoutedAnswer:
         trace.answered_by = tier
         trace.degraded = degraded is not None
@@ -281,7 +283,15 @@ class Router:
             "degraded": trace.degraded,
             "trace_id": trace.trace_id,
         }
-        return RoutedAnswer(trace=trace, response=response)
+        routed = RoutedAnswer(trace=trace, response=response)
+        self._sample(routed, request, meta)
+        return routed
+
+    def _sample(self, answer: RoutedAnswer, request: InferRequest, meta: RequestMeta) -> None:
+        if self.sampler is None or answer.response is None:
+            return
+        privacy = self._privacy_of(meta) if self._privacy_of is not None else "sensitive"
+        self.sampler.offer(answer.trace.to_dict(), request.inputs, answer.response.outputs, privacy)
 
     async def close(self) -> None:
         await asyncio.gather(*(tier.close() for tier in self.tiers.values()))
