@@ -119,3 +119,11 @@ def test_demo_json_measures_every_variant(tmp_path: Path) -> None:
         assert 0 < row["batch1_p50_ms"] <= row["batch1_p99_ms"]
         assert row["batch32_p50_ms"] > 0
         assert 0.5 < row["accuracy"] <= 1.0
+    cascade, cloud = doc["cascade"]["replay"]
+    assert cascade["workload"] == "digits"
+    assert cloud["share"] == {"device": 0.0, "edge": 0.0, "cloud": 1.0}
+    assert cascade["share"]["device"] > 0
+    assert sum(cascade["share"].values()) == pytest.approx(1.0)
+    assert cascade["usd_per_million"] < cloud["usd_per_million"]
+    assert cascade["accuracy"] >= 0.99 * cloud["accuracy"] - 0.01  # the calibration target
+    assert cascade["degraded"] == 0

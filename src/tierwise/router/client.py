@@ -4,6 +4,7 @@ router and policy the gateway runs."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -55,7 +56,11 @@ class Client:
         router: Router | None = None,
     ) -> None:
         self.plan = plan if isinstance(plan, Plan) else load_plan(Path(plan))
-        self.router = router or build_router(self.plan, env=env, onnx=onnx)
+        # The SDK is an entry point like the CLI: without ``env`` it reads the process
+        # environment, and only for the variables the plan names for auth headers.
+        self.router = router or build_router(
+            self.plan, env=os.environ if env is None else env, onnx=onnx
+        )
         self._started = False
 
     async def start(self) -> None:
