@@ -119,3 +119,30 @@ async def test_traces_are_sampled_without_sensitive_inputs(
         image = sample["inputs"]["image"]
         assert "sha256" in str(image)  # hashed: the plan does not allow raw samples
         assert sample["trace"]["answered_by"] in ("device", "edge", "cloud")
+
+
+async def test_killing_the_cloud_mid_run_degrades_interactive_requests(
+    shared_zoo_dir: Path, tier_servers: tuple[RunningServer, RunningServer], tmp_path: Path
+) -> None:
+    import signal
+
+    from cascade_helpers import model_repo
+    from server_helpers import server_process
+
+    edge, _ = tier_servers
+    x, _ = load_eval(shared_zoo_dir)
+    repo = model_repo(shared_zoo_dir, tmp_path, "large")
+    with server_process(repo) as cloud:
+        plan = write_plan(tmp_path / "plan.yaml", shared_zoo_dir, edge.url, cloud.url)
+        async with Client(plan) as client:
+            before = [await client.infer({"image": i[None]}, workload="digits") for i in x[:80]]
+            assert any(r.tier == "cloud" for r in before)
+            assert not any(r.degraded for r in before)
+            cloud.process.send_signal(signal.SIGKILL)
+            cloud.process.wait(timeout=10)
+            after = [await client.infer({"image": i[None]}, workload="digits") for i in x[:80]]
+    assert all(r.tier in ("device", "edge") for r in after)
+    escalated = [r for r in after if r.trace.attempts[-1].tier == "cloud"]
+    assert escalated, "no request wanted the cloud after it died"
+    assert all(r.degraded for r in escalated)
+    assert all(r.trace.reason.startswith("no later tier could answer") for r in escalated)
