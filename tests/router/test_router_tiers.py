@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
@@ -55,17 +54,47 @@ async def test_remote_tier_round_trip(server: RunningServer, binary: bool | None
     await tier.close()
 
 
-async def test_remote_tier_sends_the_auth_header(server: RunningServer) -> None:
-    seen: list[str | None] = []
+async def test_remote_tier_sends_the_auth_header_and_reuses_connections(
+    server: RunningServer,
+) -> None:
+    seen: list[bytes] = []
+    connections = 0
+    finished: list[asyncio.Future[None]] = []
 
-    async def record(request: httpx.Request) -> None:
-        seen.append(request.headers.get("authorization"))
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A TCP relay in front of the tier server that records every request head."""
+        nonlocal connections
+        connections += 1
+        done = asyncio.get_running_loop().create_future()
+        finished.append(done)
+        upstream_r, upstream_w = await asyncio.open_connection("127.0.0.1", server.port)
 
-    tier = RemoteTier("cloud", server.url, "scale", authorization="Bearer s3cret", binary=False)
-    tier._client.event_hooks["request"] = [record]
-    await tier.infer(InferRequest(inputs={"x": X}), timeout_s=5)
-    assert seen == ["Bearer s3cret"]
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, log: bool) -> None:
+            while data := await src.read(65536):
+                if log and b"\r\n\r\n" in data:
+                    seen.append(data.split(b"\r\n\r\n", 1)[0])
+                dst.write(data)
+            dst.close()
+
+        await asyncio.gather(pump(reader, upstream_w, True), pump(upstream_r, writer, False))
+        for w in (writer, upstream_w):
+            await w.wait_closed()
+        done.set_result(None)
+
+    relay_server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    port = relay_server.sockets[0].getsockname()[1]
+    tier = RemoteTier(
+        "cloud", f"http://127.0.0.1:{port}", "scale", authorization="Bearer s3cret", binary=False
+    )
+    for _ in range(3):
+        await tier.infer(InferRequest(inputs={"x": X}), timeout_s=5)
     await tier.close()
+    await asyncio.wait_for(asyncio.gather(*finished), 10)  # the relay's connections ended
+    relay_server.close()
+    await relay_server.wait_closed()
+    assert len(seen) == 3
+    assert all(b"\r\nauthorization: Bearer s3cret" in head for head in seen)
+    assert connections == 1  # keep-alive: one connection for all three calls
 
 
 async def test_remote_errors_are_classified(server: RunningServer) -> None:
@@ -81,7 +110,7 @@ async def test_remote_errors_are_classified(server: RunningServer) -> None:
     await missing.close()
 
     down = RemoteTier("cloud", f"http://127.0.0.1:{free_port()}", "scale", binary=False)
-    with pytest.raises(TierUnavailableError, match="ConnectError"):
+    with pytest.raises(TierUnavailableError, match="ConnectionRefusedError"):
         await down.infer(InferRequest(inputs={"x": X}), timeout_s=2)
     await down.close()
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import onnxruntime as ort
-from server_helpers import server_process
 
+from server_helpers import server_process
 from tierwise.bench import dense_stack_model
 from tierwise.protocol import InferRequest, encode_request
 

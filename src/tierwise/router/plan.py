@@ -25,7 +25,8 @@ reads it and the router, the gateway and the simulator run from it. Shape::
         rtt_p99_ms: 120
         cost_usd_per_inference: 2.3e-5
         auth_header_env: CLOUD_AUTH   # env var holding the Authorization header (never the secret)
-        binary: true            # the peer speaks the binary tensor extension
+        binary: true            # force the binary tensor extension (false: ask the peer's
+                                # GET /v2 for binary_tensor_data and use it when listed)
         timeout_s: 2.0
     workloads:
       digits:

@@ -11,7 +11,6 @@ import abc
 import time
 from typing import Literal
 
-import httpx
 import orjson
 
 from tierwise.errors import (
@@ -30,6 +29,7 @@ from tierwise.protocol import (
     encode_request,
     parse_header_length,
 )
+from tierwise.router.http11 import HttpClient, HttpResponse
 from tierwise.runtime import Backend
 
 __all__ = ["LocalTier", "RemoteTier", "Tier", "TierKind"]
@@ -92,7 +92,6 @@ class RemoteTier(Tier):
         authorization: str | None = None,
         binary: bool | None = None,
         max_connections: int = 64,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(name, kind, timeout_s=timeout_s)
         if not url.startswith(("http://", "https://")):
@@ -106,16 +105,7 @@ class RemoteTier(Tier):
         path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "")
         self._infer_path = path + "/infer"
         headers = {"authorization": authorization} if authorization else {}
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        self._client = httpx.AsyncClient(
-            base_url=self.url,
-            headers=headers,
-            limits=limits,
-            transport=transport,
-            timeout=timeout_s,
-        )
+        self._client = HttpClient(self.url, headers=headers, max_connections=max_connections)
 
     @property
     def remote(self) -> bool:
@@ -124,9 +114,10 @@ class RemoteTier(Tier):
     async def _peer_binary(self, timeout_s: float) -> bool:
         if self._binary is None:
             try:
-                response = await self._client.get("/v2", timeout=timeout_s)
-                extensions = response.json().get("extensions", []) if response.is_success else []
-            except (httpx.HTTPError, ValueError, AttributeError):
+                response = await self._client.request("GET", "/v2", timeout_s=timeout_s)
+                doc = orjson.loads(response.content) if response.status_code == 200 else {}
+                extensions = doc.get("extensions", []) if isinstance(doc, dict) else []
+            except (OSError, TimeoutError, orjson.JSONDecodeError):
                 return False  # ask again next time; JSON is always understood
             self._binary = "binary_tensor_data" in extensions
         return self._binary
@@ -140,12 +131,12 @@ class RemoteTier(Tier):
             headers[HEADER_LENGTH_HEADER] = str(header_length)
         remaining = max(deadline - time.monotonic(), 0.001)
         try:
-            response = await self._client.post(
-                self._infer_path, content=body, headers=headers, timeout=remaining
+            response = await self._client.request(
+                "POST", self._infer_path, content=body, headers=headers, timeout_s=remaining
             )
-        except httpx.TimeoutException as exc:
+        except TimeoutError as exc:
             raise TierTimeoutError(tier=self.name, timeout_s=timeout_s) from exc
-        except httpx.HTTPError as exc:
+        except OSError as exc:  # refused, reset, unreachable, closed mid-response
             raise TierUnavailableError(f"{type(exc).__name__}: {exc}", tier=self.name) from exc
         if response.status_code != 200:
             raise self._http_error(response)
@@ -157,11 +148,11 @@ class RemoteTier(Tier):
         except ProtocolError as exc:
             raise TierError(f"unreadable response: {exc}", tier=self.name) from exc
 
-    def _http_error(self, response: httpx.Response) -> TierError:
+    def _http_error(self, response: HttpResponse) -> TierError:
         try:
             message = str(orjson.loads(response.content).get("error", ""))
         except (orjson.JSONDecodeError, AttributeError):
-            message = response.text[:200]
+            message = response.content[:200].decode("utf-8", "replace")
         reason = f"HTTP {response.status_code}: {message}".rstrip(": ")
         if response.status_code in (408, 429) or response.status_code >= 500:
             return TierUnavailableError(reason, tier=self.name)
