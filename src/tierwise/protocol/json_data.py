@@ -25,6 +25,7 @@ _INT_TYPES: Final = frozenset({int})
 _BOOL_TYPES: Final = frozenset({bool})
 _STR_TYPES: Final = frozenset({str})
 _FLOAT_NAMES: Final = frozenset({"FP16", "FP32", "FP64"})
+_SMALL_TENSOR: Final = 64
 _JSON_TYPE_NAMES: Final = {
     str: "a string",
     float: "a floating-point number",
@@ -188,6 +189,14 @@ def encode_json_data(array: np.ndarray[Any, Any], datatype: str, tensor: str) ->
         flat = flat.astype(flat.dtype.newbyteorder("="))
     elif not flat.flags.c_contiguous:
         flat = np.ascontiguousarray(flat)
-    if datatype in _FLOAT_NAMES and not np.isfinite(flat).all():
+    if datatype in _FLOAT_NAMES and not _all_finite(flat):
         return orjson.Fragment(b"[" + b",".join(map(_float_token, flat.tolist())) + b"]")
     return flat
+
+
+def _all_finite(flat: np.ndarray[Any, Any]) -> bool:
+    # For the small tensors of a typical response a Python pass over the values beats
+    # two numpy calls (isfinite, then all); large ones go to numpy.
+    if flat.size <= _SMALL_TENSOR:
+        return all(map(math.isfinite, flat.tolist()))
+    return bool(np.isfinite(flat).all())

@@ -83,7 +83,11 @@ class HttpFrontend:
         status = 500
         size = 0
         try:
-            status, body, headers = await self._route(method, path, scope, receive, started)
+            target = _infer_target(method, path)
+            if target is not None:  # the hot path skips the general router
+                status, body, headers = await self._infer(*target, scope, receive, started)
+            else:
+                status, body, headers = await self._route(method, path, scope, receive, started)
         except Exception as exc:
             status, body, headers = error_body(exc)
             if status >= 500 and not isinstance(exc, TierwiseError | ServerBusyError):
@@ -230,3 +234,15 @@ class HttpFrontend:
             return 200, b"{}", list(JSON_HEADERS)
         raise HttpError(404, f"no repository route {'/'.join(rest)!r}; expected index, "
                               "models/{name}/load or models/{name}/unload")  # fmt: skip
+
+
+def _infer_target(method: str, path: str) -> tuple[str, str | None] | None:
+    """(model, version) for ``POST /v2/models/{m}[/versions/{v}]/infer``, else None."""
+    if method != "POST" or not path.endswith("/infer") or not path.startswith("/v2/models/"):
+        return None
+    parts = path[11:-6].split("/")
+    if len(parts) == 1 and parts[0]:
+        return parts[0], None
+    if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
+        return parts[0], parts[2]
+    return None
