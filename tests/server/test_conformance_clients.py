@@ -10,9 +10,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.http as triton
-from server_helpers import RunningServer, running_server
 
 from onnx_models import mixed_model
+from server_helpers import RunningServer, running_server
 from tierwise.server import ServerSettings
 
 

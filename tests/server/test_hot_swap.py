@@ -9,9 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-from server_helpers import running_server
 
 from onnx_models import scale_model
+from server_helpers import running_server
 from tierwise.server import ServerSettings
 
 BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 1, 1, 1]}]}

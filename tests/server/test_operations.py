@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from server_helpers import server_process
 
+from server_helpers import server_process
 from tierwise.bench import dense_stack_model
 from tierwise.protocol import InferRequest, encode_request
 

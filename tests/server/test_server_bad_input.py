@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from server_helpers import RunningServer, running_server
 
 from onnx_models import scale_model
+from server_helpers import RunningServer, running_server
 from tierwise.server import ServerSettings
 
 GOOD = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}

@@ -6,9 +6,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from server_helpers import RunningServer, running_server
 
 from onnx_models import fixed_batch_model, mixed_model, scale_model
+from server_helpers import RunningServer, running_server
 from tierwise.server import ServerSettings
 
 
