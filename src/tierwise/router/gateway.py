@@ -26,7 +26,6 @@ from tierwise.protocol import (
     decode_request,
     encode_request,
     encode_response,
-    parse_header_length,
 )
 from tierwise.router.meta import META_PARAMETERS, meta_from_parameters
 from tierwise.router.outbox import Drainer, Outbox, OutboxItem
@@ -40,6 +39,7 @@ from tierwise.server.asgi import (
     Scope,
     Send,
     allow,
+    body_headers,
     error_body,
     read_body,
     send_response,
@@ -148,13 +148,7 @@ class Gateway:
         self, workload: str, scope: Scope, receive: Receive
     ) -> tuple[int, bytes, list[Any]]:
         started = time.monotonic()
-        header_length = None
-        declared = None
-        for key, value in scope["headers"]:
-            if key == HEADER_LENGTH_HEADER.lower().encode():
-                header_length = parse_header_length(value)
-            elif key == b"content-length" and value.isdigit():
-                declared = int(value)
+        header_length, declared = body_headers(scope)
         body = await read_body(receive, declared, self.settings.max_body_bytes)
         request = decode_request(body, header_length=header_length)
         meta = meta_from_parameters(

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from tierwise.errors import PayloadTooLargeError, ProtocolError, ServerBusyError, TierwiseError
+from tierwise.protocol import HEADER_LENGTH_HEADER, parse_header_length
 
 __all__ = [
     "JSON_HEADERS",
@@ -18,6 +19,7 @@ __all__ = [
     "Scope",
     "Send",
     "allow",
+    "body_headers",
     "error_body",
     "read_body",
     "send_response",
@@ -62,6 +64,24 @@ def error_body(exc: BaseException) -> tuple[int, bytes, Headers]:
         status = 500
         message = f"internal error ({type(exc).__name__}); see the server log"
     return status, orjson.dumps({"error": message}), headers
+
+
+_HEADER_LENGTH_KEY = HEADER_LENGTH_HEADER.lower().encode()
+
+
+def body_headers(scope: Scope) -> tuple[int | None, int | None]:
+    """``Inference-Header-Content-Length`` and ``Content-Length`` of a V2 request; 415 for
+    a content encoding the server does not decode."""
+    header_length: int | None = None
+    declared: int | None = None
+    for key, value in scope["headers"]:
+        if key == _HEADER_LENGTH_KEY:
+            header_length = parse_header_length(value)
+        elif key == b"content-length":
+            declared = int(value) if value.isdigit() else None
+        elif key == b"content-encoding" and value not in (b"identity", b""):
+            raise HttpError(415, f"content-encoding {value.decode()!r} is not supported")
+    return header_length, declared
 
 
 async def read_body(receive: Receive, declared: int | None, limit: int) -> bytes:

@@ -29,7 +29,6 @@ from tierwise.protocol import (
     binary_outputs_requested,
     decode_request,
     encode_response,
-    parse_header_length,
 )
 from tierwise.server.asgi import (
     JSON_HEADERS,
@@ -38,6 +37,7 @@ from tierwise.server.asgi import (
     Scope,
     Send,
     allow,
+    body_headers,
     error_body,
     read_body,
     send_response,
@@ -181,15 +181,7 @@ class HttpFrontend:
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         if not self.accepting:
             raise ServerBusyError(model=name, queue_size=0, retry_after_s=1, status_code=503)
-        header_length: int | None = None
-        declared: int | None = None
-        for key, value in scope["headers"]:
-            if key == _HEADER_KEY:
-                header_length = parse_header_length(value)
-            elif key == b"content-length":
-                declared = int(value) if value.isdigit() else None
-            elif key == b"content-encoding" and value not in (b"identity", b""):
-                raise HttpError(415, f"content-encoding {value.decode()!r} is not supported")
+        header_length, declared = body_headers(scope)
         served = self.dataplane.admit(name, version)  # shed load before reading the body
         body = await read_body(receive, declared, self.settings.max_body_bytes)
         request = decode_request(body, header_length=header_length, limits=self.limits)
