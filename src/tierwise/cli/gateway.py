@@ -26,6 +26,10 @@ def gateway(
     samples: Annotated[
         Path | None, typer.Option(help="JSON-lines file for sampled traces (drift checks)")
     ] = None,
+    hedge_after_ms: Annotated[
+        float | None,
+        typer.Option(help="Also ask the next remote tier when one is this slow (interactive)"),
+    ] = None,
     log_json: Annotated[bool, typer.Option("--log-json", help="Logs as JSON lines")] = False,
 ) -> None:
     """Serve a V2 HTTP front that routes every request through the plan's cascade."""
@@ -42,7 +46,7 @@ def gateway(
     # The environment is read here, at the edge: tiers name the variables holding their
     # Authorization headers and get only those values.
     sink = JsonlSink(samples, max_bytes=256 * 1024 * 1024) if samples is not None else None
-    router = build_router(loaded, env=dict(os.environ), samples=sink)
+    router = build_router(loaded, env=dict(os.environ), samples=sink, hedge_after_ms=hedge_after_ms)
     configure_logging("info", json_lines=log_json)
     config = uvicorn.Config(
         Gateway(loaded, router, settings), host=host, port=port, loop="uvloop",

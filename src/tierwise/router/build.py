@@ -59,9 +59,12 @@ def build_router(
     defer: Defer | None = None,
     samples: SampleSink | None = None,
     seed: int | None = None,
+    hedge_after_ms: float | None = None,
 ) -> Router:
     """The router the plan describes (call ``await router.start()`` before use). With a
-    ``samples`` sink, traces are sampled at each workload's ``sample_rate``."""
+    ``samples`` sink, traces are sampled at each workload's ``sample_rate``; with
+    ``hedge_after_ms``, an interactive request whose remote tier has not answered in that
+    time is also sent to the next remote tier, and the first answer wins."""
     tiers = build_tiers(plan, env=env or {}, onnx=onnx)
     stages = {
         workload: [
@@ -94,4 +97,6 @@ def build_router(
         ledger=ledger,
         sampler=sampler,
         privacy_of=lambda meta: policy.effective(meta).privacy,
+        urgency_of=lambda meta: policy.effective(meta).urgency,
+        hedge_after_ms=hedge_after_ms,
     )

@@ -10,6 +10,8 @@ policy holds back go to the outbox. Every request gets a :class:`Trace`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -104,6 +106,7 @@ class RoutedAnswer:
 
 
 Defer = Callable[[InferRequest, RequestMeta, Route], Awaitable[str]]
+Answer = tuple[InferResponse, float, "Attempt"]
 
 
 class Router:
@@ -120,6 +123,8 @@ class Router:
         ledger: SpendLedger | None = None,
         sampler: Sampler | None = None,
         privacy_of: Callable[[RequestMeta], str] | None = None,
+        urgency_of: Callable[[RequestMeta], str] | None = None,
+        hedge_after_ms: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -133,8 +138,12 @@ class Router:
         self.tiers = dict(tiers)
         self.stages = {w: {s.tier: s for s in cascade} for w, cascade in stages.items()}
         self.ledger = ledger or SpendLedger()
+        if hedge_after_ms is not None and hedge_after_ms <= 0:
+            raise ConfigError("hedge_after_ms", "> 0", hedge_after_ms)
+        self.hedge_after_ms = hedge_after_ms
         self.sampler = sampler
         self._privacy_of = privacy_of
+        self._urgency_of = urgency_of
         self._defer = defer
         self._clock = clock
         self._wall = wall_clock
@@ -189,17 +198,29 @@ class Router:
         if meta.deadline_ms is not None:
             waited_s = now_s - meta.received_s if meta.received_s else 0.0
             deadline_s = started + meta.deadline_ms / 1000.0 - waited_s
-        for index, name in enumerate(route.tiers):
-            stage = cascade.get(name, Stage(name))
-            last = index == len(route.tiers) - 1
-            answer = await self._try(name, stage, request, trace, deadline_s, now_s, meta.workload)
+        hedge = self.hedge_after_ms is not None and self._is_interactive(meta)
+        index = 0
+        while index < len(route.tiers):
+            name = route.tiers[index]
+            following = route.tiers[index + 1] if index + 1 < len(route.tiers) else None
+            call = functools.partial(
+                self._try, request=request, trace=trace, deadline_s=deadline_s, now_s=now_s,
+                workload=meta.workload,
+            )  # fmt: skip
+            if hedge and following is not None and self._remote(name, following):
+                answer = await self._hedged(name, following, cascade, call, trace)
+            else:
+                answer = await call(name, cascade.get(name, Stage(name)))
             if answer is None:
+                index += 1
                 continue
-            response, confidence = answer
+            response, confidence, attempt = answer
+            name = attempt.tier
+            index = route.tiers.index(name)
+            stage = cascade.get(name, Stage(name))
             best = (response, name)
-            attempt = trace.attempts[-1]
             if (
-                last
+                index == len(route.tiers) - 1
                 or stage.rule is None
                 or stage.threshold is None
                 or confidence >= stage.threshold
@@ -207,6 +228,7 @@ class Router:
                 return self._finish(trace, response, name, route.degraded, started, request, meta)
             attempt.outcome = "escalated"
             attempt.reason = f"confidence {confidence:.3f} < threshold {stage.threshold:.3f}"
+            index += 1
         if best is not None:
             response, name = best
             reason = "no later tier could answer; best earlier answer returned"
@@ -222,7 +244,7 @@ class Router:
         deadline_s: float | None,
         now_s: float,
         workload: str,
-    ) -> tuple[InferResponse, float] | None:
+    ) -> tuple[InferResponse, float, Attempt] | None:
         tier = self.tiers[name]
         breaker = self.breakers.get(name)
         if breaker is not None and not breaker.allow():
@@ -257,12 +279,53 @@ class Router:
         if stage.rule is not None:
             scores = stage.rule.confidence(response.outputs)
             confidence = float(np.min(scores)) if scores.size else 0.0
-        trace.attempts.append(
-            Attempt(
-                name, "answered", "answered", latency_ms, stage.cost_usd_per_inference, confidence
-            )
+        attempt = Attempt(
+            name, "answered", "answered", latency_ms, stage.cost_usd_per_inference, confidence
         )
-        return response, confidence
+        trace.attempts.append(attempt)
+        return response, confidence, attempt
+
+    def _remote(self, *names: str) -> bool:
+        return all(self.tiers[n].remote for n in names)
+
+    def _is_interactive(self, meta: RequestMeta) -> bool:
+        if meta.urgency is not None:
+            return meta.urgency == "interactive"
+        return self._urgency_of is None or self._urgency_of(meta) == "interactive"
+
+    async def _hedged(
+        self,
+        name: str,
+        backup: str,
+        cascade: Mapping[str, Stage],
+        call: Callable[[str, Stage], Awaitable[Answer | None]],
+        trace: Trace,
+    ) -> Answer | None:
+        """Call ``name``; if it has not answered within ``hedge_after_ms``, call ``backup``
+        (the next remote tier) too and take whichever answers first."""
+        assert self.hedge_after_ms is not None  # checked by the caller; not input
+        first = asyncio.ensure_future(call(name, cascade.get(name, Stage(name))))
+        done, _ = await asyncio.wait({first}, timeout=self.hedge_after_ms / 1000.0)
+        if done:
+            return first.result()
+        second = asyncio.ensure_future(call(backup, cascade.get(backup, Stage(backup))))
+        pending = {first, second}
+        winner: Answer | None = None
+        while pending and winner is None:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if winner is None and task.result() is not None:
+                    winner = task.result()
+        for task in pending:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            loser = name if task is first else backup
+            reason = "hedged: cancelled"
+            if winner is not None:
+                reason += f" once {winner[2].tier} answered"
+            trace.attempts.append(Attempt(loser, "skipped", reason))
+        return winner
 
     def _finish(
         self,
