@@ -29,12 +29,12 @@ from tierwise.protocol import (
     decode_response,
     encode_response,
 )
-from tierwise.router.idempotency import IdempotencyStore
 from tierwise.router.outbox import (
     Drainer,
     Outbox,
     OutboxItem,
 )
+from tierwise.server.idempotency import IdempotencyStore
 
 WORKER = Path(__file__).with_name("outbox_worker.py")
 

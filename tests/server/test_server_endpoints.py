@@ -117,3 +117,26 @@ def test_mixed_datatypes_json(client: httpx.Client) -> None:
     assert out["flipped"]["data"] == [False, True, True, False]
     assert out["raw"]["data"] == list(range(8))
     assert out["text"]["data"] == ["hé", "x"]
+
+
+def test_idempotency_key_runs_a_request_once(client: httpx.Client) -> None:
+    def successes() -> float:
+        for line in client.get("/metrics").text.splitlines():
+            if line.startswith(
+                'tierwise_requests_total{model="scale",outcome="success",version="2"}'
+            ):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    body = _infer_json([1, 2, 3, 4]) | {"parameters": {"idempotency_key": "item-7"}}
+    before = successes()
+    first = client.post("/v2/models/scale/infer", json=body)
+    again = client.post("/v2/models/scale/infer", json=body)
+    assert first.status_code == again.status_code == 200
+    assert first.content == again.content
+    assert successes() == before + 1  # the model ran once for the two deliveries
+    other = client.post(
+        "/v2/models/scale/infer", json=body | {"parameters": {"idempotency_key": "item-8"}}
+    )
+    assert other.status_code == 200
+    assert successes() == before + 2

@@ -8,7 +8,6 @@ from tierwise.router.client import Client, Result
 from tierwise.router.explain import explain, route_explain
 from tierwise.router.gateway import Gateway, GatewaySettings
 from tierwise.router.health import BreakerSettings, CircuitBreaker, LatencyWindow
-from tierwise.router.idempotency import IdempotencyStore
 from tierwise.router.meta import meta_from_parameters
 from tierwise.router.outbox import Drainer, Outbox, OutboxItem
 from tierwise.router.plan import CascadeStage, Plan, TierConfig, WorkloadConfig
@@ -44,7 +43,6 @@ __all__ = [
     "EscalationRule",
     "Gateway",
     "GatewaySettings",
-    "IdempotencyStore",
     "JsonlSink",
     "LatencyWindow",
     "LocalTier",

@@ -236,6 +236,8 @@ class Gateway:
         request.parameters = {
             k: v for k, v in request.parameters.items() if k not in META_PARAMETERS
         }
+        # redeliveries carry the same key, so a tier server acts on the item once
+        request.parameters["idempotency_key"] = item.idempotency_key or item.id
         try:
             answer = await self.router.infer(request, meta, allow_defer=False)
         except NoRouteError as exc:

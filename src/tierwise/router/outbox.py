@@ -4,7 +4,7 @@ their tier, delivered when the tier is back.
 The SQLite store is :class:`Outbox` (:mod:`tierwise.router.outbox_store`), the deliverer
 :class:`Drainer` (:mod:`tierwise.router.outbox_drain`); values and errors live in
 :mod:`tierwise.router.outbox_types`. This module is the one place to import them from.
-Receivers deduplicate redeliveries with :class:`tierwise.router.idempotency.IdempotencyStore`.
+Receivers deduplicate redeliveries with :class:`tierwise.server.idempotency.IdempotencyStore`.
 """
 
 from __future__ import annotations

@@ -3,12 +3,14 @@ admission control and Prometheus metrics."""
 
 from tierwise.server.app import TierServer, create_app, serve
 from tierwise.server.batching import Batcher, BatcherSettings, merge, split
+from tierwise.server.idempotency import IdempotencyStore
 from tierwise.server.manager import ModelManager
 from tierwise.server.settings import ModelConfig, ServerSettings, load_yaml_settings
 
 __all__ = [
     "Batcher",
     "BatcherSettings",
+    "IdempotencyStore",
     "ModelConfig",
     "ModelManager",
     "ServerSettings",

@@ -52,6 +52,7 @@ class TierServer:
     async def shutdown(self) -> None:
         self.http.accepting = False
         await self.manager.close()
+        self.http.idempotency.close()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

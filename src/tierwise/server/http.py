@@ -23,6 +23,7 @@ from tierwise.errors import (
 )
 from tierwise.protocol import (
     HEADER_LENGTH_HEADER,
+    InferRequest,
     ModelMetadata,
     ServerMetadata,
     TensorMetadata,
@@ -43,8 +44,9 @@ from tierwise.server.asgi import (
     send_response,
 )
 from tierwise.server.dataplane import DataPlane
+from tierwise.server.idempotency import IdempotencyStore
 from tierwise.server.logs import AccessLog
-from tierwise.server.manager import ModelManager
+from tierwise.server.manager import ModelManager, ServedVersion
 from tierwise.server.metrics import ServerMetrics
 from tierwise.server.settings import ServerSettings
 
@@ -75,6 +77,9 @@ class HttpFrontend:
         self.limits = settings.codec_limits()
         self.accepting = True
         self.access_log = AccessLog(json_lines=settings.log_json) if settings.access_log else None
+        self.idempotency = IdempotencyStore(
+            ttl_s=settings.idempotency_ttl_s, max_entries=settings.idempotency_max_entries
+        )
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.monotonic()
@@ -185,10 +190,17 @@ class HttpFrontend:
         served = self.dataplane.admit(name, version)  # shed load before reading the body
         body = await read_body(receive, declared, self.settings.max_body_bytes)
         request = decode_request(body, header_length=header_length, limits=self.limits)
-        response = await self.dataplane.infer(served, request, version=version, received_s=started)
-        out, response_header_length = encode_response(
-            response, binary_outputs=binary_outputs_requested(request)
-        )
+        key = request.parameters.get("idempotency_key")
+        if isinstance(key, str) and key:
+            # a redelivered request (at-least-once senders such as an outbox) is answered
+            # from the first run's stored response instead of running again
+            stored = await self.idempotency.run_once(
+                f"{name}/{version or ''}/{key}",
+                lambda: self._run_encoded(served, request, version, started),
+            )
+            out, response_header_length = _unpack(stored)
+        else:
+            out, response_header_length = await self._run(served, request, version, started)
         if response_header_length is None:
             return 200, out, list(JSON_HEADERS)
         return (
@@ -199,6 +211,18 @@ class HttpFrontend:
                 (_HEADER_KEY, str(response_header_length).encode()),
             ],
         )
+
+    async def _run(
+        self, served: ServedVersion, request: InferRequest, version: str | None, started: float
+    ) -> tuple[bytes, int | None]:
+        response = await self.dataplane.infer(served, request, version=version, received_s=started)
+        return encode_response(response, binary_outputs=binary_outputs_requested(request))
+
+    async def _run_encoded(
+        self, served: ServedVersion, request: InferRequest, version: str | None, started: float
+    ) -> bytes:
+        body, header_length = await self._run(served, request, version, started)
+        return _pack(body, header_length)
 
     async def _repository(
         self, method: str, rest: list[str], receive: Receive
@@ -238,3 +262,15 @@ def _infer_target(method: str, path: str) -> tuple[str, str | None] | None:
     if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
         return parts[0], parts[2]
     return None
+
+
+def _pack(body: bytes, header_length: int | None) -> bytes:
+    """A stored response: its header length (-1 for JSON) in 8 bytes, then the body."""
+    return (-1 if header_length is None else header_length).to_bytes(
+        8, "little", signed=True
+    ) + body
+
+
+def _unpack(stored: bytes) -> tuple[bytes, int | None]:
+    length = int.from_bytes(stored[:8], "little", signed=True)
+    return stored[8:], None if length < 0 else length

@@ -60,6 +60,10 @@ class ServerSettings(BaseModel):
     repository_poll_s: float = Field(default=0.0, ge=0, description="0 disables polling")
     drain_timeout_s: float = Field(default=30.0, ge=0)
     retry_after_s: int = Field(default=1, ge=1, le=3600)
+    idempotency_ttl_s: float = Field(
+        default=3600.0, gt=0, description="how long a keyed request's answer is kept"
+    )
+    idempotency_max_entries: int = Field(default=100_000, ge=1)
     access_log: bool = False
     log_json: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
