@@ -189,15 +189,16 @@ class Batcher:
         assert loop is not None  # check_capacity refuses before start(); not input
         now = self._clock()
         rows = int(next(iter(inputs.values())).shape[0]) if inputs and self.batchable else 1
+        wanted = tuple(outputs)
         item = BatchItem(
-            inputs=inputs,
-            outputs=tuple(outputs),
-            rows=rows,
-            future=loop.create_future(),
-            enqueued_s=now,
-            deadline_s=now + timeout_us / 1e6 if timeout_us > 0 else None,
-            timeout_us=timeout_us,
-            key=(batch_key(inputs), tuple(outputs)) if self.batchable else (),
+            inputs,
+            wanted,
+            rows,
+            loop.create_future(),
+            now,
+            now + timeout_us / 1e6 if timeout_us > 0 else None,
+            timeout_us,
+            (batch_key(inputs), wanted) if self.batchable else (),
         )
         self._queue.append(item)
         while self._waiters:

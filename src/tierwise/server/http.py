@@ -254,14 +254,26 @@ class HttpFrontend:
 
 def _infer_target(method: str, path: str) -> tuple[str, str | None] | None:
     """(model, version) for ``POST /v2/models/{m}[/versions/{v}]/infer``, else None."""
-    if method != "POST" or not path.endswith("/infer") or not path.startswith("/v2/models/"):
+    if method != "POST":
         return None
-    parts = path[11:-6].split("/")
-    if len(parts) == 1 and parts[0]:
-        return parts[0], None
-    if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
-        return parts[0], parts[2]
-    return None
+    target = _TARGETS.get(path)
+    if target is None:
+        if not path.endswith("/infer") or not path.startswith("/v2/models/"):
+            return None
+        parts = path[11:-6].split("/")
+        if len(parts) == 1 and parts[0]:
+            target = (parts[0], None)
+        elif len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
+            target = (parts[0], parts[2])
+        else:
+            return None
+        if len(_TARGETS) < _MAX_TARGETS:  # bounded: paths come from clients
+            _TARGETS[path] = target
+    return target
+
+
+_TARGETS: dict[str, tuple[str, str | None]] = {}
+_MAX_TARGETS = 4096
 
 
 def _pack(body: bytes, header_length: int | None) -> bytes:
