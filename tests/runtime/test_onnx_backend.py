@@ -182,3 +182,13 @@ async def test_auto_executor_inlines_fast_models_only(tmp_path: Path) -> None:
         inline = threads == [threading.get_ident()]
         assert inline is (backend is fast), backend.name
         await backend.unload()
+
+
+async def test_fixed_dimensions_are_checked(tmp_path: Path) -> None:
+    backend = OnnxBackend("fixed", fixed_batch_model(tmp_path / "f.onnx"))
+    await backend.load()
+    assert (await backend.infer({"x": np.zeros((1, 2), np.float32)}))["y"].shape == (1, 2)
+    for bad in ((2, 2), (1, 3)):
+        with pytest.raises(InferenceInputError, match=r"expected shape \[1, 2\]"):
+            await backend.infer({"x": np.zeros(bad, np.float32)})
+    await backend.unload()

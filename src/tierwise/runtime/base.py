@@ -65,8 +65,19 @@ class Signature:
         return bool(tensors) and all(t.shape and t.shape[0] == -1 for t in tensors)
 
     @cached_property
-    def _expected(self) -> tuple[tuple[str, np.dtype[np.generic], tuple[int, ...]], ...]:
-        return tuple((t.name, dtype_of(t.datatype), t.shape) for t in self.inputs)
+    def _expected(
+        self,
+    ) -> tuple[tuple[str, np.dtype[np.generic], tuple[int, ...], tuple[int, ...] | None], ...]:
+        # (name, dtype, shape, the fixed tail when only the first dimension is dynamic)
+        return tuple(
+            (
+                t.name,
+                dtype_of(t.datatype),
+                t.shape,
+                t.shape[1:] if t.shape and all(d >= 0 for d in t.shape[1:]) else None,
+            )
+            for t in self.inputs
+        )
 
     @cached_property
     def _all_outputs(self) -> tuple[str, ...]:
@@ -75,13 +86,14 @@ class Signature:
     def check_inputs(self, model: str, inputs: Mapping[str, np.ndarray]) -> None:
         """Raise InferenceInputError naming the tensor when ``inputs`` do not fit."""
         if len(inputs) == len(self._expected):
-            for name, dtype, shape in self._expected:
+            for name, dtype, shape, tail in self._expected:
                 array = inputs.get(name)
                 if array is None or array.dtype != dtype or len(array.shape) != len(shape):
                     break
-                if any(
-                    want >= 0 and want != got for want, got in zip(shape, array.shape, strict=True)
-                ):
+                if tail is not None:
+                    if array.shape[1:] != tail or (shape[0] >= 0 and array.shape[0] != shape[0]):
+                        break
+                elif any(w >= 0 and w != g for w, g in zip(shape, array.shape, strict=True)):
                     break
             else:
                 return
