@@ -125,5 +125,5 @@ def test_demo_json_measures_every_variant(tmp_path: Path) -> None:
     assert cascade["share"]["device"] > 0
     assert sum(cascade["share"].values()) == pytest.approx(1.0)
     assert cascade["usd_per_million"] < cloud["usd_per_million"]
-    assert cascade["accuracy"] >= 0.99 * cloud["accuracy"] - 0.01  # the calibration target
+    assert cascade["accuracy"] >= 0.995 * cloud["accuracy"] - 0.005  # the calibration target
     assert cascade["degraded"] == 0

@@ -31,9 +31,10 @@ def test_recorded_accuracy_matches_onnxruntime(zoo: Zoo, measured: dict[str, flo
 def test_accuracy_ladder(measured: dict[str, float]) -> None:
     assert measured["tiny"] < measured["small"] < measured["large"], measured
     assert measured["large"] >= measured["tiny"] + 0.05, measured
-    # the task is hard enough that tiny is clearly imperfect, and large is genuinely good
-    assert measured["tiny"] < 0.85, measured
-    assert measured["large"] > 0.90, measured
+    # the task is hard enough that tiny is clearly imperfect (it misses one image in
+    # eight or more), and large is genuinely good
+    assert measured["tiny"] < 0.88, measured
+    assert measured["large"] > 0.92, measured
 
 
 @pytest.mark.parametrize("base", ["tiny", "small", "large"])

@@ -220,5 +220,5 @@ def replay(
 
 
 def calibrate_for_demo(zoo_dir: Path) -> CalibrationResult:
-    """Thresholds reaching 99% of the cloud model's accuracy at the demo's prices."""
-    return calibrate(zoo_dir, target_accuracy=0.99, usd_per_inference=USD_PER_INFERENCE)
+    """Thresholds reaching 99.5% of the cloud model's accuracy at the demo's prices."""
+    return calibrate(zoo_dir, target_accuracy=0.995, usd_per_inference=USD_PER_INFERENCE)

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: Bump whenever recipes, corruptions or export change what a seed builds.
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 MANIFEST_FILE = "zoo.json"
 EVAL_FILE = "eval.npz"
 FORMAT_VERSION = 1

@@ -69,26 +69,27 @@ class Recipe:
     description: str
 
 
-#: The family, weakest first. Widths and data amounts were chosen to give a clear
-#: accuracy ladder (about 75 / 88 / 94 % on the corrupted held-out split).
+#: The family, weakest first: a clear accuracy ladder (about 87 / 92 / 93 % on the
+#: corrupted held-out split) whose smaller members are sure of themselves often enough
+#: that a calibrated cascade answers most requests below the cloud.
 RECIPES: tuple[Recipe, ...] = (
     Recipe(
         name="tiny",
         tier="device",
-        kind="logistic",
-        hidden=(),
-        train_copies=4,
-        max_epochs=300,
-        description="multinomial logistic regression on a 2x2-average-pooled 4x4 image",
+        kind="mlp",
+        hidden=(12,),
+        train_copies=8,
+        max_epochs=200,
+        description="MLP, one hidden layer of 12 ReLU units, on the 8x8 image",
     ),
     Recipe(
         name="small",
         tier="edge",
         kind="mlp",
-        hidden=(32,),
-        train_copies=4,
-        max_epochs=200,
-        description="MLP, one hidden layer of 32 ReLU units, on the 8x8 image",
+        hidden=(96,),
+        train_copies=16,
+        max_epochs=50,
+        description="MLP, one hidden layer of 96 ReLU units, on the 8x8 image",
     ),
     Recipe(
         name="large",
