@@ -97,6 +97,13 @@ def test_deferrable_work_waits_out_a_cloud_outage(shared_zoo_dir: Path, tmp_path
             while (status := client.get(item["result_url"]).json())["status"] != "done":
                 assert time.monotonic() < deadline, status
                 time.sleep(0.1)
+            time.sleep(0.5)  # room for a duplicate delivery, were there one
+            metrics = httpx.get(cloud_url + "/metrics").text
+        ran = [
+            line for line in metrics.splitlines()
+            if line.startswith("tierwise_requests_total") and 'outcome="success"' in line
+        ]  # fmt: skip
+        assert [float(line.rsplit(" ", 1)[1]) for line in ran] == [1.0]  # acted on once
         result = status["result"]
         assert result["parameters"]["tier"] == "cloud"
         labels = {o["name"]: o for o in result["outputs"]}["label"]["data"]
