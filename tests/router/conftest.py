@@ -1,4 +1,5 @@
-"""Router test fixtures: the edge (small) and cloud (large) tier servers on loopback."""
+"""Router test fixtures: the edge (small) and cloud (large) tier servers on loopback, and
+an outbox on a settable clock."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from cascade_helpers import model_repo
+from outbox_helpers import FakeClock
 from server_helpers import RunningServer, running_server
+from tierwise.router.outbox import Outbox
 from tierwise.server import ServerSettings
 
 
@@ -26,3 +29,15 @@ def tier_servers(
         ) as cloud,
     ):
         yield edge, cloud
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def outbox(tmp_path: Path, clock: FakeClock) -> Iterator[Outbox]:
+    box = Outbox(tmp_path / "outbox.db", max_items=100, clock=clock, backoff_base_s=2.0)
+    yield box
+    box.close()

@@ -7,7 +7,6 @@ import socket
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -31,18 +30,6 @@ from tierwise.router.outbox import (
 )
 
 WORKER = Path(__file__).with_name("outbox_worker.py")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def outbox(tmp_path: Path, clock: FakeClock) -> Iterator[Outbox]:
-    box = Outbox(tmp_path / "outbox.db", max_items=100, clock=clock, backoff_base_s=2.0)
-    yield box
-    box.close()
 
 
 # -- store ------------------------------------------------------------------------------

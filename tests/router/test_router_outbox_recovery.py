@@ -39,18 +39,6 @@ from tierwise.server.idempotency import IdempotencyStore
 WORKER = Path(__file__).with_name("outbox_worker.py")
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def outbox(tmp_path: Path, clock: FakeClock) -> Iterator[Outbox]:
-    box = Outbox(tmp_path / "outbox.db", max_items=100, clock=clock, backoff_base_s=2.0)
-    yield box
-    box.close()
-
-
 # -- idempotency ------------------------------------------------------------------------
 
 
