@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from tierwise import __version__
 from tierwise.errors import NoRouteError, TierUnavailableError
 from tierwise.protocol import (
-    HEADER_LENGTH_HEADER,
     InferRequest,
     ServerMetadata,
     binary_outputs_requested,
@@ -42,6 +41,7 @@ from tierwise.server.asgi import (
     body_headers,
     error_body,
     read_body,
+    response_headers,
     send_response,
 )
 
@@ -180,16 +180,7 @@ class Gateway:
         outcome = "degraded" if answer.trace.degraded else "answered"
         self.requests.labels(meta.workload, answer.trace.answered_by or "-", outcome).inc()
         out, length = encode_response(response, binary_outputs=binary_outputs_requested(request))
-        if length is None:
-            return 200, out, list(JSON_HEADERS)
-        return (
-            200,
-            out,
-            [
-                (b"content-type", b"application/octet-stream"),
-                (HEADER_LENGTH_HEADER.lower().encode(), str(length).encode()),
-            ],
-        )
+        return 200, out, response_headers(length)
 
     def _deferrable(self, meta: RequestMeta) -> bool:
         if meta.urgency is not None:

@@ -14,8 +14,8 @@ import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -102,7 +102,6 @@ class RoutedAnswer:
     trace: Trace
     response: InferResponse | None = None
     deferred_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 Defer = Callable[[InferRequest, RequestMeta, Route], Awaitable[str]]

@@ -22,6 +22,7 @@ __all__ = [
     "body_headers",
     "error_body",
     "read_body",
+    "response_headers",
     "send_response",
 ]
 
@@ -82,6 +83,17 @@ def body_headers(scope: Scope) -> tuple[int | None, int | None]:
         elif key == b"content-encoding" and value not in (b"identity", b""):
             raise HttpError(415, f"content-encoding {value.decode()!r} is not supported")
     return header_length, declared
+
+
+def response_headers(header_length: int | None) -> Headers:
+    """Content type (and ``Inference-Header-Content-Length``) of an encoded V2 body: JSON,
+    or a JSON header followed by binary tensors."""
+    if header_length is None:
+        return list(JSON_HEADERS)
+    return [
+        (b"content-type", b"application/octet-stream"),
+        (_HEADER_LENGTH_KEY, str(header_length).encode()),
+    ]
 
 
 async def read_body(receive: Receive, declared: int | None, limit: int) -> bytes:

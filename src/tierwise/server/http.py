@@ -22,7 +22,6 @@ from tierwise.errors import (
     TierwiseError,
 )
 from tierwise.protocol import (
-    HEADER_LENGTH_HEADER,
     InferRequest,
     ModelMetadata,
     ServerMetadata,
@@ -41,6 +40,7 @@ from tierwise.server.asgi import (
     body_headers,
     error_body,
     read_body,
+    response_headers,
     send_response,
 )
 from tierwise.server.dataplane import DataPlane
@@ -56,8 +56,6 @@ error_log = logging.getLogger("tierwise.server")
 
 #: V2 extensions this server implements, as listed by ``GET /v2``.
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
-
-_HEADER_KEY = HEADER_LENGTH_HEADER.lower().encode()
 
 
 class HttpFrontend:
@@ -201,16 +199,7 @@ class HttpFrontend:
             out, response_header_length = _unpack(stored)
         else:
             out, response_header_length = await self._run(served, request, version, started)
-        if response_header_length is None:
-            return 200, out, list(JSON_HEADERS)
-        return (
-            200,
-            out,
-            [
-                (b"content-type", b"application/octet-stream"),
-                (_HEADER_KEY, str(response_header_length).encode()),
-            ],
-        )
+        return 200, out, response_headers(response_header_length)
 
     async def _run(
         self, served: ServedVersion, request: InferRequest, version: str | None, started: float
