@@ -25,12 +25,25 @@ boundary with ``raise X from exc``.
     │   ├── BatchError                  status 500  a batch's results do not match its requests
     │   └── ProviderUnavailableError    status 400  execution provider not offered here
     ├── ZooError                        status 500  the model family could not be built
+    ├── PlanError                       status 400  the planner cannot work with its inputs
+    │   └── InfeasiblePlanError         status 400  no placement meets a constraint; names it
+    ├── ProfileError                    status 400  a profiles file is unreadable or does not fit
+    ├── ReportError                     status 400  a report's plan or files lack what it shows
+    ├── DemoError                       status 500  a step of the demo could not run
     ├── RouteError (ValueError)         status 400  request metadata the router cannot honour
     ├── NoRouteError                    status 503  no allowed tier could answer
     ├── OutboxError                     status 500  the outbox's store failed
     │   ├── OutboxFullError             status 503  max_items undelivered items queued
     │   └── OutboxItemNotFoundError     status 404
     ├── IdempotencyError                status 500  the idempotency store failed
+    ├── RegistryError                   status 500  a bundle could not be stored or fetched
+    │   ├── BundleError                 status 400  malformed bundle or manifest, unsafe path
+    │   ├── IntegrityError              status 422  content differs from the manifest; ``check``
+    │   ├── SignatureError              status 422  unsigned, untrusted key or bad signature
+    │   ├── BundleNotFoundError         status 404
+    │   ├── BundleExistsError           status 409  versions are immutable
+    │   └── RegistryUnavailableError    status 503  unreachable, or dropped the connection
+    ├── AgentError                      status 409  the edge agent cannot do what was asked
     └── TierError                       status 502  a tier failed to answer
         ├── TierRejectedError           status 4xx  the tier said the request was wrong
         └── TierUnavailableError        status 503  down, overloaded or refused (breaker)
@@ -46,6 +59,18 @@ from tierwise.errors.base import (
     TierwiseError,
     ZooError,
 )
+from tierwise.errors.planning import InfeasiblePlanError, PlanError, ProfileError
+from tierwise.errors.registry import (
+    AgentError,
+    BundleError,
+    BundleExistsError,
+    BundleNotFoundError,
+    IntegrityError,
+    RegistryError,
+    RegistryUnavailableError,
+    SignatureError,
+)
+from tierwise.errors.reporting import DemoError, ReportError
 from tierwise.errors.routing import (
     IdempotencyError,
     NoRouteError,
@@ -75,12 +100,22 @@ from tierwise.errors.serving import (
 )
 
 __all__ = [
+    "AgentError",
+    "BundleError",
+    "BundleExistsError",
+    "BundleNotFoundError",
+    "IntegrityError",
+    "RegistryError",
+    "RegistryUnavailableError",
+    "SignatureError",
     "AdmissionError",
     "BackendError",
     "BatchError",
     "ConfigError",
     "DeadlineExceededError",
+    "DemoError",
     "IdempotencyError",
+    "InfeasiblePlanError",
     "InferenceInputError",
     "ModelError",
     "ModelLoadError",
@@ -91,8 +126,11 @@ __all__ = [
     "OutboxFullError",
     "OutboxItemNotFoundError",
     "PayloadTooLargeError",
+    "PlanError",
     "ProtocolError",
+    "ProfileError",
     "ProviderUnavailableError",
+    "ReportError",
     "RouteError",
     "ServerBusyError",
     "SpecError",

@@ -1,0 +1,60 @@
+"""Signed, content-addressed model bundles: create, push, pull, verify.
+
+A bundle version is a manifest (signed with ed25519) plus content-addressed blobs, kept
+in a local folder with a SQLite index or in any OCI registry. Pulls check sizes,
+digests and signatures before anything becomes visible.
+"""
+
+from tierwise.registry.bundle import BundleDir, create_bundle, detect_quantization, read_bundle_dir
+from tierwise.registry.digest import BlobWriter, digest_bytes, digest_file
+from tierwise.registry.local import GcReport, LocalStore
+from tierwise.registry.manifest import (
+    BUNDLE_SCHEMA,
+    MAX_MANIFEST_BYTES,
+    BundleManifest,
+    TensorSig,
+    VariantEntry,
+    parse_manifest,
+)
+from tierwise.registry.oci import MEDIA_BUNDLE, MEDIA_MODEL, MEDIA_SIGNATURE, OciStore
+from tierwise.registry.open import open_store
+from tierwise.registry.signing import KeyPair, Signer, TrustStore, generate_keys
+from tierwise.registry.store import BundleRow, BundleStore, StoredBundle, parse_ref
+from tierwise.registry.sync import PullReport, PushReport, VerifyReport, pull, push, verify
+
+__all__ = [
+    "BUNDLE_SCHEMA",
+    "MAX_MANIFEST_BYTES",
+    "MEDIA_BUNDLE",
+    "MEDIA_MODEL",
+    "MEDIA_SIGNATURE",
+    "BlobWriter",
+    "BundleDir",
+    "BundleManifest",
+    "BundleRow",
+    "BundleStore",
+    "GcReport",
+    "KeyPair",
+    "LocalStore",
+    "OciStore",
+    "PullReport",
+    "PushReport",
+    "Signer",
+    "StoredBundle",
+    "TensorSig",
+    "TrustStore",
+    "VariantEntry",
+    "VerifyReport",
+    "create_bundle",
+    "detect_quantization",
+    "digest_bytes",
+    "digest_file",
+    "generate_keys",
+    "open_store",
+    "parse_manifest",
+    "parse_ref",
+    "pull",
+    "push",
+    "read_bundle_dir",
+    "verify",
+]

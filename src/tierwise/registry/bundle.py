@@ -1,0 +1,230 @@
+"""``tierwise bundle create``: a bundle directory from a model repository or ONNX files.
+
+A bundle directory holds ``manifest.json`` (canonical bytes, unsigned) and
+``blobs/sha256/<hex>``, one file per distinct model. It is signed when pushed.
+Variants come from each model folder of a repository (``DIR/<model>/<version>/
+model.onnx``, its highest version; accuracy and quantization from the zoo's
+``zoo.json`` when there is one) or from each ``.onnx`` file named (variant = file stem).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+import orjson
+
+from tierwise.errors import BundleError, TierwiseError
+from tierwise.registry.digest import atomic_write_bytes, check_digest, digest_file
+from tierwise.registry.manifest import (
+    BundleManifest,
+    TensorSig,
+    VariantEntry,
+    check_name,
+    check_version,
+    parse_manifest,
+)
+from tierwise.runtime.onnx import read_signature
+
+__all__ = ["BundleDir", "create_bundle", "detect_quantization", "read_bundle_dir"]
+
+MANIFEST_FILE = "manifest.json"
+_QUANT_OPS = {
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "DynamicQuantizeLinear",
+    "MatMulInteger",
+    "ConvInteger",
+    "QLinearMatMul",
+    "QLinearConv",
+}
+
+
+def blob_path(root: Path, digest: str) -> Path:
+    """Where a content-addressed blob lives under ``root``."""
+    return root / "blobs" / "sha256" / check_digest(digest)[7:]
+
+
+def detect_quantization(path: Path) -> str:
+    """``int8`` when the graph holds quantized operators, else ``fp32``."""
+    model = onnx.load(str(path), load_external_data=False)
+    ops = {node.op_type for node in model.graph.node}
+    return "int8" if ops & _QUANT_OPS else "fp32"
+
+
+@dataclass(frozen=True)
+class _Source:
+    variant: str
+    path: Path
+    accuracy: float | None
+    quantization: str | None
+
+
+def _zoo_facts(folder: Path) -> dict[str, dict[str, Any]]:
+    index = folder / "zoo.json"
+    if not index.is_file():
+        return {}
+    try:
+        data = orjson.loads(index.read_bytes())
+        return {str(v["name"]): v for v in data.get("variants", [])}
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise BundleError(f"{index}: not a zoo index: {exc}") from exc
+
+
+def _variant_name(stem: str) -> str:
+    name = re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-._") or "model"
+    return check_name(name, what=f"variant name from {stem!r}")
+
+
+def _sources(paths: Sequence[Path]) -> list[_Source]:
+    found: list[_Source] = []
+    for path in paths:
+        if path.is_file():
+            if path.suffix != ".onnx":
+                raise BundleError(f"{path}: expected an .onnx file or a model repository folder")
+            found.append(_Source(_variant_name(path.stem), path, None, None))
+        elif path.is_dir():
+            facts = _zoo_facts(path)
+            for folder in sorted(p for p in path.iterdir() if p.is_dir()):
+                versions = [
+                    int(v.name)
+                    for v in folder.iterdir()
+                    if v.name.isdigit() and (v / "model.onnx").is_file()
+                ]
+                if not versions:
+                    continue
+                fact = facts.get(folder.name, {})
+                accuracy = fact.get("accuracy")
+                found.append(
+                    _Source(
+                        _variant_name(folder.name),
+                        folder / str(max(versions)) / "model.onnx",
+                        float(accuracy) if accuracy is not None else None,
+                        fact.get("quantization"),
+                    )
+                )
+        else:
+            raise BundleError(f"{path}: no such file or folder")
+    if not found:
+        raise BundleError(
+            "no models found: expected .onnx files or a repository DIR/<model>/<version>/model.onnx"
+        )
+    names = [s.variant for s in found]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise BundleError(f"two sources give the variant name(s) {', '.join(dupes)}")
+    return found
+
+
+def create_bundle(
+    sources: Sequence[Path],
+    out: Path,
+    *,
+    name: str,
+    version: str,
+    task: str = "classification",
+    description: str = "",
+    tags: Mapping[str, str] | None = None,
+    variant_tags: Mapping[str, Mapping[str, str]] | None = None,
+    parent_version: str | None = None,
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+) -> BundleManifest:
+    """Write a bundle directory at ``out`` and return its manifest. ``tags`` apply to every
+    variant, ``variant_tags`` to one; a ``quant`` tag sets the variant's quantization."""
+    check_name(name)
+    check_version(version)
+    if parent_version is not None:
+        check_version(parent_version)
+    found = _sources(sources)
+    signature = None
+    entries: list[VariantEntry] = []
+    out.mkdir(parents=True, exist_ok=True)
+    for source in found:
+        try:
+            sig = read_signature(source.path).to_dict()
+        except TierwiseError as exc:
+            raise BundleError(f"{source.path}: not a loadable ONNX model: {exc}") from exc
+        if signature is None:
+            signature = sig
+        elif sig != signature:
+            raise BundleError(
+                f"variant {source.variant!r} has the signature {sig}, the others have "
+                f"{signature}; a bundle's variants must share inputs and outputs"
+            )
+        own = dict(tags or {}) | dict((variant_tags or {}).get(source.variant, {}))
+        quantization = own.get("quant") or source.quantization or detect_quantization(source.path)
+        digest, size = digest_file(source.path)
+        target = blob_path(out, digest)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source.path, target)
+        try:
+            entries.append(
+                VariantEntry(
+                    name=source.variant,
+                    path=f"{source.variant}/model.onnx",
+                    quantization=quantization,
+                    tags=own,
+                    digest=digest,
+                    size_bytes=size,
+                    accuracy=source.accuracy,
+                )
+            )
+        except ValueError as exc:
+            raise BundleError(f"variant {source.variant!r}: {exc}") from exc
+    unknown = set(variant_tags or {}) - {s.variant for s in found}
+    if unknown:
+        raise BundleError(f"--variant-tag names unknown variant(s): {', '.join(sorted(unknown))}")
+    assert signature is not None  # _sources found at least one model
+    manifest = BundleManifest(
+        name=name,
+        version=version,
+        task=task,
+        description=description,
+        inputs=[TensorSig.model_validate(t) for t in signature["inputs"]],
+        outputs=[TensorSig.model_validate(t) for t in signature["outputs"]],
+        variants=entries,
+        created_at=now().isoformat(timespec="seconds"),
+        parent_version=parent_version,
+    )
+    atomic_write_bytes(out / MANIFEST_FILE, manifest.canonical_bytes())
+    return manifest
+
+
+@dataclass(frozen=True)
+class BundleDir:
+    """A bundle directory read back: manifest bytes and where each blob is."""
+
+    root: Path
+    manifest: BundleManifest
+    manifest_bytes: bytes
+
+    def blob(self, digest: str) -> Path:
+        return blob_path(self.root, digest)
+
+
+def read_bundle_dir(root: Path) -> BundleDir:
+    """Read and check a bundle directory: manifest valid, every blob present with the
+    size and digest the manifest gives."""
+    path = root / MANIFEST_FILE
+    if not path.is_file():
+        raise BundleError(f"{root}: no {MANIFEST_FILE}; expected a folder made by `bundle create`")
+    data = path.read_bytes()
+    manifest = parse_manifest(data)
+    for variant in manifest.variants:
+        blob = blob_path(root, variant.digest)
+        if not blob.is_file():
+            raise BundleError(f"{root}: blob {variant.digest} of variant {variant.name} is missing")
+        digest, size = digest_file(blob)
+        if (digest, size) != (variant.digest, variant.size_bytes):
+            raise BundleError(
+                f"{root}: blob of variant {variant.name} is {size} bytes with digest {digest}; "
+                f"the manifest gives {variant.size_bytes} bytes and {variant.digest}"
+            )
+    return BundleDir(root, manifest, data)
