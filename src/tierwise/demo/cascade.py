@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from tierwise.errors import TierwiseError
+from tierwise.errors import DemoError
 from tierwise.router.calibrate import CalibrationResult, calibrate
 from tierwise.router.client import Client
 from tierwise.router.plan_load import load_plan
@@ -37,10 +37,6 @@ __all__ = [
 #: USD per inference on each tier: the costs of examples/plans/digits.yaml, computed with
 #: tierwise's cost model from examples/retail-shelf.yaml (Pi 5 store box, g4dn cloud pool).
 USD_PER_INFERENCE = {"device": 8.34e-9, "edge": 4.82e-6, "cloud": 2.32e-5}
-
-
-class DemoError(TierwiseError):
-    """A demo step could not run (a tier server did not start)."""
 
 
 def _free_port() -> int:

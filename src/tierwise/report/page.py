@@ -1,0 +1,243 @@
+"""The report page: one self-contained HTML file beside its PNG plots.
+
+:func:`write_report` draws the plots (:mod:`tierwise.report.plots`) into the output folder
+and writes ``index.html`` next to them. The page loads nothing from the network: the style
+is inline, there is no script, images are relative files. Every piece of text is escaped.
+Sections carry stable ids (:data:`SECTIONS`); a section without data says so instead of
+showing a plot.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tierwise.errors import ReportError
+from tierwise.report.data import CascadeData, DecisionMatrix, LatencyRow, ReportData, WorkloadCost
+from tierwise.report.plots import cascade_png, cost_png, latency_png, matrix_png
+
+__all__ = ["PAGE_NAME", "SECTIONS", "ReportFiles", "render_page", "write_report"]
+
+#: The page's file name inside the output folder.
+PAGE_NAME = "index.html"
+#: Section id -> heading, in page order.
+SECTIONS: dict[str, str] = {
+    "summary": "Summary",
+    "matrix": "Decision matrix",
+    "cost": "Cost per 1M inferences by workload and tier",
+    "latency": "Latency percentiles against SLOs",
+    "cascade": "Cascade: accuracy against cost",
+}
+_PLOTS = {
+    "matrix": "matrix.png",
+    "cost": "cost.png",
+    "latency": "latency.png",
+    "cascade": "cascade.png",
+}
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
+       max-width: 980px; color: #1d2d35; line-height: 1.4; padding: 0 1rem; }
+h1 { font-size: 1.6rem; margin-bottom: 0.3rem; }
+h2 { font-size: 1.2rem; border-bottom: 1px solid #ccd; padding-bottom: 0.2rem; margin-top: 2rem; }
+dl.facts { display: grid; grid-template-columns: max-content auto; gap: 0.1rem 1rem;
+           font-size: 0.9rem; color: #445; }
+dl.facts dt { font-weight: 600; }
+dl.facts dd { margin: 0; overflow-wrap: anywhere; }
+img { max-width: 100%; height: auto; display: block; margin: 0.5rem 0; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
+th, td { border: 1px solid #dde; padding: 0.2rem 0.5rem; text-align: left; vertical-align: top; }
+th { background: #f1f4f7; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+p.empty { color: #777; font-style: italic; }
+.miss { color: #c1121f; font-weight: 600; }
+details { margin: 0.5rem 0; }
+"""
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """What :func:`write_report` wrote: the page and each plot, by section id."""
+
+    page: Path
+    plots: dict[str, Path]
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="num">{_e(cell)}</td>' if j in numeric else f"<td>{_e(cell)}</td>"
+            for j, cell in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.4g}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _matrix_details(matrix: DecisionMatrix) -> str:
+    rows = [
+        [row.label, driver, f"{row.scores[driver]:.3g}", row.reasons.get(driver, "")]
+        for row in matrix.rows
+        for driver in matrix.drivers
+    ]
+    totals = [[row.label, f"{row.total:.3g}", row.verdict] for row in matrix.rows]
+    return (
+        _table(["workload @ tier", "total", "verdict"], totals, {1})
+        + "<details><summary>Every score with its reason</summary>"
+        + _table(["workload @ tier", "driver", "score", "reason"], rows, {2})
+        + "</details>"
+    )
+
+
+def _cost_details(costs: Sequence[WorkloadCost]) -> str:
+    tiers = list(dict.fromkeys(t for c in costs for t in c.usd_per_million_by_tier))
+    rows = [
+        [c.workload]
+        + [_usd(c.usd_per_million_by_tier.get(t)) for t in tiers]
+        + [_usd(c.planned_usd_per_million), _usd(c.budget_usd_per_million)]
+        for c in costs
+    ]
+    return _table(["workload", *tiers, "plan", "budget"], rows, set(range(1, len(tiers) + 3)))
+
+
+def _latency_details(rows: Sequence[LatencyRow]) -> str:
+    table = [
+        [r.workload, r.label, r.source]
+        + [f"{_ms(ms)} / {_ms(slo)}" for ms, slo in r.percentiles().values()]
+        + ["yes" if r.meets_slo else "no"]
+        for r in rows
+    ]
+    columns = ["workload", "route", "source", "p50 / SLO", "p95 / SLO", "p99 / SLO", "meets SLO"]
+    return _table(columns, table, {3, 4, 5})
+
+
+def _cascade_details(cascade: CascadeData) -> str:
+    def point(name: str, cost: float, accuracy: float, thresholds: str) -> list[str]:
+        return [name, thresholds, f"{accuracy * 100:.2f}%", _usd(cost)]
+
+    rows = []
+    if cascade.chosen is not None:
+        chosen = cascade.chosen
+        thresholds = " / ".join(f"{t:.4g}" for t in chosen.thresholds)
+        rows.append(
+            point(
+                f"chosen ({cascade.chosen_rule})",
+                chosen.cost_usd_per_million,
+                chosen.accuracy,
+                thresholds,
+            )
+        )
+    for name, bound in (("oracle", cascade.oracle), ("cloud only", cascade.cloud_only)):
+        rows.append(point(name, bound.cost_usd_per_million, bound.accuracy, "-"))
+    note = (
+        f"<p>Stages {_e(' -> '.join(cascade.stages))}; target accuracy "
+        f"{cascade.target_accuracy * 100:.2f}%"
+        + (f" over {cascade.samples} held-out samples" if cascade.samples else "")
+        + ". The oracle escalates a request only while the current stage's answer is wrong: "
+        "no threshold setting is as accurate for less.</p>"
+    )
+    if cascade.chosen is None:
+        note += '<p class="miss">No setting of any rule reaches the target.</p>'
+    return note + _table(["point", "thresholds", "accuracy", "USD / 1M"], rows, {2, 3})
+
+
+def _section(key: str, body: str) -> str:
+    return f'<section id="{key}" data-section="{key}"><h2>{_e(SECTIONS[key])}</h2>{body}</section>'
+
+
+def _figure(key: str, alt: str) -> str:
+    return f'<img src="{_PLOTS[key]}" alt="{_e(alt)}" data-plot="{key}">'
+
+
+def _empty(what: str) -> str:
+    return f'<p class="empty">{_e(what)}</p>'
+
+
+def render_page(data: ReportData, plots: Sequence[str]) -> str:
+    """The HTML of the page; ``plots`` are the section ids whose PNG sits beside it."""
+    parts = [f"<h1>{_e(data.title)}</h1>"]
+    if data.facts:
+        facts = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in data.facts)
+        parts.append(f'<dl class="facts">{facts}</dl>')
+    summary = data.summary
+    parts.append(
+        _section(
+            "summary",
+            _empty("No summary.")
+            if summary is None
+            else f"<p>{_e(summary.title)}</p>"
+            + _table(summary.columns, summary.rows, set(range(1, len(summary.columns)))),
+        )
+    )
+    details: dict[str, tuple[str, Callable[[], str]]] = {
+        "matrix": (
+            "decision matrix heatmap",
+            lambda: _matrix_details(data.matrix) if data.matrix else "",
+        ),
+        "cost": ("cost per 1M inferences by workload and tier", lambda: _cost_details(data.costs)),
+        "latency": ("latency percentiles against SLOs", lambda: _latency_details(data.latency)),
+        "cascade": (
+            "cascade accuracy against cost",
+            lambda: _cascade_details(data.cascade) if data.cascade else "",
+        ),
+    }
+    for key, (alt, detail) in details.items():
+        if key in plots:
+            parts.append(_section(key, _figure(key, alt) + detail()))
+        else:
+            parts.append(_section(key, _empty(f"No data for the {alt} in this plan.")))
+    body = "\n".join(parts)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(data.title)}</title><style>{_STYLE}</style></head>\n"
+        f"<body>\n{body}\n</body></html>\n"
+    )
+
+
+def _draw(data: ReportData) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    if data.matrix is not None and data.matrix.rows:
+        out["matrix"] = matrix_png(data.matrix)
+    if data.costs:
+        out["cost"] = cost_png(data.costs)
+    if data.latency:
+        out["latency"] = latency_png(data.latency)
+    if data.cascade is not None:
+        out["cascade"] = cascade_png(data.cascade)
+    return out
+
+
+def write_report(data: ReportData, out_dir: str | Path) -> ReportFiles:
+    """Draw the plots into ``out_dir`` (created if needed) and write the page beside them."""
+    folder = Path(out_dir)
+    pngs = _draw(data)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        plots = {}
+        for key, png in pngs.items():
+            path = folder / _PLOTS[key]
+            path.write_bytes(png)
+            plots[key] = path
+        page = folder / PAGE_NAME
+        page.write_text(render_page(data, list(pngs)), encoding="utf-8")
+    except OSError as exc:
+        raise ReportError(f"cannot write the report into {folder}: {exc.strerror or exc}") from exc
+    return ReportFiles(page=page, plots=plots)

@@ -1,0 +1,147 @@
+"""Report fixtures: a ReportData built from the real zoo's calibration, latencies measured
+here and the cost model's prices, and headless Chromium to open the page in."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tierwise.bench import measure_latency
+from tierwise.report import (
+    CascadeData,
+    DecisionMatrix,
+    LatencyRow,
+    MatrixRow,
+    ReportData,
+    SummaryTable,
+    WorkloadCost,
+    cascade_from_calibration,
+)
+from tierwise.router.calibrate import CalibrationResult, calibrate
+from tierwise.router.calibrate_costs import spec_usd_per_inference
+from tierwise.runtime import OnnxBackend
+from tierwise.spec import load_spec
+from tierwise.zoo import load_eval, load_zoo
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DRIVERS = ("latency", "privacy", "connectivity", "cost", "model size", "scale")
+TITLE = 'digits fleet <script>alert("x")</script> & co'
+
+
+@pytest.fixture(scope="session")
+def shelf_costs() -> dict[str, float]:
+    """USD per inference by tier kind from the retail-shelf example's cost model (a cloud
+    instance serving 4.4 inferences/s, the demo's prices)."""
+    spec = load_spec(ROOT / "examples" / "retail-shelf.yaml")
+    found = spec_usd_per_inference(spec, workload="shelf-detect", cloud_throughput_per_s=4.4)
+    return found.usd_per_inference
+
+
+@pytest.fixture(scope="session")
+def calibration(shared_zoo_dir: Path, shelf_costs: dict[str, float]) -> CalibrationResult:
+    return calibrate(shared_zoo_dir, target_accuracy=0.995, usd_per_inference=shelf_costs)
+
+
+@pytest.fixture(scope="session")
+def measured_ms(shared_zoo_dir: Path) -> dict[str, tuple[float, float, float]]:
+    """p50 / p95 / p99 of one batch-1 inference of tiny, small and large, measured here."""
+    x, _ = load_eval(shared_zoo_dir)
+    zoo = load_zoo(shared_zoo_dir)
+    out = {}
+    for name in ("tiny", "small", "large"):
+        backend = OnnxBackend(name, zoo.model_path(name))
+        asyncio.run(backend.load())
+        feeds = {backend.signature.inputs[0].name: x[:1]}
+        stats = measure_latency(partial(backend.predict_sync, feeds), runs=50, warmup_runs=5)
+        asyncio.run(backend.unload())
+        out[name] = (stats.p50_ms, stats.p95_ms, stats.p99_ms)
+    return out
+
+
+def _matrix() -> DecisionMatrix:
+    table: dict[str, tuple[tuple[float, ...], str]] = {
+        "device": ((0.95, 1.0, 1.0, 0.9, 0.35, 0.6), "chosen"),
+        "edge": ((0.75, 0.8, 0.7, 0.6, 0.7, 0.7), "feasible"),
+        "cloud": ((0.3, 0.5, 0.2, 0.25, 1.0, 1.0), "feasible"),
+    }
+    rows = [
+        MatrixRow(
+            workload="digits",
+            tier=tier,
+            scores=dict(zip(DRIVERS, scores, strict=True)),
+            reasons={d: f"{d} on {tier}: <why> & how" for d in DRIVERS},
+            total=sum(scores),
+            verdict=verdict,
+        )
+        for tier, (scores, verdict) in table.items()
+    ]
+    return DecisionMatrix(DRIVERS, tuple(rows))
+
+
+@pytest.fixture(scope="session")
+def report_data(
+    calibration: CalibrationResult,
+    measured_ms: dict[str, tuple[float, float, float]],
+) -> ReportData:
+    cascade: CascadeData = cascade_from_calibration(calibration)
+    assert cascade.chosen is not None
+    usd = dict(zip(calibration.tiers, calibration.usd_per_inference, strict=True))
+    cost = WorkloadCost(
+        "digits",
+        {tier: value * 1e6 for tier, value in usd.items()},
+        planned_usd_per_million=cascade.chosen.cost_usd_per_million,
+        planned_label="cascade",
+        budget_usd_per_million=20.0,
+    )
+    slo: dict[str, Any] = {"slo_p50_ms": 2.0, "slo_p95_ms": 5.0, "slo_p99_ms": 10.0}
+    latency = [
+        LatencyRow("digits", f"{name} ({tier})", *measured_ms[name], **slo)
+        for name, tier in (("tiny", "device"), ("small", "edge"), ("large", "cloud"))
+    ]
+    rows = [
+        (name, f"{point.accuracy:.2%}", f"{point.cost_usd_per_million:.2f}")
+        for name, point in (("cascade", cascade.chosen), ("cloud only", cascade.cloud_only))
+    ]
+    summary = SummaryTable("cascade against cloud only", ("route", "accuracy", "USD / 1M"), rows)
+    return ReportData(
+        TITLE,
+        matrix=_matrix(),
+        costs=(cost,),
+        latency=tuple(latency),
+        cascade=cascade,
+        summary=summary,
+        facts=(("plan", "plans/<digits>.yaml"), ("costs", calibration.cost_source)),
+    )
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium driven by playwright (never a downloaded browser)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium; .ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
