@@ -72,9 +72,13 @@ class GcReport:
 class LocalStore(BundleStore):
     """A registry in a folder. Safe to share between threads of one process."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, create: bool = True) -> None:
         self.root = Path(root)
         self.location = str(self.root)
+        if not create and not (self.root / "index.db").is_file():
+            raise BundleNotFoundError(
+                f"{self.root} is not a bundle store (no index.db); push to it first"
+            )
         self.blobs = self.root / "blobs" / "sha256"
         self.tmp = self.root / "tmp"
         self.blobs.mkdir(parents=True, exist_ok=True)
@@ -297,7 +301,8 @@ class LocalStore(BundleStore):
                 freed += path.stat().st_size
                 path.unlink()
                 removed.append("sha256:" + path.name)
-        return GcReport(removed, freed, self._clean_tmp())
+        partials, self.removed_partials = self._clean_tmp() + self.removed_partials, 0
+        return GcReport(removed, freed, partials)
 
     def close(self) -> None:
         with self._lock:

@@ -18,11 +18,13 @@ def open_store(
     timeout_s: float = 30.0,
     username: str | None = None,
     password: str | None = None,
+    create: bool = False,
 ) -> BundleStore:
-    """``oci://HOST[:PORT][/PREFIX]`` opens a registry; anything else is a local folder."""
+    """``oci://HOST[:PORT][/PREFIX]`` opens a registry; anything else is a local folder
+    (made when ``create``, else it must be a store already)."""
     text = str(location)
     if text.startswith("oci://"):
         return OciStore(
             text, plain_http=plain_http, timeout_s=timeout_s, username=username, password=password
         )
-    return LocalStore(Path(text))
+    return LocalStore(Path(text), create=create)
