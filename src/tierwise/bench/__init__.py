@@ -1,6 +1,58 @@
-"""Measurement: latency of models and tiers, the input to profiles and plans."""
+"""Measurement: latency of models and tiers, and the profiles the planner reads.
 
-from tierwise.bench.latency import LatencyStats, measure_latency
+:func:`profile_zoo` / :func:`profile_files` measure ONNX variants on this machine,
+:func:`profile_endpoint` a live V2 tier end to end; both give :class:`VariantProfile`
+entries of a :class:`ProfileSet` (``profiles.json``, schema :data:`PROFILES_SCHEMA`),
+written by :func:`save_profiles` and read back, validated, by :func:`load_profiles`.
+"""
+
+from tierwise.bench.endpoint import endpoint_signature, profile_endpoint, profile_endpoint_set
+from tierwise.bench.host import PeakMemory, host_info
+from tierwise.bench.latency import LatencyStats, latency_stats, measure_latency
+from tierwise.bench.measure import (
+    DEFAULT_BATCH_SIZES,
+    MeasureSettings,
+    default_providers,
+    profile_files,
+    profile_model,
+    profile_zoo,
+)
+from tierwise.bench.profiles import (
+    PROFILES_SCHEMA,
+    BatchLatency,
+    Host,
+    ProfileSet,
+    ProfileSettings,
+    VariantProfile,
+    load_profiles,
+    parse_profiles,
+    save_profiles,
+)
 from tierwise.bench.synthetic import dense_stack_model
 
-__all__ = ["LatencyStats", "dense_stack_model", "measure_latency"]
+__all__ = [
+    "DEFAULT_BATCH_SIZES",
+    "PROFILES_SCHEMA",
+    "BatchLatency",
+    "Host",
+    "LatencyStats",
+    "MeasureSettings",
+    "PeakMemory",
+    "ProfileSet",
+    "ProfileSettings",
+    "VariantProfile",
+    "default_providers",
+    "dense_stack_model",
+    "endpoint_signature",
+    "host_info",
+    "latency_stats",
+    "load_profiles",
+    "measure_latency",
+    "parse_profiles",
+    "profile_endpoint",
+    "profile_endpoint_set",
+    "profile_files",
+    "profile_model",
+    "profile_zoo",
+    "save_profiles",
+]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from tierwise.errors import ConfigError
 
-__all__ = ["LatencyStats", "measure_latency"]
+__all__ = ["LatencyStats", "latency_stats", "measure_latency"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,13 @@ def measure_latency(
         samples.append(end - start)
         if end > deadline:
             break
-    ms = np.asarray(samples) * 1000.0
+    return latency_stats(samples)
+
+
+def latency_stats(samples_s: Sequence[float]) -> LatencyStats:
+    """Percentiles of call durations given in seconds (at least one)."""
+    if len(samples_s) == 0:
+        raise ConfigError("samples_s", "at least one duration", 0)
+    ms = np.asarray(samples_s, dtype=np.float64) * 1000.0
     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-    return LatencyStats(len(samples), float(ms.mean()), float(p50), float(p95), float(p99))
+    return LatencyStats(len(ms), float(ms.mean()), float(p50), float(p95), float(p99))

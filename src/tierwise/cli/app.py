@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from tierwise import __version__
+from tierwise.cli.bench import bench_app
 from tierwise.cli.calibrate import calibrate
 from tierwise.cli.common import EXIT_FAILURE, EXIT_USAGE, err_console
 from tierwise.cli.demo import demo
@@ -13,7 +14,15 @@ from tierwise.cli.registry import bundle_app, keys_app, registry_app
 from tierwise.cli.serve import serve
 from tierwise.cli.validate import validate
 from tierwise.cli.zoo import zoo_app
-from tierwise.errors import BundleError, ConfigError, RouteError, SpecError, TierwiseError
+from tierwise.errors import (
+    BundleError,
+    ConfigError,
+    PlanError,
+    ProfileError,
+    RouteError,
+    SpecError,
+    TierwiseError,
+)
 
 __all__ = ["app", "main"]
 
@@ -31,6 +40,7 @@ app.command()(calibrate)
 app.command()(gateway)
 app.add_typer(route_app, name="route")
 app.add_typer(zoo_app, name="zoo")
+app.add_typer(bench_app, name="bench")
 app.add_typer(keys_app, name="keys")
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(registry_app, name="registry")
@@ -56,7 +66,7 @@ def main() -> None:
     traceback."""
     try:
         app(standalone_mode=True)
-    except (SpecError, ConfigError, RouteError, BundleError) as exc:
+    except (SpecError, ConfigError, RouteError, BundleError, PlanError, ProfileError) as exc:
         err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
         raise SystemExit(EXIT_USAGE) from None
     except TierwiseError as exc:

@@ -1,0 +1,218 @@
+"""Profile a live V2 tier end to end, network included: ``tierwise bench endpoint URL``.
+
+Requests go through the router's own :class:`~tierwise.router.tiers.RemoteTier` (pooled
+keep-alive connections, the binary-tensor extension when the peer lists it), so what is
+measured is what the router will see: encoding, the round trip, the server's queue and the
+model. For each batch size, the latency percentiles come from one caller at a time after
+warm-up, and the throughput from ``concurrency`` callers in a closed loop. Inputs are
+rows of ``eval_data`` when given (which also yields the accuracy), else seeded random
+values shaped by the model's metadata (``GET /v2/models/{model}``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import httpx
+import numpy as np
+
+from tierwise.bench.host import host_info
+from tierwise.bench.latency import latency_stats
+from tierwise.bench.measure import MeasureSettings
+from tierwise.bench.profiles import BatchLatency, Host, ProfileSet, ProfileSettings, VariantProfile
+from tierwise.errors import ConfigError, ProtocolError, TierError
+from tierwise.protocol import InferRequest, ModelMetadata, dtype_of
+from tierwise.router.tiers import RemoteTier
+from tierwise.runtime import Signature, TensorSpec
+
+__all__ = ["endpoint_signature", "profile_endpoint", "profile_endpoint_set"]
+
+_EVAL_CHUNK_ROWS = 256
+
+
+def endpoint_signature(
+    url: str, model: str, *, timeout_s: float = 5.0, authorization: str | None = None
+) -> Signature:
+    """The model's inputs and outputs as its endpoint describes them."""
+    headers = {"authorization": authorization} if authorization else {}
+    where = f"{url.rstrip('/')}/v2/models/{model}"
+    try:
+        response = httpx.get(where, timeout=timeout_s, headers=headers)
+    except httpx.HTTPError as exc:
+        raise TierError(f"cannot reach {where}: {exc}", tier=url) from exc
+    if response.status_code != 200:
+        raise TierError(f"GET {where}: HTTP {response.status_code}", tier=url)
+    try:
+        metadata = ModelMetadata.from_dict(response.json())
+    except (ValueError, ProtocolError) as exc:
+        raise TierError(f"GET {where}: unreadable model metadata: {exc}", tier=url) from exc
+    return Signature(
+        tuple(TensorSpec(t.name, t.datatype, tuple(t.shape)) for t in metadata.inputs),
+        tuple(TensorSpec(t.name, t.datatype, tuple(t.shape)) for t in metadata.outputs),
+    )
+
+
+def _inputs(
+    signature: Signature, batch: int, rows: np.ndarray | None, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    feeds = signature.example_inputs(batch)
+    for spec in signature.inputs:
+        array = feeds[spec.name]
+        if rows is not None and len(signature.inputs) == 1 and rows.shape[1:] == array.shape[1:]:
+            take = np.resize(np.arange(rows.shape[0]), batch)
+            feeds[spec.name] = rows[take].astype(array.dtype, copy=False)
+        elif array.dtype.kind == "f":
+            feeds[spec.name] = rng.standard_normal(array.shape).astype(array.dtype)
+    return feeds
+
+
+async def _latency(
+    tier: RemoteTier, request: InferRequest, settings: MeasureSettings
+) -> list[float]:
+    for _ in range(settings.warmup_runs):
+        await tier.infer(request, timeout_s=tier.timeout_s)
+    samples: list[float] = []
+    deadline = time.perf_counter() + settings.max_seconds_per_batch
+    while len(samples) < settings.runs:
+        start = time.perf_counter()
+        await tier.infer(request, timeout_s=tier.timeout_s)
+        end = time.perf_counter()
+        samples.append(end - start)
+        if end > deadline:
+            break
+    return samples
+
+
+async def _throughput(
+    tier: RemoteTier, request: InferRequest, batch: int, concurrency: int, seconds: float
+) -> float:
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            await tier.infer(request, timeout_s=tier.timeout_s)
+            done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done * batch / max(time.perf_counter() - start, 1e-9)
+
+
+def _stats(samples: list[float], batch: int, throughput: float) -> BatchLatency:
+    stats = latency_stats(samples)
+    return BatchLatency(
+        batch_size=batch,
+        runs=stats.runs,
+        mean_ms=stats.mean_ms,
+        p50_ms=stats.p50_ms,
+        p95_ms=stats.p95_ms,
+        p99_ms=stats.p99_ms,
+        throughput_per_s=max(throughput, batch * 1000.0 / stats.mean_ms),
+    )
+
+
+async def _accuracy(
+    tier: RemoteTier, signature: Signature, x: np.ndarray, y: np.ndarray
+) -> float | None:
+    if len(signature.inputs) != 1:
+        return None
+    spec = signature.inputs[0]
+    if not spec.accepts_shape((1, *x.shape[1:])) or spec.shape[0] >= 0:
+        return None
+    right = 0
+    for start in range(0, x.shape[0], _EVAL_CHUNK_ROWS):
+        chunk = x[start : start + _EVAL_CHUNK_ROWS].astype(dtype_of(spec.datatype), copy=False)
+        response = await tier.infer(InferRequest({spec.name: chunk}), timeout_s=tier.timeout_s)
+        label = response.outputs.get("label")
+        probabilities = response.outputs.get("probabilities")
+        if label is not None:
+            predicted = np.asarray(label).reshape(-1)
+        elif probabilities is not None:
+            predicted = np.asarray(probabilities).argmax(axis=1)
+        else:
+            return None
+        right += int((predicted == y[start : start + chunk.shape[0]]).sum())
+    return float(right / x.shape[0])
+
+
+async def profile_endpoint(
+    url: str,
+    model: str,
+    *,
+    variant: str | None = None,
+    spec_model: str | None = None,
+    settings: MeasureSettings | None = None,
+    concurrency: int = 4,
+    eval_data: tuple[np.ndarray, np.ndarray] | None = None,
+    timeout_s: float = 5.0,
+    authorization: str | None = None,
+) -> VariantProfile:
+    """Profile ``model`` served at ``url`` (any V2 endpoint). ``variant`` (default: the
+    model's name) is the spec variant it serves; ``spec_model`` the spec model."""
+    settings = settings or MeasureSettings()
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigError("concurrency", "a whole number >= 1", concurrency)
+    signature = await asyncio.to_thread(
+        endpoint_signature, url, model, timeout_s=timeout_s, authorization=authorization
+    )
+    fixed = {t.shape[0] for t in signature.inputs if t.shape and t.shape[0] >= 0}
+    sizes = [min(fixed)] if fixed else sorted(settings.batch_sizes)
+    rng = np.random.default_rng(settings.seed)
+    rows = eval_data[0] if eval_data is not None else None
+    tier = RemoteTier(
+        "bench", url, model, timeout_s=timeout_s, authorization=authorization,
+        max_connections=max(concurrency, 1),
+    )  # fmt: skip
+    try:
+        batches = []
+        for batch in sizes:
+            request = InferRequest(_inputs(signature, batch, rows, rng))
+            samples = await _latency(tier, request, settings)
+            window = min(settings.max_seconds_per_batch, 1.0)
+            throughput = await _throughput(tier, request, batch, concurrency, window)
+            batches.append(_stats(samples, batch, throughput))
+        accuracy = None
+        if eval_data is not None:
+            accuracy = await _accuracy(tier, signature, *eval_data)
+    finally:
+        await tier.close()
+    return VariantProfile(
+        model=spec_model,
+        variant=variant or model,
+        provider="remote",
+        source="endpoint",
+        url=url,
+        includes_network=True,
+        accuracy=accuracy,
+        eval_samples=int(eval_data[1].shape[0]) if accuracy is not None and eval_data else None,
+        batches=batches,
+    )
+
+
+def profile_endpoint_set(
+    profiles: Sequence[VariantProfile],
+    *,
+    settings: MeasureSettings,
+    concurrency: int,
+    host: Host | None = None,
+    tiers: Sequence[str] = (),
+) -> ProfileSet:
+    """Endpoint profiles as a :class:`ProfileSet` measured from this host."""
+    record = settings.record()
+    return ProfileSet(
+        created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        host=host or host_info(),
+        tiers=list(tiers),
+        settings=ProfileSettings(
+            runs=record.runs,
+            warmup_runs=record.warmup_runs,
+            max_seconds_per_batch=record.max_seconds_per_batch,
+            concurrency=concurrency,
+        ),
+        profiles=list(profiles),
+    )

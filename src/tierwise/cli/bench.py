@@ -1,0 +1,260 @@
+"""``tierwise bench``: measure variants here (``profile``) or through a live tier
+(``endpoint``) and write ``profiles.json`` for the planner."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from tierwise.cli.common import err_console, out_console, print_json
+
+if TYPE_CHECKING:
+    from tierwise.bench.measure import MeasureSettings
+    from tierwise.bench.profiles import ProfileSet
+
+__all__ = ["bench_app", "parse_batch_sizes", "parse_model_files"]
+
+bench_app = typer.Typer(
+    help="Measure variants (latency per batch size, throughput, memory, accuracy) into "
+    "profiles.json, here or through a live tier.",
+    no_args_is_help=True,
+)
+
+_BATCH_HELP = "Batch sizes to measure, comma-separated."
+_TIER_HELP = (
+    "A spec tier whose hardware this machine is (repeatable); the planner then uses these "
+    "measurements for it instead of scaling a host profile by the tier's speed_factor."
+)
+
+
+def parse_batch_sizes(text: str) -> tuple[int, ...]:
+    """``"1,8,32"`` -> ``(1, 8, 32)``; typer.BadParameter when malformed."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except ValueError:
+        sizes = ()
+    if not sizes or any(s < 1 for s in sizes) or len(set(sizes)) != len(sizes):
+        raise typer.BadParameter(
+            f"expected distinct whole numbers >= 1, comma-separated (e.g. 1,8,32,64), got {text!r}",
+            param_hint="--batch",
+        )
+    return sizes
+
+
+def parse_model_files(items: list[str]) -> dict[str, Path]:
+    """``["small=m.onnx", "models/large/1/model.onnx"]`` -> variant name to file. Without
+    ``NAME=``, the name is the model repository folder (``large``) or the file's stem."""
+    out: dict[str, Path] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        path = Path(raw if sep else item)
+        if not sep:
+            parent = path.parent
+            name = parent.parent.name if parent.name.isdigit() and parent.parent.name else path.stem
+        if not name or name in out:
+            raise typer.BadParameter(
+                f"expected [VARIANT=]FILE with distinct variant names, got {item!r}",
+                param_hint="--model",
+            )
+        out[name] = path
+    return out
+
+
+def _settings(batch: str, runs: int, warmup: int, max_seconds: float) -> MeasureSettings:
+    from tierwise.bench.measure import MeasureSettings
+
+    if runs < 1:
+        raise typer.BadParameter("expected a whole number >= 1", param_hint="--runs")
+    if warmup < 0:
+        raise typer.BadParameter("expected a whole number >= 0", param_hint="--warmup")
+    if not max_seconds > 0:
+        raise typer.BadParameter("expected a number > 0", param_hint="--max-seconds")
+    return MeasureSettings(
+        batch_sizes=parse_batch_sizes(batch),
+        runs=runs,
+        warmup_runs=warmup,
+        max_seconds_per_batch=max_seconds,
+    )
+
+
+def _eval_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    from tierwise.zoo.files import read_npz
+
+    try:
+        arrays = read_npz(path)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--eval") from exc
+    x, y = arrays.get("x"), arrays.get("y")
+    if x is None or y is None or y.ndim != 1 or x.shape[:1] != y.shape:
+        raise typer.BadParameter(
+            f"expected an npz with inputs x [N, ...] and labels y [N], got {sorted(arrays)}",
+            param_hint="--eval",
+        )
+    return x, y
+
+
+def _table(profiles: ProfileSet, title: str) -> Table:
+    table = Table(title=title)
+    columns = ("variant", "provider", "batch", "p50 ms", "p95 ms", "p99 ms", "rows/s")
+    for column in (*columns, "peak MiB", "accuracy"):
+        table.add_column(column, justify="left" if column in ("variant", "provider") else "right")
+    for p in profiles.profiles:
+        for i, b in enumerate(p.batches):
+            first = i == 0
+            table.add_row(
+                p.variant if first else "",
+                p.provider.removesuffix("ExecutionProvider") if first else "",
+                str(b.batch_size),
+                f"{b.p50_ms:.3f}",
+                f"{b.p95_ms:.3f}",
+                f"{b.p99_ms:.3f}",
+                f"{b.throughput_per_s:,.0f}",
+                "-" if not first or p.peak_memory_mib is None else f"{p.peak_memory_mib:.1f}",
+                "-" if not first or p.accuracy is None else f"{p.accuracy * 100:.2f}%",
+            )
+    return table
+
+
+def _emit(profiles: ProfileSet, out: Path | None, as_json: bool, title: str) -> None:
+    from tierwise.bench.profiles import save_profiles
+
+    if out is not None:
+        save_profiles(profiles, out)
+    if as_json:
+        print_json(profiles.to_dict())
+        return
+    out_console.print(_table(profiles, title))
+    if out is not None:
+        out_console.print(f"wrote {out}")
+
+
+@bench_app.command("profile")
+def profile(
+    zoo: Annotated[
+        Path | None, typer.Option("--zoo", help="A folder made by `tierwise zoo build`.")
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", help="[VARIANT=]FILE.onnx to measure (repeatable)."),
+    ] = None,
+    batch: Annotated[str, typer.Option("--batch", help=_BATCH_HELP)] = "1,8,32,64",
+    provider: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--provider",
+            help="Execution provider (cpu, cuda, ...); repeatable. Default: cpu, "
+            "and cuda when available.",
+        ),
+    ] = None,
+    eval_file: Annotated[
+        Path | None,
+        typer.Option("--eval", help="An npz with x and y to measure accuracy on (with --model)."),
+    ] = None,
+    spec_model: Annotated[
+        str | None, typer.Option(help="The fleet spec's model these variants belong to.")
+    ] = None,
+    hardware: Annotated[
+        str | None, typer.Option(help="A label for this machine's hardware (pi5, laptop...).")
+    ] = None,
+    tier: Annotated[list[str] | None, typer.Option("--tier", help=_TIER_HELP)] = None,
+    runs: Annotated[int, typer.Option(help="Timed calls per batch size.")] = 200,
+    warmup: Annotated[int, typer.Option(help="Untimed calls before each batch size.")] = 10,
+    max_seconds: Annotated[float, typer.Option(help="Stop timing a batch size after this.")] = 2.0,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="profiles.json to write.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Measure each variant with each execution provider on this machine.
+
+    Per batch size: latency p50/p95/p99 (after warm-up) and rows/s; per variant: peak
+    memory, and accuracy on the zoo's held-out split (or --eval).
+    """
+    from tierwise.bench.host import host_info
+    from tierwise.bench.measure import profile_files, profile_zoo
+
+    if (zoo is None) == (not model):
+        raise typer.BadParameter("give either --zoo DIR or --model FILE (repeatable)")
+    settings = _settings(batch, runs, warmup, max_seconds)
+    host = host_info(label=hardware)
+
+    def progress(variant: str, prov: str) -> None:
+        if not as_json:
+            err_console.print(f"measuring {variant} on {prov} ...")
+
+    if zoo is not None:
+        profiles = profile_zoo(
+            zoo, model=spec_model, providers=provider, settings=settings, host=host,
+            tiers=tier or (), progress=progress,
+        )  # fmt: skip
+    else:
+        files = parse_model_files(model or [])
+        profiles = profile_files(
+            files, model=spec_model, providers=provider, settings=settings,
+            eval_data=_eval_arrays(eval_file) if eval_file is not None else None,
+            host=host, tiers=tier or (), progress=progress,
+        )  # fmt: skip
+    _emit(profiles, out, as_json, f"profiles measured on {host.hostname} ({host.cpu_model})")
+
+
+@bench_app.command("endpoint")
+def endpoint(
+    url: Annotated[str, typer.Argument(help="The tier's V2 base URL, e.g. http://edge:8000.")],
+    model: Annotated[str, typer.Option("--model", help="The model's name on the endpoint.")],
+    variant: Annotated[
+        str | None, typer.Option(help="The spec variant it serves (default: the model name).")
+    ] = None,
+    spec_model: Annotated[
+        str | None, typer.Option(help="The fleet spec's model it belongs to.")
+    ] = None,
+    batch: Annotated[str, typer.Option("--batch", help=_BATCH_HELP)] = "1,8,32,64",
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Callers in the closed-loop throughput run.")
+    ] = 4,
+    zoo: Annotated[
+        Path | None,
+        typer.Option("--zoo", help="Send the zoo's held-out rows (and measure accuracy)."),
+    ] = None,
+    auth_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the Authorization header.")
+    ] = None,
+    timeout_s: Annotated[float, typer.Option(help="Per-request timeout.")] = 5.0,
+    tier: Annotated[list[str] | None, typer.Option("--tier", help=_TIER_HELP)] = None,
+    runs: Annotated[int, typer.Option(help="Timed calls per batch size.")] = 200,
+    warmup: Annotated[int, typer.Option(help="Untimed calls before each batch size.")] = 10,
+    max_seconds: Annotated[float, typer.Option(help="Stop timing a batch size after this.")] = 2.0,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="profiles.json to write.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Profile a live V2 tier end to end, network included (any V2 server).
+
+    Latency percentiles from one caller at a time, throughput from --concurrency callers.
+    """
+    from tierwise.bench.endpoint import profile_endpoint, profile_endpoint_set
+    from tierwise.zoo import load_eval
+
+    if not url.startswith(("http://", "https://")):
+        raise typer.BadParameter(f"expected an http:// or https:// URL, got {url!r}")
+    settings = _settings(batch, runs, warmup, max_seconds)
+    authorization = None
+    if auth_env is not None:
+        authorization = os.environ.get(auth_env)
+        if not authorization:
+            raise typer.BadParameter(f"the environment variable {auth_env} is not set")
+    measured = asyncio.run(
+        profile_endpoint(
+            url, model, variant=variant, spec_model=spec_model, settings=settings,
+            concurrency=concurrency, eval_data=load_eval(zoo) if zoo is not None else None,
+            timeout_s=timeout_s, authorization=authorization,
+        )
+    )  # fmt: skip
+    profiles = profile_endpoint_set(
+        [measured], settings=settings, concurrency=concurrency, tiers=tier or ()
+    )
+    _emit(profiles, out, as_json, f"{model} at {url}, network included")

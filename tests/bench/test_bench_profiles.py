@@ -1,0 +1,144 @@
+"""Profiles of the real zoo on onnxruntime, and the profiles.json schema read back."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tierwise.bench import (
+    PROFILES_SCHEMA,
+    MeasureSettings,
+    ProfileSet,
+    load_profiles,
+    parse_profiles,
+    profile_model,
+    profile_zoo,
+    save_profiles,
+)
+from tierwise.errors import ConfigError, ModelLoadError, ProfileError, ProviderUnavailableError
+from tierwise.zoo import load_zoo
+
+FAST = MeasureSettings(batch_sizes=(1, 8), runs=20, warmup_runs=3, max_seconds_per_batch=0.2)
+
+
+@pytest.fixture(scope="module")
+def zoo_profiles(shared_zoo_dir: Path) -> ProfileSet:
+    return profile_zoo(shared_zoo_dir, providers=["cpu"], settings=FAST, tiers=["edge"])
+
+
+def test_every_zoo_variant_is_measured_with_its_accuracy(
+    zoo_profiles: ProfileSet, shared_zoo_dir: Path
+) -> None:
+    zoo = load_zoo(shared_zoo_dir)
+    assert [p.variant for p in zoo_profiles.profiles] == [v.name for v in zoo.variants]
+    for profile, variant in zip(zoo_profiles.profiles, zoo.variants, strict=True):
+        assert profile.provider == "CPUExecutionProvider"
+        assert profile.accuracy == pytest.approx(variant.accuracy, abs=1e-9)
+        assert profile.eval_samples == zoo.eval_samples
+        assert profile.sha256 == variant.sha256
+        assert profile.size_bytes == variant.size_bytes
+        assert [b.batch_size for b in profile.batches] == [1, 8]
+        for b in profile.batches:
+            assert 1 <= b.runs <= 20
+            assert b.p50_ms <= b.p95_ms <= b.p99_ms
+            assert b.throughput_per_s == pytest.approx(b.batch_size * 1000.0 / b.mean_ms)
+    assert zoo_profiles.tiers == ["edge"]
+    assert zoo_profiles.host.cpu_cores is not None
+    assert zoo_profiles.settings.runs == 20
+
+
+def test_peak_memory_grows_with_the_model(tmp_path: Path) -> None:
+    from tierwise.bench import dense_stack_model
+
+    small = dense_stack_model(tmp_path / "small.onnx", width=64, depth=2)
+    big = dense_stack_model(tmp_path / "big.onnx", width=1024, depth=8)  # 32 MiB of weights
+    settings = MeasureSettings(batch_sizes=(1,), runs=3, warmup_runs=1)
+    small_mib = profile_model(small, variant="s", settings=settings).peak_memory_mib
+    big_mib = profile_model(big, variant="b", settings=settings).peak_memory_mib
+    assert small_mib is not None
+    assert big_mib is not None
+    assert big_mib > 30 > small_mib
+
+
+def test_round_trip_through_json(zoo_profiles: ProfileSet, tmp_path: Path) -> None:
+    path = save_profiles(zoo_profiles, tmp_path / "profiles.json")
+    doc = json.loads(path.read_text())
+    assert doc["schema"] == PROFILES_SCHEMA
+    assert load_profiles(path) == zoo_profiles
+
+
+def _doc(zoo_profiles: ProfileSet) -> dict[str, Any]:
+    return copy.deepcopy(zoo_profiles.to_dict())
+
+
+@pytest.mark.parametrize(
+    ("edit", "path", "needle"),
+    [
+        (lambda d: d.update(schema="tierwise.profiles/2"), "schema", "expected schema"),
+        (lambda d: d.pop("schema"), "schema", "field required: schema"),
+        (lambda d: d["profiles"][1].pop("variant"), "profiles[1].variant", "field required"),
+        (
+            lambda d: d["profiles"][0]["batches"][0].update(p99_ms=0.000001),
+            "profiles[0].batches[0]",
+            "expected p50_ms <= p95_ms <= p99_ms",
+        ),
+        (
+            lambda d: d["profiles"][2].update(accuracy=1.5),
+            "profiles[2].accuracy",
+            "expected a number <= 1",
+        ),
+        (
+            lambda d: d["profiles"][0].update(latncy=1),
+            "profiles[0]",
+            "unknown field 'latncy'",
+        ),
+        (
+            lambda d: d["profiles"].append(copy.deepcopy(d["profiles"][0])),
+            "<root>",
+            "is measured twice",
+        ),
+        (
+            lambda d: d["profiles"][0]["batches"].reverse(),
+            "profiles[0]",
+            "distinct batch sizes in increasing order",
+        ),
+    ],
+    ids=["schema", "no-schema", "no-variant", "p99", "accuracy", "typo", "twice", "order"],
+)
+def test_bad_documents_name_the_field(
+    zoo_profiles: ProfileSet, edit: Any, path: str, needle: str
+) -> None:
+    doc = _doc(zoo_profiles)
+    edit(doc)
+    with pytest.raises(ProfileError) as info:
+        parse_profiles(json.dumps(doc), "p.json")
+    assert info.value.file == "p.json"
+    assert info.value.path == path or (path == "<root>" and info.value.path in ("", "<root>"))
+    assert needle in str(info.value)
+    assert str(info.value).startswith("p.json")
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match="cannot read"):
+        load_profiles(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ProfileError, match="invalid JSON"):
+        load_profiles(bad)
+
+
+def test_bad_settings_and_inputs(shared_zoo_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="batch_sizes"):
+        MeasureSettings(batch_sizes=(1, 1))
+    with pytest.raises(ConfigError, match="batch_sizes"):
+        MeasureSettings(batch_sizes=(0,))
+    with pytest.raises(ConfigError, match="runs"):
+        MeasureSettings(runs=0)
+    with pytest.raises(ProviderUnavailableError):
+        profile_model(shared_zoo_dir / "tiny/1/model.onnx", variant="t", provider="bogus")
+    with pytest.raises(ModelLoadError, match="no model file"):
+        profile_model(tmp_path / "none.onnx", variant="t")
