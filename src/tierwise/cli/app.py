@@ -6,6 +6,7 @@ import typer
 
 from tierwise import __version__
 from tierwise.cli.bench import bench_app
+from tierwise.cli.agent import agent_app
 from tierwise.cli.calibrate import calibrate
 from tierwise.cli.common import EXIT_FAILURE, EXIT_USAGE, err_console
 from tierwise.cli.demo import demo
@@ -44,6 +45,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(keys_app, name="keys")
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(registry_app, name="registry")
+app.add_typer(agent_app, name="agent")
 
 
 def _version(value: bool) -> None:

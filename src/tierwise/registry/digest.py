@@ -138,6 +138,7 @@ class BlobWriter:
                 bundle=self.bundle,
             )
         dest.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.tmp_path, 0o444)  # blobs are immutable; so are links made to them
         os.replace(self.tmp_path, dest)
         fsync_dir(dest.parent)
 

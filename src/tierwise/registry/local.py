@@ -199,11 +199,16 @@ class LocalStore(BundleStore):
             writer.commit(self.blob_path(digest))
         return True
 
-    def put_manifest(self, bundle: StoredBundle, *, tags: list[str]) -> None:
+    def put_manifest(
+        self, bundle: StoredBundle, *, tags: list[str], required: list[str] | None = None
+    ) -> None:
+        """Record a version; ``required`` lists the blobs that must be here (all of the
+        manifest's by default; a node keeps only the variants it serves)."""
         manifest = parse_manifest(bundle.manifest_bytes)
         if digest_bytes(bundle.manifest_bytes) != bundle.digest:
             raise IntegrityError("manifest-digest", "bytes and digest differ", bundle=bundle.name)
-        missing = [d for d in manifest.blob_digests() if not self.has_blob(bundle.name, d)]
+        wanted = manifest.blob_digests() if required is None else required
+        missing = [d for d in wanted if not self.has_blob(bundle.name, d)]
         if missing:
             raise IntegrityError(
                 "blobs", f"blob(s) {', '.join(missing)} are not in the store", bundle=bundle.name
@@ -294,6 +299,7 @@ class LocalStore(BundleStore):
         referenced: set[str] = set()
         for body in bodies:
             referenced.update(v["digest"][7:] for v in orjson.loads(body)["variants"])
+        # a blob being written now is in tmp/ and is not touched; gc runs between pulls
         removed: list[str] = []
         freed = 0
         for path in self.blobs.iterdir():

@@ -295,7 +295,9 @@ class OciStore(BundleStore):
             return None
         return self._parse_oci(body, name)
 
-    def put_manifest(self, bundle: StoredBundle, *, tags: list[str]) -> None:
+    def put_manifest(
+        self, bundle: StoredBundle, *, tags: list[str], required: list[str] | None = None
+    ) -> None:
         manifest = parse_manifest(bundle.manifest_bytes)
         name = bundle.name
         config = {"mediaType": MEDIA_BUNDLE, **self._put_small(name, bundle.manifest_bytes)}

@@ -101,9 +101,12 @@ class BundleStore(abc.ABC):
         """Store a blob from a file unless it is there already; True when it was sent."""
 
     @abc.abstractmethod
-    def put_manifest(self, bundle: StoredBundle, *, tags: list[str]) -> None:
-        """Record a version (its blobs must be in the store) and point ``tags`` at it.
-        BundleExistsError when the version exists with different content."""
+    def put_manifest(
+        self, bundle: StoredBundle, *, tags: list[str], required: list[str] | None = None
+    ) -> None:
+        """Record a version (its blobs, or the ``required`` ones, must be in the store) and
+        point ``tags`` at it. BundleExistsError when the version exists with different
+        content."""
 
     @abc.abstractmethod
     def set_tag(self, name: str, tag: str, version: str) -> None: ...

@@ -136,8 +136,10 @@ def pull(
     *,
     limit_bytes: int = MAX_MANIFEST_BYTES,
     tags: list[str] | None = None,
+    variants: list[str] | None = None,
 ) -> PullReport:
-    """Fetch and check one bundle version from ``source`` into the local store ``into``.
+    """Fetch and check one bundle version from ``source`` into the local store ``into``;
+    with ``variants``, only their blobs (an edge node skips the cloud's models).
     Nothing becomes visible in ``into`` unless every check passed."""
     started = time.monotonic()
     locator = source.resolve(name, reference)
@@ -145,7 +147,8 @@ def pull(
     manifest, key_id = _checked_manifest(stored, trust, name=name, limit_bytes=limit_bytes)
     report = PullReport(manifest, stored.digest, key_id)
     seen: set[str] = set()
-    for variant in manifest.variants:
+    chosen = manifest.variants if variants is None else [manifest.variant(v) for v in variants]
+    for variant in chosen:
         if variant.digest in seen:
             continue
         seen.add(variant.digest)
@@ -162,6 +165,7 @@ def pull(
             name, manifest.version, stored.digest, stored.manifest_bytes, stored.signature
         ),
         tags=list(tags or []),
+        required=sorted(seen),
     )
     report.seconds = time.monotonic() - started
     return report
@@ -184,15 +188,17 @@ def verify(
     trust: TrustStore,
     *,
     limit_bytes: int = MAX_MANIFEST_BYTES,
+    variants: list[str] | None = None,
 ) -> VerifyReport:
-    """Check a stored version end to end: signature, manifest, and every blob re-read and
-    re-hashed. Raises the error of the first check that fails."""
+    """Check a stored version end to end: signature, manifest, and every blob (or those of
+    ``variants``) re-read and re-hashed. Raises the error of the first check that fails."""
     stored = store.get_manifest(name, store.resolve(name, reference), limit_bytes=limit_bytes)
     manifest, key_id = _checked_manifest(stored, trust, name=name, limit_bytes=limit_bytes)
     checked = 0
     blobs = 0
-    for blob_digest in manifest.blob_digests():
-        size = next(v.size_bytes for v in manifest.variants if v.digest == blob_digest)
+    chosen = manifest.variants if variants is None else [manifest.variant(v) for v in variants]
+    sizes = {v.digest: v.size_bytes for v in chosen}
+    for blob_digest, size in sorted(sizes.items()):
         sink = _HashSink()
         store.read_blob(name, blob_digest, size, sink)
         got = "sha256:" + sink.hash.hexdigest()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from tierwise.errors import ConfigError
@@ -20,12 +20,18 @@ __all__ = ["build_router", "build_tiers"]
 
 
 def build_tiers(
-    plan: Plan, *, env: Mapping[str, str], onnx: OnnxSettings | None = None
+    plan: Plan,
+    *,
+    env: Mapping[str, str],
+    onnx: OnnxSettings | None = None,
+    skip: Collection[str] = (),
 ) -> dict[str, Tier]:
     """One tier object per plan tier. Authorization headers come from ``env`` under the
     names the plan gives (``auth_header_env``); the plan never holds the secret."""
     tiers: dict[str, Tier] = {}
     for name, config in plan.tiers.items():
+        if name in skip:
+            continue
         if config.url is not None and config.model is not None:
             authorization = None
             if config.auth_header_env is not None:
@@ -60,12 +66,19 @@ def build_router(
     samples: SampleSink | None = None,
     seed: int | None = None,
     hedge_after_ms: float | None = None,
+    tiers: Mapping[str, Tier] | None = None,
 ) -> Router:
     """The router the plan describes (call ``await router.start()`` before use). With a
     ``samples`` sink, traces are sampled at each workload's ``sample_rate``; with
     ``hedge_after_ms``, an interactive request whose remote tier has not answered in that
-    time is also sent to the next remote tier, and the first answer wins."""
-    tiers = build_tiers(plan, env=env or {}, onnx=onnx)
+    time is also sent to the next remote tier, and the first answer wins. ``tiers``
+    replace the plan's tiers of the same names (an edge node answers for its own tier in
+    process)."""
+    given = dict(tiers or {})
+    unknown = sorted(set(given) - set(plan.tiers))
+    if unknown:
+        raise ConfigError("tiers", f"names of the plan's tiers ({', '.join(plan.tiers)})", unknown)
+    tiers = build_tiers(plan, env=env or {}, onnx=onnx, skip=set(given)) | given
     stages = {
         workload: [
             Stage(

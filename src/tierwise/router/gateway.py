@@ -99,28 +99,36 @@ class Gateway:
                 headers += JSON_HEADERS
             await send_response(send, status, body, headers)
 
+    async def startup(self) -> None:
+        """Load local models and start the outbox drainer (the lifespan's startup; call it
+        yourself when the gateway is mounted in another app)."""
+        await self.router.start()
+        if self.outbox is not None:
+            self.drainer = Drainer(
+                self.outbox, DEFERRED_TIER, self._deliver, lambda: True,
+                poll_s=self.settings.drain_poll_s,
+            )  # fmt: skip
+            self.drainer.start()
+
+    async def shutdown(self) -> None:
+        if self.drainer is not None:
+            await self.drainer.stop()
+        await self.router.close()
+        if self.outbox is not None:
+            self.outbox.close()
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await self.router.start()
-                    if self.outbox is not None:
-                        self.drainer = Drainer(
-                            self.outbox, DEFERRED_TIER, self._deliver, lambda: True,
-                            poll_s=self.settings.drain_poll_s,
-                        )  # fmt: skip
-                        self.drainer.start()
+                    await self.startup()
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self.drainer is not None:
-                    await self.drainer.stop()
-                await self.router.close()
-                if self.outbox is not None:
-                    self.outbox.close()
+                await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -140,6 +140,9 @@ class Batcher:
         self._running = 0
         self._closing = False
         self._idle: asyncio.Event | None = None
+        self._max_workers = settings.instances
+        self._max_queue = settings.max_queue_size
+        self._unthrottled: asyncio.Event | None = None
 
     @property
     def depth(self) -> int:
@@ -161,10 +164,27 @@ class Batcher:
         if self._workers:
             return
         loop = self._loop = asyncio.get_running_loop()
+        self._unthrottled = asyncio.Event()
         self._workers = [
-            loop.create_task(self._work(), name=f"batcher-{self.model}-{i}")
+            loop.create_task(self._work(i), name=f"batcher-{self.model}-{i}")
             for i in range(self.settings.instances)
         ]
+
+    def limit(self, *, instances: int | None, max_queue_size: int | None) -> None:
+        """Run at most ``instances`` batches at once and queue at most ``max_queue_size``
+        requests, below the configured values (a hot edge box sheds load); None restores
+        the configured value."""
+        if instances is not None and instances < 1:
+            raise ConfigError("instances", ">= 1", instances)
+        if max_queue_size is not None and max_queue_size < 1:
+            raise ConfigError("max_queue_size", ">= 1", max_queue_size)
+        self._max_workers = min(instances or self.settings.instances, self.settings.instances)
+        self._max_queue = min(
+            max_queue_size or self.settings.max_queue_size, self.settings.max_queue_size
+        )
+        if self._unthrottled is not None:
+            self._unthrottled.set()
+            self._unthrottled = asyncio.Event()
 
     def check_capacity(self) -> None:
         """Raise ServerBusyError (429 when full, 503 when stopping) if a request would be
@@ -176,7 +196,7 @@ class Batcher:
                 status_code=503,
                 reason="this version is not taking requests (starting, retired or draining)",
             )
-        if len(self._queue) >= self.settings.max_queue_size:
+        if len(self._queue) >= self._max_queue:
             raise ServerBusyError(model=self.model, queue_size=len(self._queue), status_code=429)
 
     def submit(
@@ -267,8 +287,10 @@ class Batcher:
             live.append(item)
         return live
 
-    async def _work(self) -> None:
+    async def _work(self, index: int = 0) -> None:
         while True:
+            while index >= self._max_workers and self._unthrottled is not None:
+                await self._unthrottled.wait()
             batch = await self._next_batch()
             started = self._clock()
             batch = self._drop_expired(batch, started)

@@ -90,6 +90,7 @@ class ModelManager:
         self._factory = backend_factory
         self._models: dict[str, ModelState] = {}
         self._poll_task: asyncio.Task[None] | None = None
+        self._throttle: tuple[int | None, int | None] = (None, None)
 
     # -- queries ---------------------------------------------------------------------
 
@@ -143,6 +144,14 @@ class ModelManager:
         if state is None:
             raise ModelNotFoundError(model=name)
         return sorted(state.versions, key=int, reverse=True)
+
+    def throttle(self, *, instances: int | None, max_queue_size: int | None) -> None:
+        """Cap every model's concurrent batches and queue (None lifts a cap), now and for
+        versions loaded later: how an overheating node lowers its local concurrency."""
+        self._throttle = (instances, max_queue_size)
+        for state in self._models.values():
+            for served in state.versions.values():
+                served.batcher.limit(instances=instances, max_queue_size=max_queue_size)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -216,6 +225,8 @@ class ModelManager:
             observe=metrics.observe_batch,
         )
         batcher.start()
+        if self._throttle != (None, None):
+            batcher.limit(instances=self._throttle[0], max_queue_size=self._throttle[1])
         self.metrics.queue_depth.labels(entry.name, version).set_function(lambda: batcher.depth)
         return ServedVersion(
             model=entry.name,

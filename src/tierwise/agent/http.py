@@ -1,0 +1,195 @@
+"""The agent's ASGI app: the tier server, the agent's control endpoints and, on a second
+port, the router front.
+
+- ``GET  /v2/agent/status``    version, health, temperature, queue depth, last sync
+- ``POST /v2/agent/sync``      sync now and answer with the result
+- ``PUT  /v2/agent/desired``   ``{"ref": VERSION | TAG | sha256:...}``: set the desired
+  state (written to the control file) and sync now
+- ``POST /v2/agent/rollback``  ``{"version"?: ...}``: back to the previous kept version
+
+Everything else on the server port is the tier server (V2, ``/metrics`` with the
+agent's series added); everything on the gateway port is the gateway.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tierwise.agent.node import EdgeAgent
+from tierwise.router.gateway import Gateway
+from tierwise.server.asgi import (
+    JSON_HEADERS,
+    HttpError,
+    Receive,
+    Scope,
+    Send,
+    allow,
+    body_headers,
+    error_body,
+    read_body,
+    send_response,
+)
+
+__all__ = ["AgentApp", "AgentCollector"]
+
+_MAX_CONTROL_BYTES = 4096
+
+
+class AgentCollector(Collector):
+    """The agent's series, read from its state at scrape time."""
+
+    def __init__(self, agent: EdgeAgent) -> None:
+        self.agent = agent
+
+    def collect(self) -> Iterator[Metric]:
+        agent = self.agent
+        active = agent.state.active
+        info = GaugeMetricFamily(
+            "tierwise_agent_version_info", "The bundle version this node serves (value 1).",
+            labels=["node", "bundle", "version", "digest"],
+        )  # fmt: skip
+        if active is not None:
+            info.add_metric([agent.settings.node, agent.settings.bundle, active.version,
+                             active.digest], 1)  # fmt: skip
+        yield info
+        yield GaugeMetricFamily(
+            "tierwise_agent_ready", "1 when every served model is ready.",
+            value=float(agent.status()["health"]["ready"]),
+        )  # fmt: skip
+        if agent.thermal.last_celsius is not None:
+            yield GaugeMetricFamily(
+                "tierwise_agent_temperature_celsius", "Last temperature read.",
+                value=agent.thermal.last_celsius,
+            )  # fmt: skip
+        yield GaugeMetricFamily(
+            "tierwise_agent_thermal_throttled", "1 while the thermal guard throttles.",
+            value=float(agent.thermal.throttled),
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "tierwise_agent_queue_depth", "Requests queued on the served models.",
+            value=agent.queue_depth(),
+        )  # fmt: skip
+        if agent.last_sync is not None:
+            yield GaugeMetricFamily(
+                "tierwise_agent_last_sync_timestamp_seconds", "When the last sync ended.",
+                value=agent.last_sync.at_s,
+            )  # fmt: skip
+        syncs = CounterMetricFamily("tierwise_agent_syncs", "Syncs by result.", labels=["result"])
+        for result, count in sorted(agent.sync_counts.items()):
+            syncs.add_metric([result], count)
+        yield syncs
+        yield CounterMetricFamily(
+            "tierwise_agent_rollbacks", "Rollbacks done.", value=agent.rollbacks
+        )
+
+
+class AgentApp:
+    """One ASGI app for both ports; ``gateway_port`` tells them apart."""
+
+    def __init__(
+        self, agent: EdgeAgent, gateway: Gateway | None = None, *, gateway_port: int | None = None
+    ) -> None:
+        self.agent = agent
+        self.gateway = gateway
+        self.gateway_port = gateway_port
+        agent.server.metrics.registry.register(AgentCollector(agent))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        server = scope.get("server")
+        if self.gateway is not None and server is not None and server[1] == self.gateway_port:
+            await self.gateway(scope, receive, send)
+        elif scope["path"].startswith("/v2/agent/"):
+            try:
+                status, body = await self._control(scope, receive)
+            except Exception as exc:
+                status, body, headers = error_body(exc)
+                await send_response(send, status, body, headers + JSON_HEADERS)
+                return
+            await send_response(send, status, body, list(JSON_HEADERS))
+        else:
+            await self.agent.server(scope, receive, send)
+
+    async def startup(self) -> None:
+        await self.agent.start()
+        if self.gateway is not None:
+            await self.gateway.startup()
+
+    async def shutdown(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.shutdown()
+        await self.agent.stop()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _json(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+        _, declared = body_headers(scope)
+        body = await read_body(receive, declared, _MAX_CONTROL_BYTES)
+        if not body.strip():
+            return {}
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise HttpError(400, f"body: expected a JSON object ({exc})") from exc
+        if not isinstance(doc, dict):
+            raise HttpError(400, "body: expected a JSON object")
+        return doc
+
+    async def _control(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+        method, action = scope["method"], scope["path"].removeprefix("/v2/agent/").strip("/")
+        agent = self.agent
+        if action == "status":
+            allow(method, "GET")
+            return 200, orjson.dumps(agent.status())
+        if action == "sync":
+            allow(method, "POST")
+            result = await agent.sync_now()
+            return 200, orjson.dumps({"sync": result.to_dict(), "status": agent.status()})
+        if action == "desired":
+            allow(method, "PUT")
+            doc = await self._json(scope, receive)
+            ref = doc.get("ref")
+            if not isinstance(ref, str):
+                raise HttpError(400, 'body: expected {"ref": "<version, tag or sha256 digest>"}')
+            agent.set_desired(ref)
+            result = await agent.sync_now()
+            return 200, orjson.dumps({"sync": result.to_dict(), "status": agent.status()})
+        if action == "rollback":
+            allow(method, "POST")
+            doc = await self._json(scope, receive)
+            version = doc.get("version")
+            if version is not None and not isinstance(version, str):
+                raise HttpError(400, 'body: expected {"version"?: "<kept version>"}')
+            started = time.monotonic()
+            activation = await agent.rollback(version)
+            return 200, orjson.dumps(
+                {
+                    "rolled_back_to": activation.version,
+                    "seconds": round(time.monotonic() - started, 3),
+                    "status": agent.status(),
+                }
+            )
+        raise HttpError(404, f"no agent route {scope['path']}")

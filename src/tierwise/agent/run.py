@@ -1,0 +1,99 @@
+"""Build one edge node from its settings and run it on uvicorn: the tier server and the
+agent's endpoints on ``port``, the router front on ``gateway.port``, one process, one
+event loop."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from tierwise.agent.http import AgentApp
+from tierwise.agent.node import EdgeAgent
+from tierwise.agent.settings import AgentSettings
+from tierwise.agent.tier import ServedTier
+from tierwise.errors import ConfigError
+
+__all__ = ["build_agent_app", "run_agent"]
+
+
+def build_agent_app(
+    settings: AgentSettings, *, env: Mapping[str, str], gateway_port: int | None = None
+) -> AgentApp:
+    """The agent's ASGI app. With a ``gateway`` part, the plan's ``local_tier`` is answered
+    in process by this node's server, whose thermal guard raises that tier's offload flag."""
+    from tierwise.router.build import build_router
+    from tierwise.router.gateway import Gateway, GatewaySettings
+    from tierwise.router.plan_load import load_plan
+
+    agent = EdgeAgent(settings, env=env)
+    part = settings.gateway
+    if part is None:
+        return AgentApp(agent)
+    plan = load_plan(part.plan)
+    local = plan.tiers.get(part.local_tier)
+    if local is None:
+        raise ConfigError(
+            "gateway.local_tier", f"one of the plan's tiers ({', '.join(plan.tiers)})",
+            part.local_tier,
+        )  # fmt: skip
+    model = local.model or settings.serve[0].model_name
+    if model not in {s.model_name for s in settings.serve}:
+        raise ConfigError(
+            f"tiers.{part.local_tier}.model in {part.plan}",
+            f"a model this node serves ({', '.join(s.model_name for s in settings.serve)})",
+            model,
+        )
+    tier = ServedTier(
+        part.local_tier, agent.server.dataplane, model, kind=local.kind, timeout_s=local.timeout_s
+    )
+    router = build_router(
+        plan, env=env, hedge_after_ms=part.hedge_after_ms, tiers={part.local_tier: tier}
+    )
+
+    def offload(throttled: bool) -> None:
+        router.thermal_offload[part.local_tier] = throttled
+
+    agent.on_thermal.append(offload)
+    gateway_settings = GatewaySettings(
+        host=settings.host,
+        port=part.port,
+        max_body_bytes=settings.max_body_bytes,
+        outbox_path=settings.state_dir / "outbox.db" if part.outbox else None,
+    )
+    return AgentApp(
+        agent,
+        Gateway(plan, router, gateway_settings),
+        gateway_port=gateway_port if gateway_port is not None else part.port,
+    )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError("port", f"a free port on {host}", port) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_agent(settings: AgentSettings, *, env: Mapping[str, str], **uvicorn_options: Any) -> None:
+    """Run the node until SIGINT/SIGTERM, then drain and stop."""
+    import uvicorn
+
+    sockets = [_bind(settings.host, settings.port)]
+    gateway_port = None
+    if settings.gateway is not None:
+        sockets.append(_bind(settings.host, settings.gateway.port))
+        gateway_port = sockets[1].getsockname()[1]
+    app = build_agent_app(settings, env=env, gateway_port=gateway_port)
+    config = uvicorn.Config(
+        app, loop="uvloop", http="httptools", lifespan="on", access_log=False,
+        log_config=None, proxy_headers=False, server_header=False,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None, **uvicorn_options,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    server.run(sockets=sockets)

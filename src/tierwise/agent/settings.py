@@ -1,0 +1,170 @@
+"""``agent.yaml``: everything one edge node is told (pydantic, handed to the agent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tierwise.errors import ConfigError
+from tierwise.server.settings import ModelConfig
+
+__all__ = [
+    "AgentSettings",
+    "GatewayPart",
+    "RegistryPart",
+    "ServePart",
+    "ThermalSettings",
+    "load_agent_settings",
+]
+
+#: where Linux exposes the SoC temperature (millidegrees Celsius) on a Raspberry Pi 5
+SYSFS_THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
+
+
+class RegistryPart(BaseModel):
+    """Where bundles come from and whom to trust."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: str = Field(description="a store folder, or oci://HOST[:PORT][/PREFIX]")
+    plain_http: bool = False
+    username: str | None = None
+    password_env: str | None = Field(
+        default=None, description="name of the environment variable holding the password"
+    )
+    timeout_s: float = Field(default=30.0, gt=0)
+    trusted_keys: list[Path] = Field(min_length=1)
+
+
+class ServePart(BaseModel):
+    """One variant of the bundle this node serves, and the model name it is served as."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    variant: str
+    model: str | None = Field(default=None, description="served model name; the variant's own")
+
+    @property
+    def model_name(self) -> str:
+        return self.model or self.variant
+
+
+class GatewayPart(BaseModel):
+    """The router front of this node: a plan whose ``local_tier`` is this node's server,
+    the upstream tiers, and the outbox for work that cannot go out now."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    plan: Path
+    local_tier: str = Field(description="the plan tier this node's own server answers for")
+    port: int = Field(default=8080, ge=0, le=65535)
+    outbox: bool = True
+    hedge_after_ms: float | None = Field(default=None, gt=0)
+
+
+class ThermalSettings(BaseModel):
+    """Above ``high_c`` the node lowers local concurrency and asks the router to offload;
+    below ``low_c`` it recovers (hysteresis keeps it from flapping)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Path | None = Field(
+        default=None,
+        description="file with the temperature in millidegrees (sysfs) or degrees Celsius; "
+        "default: /sys/class/thermal/thermal_zone0/temp when present",
+    )
+    high_c: float = Field(default=80.0, gt=0, le=150)
+    low_c: float = Field(default=70.0, gt=0, le=150)
+    poll_s: float = Field(default=2.0, gt=0)
+    throttled_instances: int = Field(default=1, ge=1)
+    throttled_queue: int = Field(default=8, ge=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> ThermalSettings:
+        if self.low_c >= self.high_c:
+            raise ValueError(f"low_c ({self.low_c}) must be below high_c ({self.high_c})")
+        return self
+
+    def resolved_source(self) -> Path | None:
+        if self.source is not None:
+            return self.source
+        return SYSFS_THERMAL if SYSFS_THERMAL.is_file() else None
+
+
+class AgentSettings(BaseModel):
+    """One edge node: its tier server, registry sync, router front and thermal guard."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    node: str = Field(default="edge", min_length=1, max_length=128)
+    state_dir: Path
+    host: str = "127.0.0.1"
+    port: int = Field(default=8001, ge=0, le=65535)
+    bundle: str
+    serve: list[ServePart] = Field(min_length=1)
+    registry: RegistryPart
+    desired_file: Path = Field(description="YAML or JSON {ref: VERSION | TAG | sha256:...}")
+    sync_interval_s: float = Field(default=30.0, gt=0)
+    keep_versions: int = Field(default=3, ge=1, le=100)
+    gateway: GatewayPart | None = None
+    thermal: ThermalSettings = Field(default_factory=ThermalSettings)
+    defaults: ModelConfig = Field(
+        default_factory=ModelConfig, description="batching and limits of the served models"
+    )
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    drain_timeout_s: float = Field(default=10.0, ge=0)
+
+    @model_validator(mode="after")
+    def _names(self) -> AgentSettings:
+        names = [s.model_name for s in self.serve]
+        if len(set(names)) != len(names):
+            raise ValueError(f"serve: model names must be unique, got {names}")
+        if self.gateway is not None and self.gateway.port == self.port and self.port != 0:
+            raise ValueError("gateway.port must differ from port")
+        return self
+
+
+def load_agent_settings(path: Path, **overrides: Any) -> AgentSettings:
+    """Read ``agent.yaml``; relative paths in it are taken from the file's folder.
+    ConfigError names the file and the field that was wrong."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(str(path), "a readable YAML file", str(exc)) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "a mapping of settings at the top level", type(data).__name__)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        settings = AgentSettings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: {where}", first["msg"], first.get("input")) from exc
+    base = path.parent
+
+    def rel(p: Path) -> Path:
+        return p if p.is_absolute() else base / p
+
+    updates: dict[str, Any] = {
+        "state_dir": rel(settings.state_dir),
+        "desired_file": rel(settings.desired_file),
+        "registry": settings.registry.model_copy(
+            update={"trusted_keys": [rel(k) for k in settings.registry.trusted_keys]}
+        ),
+    }
+    if not settings.registry.store.startswith("oci://"):
+        updates["registry"] = updates["registry"].model_copy(
+            update={"store": str(rel(Path(settings.registry.store)))}
+        )
+    if settings.gateway is not None:
+        updates["gateway"] = settings.gateway.model_copy(
+            update={"plan": rel(settings.gateway.plan)}
+        )
+    if settings.thermal.source is not None:
+        updates["thermal"] = settings.thermal.model_copy(
+            update={"source": rel(settings.thermal.source)}
+        )
+    return settings.model_copy(update=updates)

@@ -1,0 +1,89 @@
+"""What the agent remembers across restarts: the active version, the ones kept for
+rollback, and a version it was told to stay away from. One JSON file, replaced
+atomically, so a crash leaves either the old state or the new one."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tierwise.errors import AgentError
+from tierwise.registry.digest import atomic_write_bytes
+
+__all__ = ["Activation", "AgentState"]
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One bundle version as this node served it: ``generation`` is the model version
+    number the tier server shows for it (a new one at every activation)."""
+
+    version: str
+    digest: str
+    generation: int
+    activated_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AgentState:
+    """``active`` serves now; ``previous`` (newest first) are kept for instant rollback;
+    ``held_digest`` is a version rolled back from, not re-activated until the desired state
+    points somewhere else."""
+
+    path: Path
+    active: Activation | None = None
+    previous: list[Activation] = field(default_factory=list)
+    held_digest: str | None = None
+    next_generation: int = 1
+
+    @classmethod
+    def load(cls, path: Path) -> AgentState:
+        if not path.is_file():
+            return cls(path)
+        try:
+            raw = orjson.loads(path.read_bytes())
+            return cls(
+                path,
+                active=Activation(**raw["active"]) if raw.get("active") else None,
+                previous=[Activation(**a) for a in raw.get("previous", [])],
+                held_digest=raw.get("held_digest"),
+                next_generation=int(raw.get("next_generation", 1)),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise AgentError(f"agent state {path} is unreadable: {exc}") from exc
+
+    def save(self) -> None:
+        doc = {
+            "active": self.active.to_dict() if self.active else None,
+            "previous": [a.to_dict() for a in self.previous],
+            "held_digest": self.held_digest,
+            "next_generation": self.next_generation,
+        }
+        atomic_write_bytes(self.path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+
+    def take_generation(self) -> int:
+        generation = self.next_generation
+        self.next_generation += 1
+        return generation
+
+    def promote(self, activation: Activation, *, keep: int) -> list[Activation]:
+        """Make ``activation`` active; returns the activations dropped past ``keep``."""
+        if self.active is not None and self.active.digest != activation.digest:
+            self.previous.insert(0, self.active)
+        self.previous = [a for a in self.previous if a.digest != activation.digest]
+        self.active = activation
+        dropped = self.previous[keep - 1 :] if keep >= 1 else list(self.previous)
+        self.previous = self.previous[: max(keep - 1, 0)]
+        return dropped
+
+    def kept_digests(self) -> set[str]:
+        digests = {a.digest for a in self.previous}
+        if self.active is not None:
+            digests.add(self.active.digest)
+        return digests
