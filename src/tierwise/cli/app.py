@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from tierwise import __version__
-from tierwise.cli.bench import bench_app
 from tierwise.cli.agent import agent_app
+from tierwise.cli.bench import bench_app
 from tierwise.cli.calibrate import calibrate
 from tierwise.cli.common import EXIT_FAILURE, EXIT_USAGE, err_console
 from tierwise.cli.demo import demo
