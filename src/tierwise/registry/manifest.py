@@ -11,7 +11,6 @@ parses it.
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
 from typing import Any
 
 import orjson
@@ -65,8 +64,8 @@ def check_version(value: str) -> str:
 def _check_relative_path(value: str) -> str:
     if value.startswith("/") or "\\" in value or re.match(r"^[A-Za-z]:", value):
         raise ValueError(f"path {value!r} is absolute; expected a path inside the bundle")
-    parts = PurePosixPath(value).parts
-    if not parts or len(value) > 256:
+    parts = value.split("/")
+    if not value or len(value) > 256:
         raise ValueError(f"path {value!r}: expected 1-256 characters")
     for part in parts:
         if part in {"..", "."} or not _PATH_PART.match(part):
