@@ -40,7 +40,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-DRIVERS = ("latency", "privacy", "connectivity", "cost", "model size", "scale")
+DRIVERS = ("latency", "privacy", "throughput", "memory", "cost", "operations")
 TITLE = 'digits fleet <script>alert("x")</script> & co'
 
 
@@ -75,23 +75,26 @@ def measured_ms(shared_zoo_dir: Path) -> dict[str, tuple[float, float, float]]:
 
 
 def _matrix() -> DecisionMatrix:
-    table: dict[str, tuple[tuple[float, ...], str]] = {
-        "device": ((0.95, 1.0, 1.0, 0.9, 0.35, 0.6), "chosen"),
-        "edge": ((0.75, 0.8, 0.7, 0.6, 0.7, 0.7), "feasible"),
-        "cloud": ((0.3, 0.5, 0.2, 0.25, 1.0, 1.0), "feasible"),
+    """Scores 1..5; None marks a hard constraint the tier breaks."""
+    table: dict[str, tuple[tuple[int | None, ...], str]] = {
+        "device": ((5, 5, 3, 4, 5, 2), "rank 1"),
+        "edge": ((4, 4, 4, 5, 3, 4), "rank 2"),
+        "cloud": ((2, None, 5, 5, 2, 5), "infeasible"),
     }
-    rows = [
-        MatrixRow(
-            workload="digits",
-            tier=tier,
-            scores=dict(zip(DRIVERS, scores, strict=True)),
-            reasons={d: f"{d} on {tier}: <why> & how" for d in DRIVERS},
-            total=sum(scores),
-            verdict=verdict,
+    rows = []
+    for tier, (scores, verdict) in table.items():
+        feasible = [s for s in scores if s is not None]
+        rows.append(
+            MatrixRow(
+                workload="digits",
+                tier=tier,
+                scores=dict(zip(DRIVERS, scores, strict=True)),
+                reasons={d: f"{d} on {tier}: <why> & how" for d in DRIVERS},
+                total=None if len(feasible) < len(scores) else sum(feasible) / len(feasible),
+                verdict=verdict,
+            )
         )
-        for tier, (scores, verdict) in table.items()
-    ]
-    return DecisionMatrix(DRIVERS, tuple(rows))
+    return DecisionMatrix(DRIVERS, tuple(rows), score_range=(1.0, 5.0))
 
 
 @pytest.fixture(scope="session")

@@ -64,14 +64,15 @@ def _copy(value: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class MatrixRow:
-    """One workload on one tier: a score per driver (``scores``), why (``reasons``), the
-    total, and the verdict (e.g. ``chosen``, ``feasible``, ``excluded: privacy``)."""
+    """One workload on one tier: a score per driver (``scores``; None where the driver is
+    a hard constraint the tier breaks), why (``reasons``), the total (None when the tier is
+    infeasible), and the verdict (e.g. ``chosen``, ``rank 2``, ``infeasible``)."""
 
     workload: str
     tier: str
-    scores: Mapping[str, float]
+    scores: Mapping[str, float | None]
     reasons: Mapping[str, str]
-    total: float
+    total: float | None
     verdict: str = ""
 
     def __post_init__(self) -> None:
@@ -79,7 +80,8 @@ class MatrixRow:
         _text("MatrixRow.tier", self.tier)
         object.__setattr__(self, "scores", _copy(self.scores))
         object.__setattr__(self, "reasons", _copy(self.reasons))
-        _number(f"MatrixRow[{self.label!r}].total", self.total, low=-math.inf)
+        if self.total is not None:
+            _number(f"MatrixRow[{self.label!r}].total", self.total, low=-math.inf)
 
     @property
     def label(self) -> str:
@@ -88,7 +90,8 @@ class MatrixRow:
 
 @dataclass(frozen=True)
 class DecisionMatrix:
-    """Scores of every workload x tier on the same drivers, within ``score_range``."""
+    """Scores of every workload x tier on the same drivers, within ``score_range``
+    (None: infeasible)."""
 
     drivers: tuple[str, ...]
     rows: tuple[MatrixRow, ...]
@@ -110,7 +113,10 @@ class DecisionMatrix:
                     sorted(row.scores),
                 )
             for driver, score in row.scores.items():
-                _number(f"DecisionMatrix.rows[{i}].scores[{driver!r}]", score, low=low, high=high)
+                if score is not None:
+                    _number(
+                        f"DecisionMatrix.rows[{i}].scores[{driver!r}]", score, low=low, high=high
+                    )
 
 
 @dataclass(frozen=True)

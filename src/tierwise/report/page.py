@@ -91,13 +91,17 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
+def _score(value: float | None) -> str:
+    return "infeasible" if value is None else f"{value:.3g}"
+
+
 def _matrix_details(matrix: DecisionMatrix) -> str:
     rows = [
-        [row.label, driver, f"{row.scores[driver]:.3g}", row.reasons.get(driver, "")]
+        [row.label, driver, _score(row.scores[driver]), row.reasons.get(driver, "")]
         for row in matrix.rows
         for driver in matrix.drivers
     ]
-    totals = [[row.label, f"{row.total:.3g}", row.verdict] for row in matrix.rows]
+    totals = [[row.label, _score(row.total), row.verdict] for row in matrix.rows]
     return (
         _table(["workload @ tier", "total", "verdict"], totals, {1})
         + "<details><summary>Every score with its reason</summary>"

@@ -64,28 +64,39 @@ def _short(value: float, unit: str = "") -> str:
 
 def matrix_png(matrix: DecisionMatrix) -> bytes:
     """Heatmap of the decision matrix: one row per workload @ tier, one column per driver,
-    each cell annotated with its score; the row's total and verdict on the right."""
+    each cell annotated with its score (a grey cross where the tier breaks a hard
+    constraint); the row's total and verdict on the right."""
     _require("matrix.rows", matrix.rows)
     low, high = matrix.score_range
-    scores = np.array([[row.scores[d] for d in matrix.drivers] for row in matrix.rows])
+    raw = [[row.scores[d] for d in matrix.drivers] for row in matrix.rows]
+    scores = np.ma.masked_invalid(
+        np.array([[np.nan if v is None else v for v in r] for r in raw], dtype=np.float64)
+    )
+    colours = mpl.colormaps["RdYlGn"].with_extremes(bad="#d9d9d9")
     with _figure(1.4 + 0.38 * len(matrix.rows)) as figure:
         ax = figure.add_subplot()
-        image = ax.imshow(scores, cmap="RdYlGn", vmin=low, vmax=high, aspect="auto")
+        image = ax.imshow(scores, cmap=colours, vmin=low, vmax=high, aspect="auto")
         ax.set_xticks(range(len(matrix.drivers)), labels=list(matrix.drivers))
         ax.set_yticks(range(len(matrix.rows)), labels=[r.label for r in matrix.rows])
         ax.tick_params(top=True, bottom=False, labeltop=True, labelbottom=False)
-        for (i, j), value in np.ndenumerate(scores):
-            dark = (value - low) / (high - low) < 0.2 or (value - low) / (high - low) > 0.85
-            ax.text(
-                j, i, f"{value:.2g}", ha="center", va="center", color="white" if dark else "black"
-            )
+        for i, row in enumerate(raw):
+            for j, value in enumerate(row):
+                if value is None:
+                    ax.text(j, i, "x", ha="center", va="center", color="#7a0000")
+                    continue
+                shade = (value - low) / (high - low)
+                colour = "white" if shade < 0.2 or shade > 0.85 else "black"
+                ax.text(j, i, f"{value:.2g}", ha="center", va="center", color=colour)
         right = ax.secondary_yaxis("right")
+        totals = ["-" if r.total is None else f"{r.total:.3g}" for r in matrix.rows]
         right.set_yticks(
             range(len(matrix.rows)),
-            labels=[f"{r.total:.3g}  {r.verdict}".rstrip() for r in matrix.rows],
+            labels=[f"{t}  {r.verdict}".rstrip() for t, r in zip(totals, matrix.rows, strict=True)],
         )
         right.set_ylabel("total, verdict")
-        figure.colorbar(image, ax=ax, location="bottom", shrink=0.5, label="score")
+        figure.colorbar(
+            image, ax=ax, location="bottom", shrink=0.5, label="score (x: breaks a hard constraint)"
+        )
         return _png(figure)
 
 
