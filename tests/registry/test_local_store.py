@@ -49,11 +49,13 @@ def test_round_trip_tags_and_listing(tmp_path: Path, stores: tuple[LocalStore, L
     origin.set_tag("demo", "stable", "2")
     assert origin.resolve("demo", "stable") == v2.digest
     rows = {r.version: r for r in origin.list_bundles("demo")}
-    assert rows["2"].tags == ["canary", "stable"] and rows["1"].tags == []
+    assert rows["2"].tags == ["canary", "stable"]
+    assert rows["1"].tags == []
     assert sorted(rows["1"].variants) == ["cloud", "edge"]
 
     report = pull(origin, "demo", "stable", node, _trust(tmp_path))
-    assert report.manifest.version == "2" and report.key_id == keys.key_id
+    assert report.manifest.version == "2"
+    assert report.key_id == keys.key_id
     assert verify(node, "demo", "2", _trust(tmp_path)).blobs == 2
     with pytest.raises(BundleNotFoundError, match="no version, tag or digest 'nope'"):
         origin.resolve("demo", "nope")

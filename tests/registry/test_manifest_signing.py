@@ -86,7 +86,8 @@ def test_bundle_from_repository_takes_accuracy_and_quantization(
     assert by_name["small-int8"].quantization == "int8"
     assert by_name["small"].quantization == "fp32"
     assert by_name["small-int8"].tags == {"hw": "pi5", "tier": "edge"}
-    assert by_name["large"].accuracy is not None and 0.9 < by_name["large"].accuracy < 1.0
+    assert by_name["large"].accuracy is not None
+    assert 0.9 < by_name["large"].accuracy < 1.0
     assert [t.name for t in manifest.inputs] == ["image"]
     bundle = read_bundle_dir(tmp_path / "b")
     assert bundle.manifest == manifest

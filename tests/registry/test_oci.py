@@ -70,12 +70,14 @@ def test_oci_round_trip(registry: OciRegistry, tmp_path: Path) -> None:
 
     rows = {r.version: r for r in store.list_bundles("demo")}
     assert set(rows) == {"1", "2"}
-    assert rows["1"].tags == ["stable"] and rows["2"].tags == ["canary"]
+    assert rows["1"].tags == ["stable"]
+    assert rows["2"].tags == ["canary"]
     assert rows["1"].digest == m1.digest
 
     node = LocalStore(tmp_path / "node")
     report = pull(store, "demo", "stable", node, _trust(tmp_path))
-    assert report.digest == m1.digest and len(report.fetched) == 2
+    assert report.digest == m1.digest
+    assert len(report.fetched) == 2
     # pulling by the OCI digest the tag points at gives the same bundle
     by_digest = pull(store, "demo", store.resolve("demo", "canary"), node, _trust(tmp_path))
     assert by_digest.digest == m2.digest
@@ -104,7 +106,8 @@ def test_oci_versions_are_immutable_and_push_skips_known_blobs(
     b2, m2 = make_bundle(tmp_path, "2", {"tiny": 1, "small": 9, "large": 3})
     assert len(push(read_bundle_dir(b1), store, signer).uploaded) == 3
     again = push(read_bundle_dir(b1), store, signer)
-    assert again.uploaded == [] and len(again.skipped) == 3
+    assert again.uploaded == []
+    assert len(again.skipped) == 3
     second = push(read_bundle_dir(b2), store, signer)
     assert second.uploaded == [m2.variant("small").digest]
     assert second.uploaded_bytes == m2.variant("small").size_bytes
@@ -127,7 +130,8 @@ def test_blob_tampered_inside_the_registry_is_refused(
     node = LocalStore(tmp_path / "node")
     with pytest.raises(IntegrityError, match="digest check failed"):
         pull(store, "demo", "1", node, _trust(tmp_path))
-    assert node.list_bundles() == [] and not node.has_blob("demo", digest)
+    assert node.list_bundles() == []
+    assert not node.has_blob("demo", digest)
 
 
 def test_manifest_tampered_inside_the_registry_is_refused(
@@ -195,7 +199,8 @@ def test_kill_9_during_pull_leaves_nothing_half_installed(
         if process.poll() is None:
             process.kill()
     partial = list((into / "tmp").iterdir())
-    assert partial and all(p.suffix == ".partial" for p in partial)
+    assert partial
+    assert all(p.suffix == ".partial" for p in partial)
     node = LocalStore(into)
     assert node.removed_partials == len(partial)
     assert node.list_bundles() == []
