@@ -261,6 +261,12 @@ def profile_files(
     settings = settings or MeasureSettings()
     out = []
     for provider in providers or default_providers():
+        # The first session a process opens pays onnxruntime's one-time set-up; pay it
+        # here so the first variant's peak memory is its own.
+        first = Path(next(iter(files.values())))
+        if first.is_file():
+            (full,) = resolve_providers([provider])
+            _open(first, full, settings.intra_op_threads, "warm-up")
         for variant, path in files.items():
             if progress is not None:
                 progress(variant, provider)

@@ -11,6 +11,7 @@ from tierwise.cli.calibrate import calibrate
 from tierwise.cli.common import EXIT_FAILURE, EXIT_USAGE, err_console
 from tierwise.cli.demo import demo
 from tierwise.cli.gateway import gateway, route_app
+from tierwise.cli.plan import plan_app
 from tierwise.cli.registry import bundle_app, keys_app, registry_app
 from tierwise.cli.serve import serve
 from tierwise.cli.validate import validate
@@ -42,6 +43,7 @@ app.command()(gateway)
 app.add_typer(route_app, name="route")
 app.add_typer(zoo_app, name="zoo")
 app.add_typer(bench_app, name="bench")
+app.add_typer(plan_app, name="plan")
 app.add_typer(keys_app, name="keys")
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(registry_app, name="registry")

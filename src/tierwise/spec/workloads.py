@@ -171,7 +171,9 @@ class Workload(SpecModel):
     pins a variant per tier (tier name -> variant name); unpinned tiers use the first
     variant whose hardware tags the tier has. ``origin_site`` / ``origin_region`` say where
     the data starts when no device tier in ``tiers`` says so (see :mod:`tierwise.spec`).
-    ``deadline_h`` bounds how long deferrable work may wait.
+    ``deadline_h`` bounds how long deferrable work may wait. ``min_accuracy`` is the
+    fraction of answers that must be right (as profiles and calibration measure it on the
+    held-out split); the planner keeps only placements that reach it.
     """
 
     name: Name
@@ -186,6 +188,7 @@ class Workload(SpecModel):
     urgency: Urgency = "interactive"
     deadline_h: float | None = Field(default=None, gt=0)
     budget: Budget | None = None
+    min_accuracy: float | None = Field(default=None, gt=0, le=1)
     request_bytes: int = Field(default=0, ge=0)
     response_bytes: int = Field(default=0, ge=0)
     origin_site: Name | None = None
