@@ -155,6 +155,11 @@ class Batcher:
         return self._closing
 
     @property
+    def limits(self) -> tuple[int, int]:
+        """Batches run at once and queue size allowed now (lower while throttled)."""
+        return self._max_workers, self._max_queue
+
+    @property
     def in_flight(self) -> int:
         """Requests queued or running."""
         return len(self._queue) + self._running

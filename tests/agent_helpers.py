@@ -1,0 +1,139 @@
+"""Helpers for edge agent tests: a release store of a digits bundle, node settings, and a
+running node (tier server + agent endpoints, and a gateway on a second port)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from registry_helpers import make_keys
+from tierwise.agent import AgentApp, AgentSettings, build_agent_app
+from tierwise.registry import (
+    BundleManifest,
+    KeyPair,
+    LocalStore,
+    Signer,
+    create_bundle,
+    push,
+    read_bundle_dir,
+)
+
+
+@dataclass
+class Release:
+    """A release store and the key that signs into it."""
+
+    root: Path
+    store: LocalStore
+    keys: KeyPair
+    versions: dict[str, BundleManifest]
+    tmp: Path
+
+    def publish(self, version: str, source: Path, *, variant: str = "small") -> BundleManifest:
+        folder = self.tmp / f"src-{version}"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, folder / f"{variant}.onnx")
+        out = self.tmp / f"bundle-{version}"
+        manifest = create_bundle([folder / f"{variant}.onnx"], out, name="digits", version=version)
+        push(read_bundle_dir(out), self.store, Signer.from_file(self.keys.private_path))
+        self.versions[version] = manifest
+        return manifest
+
+
+def make_release(tmp_path: Path, zoo: Path) -> Release:
+    """Versions 1 (the zoo's small model) and 2 (its int8 twin) of bundle ``digits``."""
+    root = tmp_path / "release"
+    made = Release(root, LocalStore(root), make_keys(tmp_path), {}, tmp_path / "work")
+    made.publish("1", zoo / "small" / "1" / "model.onnx")
+    made.publish("2", zoo / "small-int8" / "1" / "model.onnx")
+    return made
+
+
+def node_settings(tmp_path: Path, release: Release, **extra: Any) -> AgentSettings:
+    data: dict[str, Any] = {
+        "node": "store-1",
+        "state_dir": tmp_path / "node",
+        "port": 0,
+        "bundle": "digits",
+        "serve": [{"variant": "small"}],
+        "registry": {"store": str(release.root), "trusted_keys": [release.keys.public_path]},
+        "desired_file": tmp_path / "desired.yaml",
+        "sync_interval_s": 3600,
+        "keep_versions": 3,
+        "drain_timeout_s": 5,
+    }
+    data.update(extra)
+    return AgentSettings.model_validate(data)
+
+
+@dataclass
+class RunningNode:
+    app: AgentApp
+    port: int
+    gateway_port: int | None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def status(self) -> dict[str, Any]:
+        return httpx.get(self.url + "/v2/agent/status", timeout=10).json()  # type: ignore[no-any-return]
+
+    def desired(self, ref: str) -> dict[str, Any]:
+        response = httpx.put(self.url + "/v2/agent/desired", json={"ref": ref}, timeout=60)
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+
+def _socket() -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextmanager
+def running_node(
+    settings: AgentSettings, env: dict[str, str] | None = None
+) -> Iterator[RunningNode]:
+    """The node on uvicorn in a background thread: its port, and a gateway port when the
+    settings have a gateway."""
+    sockets = [_socket()]
+    gateway_port = None
+    if settings.gateway is not None:
+        sockets.append(_socket())
+        gateway_port = int(sockets[1].getsockname()[1])
+    app = build_agent_app(settings, env=env or {}, gateway_port=gateway_port)
+    config = uvicorn.Config(
+        app, loop="asyncio", http="httptools", lifespan="on", access_log=False,
+        log_config=None, timeout_graceful_shutdown=5,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("agent did not start")
+        time.sleep(0.01)
+    try:
+        yield RunningNode(app, int(sockets[0].getsockname()[1]), gateway_port)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        for sock in sockets:
+            sock.close()
