@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import re
 import tempfile
+import threading
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -30,6 +32,46 @@ __all__ = [
 
 DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
 _CHUNK = 1024 * 1024
+#: blobs at least this large are hashed on a second thread while they are received
+_THREADED_HASH_BYTES = 8 * 1024 * 1024
+#: every this many bytes, start writing the file back to disk so the final fsync is short
+_WRITEBACK_BYTES = 8 * 1024 * 1024
+
+
+class _Hasher:
+    """sha256 of a stream. For large blobs the hashing runs on its own thread (hashlib
+    releases the GIL), fed through a bounded queue, so it overlaps the network and the
+    disk instead of adding to them."""
+
+    def __init__(self, threaded: bool) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._queue = queue.Queue(maxsize=16)
+            self._thread = threading.Thread(target=self._run, name="blob-hash", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        assert self._queue is not None  # threaded mode; internal invariant
+        while (chunk := self._queue.get()) is not None:
+            self._hash.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        if self._queue is None:
+            self._hash.update(chunk)
+        else:
+            self._queue.put(chunk)
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        if self._queue is not None and self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = None
 
 
 def check_digest(value: str, *, what: str = "digest") -> str:
@@ -96,7 +138,8 @@ class BlobWriter:
         self.size_bytes = size_bytes
         self.bundle = bundle
         self.written = 0
-        self._hash = hashlib.sha256()
+        self._synced = 0
+        self._hash = _Hasher(threaded=size_bytes >= _THREADED_HASH_BYTES)
         tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=digest[7:19] + ".", suffix=".partial", dir=tmp_dir)
         self.tmp_path = Path(name)
@@ -112,8 +155,15 @@ class BlobWriter:
                 f"blob {self.digest} is longer than the {self.size_bytes} bytes the manifest gives",
                 bundle=self.bundle,
             )
-        self._hash.update(chunk)
         self._file.write(chunk)
+        self._hash.update(chunk)
+        if self.written - self._synced >= _WRITEBACK_BYTES:
+            self._file.flush()
+            os.posix_fadvise(
+                self._file.fileno(), self._synced, self.written - self._synced,
+                os.POSIX_FADV_DONTNEED,
+            )  # fmt: skip
+            self._synced = self.written
 
     def commit(self, dest: Path) -> None:
         """Check size and digest, fsync, and rename to ``dest``."""
@@ -143,6 +193,7 @@ class BlobWriter:
         fsync_dir(dest.parent)
 
     def abort(self) -> None:
+        self._hash.close()
         if self._file is not None:
             self._file.close()
             self._file = None
