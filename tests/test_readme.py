@@ -53,7 +53,7 @@ def test_readme_opens_with_the_two_commands() -> None:
 
 
 def test_config_example_is_a_valid_model_config() -> None:
-    (config,) = [body for lang, body in BLOCKS if lang == "yaml"]
+    (config,) = [body for lang, body in BLOCKS if lang == "yaml" and "max_batch_size" in body]
     parsed = ModelConfig.model_validate(yaml.safe_load(config))
     assert parsed.max_batch_size == 64
     assert parsed.onnx.providers == ["cpu"]
@@ -73,10 +73,11 @@ def test_shell_examples_run(tmp_path: Path) -> None:
         for line in _lines("sh"):
             if line.startswith("make "):
                 continue  # the Makefile targets are what CI itself runs
-            if line.startswith(("tierwise serve", "tierwise gateway")):
+            if line.startswith(("tierwise serve", "tierwise gateway", "tierwise agent --config")):
                 if server is not None:
                     _stop(server)
                 port = _free_port()
+                line = re.sub(r"--gateway-port \d+", f"--gateway-port {_free_port()}", line)
                 args = shlex.split(re.sub(r"--port \d+", f"--port {port}", line))
                 # the example plan's cloud tier takes its Authorization header from here
                 env = _env() | {"TIERWISE_CLOUD_AUTH": "Bearer readme-test"}

@@ -109,6 +109,11 @@ class AgentApp:
         server = scope.get("server")
         if self.gateway is not None and server is not None and server[1] == self.gateway_port:
             await self.gateway(scope, receive, send)
+        elif scope["path"] == "/v2/health/ready":
+            # a node is ready when it serves its models, not merely when nothing failed
+            ready = bool(self.agent.status()["health"]["ready"])
+            body = orjson.dumps({"ready": ready})
+            await send_response(send, 200 if ready else 503, body, list(JSON_HEADERS))
         elif scope["path"].startswith("/v2/agent/"):
             try:
                 status, body = await self._control(scope, receive)

@@ -29,6 +29,12 @@ def agent(
     config: Annotated[
         Path | None, typer.Option("--config", help="agent.yaml of the node to run.")
     ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port of the tier server (overrides the file).")
+    ] = None,
+    gateway_port: Annotated[
+        int | None, typer.Option("--gateway-port", help="Port of the router front.")
+    ] = None,
     log_json: Annotated[bool, typer.Option("--log-json", help="Logs as JSON lines.")] = False,
 ) -> None:
     """Run the edge node described by --config until SIGINT/SIGTERM."""
@@ -39,7 +45,13 @@ def agent(
     from tierwise.agent import load_agent_settings, run_agent
     from tierwise.server.logs import configure_logging
 
-    settings = load_agent_settings(config)
+    settings = load_agent_settings(config, port=port)
+    if gateway_port is not None:
+        if settings.gateway is None:
+            raise ConfigError("--gateway-port", "a config with a gateway part")
+        settings = settings.model_copy(
+            update={"gateway": settings.gateway.model_copy(update={"port": gateway_port})}
+        )
     configure_logging("info", json_lines=log_json)
     # The environment is read here, at the edge: the registry password and the upstream
     # tiers' Authorization headers come from variables the config names.
