@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from tierwise.bench import measure_latency
+from tierwise.bench.measure import MeasureSettings, profile_zoo
+from tierwise.bench.profiles import ProfileSet
 from tierwise.report import (
     CascadeData,
     DecisionMatrix,
@@ -148,3 +150,12 @@ def browser() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="session")
+def digits_profiles(shared_zoo_dir: Path) -> ProfileSet:
+    """The zoo measured here, briefly (batch 1 and 8, CPU)."""
+    settings = MeasureSettings(
+        batch_sizes=(1, 8), runs=20, warmup_runs=2, max_seconds_per_batch=0.2
+    )
+    return profile_zoo(shared_zoo_dir, model="digits", providers=["cpu"], settings=settings)
