@@ -105,12 +105,12 @@ def report_data(
     measured_ms: dict[str, tuple[float, float, float]],
 ) -> ReportData:
     cascade: CascadeData = cascade_from_calibration(calibration)
-    assert cascade.chosen is not None
+    (target,) = cascade.chosen
     usd = dict(zip(calibration.tiers, calibration.usd_per_inference, strict=True))
     cost = WorkloadCost(
         "digits",
         {tier: value * 1e6 for tier, value in usd.items()},
-        planned_usd_per_million=cascade.chosen.cost_usd_per_million,
+        planned_usd_per_million=target.point.cost_usd_per_million,
         planned_label="cascade",
         budget_usd_per_million=20.0,
     )
@@ -121,7 +121,7 @@ def report_data(
     ]
     rows = [
         (name, f"{point.accuracy:.2%}", f"{point.cost_usd_per_million:.2f}")
-        for name, point in (("cascade", cascade.chosen), ("cloud only", cascade.cloud_only))
+        for name, point in (("cascade", target.point), ("cloud only", cascade.cloud_only))
     ]
     summary = SummaryTable("cascade against cloud only", ("route", "accuracy", "USD / 1M"), rows)
     return ReportData(

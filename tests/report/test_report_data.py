@@ -4,13 +4,16 @@ data; the cascade section matches the calibration it came from."""
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
+import orjson
 import pytest
 
 from tierwise.errors import ConfigError, ReportError
 from tierwise.report import (
     CascadeCurve,
     CascadeData,
+    ChosenPoint,
     CurvePoint,
     DecisionMatrix,
     LatencyRow,
@@ -20,8 +23,10 @@ from tierwise.report import (
     WorkloadCost,
     cascade_from_calibration,
     cascade_png,
+    choose_on_curve,
     cost_png,
     latency_png,
+    load_calibration_json,
     matrix_png,
 )
 from tierwise.report.plots import DPI
@@ -60,25 +65,55 @@ def test_cascade_section_matches_its_calibration(calibration: CalibrationResult)
         (r for r in calibration.rules.values() if r.chosen is not None),
         key=lambda r: r.chosen.cost_usd_per_million,  # type: ignore[union-attr]
     )
-    assert cascade.chosen_rule == cheapest.rule
-    assert cascade.chosen is not None
     assert cheapest.chosen is not None
-    assert cascade.chosen.thresholds == cheapest.chosen.thresholds
-    assert cascade.chosen.accuracy >= cascade.target_accuracy
+    (target,) = cascade.chosen
+    assert target.rule == cheapest.rule
+    assert target.label == f"target ({cheapest.rule})"
+    assert target.point.thresholds == cheapest.chosen.thresholds
+    assert target.point.accuracy >= cascade.target_accuracy
     # the oracle is at least as accurate as any setting, for no more than the chosen one
-    assert cascade.oracle.cost_usd_per_million <= cascade.chosen.cost_usd_per_million
+    assert cascade.oracle.cost_usd_per_million <= target.point.cost_usd_per_million
     assert cascade.oracle.accuracy >= max(p.accuracy for c in cascade.curves for p in c.points)
-    assert cascade.cloud_only.cost_usd_per_million > cascade.chosen.cost_usd_per_million
+    assert cascade.cloud_only.cost_usd_per_million > target.point.cost_usd_per_million
     assert cascade.stages == ("tiny (device)", "small (edge)", "large (cloud)")
+    assert cascade.cost_source == calibration.cost_source
     for curve in cascade.curves:
         costs = [p.cost_usd_per_million for p in curve.points]
         accuracies = [p.accuracy for p in curve.points]
         assert costs == sorted(costs)
         assert accuracies == sorted(accuracies)
-    pinned = cascade_from_calibration(calibration, rule="max_prob")
-    assert pinned.chosen_rule == "max_prob"
+    # the JSON form (tierwise calibrate --json) gives the same section
+    as_json = orjson.loads(orjson.dumps(calibration.to_dict()))
+    assert cascade_from_calibration(as_json) == cascade
+    (pinned,) = cascade_from_calibration(calibration, rule="max_prob").chosen
+    assert pinned.rule == "max_prob"
     with pytest.raises(ReportError, match="no rule 'nope'"):
         cascade_from_calibration(calibration, rule="nope")
+
+
+def test_a_plan_choice_lands_on_its_rules_curve(calibration: CalibrationResult) -> None:
+    cascade = cascade_from_calibration(calibration)
+    curve = next(c for c in cascade.curves if c.rule == "margin")
+    middle = curve.points[len(curve.points) // 2]
+    marked = choose_on_curve(cascade, "digits", "margin", middle.thresholds)
+    assert marked.chosen[:-1] == cascade.chosen
+    assert marked.chosen[-1] == ChosenPoint("digits", "margin", middle)
+    # nearest thresholds: a plan rounding them still lands on the point
+    near = choose_on_curve(cascade, "w", "margin", [t + 1e-7 for t in middle.thresholds])
+    assert near.chosen[-1].point == middle
+    assert choose_on_curve(cascade, "w", "margin", [0.5]) == cascade
+    assert choose_on_curve(cascade, "w", "detector", middle.thresholds) == cascade
+
+
+def test_a_broken_calibration_file_is_a_report_error(tmp_path: Path) -> None:
+    bad = tmp_path / "calibration.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(ReportError, match=r"calibration\.json: expected a JSON object"):
+        load_calibration_json(bad)
+    with pytest.raises(ReportError, match="cannot read"):
+        load_calibration_json(tmp_path / "absent.json")
+    with pytest.raises(ReportError, match=r"calibrate --json \(no 'rules'\)"):
+        cascade_from_calibration({"variants": ["a", "b"]}, source=str(bad))
 
 
 def _row(**scores: float) -> MatrixRow:
@@ -109,13 +144,13 @@ def test_bad_values_name_the_field(build: object, parameter: str) -> None:
     assert parameter in caught.value.parameter
 
 
-def test_cascade_chosen_rule_must_be_a_curve() -> None:
+def test_a_chosen_point_must_be_on_a_rules_curve() -> None:
     point = CurvePoint(1.0, 0.9)
     curve = CascadeCurve("max_prob", (point,))
-    with pytest.raises(ConfigError, match="chosen_rule"):
-        CascadeData(("a", "b"), (curve,), point, point, 0.9, chosen=point, chosen_rule="margin")
-    with pytest.raises(ConfigError, match="chosen_rule"):
-        CascadeData(("a", "b"), (curve,), point, point, 0.9, chosen=point)
+    with pytest.raises(ConfigError, match=r"chosen\[0\]\.rule"):
+        CascadeData(("a", "b"), (curve,), point, point, 0.9, (ChosenPoint("w", "margin", point),))
+    with pytest.raises(ConfigError, match="stages"):
+        CascadeData(("a",), (curve,), point, point, 0.9)
 
 
 def test_latency_row_knows_when_it_misses_its_slo() -> None:

@@ -57,7 +57,7 @@ def test_every_section_and_plot_loads_in_chromium(
         assert "cloud only" in summary
         cascade = page.locator("section#cascade").inner_text()
         assert "oracle" in cascade
-        assert "chosen (" in cascade
+        assert "target (" in cascade
         page.locator("section#matrix details summary").click()
         reasons = page.locator("section#matrix details").inner_text()
         assert "latency on device: <why> & how" in reasons

@@ -4,14 +4,19 @@ the cascade trades accuracy for cost.
 :class:`ReportData` is the typed input (:mod:`tierwise.report.data`);
 :mod:`tierwise.report.plots` draws its four PNG plots (decision-matrix heatmap, cost per
 1M inferences by workload and tier, latency percentiles against SLOs, the cascade's
-accuracy / cost curve with the chosen point and the oracle bound), and
+accuracy / cost curve with the chosen points and the oracle bound), and
 :func:`write_report` writes them with a self-contained HTML page into a folder.
 """
 
-from tierwise.report.calibration import cascade_from_calibration
+from tierwise.report.calibration import (
+    cascade_from_calibration,
+    choose_on_curve,
+    load_calibration_json,
+)
 from tierwise.report.data import (
     CascadeCurve,
     CascadeData,
+    ChosenPoint,
     CurvePoint,
     DecisionMatrix,
     LatencyRow,
@@ -28,6 +33,7 @@ __all__ = [
     "SECTIONS",
     "CascadeCurve",
     "CascadeData",
+    "ChosenPoint",
     "CurvePoint",
     "DecisionMatrix",
     "LatencyRow",
@@ -38,8 +44,10 @@ __all__ = [
     "WorkloadCost",
     "cascade_from_calibration",
     "cascade_png",
+    "choose_on_curve",
     "cost_png",
     "latency_png",
+    "load_calibration_json",
     "matrix_png",
     "render_page",
     "write_report",

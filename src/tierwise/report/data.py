@@ -8,8 +8,8 @@ the bound):
 - :class:`WorkloadCost`: cost per 1M inferences of a workload on each tier, what the plan
   pays (a cascade pays a blend) and the workload's budget;
 - :class:`LatencyRow`: latency percentiles of a route against the workload's SLO;
-- :class:`CascadeData`: the calibrated accuracy / cost curves, the chosen point, the
-  oracle bound and cloud only;
+- :class:`CascadeData`: the calibrated accuracy / cost curves, the points chosen on them,
+  the oracle bound and cloud only;
 - :class:`SummaryTable`: the headline table, already formatted as text.
 
 Loaders (a plan file, the demo) build one; :func:`tierwise.report.write_report` renders it.
@@ -28,6 +28,7 @@ from tierwise.errors import ConfigError
 __all__ = [
     "CascadeCurve",
     "CascadeData",
+    "ChosenPoint",
     "CurvePoint",
     "DecisionMatrix",
     "LatencyRow",
@@ -209,32 +210,47 @@ class CascadeCurve:
 
 
 @dataclass(frozen=True)
+class ChosenPoint:
+    """A setting picked on a rule's curve; ``label`` says by whom (the calibration's own
+    target, a plan's workload)."""
+
+    label: str
+    rule: str
+    point: CurvePoint
+
+    def __post_init__(self) -> None:
+        _text("ChosenPoint.label", self.label)
+        _text("ChosenPoint.rule", self.rule)
+
+
+@dataclass(frozen=True)
 class CascadeData:
-    """The calibrated cascade: every rule's curve, the chosen point (None when the target
-    is out of reach), the oracle bound, cloud only, and the accuracy target."""
+    """The calibrated cascade: every rule's curve, the points chosen on them (none when the
+    target is out of reach), the oracle bound, cloud only and the accuracy target. Costs are
+    at the prices calibration used (``cost_source``)."""
 
     stages: tuple[str, ...]
     curves: tuple[CascadeCurve, ...]
     oracle: CurvePoint
     cloud_only: CurvePoint
     target_accuracy: float
-    chosen: CurvePoint | None = None
-    chosen_rule: str | None = None
+    chosen: tuple[ChosenPoint, ...] = ()
     samples: int = 0
+    cost_source: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
         object.__setattr__(self, "curves", tuple(self.curves))
+        object.__setattr__(self, "chosen", tuple(self.chosen))
         if len(self.stages) < 2:
             raise ConfigError("CascadeData.stages", "at least two stages", self.stages)
         if not self.curves:
             raise ConfigError("CascadeData.curves", "at least one rule's curve")
         _number("CascadeData.target_accuracy", self.target_accuracy, high=1.0)
         rules = [c.rule for c in self.curves]
-        if (self.chosen is None) != (self.chosen_rule is None):
-            raise ConfigError("CascadeData.chosen_rule", "given exactly when chosen is")
-        if self.chosen_rule is not None and self.chosen_rule not in rules:
-            raise ConfigError("CascadeData.chosen_rule", f"one of {rules}", self.chosen_rule)
+        for i, choice in enumerate(self.chosen):
+            if choice.rule not in rules:
+                raise ConfigError(f"CascadeData.chosen[{i}].rule", f"one of {rules}", choice.rule)
 
 
 @dataclass(frozen=True)

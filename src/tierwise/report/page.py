@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tierwise.errors import ReportError
-from tierwise.report.data import CascadeData, DecisionMatrix, LatencyRow, ReportData, WorkloadCost
+from tierwise.report.data import (
+    CascadeData,
+    CurvePoint,
+    DecisionMatrix,
+    LatencyRow,
+    ReportData,
+    WorkloadCost,
+)
 from tierwise.report.plots import cascade_png, cost_png, latency_png, matrix_png
 
 __all__ = ["PAGE_NAME", "SECTIONS", "ReportFiles", "render_page", "write_report"]
@@ -133,33 +140,26 @@ def _latency_details(rows: Sequence[LatencyRow]) -> str:
 
 
 def _cascade_details(cascade: CascadeData) -> str:
-    def point(name: str, cost: float, accuracy: float, thresholds: str) -> list[str]:
-        return [name, thresholds, f"{accuracy * 100:.2f}%", _usd(cost)]
+    def row(name: str, rule: str, point: CurvePoint) -> list[str]:
+        thresholds = " / ".join(f"{t:.4g}" for t in point.thresholds) or "-"
+        return [name, rule, thresholds, f"{point.accuracy * 100:.2f}%",
+                _usd(point.cost_usd_per_million)]  # fmt: skip
 
-    rows = []
-    if cascade.chosen is not None:
-        chosen = cascade.chosen
-        thresholds = " / ".join(f"{t:.4g}" for t in chosen.thresholds)
-        rows.append(
-            point(
-                f"chosen ({cascade.chosen_rule})",
-                chosen.cost_usd_per_million,
-                chosen.accuracy,
-                thresholds,
-            )
-        )
-    for name, bound in (("oracle", cascade.oracle), ("cloud only", cascade.cloud_only)):
-        rows.append(point(name, bound.cost_usd_per_million, bound.accuracy, "-"))
+    rows = [row(c.label, c.rule, c.point) for c in cascade.chosen]
+    rows.append(row("oracle", "-", cascade.oracle))
+    rows.append(row("cloud only", "-", cascade.cloud_only))
+    prices = f" Costs at {cascade.cost_source} prices." if cascade.cost_source else ""
     note = (
         f"<p>Stages {_e(' -> '.join(cascade.stages))}; target accuracy "
         f"{cascade.target_accuracy * 100:.2f}%"
         + (f" over {cascade.samples} held-out samples" if cascade.samples else "")
         + ". The oracle escalates a request only while the current stage's answer is wrong: "
-        "no threshold setting is as accurate for less.</p>"
+        f"no threshold setting is as accurate for less.{_e(prices)}</p>"
     )
-    if cascade.chosen is None:
+    if not cascade.chosen:
         note += '<p class="miss">No setting of any rule reaches the target.</p>'
-    return note + _table(["point", "thresholds", "accuracy", "USD / 1M"], rows, {2, 3})
+    columns = ["point", "rule", "thresholds", "accuracy", "USD / 1M"]
+    return note + _table(columns, rows, {3, 4})
 
 
 def _section(key: str, body: str) -> str:

@@ -28,6 +28,7 @@ DPI = 100
 _WIDTH_IN = 9.0
 _PALETTE = ("#2a9d8f", "#e9c46a", "#457b9d", "#e76f51", "#8d6a9f", "#6c757d")
 _PERCENTILE_COLOURS = {"p50": "#8ecae6", "p95": "#219ebc", "p99": "#023047"}
+_CHOSEN_COLOURS = ("#e63946", "#9d4edd", "#f77f00", "#06d6a0")
 _RULE_COLOURS = ("#457b9d", "#2a9d8f", "#e9c46a", "#8d6a9f", "#6c757d")
 # a log axis once the values span more than this ratio
 _LOG_SPAN = 50.0
@@ -227,7 +228,17 @@ def _accuracy_limits(cascade: CascadeData) -> tuple[float, float]:
     return max(low - pad, 0.0) * 100, min(high + pad, 1.0) * 100
 
 
-def _mark(ax: Axes, x: float, y: float, text: str, marker: str, colour: str, size: float) -> None:
+def _mark(
+    ax: Axes,
+    x: float,
+    y: float,
+    text: str,
+    marker: str,
+    colour: str,
+    size: float,
+    *,
+    below: bool = True,
+) -> None:
     ax.scatter(
         [x], [y * 100], marker=marker, s=size, color=colour, edgecolor="black", zorder=4, label=text
     )
@@ -235,16 +246,16 @@ def _mark(ax: Axes, x: float, y: float, text: str, marker: str, colour: str, siz
         text.split(" (")[0],
         (x, y * 100),
         textcoords="offset points",
-        xytext=(7, -12),
+        xytext=(7, -12 if below else 6),
         fontsize=8,
     )
 
 
 def cascade_png(cascade: CascadeData) -> bytes:
     """Accuracy against USD per 1M inferences: each rule's front as a step line, the chosen
-    setting (star), the oracle bound (diamond), cloud only (square) and the target. The
+    settings (stars), the oracle bound (diamond), cloud only (square) and the target. The
     cost axis is logarithmic when costs span more than a factor of 50."""
-    oracle, cloud, chosen = cascade.oracle, cascade.cloud_only, cascade.chosen
+    oracle, cloud = cascade.oracle, cascade.cloud_only
     costs = [p.cost_usd_per_million for c in cascade.curves for p in c.points]
     costs += [oracle.cost_usd_per_million, cloud.cost_usd_per_million]
     log = _log_if_wide(costs)
@@ -271,10 +282,10 @@ def cascade_png(cascade: CascadeData) -> bytes:
         _mark(ax, oracle_x, oracle.accuracy, "oracle (perfect router)", "D", "#ffb703", 70)
         cloud_x = max(cloud.cost_usd_per_million, floor)
         _mark(ax, cloud_x, cloud.accuracy, "cloud only", "s", "#6c757d", 60)
-        if chosen is not None:
-            chosen_x = max(chosen.cost_usd_per_million, floor)
-            label = f"chosen ({cascade.chosen_rule})"
-            _mark(ax, chosen_x, chosen.accuracy, label, "*", "#e63946", 220)
+        for k, choice in enumerate(cascade.chosen):
+            x = max(choice.point.cost_usd_per_million, floor)
+            colour = _CHOSEN_COLOURS[k % len(_CHOSEN_COLOURS)]
+            _mark(ax, x, choice.point.accuracy, choice.label, "*", colour, 220, below=k % 2 == 0)
         ax.set_ylim(*_accuracy_limits(cascade))
         if log:
             ax.set_xscale("log")
