@@ -3,7 +3,9 @@ refused bundles, and what it reports."""
 
 from __future__ import annotations
 
+import shutil
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -200,3 +202,28 @@ def test_control_endpoint_errors(tmp_path: Path, release: Release) -> None:
         none = httpx.post(node.url + "/v2/agent/rollback", json={}, timeout=10)
         assert none.status_code == 409
         assert "cannot roll back" in none.json()["error"]
+
+
+def test_restart_serves_the_active_version_and_repairs_a_lost_one(
+    tmp_path: Path, release: Release
+) -> None:
+    settings = node_settings(tmp_path, release)
+    with running_node(settings) as node:
+        node.desired("2")
+    with running_node(settings) as node:
+        # the active version is served from the node's own disk before any sync
+        status = node.status()
+        assert status["version"] == "2"
+        assert status["health"]["ready"] is True
+    # a lost model repository is laid out again by the next sync
+    shutil.rmtree(settings.state_dir / "repo")
+    with running_node(settings) as node:
+        deadline = time.monotonic() + 30
+        while not node.status()["health"]["ready"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        status = node.status()
+        assert status["last_sync"]["result"] == "activated"
+        assert (status["version"], status["generation"]) == ("2", 2)
+        with httpx.Client() as client:
+            assert _infer(client, node.url)[:2] == (200, "2")

@@ -210,3 +210,16 @@ def test_kill_9_during_pull_leaves_nothing_half_installed(
     assert (
         verify(node, "demo", "1", _trust(tmp_path)).checked_bytes == manifest.variants[0].size_bytes
     )
+
+
+def test_oversized_manifest_is_refused_before_it_is_read(
+    registry: OciRegistry, tmp_path: Path
+) -> None:
+    store = _store(registry, "oversized")
+    keys = make_keys(tmp_path)
+    publish(store, tmp_path, keys, "1", {"edge": 15})
+    node = LocalStore(tmp_path / "node")
+    with pytest.raises(IntegrityError, match="manifest-size check failed") as info:
+        pull(store, "demo", "1", node, _trust(tmp_path), limit_bytes=256)
+    assert info.value.check == "manifest-size"
+    assert node.list_bundles() == []

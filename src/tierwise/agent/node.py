@@ -220,7 +220,7 @@ class EdgeAgent:
             digest=report.digest, fetched_bytes=report.fetched_bytes,
         )  # fmt: skip
         active = self.state.active
-        if active is not None and active.digest == report.digest:
+        if active is not None and active.digest == report.digest and self.serving():
             return result
         if report.digest == self.state.held_digest:
             result.result = "held"
@@ -339,6 +339,12 @@ class EdgeAgent:
 
     # -- status ----------------------------------------------------------------------
 
+    def serving(self) -> bool:
+        """Every served model has a ready version."""
+        manager = self.server.manager
+        models = self.installer.models
+        return bool(models) and all(manager.is_ready(m) for m in models)
+
     @property
     def active_version(self) -> str | None:
         return self.state.active.version if self.state.active else None
@@ -368,11 +374,7 @@ class EdgeAgent:
             "previous": [a.version for a in self.state.previous],
             "held_digest": self.state.held_digest,
             "desired": desired,
-            "health": {
-                "live": True,
-                "ready": bool(self.installer.models)
-                and all(manager.is_ready(m) for m in self.installer.models),
-            },
+            "health": {"live": True, "ready": self.serving()},
             "models": {m: manager.is_ready(m) for m in self.installer.models},
             "temperature_c": self.thermal.last_celsius,
             "thermal_throttled": self.thermal.throttled,
