@@ -10,11 +10,13 @@ three tiers with a 100 ms p99 SLO and 100 requests/s.
 from __future__ import annotations
 
 import copy
+import random
 from typing import Any
 
 import yaml
 
 from tierwise.bench.profiles import BatchLatency, Host, ProfileSet, ProfileSettings, VariantProfile
+from tierwise.plan import CascadeCurve, CurvePoint
 from tierwise.spec import FleetSpec, parse_spec
 
 FLEET: dict[str, Any] = {
@@ -130,3 +132,47 @@ def host_profiles() -> ProfileSet:
             variant("b", [batch(1, 20.0, 100.0), batch(8, 40.0, 400.0)], accuracy=0.95),
         ]
     )
+
+
+def curve_ab(*points: tuple[float, float, bool]) -> CascadeCurve:
+    """A calibrated cascade ``a > b``: points of (escalation rate, accuracy, chosen)."""
+    return CascadeCurve(
+        ("a", "b"),
+        tuple(
+            CurvePoint("max_prob", (0.5 + i / 100,), accuracy, (rate,), chosen)
+            for i, (rate, accuracy, chosen) in enumerate(points)
+        ),
+        "test",
+    )
+
+
+def random_fleet(rng: random.Random, workloads: int) -> dict[str, Any]:
+    """A variant of the small fleet where capacity, fixed costs and instance prices all
+    matter, with ``workloads`` seeded workloads."""
+    data = fleet_data()
+    tiers = data["tiers"]
+    tiers["dev"]["capacity"]["node_count"] = rng.randint(1, 3)
+    tiers["dev"]["hardware"]["memory_gib"] = rng.choice([0.05, 1.0])  # b needs 100 MiB
+    tiers["dev"]["cost"]["update_usd_per_month"] = rng.choice([0.5, 3.0, 8.0])
+    tiers["edge"]["cost"]["capex_usd"] = rng.choice([36.0, 360.0, 720.0])
+    tiers["edge"]["capacity"]["max_replicas_per_node"] = rng.randint(1, 2)
+    tiers["cloud"]["cost"]["on_demand_usd_per_hour"] = rng.choice([0.005, 0.02, 0.05])
+    tiers["cloud"]["cost"]["egress_usd_per_gb"] = 0.09
+    tiers["cloud"]["capacity"]["max_node_count"] = rng.randint(1, 3)
+    entries = {}
+    for i in range(workloads):
+        entry: dict[str, Any] = {
+            "model": "m",
+            "tiers": ["dev", "edge", "cloud"],
+            "slo": {"p99_ms": rng.choice([30.0, 100.0, 300.0])},
+            "traffic": {"requests_per_s": rng.choice([20.0, 100.0, 300.0, 700.0])},
+            "privacy": rng.choice(["public", "public", "personal"]),
+            "response_bytes": rng.choice([0, 100_000]),
+        }
+        if entry["privacy"] == "personal":
+            entry["residency"] = "site"
+        if rng.random() < 0.6:
+            entry["min_accuracy"] = 0.93
+        entries[f"w{i}"] = entry
+    data["workloads"] = entries
+    return data

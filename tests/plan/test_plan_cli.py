@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from plan_helpers import fleet_data, host_profiles
 
@@ -79,4 +80,71 @@ def test_negative_price_exits_2_naming_the_field(tmp_path: Path) -> None:
     assert "tiers.cloud.cost.on_demand_usd_per_hour: expected a number >= 0, got -1.0" in (
         result.stderr
     )
+    assert "Traceback" not in result.stderr
+
+
+def test_plan_spec_is_plan_solve(tmp_path: Path) -> None:
+    profiles = save_profiles(host_profiles(), tmp_path / "profiles.json")
+    fleet = write_fleet(tmp_path)
+    short = tierwise("plan", str(fleet), "--profiles", str(profiles), "--json")
+    long = tierwise("plan", "solve", str(fleet), "--profiles", str(profiles), "--json")
+    assert short.returncode == long.returncode == 0, short.stderr + long.stderr
+    a, b = json.loads(short.stdout), json.loads(long.stdout)
+    assert a["plan"]["placements"] == b["plan"]["placements"]
+    assert a["plan"]["placements"]["w"]["placement"] == "dev/a"
+    assert len(a["cost_views"]["scenarios"]) == 8
+    assert a["written"] is None
+
+
+def test_plan_writes_the_router_plan(tmp_path: Path) -> None:
+    from tierwise.router.plan_load import load_plan
+
+    data = fleet_data()
+    data["workloads"]["w"]["tiers"] = ["cloud"]  # type: ignore[index]
+    profiles = save_profiles(host_profiles(), tmp_path / "profiles.json")
+    out = tmp_path / "plans" / "plan.yaml"
+    result = tierwise(
+        "plan", str(write_fleet(tmp_path, data)), "--profiles", str(profiles),
+        "--endpoint", "cloud=http://127.0.0.1:8002", "--auth-env", "cloud=CLOUD_AUTH",
+        "-o", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {out}" in result.stdout
+    assert "USD per 1M inferences" in result.stdout
+    plan = load_plan(out)
+    assert plan.tiers["cloud"].url == "http://127.0.0.1:8002"
+    assert plan.tiers["cloud"].auth_header_env == "CLOUD_AUTH"
+    assert [s.tier for s in plan.workloads["w"].cascade] == ["cloud"]
+
+
+def test_plan_an_slo_no_tier_can_meet_exits_2(tmp_path: Path) -> None:
+    data = fleet_data()
+    data["workloads"]["w"]["slo"] = {"p99_ms": 3.0}  # type: ignore[index]
+    profiles = save_profiles(host_profiles(), tmp_path / "profiles.json")
+    result = tierwise("plan", str(write_fleet(tmp_path, data)), "--profiles", str(profiles))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: workloads.w.slo.p99_ms: no feasible placement;")
+    assert "expected slo.p99_ms >= 8, got 3" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--endpoint", "cloud"], "--endpoint"),
+        (["--endpoint", "ghost=http://h"], "expected a tier of the spec"),
+        (["--max-utilization", "0"], "--max-utilization"),
+        (["-o", "plan.yaml"], "tiers.cloud: expected the V2 endpoint"),
+    ],
+    ids=["no-url", "unknown-tier", "headroom", "missing-endpoint"],
+)
+def test_plan_bad_options_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
+    data = fleet_data()
+    data["workloads"]["w"]["tiers"] = ["cloud"]  # type: ignore[index]
+    profiles = save_profiles(host_profiles(), tmp_path / "profiles.json")
+    fleet = write_fleet(tmp_path, data)
+    result = tierwise("plan", str(fleet), "--profiles", str(profiles), *args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert needle in result.stderr
     assert "Traceback" not in result.stderr

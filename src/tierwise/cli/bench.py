@@ -133,7 +133,7 @@ def _emit(profiles: ProfileSet, out: Path | None, as_json: bool, title: str) -> 
         return
     out_console.print(_table(profiles, title))
     if out is not None:
-        out_console.print(f"wrote {out}")
+        out_console.print(f"wrote {out}", soft_wrap=True)
 
 
 @bench_app.command("profile")

@@ -19,9 +19,11 @@ from tierwise.cli.common import out_console, print_json
 if TYPE_CHECKING:
     from tierwise.bench.profiles import ProfileSet
     from tierwise.plan.matrix import DecisionMatrix, WorkloadScores
+    from tierwise.plan.result import PlanResult
+    from tierwise.plan.views import CostViews
     from tierwise.spec import FleetSpec
 
-__all__ = ["DefaultCommandGroup", "load_profile_sets", "plan_app"]
+__all__ = ["DefaultCommandGroup", "load_profile_sets", "parse_pairs", "plan_app", "print_matrix"]
 
 
 class DefaultCommandGroup(typer.core.TyperGroup):
@@ -57,7 +59,6 @@ plan_app = typer.Typer(
 )
 
 _PROFILES_HELP = "profiles.json from `tierwise bench profile` / `bench endpoint` (repeatable)."
-_SYMBOL = {None: "✗"}
 
 
 def load_profile_sets(paths: list[Path] | None) -> tuple[list[ProfileSet], list[str]]:
@@ -144,3 +145,166 @@ def matrix(
         print_json(result.to_dict())
     else:
         print_matrix(result)
+
+
+def parse_pairs(items: list[str] | None, option: str, what: str) -> dict[str, str]:
+    """``["edge=http://..."]`` -> ``{"edge": "http://..."}``; typer.BadParameter otherwise."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise typer.BadParameter(f"expected TIER={what}, got {item!r}", param_hint=option)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _placements_table(result: PlanResult, spec: FleetSpec) -> Table:
+    title = (
+        f"plan: ${result.total_usd_per_month:,.2f} per month ({result.status},"
+        f" gap {result.mip_gap:.2%}, {result.solve_s:.2f} s)"
+    )
+    table = Table(title=title)
+    for column in (
+        "workload",
+        "placement",
+        "reach",
+        "accuracy",
+        "p99 ms",
+        "SLO",
+        "$/month",
+        "$/1M",
+    ):
+        table.add_column(column, justify="left" if column in ("workload", "placement") else "right")
+    for name, p in result.placements.items():
+        o = p.option
+        table.add_row(
+            name,
+            o.label,
+            " / ".join(f"{s.reach:.0%}" for s in o.stages),
+            "-" if o.accuracy is None else f"{o.accuracy:.2%}",
+            f"{o.latency_ms['p99']:.3g}",
+            f"{spec.workloads[name].slo.p99_ms:g}",
+            f"{p.usd_per_month:,.2f}",
+            f"{p.usd_per_million:,.4g}",
+        )
+    return table
+
+
+def _tiers_table(result: PlanResult) -> Table:
+    table = Table(title=f"tiers (idle capacity ${result.idle_usd_per_month:,.2f} per month)")
+    for column in ("tier", "kind", "workloads", "peak busy", "instances", "$/month"):
+        table.add_column(column, justify="left" if column in ("tier", "kind") else "right")
+    for t in result.tiers.values():
+        if not t.used:
+            continue
+        table.add_row(
+            t.tier,
+            t.kind,
+            str(len(t.workloads)),
+            f"{t.peak_utilization:.1%}",
+            "-" if not t.instances else f"{min(t.instances)}..{max(t.instances)}",
+            f"{t.usd_per_month:,.2f}",
+        )
+    return table
+
+
+def _views_table(views: CostViews) -> Table:
+    table = Table(title="USD per 1M inferences if the cloud is bought differently")
+    table.add_column("workload")
+    for s in views.scenarios:
+        table.add_column(s.name.replace(" (", "\n("), justify="right")
+    for name in views.baseline.usd_per_million:
+        table.add_row(name, *(f"{s.usd_per_million[name]:,.4g}" for s in views.scenarios))
+    table.add_row(
+        "total $/month", *(f"{s.total_usd_per_month:,.2f}" for s in views.scenarios), style="bold"
+    )
+    return table
+
+
+@plan_app.command("solve")
+def solve(
+    spec: Annotated[Path, typer.Argument(help="The fleet spec (YAML).")],
+    profiles: Annotated[list[Path], typer.Option("--profiles", help=_PROFILES_HELP)],
+    calibration: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--calibration",
+            help="`tierwise calibrate --json` output: its cascade becomes a placement "
+            "(repeatable).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="plan.yaml to write for the router.")
+    ] = None,
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option("--endpoint", help="TIER=URL of a remote tier's V2 server (repeatable)."),
+    ] = None,
+    auth_env: Annotated[
+        list[str] | None,
+        typer.Option("--auth-env", help="TIER=ENV_VAR holding that tier's Authorization header."),
+    ] = None,
+    zoo: Annotated[
+        Path | None, typer.Option("--zoo", help="Where zoo://NAME variant URIs point.")
+    ] = None,
+    max_utilization: Annotated[
+        float, typer.Option(help="Headroom: the busiest hour may use this fraction of a tier.")
+    ] = 0.7,
+    time_limit_s: Annotated[float, typer.Option(help="Stop the search after this.")] = 10.0,
+    gap: Annotated[float, typer.Option(help="Stop within this relative optimality gap.")] = 1e-3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Place every workload's traffic at least cost; write the router's plan.yaml.
+
+    Placements (a tier and variant, or a calibrated cascade) must meet the workload's SLO
+    from the profiles plus network, privacy and residency, memory, min_accuracy and budget;
+    tiers must hold their load with headroom. Prints the plan, the tiers and what each
+    workload costs per 1M under other cloud purchase mixes.
+    """
+    from tierwise.plan.calibration import load_calibration
+    from tierwise.plan.optimize import plan_fleet
+    from tierwise.plan.settings import PlanSettings
+    from tierwise.plan.views import cost_views
+    from tierwise.plan.write import Endpoint, write_plan
+    from tierwise.router.plan_load import load_plan
+
+    if not 0 < max_utilization <= 1:
+        raise typer.BadParameter("expected a fraction in (0, 1]", param_hint="--max-utilization")
+    if not time_limit_s > 0:
+        raise typer.BadParameter("expected a number > 0", param_hint="--time-limit-s")
+    if not 0 <= gap < 1:
+        raise typer.BadParameter("expected a fraction in [0, 1)", param_hint="--gap")
+    urls = parse_pairs(endpoint, "--endpoint", "URL")
+    auth = parse_pairs(auth_env, "--auth-env", "ENV_VAR")
+    fleet, catalog = _load(spec, profiles)
+    for name in (*urls, *auth):
+        if name not in fleet.tiers:
+            raise typer.BadParameter(
+                f"expected a tier of the spec ({', '.join(fleet.tiers)}), got {name!r}",
+                param_hint="--endpoint" if name in urls else "--auth-env",
+            )
+    curves = [load_calibration(p) for p in calibration or []]
+    settings = PlanSettings(
+        max_utilization=max_utilization, time_limit_s=time_limit_s, mip_rel_gap=gap
+    )
+    result = plan_fleet(fleet, catalog, calibrations=curves, settings=settings)
+    views = cost_views(result, fleet)
+    written = None
+    if out is not None:
+        endpoints = {t: Endpoint(url, auth_header_env=auth.get(t)) for t, url in urls.items()}
+        written = write_plan(result, fleet, out, spec_path=spec, endpoints=endpoints, zoo_dir=zoo)
+        load_plan(written, check_files=False)
+    if as_json:
+        print_json(
+            {
+                "plan": result.to_dict(),
+                "cost_views": views.to_dict(),
+                "written": None if written is None else str(written),
+            }
+        )
+        return
+    out_console.print(_placements_table(result, fleet))
+    out_console.print(_tiers_table(result))
+    out_console.print(_views_table(views))
+    if written is not None:
+        out_console.print(f"wrote {written}", soft_wrap=True)

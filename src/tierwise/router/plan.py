@@ -47,6 +47,24 @@ reads it and the router, the gateway and the simulator run from it. Shape::
       off_peak_hours_utc: [0, 1, 2, 3]
       spot_windows_utc: [[22, 6]]
 
+Plans written by ``tierwise plan`` (:mod:`tierwise.plan.write`) also say where each tier
+comes from and what the planner expects; the router reads but does not need them::
+
+    tiers:
+      store-edge-small:
+        spec_tier: store-edge   # the spec's tier this one runs on (kind, site, region
+        variant: small          # are taken from it); the spec's variant it serves
+    workloads:
+      digits:
+        expected:               # the planner's estimates for this cascade
+          usd_per_month: 12.5
+          usd_per_million: 0.96
+          accuracy: 0.93
+          p50_ms: 0.1
+          p95_ms: 20.1
+          p99_ms: 140.2
+          reach: [1.0, 0.37, 0.04]   # fraction of requests reaching each stage
+
 A tier is local (``local``) or remote (``url`` and ``model``), exactly one. Rules are the
 names of :data:`tierwise.router.rules.RULES`; a stage escalates to the next when the rule's
 confidence is under its ``threshold`` (in [0, 1]). Privacy and residency follow the spec's
@@ -73,6 +91,7 @@ from tierwise.spec.tiers import TierKind
 __all__ = [
     "DEFAULT_BUDGET_PERIOD_S",
     "CascadeStage",
+    "Expected",
     "LocalModel",
     "Plan",
     "PlanHeader",
@@ -114,6 +133,8 @@ class TierConfig(SpecModel):
     auth_header_env: str | None = Field(default=None, pattern=_ENV_NAME)
     binary: bool = False
     timeout_s: float = Field(default=1.0, gt=0)
+    spec_tier: Name | None = None
+    variant: Name | None = None
 
     @field_validator("rtt_p99_ms")
     @classmethod
@@ -171,6 +192,18 @@ class CascadeStage(SpecModel):
         return value
 
 
+class Expected(SpecModel):
+    """What the planner expects of a workload's cascade (informational)."""
+
+    usd_per_month: float | None = Field(default=None, ge=0)
+    usd_per_million: float | None = Field(default=None, ge=0)
+    accuracy: float | None = Field(default=None, ge=0, le=1)
+    p50_ms: float | None = Field(default=None, ge=0)
+    p95_ms: float | None = Field(default=None, ge=0)
+    p99_ms: float | None = Field(default=None, ge=0)
+    reach: list[float] | None = None
+
+
 class WorkloadConfig(SpecModel):
     """A workload's defaults (privacy, residency, urgency, deadline, budget, sampling) and
     its cascade, cheapest tier first. Requests may narrow privacy and residency."""
@@ -188,6 +221,7 @@ class WorkloadConfig(SpecModel):
     origin_site: Name | None = None
     origin_region: Name | None = None
     cascade: list[CascadeStage] = Field(min_length=1)
+    expected: Expected | None = None
 
     @property
     def period_s(self) -> float:

@@ -111,11 +111,19 @@ def _entries(data: dict[str, Any], section: str) -> dict[str, dict[str, Any]]:
 
 
 def _merge_spec(data: dict[str, Any], spec: FleetSpec, out: _Collector) -> None:
-    """Fill tiers and workloads named as in the spec with the spec's kind, place, privacy."""
+    """Fill tiers named as in the spec (or whose spec_tier names one) and workloads named as
+    in the spec with the spec's kind, place, privacy."""
     for name, entry in _entries(data, "tiers").items():
         where = f"tiers.{name}"
-        found = spec.tiers.get(name)
+        spec_tier = entry.get("spec_tier", name)
+        found = spec.tiers.get(spec_tier) if isinstance(spec_tier, str) else None
         site = entry.get("site")
+        if found is None and "spec_tier" in entry:
+            known = ", ".join(spec.tiers)
+            out.add_path(
+                f"{where}.spec_tier", f"unknown tier {spec_tier!r} (the spec's tiers: {known})"
+            )
+            continue
         if found is not None:
             if not _fill(entry, "kind", found.kind, where, out):
                 continue  # a tier of another kind: its place would only add noise

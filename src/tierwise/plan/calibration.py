@@ -1,0 +1,132 @@
+"""Cascade curves for the planner, read from ``tierwise calibrate --json`` output.
+
+A calibration (:class:`~tierwise.router.calibrate.CalibrationResult`) sweeps each
+escalation rule over the held-out split for one cascade of variants, cheapest first. The
+planner needs, per rule, the settings it may run: thresholds, the accuracy they give, and
+the fraction of all requests escalated past each stage. It takes the Pareto curve of each
+rule, and the setting calibration chose for its own target.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tierwise.errors import PlanError
+from tierwise.spec.messages import format_path
+
+__all__ = ["CascadeCurve", "CurvePoint", "curves_from_result", "load_calibration"]
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One setting of a rule: a threshold per stage but the last, the accuracy, and the
+    fraction of all requests escalated past each stage but the last."""
+
+    rule: str
+    thresholds: tuple[float, ...]
+    accuracy: float
+    escalation_rates: tuple[float, ...]
+    chosen: bool = False
+
+    @property
+    def reach(self) -> tuple[float, ...]:
+        """The fraction of requests that reach each stage (1 for the first)."""
+        return (1.0, *self.escalation_rates)
+
+
+@dataclass(frozen=True)
+class CascadeCurve:
+    """The settings calibration found for one cascade of variants (cheapest first)."""
+
+    variants: tuple[str, ...]
+    points: tuple[CurvePoint, ...]
+    source: str
+
+    def candidates(self, min_accuracy: float | None) -> list[CurvePoint]:
+        """Settings to consider: every point reaching ``min_accuracy``, or, without one,
+        the setting calibration chose for each rule."""
+        if min_accuracy is None:
+            return [p for p in self.points if p.chosen]
+        return [p for p in self.points if p.accuracy >= min_accuracy - 1e-12]
+
+
+class _Setting(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    thresholds: list[float]
+    accuracy: float = Field(ge=0, le=1)
+    escalation_rates: list[float]
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    rule: str
+    thresholds: list[float] | None = None
+    accuracy: float | None = None
+    escalation_rates: list[float] | None = None
+    curve: list[_Setting] = Field(default_factory=list)
+
+
+class _Calibration(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    variants: list[str] = Field(min_length=2)
+    rules: dict[str, _Rule]
+
+
+def _point(rule: str, setting: _Setting, stages: int, chosen: bool, where: str) -> CurvePoint:
+    if len(setting.thresholds) != stages - 1 or len(setting.escalation_rates) != stages - 1:
+        raise PlanError(where, f"{stages - 1} thresholds and escalation rates per setting")
+    rates = tuple(float(r) for r in setting.escalation_rates)
+    if any(not 0 <= r <= 1 for r in rates) or list(rates) != sorted(rates, reverse=True):
+        raise PlanError(where, "escalation rates in [0, 1], not increasing", list(rates))
+    return CurvePoint(rule, tuple(setting.thresholds), setting.accuracy, rates, chosen)
+
+
+def _curve(doc: _Calibration, source: str) -> CascadeCurve:
+    stages = len(doc.variants)
+    points: list[CurvePoint] = []
+    for name, rule in doc.rules.items():
+        for i, setting in enumerate(rule.curve):
+            where = f"{source}: rules.{name}.curve[{i}]"
+            points.append(_point(rule.rule, setting, stages, False, where))
+        if rule.thresholds is not None and rule.accuracy is not None and rule.escalation_rates:
+            chosen = _Setting(
+                thresholds=rule.thresholds,
+                accuracy=rule.accuracy,
+                escalation_rates=rule.escalation_rates,
+            )
+            points.append(_point(rule.rule, chosen, stages, True, f"{source}: rules.{name}"))
+    return CascadeCurve(tuple(doc.variants), tuple(points), source)
+
+
+def load_calibration(path: str | os.PathLike[str]) -> CascadeCurve:
+    """The cascade curve in a ``tierwise calibrate --json`` file; PlanError naming the file
+    and field when it cannot be used."""
+    file = os.fspath(path)
+    try:
+        data = orjson.loads(Path(file).read_bytes())
+    except OSError as exc:
+        raise PlanError(file, "a readable calibration file", exc.strerror or str(exc)) from exc
+    except orjson.JSONDecodeError as exc:
+        raise PlanError(file, "JSON from `tierwise calibrate --json`", str(exc)) from exc
+    try:
+        doc = _Calibration.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise PlanError(f"{file}: {format_path(err['loc'])}", str(err["msg"])) from exc
+    return _curve(doc, file)
+
+
+def curves_from_result(result: object, source: str = "calibration") -> CascadeCurve:
+    """The cascade curve of a :class:`~tierwise.router.calibrate.CalibrationResult`."""
+    to_dict = getattr(result, "to_dict", None)
+    if to_dict is None:
+        raise PlanError("calibration", "a CalibrationResult", type(result).__name__)
+    return _curve(_Calibration.model_validate(to_dict()), source)
