@@ -14,6 +14,7 @@ import onnxruntime as ort
 from server_helpers import server_process
 from tierwise.bench import dense_stack_model
 from tierwise.protocol import InferRequest, encode_request
+from tierwise.server.metrics import LATENCY_BUCKETS_S
 
 WIDTH = 1024
 ROWS = 16  # rows per request, so each request costs several ms of real compute
@@ -89,15 +90,21 @@ def test_three_times_capacity(tmp_path: Path) -> None:
         )
         metrics = httpx.get(server.url + "/metrics").text
     waits = _metric(metrics, "tierwise_queue_duration_seconds_count")
-    short_waits = _metric(metrics, 'tierwise_queue_duration_seconds_bucket{le="0.25"')
+    compute_s = _metric(metrics, "tierwise_compute_duration_seconds_sum") / _metric(
+        metrics, "tierwise_compute_duration_seconds_count"
+    )
+    # the bound is the 8 requests ahead of it at the speed the model actually ran here
+    # (the machine is shared, so that speed is measured, not assumed), with 3x slack
+    bound_s = next(b for b in LATENCY_BUCKETS_S if b >= max(0.25, 3 * 9 * compute_s))
+    short_waits = _metric(metrics, f'tierwise_queue_duration_seconds_bucket{{le="{bound_s!r}"')
     assert set(statuses) <= {200, 429}, sorted(set(statuses))
     shed = statuses.count(429)
     assert shed > len(statuses) * 0.3, f"only {shed} of {len(statuses)} shed at 3x capacity"
     assert retry_after == shed
     assert statuses.count(200) >= 0.2 * 2.0 / service_s  # still doing real work
-    # an accepted request waits in the queue at most for the 8 ahead of it (~8 x 7 ms)
+    # an accepted request waits in the queue at most for the 8 ahead of it
     assert waits == statuses.count(200)
-    assert short_waits == waits, f"{waits - short_waits} requests queued over 0.25 s"
+    assert short_waits == waits, f"{waits - short_waits} requests queued over {bound_s} s"
     assert float(np.percentile(ok_s, 99)) < 1.0
     # the load generator shares the machine's two cores: judge the typical probe, and
     # bound the worst one loosely

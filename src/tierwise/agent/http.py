@@ -33,6 +33,7 @@ from tierwise.server.asgi import (
     body_headers,
     error_body,
     read_body,
+    run_lifespan,
     send_response,
 )
 
@@ -136,19 +137,7 @@ class AgentApp:
         await self.agent.stop()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await run_lifespan(receive, send, self.startup, self.shutdown)
 
     async def _json(self, scope: Scope, receive: Receive) -> dict[str, Any]:
         _, declared = body_headers(scope)

@@ -4,6 +4,8 @@ fetch and check model bundles."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -57,15 +59,20 @@ TrustOpt = Annotated[
 ]
 
 
+@contextmanager
 def _store(
     store: str, plain_http: bool, username: str | None, password_env: str, *, create: bool = False
-) -> BundleStore:
+) -> Iterator[BundleStore]:
     from tierwise.registry import open_store
 
     password = os.environ.get(password_env) if username is not None else None
-    return open_store(
+    opened = open_store(
         store, plain_http=plain_http, username=username, password=password, create=create
     )
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 def _trust(paths: list[Path]) -> TrustStore:
@@ -186,11 +193,8 @@ def registry_push(
     """Sign a bundle and push it; blobs the store already holds are not sent again."""
     from tierwise.registry import Signer, push, read_bundle_dir
 
-    target = _store(store, plain_http, username, password_env, create=True)
-    try:
+    with _store(store, plain_http, username, password_env, create=True) as target:
         report = push(read_bundle_dir(bundle), target, Signer.from_file(key), tags=tag)
-    finally:
-        target.close()
     if as_json:
         print_json(report.to_dict())
     else:
@@ -218,13 +222,12 @@ def registry_pull(
 
     name, reference = parse_ref(ref)
     trust = _trust(trusted_keys)
-    source = _store(store, plain_http, username, password_env)
-    local = LocalStore(into)
-    try:
-        report = pull(source, name, reference, local, trust)
-    finally:
-        source.close()
-        local.close()
+    with _store(store, plain_http, username, password_env) as source:
+        local = LocalStore(into)
+        try:
+            report = pull(source, name, reference, local, trust)
+        finally:
+            local.close()
     if as_json:
         print_json(report.to_dict())
     else:
@@ -244,11 +247,8 @@ def registry_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List bundle versions with their tags."""
-    source = _store(store, plain_http, username, password_env)
-    try:
+    with _store(store, plain_http, username, password_env) as source:
         rows = source.list_bundles(name)
-    finally:
-        source.close()
     if as_json:
         print_json({"store": store, "bundles": [r.to_dict() for r in rows]})
         return
@@ -276,13 +276,10 @@ def registry_show(
     from tierwise.registry import MAX_MANIFEST_BYTES, parse_manifest, parse_ref
 
     name, reference = parse_ref(ref)
-    source = _store(store, plain_http, username, password_env)
-    try:
+    with _store(store, plain_http, username, password_env) as source:
         stored = source.get_manifest(
             name, source.resolve(name, reference), limit_bytes=MAX_MANIFEST_BYTES
         )
-    finally:
-        source.close()
     manifest = parse_manifest(stored.manifest_bytes)
     data = {
         "digest": stored.digest,
@@ -317,11 +314,8 @@ def registry_tag(
     password_env: PasswordEnvOpt = PASSWORD_ENV,
 ) -> None:
     """Point a movable tag at a version (versions themselves never move)."""
-    source = _store(store, plain_http, username, password_env)
-    try:
+    with _store(store, plain_http, username, password_env) as source:
         source.set_tag(name, tag, version)
-    finally:
-        source.close()
     out_console.print(f"{name}:{tag} -> {version}")
 
 
@@ -341,11 +335,8 @@ def registry_verify(
 
     name, reference = parse_ref(ref)
     trust = _trust(trusted_keys)
-    source = _store(store, plain_http, username, password_env)
-    try:
+    with _store(store, plain_http, username, password_env) as source:
         report = verify(source, name, reference, trust)
-    finally:
-        source.close()
     if as_json:
         print_json(report.to_dict())
     else:

@@ -42,6 +42,7 @@ from tierwise.server.asgi import (
     error_body,
     read_body,
     response_headers,
+    run_lifespan,
     send_response,
 )
 
@@ -118,19 +119,7 @@ class Gateway:
             self.outbox.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await run_lifespan(receive, send, self.startup, self.shutdown)
 
     async def _route(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
         method, parts = scope["method"], scope["path"].strip("/").split("/")

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from typing import Any
 
-from tierwise.server.asgi import Receive, Scope, Send
+from tierwise.server.asgi import Receive, Scope, Send, run_lifespan
 from tierwise.server.dataplane import DataPlane
 from tierwise.server.http import HttpFrontend
 from tierwise.server.manager import BackendFactory, ModelManager, onnx_backend
@@ -59,20 +59,7 @@ class TierServer:
                 await self._flusher
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except Exception as exc:
-                    log.exception("startup failed")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await run_lifespan(receive, send, self.startup, self.shutdown)
 
 
 def create_app(

@@ -3,6 +3,7 @@ reader, one error-to-response mapping, and the response writer."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "error_body",
     "read_body",
     "response_headers",
+    "run_lifespan",
     "send_response",
 ]
 
@@ -125,3 +127,27 @@ async def send_response(send: Send, status: int, body: bytes, headers: Headers) 
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def run_lifespan(
+    receive: Receive,
+    send: Send,
+    startup: Callable[[], Awaitable[None]],
+    shutdown: Callable[[], Awaitable[None]],
+) -> None:
+    """Answer the ASGI lifespan protocol: a failed startup is reported to the server
+    (which then exits) instead of raised."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await startup()
+            except Exception as exc:
+                logging.getLogger("tierwise.server").exception("startup failed")
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
