@@ -10,15 +10,16 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
 
-__all__ = ["WrkResult", "free_port", "require_wrk", "rss_mib", "run_wrk", "server"]
+__all__ = ["LinkProxy", "WrkResult", "free_port", "require_wrk", "rss_mib", "run_wrk", "server"]
 
 
 def free_port() -> int:
@@ -130,3 +131,52 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024.0
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class LinkProxy:
+    """A loopback TCP proxy to ``target_port`` that paces answers to ``mb_per_s`` per
+    connection: a network link of that speed between a client and a local server."""
+
+    def __init__(self, target_port: int, mb_per_s: float) -> None:
+        self.target_port = target_port
+        self.bytes_per_s = mb_per_s * 1e6
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(upstream, client, self.bytes_per_s), daemon=True
+            ).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket, rate: float | None) -> None:
+        started = time.perf_counter()
+        sent = 0
+        try:
+            while data := src.recv(256 * 1024):
+                dst.sendall(data)
+                sent += len(data)
+                if rate:
+                    ahead = sent / rate - (time.perf_counter() - started)
+                    if ahead > 0:
+                        time.sleep(ahead)
+                    elif ahead < -0.05:  # idle between requests: restart the clock
+                        started, sent = time.perf_counter(), 0
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def close(self) -> None:
+        self.listener.close()

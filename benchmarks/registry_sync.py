@@ -13,6 +13,9 @@
      file, fsync, check size and digest, rename, index;
    - ``tierwise.registry.verify`` of what was pulled: the signature and a full re-read and
      re-hash of the blob, which is the whole cost of verification.
+   The same three transfers are then measured over a paced 1 Gbit/s link
+   (``--link-mb-per-s``, a proxy in front of the registry), as an edge box would see its
+   uplink; those figures are reported beside the loopback ones.
 3. One full edge-agent sync (pull, verify, lay out, load and warm in onnxruntime, hot swap)
    into a fresh node, timed end to end.
 
@@ -38,7 +41,7 @@ from pathlib import Path
 import httpx
 import orjson
 import requests
-from harness import free_port
+from harness import LinkProxy, free_port
 
 from tierwise.agent import AgentSettings, EdgeAgent
 from tierwise.bench.synthetic import dense_stack_model
@@ -141,6 +144,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--width", type=int, default=2048)
     parser.add_argument("--depth", type=int, default=5)
+    parser.add_argument("--link-mb-per-s", type=float, default=125.0)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="tierwise-registry-bench-") as tmp_name:
@@ -176,6 +180,25 @@ def main() -> int:
                 node.close()
                 shutil.rmtree(tmp / f"node-{i}")
             assert report.fetched_bytes == variant.size_bytes  # internal check of the run
+
+            proxy = LinkProxy(port, args.link_mb_per_s)
+            linked = OciStore(f"oci://127.0.0.1:{proxy.port}/bench", plain_http=True, timeout_s=60)
+            link_gets, link_raws, link_pulls = [], [], []
+            for i in range(max(2, args.rounds // 2)):
+                link_url = f"http://127.0.0.1:{proxy.port}/v2/bench/big/blobs/{variant.digest}"
+                link_gets.append(_plain_get(link_url, tmp / "get.bin"))
+                (tmp / "get.bin").unlink()
+                link_raws.append(
+                    _unchecked(linked, variant.digest, variant.size_bytes, tmp / "raw")
+                )
+                (tmp / "raw").unlink()
+                node = LocalStore(tmp / f"link-{i}")
+                started = time.perf_counter()
+                pull(linked, "big", "stable", node, trust)
+                link_pulls.append(time.perf_counter() - started)
+                node.close()
+                shutil.rmtree(tmp / f"link-{i}")
+            proxy.close()
 
             (tmp / "desired.yaml").write_text("ref: stable\n")
             settings = AgentSettings.model_validate({
@@ -221,6 +244,18 @@ def main() -> int:
                 "all_get_s": [round(x, 4) for x in gets],
                 "all_pull_s": [round(x, 4) for x in pulls],
                 "all_unchecked_s": [round(x, 4) for x in raws],
+                "link": {
+                    "mb_per_s": args.link_mb_per_s,
+                    "plain_get_s": round(statistics.median(link_gets), 4),
+                    "unchecked_transfer_s": round(statistics.median(link_raws), 4),
+                    "pull_s": round(statistics.median(link_pulls), 4),
+                    "pull_vs_plain_get": round(
+                        statistics.median(link_gets) / statistics.median(link_pulls), 3
+                    ),
+                    "verification_adds": round(
+                        statistics.median(link_pulls) / statistics.median(link_raws) - 1.0, 3
+                    ),
+                },
                 "targets": targets,
                 "ok": all(targets.values()),
             }
