@@ -3,12 +3,12 @@ here and the cost model's prices, and headless Chromium to open the page in."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import onnxruntime as ort
 import pytest
 
 from tierwise.bench import measure_latency
@@ -26,7 +26,6 @@ from tierwise.report import (
 )
 from tierwise.router.calibrate import CalibrationResult, calibrate
 from tierwise.router.calibrate_costs import spec_usd_per_inference
-from tierwise.runtime import OnnxBackend
 from tierwise.spec import load_spec
 from tierwise.zoo import load_eval, load_zoo
 
@@ -67,11 +66,11 @@ def measured_ms(shared_zoo_dir: Path) -> dict[str, tuple[float, float, float]]:
     zoo = load_zoo(shared_zoo_dir)
     out = {}
     for name in ("tiny", "small", "large"):
-        backend = OnnxBackend(name, zoo.model_path(name))
-        asyncio.run(backend.load())
-        feeds = {backend.signature.inputs[0].name: x[:1]}
-        stats = measure_latency(partial(backend.predict_sync, feeds), runs=50, warmup_runs=5)
-        asyncio.run(backend.unload())
+        session = ort.InferenceSession(
+            str(zoo.model_path(name)), providers=["CPUExecutionProvider"]
+        )
+        feeds = {session.get_inputs()[0].name: x[:1]}
+        stats = measure_latency(partial(session.run, None, feeds), runs=50, warmup_runs=5)
         out[name] = (stats.p50_ms, stats.p95_ms, stats.p99_ms)
     return out
 

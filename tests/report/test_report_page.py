@@ -65,12 +65,17 @@ def test_every_section_and_plot_loads_in_chromium(
         page.close()
 
 
-def test_a_section_without_data_says_so(browser: Any, tmp_path: Path) -> None:
+def test_a_section_without_data_says_so(
+    browser: Any, report_data: ReportData, tmp_path: Path
+) -> None:
     data = ReportData(
         "only a summary", summary=SummaryTable("t", ("route", "USD"), (("cloud", "1.00"),))
     )
+    earlier = write_report(report_data, tmp_path)
+    assert len(earlier.plots) == 4
     files = write_report(data, tmp_path)
     assert files.plots == {}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [PAGE_NAME]
     page, _ = _open(browser, files.page)
     try:
         for key in SECTIONS:

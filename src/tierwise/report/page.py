@@ -230,16 +230,20 @@ def _draw(data: ReportData) -> dict[str, bytes]:
 
 
 def write_report(data: ReportData, out_dir: str | Path) -> ReportFiles:
-    """Draw the plots into ``out_dir`` (created if needed) and write the page beside them."""
+    """Draw the plots into ``out_dir`` (created if needed) and write the page beside them;
+    a plot an earlier report left there and this one lacks is removed."""
     folder = Path(out_dir)
     pngs = _draw(data)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         plots = {}
-        for key, png in pngs.items():
-            path = folder / _PLOTS[key]
-            path.write_bytes(png)
-            plots[key] = path
+        for key, name in _PLOTS.items():
+            path = folder / name
+            if key in pngs:
+                path.write_bytes(pngs[key])
+                plots[key] = path
+            else:
+                path.unlink(missing_ok=True)  # a plot of an earlier report, now without data
         page = folder / PAGE_NAME
         page.write_text(render_page(data, list(pngs)), encoding="utf-8")
     except OSError as exc:
