@@ -4,19 +4,15 @@
 :func:`profile_endpoint` a live V2 tier end to end; both give :class:`VariantProfile`
 entries of a :class:`ProfileSet` (``profiles.json``, schema :data:`PROFILES_SCHEMA`),
 written by :func:`save_profiles` and read back, validated, by :func:`load_profiles`.
+
+The profile schema loads eagerly; what measures (onnxruntime, the router's HTTP client)
+loads on first use, so the planner can read profiles without either.
 """
 
-from tierwise.bench.endpoint import endpoint_signature, profile_endpoint, profile_endpoint_set
-from tierwise.bench.host import PeakMemory, host_info
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from tierwise.bench.latency import LatencyStats, latency_stats, measure_latency
-from tierwise.bench.measure import (
-    DEFAULT_BATCH_SIZES,
-    MeasureSettings,
-    default_providers,
-    profile_files,
-    profile_model,
-    profile_zoo,
-)
 from tierwise.bench.profiles import (
     PROFILES_SCHEMA,
     BatchLatency,
@@ -28,7 +24,23 @@ from tierwise.bench.profiles import (
     parse_profiles,
     save_profiles,
 )
-from tierwise.bench.synthetic import dense_stack_model
+
+if TYPE_CHECKING:
+    from tierwise.bench.endpoint import (
+        endpoint_signature,
+        profile_endpoint,
+        profile_endpoint_set,
+    )
+    from tierwise.bench.host import PeakMemory, host_info
+    from tierwise.bench.measure import (
+        DEFAULT_BATCH_SIZES,
+        MeasureSettings,
+        default_providers,
+        profile_files,
+        profile_model,
+        profile_zoo,
+    )
+    from tierwise.bench.synthetic import dense_stack_model
 
 __all__ = [
     "DEFAULT_BATCH_SIZES",
@@ -56,3 +68,25 @@ __all__ = [
     "profile_zoo",
     "save_profiles",
 ]
+
+_LAZY = {
+    "endpoint_signature": "endpoint",
+    "profile_endpoint": "endpoint",
+    "profile_endpoint_set": "endpoint",
+    "PeakMemory": "host",
+    "host_info": "host",
+    "DEFAULT_BATCH_SIZES": "measure",
+    "MeasureSettings": "measure",
+    "default_providers": "measure",
+    "profile_files": "measure",
+    "profile_model": "measure",
+    "profile_zoo": "measure",
+    "dense_stack_model": "synthetic",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tierwise.bench' has no attribute {name!r}")
+    return getattr(import_module(f"tierwise.bench.{module}"), name)
