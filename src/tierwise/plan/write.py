@@ -73,11 +73,19 @@ def _names(result: PlanResult) -> dict[tuple[str, str], str]:
             variants = pairs.setdefault(stage.tier, [])
             if stage.variant not in variants:
                 variants.append(stage.variant)
-    return {
-        (tier, v): tier if len(variants) == 1 else f"{tier}-{v}"
-        for tier, variants in pairs.items()
-        for v in variants
-    }
+    taken = set(pairs)
+    out: dict[tuple[str, str], str] = {}
+    for tier, variants in pairs.items():
+        for v in variants:
+            if len(variants) == 1:
+                out[(tier, v)] = tier
+                continue
+            name, n = f"{tier}-{v}", 2
+            while name in taken:  # another spec tier is called that already
+                name, n = f"{tier}-{v}-{n}", n + 1
+            taken.add(name)
+            out[(tier, v)] = name
+    return out
 
 
 def _tier_entries(
