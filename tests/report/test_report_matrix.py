@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_matrix_and_cost_sections_follow_the_planner(digits_profiles: ProfileSet) -> None:
     spec = load_spec(ROOT / "examples" / "fleets" / "digits.yaml")
     planner = decision_matrix(spec, [digits_profiles])
-    section = matrix_section(planner, spec, {"digits-personal": {"scanner"}})
+    placed = {"digits-personal": {"scanner"}, "digits": {"scanner", "cloud"}}
+    section = matrix_section(planner, spec, placed)
     assert section.drivers == planner.drivers
     assert section.score_range == MATRIX_SCORE_RANGE
     # one row per workload and tier it lists, in its cascade order
@@ -37,7 +38,12 @@ def test_matrix_and_cost_sections_follow_the_planner(digits_profiles: ProfileSet
             assert row.scores[driver] == cell.score
             assert row.reasons[driver] == cell.reason
         if score.rank is None:
-            assert row.verdict.startswith("infeasible: ")
+            prefix = (
+                "placed as a cascade stage"
+                if row.tier in placed.get(row.workload, ())
+                else "infeasible: "
+            )
+            assert row.verdict.startswith(prefix)
             assert row.total is None
         else:
             assert row.verdict.startswith(f"rank {score.rank}")
@@ -46,6 +52,9 @@ def test_matrix_and_cost_sections_follow_the_planner(digits_profiles: ProfileSet
     assert personal["cloud"].scores["privacy"] is None
     assert "privacy" in personal["cloud"].verdict
     assert personal["scanner"].verdict.endswith(", placed")
+    # a tier infeasible alone (no variant it holds is accurate enough) may be a cascade stage
+    digits = {r.tier: r for r in section.rows if r.workload == "digits"}
+    assert digits["scanner"].verdict == "placed as a cascade stage (alone: memory)"
 
     costs = {c.workload: c for c in cost_section(planner, spec, {"digits": 1.25})}
     assert list(costs["digits-batch"].usd_per_million_by_tier) == ["store-edge", "cloud"]

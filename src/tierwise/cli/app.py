@@ -13,6 +13,7 @@ from tierwise.cli.demo import demo
 from tierwise.cli.gateway import gateway, route_app
 from tierwise.cli.plan import plan_app
 from tierwise.cli.registry import bundle_app, keys_app, registry_app
+from tierwise.cli.report import report
 from tierwise.cli.serve import serve
 from tierwise.cli.validate import validate
 from tierwise.cli.zoo import zoo_app
@@ -21,6 +22,7 @@ from tierwise.errors import (
     ConfigError,
     PlanError,
     ProfileError,
+    ReportError,
     RouteError,
     SpecError,
     TierwiseError,
@@ -44,6 +46,7 @@ app.add_typer(route_app, name="route")
 app.add_typer(zoo_app, name="zoo")
 app.add_typer(bench_app, name="bench")
 app.add_typer(plan_app, name="plan")
+app.command()(report)
 app.add_typer(keys_app, name="keys")
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(registry_app, name="registry")
@@ -70,7 +73,15 @@ def main() -> None:
     traceback."""
     try:
         app(standalone_mode=True)
-    except (SpecError, ConfigError, RouteError, BundleError, PlanError, ProfileError) as exc:
+    except (
+        SpecError,
+        ConfigError,
+        RouteError,
+        BundleError,
+        PlanError,
+        ProfileError,
+        ReportError,
+    ) as exc:
         err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
         raise SystemExit(EXIT_USAGE) from None
     except TierwiseError as exc:

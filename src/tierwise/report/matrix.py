@@ -24,11 +24,11 @@ MATRIX_SCORE_RANGE = (1.0, 5.0)
 
 def _verdict(score: TierScore, placed: bool) -> str:
     if score.rank is not None:
-        verdict = f"rank {score.rank}"
-    else:
-        broken = [d for d, c in score.cells.items() if not c.feasible]
-        verdict = "infeasible: " + ", ".join(broken)
-    return f"{verdict}, placed" if placed else verdict
+        return f"rank {score.rank}, placed" if placed else f"rank {score.rank}"
+    broken = ", ".join(d for d, c in score.cells.items() if not c.feasible)
+    if placed:
+        return f"placed as a cascade stage (alone: {broken})"
+    return f"infeasible: {broken}"
 
 
 def matrix_section(
@@ -37,7 +37,8 @@ def matrix_section(
     placed: Mapping[str, set[str]] | None = None,
 ) -> DecisionMatrix:
     """One row per workload and listed tier; ``placed`` (workload -> tiers the plan uses)
-    marks the plan's choices in the verdict."""
+    marks the plan's choices in the verdict. A tier infeasible on its own (say, no variant
+    it can hold is accurate enough) may still be placed as a stage of a cascade."""
     rows = []
     for scores in matrix.workloads:
         listed = spec.workloads[scores.workload].tiers

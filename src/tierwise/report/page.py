@@ -10,6 +10,7 @@ showing a plot.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,20 @@ class ReportFiles:
 
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
+
+
+_NUMERIC = re.compile(r"^[-+$]?[\d.,]+(e[-+]?\d+)?%?( / [-+$]?[\d.,]+(e[-+]?\d+)?%?)?$")
+
+
+def _numeric_columns(rows: Sequence[Sequence[str]]) -> set[int]:
+    """Columns whose every cell is a number (or ``-``): right-aligned."""
+    if not rows:
+        return set()
+    return {
+        j
+        for j in range(len(rows[0]))
+        if all(_NUMERIC.match(row[j]) or row[j] == "-" for row in rows)
+    }
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
@@ -187,7 +202,7 @@ def render_page(data: ReportData, plots: Sequence[str]) -> str:
             _empty("No summary.")
             if summary is None
             else f"<p>{_e(summary.title)}</p>"
-            + _table(summary.columns, summary.rows, set(range(1, len(summary.columns)))),
+            + _table(summary.columns, summary.rows, _numeric_columns(summary.rows)),
         )
     )
     details: dict[str, tuple[str, Callable[[], str]]] = {

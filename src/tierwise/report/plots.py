@@ -210,7 +210,8 @@ def latency_png(rows: Sequence[LatencyRow]) -> bytes:
         if log:
             ax.set_xscale("log")
         labels = [
-            f"{r.workload}: {r.label}" + ("" if r.meets_slo else "  (misses SLO)") for r in rows
+            f"{r.workload}: {r.label}, {r.source}" + ("" if r.meets_slo else " (misses SLO)")
+            for r in rows
         ]
         ax.set_yticks(range(len(rows)), labels=labels)
         ax.invert_yaxis()

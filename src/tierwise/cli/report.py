@@ -1,0 +1,61 @@
+"""``tierwise report PLAN -o DIR``: the plan on one HTML page with four plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tierwise.cli.common import out_console, print_json
+
+__all__ = ["report"]
+
+
+def report(
+    plan: Annotated[
+        Path, typer.Argument(help="plan.yaml written by `tierwise plan` (it links its spec).")
+    ],
+    out: Annotated[
+        Path, typer.Option("-o", "--out", help="Folder to write index.html and the plots into.")
+    ] = Path("report"),
+    profiles: Annotated[
+        list[Path] | None,
+        typer.Option("--profiles", help="profiles.json the plan was made from (repeatable)."),
+    ] = None,
+    calibration: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--calibration",
+            help="`tierwise calibrate --json` output the plan was made from (repeatable).",
+        ),
+    ] = None,
+    title: Annotated[str | None, typer.Option(help="The page's title.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Write a one-page report of a plan: the decision-matrix heatmap, cost per 1M
+    inferences by workload and tier, latency percentiles against SLOs, and the cascade's
+    accuracy / cost curve with the chosen points and the oracle bound.
+
+    The page is self-contained (no network, no scripts): open DIR/index.html.
+    """
+    from tierwise.report import write_report
+    from tierwise.report.load import load_report_data
+
+    data = load_report_data(
+        plan, profiles=profiles or (), calibrations=calibration or (), title=title
+    )
+    files = write_report(data, out)
+    if as_json:
+        summary = data.summary
+        print_json(
+            {
+                "page": str(files.page),
+                "plots": {k: str(v) for k, v in files.plots.items()},
+                "summary": None
+                if summary is None
+                else [dict(zip(summary.columns, row, strict=True)) for row in summary.rows],
+            }
+        )
+        return
+    out_console.print(f"wrote {files.page} ({len(files.plots)} plots)")
