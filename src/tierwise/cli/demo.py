@@ -1,156 +1,133 @@
-"""``tierwise demo``: build the family (cached) and measure every variant on this machine."""
+"""``tierwise demo``: the whole story on this machine, from the model family to the report."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from tierwise.cli.common import out_console, print_json
-from tierwise.cli.zoo import build_with_status, variant_rows
 
 if TYPE_CHECKING:
-    import numpy as np
+    from tierwise.demo import StoryResult
+    from tierwise.report import SummaryTable
 
-    from tierwise.bench import LatencyStats
-    from tierwise.runtime import OnnxBackend
-    from tierwise.zoo import Zoo
-
-__all__ = ["demo", "measure_variants"]
+__all__ = ["RichProgress", "demo"]
 
 
-def _latency(backend: OnnxBackend, batch: np.ndarray, runs: int) -> LatencyStats:
-    from tierwise.bench import measure_latency
+class RichProgress:
+    """Progress bars for the demo's steps: one line per step, left on screen when done."""
 
-    feeds = {backend.signature.inputs[0].name: batch}
-    return measure_latency(lambda: backend.predict_sync(feeds), runs=runs)
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, tuple[TaskID, str]] = {}
+
+    def begin(self, step: str, description: str, total: int | None) -> None:
+        task = self.progress.add_task(f"{step}: {description}", total=total, status="")
+        self.tasks[step] = (task, description)
+
+    def advance(self, step: str, amount: int = 1) -> None:
+        self.progress.advance(self.tasks[step][0], amount)
+
+    def end(self, step: str, outcome: str) -> None:
+        task, _ = self.tasks[step]
+        total = self.progress.tasks[task].total
+        self.progress.update(task, total=total or 1, completed=total or 1, status=outcome)
 
 
-def measure_variants(zoo: Zoo, directory: Path, *, runs: int = 200) -> list[dict[str, Any]]:
-    """Accuracy, size and batch-1 / batch-32 latency of every variant, measured here."""
-    from tierwise.runtime import OnnxBackend
-    from tierwise.zoo import load_eval
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        SpinnerColumn(finished_text="[green]✓"),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("[dim]{task.fields[status]}"),
+        console=out_console,
+        disable=quiet,
+    )
 
-    x, _ = load_eval(directory)
-    batch1, batch32 = x[:1], x[:32]
-    rows = []
-    for row, variant in zip(variant_rows(zoo), zoo.variants, strict=True):
-        backend = OnnxBackend(variant.name, directory / variant.path)
-        asyncio.run(backend.load())
-        try:
-            one = _latency(backend, batch1, runs)
-            many = _latency(backend, batch32, max(runs // 4, 10))
-        finally:
-            asyncio.run(backend.unload())
-        row["batch1_p50_ms"] = one.p50_ms
-        row["batch1_p99_ms"] = one.p99_ms
-        row["batch32_p50_ms"] = many.p50_ms
-        row["batch32_p99_ms"] = many.p99_ms
-        rows.append(row)
-    return rows
+
+def _table(summary: SummaryTable) -> Table:
+    table = Table(title=summary.title)
+    for i, column in enumerate(summary.columns):
+        table.add_column(column, justify="left" if i < 2 else "right")
+    for row in summary.rows:
+        table.add_row(*row)
+    return table
+
+
+def _comparison(result: StoryResult) -> str | None:
+    """``the plan's cascade: X% of cloud only's cost, accuracy A vs B`` for the main workload."""
+    from tierwise.demo import MAIN_WORKLOAD
+
+    by_name = {r.workload: r for r in result.replay}
+    plan = by_name.get(MAIN_WORKLOAD)
+    cloud = next((r for r in result.replay if r.workload.endswith("-cloud-only")), None)
+    if plan is None or cloud is None or cloud.usd_per_million <= 0:
+        return None
+    share = plan.usd_per_million / cloud.usd_per_million
+    return (
+        f"{MAIN_WORKLOAD}: the plan ({plan.route}) costs {share:.1%} of cloud only at "
+        f"{plan.accuracy:.2%} accuracy against {cloud.accuracy:.2%}"
+    )
 
 
 def demo(
     zoo_dir: Annotated[
         Path, typer.Option(help="Where the model family is built and cached.")
     ] = Path(".tierwise/zoo"),
+    work_dir: Annotated[
+        Path, typer.Option(help="Where profiles, calibration, plan and report are written.")
+    ] = Path(".tierwise/demo"),
     seed: Annotated[int, typer.Option(help="Seed for the model family.")] = 0,
-    cascade: Annotated[
-        bool, typer.Option(help="Also run the edge/cloud cascade replay on loopback.")
-    ] = True,
+    requests: Annotated[
+        int | None,
+        typer.Option(min=1, help="Replay only the first N held-out rows per route (default all)."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Redo every step, cached or not.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
-    """Build the model family, measure it, then route the held-out set through a cascade."""
-    started = time.monotonic()
-    zoo, built = build_with_status(zoo_dir, seed, force=False, quiet=as_json)
-    if not as_json:
-        out_console.print(
-            f"model family {'built' if built else 'cached'} in {zoo_dir} "
-            f"({time.monotonic() - started:.1f} s)"
-        )
-    rows = measure_variants(zoo, zoo_dir)
-    story = _cascade(zoo_dir, quiet=as_json) if cascade else None
-    if as_json:
-        print_json(
-            {"zoo_dir": str(zoo_dir), "seed": seed, "built": built, "variants": rows}
-            | ({"cascade": story} if story is not None else {})
-        )
-        return
-    _variant_table(rows)
-    if story is not None:
-        _cascade_table(story)
-    out_console.print(f"total time {time.monotonic() - started:.1f} s")
+    """The story end to end: build the model family, profile it, calibrate the cascade,
+    plan the parcel hub's fleet, start its edge and cloud tiers on loopback, replay the
+    held-out split through tierwise.Client, and write the report.
 
+    Steps whose inputs have not changed since the last run are skipped.
+    """
+    from tierwise.demo import DemoSettings, run
 
-def _variant_table(rows: list[dict[str, Any]]) -> None:
-    table = Table(title="model family, measured here (onnxruntime CPU, latency in ms)")
-    for column in ("variant", "tier", "quant", "acc %", "KiB", "b1 p50", "b1 p99", "b32 p50"):
-        table.add_column(
-            column, justify="left" if column in ("variant", "tier", "quant") else "right"
-        )
-    for row in rows:
-        table.add_row(
-            row["variant"],
-            row["tier"],
-            row["quantization"],
-            f"{row['accuracy'] * 100:.1f}",
-            f"{row['size_bytes'] / 1024:.1f}",
-            f"{row['batch1_p50_ms']:.3f}",
-            f"{row['batch1_p99_ms']:.3f}",
-            f"{row['batch32_p50_ms']:.3f}",
-        )
-    out_console.print(table)
-
-
-def _cascade(zoo_dir: Path, *, quiet: bool) -> dict[str, Any]:
-    """Calibrate, start the edge and cloud tier servers, replay the held-out split."""
-    from rich.progress import Progress
-
-    from tierwise.demo import calibrate_for_demo, cascade_plan, replay, tier_servers
-    from tierwise.zoo import load_eval
-
-    work = zoo_dir.parent / "demo"
-    work.mkdir(parents=True, exist_ok=True)
-    calibration = calibrate_for_demo(zoo_dir)
-    requests = 2 * len(load_eval(zoo_dir)[1])
-    with tier_servers(zoo_dir, work) as urls:
-        plan, rule, thresholds = cascade_plan(work / "plan.yaml", zoo_dir, urls, calibration)
-        with Progress(disable=quiet, console=out_console, transient=True) as progress:
-            task = progress.add_task("replaying the held-out set", total=requests)
-            summaries = replay(plan, zoo_dir, step=lambda: progress.advance(task))
-    return {
-        "plan": str(plan),
-        "rule": rule,
-        "thresholds": list(thresholds),
-        "replay": [s.to_dict() for s in summaries],
-    }
-
-
-def _cascade_table(story: dict[str, Any]) -> None:
-    thresholds = " / ".join(f"{t:g}" for t in story["thresholds"])
-    table = Table(
-        title=f"device -> edge -> cloud on loopback ({story['rule']} at {thresholds}) "
-        "vs cloud only; latency in ms"
+    settings = DemoSettings(
+        zoo_dir=zoo_dir, work_dir=work_dir, seed=seed, requests=requests, force=force
     )
-    columns = ("route", "acc %", "device", "edge", "cloud", "p50", "p95", "p99", "USD / 1M")
-    for column in columns:
-        table.add_column(column, justify="left" if column == "route" else "right")
-    for row in story["replay"]:
-        share = row["share"]
-        table.add_row(
-            "cascade" if row["workload"] == "digits" else "cloud only",
-            f"{row['accuracy'] * 100:.1f}",
-            f"{share['device'] * 100:.0f}%",
-            f"{share['edge'] * 100:.0f}%",
-            f"{share['cloud'] * 100:.0f}%",
-            f"{row['p50_ms']:.2f}",
-            f"{row['p95_ms']:.2f}",
-            f"{row['p99_ms']:.2f}",
-            f"{row['usd_per_million']:.2f}",
-        )
-    out_console.print(table)
-    out_console.print(f"plan: {story['plan']}")
+    started = time.monotonic()
+    with _progress(as_json) as progress:
+        result = run(settings, RichProgress(progress))
+    elapsed = time.monotonic() - started
+    if as_json:
+        doc: dict[str, Any] = result.to_dict() | {"seconds": elapsed}
+        print_json(doc)
+        return
+    if result.data is not None and result.data.summary is not None:
+        out_console.print(_table(result.data.summary))
+    line = _comparison(result)
+    if line is not None:
+        out_console.print(line, soft_wrap=True)
+    skipped = [s.step for s in result.steps if s.outcome == "cached"]
+    out_console.print(
+        f"cached steps skipped: {', '.join(skipped) or 'none'}; total time {elapsed:.1f} s",
+        soft_wrap=True,
+    )
+    if result.report is not None:
+        out_console.print(f"report: {result.report.page}", soft_wrap=True)

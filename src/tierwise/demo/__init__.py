@@ -1,22 +1,25 @@
-"""The demo's story, step by step: the model family, calibration, the tier servers, the
-cascade replay and its comparison with cloud only."""
+"""The demo's story: the model family, profiles, calibration, the plan, the edge and cloud
+tier servers on loopback, the held-out split replayed through :class:`tierwise.Client`,
+and the report (see :mod:`tierwise.demo.story`)."""
 
-from tierwise.demo.cascade import (
-    USD_PER_INFERENCE,
-    DemoError,
-    ReplaySummary,
-    calibrate_for_demo,
-    cascade_plan,
-    replay,
-    tier_servers,
-)
+from tierwise.demo.fleet import FLEET_YAML, MAIN_WORKLOAD, write_fleet
+from tierwise.demo.replay import ReplaySummary, replay
+from tierwise.demo.settings import DemoSettings
+from tierwise.demo.steps import StepCache, step_key
+from tierwise.demo.story import NullProgress, StepRecord, StoryProgress, StoryResult, run
 
 __all__ = [
-    "USD_PER_INFERENCE",
-    "DemoError",
+    "FLEET_YAML",
+    "MAIN_WORKLOAD",
+    "DemoSettings",
+    "NullProgress",
     "ReplaySummary",
-    "calibrate_for_demo",
-    "cascade_plan",
+    "StepCache",
+    "StepRecord",
+    "StoryProgress",
+    "StoryResult",
     "replay",
-    "tier_servers",
+    "run",
+    "step_key",
+    "write_fleet",
 ]

@@ -1,0 +1,156 @@
+"""The plan's remote tiers brought up on loopback, and the plan pointed at them.
+
+Every distinct endpoint of the plan becomes one ``tierwise serve`` process whose model
+repository holds the variants the plan asks of it (and, for the comparison, the cloud's
+large model). The plan is copied to a *live* plan whose URLs are those of the running
+servers, with one more workload: the main workload sent to the cloud alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from tierwise.errors import DemoError
+
+__all__ = ["BASELINE_TIER", "Endpoints", "baseline_workload", "live_plan", "serve_endpoints"]
+
+#: The live plan's tier that answers the cloud-only comparison.
+BASELINE_TIER = "cloud-only"
+_READY_TIMEOUT_S = 60.0
+
+
+def baseline_workload(workload: str) -> str:
+    """The live plan's name for ``workload`` sent to the cloud alone."""
+    return f"{workload}-cloud-only"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """What each endpoint of a plan serves: ``{url: (spec tier, [variants])}``."""
+
+    served: dict[str, tuple[str, list[str]]]
+
+    @staticmethod
+    def of_plan(plan: Mapping[str, Any]) -> Endpoints:
+        """From a plan document's remote tiers."""
+        served: dict[str, tuple[str, list[str]]] = {}
+        for name, tier in plan["tiers"].items():
+            if "url" not in tier:
+                continue
+            spec_tier = str(tier.get("spec_tier", name))
+            _, variants = served.setdefault(tier["url"], (spec_tier, []))
+            if tier["model"] not in variants:
+                variants.append(tier["model"])
+        return Endpoints(served)
+
+
+def _port_of(url: str) -> int | None:
+    port = httpx.URL(url).port
+    return int(port) if port is not None else None
+
+
+def _bindable(port: int | None) -> int:
+    """``port`` when it is free on loopback, else any free port."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port or 0))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _repo(zoo_dir: Path, root: Path, variants: list[str]) -> Path:
+    if root.exists():
+        shutil.rmtree(root)
+    for variant in variants:
+        target = root / variant / "1"
+        target.mkdir(parents=True)
+        shutil.copyfile(zoo_dir / variant / "1" / "model.onnx", target / "model.onnx")
+    return root
+
+
+@contextlib.contextmanager
+def serve_endpoints(
+    endpoints: Endpoints, zoo_dir: Path, work_dir: Path
+) -> Iterator[dict[str, str]]:
+    """Start a tier server per endpoint (on its own port when free); yields
+    ``{planned url: live url}`` and stops the servers on exit."""
+    processes: list[subprocess.Popen[bytes]] = []
+    live: dict[str, str] = {}
+    logs: dict[str, Path] = {}
+    try:
+        for url, (tier, variants) in endpoints.served.items():
+            repo = _repo(zoo_dir, work_dir / "servers" / tier, variants)
+            port = _bindable(_port_of(url))
+            log = work_dir / f"{tier}.log"
+            argv = [sys.executable, "-m", "tierwise", "serve", "--model-repo", str(repo),
+                    "--port", str(port)]  # fmt: skip
+            with log.open("wb") as out:
+                # our own interpreter and arguments built here: nothing untrusted
+                processes.append(subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT))  # noqa: S603
+            live[url] = f"http://127.0.0.1:{port}"
+            logs[url] = log
+        for url, address in live.items():
+            _wait_ready(address, endpoints.served[url][0], logs[url])
+        yield live
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_ready(url: str, tier: str, log: Path) -> None:
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise DemoError(f"the {tier} tier server at {url} did not start; see {log}")
+
+
+def live_plan(
+    plan: Mapping[str, Any],
+    urls: Mapping[str, str],
+    path: Path,
+    *,
+    workload: str,
+    baseline: Mapping[str, Any],
+) -> Path:
+    """Write ``plan`` with its URLs replaced by ``urls`` (planned -> live), plus the
+    ``baseline`` tier and ``workload`` sent to it alone. ``path`` sits beside the plan, so
+    relative paths keep their meaning."""
+    doc = yaml.safe_load(yaml.safe_dump(dict(plan)))
+    doc["tiers"][BASELINE_TIER] = dict(baseline)
+    for tier in doc["tiers"].values():
+        if "url" in tier:
+            tier["url"] = urls[tier["url"]]
+    main = doc["workloads"][workload]
+    doc["workloads"][baseline_workload(workload)] = {
+        **{k: main[k] for k in ("privacy", "residency", "urgency", "deadline_ms") if k in main},
+        "description": f"{workload}, every request to {baseline['spec_tier']} alone",
+        "cascade": [{"tier": BASELINE_TIER}],
+    }
+    path.write_text(
+        "# written by tierwise demo: the plan with the tier servers it started\n"
+        + yaml.safe_dump(doc, sort_keys=False),
+        encoding="utf-8",
+    )
+    return path

@@ -1,0 +1,89 @@
+"""``tierwise demo`` end to end on a short replay: every step of the story runs once, the
+second run skips the cached ones, and the report is there."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tierwise.demo import DemoSettings
+from tierwise.errors import ConfigError
+
+REQUESTS = 150
+
+
+def tierwise(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tierwise", *args],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_the_story_runs_then_skips_what_is_cached(shared_zoo_dir: Path, tmp_path: Path) -> None:
+    work = tmp_path / "demo"
+    args = ("demo", "--zoo-dir", str(shared_zoo_dir), "--work-dir", str(work),
+            "--requests", str(REQUESTS), "--json")  # fmt: skip
+    first = tierwise(*args)
+    assert first.returncode == 0, first.stderr
+    doc = json.loads(first.stdout)
+    outcome = {s["step"]: s["outcome"] for s in doc["steps"]}
+    assert list(outcome) == ["zoo", "profile", "calibrate", "plan", "tiers", "replay", "report"]
+    assert outcome["zoo"] == "cached"  # the session's zoo is current
+    assert {outcome[s] for s in ("profile", "calibrate", "plan", "tiers", "replay")} == {"ran"}
+
+    routes = {r["workload"]: r for r in doc["replay"]}
+    assert list(routes) == ["parcel-codes", "customs-forms", "parcel-codes-cloud-only"]
+    plan, personal, cloud = routes.values()
+    for route in routes.values():
+        assert route["requests"] == REQUESTS
+        assert route["degraded"] == 0
+        assert sum(route["share"].values()) == pytest.approx(1.0)
+    # the planned cascade answers most reads below the cloud, for less than cloud only
+    assert plan["route"] == "belt-camera -> dock-edge -> gpu-pool"
+    assert plan["share"]["device"] > 0.2
+    assert plan["share"]["cloud"] < 0.2
+    assert plan["usd_per_million"] < cloud["usd_per_million"]
+    assert plan["accuracy"] >= cloud["accuracy"] - 0.05
+    # personal data stays in the hub; cloud only is all cloud
+    assert personal["share"]["cloud"] == 0.0
+    assert cloud["share"] == {"device": 0.0, "edge": 0.0, "cloud": 1.0}
+
+    report = Path(doc["report"])
+    assert report == work / "report" / "index.html"
+    page = report.read_text()
+    for png in ("matrix.png", "cost.png", "latency.png", "cascade.png"):
+        assert (report.parent / png).stat().st_size > 1000
+        assert f'src="{png}"' in page
+    assert "measured on loopback" in page
+    assert [row[0] for row in doc["summary"]["rows"]] == ["plan", "plan", "cloud only"]
+
+    # the second run, as a person sees it: cached steps skipped, the table, the report
+    second = tierwise(*args[:-1])
+    assert second.returncode == 0, second.stderr
+    lines = second.stdout.strip().splitlines()
+    assert lines[-1] == f"report: {report}"
+    assert lines[-2].startswith("cached steps skipped: zoo, profile, calibrate, plan; total time")
+    assert "cloud only" in second.stdout
+    # an output gone or edited is no longer current: only its step runs again
+    (work / "plan.yaml").unlink()
+    calibration = work / "calibration.json"
+    calibration.write_text(calibration.read_text() + " ")
+    third = tierwise(*args)
+    assert third.returncode == 0, third.stderr
+    outcome = {s["step"]: s["outcome"] for s in json.loads(third.stdout)["steps"]}
+    assert outcome["profile"] == "cached"
+    assert outcome["calibrate"] == outcome["plan"] == "ran"
+
+
+def test_bad_settings_name_the_field() -> None:
+    with pytest.raises(ConfigError, match="requests"):
+        DemoSettings(requests=0)
+    with pytest.raises(ConfigError, match="port_base"):
+        DemoSettings(port_base=80)
+    bad = tierwise("demo", "--requests", "0")
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr
