@@ -61,67 +61,83 @@ def test_activation_under_load_fails_no_request(tmp_path: Path, release: Release
     settings = node_settings(tmp_path, release)
     with running_node(settings) as node:
         node.desired("1")
-        seen: list[tuple[int, str | None]] = []
+        seen: list[list[tuple[int, str | None]]] = [[] for _ in range(4)]
         outputs: dict[str, list[float]] = {}
         stop = threading.Event()
 
-        def load() -> None:
+        def load(mine: list[tuple[int, str | None]]) -> None:
             with httpx.Client() as client:
                 while not stop.is_set():
                     code, version, data = _infer(client, node.url)
-                    seen.append((code, version))
+                    mine.append((code, version))
                     if version is not None:
                         outputs.setdefault(version, data)
 
-        workers = [threading.Thread(target=load) for _ in range(4)]
+        def answered() -> int:
+            return sum(len(mine) for mine in seen)
+
+        def wait_for(count: int) -> None:
+            deadline = time.monotonic() + 30
+            while answered() < count:
+                assert time.monotonic() < deadline, "the load stopped"
+                time.sleep(0.01)
+
+        workers = [threading.Thread(target=load, args=(mine,)) for mine in seen]
         for worker in workers:
             worker.start()
         try:
-            while len(seen) < 50:
-                threading.Event().wait(0.01)
+            wait_for(50)
             assert node.desired("2")["sync"]["result"] == "activated"
-            mark = len(seen)
-            while len(seen) < mark + 50:
-                threading.Event().wait(0.01)
+            wait_for(answered() + 50)
         finally:
             stop.set()
             for worker in workers:
                 worker.join()
-        failures = [s for s in seen if s[0] != 200]
-        assert failures == []
-        versions = [v for _, v in seen]
-        assert versions[0] == "1"
-        assert versions[-1] == "2"
-        # once the new version answered, the old one never did again
-        assert "1" not in versions[versions.index("2") :]
+        assert [s for mine in seen for s in mine if s[0] != 200] == []
+        for mine in seen:  # each client's requests are sequential: old, then only new
+            versions = [v for _, v in mine]
+            assert versions[0] == "1"
+            assert versions[-1] == "2"
+            assert "1" not in versions[versions.index("2") :]
         assert outputs["1"] != outputs["2"]  # int8 weights give other probabilities
 
 
-def test_rollback_is_local_and_holds_the_bad_version(tmp_path: Path, release: Release) -> None:
+def test_rollback_is_local_and_holds_the_bad_version(
+    tmp_path: Path, release: Release, shared_zoo_dir: Path
+) -> None:
+    release.publish("3", shared_zoo_dir / "small" / "1" / "model.onnx")
     settings = node_settings(tmp_path, release)
     with running_node(settings) as node:
         node.desired("1")
         node.desired("2")
-        assert node.status()["previous"] == ["1"]
+        node.desired("3")
+        assert node.status()["previous"] == ["2", "1"]
         release.store.close()
         (release.root / "index.db").rename(release.root / "index.db.away")  # the uplink is gone
         answer = httpx.post(node.url + "/v2/agent/rollback", json={}, timeout=30).json()
-        assert answer["rolled_back_to"] == "1"
+        assert answer["rolled_back_to"] == "2"
         status = answer["status"]
-        assert status["version"] == "1"
-        assert status["generation"] == 3
-        assert status["held_digest"] == release.versions["2"].digest
+        assert (status["version"], status["generation"]) == ("2", 4)
+        assert status["held"] == [release.versions["3"].digest]
         with httpx.Client() as client:
-            assert _infer(client, node.url)[:2] == (200, "3")
+            assert _infer(client, node.url)[:2] == (200, "4")
+        # a second rollback goes further back, never forward to the held version
+        again = httpx.post(node.url + "/v2/agent/rollback", json={}, timeout=30).json()
+        assert again["rolled_back_to"] == "1"
+        assert again["status"]["held"] == sorted(
+            [release.versions["2"].digest, release.versions["3"].digest]
+        )
         (release.root / "index.db.away").rename(release.root / "index.db")
-        # the desired state still names 2, which stays held
+        # the desired state still names 3, which stays held
         sync = httpx.post(node.url + "/v2/agent/sync", timeout=30).json()["sync"]
         assert sync["result"] == "held"
         assert node.status()["version"] == "1"
-        # nothing older to go back to from 1 except 2, which is held but kept
-        nothing = httpx.post(node.url + "/v2/agent/rollback", json={"version": "7"}, timeout=30)
+        nothing = httpx.post(node.url + "/v2/agent/rollback", json={}, timeout=30)
         assert nothing.status_code == 409
-        assert "kept versions are 2" in nothing.json()["error"]
+        assert "versions to go back to: none" in nothing.json()["error"]
+        # naming another version lifts the holds: 2 is activated again
+        assert node.desired("2")["sync"]["result"] == "activated"
+        assert node.status()["held"] == []
 
 
 def test_refused_bundle_keeps_the_old_version_serving(tmp_path: Path, release: Release) -> None:
@@ -215,15 +231,16 @@ def test_restart_serves_the_active_version_and_repairs_a_lost_one(
         status = node.status()
         assert status["version"] == "2"
         assert status["health"]["ready"] is True
-    # a lost model repository is laid out again by the next sync
+    # a lost model repository is laid out again from the node's own store
     shutil.rmtree(settings.state_dir / "repo")
+    release.store.close()
+    (release.root / "index.db").rename(release.root / "index.db.away")  # and no uplink
     with running_node(settings) as node:
         deadline = time.monotonic() + 30
         while not node.status()["health"]["ready"]:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         status = node.status()
-        assert status["last_sync"]["result"] == "activated"
-        assert (status["version"], status["generation"]) == ("2", 2)
+        assert (status["version"], status["generation"]) == ("2", 2)  # laid out again
         with httpx.Client() as client:
             assert _infer(client, node.url)[:2] == (200, "2")

@@ -13,6 +13,7 @@ agent's series added); everything on the gateway port is the gateway.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tierwise.agent.node import EdgeAgent
+from tierwise.errors import TierwiseError
 from tierwise.router.gateway import Gateway
 from tierwise.server.asgi import (
     JSON_HEADERS,
@@ -40,6 +42,8 @@ from tierwise.server.asgi import (
 __all__ = ["AgentApp", "AgentCollector"]
 
 _MAX_CONTROL_BYTES = 4096
+
+log = logging.getLogger("tierwise.agent")
 
 
 class AgentCollector(Collector):
@@ -61,7 +65,7 @@ class AgentCollector(Collector):
         yield info
         yield GaugeMetricFamily(
             "tierwise_agent_ready", "1 when every served model is ready.",
-            value=float(agent.status()["health"]["ready"]),
+            value=float(agent.serving()),
         )  # fmt: skip
         if agent.thermal.last_celsius is not None:
             yield GaugeMetricFamily(
@@ -112,13 +116,15 @@ class AgentApp:
             await self.gateway(scope, receive, send)
         elif scope["path"] == "/v2/health/ready":
             # a node is ready when it serves its models, not merely when nothing failed
-            ready = bool(self.agent.status()["health"]["ready"])
+            ready = self.agent.serving()
             body = orjson.dumps({"ready": ready})
             await send_response(send, 200 if ready else 503, body, list(JSON_HEADERS))
         elif scope["path"].startswith("/v2/agent/"):
             try:
                 status, body = await self._control(scope, receive)
             except Exception as exc:
+                if not isinstance(exc, TierwiseError):
+                    log.exception("agent control request %s failed", scope["path"])
                 status, body, headers = error_body(exc)
                 await send_response(send, status, body, headers + JSON_HEADERS)
                 return

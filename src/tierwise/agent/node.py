@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,27 +24,27 @@ from typing import Any
 import orjson
 import yaml
 
+from tierwise.agent.activate import Activator
 from tierwise.agent.install import Installer
 from tierwise.agent.settings import AgentSettings
 from tierwise.agent.state import Activation, AgentState
 from tierwise.agent.thermal import ThermalGuard, read_celsius
-from tierwise.errors import AgentError, ConfigError, IntegrityError, TierwiseError
+from tierwise.errors import ConfigError, IntegrityError, RegistryError, TierwiseError
 from tierwise.registry import (
-    BundleManifest,
     BundleStore,
     LocalStore,
     TrustStore,
     open_store,
-    parse_manifest,
     pull,
-    verify,
 )
 from tierwise.registry.digest import atomic_write_bytes
-from tierwise.registry.manifest import MAX_MANIFEST_BYTES
 from tierwise.server.app import TierServer, create_app
 from tierwise.server.settings import ServerSettings
 
 __all__ = ["EdgeAgent", "SyncResult"]
+
+# what the desired state may name: a version or tag (an OCI tag), or a sha256 digest
+_REFERENCE = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|sha256:[0-9a-f]{64})$")
 
 log = logging.getLogger("tierwise.agent")
 
@@ -90,13 +91,16 @@ class EdgeAgent:
                 default_model=settings.defaults,
             )
         )
+        self.activator = Activator(
+            settings, store=self.store, state=self.state, trust=self.trust,
+            installer=self.installer, manager=self.server.manager,
+        )  # fmt: skip
         self.thermal = ThermalGuard(high_c=settings.thermal.high_c, low_c=settings.thermal.low_c)
         self.thermal_source = settings.thermal.resolved_source()
         self.last_sync: SyncResult | None = None
         self.sync_counts: dict[str, int] = {}
-        self.rollbacks = 0
         self.on_thermal: list[Any] = []
-        self._lock = asyncio.Lock()
+        self._sync_lock = asyncio.Lock()
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._source: BundleStore | None = None
@@ -114,6 +118,7 @@ class EdgeAgent:
                 removed, self.store.removed_partials,
             )  # fmt: skip
         await self.server.startup()
+        await self.activator.repair()
         self._wake = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._sync_loop(), name="agent-sync")]
@@ -140,16 +145,16 @@ class EdgeAgent:
             return None
         try:
             data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
+        except (OSError, ValueError, yaml.YAMLError) as exc:
             raise ConfigError(str(path), "YAML or JSON {ref: VERSION | TAG | sha256:...}") from exc
         ref = data.get("ref", data.get("version")) if isinstance(data, dict) else None
-        if ref is None or isinstance(ref, bool) or not str(ref).strip():
-            raise ConfigError(f"{path}: ref", "a version, tag or sha256 digest", data)
+        if ref is None or isinstance(ref, bool) or not _REFERENCE.match(str(ref).strip()):
+            raise ConfigError(f"{path}: ref", "a version, tag or sha256 digest", ref)
         return str(ref).strip()
 
     def set_desired(self, reference: str) -> None:
         """Write the desired state (what the control endpoint does) and sync soon."""
-        if not reference or len(reference) > 200 or any(c.isspace() for c in reference):
+        if not _REFERENCE.match(reference):
             raise ConfigError("ref", "a version, tag or sha256 digest", reference)
         atomic_write_bytes(self.settings.desired_file, orjson.dumps({"ref": reference}))
         self.kick()
@@ -185,10 +190,15 @@ class EdgeAgent:
             self._wake.clear()
 
     async def sync_now(self) -> SyncResult:
-        """One sync; never raises for a failed check (the result says what failed)."""
-        async with self._lock:
+        """One sync; never raises (the result says what failed, and the serving version
+        keeps serving)."""
+        async with self._sync_lock:
             started = time.monotonic()
-            result = await self._sync()
+            try:
+                result = await self._sync()
+            except Exception as exc:  # a failed sync is a result, never a dead loop
+                log.exception("sync failed")
+                result = SyncResult("error", error=f"{type(exc).__name__}: {exc}")
             result.seconds = round(time.monotonic() - started, 3)
             self.last_sync = result
             self.sync_counts[result.result] = self.sync_counts.get(result.result, 0) + 1
@@ -200,111 +210,58 @@ class EdgeAgent:
             return result
 
     async def _sync(self) -> SyncResult:
+        await self.activator.repair()  # from the node's own disk, before any network
         try:
             reference = self.desired_reference()
         except ConfigError as exc:
             return SyncResult("error", error=str(exc))
         if reference is None:
             return SyncResult("idle", error=f"no desired state in {self.settings.desired_file}")
-        bundle = self.settings.bundle
+        self.state.release_holds(reference)
         try:
             source = self._open_source()
-            variants = [part.variant for part in self.settings.serve]
             report = await asyncio.to_thread(
-                pull, source, bundle, reference, self.store, self.trust, variants=variants
-            )
+                pull, source, self.settings.bundle, reference, self.store, self.trust,
+                variants=self.activator.variants,
+            )  # fmt: skip
         except TierwiseError as exc:
             return SyncResult("error", reference=reference, error=str(exc))
         result = SyncResult(
             "up-to-date", reference=reference, version=report.manifest.version,
             digest=report.digest, fetched_bytes=report.fetched_bytes,
         )  # fmt: skip
-        active = self.state.active
-        if active is not None and active.digest == report.digest and self.serving():
-            return result
-        if report.digest == self.state.held_digest:
-            result.result = "held"
-            result.error = (
-                "rolled back from (or failed to activate) this version; waiting for another"
-            )
-            return result
-        try:
-            await self._activate(report.manifest, report.digest)
-        except TierwiseError as exc:
-            self.state.held_digest = report.digest
+        async with self.activator.lock:  # a rollback may have run during the pull
+            active = self.state.active
+            if active is not None and active.digest == report.digest:
+                pass
+            elif report.digest in self.state.held:
+                result.result = "held"
+                result.error = (
+                    "rolled back from (or failed to load) this version; waiting for the "
+                    "desired state to name another"
+                )
+            else:
+                try:
+                    await self.activator.activate(report.manifest, report.digest)
+                    result.result = "activated"
+                except IntegrityError as exc:  # a bad local copy: fetched again next time
+                    result.result, result.error = "error", str(exc)
+                except TierwiseError as exc:
+                    self.state.held[report.digest] = reference
+                    result.result, result.error = "error", str(exc)
             self.state.save()
-            result.result, result.error = "error", str(exc)
-            return result
-        self.state.held_digest = None
-        self.state.save()
-        result.result = "activated"
+            with contextlib.suppress(RegistryError):
+                await asyncio.to_thread(self.activator.prune)
         return result
 
-    async def _activate(self, manifest: BundleManifest, digest: str) -> None:
-        """Verify, lay out and hot-swap one version; on any failure the models already
-        swapped go back to the previous generation and the new one is removed."""
-        variants = [part.variant for part in self.settings.serve]
-        checked = await asyncio.to_thread(
-            verify, self.store, manifest.name, digest, self.trust, variants=variants
-        )
-        if checked.digest != digest:
-            raise IntegrityError("digest", f"store gave {checked.digest} for {digest}")
-        generation = self.state.take_generation()
-        self.state.save()
-        await asyncio.to_thread(self.installer.install, manifest, generation)
-        manager = self.server.manager
-        swapped: list[str] = []
-        try:
-            for model in self.installer.models:
-                await manager.load(model)
-                swapped.append(model)
-                serving = manager.resolve(model).version
-                if serving != str(generation):
-                    raise AgentError(f"model {model} serves version {serving}, not {generation}")
-        except TierwiseError:
-            self.installer.remove(generation)
-            for model in swapped:
-                with contextlib.suppress(TierwiseError):
-                    await manager.load(model)
-            raise
-        previous = self.state.active
-        self.installer.keep_only(generation)
-        activation = Activation(manifest.version, digest, generation, time.time())
-        dropped = self.state.promote(activation, keep=self.settings.keep_versions)
-        self.state.save()
-        for old in dropped:
-            if old.digest not in self.state.kept_digests():
-                await asyncio.to_thread(self.store.delete_version, manifest.name, old.version)
-        if dropped:
-            await asyncio.to_thread(self.store.gc)
-        log.info(
-            "%s:%s serving as generation %d (was %s)", manifest.name, manifest.version,
-            generation, previous.version if previous else "nothing",
-        )  # fmt: skip
-
     async def rollback(self, version: str | None = None) -> Activation:
-        """Go back to the previous kept version (or ``version``), from the node's own store.
-        The version rolled back from is held: syncs leave it alone until the desired state
-        names another."""
-        async with self._lock:
-            active = self.state.active
-            candidates = self.state.previous
-            if version is not None:
-                candidates = [a for a in candidates if a.version == version]
-            if active is None or not candidates:
-                kept = ", ".join(a.version for a in self.state.previous) or "none"
-                wanted = f"version {version}" if version else "a previous version"
-                raise AgentError(f"cannot roll back to {wanted}: kept versions are {kept}")
-            target = candidates[0]
-            stored = self.store.get_manifest(
-                self.settings.bundle, target.digest, limit_bytes=MAX_MANIFEST_BYTES
-            )
-            await self._activate(parse_manifest(stored.manifest_bytes), target.digest)
-            self.state.held_digest = active.digest
-            self.state.save()
-            self.rollbacks += 1
-            assert self.state.active is not None  # _activate set it
-            return self.state.active
+        """Go back to the previous kept version (or ``version``) from the node's own store;
+        the version rolled back from is held until the desired state names another."""
+        try:
+            reference = self.desired_reference()
+        except ConfigError:
+            reference = None
+        return await self.activator.rollback(version, reference=reference)
 
     # -- thermal ---------------------------------------------------------------------
 
@@ -341,9 +298,11 @@ class EdgeAgent:
 
     def serving(self) -> bool:
         """Every served model has a ready version."""
-        manager = self.server.manager
-        models = self.installer.models
-        return bool(models) and all(manager.is_ready(m) for m in models)
+        return self.activator.serving()
+
+    @property
+    def rollbacks(self) -> int:
+        return self.activator.rollbacks
 
     @property
     def active_version(self) -> str | None:
@@ -372,7 +331,7 @@ class EdgeAgent:
             "digest": active.digest if active else None,
             "generation": active.generation if active else None,
             "previous": [a.version for a in self.state.previous],
-            "held_digest": self.state.held_digest,
+            "held": sorted(self.state.held),
             "desired": desired,
             "health": {"live": True, "ready": self.serving()},
             "models": {m: manager.is_ready(m) for m in self.installer.models},

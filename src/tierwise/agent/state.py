@@ -33,13 +33,14 @@ class Activation:
 @dataclass
 class AgentState:
     """``active`` serves now; ``previous`` (newest first) are kept for instant rollback;
-    ``held_digest`` is a version rolled back from, not re-activated until the desired state
-    points somewhere else."""
+    ``held`` maps the digest of a version rolled back from (or that failed to load) to the
+    desired reference of that moment: it is not activated again until the desired state
+    names something else."""
 
     path: Path
     active: Activation | None = None
     previous: list[Activation] = field(default_factory=list)
-    held_digest: str | None = None
+    held: dict[str, str] = field(default_factory=dict)
     next_generation: int = 1
 
     @classmethod
@@ -52,7 +53,7 @@ class AgentState:
                 path,
                 active=Activation(**raw["active"]) if raw.get("active") else None,
                 previous=[Activation(**a) for a in raw.get("previous", [])],
-                held_digest=raw.get("held_digest"),
+                held={str(k): str(v) for k, v in (raw.get("held") or {}).items()},
                 next_generation=int(raw.get("next_generation", 1)),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -62,7 +63,7 @@ class AgentState:
         doc = {
             "active": self.active.to_dict() if self.active else None,
             "previous": [a.to_dict() for a in self.previous],
-            "held_digest": self.held_digest,
+            "held": self.held,
             "next_generation": self.next_generation,
         }
         atomic_write_bytes(self.path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
@@ -81,6 +82,15 @@ class AgentState:
         dropped = self.previous[keep - 1 :] if keep >= 1 else list(self.previous)
         self.previous = self.previous[: max(keep - 1, 0)]
         return dropped
+
+    def release_holds(self, reference: str | None) -> None:
+        """Lift the holds placed under another desired reference than ``reference``."""
+        self.held = {d: ref for d, ref in self.held.items() if ref == reference}
+
+    def rollback_targets(self) -> list[Activation]:
+        """Kept versions a rollback may go to: not held, not the active one."""
+        active = self.active.digest if self.active else None
+        return [a for a in self.previous if a.digest not in self.held and a.digest != active]
 
     def kept_digests(self) -> set[str]:
         digests = {a.digest for a in self.previous}

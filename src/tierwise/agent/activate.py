@@ -1,0 +1,170 @@
+"""Turning a verified bundle version into what the tier server serves, and back.
+
+An activation verifies the served variants in the node's own store (signature, sizes,
+digests), lays them out as a new generation, hot-swaps every served model and only then
+records the new state; the generations it replaced are deleted after the state is saved,
+so a crash at any point leaves the state naming a generation that is on disk. Rollback
+and repair work from the node's own store and need no network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from tierwise.agent.install import Installer
+from tierwise.agent.settings import AgentSettings
+from tierwise.agent.state import Activation, AgentState
+from tierwise.errors import AgentError, IntegrityError, RegistryError, TierwiseError
+from tierwise.registry import BundleManifest, LocalStore, TrustStore, parse_manifest, verify
+from tierwise.registry.manifest import MAX_MANIFEST_BYTES
+from tierwise.server.manager import ModelManager
+
+__all__ = ["Activator"]
+
+log = logging.getLogger("tierwise.agent")
+
+
+class Activator:
+    """Activations, rollbacks and repairs of one node, one at a time (``lock``)."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        store: LocalStore,
+        state: AgentState,
+        trust: TrustStore,
+        installer: Installer,
+        manager: ModelManager,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.state = state
+        self.trust = trust
+        self.installer = installer
+        self.manager = manager
+        self.lock = asyncio.Lock()
+        self.rollbacks = 0
+
+    @property
+    def variants(self) -> list[str]:
+        return [part.variant for part in self.settings.serve]
+
+    def serving(self) -> bool:
+        """Every served model has a ready version."""
+        models = self.installer.models
+        return bool(models) and all(self.manager.is_ready(m) for m in models)
+
+    def _manifest(self, digest: str) -> BundleManifest:
+        stored = self.store.get_manifest(
+            self.settings.bundle, digest, limit_bytes=MAX_MANIFEST_BYTES
+        )
+        return parse_manifest(stored.manifest_bytes)
+
+    async def activate(self, manifest: BundleManifest, digest: str) -> Activation:
+        """Verify, lay out and hot-swap one version (call with ``lock`` held). On a failure
+        the models already swapped go back to the previous generation and the new one is
+        removed; a blob that fails its check is dropped from the store so the next sync
+        fetches it again."""
+        try:
+            checked = await asyncio.to_thread(
+                verify, self.store, manifest.name, digest, self.trust, variants=self.variants
+            )
+        except IntegrityError:
+            await asyncio.to_thread(self._forget, manifest)
+            raise
+        if checked.digest != digest:
+            raise IntegrityError("digest", f"the store gave {checked.digest} for {digest}")
+        generation = self.state.take_generation()
+        self.state.save()
+        await asyncio.to_thread(self.installer.install, manifest, generation)
+        swapped: list[str] = []
+        try:
+            for model in self.installer.models:
+                await self.manager.load(model)
+                swapped.append(model)
+                serving = self.manager.resolve(model).version
+                if serving != str(generation):
+                    raise AgentError(f"model {model} serves version {serving}, not {generation}")
+        except TierwiseError:
+            self.installer.remove(generation)
+            for model in swapped:
+                with contextlib.suppress(TierwiseError):
+                    await self.manager.load(model)
+            raise
+        previous = self.state.active
+        activation = Activation(manifest.version, digest, generation, time.time())
+        self.state.promote(activation, keep=self.settings.keep_versions)
+        self.state.save()  # before the old generations go: a crash keeps a valid state
+        self.installer.keep_only(generation)
+        log.info(
+            "%s:%s serving as generation %d (was %s)", manifest.name, manifest.version,
+            generation, previous.version if previous else "nothing",
+        )  # fmt: skip
+        return activation
+
+    def _forget(self, manifest: BundleManifest) -> None:
+        """Drop a version whose local copy failed its check, and its corrupt blobs."""
+        for variant in manifest.variants:
+            if variant.name in self.variants:
+                with contextlib.suppress(OSError):
+                    self.store.blob_path(variant.digest).unlink(missing_ok=True)
+        with contextlib.suppress(RegistryError):
+            self.store.delete_version(manifest.name, manifest.version)
+
+    async def repair(self) -> bool:
+        """Serve the active version again from the node's own store when its models are
+        not being served (a lost or damaged model repository). True when it did."""
+        active = self.state.active
+        if active is None or self.serving():
+            return False
+        async with self.lock:
+            if self.serving():
+                return False
+            try:
+                await self.activate(self._manifest(active.digest), active.digest)
+            except TierwiseError as exc:
+                log.error("could not serve %s again from this node: %s", active.version, exc)
+                return False
+        log.warning("served %s again from this node's store", active.version)
+        return True
+
+    async def rollback(self, version: str | None, *, reference: str | None) -> Activation:
+        """Go back to the newest kept version that is not held (or ``version``). The version
+        rolled back from is held under the desired reference ``reference``."""
+        async with self.lock:
+            active = self.state.active
+            candidates = self.state.rollback_targets()
+            if version is not None:
+                candidates = [a for a in candidates if a.version == version]
+            if active is None or not candidates:
+                kept = ", ".join(a.version for a in self.state.rollback_targets()) or "none"
+                wanted = f"version {version}" if version else "a previous version"
+                raise AgentError(f"cannot roll back to {wanted}: versions to go back to: {kept}")
+            target = candidates[0]
+            self.state.held[active.digest] = reference or ""
+            self.state.save()
+            try:
+                activation = await self.activate(self._manifest(target.digest), target.digest)
+            except TierwiseError:
+                del self.state.held[active.digest]
+                self.state.save()
+                raise
+            self.rollbacks += 1
+            return activation
+
+    def prune(self) -> int:
+        """Delete the versions in the node's store that are neither kept nor held, and the
+        blobs only they used. Returns how many versions went."""
+        keep = self.state.kept_digests() | set(self.state.held)
+        gone = 0
+        for row in self.store.list_bundles(self.settings.bundle):
+            if row.digest not in keep:
+                self.store.delete_version(row.name, row.version)
+                gone += 1
+        if gone:
+            self.store.gc()
+        return gone
