@@ -242,3 +242,31 @@ async def test_observe_reports_batch_rows_and_times() -> None:
     assert sum(n for _, n, _ in seen) == 3
     assert all(c >= 0 for _, _, c in seen)
     await batcher.stop()
+
+
+async def test_throttle_caps_concurrency_of_workers_already_waiting() -> None:
+    running = 0
+    peak = 0
+
+    async def run(inputs: dict[str, np.ndarray], outputs: object) -> dict[str, np.ndarray]:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        return {"y": inputs["x"]}
+
+    batcher = Batcher("m", run, BatcherSettings(max_batch_size=1, instances=4), batchable=False)
+    batcher.start()
+    await asyncio.sleep(0)  # every worker is now waiting for work
+    batcher.limit(instances=1, max_queue_size=None)
+    assert batcher.limits == (1, 256)
+    futures = [batcher.submit({"x": np.ones((1, 1), np.float32)}, ["y"]) for _ in range(8)]
+    await asyncio.gather(*futures)
+    assert peak == 1
+    batcher.limit(instances=None, max_queue_size=None)
+    peak = 0
+    futures = [batcher.submit({"x": np.ones((1, 1), np.float32)}, ["y"]) for _ in range(8)]
+    await asyncio.gather(*futures)
+    assert peak == 4
+    await batcher.stop()

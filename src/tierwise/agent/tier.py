@@ -3,13 +3,17 @@ plane in this process (no loopback HTTP hop), and follow every hot swap."""
 
 from __future__ import annotations
 
+import asyncio
+
 from tierwise.errors import (
     AdmissionError,
+    BackendError,
     InferenceInputError,
     ModelError,
     ModelNotReadyError,
     ProtocolError,
     TierRejectedError,
+    TierTimeoutError,
     TierUnavailableError,
 )
 from tierwise.protocol import InferRequest, InferResponse
@@ -21,7 +25,8 @@ __all__ = ["ServedTier"]
 
 class ServedTier(Tier):
     """Answers with ``model`` of a :class:`DataPlane`; a full queue, a model not loaded
-    yet or a throttled node is unavailability (the router escalates), a bad input is the
+    yet, a runtime failure or a throttled node is unavailability and no answer within the
+    time allowed is a timeout (the router escalates either way); a bad input is the
     client's mistake."""
 
     def __init__(
@@ -40,8 +45,10 @@ class ServedTier(Tier):
     async def infer(self, request: InferRequest, *, timeout_s: float) -> InferResponse:
         try:
             served = self.dataplane.admit(self.model, None)
-            return await self.dataplane.infer(served, request)
-        except (AdmissionError, ModelNotReadyError) as exc:
+            return await asyncio.wait_for(self.dataplane.infer(served, request), timeout_s)
+        except TimeoutError as exc:
+            raise TierTimeoutError(tier=self.name, timeout_s=timeout_s) from exc
+        except (AdmissionError, ModelNotReadyError, BackendError) as exc:
             raise TierUnavailableError(str(exc), tier=self.name) from exc
         except (InferenceInputError, ProtocolError) as exc:
             raise TierRejectedError(str(exc), tier=self.name, status_code=400) from exc

@@ -226,12 +226,15 @@ class Batcher:
             (batch_key(inputs), wanted) if self.batchable else (),
         )
         self._queue.append(item)
+        self._wake_one()
+        return item.future
+
+    def _wake_one(self) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
                 break
-        return item.future
 
     async def _wait_for_work(self, timeout_s: float | None = None) -> None:
         """Sleep until a request is queued (or ``timeout_s`` passes)."""
@@ -297,6 +300,10 @@ class Batcher:
             while index >= self._max_workers and self._unthrottled is not None:
                 await self._unthrottled.wait()
             batch = await self._next_batch()
+            if index >= self._max_workers:  # throttled while it waited: hand the work back
+                self._queue.extendleft(reversed(batch))
+                self._wake_one()
+                continue
             started = self._clock()
             batch = self._drop_expired(batch, started)
             if batch:
