@@ -15,8 +15,8 @@ class DemoSettings:
     """Where the demo works and how much it measures.
 
     ``requests`` limits the replay to the first rows of the held-out split (all by
-    default); ``profile_runs`` are timed calls per batch size; ``port_base`` is the first
-    port the plan's remote tiers are given (another free port when taken); ``force``
+    default); ``profile_runs`` are timed calls per batch size; ``port_base`` numbers the
+    plan's remote tiers' endpoints (the live plan points them at free ports); ``force``
     redoes every step.
     """
 

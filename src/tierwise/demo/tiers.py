@@ -29,6 +29,7 @@ __all__ = ["BASELINE_TIER", "Endpoints", "baseline_workload", "live_plan", "serv
 #: The live plan's tier that answers the cloud-only comparison.
 BASELINE_TIER = "cloud-only"
 _READY_TIMEOUT_S = 60.0
+_START_ATTEMPTS = 3
 
 
 def baseline_workload(workload: str) -> str:
@@ -56,18 +57,9 @@ class Endpoints:
         return Endpoints(served)
 
 
-def _port_of(url: str) -> int | None:
-    port = httpx.URL(url).port
-    return int(port) if port is not None else None
-
-
-def _bindable(port: int | None) -> int:
-    """``port`` when it is free on loopback, else any free port."""
+def _free_port() -> int:
     with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port or 0))
-        except OSError:
-            s.bind(("127.0.0.1", 0))
+        s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
@@ -81,49 +73,67 @@ def _repo(zoo_dir: Path, root: Path, variants: list[str]) -> Path:
     return root
 
 
+class _Server:
+    """One ``tierwise serve`` process on loopback."""
+
+    def __init__(self, repo: Path, port: int, log: Path) -> None:
+        argv = [sys.executable, "-m", "tierwise", "serve", "--model-repo", str(repo),
+                "--port", str(port)]  # fmt: skip
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        with log.open("wb") as out:
+            # our own interpreter and arguments built here: nothing untrusted
+            self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+
+    def ready(self) -> bool:
+        """True once it answers ready; False when it exited (its port was taken)."""
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/v2/health/ready", timeout=1).status_code == 200:
+                    return self.process.poll() is None
+            time.sleep(0.1)
+        return False
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _start(repo: Path, log: Path, tier: str) -> _Server:
+    """A ready server on a free port (another one when the port was taken meanwhile)."""
+    for _ in range(_START_ATTEMPTS):
+        server = _Server(repo, _free_port(), log)
+        if server.ready():
+            return server
+        server.stop()
+    raise DemoError(f"the {tier} tier server did not start; see {log}")
+
+
 @contextlib.contextmanager
 def serve_endpoints(
     endpoints: Endpoints, zoo_dir: Path, work_dir: Path
 ) -> Iterator[dict[str, str]]:
-    """Start a tier server per endpoint (on its own port when free); yields
+    """Start a tier server per endpoint, each on a free port; yields
     ``{planned url: live url}`` and stops the servers on exit."""
-    processes: list[subprocess.Popen[bytes]] = []
+    servers: list[_Server] = []
     live: dict[str, str] = {}
-    logs: dict[str, Path] = {}
     try:
         for url, (tier, variants) in endpoints.served.items():
             repo = _repo(zoo_dir, work_dir / "servers" / tier, variants)
-            port = _bindable(_port_of(url))
-            log = work_dir / f"{tier}.log"
-            argv = [sys.executable, "-m", "tierwise", "serve", "--model-repo", str(repo),
-                    "--port", str(port)]  # fmt: skip
-            with log.open("wb") as out:
-                # our own interpreter and arguments built here: nothing untrusted
-                processes.append(subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT))  # noqa: S603
-            live[url] = f"http://127.0.0.1:{port}"
-            logs[url] = log
-        for url, address in live.items():
-            _wait_ready(address, endpoints.served[url][0], logs[url])
+            server = _start(repo, work_dir / f"{tier}.log", tier)
+            servers.append(server)
+            live[url] = server.url
         yield live
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_ready(url: str, tier: str, log: Path) -> None:
-    deadline = time.monotonic() + _READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise DemoError(f"the {tier} tier server at {url} did not start; see {log}")
+        for server in servers:
+            server.stop()
 
 
 def live_plan(
