@@ -14,6 +14,7 @@ from tierwise.errors import (
     BundleExistsError,
     BundleNotFoundError,
     IntegrityError,
+    RegistryError,
     SignatureError,
 )
 from tierwise.registry import (
@@ -235,3 +236,18 @@ def test_opening_a_store_removes_partial_downloads(tmp_path: Path) -> None:
     assert not again.tmp.exists()
     with pytest.raises(BundleNotFoundError, match="not a bundle store"):
         LocalStore(tmp_path / "missing", create=False)
+
+
+def test_a_store_in_use_keeps_its_partial_downloads(tmp_path: Path) -> None:
+    first = LocalStore(tmp_path / "s")
+    first.tmp.mkdir(exist_ok=True)
+    (first.tmp / "abc.partial").write_bytes(b"being written by the first user")
+    second = LocalStore(tmp_path / "s")  # another user while the first writes
+    assert second.removed_partials == 0
+    assert (first.tmp / "abc.partial").exists()
+    with pytest.raises(RegistryError, match="in use by another process"):
+        second.gc()
+    second.close()
+    report = first.gc()  # alone again
+    assert report.removed_partials == 1
+    first.close()

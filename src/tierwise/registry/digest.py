@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from tierwise.errors import BundleError, IntegrityError
+from tierwise.errors import BundleError, IntegrityError, RegistryError
 
 __all__ = [
     "BlobWriter",
@@ -140,8 +140,12 @@ class BlobWriter:
         self.written = 0
         self._synced = 0
         self._hash = _Hasher(threaded=size_bytes >= _THREADED_HASH_BYTES)
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=digest[7:19] + ".", suffix=".partial", dir=tmp_dir)
+        try:
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=digest[7:19] + ".", suffix=".partial", dir=tmp_dir)
+        except OSError as exc:
+            self._hash.close()
+            raise RegistryError(f"cannot write blob {digest} in {tmp_dir}: {exc}") from exc
         self.tmp_path = Path(name)
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
 
@@ -155,24 +159,31 @@ class BlobWriter:
                 f"blob {self.digest} is longer than the {self.size_bytes} bytes the manifest gives",
                 bundle=self.bundle,
             )
-        self._file.write(chunk)
+        try:
+            self._file.write(chunk)
+            if self.written - self._synced >= _WRITEBACK_BYTES:
+                self._file.flush()
+                os.posix_fadvise(
+                    self._file.fileno(), self._synced, self.written - self._synced,
+                    os.POSIX_FADV_DONTNEED,
+                )  # fmt: skip
+                self._synced = self.written
+        except OSError as exc:
+            raise RegistryError(f"writing blob {self.digest} failed: {exc}") from exc
         self._hash.update(chunk)
-        if self.written - self._synced >= _WRITEBACK_BYTES:
-            self._file.flush()
-            os.posix_fadvise(
-                self._file.fileno(), self._synced, self.written - self._synced,
-                os.POSIX_FADV_DONTNEED,
-            )  # fmt: skip
-            self._synced = self.written
 
     def commit(self, dest: Path) -> None:
         """Check size and digest, fsync, and rename to ``dest``."""
         if self._file is None:
             return
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        self._file = None
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            raise RegistryError(f"writing blob {self.digest} failed: {exc}") from exc
+        finally:
+            self._file.close()
+            self._file = None
         if self.written != self.size_bytes:
             raise IntegrityError(
                 "size",
@@ -187,10 +198,13 @@ class BlobWriter:
                 f"blob content hashes to {got}, the manifest gives {self.digest}",
                 bundle=self.bundle,
             )
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.tmp_path, 0o444)  # blobs are immutable; so are links made to them
-        os.replace(self.tmp_path, dest)
-        fsync_dir(dest.parent)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.tmp_path, 0o444)  # blobs are immutable; so are links made to them
+            os.replace(self.tmp_path, dest)
+            fsync_dir(dest.parent)
+        except OSError as exc:
+            raise RegistryError(f"cannot put blob {self.digest} at {dest}: {exc}") from exc
 
     def abort(self) -> None:
         self._hash.close()

@@ -14,10 +14,14 @@ version, and the next open removes the partial files.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import orjson
@@ -81,25 +85,57 @@ class LocalStore(BundleStore):
             )
         self.blobs = self.root / "blobs" / "sha256"
         self.tmp = self.root / "tmp"
-        self.blobs.mkdir(parents=True, exist_ok=True)
-        self.removed_partials = self._clean_tmp()
         self._lock = threading.Lock()
         try:
+            self.blobs.mkdir(parents=True, exist_ok=True)
+            self._process_lock = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RegistryError(f"cannot open the store at {self.root}: {exc}") from exc
+        # Partial files are removed only by a process that has the store to itself: one
+        # that finds others using it leaves their downloads alone.
+        self.removed_partials = 0
+        if self._try_exclusive():
+            self.removed_partials = self._clean_tmp()
+        fcntl.flock(self._process_lock, fcntl.LOCK_SH)
+        try:
             self._db = sqlite3.connect(
-                self.root / "index.db", check_same_thread=False, isolation_level=None
-            )
+                self.root / "index.db", check_same_thread=False, isolation_level=None,
+                timeout=10.0,
+            )  # fmt: skip
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise RegistryError(f"cannot open the store index at {self.root}: {exc}") from exc
 
+    def _try_exclusive(self) -> bool:
+        try:
+            fcntl.flock(self._process_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
     def _clean_tmp(self) -> int:
         if not self.tmp.exists():
             return 0
         count = sum(1 for _ in self.tmp.iterdir())
-        shutil.rmtree(self.tmp)
+        shutil.rmtree(self.tmp, ignore_errors=True)
         return count
+
+    @contextmanager
+    def _index(self) -> Iterator[sqlite3.Connection]:
+        """The index, one thread at a time; its errors become RegistryError, and an open
+        transaction is rolled back."""
+        with self._lock:
+            try:
+                yield self._db
+            except BaseException as exc:
+                if self._db.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise RegistryError(f"store index at {self.root} failed: {exc}") from exc
+                raise
 
     def blob_path(self, digest: str) -> Path:
         return self.blobs / check_digest(digest)[7:]
@@ -111,7 +147,7 @@ class LocalStore(BundleStore):
     # -- reads -------------------------------------------------------------------------
 
     def resolve(self, name: str, reference: str) -> str:
-        with self._lock:
+        with self._index():
             if self.is_digest(reference):
                 row = self._db.execute(
                     "SELECT digest FROM manifests WHERE digest = ? AND name = ?", (reference, name)
@@ -129,7 +165,7 @@ class LocalStore(BundleStore):
         return str(row[0])
 
     def get_manifest(self, name: str, digest: str, *, limit_bytes: int) -> StoredBundle:
-        with self._lock:
+        with self._index():
             row = self._db.execute(
                 "SELECT name, version, body, signature FROM manifests WHERE digest = ?", (digest,)
             ).fetchone()
@@ -159,6 +195,8 @@ class LocalStore(BundleStore):
                     sink.write(chunk)
         except FileNotFoundError as exc:
             raise BundleNotFoundError(f"no blob {digest} in {self.location}", bundle=name) from exc
+        except OSError as exc:
+            raise RegistryError(f"cannot read blob {digest}: {exc}", bundle=name) from exc
 
     def list_bundles(self, name: str | None = None) -> list[BundleRow]:
         query = (
@@ -169,7 +207,7 @@ class LocalStore(BundleStore):
         if name is not None:
             query += " WHERE v.name = ?"
             args = (name,)
-        with self._lock:
+        with self._index():
             rows = self._db.execute(query + " ORDER BY v.name, v.pushed_s", args).fetchall()
             tags = self._db.execute("SELECT name, tag, version FROM tags ORDER BY tag").fetchall()
         out: list[BundleRow] = []
@@ -193,10 +231,13 @@ class LocalStore(BundleStore):
     def put_blob(self, name: str, digest: str, size_bytes: int, path: Path) -> bool:
         if self.has_blob(name, digest):
             return False
-        with path.open("rb") as f, self.writer(digest, size_bytes, bundle=name) as writer:
-            while chunk := f.read(_CHUNK):
-                writer.write(chunk)
-            writer.commit(self.blob_path(digest))
+        try:
+            with path.open("rb") as f, self.writer(digest, size_bytes, bundle=name) as writer:
+                while chunk := f.read(_CHUNK):
+                    writer.write(chunk)
+                writer.commit(self.blob_path(digest))
+        except OSError as exc:
+            raise RegistryError(f"cannot read {path}: {exc}", bundle=name) from exc
         return True
 
     def put_manifest(
@@ -214,7 +255,7 @@ class LocalStore(BundleStore):
                 "blobs", f"blob(s) {', '.join(missing)} are not in the store", bundle=bundle.name
             )
         now = time.time()
-        with self._lock:
+        with self._index():
             existing = self._db.execute(
                 "SELECT digest FROM versions WHERE name = ? AND version = ?",
                 (bundle.name, bundle.version),
@@ -225,27 +266,22 @@ class LocalStore(BundleStore):
                     "versions are immutable, push a new version",
                     bundle=bundle.name,
                 )
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT INTO manifests (digest, name, version, body, signature) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET "
+                "signature = coalesce(manifests.signature, excluded.signature)",
+                (bundle.digest, bundle.name, bundle.version, bundle.manifest_bytes,
+                 bundle.signature),
+            )  # fmt: skip
+            if existing is None:
                 self._db.execute(
-                    "INSERT INTO manifests (digest, name, version, body, signature) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET "
-                    "signature = coalesce(manifests.signature, excluded.signature)",
-                    (bundle.digest, bundle.name, bundle.version, bundle.manifest_bytes,
-                     bundle.signature),
-                )  # fmt: skip
-                if existing is None:
-                    self._db.execute(
-                        "INSERT INTO versions (name, version, digest, pushed_s) "
-                        "VALUES (?, ?, ?, ?)",
-                        (bundle.name, bundle.version, bundle.digest, now),
-                    )
-                for tag in tags:
-                    self._set_tag(bundle.name, tag, bundle.version, now)
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK")
-                raise RegistryError(f"store index write failed: {exc}", bundle=bundle.name) from exc
+                    "INSERT INTO versions (name, version, digest, pushed_s) VALUES (?, ?, ?, ?)",
+                    (bundle.name, bundle.version, bundle.digest, now),
+                )
+            for tag in tags:
+                self._set_tag(bundle.name, tag, bundle.version, now)
+            self._db.execute("COMMIT")
 
     def _set_tag(self, name: str, tag: str, version: str, now: float) -> None:
         check_version(tag)
@@ -259,7 +295,7 @@ class LocalStore(BundleStore):
         )
 
     def set_tag(self, name: str, tag: str, version: str) -> None:
-        with self._lock:
+        with self._index():
             known = self._db.execute(
                 "SELECT 1 FROM versions WHERE name = ? AND version = ?", (name, version)
             ).fetchone()
@@ -276,7 +312,7 @@ class LocalStore(BundleStore):
 
     def delete_version(self, name: str, version: str) -> None:
         """Forget a version and its tags (its blobs go at the next :meth:`gc`)."""
-        with self._lock:
+        with self._index():
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM versions WHERE name = ? AND version = ?", (name, version))
             self._db.execute("DELETE FROM tags WHERE name = ? AND version = ?", (name, version))
@@ -288,8 +324,20 @@ class LocalStore(BundleStore):
             self._db.execute("COMMIT")
 
     def gc(self) -> GcReport:
-        """Delete blobs no version refers to, and partial files."""
-        with self._lock:
+        """Delete blobs no version refers to, and partial files. Needs the store to itself:
+        RegistryError when another process has it open (a blob it is adding is not
+        referenced yet)."""
+        if not self._try_exclusive():
+            raise RegistryError(
+                f"{self.root} is in use by another process; garbage collection needs it alone"
+            )
+        try:
+            return self._gc()
+        finally:
+            fcntl.flock(self._process_lock, fcntl.LOCK_SH)
+
+    def _gc(self) -> GcReport:
+        with self._index():
             bodies = [
                 bytes(r[0])
                 for r in self._db.execute(
@@ -302,14 +350,18 @@ class LocalStore(BundleStore):
         # a blob being written now is in tmp/ and is not touched; gc runs between pulls
         removed: list[str] = []
         freed = 0
-        for path in self.blobs.iterdir():
-            if path.name not in referenced:
-                freed += path.stat().st_size
-                path.unlink()
-                removed.append("sha256:" + path.name)
+        try:
+            for path in self.blobs.iterdir():
+                if path.name not in referenced:
+                    freed += path.stat().st_size
+                    path.unlink()
+                    removed.append("sha256:" + path.name)
+        except OSError as exc:
+            raise RegistryError(f"garbage collection in {self.root} failed: {exc}") from exc
         partials, self.removed_partials = self._clean_tmp() + self.removed_partials, 0
         return GcReport(removed, freed, partials)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        os.close(self._process_lock)  # releases the process lock
