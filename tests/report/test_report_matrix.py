@@ -39,9 +39,7 @@ def test_matrix_and_cost_sections_follow_the_planner(digits_profiles: ProfileSet
             assert row.reasons[driver] == cell.reason
         if score.rank is None:
             prefix = (
-                "placed as a cascade stage"
-                if row.tier in placed.get(row.workload, ())
-                else "infeasible: "
+                "placed in cascade" if row.tier in placed.get(row.workload, ()) else "infeasible: "
             )
             assert row.verdict.startswith(prefix)
             assert row.total is None
@@ -54,7 +52,7 @@ def test_matrix_and_cost_sections_follow_the_planner(digits_profiles: ProfileSet
     assert personal["scanner"].verdict.endswith(", placed")
     # a tier infeasible alone (no variant it holds is accurate enough) may be a cascade stage
     digits = {r.tier: r for r in section.rows if r.workload == "digits"}
-    assert digits["scanner"].verdict == "placed as a cascade stage (alone: memory)"
+    assert digits["scanner"].verdict == "placed in cascade (alone: memory)"
 
     costs = {c.workload: c for c in cost_section(planner, spec, {"digits": 1.25})}
     assert list(costs["digits-batch"].usd_per_million_by_tier) == ["store-edge", "cloud"]

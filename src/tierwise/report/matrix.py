@@ -27,7 +27,7 @@ def _verdict(score: TierScore, placed: bool) -> str:
         return f"rank {score.rank}, placed" if placed else f"rank {score.rank}"
     broken = ", ".join(d for d, c in score.cells.items() if not c.feasible)
     if placed:
-        return f"placed as a cascade stage (alone: {broken})"
+        return f"placed in cascade (alone: {broken})"
     return f"infeasible: {broken}"
 
 

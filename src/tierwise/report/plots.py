@@ -80,6 +80,7 @@ def matrix_png(matrix: DecisionMatrix) -> bytes:
         ax.set_xticks(range(len(matrix.drivers)), labels=list(matrix.drivers))
         ax.set_yticks(range(len(matrix.rows)), labels=[r.label for r in matrix.rows])
         ax.tick_params(top=True, bottom=False, labeltop=True, labelbottom=False)
+        ax.tick_params(axis="x", labelrotation=20)
         for i, row in enumerate(raw):
             for j, value in enumerate(row):
                 if value is None:
