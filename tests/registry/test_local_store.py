@@ -251,3 +251,16 @@ def test_a_store_in_use_keeps_its_partial_downloads(tmp_path: Path) -> None:
     report = first.gc()  # alone again
     assert report.removed_partials == 1
     first.close()
+
+
+def test_pushing_again_with_a_new_key_replaces_the_signature(tmp_path: Path) -> None:
+    origin = LocalStore(tmp_path / "origin")
+    old = make_keys(tmp_path, "old")
+    new = make_keys(tmp_path, "new")
+    folder, manifest = make_bundle(tmp_path, "1", {"edge": 1})
+    push(read_bundle_dir(folder), origin, Signer.from_file(old.private_path))
+    push(read_bundle_dir(folder), origin, Signer.from_file(new.private_path))
+    pulled = pull(
+        origin, "demo", "1", LocalStore(tmp_path / "node"), TrustStore.from_paths([new.public_path])
+    )
+    assert pulled.key_id == new.key_id

@@ -85,6 +85,9 @@ def test_oci_round_trip(registry: OciRegistry, tmp_path: Path) -> None:
     assert verify(store, "demo", "2", _trust(tmp_path)).blobs == 2
     assert verify(node, "demo", "2", _trust(tmp_path)).blobs == 2
 
+    # the digest tierwise shows everywhere pins the version too
+    pinned = pull(store, "demo", m1.digest, node, _trust(tmp_path))
+    assert (pinned.digest, pinned.manifest.version) == (m1.digest, "1")
     store.set_tag("demo", "stable", "2")
     assert pull(store, "demo", "stable", node, _trust(tmp_path)).digest == m2.digest
     with pytest.raises(BundleExistsError, match="is a version"):
@@ -223,3 +226,18 @@ def test_oversized_manifest_is_refused_before_it_is_read(
         pull(store, "demo", "1", node, _trust(tmp_path), limit_bytes=256)
     assert info.value.check == "manifest-size"
     assert node.list_bundles() == []
+
+
+def test_pushing_again_with_a_new_key_replaces_the_signature(
+    registry: OciRegistry, tmp_path: Path
+) -> None:
+    store = _store(registry, "rotate")
+    old = make_keys(tmp_path, "old")
+    new = make_keys(tmp_path, "new")
+    folder, manifest = make_bundle(tmp_path, "1", {"edge": 16})
+    push(read_bundle_dir(folder), store, Signer.from_file(old.private_path))
+    report = push(read_bundle_dir(folder), store, Signer.from_file(new.private_path))
+    assert report.key_id == new.key_id
+    node = LocalStore(tmp_path / "node")
+    pulled = pull(store, "demo", "1", node, TrustStore.from_paths([new.public_path]))
+    assert (pulled.key_id, pulled.digest) == (new.key_id, manifest.digest)

@@ -29,7 +29,7 @@ from tierwise.errors import (
     IntegrityError,
     RegistryUnavailableError,
 )
-from tierwise.registry.digest import digest_bytes
+from tierwise.registry.digest import DIGEST_PATTERN, digest_bytes
 from tierwise.registry.manifest import check_version, parse_manifest
 from tierwise.registry.oci_http import MEDIA_OCI_MANIFEST, OciClient
 from tierwise.registry.signing import MAX_SIGNATURE_BYTES
@@ -47,6 +47,12 @@ MEDIA_BUNDLE = "application/vnd.tierwise.bundle.manifest.v1+json"
 MEDIA_MODEL = "application/vnd.tierwise.model.v1+onnx"
 MEDIA_SIGNATURE = "application/vnd.tierwise.bundle.signature.v1+json"
 _CHUNK = 1024 * 1024
+_DIGEST_TAG_PREFIX = "sha256-"
+
+
+def _digest_tag(digest: str) -> str:
+    """The tag under which a bundle's manifest digest is pushed (tags cannot hold ':')."""
+    return _DIGEST_TAG_PREFIX + digest.removeprefix("sha256:")
 
 
 class OciStore(OciClient, BundleStore):
@@ -54,19 +60,51 @@ class OciStore(OciClient, BundleStore):
 
     @staticmethod
     def _parse_oci(body: bytes, name: str) -> dict[str, Any]:
+        """An OCI manifest of a tierwise bundle, its fields checked before any is used."""
         try:
             doc = orjson.loads(body)
-            if doc.get("config", {}).get("mediaType") != MEDIA_BUNDLE:
-                raise BundleError(
-                    f"the OCI manifest's config is {doc.get('config', {}).get('mediaType')!r}, "
-                    f"expected {MEDIA_BUNDLE} (not a tierwise bundle)",
-                    bundle=name,
-                )
-            return dict(doc)
-        except (orjson.JSONDecodeError, AttributeError) as exc:
+        except orjson.JSONDecodeError as exc:
             raise BundleError("the OCI manifest is not valid JSON", bundle=name) from exc
+        config = doc.get("config") if isinstance(doc, dict) else None
+        if not isinstance(config, dict) or config.get("mediaType") != MEDIA_BUNDLE:
+            kind = config.get("mediaType") if isinstance(config, dict) else None
+            raise BundleError(
+                f"the OCI manifest's config is {kind!r}, expected {MEDIA_BUNDLE} "
+                "(not a tierwise bundle)",
+                bundle=name,
+            )
+        layers = doc.get("layers", [])
+        notes = doc.get("annotations", {})
+        descriptors = [config, *layers] if isinstance(layers, list) else None
+        if (
+            descriptors is None
+            or not isinstance(notes, dict)
+            or not all(
+                isinstance(d, dict)
+                and isinstance(d.get("mediaType"), str)
+                and isinstance(d.get("digest"), str)
+                and DIGEST_PATTERN.match(d["digest"])
+                and type(d.get("size")) is int
+                and d["size"] >= 0
+                and isinstance(d.get("annotations", {}), dict)
+                for d in descriptors
+            )
+        ):
+            raise BundleError(
+                "the OCI manifest is malformed: expected descriptors with a mediaType, a "
+                "sha256 digest and a size",
+                bundle=name,
+            )
+        return dict(doc)
 
     def resolve(self, name: str, reference: str) -> str:
+        """A version, a tag, the bundle's (tierwise manifest) digest, or an OCI manifest
+        digest -> the OCI manifest digest to fetch."""
+        if self.is_digest(reference):
+            try:
+                return self._oci_manifest(name, _digest_tag(reference))[1]
+            except BundleNotFoundError:
+                pass  # not a bundle digest this store knows: an OCI manifest digest, then
         return self._oci_manifest(name, reference)[1]
 
     def get_manifest(self, name: str, digest: str, *, limit_bytes: int) -> StoredBundle:
@@ -177,8 +215,10 @@ class OciStore(OciClient, BundleStore):
             },
         }
         body = orjson.dumps(oci, option=orjson.OPT_SORT_KEYS)
-        if existing is None:
-            self._put_manifest_bytes(name, bundle.version, body)
+        # the same content again (perhaps signed by a new key) replaces the manifest; the
+        # alias tag lets a node pin the bundle by the digest tierwise shows everywhere
+        self._put_manifest_bytes(name, bundle.version, body)
+        self._put_manifest_bytes(name, _digest_tag(bundle.digest), body)
         for tag in tags:
             self.set_tag(name, tag, bundle.version)
 
@@ -220,6 +260,8 @@ class OciStore(OciClient, BundleStore):
             by_version: dict[str, BundleRow] = {}
             pointers: list[tuple[str, str]] = []
             for tag in sorted(response.json().get("tags") or []):
+                if tag.startswith(_DIGEST_TAG_PREFIX):
+                    continue
                 doc = self._existing(bundle, tag)
                 if doc is None:
                     continue
@@ -235,7 +277,10 @@ class OciStore(OciClient, BundleStore):
                     digest=doc["config"]["digest"],
                     size_bytes=sum(int(la["size"]) for la in models),
                     created_at=notes.get("org.opencontainers.image.created", ""),
-                    variants=[la["annotations"]["io.tierwise.variant"] for la in models],
+                    variants=[
+                        str(la.get("annotations", {}).get("io.tierwise.variant", "?"))
+                        for la in models
+                    ],
                 )
             for tag, version in pointers:
                 if version in by_version:

@@ -156,8 +156,10 @@ class TrustStore:
             )
         try:
             doc = orjson.loads(signature)
-            algorithm, kid = doc["algorithm"], doc["key_id"]
-            raw = base64.b64decode(doc["signature"], validate=True)
+            algorithm, kid, encoded = doc["algorithm"], doc["key_id"], doc["signature"]
+            if not all(isinstance(v, str) for v in (algorithm, kid, encoded)):
+                raise TypeError("algorithm, key_id and signature must be strings")
+            raw = base64.b64decode(encoded, validate=True)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise SignatureError(
                 "signature check failed: the signature document is malformed", bundle=bundle
