@@ -257,7 +257,7 @@ def test_pushing_again_with_a_new_key_replaces_the_signature(tmp_path: Path) -> 
     origin = LocalStore(tmp_path / "origin")
     old = make_keys(tmp_path, "old")
     new = make_keys(tmp_path, "new")
-    folder, manifest = make_bundle(tmp_path, "1", {"edge": 1})
+    folder, _manifest = make_bundle(tmp_path, "1", {"edge": 1})
     push(read_bundle_dir(folder), origin, Signer.from_file(old.private_path))
     push(read_bundle_dir(folder), origin, Signer.from_file(new.private_path))
     pulled = pull(

@@ -270,7 +270,7 @@ class LocalStore(BundleStore):
             self._db.execute(
                 "INSERT INTO manifests (digest, name, version, body, signature) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET "
-                "signature = coalesce(manifests.signature, excluded.signature)",
+                "signature = coalesce(excluded.signature, manifests.signature)",
                 (bundle.digest, bundle.name, bundle.version, bundle.manifest_bytes,
                  bundle.signature),
             )  # fmt: skip
