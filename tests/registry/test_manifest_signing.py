@@ -196,3 +196,14 @@ def test_parse_ref(ref: str, expected: tuple[str, str]) -> None:
 def test_bad_refs(ref: str) -> None:
     with pytest.raises(BundleError, match="reference"):
         parse_ref(ref)
+
+
+def test_models_with_external_data_are_refused(tmp_path: Path) -> None:
+    import onnx
+
+    source = model_file(tmp_path, "big", seed=1, width=64)
+    model = onnx.load(str(source))
+    onnx.save(model, str(tmp_path / "split.onnx"), save_as_external_data=True,
+              all_tensors_to_one_file=True, location="split.data", size_threshold=0)  # fmt: skip
+    with pytest.raises(BundleError, match="external data"):
+        create_bundle([tmp_path / "split.onnx"], tmp_path / "out", name="x", version="1")

@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tierwise.errors import ConfigError
-from tierwise.server.settings import ModelConfig
+from tierwise.server.settings import ModelConfig, safe_input
 
 __all__ = [
     "AgentSettings",
@@ -142,7 +142,7 @@ def load_agent_settings(path: Path, **overrides: Any) -> AgentSettings:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: {where}", first["msg"], first.get("input")) from exc
+        raise ConfigError(f"{path}: {where}", first["msg"], safe_input(first)) from exc
     base = path.parent
 
     def rel(p: Path) -> Path:

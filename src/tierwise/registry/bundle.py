@@ -58,6 +58,15 @@ def detect_quantization(path: Path) -> str:
     return "int8" if ops & _QUANT_OPS else "fp32"
 
 
+def _refuse_external_data(path: Path) -> None:
+    model = onnx.load(str(path), load_external_data=False)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        raise BundleError(
+            f"{path}: its weights live in external data files; save the model as one file "
+            "(onnx.save(model, path, save_as_external_data=False)) to bundle it"
+        )
+
+
 @dataclass(frozen=True)
 class _Source:
     variant: str
@@ -146,6 +155,7 @@ def create_bundle(
     entries: list[VariantEntry] = []
     out.mkdir(parents=True, exist_ok=True)
     for source in found:
+        _refuse_external_data(source.path)
         try:
             sig = read_signature(source.path).to_dict()
         except TierwiseError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from oras.container import Container
@@ -24,6 +25,11 @@ __all__ = ["MEDIA_OCI_MANIFEST", "OciClient"]
 MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 _MAX_OCI_MANIFEST_BYTES = 4 * 1024 * 1024
 _URL = re.compile(r"^oci://(?P<host>[A-Za-z0-9.-]+(?::\d{1,5})?)(?P<prefix>(?:/[a-z0-9._-]+)*)/?$")
+
+
+def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """An auth hook that adds nothing (it overrides the session's credentials)."""
+    return request
 
 
 class OciClient:
@@ -141,6 +147,9 @@ class OciClient:
         location = start.headers["Location"]
         if location.startswith("/"):
             location = f"{self.scheme}://{self.host}{location}"
+        # credentials go to this registry only, never to where an upload is sent elsewhere
+        same_host = urlsplit(location).netloc == self.host
+        auth = None if same_host else _no_auth
         separator = "&" if "?" in location else "?"
         url = f"{location}{separator}digest={digest}"
         try:
@@ -150,6 +159,7 @@ class OciClient:
                 headers={"Content-Type": "application/octet-stream",
                          "Content-Length": str(size_bytes)},
                 timeout=self.timeout_s,
+                auth=auth,
             )  # fmt: skip
         except requests.RequestException as exc:
             raise RegistryUnavailableError(f"upload of blob {digest} failed: {exc}") from exc

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,7 +15,7 @@ from tierwise.protocol import CodecLimits
 from tierwise.runtime import OnnxSettings
 from tierwise.server.batching import BatcherSettings
 
-__all__ = ["ModelConfig", "ServerSettings", "load_yaml_settings"]
+__all__ = ["ModelConfig", "ServerSettings", "load_yaml_settings", "safe_input"]
 
 
 class ModelConfig(BaseModel):
@@ -75,6 +77,19 @@ class ServerSettings(BaseModel):
         )
 
 
+_SECRET = re.compile(r"pass|secret|token|credential", re.IGNORECASE)
+
+
+def safe_input(error: Mapping[str, Any]) -> object:
+    """The offending value of a validation error, unless it may be a secret: an unknown
+    field (a password put in the wrong place) or a field named like one."""
+    if error.get("type") == "extra_forbidden":
+        return None
+    if any(_SECRET.search(str(part)) for part in error.get("loc", ())):
+        return None
+    return error.get("input")
+
+
 def load_yaml_settings(path: Path | None, **overrides: Any) -> ServerSettings:
     """Read ``server.yaml`` (when given); ``overrides`` that are not None win.
     ConfigError names the file and field that were wrong."""
@@ -97,4 +112,4 @@ def load_yaml_settings(path: Path | None, **overrides: Any) -> ServerSettings:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{source}: {where}", first["msg"], first.get("input")) from exc
+        raise ConfigError(f"{source}: {where}", first["msg"], safe_input(first)) from exc

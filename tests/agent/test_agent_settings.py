@@ -1,0 +1,57 @@
+"""agent.yaml: relative paths, bounds, and errors that never echo a secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tierwise.agent import load_agent_settings
+from tierwise.errors import ConfigError
+
+BASE = """
+state_dir: node
+bundle: digits
+serve: [{variant: small}]
+registry: {store: ../registry, trusted_keys: [keys/release.pub]}
+desired_file: desired.yaml
+"""
+
+
+def test_relative_paths_are_taken_from_the_file(tmp_path: Path) -> None:
+    (tmp_path / "edge").mkdir()
+    config = tmp_path / "edge" / "agent.yaml"
+    config.write_text(BASE)
+    settings = load_agent_settings(config, port=9001)
+    assert settings.state_dir == tmp_path / "edge" / "node"
+    assert settings.registry.store == str(tmp_path / "edge" / "../registry")
+    assert settings.registry.trusted_keys == [tmp_path / "edge" / "keys" / "release.pub"]
+    assert settings.port == 9001
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ("thermal: {high_c: 60, low_c: 70}\n", r"low_c \(70\.0\) must be below high_c"),
+        ("keep_versions: 0\n", "keep_versions"),
+        ("serve: []\n", "serve"),
+    ],
+)
+def test_bad_settings_name_the_field(tmp_path: Path, extra: str, needle: str) -> None:
+    config = tmp_path / "agent.yaml"
+    text = (
+        BASE
+        if extra.startswith("serve") is False
+        else BASE.replace("serve: [{variant: small}]\n", "")
+    )
+    config.write_text(text + extra)
+    with pytest.raises(ConfigError, match=needle):
+        load_agent_settings(config)
+
+
+def test_a_misplaced_password_is_not_echoed(tmp_path: Path) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text(BASE.replace("registry: {", "registry: {password: hunter2-SECRET, "))
+    with pytest.raises(ConfigError, match=r"registry\.password") as info:
+        load_agent_settings(config)
+    assert "hunter2" not in str(info.value)
