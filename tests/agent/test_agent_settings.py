@@ -39,11 +39,8 @@ def test_relative_paths_are_taken_from_the_file(tmp_path: Path) -> None:
 )
 def test_bad_settings_name_the_field(tmp_path: Path, extra: str, needle: str) -> None:
     config = tmp_path / "agent.yaml"
-    text = (
-        BASE
-        if extra.startswith("serve") is False
-        else BASE.replace("serve: [{variant: small}]\n", "")
-    )
+    serve_line = "serve: [{variant: small}]\n"
+    text = BASE.replace(serve_line, "") if extra.startswith("serve") else BASE
     config.write_text(text + extra)
     with pytest.raises(ConfigError, match=needle):
         load_agent_settings(config)
