@@ -244,3 +244,24 @@ def test_restart_serves_the_active_version_and_repairs_a_lost_one(
         assert (status["version"], status["generation"]) == ("2", 2)  # laid out again
         with httpx.Client() as client:
             assert _infer(client, node.url)[:2] == (200, "2")
+
+
+def test_control_token_guards_the_changing_endpoints(tmp_path: Path, release: Release) -> None:
+    settings = node_settings(tmp_path, release, control_token_env="TW_CONTROL")
+    with running_node(settings, env={"TW_CONTROL": "s3cret"}) as node:
+        assert httpx.get(node.url + "/v2/agent/status", timeout=10).status_code == 200
+        for method, action in (("PUT", "desired"), ("POST", "sync"), ("POST", "rollback")):
+            refused = httpx.request(method, f"{node.url}/v2/agent/{action}", json={"ref": "1"})
+            assert refused.status_code == 401
+            assert "control token" in refused.json()["error"]
+            wrong = httpx.request(
+                method, f"{node.url}/v2/agent/{action}", json={"ref": "1"},
+                headers={"Authorization": "Bearer guess"},
+            )  # fmt: skip
+            assert wrong.status_code == 401
+        allowed = httpx.put(
+            node.url + "/v2/agent/desired", json={"ref": "1"}, timeout=30,
+            headers={"Authorization": "Bearer s3cret"},
+        )  # fmt: skip
+        assert allowed.status_code == 200
+        assert allowed.json()["status"]["version"] == "1"

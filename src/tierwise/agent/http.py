@@ -13,6 +13,7 @@ agent's series added); everything on the gateway port is the gateway.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Iterator
@@ -98,9 +99,15 @@ class AgentApp:
     """One ASGI app for both ports; ``gateway_port`` tells them apart."""
 
     def __init__(
-        self, agent: EdgeAgent, gateway: Gateway | None = None, *, gateway_port: int | None = None
+        self,
+        agent: EdgeAgent,
+        gateway: Gateway | None = None,
+        *,
+        gateway_port: int | None = None,
+        control_token: str | None = None,
     ) -> None:
         self.agent = agent
+        self._token = f"Bearer {control_token}".encode() if control_token else None
         self.gateway = gateway
         self.gateway_port = gateway_port
         agent.server.metrics.registry.register(AgentCollector(agent))
@@ -145,6 +152,15 @@ class AgentApp:
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         await run_lifespan(receive, send, self.startup, self.shutdown)
 
+    def _authorize(self, scope: Scope) -> None:
+        """The endpoints that change what the node runs need the control token, when one
+        is configured."""
+        if self._token is None:
+            return
+        given = dict(scope.get("headers", [])).get(b"authorization", b"")
+        if not hmac.compare_digest(given, self._token):
+            raise HttpError(401, "this endpoint needs the agent's control token (Bearer)")
+
     async def _json(self, scope: Scope, receive: Receive) -> dict[str, Any]:
         _, declared = body_headers(scope)
         body = await read_body(receive, declared, _MAX_CONTROL_BYTES)
@@ -164,6 +180,7 @@ class AgentApp:
         if action == "status":
             allow(method, "GET")
             return 200, orjson.dumps(agent.status())
+        self._authorize(scope)
         if action == "sync":
             allow(method, "POST")
             result = await agent.sync_now()

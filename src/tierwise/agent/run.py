@@ -27,9 +27,17 @@ def build_agent_app(
     from tierwise.router.plan_load import load_plan
 
     agent = EdgeAgent(settings, env=env)
+    token = None
+    if settings.control_token_env is not None:
+        token = env.get(settings.control_token_env)
+        if not token:
+            raise ConfigError(
+                "control_token_env",
+                f"the environment variable {settings.control_token_env} to be set",
+            )
     part = settings.gateway
     if part is None:
-        return AgentApp(agent)
+        return AgentApp(agent, control_token=token)
     plan = load_plan(part.plan)
     local = plan.tiers.get(part.local_tier)
     if local is None:
@@ -65,6 +73,7 @@ def build_agent_app(
         agent,
         Gateway(plan, router, gateway_settings),
         gateway_port=gateway_port if gateway_port is not None else part.port,
+        control_token=token,
     )
 
 

@@ -116,6 +116,11 @@ class AgentSettings(BaseModel):
     )
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     drain_timeout_s: float = Field(default=10.0, ge=0)
+    control_token_env: str | None = Field(
+        default=None,
+        description="name of the environment variable holding the bearer token that the "
+        "agent's changing endpoints (desired, sync, rollback) require",
+    )
 
     @model_validator(mode="after")
     def _names(self) -> AgentSettings:

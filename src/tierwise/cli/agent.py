@@ -65,8 +65,16 @@ def _call(config: Path, method: str, action: str, body: dict[str, Any] | None = 
 
     settings = load_agent_settings(config)
     url = f"http://{settings.host}:{settings.port}/v2/agent/{action}"
+    headers = {}
+    if settings.control_token_env is not None:
+        token = os.environ.get(settings.control_token_env)
+        if not token:
+            raise ConfigError(
+                "control_token_env", f"the environment variable {settings.control_token_env}"
+            )
+        headers["Authorization"] = f"Bearer {token}"
     try:
-        response = httpx.request(method, url, json=body, timeout=300.0)
+        response = httpx.request(method, url, json=body, headers=headers, timeout=300.0)
     except httpx.HTTPError as exc:
         err_console.print(f"error: the agent at {url} did not answer: {exc}")
         raise typer.Exit(EXIT_FAILURE) from None
@@ -119,7 +127,7 @@ def desired(
     """Set the version a running node should run, and sync now."""
     doc = _call(config, "PUT", "desired", {"ref": ref})
     print_json(doc) if as_json else _print_status(doc["status"])
-    if doc["sync"]["result"] == "error":
+    if doc["sync"]["result"] in ("error", "held"):  # the node does not run what was asked
         raise typer.Exit(EXIT_FAILURE)
 
 
