@@ -134,9 +134,12 @@ def report_data(
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's headless Chromium driven by playwright (never a downloaded browser)."""
+    """Debian's headless Chromium driven by playwright (never a downloaded browser).
+
+    Module-scoped: playwright's sync API keeps an event loop running in this thread while
+    it is open, which async tests elsewhere must not meet."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium; .ci/run installs it)")
     from playwright.sync_api import sync_playwright
