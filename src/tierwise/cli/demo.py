@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich import box
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -61,9 +62,15 @@ def _progress(quiet: bool) -> Progress:
 
 
 def _table(summary: SummaryTable) -> Table:
-    table = Table(title=summary.title)
+    table = Table(
+        title=summary.title,
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
+        pad_edge=False,
+    )
     for i, column in enumerate(summary.columns):
-        table.add_column(column, justify="left" if i < 2 else "right")
+        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0)
     for row in summary.rows:
         table.add_row(*row)
     return table

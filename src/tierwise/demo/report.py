@@ -21,9 +21,7 @@ __all__ = ["MEASURED", "SUMMARY_COLUMNS", "demo_report_data", "replay_table"]
 
 #: Where the replay's latencies come from.
 MEASURED = "measured on loopback"
-SUMMARY_COLUMNS = (
-    "route", "workload", "accuracy", *KINDS, "p50 ms", "p99 ms", "SLO p99 ms", "USD / 1M",
-)  # fmt: skip
+SUMMARY_COLUMNS = ("route", "acc", *KINDS, "p50 ms", "p99/SLO ms", "USD / 1M")
 
 
 def _route(summary: ReplaySummary, main_workload: str) -> tuple[str, str]:
@@ -40,26 +38,26 @@ def replay_table(
     main_workload: str,
     requests: int,
 ) -> SummaryTable:
-    """One row per replayed route; ``slo_p99_ms`` by spec workload."""
+    """One row per replayed route: each workload as planned, then ``cloud only`` (the
+    main workload, every request to the cloud); ``slo_p99_ms`` by spec workload."""
     rows = []
     for summary in replayed:
         route, workload = _route(summary, main_workload)
         slo = slo_p99_ms.get(workload)
         rows.append(
             (
-                route,
-                workload,
-                f"{summary.accuracy:.2%}",
+                workload if route == "plan" else route,
+                f"{summary.accuracy:.1%}",
                 *(f"{summary.share[k]:.0%}" for k in KINDS),
                 f"{summary.p50_ms:.3g}",
-                f"{summary.p99_ms:.3g}",
-                "-" if slo is None else f"{slo:g}",
-                f"{summary.usd_per_million:.4g}",
+                f"{summary.p99_ms:.3g}/" + ("-" if slo is None else f"{slo:g}"),
+                f"{summary.usd_per_million:.3g}",
             )
         )
     title = (
         f"{requests} held-out reads per route through tierwise.Client, tier servers on "
-        "loopback; USD at the plan's prices"
+        f"loopback; cloud only: {main_workload}, every read to the cloud; USD at the plan's "
+        "prices"
     )
     return SummaryTable(title, SUMMARY_COLUMNS, tuple(rows))
 
