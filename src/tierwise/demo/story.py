@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -121,8 +122,7 @@ def run(settings: DemoSettings, progress: StoryProgress | None = None) -> StoryR
             outcome.append("cached")
     with rec.step("profile", "profiling every variant", stages.variant_count(zoo),
                   files.profiles) as outcome:  # fmt: skip
-        advance = lambda: show.advance("profile")  # noqa: E731
-        if not stages.profile(settings, files, cache, advance=advance):
+        if not stages.profile(settings, files, cache, advance=partial(show.advance, "profile")):
             outcome.append("cached")
     with rec.step("calibrate", "calibrating the cascade", None, files.calibration) as outcome:
         if not stages.calibrate(settings, files, cache):

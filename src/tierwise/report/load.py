@@ -32,7 +32,14 @@ from tierwise.report.matrix import cost_section, matrix_section
 from tierwise.router.plan import Plan, WorkloadConfig
 from tierwise.spec import FleetSpec
 
-__all__ = ["PLANNED", "PlanInputs", "load_report_data", "plan_summary", "planned_latency"]
+__all__ = [
+    "PLANNED",
+    "PlanInputs",
+    "load_report_data",
+    "plan_summary",
+    "planned_latency",
+    "read_inputs",
+]
 
 #: Where the plan's latencies come from: the planner's estimates, network included.
 PLANNED = "planned, network included"
