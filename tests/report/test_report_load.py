@@ -48,7 +48,27 @@ def made(
         planned, spec, root / "plan" / "plan.yaml", spec_path=fleet, endpoints=endpoints,
         zoo_dir=shared_zoo_dir,
     )  # fmt: skip
-    return {"fleet": fleet, "profiles": profiles, "calibration": calibration, "plan": plan}
+    recorded = write_plan(
+        planned, spec, root / "recorded" / "plan.yaml", spec_path=fleet, endpoints=endpoints,
+        zoo_dir=shared_zoo_dir, profiles=[profiles], calibrations=[calibration],
+    )  # fmt: skip
+    return {"fleet": fleet, "profiles": profiles, "calibration": calibration, "plan": plan,
+            "recorded": recorded}  # fmt: skip
+
+
+def test_a_plan_that_records_its_inputs_needs_no_flags(made: dict[str, Path]) -> None:
+    doc = yaml.safe_load(made["recorded"].read_text())
+    assert doc["made_from"] == {
+        "profiles": ["../profiles.json"],
+        "calibrations": ["../calibration.json"],
+    }
+    given = load_report_data(
+        made["plan"], profiles=[made["profiles"]], calibrations=[made["calibration"]]
+    )
+    recorded = load_report_data(made["recorded"])
+    assert recorded.matrix == given.matrix
+    assert recorded.cascade == given.cascade
+    assert recorded.costs == given.costs
 
 
 def test_every_section_follows_the_plan(made: dict[str, Path]) -> None:

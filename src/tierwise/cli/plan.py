@@ -292,7 +292,10 @@ def solve(
     written = None
     if out is not None:
         endpoints = {t: Endpoint(url, auth_header_env=auth.get(t)) for t, url in urls.items()}
-        written = write_plan(result, fleet, out, spec_path=spec, endpoints=endpoints, zoo_dir=zoo)
+        written = write_plan(
+            result, fleet, out, spec_path=spec, endpoints=endpoints, zoo_dir=zoo,
+            profiles=profiles, calibrations=calibration or [],
+        )  # fmt: skip
         load_plan(written, check_files=False)
     if as_json:
         print_json(

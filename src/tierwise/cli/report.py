@@ -21,13 +21,17 @@ def report(
     ] = Path("report"),
     profiles: Annotated[
         list[Path] | None,
-        typer.Option("--profiles", help="profiles.json the plan was made from (repeatable)."),
+        typer.Option(
+            "--profiles",
+            help="profiles.json to show (repeatable); default: those the plan was made from.",
+        ),
     ] = None,
     calibration: Annotated[
         list[Path] | None,
         typer.Option(
             "--calibration",
-            help="`tierwise calibrate --json` output the plan was made from (repeatable).",
+            help="`tierwise calibrate --json` output to show (repeatable); default: those "
+            "the plan was made from.",
         ),
     ] = None,
     title: Annotated[str | None, typer.Option(help="The page's title.")] = None,

@@ -202,6 +202,8 @@ def plan(settings: DemoSettings, files: StoryFiles, cache: StepCache) -> bool:
         spec_path=files.fleet,
         endpoints={name: Endpoint(url) for name, url in urls.items()},
         zoo_dir=files.zoo,
+        profiles=[files.profiles],
+        calibrations=[files.calibration],
     )
     cache.record("plan", key, [files.plan])
     return True

@@ -19,7 +19,7 @@ holds the planner's estimates.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,9 +210,12 @@ def plan_document(
     spec_path: str | os.PathLike[str] | None = None,
     endpoints: Mapping[str, Endpoint] | None = None,
     zoo_dir: str | os.PathLike[str] | None = None,
+    profiles: Sequence[str | os.PathLike[str]] = (),
+    calibrations: Sequence[str | os.PathLike[str]] = (),
 ) -> dict[str, Any]:
     """The plan as a YAML-ready mapping, paths relative to ``plan_dir``. ``spec_path``
-    (when given) is linked as ``spec:`` and variant paths are relative to its folder."""
+    (when given) is linked as ``spec:`` and variant paths are relative to its folder;
+    the ``profiles`` and ``calibrations`` read are recorded under ``made_from:``."""
     base = Path(plan_dir).resolve()
     spec_dir = Path(spec_path).resolve().parent if spec_path is not None else base
     names = _names(result)
@@ -223,6 +226,11 @@ def plan_document(
     }
     if spec_path is not None:
         doc["spec"] = os.path.relpath(Path(spec_path).resolve(), base)
+    if profiles or calibrations:
+        doc["made_from"] = {
+            "profiles": [os.path.relpath(Path(p).resolve(), base) for p in profiles],
+            "calibrations": [os.path.relpath(Path(c).resolve(), base) for c in calibrations],
+        }
     doc["tiers"] = _tier_entries(
         result, spec, names, plan_dir=base, spec_dir=spec_dir, endpoints=endpoints or {},
         zoo_dir=Path(zoo_dir) if zoo_dir is not None else None,
@@ -239,12 +247,14 @@ def write_plan(
     spec_path: str | os.PathLike[str] | None = None,
     endpoints: Mapping[str, Endpoint] | None = None,
     zoo_dir: str | os.PathLike[str] | None = None,
+    profiles: Sequence[str | os.PathLike[str]] = (),
+    calibrations: Sequence[str | os.PathLike[str]] = (),
 ) -> Path:
     """Write ``plan.yaml`` for the router and gateway (see :func:`plan_document`)."""
     out = Path(path)
     doc = plan_document(
         result, spec, plan_dir=out.parent, spec_path=spec_path, endpoints=endpoints,
-        zoo_dir=zoo_dir,
+        zoo_dir=zoo_dir, profiles=profiles, calibrations=calibrations,
     )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")

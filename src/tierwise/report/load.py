@@ -171,6 +171,9 @@ def read_inputs(
             path=str(path),
         )
     spec_path = Path(plan.spec)
+    if plan.made_from is not None:  # what the planner read, unless told otherwise
+        profiles = profiles or plan.made_from.profiles
+        calibrations = calibrations or plan.made_from.calibrations
     return PlanInputs(
         plan_path=path,
         plan=plan,

@@ -229,12 +229,21 @@ class WorkloadConfig(SpecModel):
         return self.budget_period_s or DEFAULT_BUDGET_PERIOD_S
 
 
+class MadeFrom(SpecModel):
+    """What ``tierwise plan`` read to write a plan (paths relative to the plan), so the
+    report can show the same numbers."""
+
+    profiles: list[str] = Field(default_factory=list)
+    calibrations: list[str] = Field(default_factory=list)
+
+
 class PlanHeader(SpecModel):
     """The top-level scalar fields of a plan."""
 
     version: Literal[1] = 1
     description: str | None = None
     spec: str | None = Field(default=None, min_length=1)
+    made_from: MadeFrom | None = None
 
 
 def unknown_tier(name: str, declared: Collection[str]) -> str:

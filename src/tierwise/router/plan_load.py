@@ -194,6 +194,14 @@ def _check(
     except ValidationError as exc:
         for loc, message in translate(exc, (), Plan):
             out.add(loc, message)
+    made_from = data.get("made_from")
+    if isinstance(made_from, dict):
+        for key in ("profiles", "calibrations"):
+            paths = made_from.get(key)
+            if isinstance(paths, list):
+                made_from[key] = [
+                    str((base_dir / p).resolve()) if isinstance(p, str) else p for p in paths
+                ]
     spec_path = data.get("spec")
     if isinstance(spec_path, str) and spec_path:
         spec_file = (base_dir / spec_path).resolve()
