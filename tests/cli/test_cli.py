@@ -70,12 +70,24 @@ def test_wrong_flag_is_a_usage_error() -> None:
 
 
 @pytest.mark.parametrize(
-    "verb", [["validate"], ["demo"], ["report"], ["serve"], ["zoo", "build"], ["zoo", "show"]]
-)
+    "verb",
+    [
+        [], ["validate"], ["demo"], ["report"], ["serve"], ["calibrate"], ["gateway"],
+        ["route"], ["route", "explain"], ["zoo"], ["zoo", "build"], ["zoo", "show"],
+        ["bench"], ["bench", "profile"], ["bench", "endpoint"], ["plan"], ["plan", "matrix"],
+        ["plan", "solve"], ["keys"], ["keys", "generate"], ["bundle"], ["bundle", "create"],
+        ["registry"], ["registry", "push"], ["registry", "pull"], ["registry", "list"],
+        ["registry", "show"], ["registry", "tag"], ["registry", "verify"], ["registry", "gc"],
+        ["agent"], ["agent", "status"], ["agent", "sync"], ["agent", "desired"],
+        ["agent", "rollback"],
+    ],
+    ids=lambda verb: " ".join(verb) or "tierwise",
+)  # fmt: skip
 def test_every_verb_has_help(verb: list[str]) -> None:
     result = tierwise(*verb, "--help")
-    assert result.returncode == 0
+    assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
+    assert "Traceback" not in result.stderr
 
 
 def test_version() -> None:

@@ -76,7 +76,7 @@ def _call(config: Path, method: str, action: str, body: dict[str, Any] | None = 
     try:
         response = httpx.request(method, url, json=body, headers=headers, timeout=300.0)
     except httpx.HTTPError as exc:
-        err_console.print(f"error: the agent at {url} did not answer: {exc}")
+        err_console.print(f"error: the agent at {url} did not answer: {exc}", markup=False)
         raise typer.Exit(EXIT_FAILURE) from None
     doc = response.json()
     if response.status_code >= 400:

@@ -24,7 +24,7 @@ keys_app = typer.Typer(help="Make ed25519 signing keys for bundles.", no_args_is
 bundle_app = typer.Typer(help="Make model bundles from ONNX files.", no_args_is_help=True)
 registry_app = typer.Typer(
     help="Push, pull, list, show, tag, verify and garbage-collect bundles in a store "
-    "(a local folder, or oci://HOST[:PORT][/PREFIX] for an OCI registry).",
+    "(a local folder, or oci://HOST:PORT/PREFIX for an OCI registry).",
     no_args_is_help=True,
 )
 
@@ -36,7 +36,7 @@ StoreOpt = Annotated[
     str,
     typer.Option(
         "--store",
-        help="A local store folder, or oci://HOST[:PORT][/PREFIX] for an OCI registry.",
+        help="A local store folder, or oci://HOST:PORT/PREFIX for an OCI registry.",
         envvar="TIERWISE_STORE",
     ),
 ]
