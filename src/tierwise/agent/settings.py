@@ -137,8 +137,13 @@ def load_agent_settings(path: Path, **overrides: Any) -> AgentSettings:
     ConfigError names the file and the field that was wrong."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(str(path), "a readable YAML file", str(exc)) from exc
+    except OSError as exc:
+        raise ConfigError(str(path), "a readable YAML file", exc.strerror) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(path), f"valid YAML; {problem}{where}") from exc
     if not isinstance(data, dict):
         raise ConfigError(str(path), "a mapping of settings at the top level", type(data).__name__)
     data.update({k: v for k, v in overrides.items() if v is not None})

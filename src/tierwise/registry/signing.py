@@ -57,6 +57,15 @@ def generate_keys(out_dir: Path, name: str, *, overwrite: bool = False) -> KeyPa
     if private_path.exists() and not overwrite:
         raise ConfigError("out", f"no existing key at {private_path} (pass --force)", None)
     key = Ed25519PrivateKey.generate()
+    try:
+        return _write_pair(key, out_dir, private_path, public_path)
+    except OSError as exc:
+        raise ConfigError("out", "a folder the keys can be written to", str(out_dir)) from exc
+
+
+def _write_pair(
+    key: Ed25519PrivateKey, out_dir: Path, private_path: Path, public_path: Path
+) -> KeyPair:
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(
         private_path,
