@@ -1,7 +1,7 @@
 """Tier server throughput against KServe's Python ModelServer and a bare ASGI ceiling.
 
 One run, load from wrk in its own process, batch-1 V2 JSON requests, one server process
-at a time:
+per system (the three light-model servers measured in interleaved rounds, medians kept):
 
 - light model (the zoo's large variant), 16 and 64 connections: tierwise >= 4x KServe's
   throughput with p99 no worse, and >= 35% of the bare ASGI endpoint;
@@ -16,10 +16,11 @@ Usage: python benchmarks/server_throughput.py [--duration-s 8] [--leak-requests 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from subprocess import Popen
 from typing import Any
@@ -55,7 +56,10 @@ def _load(url: str, body: bytes, connections: int, duration_s: float) -> WrkResu
     return run_wrk(url, body, connections=connections, duration_s=duration_s, headers=JSON_HEADERS)
 
 
-def light_model(tmp: Path, duration_s: float) -> dict[str, Any]:
+def light_model(tmp: Path, duration_s: float, rounds: int) -> dict[str, Any]:
+    """The three servers up side by side (idle while another is loaded), measured in
+    ``rounds`` interleaved rounds so that drift on the shared machine reaches all of them
+    alike; each figure is the median of its rounds."""
     zoo = tmp / "zoo"
     build_zoo(zoo, seed=0)
     repo = tmp / "light"
@@ -63,21 +67,37 @@ def light_model(tmp: Path, duration_s: float) -> dict[str, Any]:
     model = zoo / "large" / "1" / "model.onnx"
     (repo / "large" / "1" / "model.onnx").write_bytes(model.read_bytes())
     body = _body("image", [1, 8, 8])
+    ports = {name: free_port() for name in ("tierwise", "kserve", "bare_asgi")}
+    kserve = [sys.executable, str(HERE / "kserve_onnx_server.py"), str(model), "large",
+              str(ports["kserve"])]  # fmt: skip
+    bare = [sys.executable, str(HERE / "bare_asgi.py"), str(ports["bare_asgi"])]
+    runs: dict[str, dict[int, list[WrkResult]]] = {n: {16: [], 64: []} for n in ports}
+    with ExitStack() as stack:
+        stack.enter_context(_tierwise(repo, ports["tierwise"], tmp / "tierwise.log"))
+        stack.enter_context(server(kserve, f"http://127.0.0.1:{ports['kserve']}/v2/models/large/ready",
+                                   log=tmp / "kserve.log"))  # fmt: skip
+        stack.enter_context(server(bare, f"http://127.0.0.1:{ports['bare_asgi']}/",
+                                   log=tmp / "bare.log"))  # fmt: skip
+        names = list(ports)
+        for round_ in range(rounds):
+            order = names[round_ % len(names) :] + names[: round_ % len(names)]
+            for connections in (16, 64):
+                for name in order:
+                    url = f"http://127.0.0.1:{ports[name]}/v2/models/large/infer"
+                    runs[name][connections].append(_load(url, body, connections, duration_s))
     out: dict[str, Any] = {}
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/v2/models/large/infer"
-    with _tierwise(repo, port, tmp / "tierwise.log"):
-        out["tierwise"] = {c: _load(url, body, c, duration_s).to_dict() for c in (16, 64)}
-    port = free_port()
-    kserve = [sys.executable, str(HERE / "kserve_onnx_server.py"), str(model), "large", str(port)]
-    with server(kserve, f"http://127.0.0.1:{port}/v2/models/large/ready", log=tmp / "kserve.log"):
-        url = f"http://127.0.0.1:{port}/v2/models/large/infer"
-        out["kserve"] = {c: _load(url, body, c, duration_s).to_dict() for c in (16, 64)}
-    port = free_port()
-    bare = [sys.executable, str(HERE / "bare_asgi.py"), str(port)]
-    with server(bare, f"http://127.0.0.1:{port}/", log=tmp / "bare.log"):
-        url = f"http://127.0.0.1:{port}/v2/models/large/infer"
-        out["bare_asgi"] = {c: _load(url, body, c, duration_s).to_dict() for c in (16, 64)}
+    for name, by_connections in runs.items():
+        out[name] = {}
+        for connections, results in by_connections.items():
+            out[name][connections] = {
+                "connections": connections,
+                "rounds": len(results),
+                "requests_per_s": statistics.median(r.requests_per_s for r in results),
+                "p50_ms": statistics.median(r.p50_ms for r in results),
+                "p99_ms": statistics.median(r.p99_ms for r in results),
+                "errors": sum(r.errors for r in results),
+                "all_requests_per_s": [round(r.requests_per_s, 1) for r in results],
+            }
     return out
 
 
@@ -168,11 +188,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Tier server throughput benchmark.")
     parser.add_argument("--duration-s", type=float, default=8.0, help="seconds per load run")
     parser.add_argument("--leak-requests", type=int, default=100_000)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds of the light-model runs"
+    )
     args = parser.parse_args()
     require_wrk()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        light = light_model(tmp, args.duration_s)
+        light = light_model(tmp, args.duration_s / 2, args.rounds)
         heavy = compute_bound(tmp, args.duration_s)
         leaked = leak(tmp, args.leak_requests)
     result: dict[str, Any] = {"benchmark": "server_throughput", "light": light,
