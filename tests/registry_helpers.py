@@ -49,9 +49,10 @@ class OciRegistry:
 
 
 @contextmanager
-def oci_registry(tmp: Path) -> Iterator[OciRegistry]:
+def oci_registry(tmp: Path, *, htpasswd: str | None = None) -> Iterator[OciRegistry]:
     """The CNCF distribution registry on a free loopback port with a throwaway storage
-    folder; stopped and deleted afterwards."""
+    folder; stopped and deleted afterwards. ``htpasswd`` (an htpasswd file's text) turns
+    on basic authentication."""
     binary = shutil.which("docker-registry")
     if binary is None:
         raise RuntimeError("docker-registry is not installed (.ci/run installs it)")
@@ -64,13 +65,17 @@ def oci_registry(tmp: Path) -> Iterator[OciRegistry]:
         f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n"
     )
+    if htpasswd is not None:
+        (tmp / f"htpasswd-{port}").write_text(htpasswd)
+        with config.open("a") as f:
+            f.write(f"auth:\n  htpasswd:\n    realm: tierwise\n    path: {tmp}/htpasswd-{port}\n")
     log = (tmp / f"registry-{port}.log").open("wb")
     process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 20
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code in (200, 401):
                     break
             except httpx.HTTPError:
                 pass

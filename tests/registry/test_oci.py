@@ -19,6 +19,7 @@ from tierwise.errors import (
     BundleExistsError,
     BundleNotFoundError,
     IntegrityError,
+    RegistryError,
     RegistryUnavailableError,
 )
 from tierwise.registry import (
@@ -241,3 +242,22 @@ def test_pushing_again_with_a_new_key_replaces_the_signature(
     node = LocalStore(tmp_path / "node")
     pulled = pull(store, "demo", "1", node, TrustStore.from_paths([new.public_path]))
     assert (pulled.key_id, pulled.digest) == (new.key_id, manifest.digest)
+
+
+def test_a_registry_with_basic_auth(tmp_path: Path) -> None:
+    import bcrypt
+
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    keys = make_keys(tmp_path)
+    with oci_registry(tmp_path, htpasswd=f"fleet:{hashed}\n") as locked:
+        url = locked.url("private")
+        store = OciStore(url, plain_http=True, username="fleet", password="s3cret")
+        manifest = publish(store, tmp_path, keys, "1", {"edge": 17})
+        node = LocalStore(tmp_path / "node")
+        assert pull(store, "demo", "1", node, _trust(tmp_path)).digest == manifest.digest
+        anonymous = OciStore(url, plain_http=True)
+        with pytest.raises(RegistryError, match="it needs credentials"):
+            anonymous.resolve("demo", "1")
+        wrong = OciStore(url, plain_http=True, username="fleet", password="guess")
+        with pytest.raises(RegistryError, match="credentials given were refused"):
+            wrong.resolve("demo", "1")

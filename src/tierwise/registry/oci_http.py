@@ -73,6 +73,18 @@ class OciClient:
         detail = response.text[:300]
         if response.status_code == 404:
             return BundleNotFoundError(f"{what} not found in {self.location}", bundle=name)
+        if response.status_code in (401, 403):
+            given = (
+                "the credentials given were refused"
+                if self.session.auth
+                else (
+                    "it needs credentials (--username, and the password in the variable "
+                    "--password-env names)"
+                )
+            )
+            return RegistryError(
+                f"{what}: {self.location} answered {response.status_code}: {given}", bundle=name
+            )
         if response.status_code >= 500:
             return RegistryUnavailableError(
                 f"{what}: registry answered {response.status_code} {detail}", bundle=name
