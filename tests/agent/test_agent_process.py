@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from registry_helpers import TcpProxy, make_keys, oci_registry, publish
 from server_helpers import free_port
@@ -108,3 +109,34 @@ def test_kill_9_mid_pull_then_restart(tmp_path: Path) -> None:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
         assert not partial_dir.exists() or not any(partial_dir.iterdir())
+
+
+def test_agent_pulls_from_a_registry_that_needs_credentials(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import bcrypt
+
+    from agent_helpers import Release, node_settings, running_node
+
+    hashed = bcrypt.hashpw(b"s3cret-pw", bcrypt.gensalt(rounds=4)).decode()
+    keys = make_keys(tmp_path)
+    with oci_registry(tmp_path, htpasswd=f"fleet:{hashed}\n") as registry:
+        store = OciStore(registry.url("fleet"), plain_http=True, username="fleet",
+                         password="s3cret-pw")  # fmt: skip
+        manifest = publish(store, tmp_path, keys, "1", {"edge": 31})
+        release = Release(tmp_path, LocalStore(tmp_path / "unused"), keys, {}, tmp_path)
+        settings = node_settings(
+            tmp_path, release, bundle="demo", serve=[{"variant": "edge", "model": "demo"}],
+            registry={"store": registry.url("fleet"), "plain_http": True, "username": "fleet",
+                      "password_env": "TW_REGISTRY_PW", "trusted_keys": [keys.public_path]},
+        )  # fmt: skip
+        with running_node(settings, env={"TW_REGISTRY_PW": "s3cret-pw"}) as node:
+            answer = node.desired("1")
+            assert answer["sync"]["result"] == "activated"
+            assert answer["status"]["digest"] == manifest.digest
+        with running_node(settings, env={"TW_REGISTRY_PW": "wrong"}) as node:
+            answer = node.desired("1")
+            assert answer["sync"]["result"] == "error"
+            assert "credentials given were refused" in answer["sync"]["error"]
+            assert answer["status"]["version"] == "1"  # still serving from its own disk
+    assert "s3cret-pw" not in caplog.text
