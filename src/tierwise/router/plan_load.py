@@ -20,14 +20,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from tierwise.errors import SpecError, SpecProblem
 from tierwise.router.placement import PRIVACY_RANK, RESIDENCY_RANK
-from tierwise.router.plan import (
-    Plan,
-    PlanHeader,
-    TierConfig,
-    WorkloadConfig,
-    plan_problems,
-    unknown_tier,
-)
+from tierwise.router.plan import Plan, PlanHeader, TierConfig, WorkloadConfig
+from tierwise.router.plan_checks import plan_problems, unknown_tier
 from tierwise.router.schedule import PriceSchedule
 from tierwise.spec import FleetSpec, load_spec, workload_origin
 from tierwise.spec.base import NAME_PATTERN

@@ -32,7 +32,8 @@ from typing import cast
 
 from tierwise.errors import ConfigError, RouteError
 from tierwise.router.placement import PRIVACY_RANK, RESIDENCY_RANK, exclusion_reason
-from tierwise.router.plan import Plan, WorkloadConfig, place_of, site_regions, workload_origin
+from tierwise.router.plan import Plan, WorkloadConfig
+from tierwise.router.plan_checks import place_of, site_regions, workload_origin
 from tierwise.router.schedule import CheapHours
 from tierwise.router.types import (
     PRIVACY_CLASSES,
