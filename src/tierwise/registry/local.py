@@ -26,6 +26,7 @@ from pathlib import Path
 
 import orjson
 
+from tierwise.database import open_database
 from tierwise.errors import BundleExistsError, BundleNotFoundError, IntegrityError, RegistryError
 from tierwise.registry.digest import BlobWriter, check_digest, digest_bytes
 from tierwise.registry.manifest import check_version, parse_manifest
@@ -98,13 +99,7 @@ class LocalStore(BundleStore):
             self.removed_partials = self._clean_tmp()
         fcntl.flock(self._process_lock, fcntl.LOCK_SH)
         try:
-            self._db = sqlite3.connect(
-                self.root / "index.db", check_same_thread=False, isolation_level=None,
-                timeout=10.0,
-            )  # fmt: skip
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._db = open_database(self.root / "index.db", _SCHEMA)
         except sqlite3.Error as exc:
             raise RegistryError(f"cannot open the store index at {self.root}: {exc}") from exc
 

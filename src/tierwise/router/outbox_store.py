@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from tierwise.database import open_database
 from tierwise.errors import ConfigError, PayloadTooLargeError
 from tierwise.router.outbox_sql import (
     MAX_ERROR_CHARS,
@@ -88,19 +89,12 @@ class Outbox:
         self._clock = clock
         self._lock = threading.Lock()
         try:
-            self._conn = sqlite3.connect(
-                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            self._conn = open_database(
+                self.path,
+                f"{SCHEMA} PRAGMA user_version={SCHEMA_VERSION};",
+                timeout_s=busy_timeout_s,
             )
         except sqlite3.Error as exc:
-            raise OutboxError(f"cannot open: {exc}", path=self.path) from exc
-        try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.executescript(
-                f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
-            )
-        except sqlite3.Error as exc:
-            self._conn.close()
             raise OutboxError(f"cannot open: {exc}", path=self.path) from exc
 
     # -- lifecycle ------------------------------------------------------------------

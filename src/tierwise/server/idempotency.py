@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
+from tierwise.database import open_database
 from tierwise.errors import ConfigError, IdempotencyError
 
 __all__ = ["IdempotencyError", "IdempotencyStore"]
@@ -80,13 +81,7 @@ class IdempotencyStore:
         self._lock = threading.Lock()
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
         try:
-            self._conn = sqlite3.connect(
-                self.path, timeout=10.0, isolation_level=None, check_same_thread=False
-            )
-            if not self._memory:
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            self._conn = open_database(self.path, _SCHEMA)
         except sqlite3.Error as exc:
             raise IdempotencyError(f"cannot open: {exc}", path=self.path) from exc
 
