@@ -53,18 +53,23 @@ def blob_path(root: Path, digest: str) -> Path:
 
 def detect_quantization(path: Path) -> str:
     """``int8`` when the graph holds quantized operators, else ``fp32``."""
-    model = onnx.load(str(path), load_external_data=False)
+    return _quantization(onnx.load(str(path), load_external_data=False))
+
+
+def _quantization(model: onnx.ModelProto) -> str:
     ops = {node.op_type for node in model.graph.node}
     return "int8" if ops & _QUANT_OPS else "fp32"
 
 
-def _refuse_external_data(path: Path) -> None:
+def _inspect(path: Path) -> str:
+    """The model's quantization; BundleError when its weights are in external files."""
     model = onnx.load(str(path), load_external_data=False)
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
         raise BundleError(
             f"{path}: its weights live in external data files; save the model as one file "
             "(onnx.save(model, path, save_as_external_data=False)) to bundle it"
         )
+    return _quantization(model)
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,7 @@ def create_bundle(
     entries: list[VariantEntry] = []
     out.mkdir(parents=True, exist_ok=True)
     for source in found:
-        _refuse_external_data(source.path)
+        detected = _inspect(source.path)
         try:
             sig = read_signature(source.path).to_dict()
         except TierwiseError as exc:
@@ -168,7 +173,7 @@ def create_bundle(
                 f"{signature}; a bundle's variants must share inputs and outputs"
             )
         own = dict(tags or {}) | dict((variant_tags or {}).get(source.variant, {}))
-        quantization = own.get("quant") or source.quantization or detect_quantization(source.path)
+        quantization = own.get("quant") or source.quantization or detected
         digest, size = digest_file(source.path)
         target = blob_path(out, digest)
         if not target.exists():

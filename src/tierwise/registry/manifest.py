@@ -11,6 +11,7 @@ parses it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -191,6 +192,10 @@ class BundleManifest(BaseModel):
             f"no variant {name!r}; it has " + ", ".join(v.name for v in self.variants),
             bundle=self.ref,
         )
+
+    def chosen(self, names: Sequence[str] | None) -> list[VariantEntry]:
+        """The variants called ``names`` (all of them for None)."""
+        return list(self.variants) if names is None else [self.variant(n) for n in names]
 
     def blob_digests(self) -> list[str]:
         return sorted({v.digest for v in self.variants})

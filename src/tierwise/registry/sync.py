@@ -147,8 +147,7 @@ def pull(
     manifest, key_id = _checked_manifest(stored, trust, name=name, limit_bytes=limit_bytes)
     report = PullReport(manifest, stored.digest, key_id)
     seen: set[str] = set()
-    chosen = manifest.variants if variants is None else [manifest.variant(v) for v in variants]
-    for variant in chosen:
+    for variant in manifest.chosen(variants):
         if variant.digest in seen:
             continue
         seen.add(variant.digest)
@@ -196,8 +195,7 @@ def verify(
     manifest, key_id = _checked_manifest(stored, trust, name=name, limit_bytes=limit_bytes)
     checked = 0
     blobs = 0
-    chosen = manifest.variants if variants is None else [manifest.variant(v) for v in variants]
-    sizes = {v.digest: v.size_bytes for v in chosen}
+    sizes = {v.digest: v.size_bytes for v in manifest.chosen(variants)}
     for blob_digest, size in sorted(sizes.items()):
         sink = _HashSink()
         store.read_blob(name, blob_digest, size, sink)
