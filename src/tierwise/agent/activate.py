@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Collection
 
 from tierwise.agent.install import Installer
 from tierwise.agent.settings import AgentSettings
@@ -64,14 +65,18 @@ class Activator:
         )
         return parse_manifest(stored.manifest_bytes)
 
-    async def activate(self, manifest: BundleManifest, digest: str) -> Activation:
-        """Verify, lay out and hot-swap one version (call with ``lock`` held). On a failure
-        the models already swapped go back to the previous generation and the new one is
-        removed; a blob that fails its check is dropped from the store so the next sync
-        fetches it again."""
+    async def activate(
+        self, manifest: BundleManifest, digest: str, *, fresh: Collection[str] = ()
+    ) -> Activation:
+        """Verify, lay out and hot-swap one version (call with ``lock`` held). The signature
+        is checked again, and every served blob is re-hashed except those in ``fresh``
+        (fetched and checked by the pull just before). On a failure the models already
+        swapped go back to the previous generation and the new one is removed; a blob that
+        fails its check is dropped from the store so the next sync fetches it again."""
+        again = [v for v in self.variants if manifest.variant(v).digest not in fresh]
         try:
             checked = await asyncio.to_thread(
-                verify, self.store, manifest.name, digest, self.trust, variants=self.variants
+                verify, self.store, manifest.name, digest, self.trust, variants=again
             )
         except IntegrityError:
             await asyncio.to_thread(self._forget, manifest)

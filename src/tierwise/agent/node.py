@@ -242,7 +242,9 @@ class EdgeAgent:
                 )
             else:
                 try:
-                    await self.activator.activate(report.manifest, report.digest)
+                    await self.activator.activate(
+                        report.manifest, report.digest, fresh=report.fetched
+                    )
                     result.result = "activated"
                 except IntegrityError as exc:  # a bad local copy: fetched again next time
                     result.result, result.error = "error", str(exc)
