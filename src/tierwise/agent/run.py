@@ -13,6 +13,7 @@ from tierwise.agent.node import EdgeAgent
 from tierwise.agent.settings import AgentSettings
 from tierwise.agent.tier import ServedTier
 from tierwise.errors import ConfigError
+from tierwise.server.app import uvicorn_server
 
 __all__ = ["build_agent_app", "run_agent"]
 
@@ -91,18 +92,11 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def run_agent(settings: AgentSettings, *, env: Mapping[str, str], **uvicorn_options: Any) -> None:
     """Run the node until SIGINT/SIGTERM, then drain and stop."""
-    import uvicorn
-
     sockets = [_bind(settings.host, settings.port)]
     gateway_port = None
     if settings.gateway is not None:
         sockets.append(_bind(settings.host, settings.gateway.port))
         gateway_port = sockets[1].getsockname()[1]
     app = build_agent_app(settings, env=env, gateway_port=gateway_port)
-    config = uvicorn.Config(
-        app, loop="uvloop", http="httptools", lifespan="on", access_log=False,
-        log_config=None, proxy_headers=False, server_header=False,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None, **uvicorn_options,
-    )  # fmt: skip
-    server = uvicorn.Server(config)
+    server = uvicorn_server(app, drain_timeout_s=settings.drain_timeout_s, **uvicorn_options)
     server.run(sockets=sockets)

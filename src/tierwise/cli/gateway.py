@@ -33,12 +33,11 @@ def gateway(
     log_json: Annotated[bool, typer.Option("--log-json", help="Logs as JSON lines")] = False,
 ) -> None:
     """Serve a V2 HTTP front that routes every request through the plan's cascade."""
-    import uvicorn
-
     from tierwise.router.build import build_router
     from tierwise.router.gateway import Gateway, GatewaySettings
     from tierwise.router.plan_load import load_plan
     from tierwise.router.sampling import JsonlSink
+    from tierwise.server.app import uvicorn_server
     from tierwise.server.logs import configure_logging
 
     loaded = load_plan(plan)
@@ -48,12 +47,7 @@ def gateway(
     sink = JsonlSink(samples, max_bytes=256 * 1024 * 1024) if samples is not None else None
     router = build_router(loaded, env=dict(os.environ), samples=sink, hedge_after_ms=hedge_after_ms)
     configure_logging("info", json_lines=log_json)
-    config = uvicorn.Config(
-        Gateway(loaded, router, settings), host=host, port=port, loop="uvloop",
-        http="httptools", lifespan="on", access_log=False, log_config=None,
-        proxy_headers=False, server_header=False,
-    )  # fmt: skip
-    uvicorn.Server(config).run()
+    uvicorn_server(Gateway(loaded, router, settings), host=host, port=port).run()
 
 
 @route_app.command("explain")

@@ -14,7 +14,7 @@ from tierwise.server.manager import BackendFactory, ModelManager, onnx_backend
 from tierwise.server.metrics import ServerMetrics
 from tierwise.server.settings import ServerSettings
 
-__all__ = ["TierServer", "create_app", "serve"]
+__all__ = ["TierServer", "create_app", "serve", "uvicorn_server"]
 
 log = logging.getLogger("tierwise.server")
 
@@ -69,15 +69,14 @@ def create_app(
     return TierServer(settings, backend_factory)
 
 
-def serve(settings: ServerSettings, **uvicorn_options: Any) -> None:
-    """Run the server on uvicorn (uvloop and httptools) until SIGINT/SIGTERM, then drain."""
+def uvicorn_server(app: Any, *, drain_timeout_s: float = 0.0, **options: Any) -> Any:
+    """A uvicorn server for any tierwise ASGI app, set up the one way they all run: uvloop
+    and httptools, the app's own lifespan, tierwise's logs instead of uvicorn's access log,
+    no proxy headers, and ``drain_timeout_s`` to finish in-flight requests at shutdown."""
     import uvicorn
 
-    app = create_app(settings)
     config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
         loop="uvloop",
         http="httptools",
         lifespan="on",
@@ -85,7 +84,15 @@ def serve(settings: ServerSettings, **uvicorn_options: Any) -> None:
         log_config=None,
         proxy_headers=False,
         server_header=False,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
-        **uvicorn_options,
+        timeout_graceful_shutdown=int(drain_timeout_s) or None,
+        **options,
     )
-    uvicorn.Server(config).run()
+    return uvicorn.Server(config)
+
+
+def serve(settings: ServerSettings, **uvicorn_options: Any) -> None:
+    """Run the server on uvicorn (uvloop and httptools) until SIGINT/SIGTERM, then drain."""
+    uvicorn_server(
+        create_app(settings), host=settings.host, port=settings.port,
+        drain_timeout_s=settings.drain_timeout_s, **uvicorn_options,
+    ).run()  # fmt: skip
