@@ -35,7 +35,7 @@ from tierwise.server.asgi import (
     allow,
     body_headers,
     error_body,
-    read_body,
+    read_json_object,
     run_lifespan,
     send_response,
 )
@@ -163,16 +163,9 @@ class AgentApp:
 
     async def _json(self, scope: Scope, receive: Receive) -> dict[str, Any]:
         _, declared = body_headers(scope)
-        body = await read_body(receive, declared, _MAX_CONTROL_BYTES)
-        if not body.strip():
-            return {}
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise HttpError(400, f"body: expected a JSON object ({exc})") from exc
-        if not isinstance(doc, dict):
-            raise HttpError(400, "body: expected a JSON object")
-        return doc
+        return await read_json_object(
+            receive, declared, _MAX_CONTROL_BYTES, what="agent request body"
+        )
 
     async def _control(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
         method, action = scope["method"], scope["path"].removeprefix("/v2/agent/").strip("/")

@@ -23,6 +23,7 @@ __all__ = [
     "body_headers",
     "error_body",
     "read_body",
+    "read_json_object",
     "response_headers",
     "run_lifespan",
     "send_response",
@@ -120,6 +121,23 @@ async def read_body(receive: Receive, declared: int | None, limit: int) -> bytes
             raise PayloadTooLargeError(size, limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_json_object(
+    receive: Receive, declared: int | None, limit: int, *, what: str
+) -> dict[str, Any]:
+    """A small JSON-object body (empty means ``{}``); ProtocolError (400) naming ``what``
+    when it is not JSON or not an object."""
+    body = await read_body(receive, declared, limit)
+    if not body.strip():
+        return {}
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ProtocolError(f"{what} must be a JSON object")
+    return doc
 
 
 async def send_response(send: Send, status: int, body: bytes, headers: Headers) -> None:

@@ -17,7 +17,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tierwise import __version__
 from tierwise.errors import (
     ModelNotFoundError,
-    ProtocolError,
     ServerBusyError,
     TierwiseError,
 )
@@ -40,6 +39,7 @@ from tierwise.server.asgi import (
     body_headers,
     error_body,
     read_body,
+    read_json_object,
     response_headers,
     send_response,
 )
@@ -217,15 +217,9 @@ class HttpFrontend:
         self, method: str, rest: list[str], receive: Receive
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         allow(method, "POST")
-        body = await read_body(receive, None, self.settings.max_body_bytes)
-        options: dict[str, Any] = {}
-        if body.strip():
-            try:
-                options = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise ProtocolError(f"repository request body is not valid JSON: {exc}") from exc
-            if not isinstance(options, dict):
-                raise ProtocolError("repository request body must be a JSON object")
+        options = await read_json_object(
+            receive, None, self.settings.max_body_bytes, what="repository request body"
+        )
         if rest == ["index"]:
             rows = self.manager.index()
             if options.get("ready") is True:
