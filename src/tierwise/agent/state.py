@@ -73,15 +73,14 @@ class AgentState:
         self.next_generation += 1
         return generation
 
-    def promote(self, activation: Activation, *, keep: int) -> list[Activation]:
-        """Make ``activation`` active; returns the activations dropped past ``keep``."""
+    def promote(self, activation: Activation, *, keep: int) -> None:
+        """Make ``activation`` active and keep the ``keep - 1`` newest before it (the store
+        prunes the versions no longer kept: see :meth:`kept_digests`)."""
         if self.active is not None and self.active.digest != activation.digest:
             self.previous.insert(0, self.active)
         self.previous = [a for a in self.previous if a.digest != activation.digest]
         self.active = activation
-        dropped = self.previous[keep - 1 :] if keep >= 1 else list(self.previous)
         self.previous = self.previous[: max(keep - 1, 0)]
-        return dropped
 
     def release_holds(self, reference: str | None) -> None:
         """Lift the holds placed under another desired reference than ``reference``."""
