@@ -217,6 +217,7 @@ class EdgeAgent:
             return SyncResult("error", error=str(exc))
         if reference is None:
             return SyncResult("idle", error=f"no desired state in {self.settings.desired_file}")
+        holds = dict(self.state.held)
         self.state.release_holds(reference)
         try:
             source = self._open_source()
@@ -251,7 +252,8 @@ class EdgeAgent:
                 except TierwiseError as exc:
                     self.state.held[report.digest] = reference
                     result.result, result.error = "error", str(exc)
-            self.state.save()
+            if self.state.held != holds:  # an activation saved the rest already
+                self.state.save()
             with contextlib.suppress(RegistryError):
                 await asyncio.to_thread(self.activator.prune)
         return result
