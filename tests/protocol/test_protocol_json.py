@@ -192,3 +192,38 @@ def test_response_decodes_without_optional_fields() -> None:
     response = decode_response(body)
     assert (response.model_version, response.id, response.parameters) == (None, None, {})
     assert_same_array(response.outputs["y"], np.array([-3], dtype=np.int8))
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(12, dtype=np.float32).reshape(3, 4) / 7,
+        np.array([0.1, 2.5], dtype=np.float16),
+        np.array([[True, False]]),
+        np.array([2**63 - 1, 0], dtype=np.uint64),
+        np.array(3.25),  # shape []
+        np.arange(12, dtype=np.float32).reshape(3, 4)[:, 1],  # not contiguous
+        np.array([1.5, -2.0], dtype=">f4"),  # big-endian
+        np.array([np.nan, 1.0], dtype=np.float64),
+        np.array([b"a", b"b"], dtype=object),
+    ],
+)
+def test_every_array_kind_encodes_as_the_careful_path_does(array: np.ndarray) -> None:
+    """Pure-JSON messages of plain numeric arrays take a fast path; its bodies must be
+    the ones the field-by-field encoder writes, and others must still take that path."""
+    response = InferResponse(model_name="m", model_version="1", outputs={"y": array})
+    fast, _ = encode_response(response)
+    # a binary selection that names no output: every tensor in JSON, field by field
+    careful, _ = encode_response(response, binary_outputs={"another-output"})
+    assert fast == careful
+    assert json.loads(fast)["outputs"][0]["shape"] == list(array.shape)
+    native = array.astype(array.dtype.newbyteorder("="))
+    assert_same_array(decode_response(fast).outputs["y"], native)
+
+
+def test_a_null_elsewhere_in_the_message_still_writes_non_finite_floats_as_literals() -> None:
+    array = np.array([np.inf, 1.0], dtype=np.float32)
+    body, _ = encode_response(InferResponse(model_name="null", outputs={"y": array}))
+    assert b"[Infinity,1.0]" in body
+    body, _ = encode_response(InferResponse(model_name="null", outputs={"y": np.ones(1)}))
+    assert json.loads(body)["model_name"] == "null"

@@ -16,6 +16,7 @@ from tierwise.protocol.messages import InferRequest, InferResponse, RequestedOut
 from tierwise.protocol.wire import (
     decode_tensors,
     dumps,
+    dumps_numeric_json,
     encode_tensors,
     get_optional_str,
     get_parameters,
@@ -98,6 +99,11 @@ def decode_request(
     )
 
 
+def _pure_json(binary: bool | Collection[str]) -> bool:
+    """True when a ``binary`` argument asks for no binary tensors at all."""
+    return binary is False or (type(binary) in (frozenset, set, list, tuple) and not binary)
+
+
 def encode_request(
     request: InferRequest, *, binary: bool | Collection[str] = False
 ) -> tuple[bytes, int | None]:
@@ -105,17 +111,22 @@ def encode_request(
 
     ``binary`` sends all inputs (True) or the named ones in the binary-tensor extension.
     """
-    entries, chunks = encode_tensors(
-        request.inputs, request.input_parameters, selector(binary, "binary")
-    )
     doc: dict[str, Any] = {}
     if request.id is not None:
         doc["id"] = request.id
     if request.parameters:
         doc["parameters"] = request.parameters
-    doc["inputs"] = entries
+    doc["inputs"] = None  # filled below; keeps the field order
     if request.outputs is not None:
         doc["outputs"] = [output.to_dict() for output in request.outputs]
+    if _pure_json(binary) and not request.input_parameters:
+        body = dumps_numeric_json(doc, "inputs", request.inputs)
+        if body is not None:
+            return body, None
+    entries, chunks = encode_tensors(
+        request.inputs, request.input_parameters, selector(binary, "binary")
+    )
+    doc["inputs"] = entries
     return dumps(doc, chunks, len(chunks) > 0)
 
 
@@ -145,9 +156,6 @@ def encode_response(
 
     ``binary_outputs`` is typically ``binary_outputs_requested(request)``.
     """
-    entries, chunks = encode_tensors(
-        response.outputs, response.output_parameters, selector(binary_outputs, "binary_outputs")
-    )
     doc: dict[str, Any] = {"model_name": response.model_name}
     if response.model_version is not None:
         doc["model_version"] = response.model_version
@@ -155,5 +163,12 @@ def encode_response(
         doc["id"] = response.id
     if response.parameters:
         doc["parameters"] = response.parameters
+    if _pure_json(binary_outputs) and not response.output_parameters:
+        body = dumps_numeric_json(doc, "outputs", response.outputs)
+        if body is not None:
+            return body, None
+    entries, chunks = encode_tensors(
+        response.outputs, response.output_parameters, selector(binary_outputs, "binary_outputs")
+    )
     doc["outputs"] = entries
     return dumps(doc, chunks, len(chunks) > 0)

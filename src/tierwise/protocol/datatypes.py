@@ -8,7 +8,7 @@ import numpy as np
 
 from tierwise.errors import ProtocolError
 
-__all__ = ["DATATYPES", "datatype_of", "dtype_of", "element_size_bytes"]
+__all__ = ["DATATYPES", "NUMERIC_DATATYPES", "datatype_of", "dtype_of", "element_size_bytes"]
 
 #: Every Open Inference Protocol datatype and the numpy dtype that holds it.
 #: BYTES tensors are numpy object arrays of ``bytes``.
@@ -28,9 +28,11 @@ DATATYPES: Final[dict[str, np.dtype[np.generic]]] = {
     "BYTES": np.dtype(np.object_),
 }
 
-_BY_DTYPE: Final[dict[np.dtype[np.generic], str]] = {
+#: The V2 name of each native-byte-order numeric (and bool) numpy dtype.
+NUMERIC_DATATYPES: Final[dict[np.dtype[np.generic], str]] = {
     dt: name for name, dt in DATATYPES.items() if name != "BYTES"
 }
+_BY_DTYPE = NUMERIC_DATATYPES
 
 
 def dtype_of(datatype: str, *, tensor: str | None = None) -> np.dtype[np.generic]:

@@ -17,7 +17,7 @@ import orjson
 
 from tierwise.errors import ConfigError, PayloadTooLargeError, ProtocolError
 from tierwise.protocol.binary import decode_binary, encode_binary
-from tierwise.protocol.datatypes import DATATYPES, datatype_of
+from tierwise.protocol.datatypes import DATATYPES, NUMERIC_DATATYPES, datatype_of
 from tierwise.protocol.json_data import decode_json_data, encode_json_data
 from tierwise.protocol.limits import CodecLimits
 
@@ -25,6 +25,7 @@ __all__ = [
     "BinarySelector",
     "decode_tensors",
     "dumps",
+    "dumps_numeric_json",
     "encode_tensors",
     "get_parameters",
     "get_optional_str",
@@ -243,3 +244,30 @@ def dumps(doc: dict[str, Any], chunks: list[bytes], with_header: bool) -> tuple[
     if not with_header:
         return header, None
     return b"".join((header, *chunks)), len(header)
+
+
+def dumps_numeric_json(doc: dict[str, Any], key: str, arrays: Mapping[str, Any]) -> bytes | None:
+    """The fast way to a pure-JSON message whose tensors are all native, contiguous
+    numeric arrays: orjson writes the arrays itself and ``doc[key]`` gets their entries.
+
+    None when the careful path (:func:`encode_tensors`) is needed: a tensor that is not
+    such an array, or a non-finite float. orjson writes NaN and infinities as ``null``, so
+    a body without ``null`` proves every float finite; one with it (a non-finite float,
+    or ``null`` in a name) goes the careful way, which writes ``NaN``/``Infinity``.
+    """
+    entries = []
+    for name, array in arrays.items():
+        if type(array) is not np.ndarray:
+            return None
+        datatype = NUMERIC_DATATYPES.get(array.dtype)
+        if datatype is None:
+            return None
+        entries.append(
+            {"name": name, "datatype": datatype, "shape": array.shape, "data": array.reshape(-1)}
+        )
+    doc[key] = entries
+    try:
+        body = orjson.dumps(doc, option=_DUMPS_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError: e.g. an array that is not C-contiguous
+        return None
+    return None if b"null" in body else body
