@@ -90,6 +90,8 @@ def decode_request(
     """
     doc, section = load_document(body, header_length, limits)
     inputs, input_parameters = decode_tensors(doc.get("inputs"), "input", section, limits)
+    if len(doc) == 1:  # only "inputs": the usual request has nothing else to read
+        return InferRequest(inputs, input_parameters=input_parameters)
     return InferRequest(
         inputs=inputs,
         id=get_optional_str(doc, "id"),

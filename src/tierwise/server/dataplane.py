@@ -73,8 +73,10 @@ class DataPlane:
         try:
             signature = served.backend.signature
             signature.check_inputs(model, request.inputs)
-            outputs = signature.output_names(request.requested_output_names(), model)
-            timeout_us = _timeout_us(model, request.parameters)
+            outputs = signature.output_names(
+                request.requested_output_names() if request.outputs else None, model
+            )
+            timeout_us = _timeout_us(model, request.parameters) if request.parameters else 0
             result = await served.batcher.submit(request.inputs, outputs, timeout_us=timeout_us)
             outcome = "success"
         except (InferenceInputError, ProtocolError):

@@ -188,7 +188,7 @@ class HttpFrontend:
         served = self.dataplane.admit(name, version)  # shed load before reading the body
         body = await read_body(receive, declared, self.settings.max_body_bytes)
         request = decode_request(body, header_length=header_length, limits=self.limits)
-        key = request.parameters.get("idempotency_key")
+        key = request.parameters.get("idempotency_key") if request.parameters else None
         if isinstance(key, str) and key:
             # a redelivered request (at-least-once senders such as an outbox) is answered
             # from the first run's stored response instead of running again
@@ -205,6 +205,8 @@ class HttpFrontend:
         self, served: ServedVersion, request: InferRequest, version: str | None, started: float
     ) -> tuple[bytes, int | None]:
         response = await self.dataplane.infer(served, request, version=version, received_s=started)
+        if not request.parameters and not request.outputs:  # the usual case: all in JSON
+            return encode_response(response)
         return encode_response(response, binary_outputs=binary_outputs_requested(request))
 
     async def _run_encoded(
