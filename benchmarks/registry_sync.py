@@ -16,6 +16,11 @@
    The same three transfers are then measured over a paced 1 Gbit/s link
    (``--link-mb-per-s``, a proxy in front of the registry), as an edge box would see its
    uplink; those figures are reported beside the loopback ones.
+   Around each transfer it reads the CPU time this process and the registry spent
+   (``cpu_ms``): they share the machine's cores, so ``pull_floor_s``, the pull's CPU time
+   spread over every core, is the shortest a pull could take here however well its
+   steps overlapped, and ``best_possible_pull_vs_plain_get`` the ratio that allows.
+   ``sha256_s`` is one thread hashing the blob once, from memory.
 3. One full edge-agent sync (pull, verify, lay out, load and warm in onnxruntime, hot swap)
    into a fresh node, timed end to end.
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import shutil
 import statistics
@@ -36,7 +42,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import orjson
@@ -118,6 +126,37 @@ def _unchecked(store: OciStore, digest: str, size: int, out: Path) -> float:
     return time.perf_counter() - started
 
 
+T = TypeVar("T")
+
+
+class _Cpu:
+    """CPU seconds this process and the registry spent, summed per kind of transfer: the
+    two share this machine's cores, which bounds how fast any pull that hashes can be."""
+
+    def __init__(self, registry_pid: int) -> None:
+        self.pid = registry_pid
+        self.seconds: dict[str, list[tuple[float, float]]] = {}
+
+    def _registry_s(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def measure(self, kind: str, run: Callable[[], T]) -> T:
+        client, registry = time.process_time(), self._registry_s()
+        result = run()
+        self.seconds.setdefault(kind, []).append(
+            (time.process_time() - client, self._registry_s() - registry)
+        )
+        return result
+
+    def median_ms(self, kind: str) -> dict[str, float]:
+        rows = self.seconds[kind]
+        return {
+            "client": round(statistics.median(r[0] for r in rows) * 1000, 1),
+            "registry": round(statistics.median(r[1] for r in rows) * 1000, 1),
+        }
+
+
 def _plain_get(url: str, out: Path) -> float:
     started = time.perf_counter()
     with requests.get(url, stream=True, timeout=60) as response, out.open("wb") as f:
@@ -164,15 +203,28 @@ def main() -> int:
             size_mb = variant.size_bytes / 1e6
             blob_url = f"http://127.0.0.1:{port}/v2/bench/big/blobs/{variant.digest}"
 
-            gets, raws, pulls, verifies = [], [], [], []
+            gets, raws, pulls, verifies, hashes = [], [], [], [], []
+            cpu = _Cpu(process.pid)
             for i in range(args.rounds):
-                gets.append(_plain_get(blob_url, tmp / f"get-{i}.bin"))
-                (tmp / f"get-{i}.bin").unlink()
-                raws.append(_unchecked(store, variant.digest, variant.size_bytes, tmp / "raw"))
+                out = tmp / f"get-{i}.bin"
+                gets.append(cpu.measure("plain_get", lambda out=out: _plain_get(blob_url, out)))
+                blob = out.read_bytes()
+                started = time.perf_counter()
+                hashlib.sha256(blob)
+                hashes.append(time.perf_counter() - started)
+                out.unlink()
+                raws.append(
+                    cpu.measure(
+                        "unchecked",
+                        lambda: _unchecked(store, variant.digest, variant.size_bytes, tmp / "raw"),
+                    )
+                )
                 (tmp / "raw").unlink()
                 node = LocalStore(tmp / f"node-{i}")
                 started = time.perf_counter()
-                report = pull(store, "big", "stable", node, trust)
+                report = cpu.measure(
+                    "pull", lambda node=node: pull(store, "big", "stable", node, trust)
+                )
                 pulls.append(time.perf_counter() - started)
                 started = time.perf_counter()
                 verify(node, "big", "1", trust)
@@ -213,6 +265,11 @@ def main() -> int:
             process.terminate()
             process.wait(timeout=10)
 
+    cores = os.cpu_count() or 1
+    pull_cpu = cpu.median_ms("pull")
+    # Client and registry share the cores: even with every step overlapped perfectly, a
+    # pull cannot finish sooner than the CPU time it took spread over all of them.
+    pull_floor_s = (pull_cpu["client"] + pull_cpu["registry"]) / 1000 / cores
     get_s = statistics.median(gets)
     raw_s = statistics.median(raws)
     pull_s = statistics.median(pulls)
@@ -238,6 +295,11 @@ def main() -> int:
                 "unchecked_transfer_s": round(raw_s, 4),
                 "verification_adds": round(verification_adds, 3),
                 "verify_s": round(verify_s, 4),
+                "cpu_ms": {kind: cpu.median_ms(kind) for kind in cpu.seconds},
+                "cores": cores,
+                "sha256_s": round(statistics.median(hashes), 4),
+                "pull_floor_s": round(pull_floor_s, 4),
+                "best_possible_pull_vs_plain_get": round(get_s / pull_floor_s, 3),
                 "agent_sync_s": round(sync_s, 3),
                 "agent_sync_result": sync_result,
                 "agent_sync_error": sync_error,
