@@ -49,10 +49,13 @@ class OciRegistry:
 
 
 @contextmanager
-def oci_registry(tmp: Path, *, htpasswd: str | None = None) -> Iterator[OciRegistry]:
+def oci_registry(
+    tmp: Path, *, htpasswd: str | None = None, auth_config: str | None = None
+) -> Iterator[OciRegistry]:
     """The CNCF distribution registry on a free loopback port with a throwaway storage
     folder; stopped and deleted afterwards. ``htpasswd`` (an htpasswd file's text) turns
-    on basic authentication."""
+    on basic authentication; ``auth_config`` is any other ``auth:`` section (token auth,
+    from ``token_server.TokenServer.registry_config``)."""
     binary = shutil.which("docker-registry")
     if binary is None:
         raise RuntimeError("docker-registry is not installed (.ci/run installs it)")
@@ -69,6 +72,9 @@ def oci_registry(tmp: Path, *, htpasswd: str | None = None) -> Iterator[OciRegis
         (tmp / f"htpasswd-{port}").write_text(htpasswd)
         with config.open("a") as f:
             f.write(f"auth:\n  htpasswd:\n    realm: tierwise\n    path: {tmp}/htpasswd-{port}\n")
+    elif auth_config is not None:
+        with config.open("a") as f:
+            f.write(auth_config)
     log = (tmp / f"registry-{port}.log").open("wb")
     process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
     try:

@@ -43,7 +43,15 @@ StoreOpt = Annotated[
 PlainHttpOpt = Annotated[
     bool, typer.Option("--plain-http", help="Talk to the OCI registry without TLS.")
 ]
-UserOpt = Annotated[str | None, typer.Option("--username", help="Registry user (basic auth).")]
+UserOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--username",
+        help="Registry user: sent as basic auth, or to the token realm of a registry that "
+        "uses bearer tokens (GHCR, Harbor, Docker Hub). Without it, public repositories "
+        "are read anonymously.",
+    ),
+]
 PasswordEnvOpt = Annotated[
     str,
     typer.Option(

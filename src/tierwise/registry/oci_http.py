@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from oras.container import Container
@@ -19,6 +18,7 @@ from tierwise.errors import (
     RegistryUnavailableError,
 )
 from tierwise.registry.digest import DIGEST_PATTERN, digest_bytes
+from tierwise.registry.oci_auth import RegistryAuth
 
 __all__ = ["MEDIA_OCI_MANIFEST", "OciClient"]
 
@@ -27,14 +27,10 @@ _MAX_OCI_MANIFEST_BYTES = 4 * 1024 * 1024
 _URL = re.compile(r"^oci://(?P<host>[A-Za-z0-9.-]+(?::\d{1,5})?)(?P<prefix>(?:/[a-z0-9._-]+)*)/?$")
 
 
-def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    """An auth hook that adds nothing (it overrides the session's credentials)."""
-    return request
-
-
 class OciClient:
     """``oci://host[:port][/prefix]``; ``plain_http`` for a registry without TLS (loopback,
-    tests). Basic auth when ``username`` is given."""
+    tests). Basic credentials when ``username`` is given; bearer tokens whenever the
+    registry asks for them (:mod:`tierwise.registry.oci_auth`)."""
 
     def __init__(
         self,
@@ -54,8 +50,11 @@ class OciClient:
         self.scheme = "http" if plain_http else "https"
         self.timeout_s = timeout_s
         self.session = requests.Session()
-        if username is not None:
-            self.session.auth = (username, password or "")
+        self.auth = RegistryAuth(
+            self.host, username=username, password=password, plain_http=plain_http,
+            timeout_s=timeout_s,
+        )  # fmt: skip
+        self.session.auth = self.auth
 
     def _container(self, name: str) -> Container:
         repo = f"{self.prefix}/{name}" if self.prefix else name
@@ -76,7 +75,7 @@ class OciClient:
         if response.status_code in (401, 403):
             given = (
                 "the credentials given were refused"
-                if self.session.auth
+                if self.auth.has_credentials
                 else (
                     "it needs credentials (--username, and the password in the variable "
                     "--password-env names)"
@@ -159,9 +158,8 @@ class OciClient:
         location = start.headers["Location"]
         if location.startswith("/"):
             location = f"{self.scheme}://{self.host}{location}"
-        # credentials go to this registry only, never to where an upload is sent elsewhere
-        same_host = urlsplit(location).netloc == self.host
-        auth = None if same_host else _no_auth
+        # the session's auth sends credentials to this registry's host only, never to
+        # another host an upload is sent to
         separator = "&" if "?" in location else "?"
         url = f"{location}{separator}digest={digest}"
         try:
@@ -171,7 +169,6 @@ class OciClient:
                 headers={"Content-Type": "application/octet-stream",
                          "Content-Length": str(size_bytes)},
                 timeout=self.timeout_s,
-                auth=auth,
             )  # fmt: skip
         except requests.RequestException as exc:
             raise RegistryUnavailableError(f"upload of blob {digest} failed: {exc}") from exc

@@ -1,0 +1,120 @@
+"""Bearer-token authentication against a real registry: Debian's docker-registry with
+``auth.token`` set, trusting a token server run by the test on loopback (the flow Docker
+Hub, GHCR, Harbor and Quay use)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from registry_helpers import OciRegistry, make_keys, oci_registry, publish
+from tierwise.errors import RegistryError
+from tierwise.registry import LocalStore, OciStore, TrustStore, pull
+from tierwise.registry.oci_auth import RegistryAuth, parse_challenge
+from token_server import TokenServer, start_token_server
+
+
+@pytest.fixture
+def tokens(tmp_path: Path) -> Iterator[TokenServer]:
+    server = TokenServer(
+        users={"fleet": "s3cret", "viewer": "look"}, public={"tw/open"}, read_only={"viewer"}
+    )
+    httpd = start_token_server(tmp_path, server)
+    yield server
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def registry(tmp_path: Path, tokens: TokenServer) -> Iterator[OciRegistry]:
+    with oci_registry(tmp_path, auth_config=tokens.registry_config()) as running:
+        yield running
+
+
+def _sorted_actions(scope: str) -> str:
+    head, _, actions = scope.rpartition(":")
+    return f"{head}:{','.join(sorted(actions.split(',')))}"
+
+
+def _trust(tmp_path: Path) -> TrustStore:
+    return TrustStore.from_paths([tmp_path / "keys" / "release.pub"])
+
+
+def test_the_registry_refuses_requests_without_a_token(registry: OciRegistry) -> None:
+    answer = requests.get(f"http://{registry.host}/v2/tw/demo/tags/list", timeout=10)
+    assert answer.status_code == 401
+    scheme, params = parse_challenge(answer.headers["WWW-Authenticate"])
+    assert scheme == "bearer"
+    assert params["scope"] == "repository:tw/demo:pull"
+
+
+def test_push_and_pull_through_the_token_flow(
+    tmp_path: Path, registry: OciRegistry, tokens: TokenServer
+) -> None:
+    keys = make_keys(tmp_path)
+    store = OciStore(registry.url(), plain_http=True, username="fleet", password="s3cret")
+    manifest = publish(store, tmp_path, keys, "1", {"edge": 3, "cloud": 4}, tags=["stable"])
+    node = LocalStore(tmp_path / "node")
+    assert pull(store, "demo", "stable", node, _trust(tmp_path)).digest == manifest.digest
+    # tokens for the scopes the registry asked for, each fetched as the user
+    users = {user for user, _ in tokens.requests}
+    scopes = {_sorted_actions(scope) for _, asked in tokens.requests for scope in asked}
+    assert users == {"fleet"}
+    assert scopes == {"repository:tw/demo:pull", "repository:tw/demo:pull,push"}
+    # a read-only user fetches its own token and reads
+    reader = OciStore(registry.url(), plain_http=True, username="viewer", password="look")
+    assert reader.resolve("demo", "stable") == store.resolve("demo", "stable")
+
+
+def test_anonymous_pull_of_a_public_repository(
+    tmp_path: Path, registry: OciRegistry, tokens: TokenServer
+) -> None:
+    keys = make_keys(tmp_path)
+    writer = OciStore(registry.url("tw"), plain_http=True, username="fleet", password="s3cret")
+    manifest = publish(writer, tmp_path, keys, "1", {"edge": 5}, name="open")
+    anonymous = OciStore(registry.url("tw"), plain_http=True)
+    node = LocalStore(tmp_path / "node")
+    assert pull(anonymous, "open", "1", node, _trust(tmp_path)).digest == manifest.digest
+    assert (None, ["repository:tw/open:pull"]) in tokens.requests
+    with pytest.raises(RegistryError, match="it needs credentials"):
+        anonymous.resolve("demo", "1")  # a private repository: the token grants nothing
+
+
+def test_wrong_password_is_refused_at_the_token_realm(registry: OciRegistry) -> None:
+    wrong = OciStore(registry.url(), plain_http=True, username="fleet", password="guess")
+    with pytest.raises(RegistryError, match=r"token realm .*401: the credentials given were"):
+        wrong.resolve("demo", "1")
+
+
+def test_a_token_without_push_rights_is_refused_and_never_shown(
+    tmp_path: Path, registry: OciRegistry, tokens: TokenServer
+) -> None:
+    reader = OciStore(registry.url(), plain_http=True, username="viewer", password="look")
+    with pytest.raises(RegistryError, match="credentials given were refused") as caught:
+        publish(reader, tmp_path, make_keys(tmp_path), "1", {"edge": 6})
+    assert tokens.issued
+    assert not any(token in str(caught.value) for token in tokens.issued)
+
+
+def test_a_token_realm_over_plain_http_gets_no_credentials_unless_allowed() -> None:
+    auth = RegistryAuth("registry.example:443", username="u", password="p", plain_http=False)
+    with pytest.raises(RegistryError, match="plain HTTP; refusing to send credentials"):
+        auth._fetch_token({"realm": "http://auth.example/token", "service": "s"})
+    with pytest.raises(RegistryError, match="not an http"):
+        auth._fetch_token({"realm": "file:///etc/passwd"})
+
+
+def test_challenges_are_parsed_with_quotes_and_commas() -> None:
+    header = (
+        'Bearer realm="https://auth.example/token",service="registry.example",'
+        'scope="repository:a/b:pull,push"'
+    )
+    assert parse_challenge(header) == (
+        "bearer",
+        {"realm": "https://auth.example/token", "service": "registry.example",
+         "scope": "repository:a/b:pull,push"},
+    )  # fmt: skip
+    assert parse_challenge('Basic realm="tierwise"') == ("basic", {"realm": "tierwise"})
