@@ -4,7 +4,10 @@ Hub, GHCR, Harbor and Quay use)."""
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from registry_helpers import OciRegistry, make_keys, oci_registry, publish
 from tierwise.errors import RegistryError
 from tierwise.registry import LocalStore, OciStore, TrustStore, pull
 from tierwise.registry.oci_auth import RegistryAuth, parse_challenge
+from tierwise.registry.oci_http import OciClient
 from token_server import TokenServer, start_token_server
 
 
@@ -118,3 +122,57 @@ def test_challenges_are_parsed_with_quotes_and_commas() -> None:
          "scope": "repository:a/b:pull,push"},
     )  # fmt: skip
     assert parse_challenge('Basic realm="tierwise"') == ("basic", {"realm": "tierwise"})
+
+
+def test_a_challenge_from_a_host_a_redirect_led_to_gets_no_credentials() -> None:
+    """A registry may redirect blob reads to storage elsewhere; if that host answered with
+    its own token challenge, the registry's credentials must not go to its realm."""
+    seen: list[str | None] = []
+
+    class Storage(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            if self.path.startswith("/token"):
+                body = json.dumps({"token": "harvested"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", f'Bearer realm="{realm}",service="s"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    storage = ThreadingHTTPServer(("127.0.0.1", 0), Storage)
+    storage_port = storage.server_address[1]
+
+    class Registry(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{storage_port}/blob")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    registry = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    for server in (storage, registry):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = OciClient(
+            f"oci://127.0.0.1:{registry.server_address[1]}", plain_http=True,
+            username="fleet", password="s3cret",
+        )  # fmt: skip
+        answer = client._request("GET", f"{client.host}/v2/tw/demo/blobs/sha256:00")
+        assert answer.status_code == 401
+        assert seen == [None]  # the storage host got no credentials, and no realm was asked
+    finally:
+        for server in (storage, registry):
+            server.shutdown()
+            server.server_close()

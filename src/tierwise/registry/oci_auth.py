@@ -78,6 +78,10 @@ class RegistryAuth(AuthBase):
         request = response.request
         if response.status_code != 401 or getattr(request, _RETRIED, False):
             return response
+        if urlsplit(request.url or "").netloc != self.host:
+            # a host a redirect led to: its challenge could name any realm, and the
+            # credentials belong to this registry and the realm it names
+            return response
         scheme, params = parse_challenge(response.headers.get("WWW-Authenticate", ""))
         if scheme != "bearer":
             return response
