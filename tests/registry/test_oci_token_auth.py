@@ -176,3 +176,73 @@ def test_a_challenge_from_a_host_a_redirect_led_to_gets_no_credentials() -> None
         for server in (storage, registry):
             server.shutdown()
             server.server_close()
+
+
+def test_credentials_follow_the_registry_origin_not_the_spelling_of_its_host() -> None:
+    auth = RegistryAuth("Registry.Example", username="u", password="p")
+    session = requests.Session()
+    session.auth = auth
+
+    def sent(url: str) -> str | None:
+        return session.prepare_request(requests.Request("GET", url)).headers.get("Authorization")
+
+    assert sent("https://registry.example/v2/") is not None
+    assert sent("https://REGISTRY.example:443/v2/x") is not None
+    assert sent("http://registry.example/upload/1") is None  # plain HTTP on its own host
+    assert sent("https://registry.example:8443/v2/") is None  # another port
+    assert sent("https://storage.example/blob") is None
+
+
+def test_an_upper_case_host_gets_its_token(
+    tmp_path: Path, registry: OciRegistry, tokens: TokenServer
+) -> None:
+    store = OciStore(
+        f"oci://LOCALHOST:{registry.port}/tw", plain_http=True, username="fleet", password="s3cret"
+    )
+    publish(store, tmp_path, make_keys(tmp_path), "1", {"edge": 8})
+    assert store.resolve("demo", "1").startswith("sha256:")
+
+
+def test_a_redirect_after_the_token_retry_carries_the_token() -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    class Registry(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def _answer(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
+            self.send_response(status)
+            for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            given = self.headers.get("Authorization")
+            seen.append((self.path.split("?")[0], given))
+            port = self.server.server_address[1]
+            if self.path.startswith("/token"):
+                self._answer(200, {}, json.dumps({"token": "T"}).encode())
+            elif given != "Bearer T":
+                realm = f"http://127.0.0.1:{port}/token"
+                self._answer(401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="s"'})
+            elif self.path == "/v2/a":
+                self._answer(307, {"Location": f"http://127.0.0.1:{port}/v2/b"})
+            else:
+                self._answer(200, {}, b"{}")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = OciClient(
+            f"oci://127.0.0.1:{server.server_address[1]}", plain_http=True,
+            username="fleet", password="s3cret",
+        )  # fmt: skip
+        assert client._request("GET", f"{client.host}/v2/a").status_code == 200
+        assert [path for path, _ in seen].count("/token") == 1
+        assert ("/v2/b", "Bearer T") in seen
+        assert not any(given and given.startswith("Basic") for path, given in seen[1:]
+                       if path != "/token")  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -54,6 +54,7 @@ class RegistryAuth(AuthBase):
         timeout_s: float = 30.0,
     ) -> None:
         self.host = host
+        self.origin = _origin(f"{'http' if plain_http else 'https'}://{host}")
         self.basic = HTTPBasicAuth(username, password or "") if username is not None else None
         self.plain_http = plain_http
         self.timeout_s = timeout_s
@@ -65,8 +66,10 @@ class RegistryAuth(AuthBase):
         return self.basic is not None
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        if urlsplit(request.url or "").netloc != self.host:
-            return request  # credentials and tokens belong to this registry only
+        if _origin(request.url or "") != self.origin:
+            # credentials and tokens belong to this registry, over its own scheme: not to
+            # another host, nor to plain HTTP on its host
+            return request
         if self.token is not None:
             request.headers["Authorization"] = f"Bearer {self.token}"
         elif self.basic is not None and not self.bearer:
@@ -78,19 +81,27 @@ class RegistryAuth(AuthBase):
         request = response.request
         if response.status_code != 401 or getattr(request, _RETRIED, False):
             return response
-        if urlsplit(request.url or "").netloc != self.host:
-            # a host a redirect led to: its challenge could name any realm, and the
-            # credentials belong to this registry and the realm it names
+        if _origin(request.url or "") != self.origin:
+            # a host (or plain HTTP) a redirect led to: its challenge could name any
+            # realm, and the credentials belong to this registry and the realm it names
             return response
         scheme, params = parse_challenge(response.headers.get("WWW-Authenticate", ""))
         if scheme != "bearer":
             return response
         self.bearer = True
-        self.token = self._fetch_token(params)
+        try:
+            token = self._fetch_token(params)
+        except BaseException:
+            response.close()
+            raise
+        self.token = token
         retry = request.copy()
         if not _rewind(request, retry):
             return response  # a body that cannot be sent twice: the caller sees the 401
-        retry.headers["Authorization"] = f"Bearer {self.token}"
+        retry.headers["Authorization"] = f"Bearer {token}"
+        # requests follows a redirect of the retried answer with the original request:
+        # it must carry the token too, not the basic credentials
+        request.headers["Authorization"] = f"Bearer {token}"
         setattr(retry, _RETRIED, True)
         response.close()
         connection = response.connection
@@ -101,15 +112,17 @@ class RegistryAuth(AuthBase):
 
     def _fetch_token(self, params: dict[str, str]) -> str:
         realm = params.get("realm", "")
+        scheme, hostname, port = _origin(realm)
         parts = urlsplit(realm)
-        if parts.scheme not in ("https", "http") or not parts.netloc:
+        if scheme not in ("https", "http") or not hostname or port < 0 or parts.username:
             raise RegistryError(
-                f"registry {self.host} asked for a token from realm {realm!r}, which is not "
-                "an http(s) URL"
+                f"registry {self.host} asked for a token from a realm that is not an http(s) "
+                f"URL of a host ({len(realm)} characters, starting {realm[:12]!r})"
             )
-        if parts.scheme == "http" and not self.plain_http:
+        where = f"token realm {scheme}://{hostname}:{port}{parts.path}"
+        if scheme == "http" and not self.plain_http:
             raise RegistryError(
-                f"registry {self.host} asked for a token from {realm}, over plain HTTP; "
+                f"registry {self.host} asked for a token from {where}, over plain HTTP; "
                 "refusing to send credentials there (plain_http is off)"
             )
         query = {key: params[key] for key in ("service", "scope") if params.get(key)}
@@ -118,12 +131,9 @@ class RegistryAuth(AuthBase):
                 realm, params=query, auth=self.basic, timeout=self.timeout_s, stream=True
             )
         except requests.RequestException as exc:
-            raise RegistryUnavailableError(
-                f"token realm {parts.scheme}://{parts.netloc}{parts.path} did not answer: {exc}"
-            ) from exc
+            raise RegistryUnavailableError(f"{where} did not answer: {exc}") from exc
         with answer:
             body = answer.raw.read(MAX_TOKEN_RESPONSE_BYTES + 1, decode_content=True)
-        where = f"token realm {parts.scheme}://{parts.netloc}{parts.path}"
         if answer.status_code in (401, 403):
             given = (
                 "the credentials given were refused"
@@ -141,9 +151,23 @@ class RegistryAuth(AuthBase):
         except ValueError as exc:
             raise RegistryError(f"{where} did not answer JSON") from exc
         token = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None
-        if not isinstance(token, str) or not token or any(c in token for c in "\r\n "):
+        if not isinstance(token, str) or not token.isascii() or not token.isprintable() \
+                or " " in token or not token:  # fmt: skip
             raise RegistryError(f"{where} answered without a usable 'token'")
         return token
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    """(scheme, lowercase host, port) of a URL, the port filled in from the scheme."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: matches nothing
+        return scheme, "", -1
+    if port is None:
+        port = 443 if scheme == "https" else 80
+    return scheme, (parts.hostname or "").lower(), port
 
 
 def _rewind(original: requests.PreparedRequest, retry: requests.PreparedRequest) -> bool:
