@@ -265,7 +265,7 @@ def main() -> int:
             process.terminate()
             process.wait(timeout=10)
 
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0))
     pull_cpu = cpu.median_ms("pull")
     # Client and registry share the cores: even with every step overlapped perfectly, a
     # pull cannot finish sooner than the CPU time it took spread over all of them.
