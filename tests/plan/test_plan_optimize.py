@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from typing import Any
 
 import pytest
 from plan_helpers import curve_ab, fleet, fleet_data, host_profiles, random_fleet
@@ -12,6 +13,7 @@ from plan_helpers import curve_ab, fleet, fleet_data, host_profiles, random_flee
 from tierwise.errors import InfeasiblePlanError
 from tierwise.plan import (
     PlacementProblem,
+    PlanResult,
     PlanSettings,
     build_problem,
     evaluate,
@@ -260,3 +262,80 @@ def test_greedy_is_not_better_than_the_optimum() -> None:
 
 def test_month_hours() -> None:
     assert HOURS_PER_MONTH == 24 * DAYS_PER_MONTH
+
+
+def _two_models(
+    edge_gib: float, *, same_model: bool = False, tiers: list[str] | None = None
+) -> dict[str, Any]:
+    """Workloads w and v, each with a model whose variants (5,000 MiB) fit the edge alone."""
+    data = fleet_data()
+    data["tiers"]["edge"]["hardware"]["memory_gib"] = edge_gib
+    data["models"] = {
+        name: {"variants": {v: {"uri": f"{name}-{v}.onnx", "size_mib": 5000.0} for v in "ab"}}
+        for name in ("m", "n")
+    }
+    base = data["workloads"]["w"]
+    data["workloads"] = {
+        name: {**base, "model": "m" if same_model else model, "tiers": tiers or ["edge", "cloud"],
+               "traffic": {"requests_per_s": 10.0}}
+        for name, model in (("w", "m"), ("v", "n"))
+    }  # fmt: skip
+    return data
+
+
+def test_variants_placed_together_must_fit_one_node() -> None:
+    def plan(edge_gib: float) -> PlanResult:
+        data = _two_models(edge_gib)
+        data["workloads"]["w"]["tiers"] = ["edge"]  # w stays at the site; v may go up
+        return plan_fleet(fleet(data), [host_profiles()], settings=EXACT)
+
+    roomy = plan(16.0)
+    assert {p.option.stages[0].tier for p in roomy.placements.values()} == {"edge"}
+    assert roomy.tiers["edge"].memory_mib == 10000.0
+    tight = plan(8.0)
+    tiers = {name: p.option.stages[0].tier for name, p in tight.placements.items()}
+    assert tiers == {"w": "edge", "v": "cloud"}  # one 5,000 MiB model per 8 GiB node
+    assert tight.tiers["edge"].memory_mib == 5000.0
+    assert tight.tiers["edge"].node_memory_mib == 8192.0
+    assert tight.feasible
+    assert tight.total_usd_per_month > roomy.total_usd_per_month
+
+
+def test_one_variant_serving_two_workloads_is_loaded_once() -> None:
+    shared = plan_fleet(fleet(_two_models(8.0, same_model=True)), [host_profiles()], settings=EXACT)
+    assert {p.option.stages[0].tier for p in shared.placements.values()} == {"edge"}
+    assert shared.tiers["edge"].memory_mib == 5000.0
+
+
+def test_the_optimum_with_memory_is_the_brute_force_one() -> None:
+    problem = build_problem(fleet(_two_models(8.0)), [host_profiles()], settings=EXACT)
+    expected = brute_force(problem)
+    both_on_edge = [
+        next(j for j, o in enumerate(w.options) if o.stages[0].tier == "edge")
+        for w in problem.workloads
+    ]
+    assert not evaluate(
+        problem.workloads, both_on_edge, problem.models, problem.periods, problem.settings
+    ).feasible
+    assert solve_problem(problem).total_usd_per_month == pytest.approx(expected)
+
+
+def test_variants_that_cannot_fit_together_anywhere_name_memory() -> None:
+    with pytest.raises(InfeasiblePlanError) as info:
+        plan_fleet(fleet(_two_models(8.0, tiers=["edge"])), [host_profiles()], settings=EXACT)
+    error = str(info.value)
+    assert info.value.constraint == "model"
+    assert "tier 'edge' would need 1e+04 MiB on each node" in error
+    assert "(5e+03 MiB), n/" in error  # the two models' variants, one of each
+    assert "a node has 8192 MiB" in error
+
+
+def test_greedy_leaves_out_placements_that_would_overfill_memory() -> None:
+    data = _two_models(8.0)
+    data["workloads"]["w"]["tiers"] = ["edge"]
+    greedy = greedy_plan(build_problem(fleet(data), [host_profiles()], settings=EXACT))
+    assert greedy is not None
+    assert greedy.feasible
+    assert greedy.placements["v"].option.stages[0].tier == "cloud"
+    data["workloads"]["v"]["tiers"] = ["edge"]
+    assert greedy_plan(build_problem(fleet(data), [host_profiles()], settings=EXACT)) is None

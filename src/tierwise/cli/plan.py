@@ -192,7 +192,8 @@ def _placements_table(result: PlanResult, spec: FleetSpec) -> Table:
 
 def _tiers_table(result: PlanResult) -> Table:
     table = Table(title=f"tiers (idle capacity ${result.idle_usd_per_month:,.2f} per month)")
-    for column in ("tier", "kind", "workloads", "peak busy", "instances", "$/month"):
+    for column in ("tier", "kind", "workloads", "peak busy", "memory/node", "instances",
+                   "$/month"):  # fmt: skip
         table.add_column(column, justify="left" if column in ("tier", "kind") else "right")
     for t in result.tiers.values():
         if not t.used:
@@ -202,6 +203,7 @@ def _tiers_table(result: PlanResult) -> Table:
             t.kind,
             str(len(t.workloads)),
             f"{t.peak_utilization:.1%}",
+            f"{t.memory_mib:,.0f} of {t.node_memory_mib:,.0f} MiB",
             "-" if not t.instances else f"{min(t.instances)}..{max(t.instances)}",
             f"{t.usd_per_month:,.2f}",
         )

@@ -55,7 +55,7 @@ from tierwise.spec import (
     variant_misfit,
     workload_origin,
 )
-from tierwise.spec.rules import exclusion_reasons
+from tierwise.spec.rules import exclusion_reasons, node_memory_mib
 
 __all__ = [
     "DRIVERS",
@@ -239,8 +239,7 @@ def memory_cell(
         return Cell("memory", None, accuracy_problem)
     peak = estimate.peak_memory_mib if estimate is not None else None
     footprint = max(variant.size_mib, peak or 0.0)
-    memory_mib = max(tier.hardware.memory_gib, tier.hardware.accelerator_memory_gib or 0.0)
-    memory_mib *= _MIB_PER_GIB
+    memory_mib = node_memory_mib(tier)
     used = footprint / memory_mib
     score = score_by_steps(used, _MEMORY_STEPS)
     what = "peak" if peak is not None and peak > variant.size_mib else "size"

@@ -16,7 +16,11 @@ Minimise ``sum fixed[t] y[t] + sum price[t] hours[p] n[t, p] + sum variable[w, o
   ``sum usage[w, o, t, p] x[w, o] <= replicas per instance[t] n[t, p]``;
 - a tier carries a workload only when it is paid for: ``sum_{o on t} x[w, o] <= y[t]``
   (redundant with capacity, but it makes the relaxation tight, so HiGHS proves optimality
-  quickly on thousands of workloads).
+  quickly on thousands of workloads);
+- memory, on a tier whose candidate variants would not all fit one node together
+  (:mod:`tierwise.plan.memory`): ``z[t, v]`` in {0, 1} says variant *v* is loaded there,
+  ``sum_{o of w loading v on t} x[w, o] <= z[t, v]`` and ``sum_v mib[v] z[t, v] <=
+  memory[t]``. Other tiers get no such variables.
 
 SLOs, privacy and residency, memory, accuracy and budgets were applied when the
 placements were made, so every ``x`` is one the workload may take. The matrices are
@@ -35,6 +39,7 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from tierwise.errors import PlanError
+from tierwise.plan.memory import MemoryUse, Resident, memory_use, resident_variants
 from tierwise.plan.options import WorkloadOptions
 from tierwise.plan.problem import TierModel, hours_per_month
 from tierwise.plan.settings import PlanSettings
@@ -58,13 +63,17 @@ class MilpSolution:
 
 @dataclass(frozen=True)
 class Overload:
-    """A tier that cannot carry what the workloads that must use it need."""
+    """A tier that cannot carry what the workloads that must use it need: busy replicas
+    in ``period`` (``resource`` "traffic"), or one node's memory ("memory", in MiB, with
+    the variants it would hold in ``resident``)."""
 
     tier: str
     period: int
     needed_replicas: float
     capacity_replicas: float
     workload: str
+    resource: str = "traffic"
+    resident: str = ""
 
 
 class _Builder:
@@ -94,6 +103,18 @@ class _Builder:
                 self.n[(t, p)] = len(cost)
                 cost.append(models[t].instance_usd_per_hour * hours_per_month(hours))
         self.n_base = base
+        # memory: only tiers where the variants that could land there might not all fit
+        candidates = resident_variants(o for w in workloads for o in w.options)
+        self.tight: dict[str, Resident] = {
+            t: resident
+            for t, resident in sorted(candidates.items())
+            if not MemoryUse(t, resident, sum(resident.values()), models[t].memory_mib).fits
+        }
+        self.z: dict[tuple[str, tuple[str, str]], int] = {}
+        for t, resident in self.tight.items():
+            for key in sorted(resident):
+                self.z[(t, key)] = len(cost)
+                cost.append(0.0)
         self.cost = np.asarray(cost, dtype=np.float64)
         self.rows: list[int] = []
         self.cols: list[int] = []
@@ -101,6 +122,7 @@ class _Builder:
         self.lb: list[float] = []
         self.ub: list[float] = []
         self.capacity_rows: dict[int, tuple[str, int]] = {}
+        self.memory_rows: dict[int, str] = {}
         self._build(workloads)
 
     def _row(self, lb: float, ub: float) -> int:
@@ -142,6 +164,27 @@ class _Builder:
                 for col in cols:
                     self._add(row, col, 1.0)
                 self._add(row, self.y[t], -1.0)
+        if self.tight:
+            self._build_memory(workloads)
+
+    def _build_memory(self, workloads: Sequence[WorkloadOptions]) -> None:
+        for i, w in enumerate(workloads):
+            loads: dict[tuple[str, tuple[str, str]], set[int]] = {}
+            for j, option in enumerate(w.options):
+                for stage in option.stages:
+                    if stage.tier in self.tight:
+                        key = (stage.tier, (stage.model, stage.variant))
+                        loads.setdefault(key, set()).add(self.x_start[i] + j)
+            for key, cols in loads.items():
+                row = self._row(-np.inf, 0.0)
+                for col in sorted(cols):
+                    self._add(row, col, 1.0)
+                self._add(row, self.z[key], -1.0)
+        for t, resident in self.tight.items():
+            row = self._row(-np.inf, self.models[t].memory_mib)
+            self.memory_rows[row] = t
+            for variant, mib in resident.items():
+                self._add(row, self.z[(t, variant)], mib)
 
     def bounds(self) -> Bounds:
         upper = np.ones(self.cost.shape[0])
@@ -219,14 +262,16 @@ def find_overload(
     """Why the program is infeasible: solve it with paid overflow on every capacity row and
     name the tier (and period) that overflows most, and the workload using it most."""
     builder = _Builder(workloads, models, periods)
-    rows = sorted(builder.capacity_rows)
+    rows = sorted(builder.capacity_rows) + sorted(builder.memory_rows)
     extra = len(rows)
     matrix = sparse.hstack(
         [builder.matrix(), sparse.coo_array((-np.ones(extra), (rows, np.arange(extra))),
                                             shape=(len(builder.lb), extra))]
     ).tocsr()  # fmt: skip
     penalty = 1e3 * (float(builder.cost.max(initial=0.0)) + 1.0)
-    cost = np.concatenate([builder.cost, np.full(extra, penalty)])
+    # overflowing a node's whole memory weighs as much as overflowing one busy replica
+    weights = [1.0 if r in builder.capacity_rows else 1.0 / _room(builder, r) for r in rows]
+    cost = np.concatenate([builder.cost, penalty * np.asarray(weights)])
     bounds = builder.bounds()
     result = milp(
         cost,
@@ -242,8 +287,10 @@ def find_overload(
         raise PlanError("workloads", "a plan that fits the tiers", f"HiGHS: {result.message}")
     overflow = result.x[builder.cost.shape[0] :]
     k = int(np.argmax(overflow / np.maximum([_room(builder, r) for r in rows], 1e-12)))
-    tier, period = builder.capacity_rows[rows[k]]
     choice = _choice(result.x, builder, workloads)
+    if rows[k] in builder.memory_rows:
+        return _memory_overload(builder.memory_rows[rows[k]], workloads, choice, models)
+    tier, period = builder.capacity_rows[rows[k]]
     load = [
         (w.options[j].usage.get(tier, (0.0,) * len(periods))[period], w.workload)
         for w, j in zip(workloads, choice, strict=True)
@@ -252,7 +299,29 @@ def find_overload(
     return Overload(tier, period, needed, _room(builder, rows[k]), max(load)[1])
 
 
+def _memory_overload(
+    tier: str,
+    workloads: Sequence[WorkloadOptions],
+    choice: Sequence[int],
+    models: dict[str, TierModel],
+) -> Overload:
+    chosen = [w.options[j] for w, j in zip(workloads, choice, strict=True)]
+    use = memory_use(chosen, models)[tier]
+    heaviest = max(
+        (stage.memory_mib, option.workload)
+        for option in chosen
+        for stage in option.stages
+        if stage.tier == tier
+    )
+    return Overload(
+        tier, 0, use.needed_mib, use.room_mib, heaviest[1], resource="memory",
+        resident=use.label(),
+    )  # fmt: skip
+
+
 def _room(builder: _Builder, row: int) -> float:
+    if row in builder.memory_rows:
+        return builder.models[builder.memory_rows[row]].memory_mib
     tier, _ = builder.capacity_rows[row]
     model = builder.models[tier]
     return model.capacity_replicas * (model.max_instances if model.cloud else 1)

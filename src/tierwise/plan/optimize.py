@@ -20,7 +20,7 @@ from tierwise.bench.profiles import ProfileSet
 from tierwise.errors import InfeasiblePlanError
 from tierwise.plan.calibration import CascadeCurve
 from tierwise.plan.milp import find_overload, solve_milp
-from tierwise.plan.options import WorkloadOptions, workload_options
+from tierwise.plan.options import Option, WorkloadOptions, workload_options
 from tierwise.plan.perf import ProfileCatalog
 from tierwise.plan.problem import TierModel, day_periods, hours_per_month, tier_models
 from tierwise.plan.result import PlanResult, evaluate
@@ -79,6 +79,15 @@ def solve_problem(problem: PlacementProblem) -> PlanResult:
     solution = solve_milp(problem.workloads, problem.models, problem.periods, problem.settings)
     if solution is None:
         over = find_overload(problem.workloads, problem.models, problem.periods, problem.settings)
+        if over.resource == "memory":
+            raise InfeasiblePlanError(
+                over.workload,
+                "model",
+                f"tier {over.tier!r} would need {over.needed_replicas:.4g} MiB on each node"
+                f" for the variants of the workloads that can only go there"
+                f" ({over.resident}), and a node has {over.capacity_replicas:.4g} MiB;"
+                f" expected smaller variants, more memory on {over.tier!r} or other tiers",
+            )
         when = "" if len(problem.periods) == 1 else f" at {over.period:02d}:00"
         raise InfeasiblePlanError(
             over.workload,
@@ -128,15 +137,19 @@ def plan_fleet(
 def greedy_plan(problem: PlacementProblem) -> PlanResult | None:
     """The baseline: workloads in spec order each take the placement that adds least to
     the bill given what earlier ones took (opening a tier, adding cloud instances), among
-    those that still fit; None when one no longer fits anywhere."""
+    those that still fit (busy replicas and memory); None when one no longer fits
+    anywhere."""
     problem.check_each_workload()
     models, periods = problem.models, problem.periods
     load = {t: [0.0] * len(periods) for t in models}
     opened: set[str] = set()
     choice: list[int] = []
+    resident: dict[str, dict[tuple[str, str], float]] = {t: {} for t in models}
     for w in problem.workloads:
         best: tuple[float, int] | None = None
         for j, option in enumerate(w.options):
+            if not _memory_fits(option, resident, models):
+                continue
             extra = _added_usd(option.usage, load, opened, models, periods)
             if extra is not None and (
                 best is None or extra + option.variable_usd_per_month < best[0]
@@ -145,10 +158,28 @@ def greedy_plan(problem: PlacementProblem) -> PlanResult | None:
         if best is None:
             return None
         choice.append(best[1])
+        for stage in w.options[best[1]].stages:
+            held = resident[stage.tier]
+            key = (stage.model, stage.variant)
+            held[key] = max(held.get(key, 0.0), stage.memory_mib)
         for t, usage in w.options[best[1]].usage.items():
             opened.add(t)
             load[t] = [a + b for a, b in zip(load[t], usage, strict=True)]
     return evaluate(problem.workloads, choice, models, periods, problem.settings)
+
+
+def _memory_fits(
+    option: Option, resident: dict[str, dict[tuple[str, str], float]], models: dict[str, TierModel]
+) -> bool:
+    """Whether the variants ``option`` loads still fit each tier's nodes with ``resident``."""
+    for stage in option.stages:
+        held = resident[stage.tier]
+        room = models[stage.tier].memory_mib
+        key = (stage.model, stage.variant)
+        extra = max(stage.memory_mib - held.get(key, 0.0), 0.0)
+        if room > 0 and sum(held.values()) + extra > room * (1 + 1e-9):
+            return False
+    return True
 
 
 def _instances(load: Sequence[float], model: TierModel) -> list[int]:

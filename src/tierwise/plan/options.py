@@ -49,7 +49,9 @@ AnyTier = DeviceTier | EdgeTier | CloudTier
 @dataclass(frozen=True)
 class Stage:
     """One stage of a placement: a variant on a tier, the fraction of requests reaching it,
-    and the escalation rule past it (none on the last stage)."""
+    and the escalation rule past it (none on the last stage). ``memory_mib`` is what the
+    variant holds on each node it is loaded on: the larger of its size and its measured
+    peak memory."""
 
     tier: str
     kind: str
@@ -59,6 +61,8 @@ class Stage:
     threshold: float | None = None
     provider: str = ""
     source: str = ""
+    model: str = ""
+    memory_mib: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -291,6 +295,8 @@ class _Checker:
                 threshold=point.thresholds[i] if point is not None and i < last else None,
                 provider=e.provider,
                 source=e.source,
+                model=w.model,
+                memory_mib=max(v.size_mib, e.peak_memory_mib or 0.0),
             )
             for i, (t, v, e) in enumerate(zip(c.tiers, c.variants, estimates, strict=True))
         )

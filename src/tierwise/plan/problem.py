@@ -33,6 +33,7 @@ from tierwise.spec import (
     EdgeTier,
     FleetSpec,
     Workload,
+    node_memory_mib,
 )
 
 __all__ = [
@@ -61,6 +62,8 @@ class TierModel:
     ``capacity_replicas`` is how many replicas it may keep busy (per instance for cloud);
     ``instance_usd_per_hour`` is a cloud instance-hour (0 elsewhere), of which
     ``energy_fee_usd_per_hour`` is the energy fee; ``max_instances`` bounds a cloud pool.
+    ``memory_mib`` is one node's memory (one instance's, for a pool), the larger of its RAM
+    and its accelerator's; every variant placed on the tier must fit in it together.
     """
 
     name: str
@@ -71,6 +74,7 @@ class TierModel:
     energy_fee_usd_per_hour: float = 0.0
     max_instances: int = 0
     price_note: str = ""
+    memory_mib: float = 0.0
 
     @property
     def cloud(self) -> bool:
@@ -122,6 +126,8 @@ def tier_models(spec: FleetSpec, settings: PlanSettings) -> dict[str, TierModel]
             nodes = tier.capacity.node_count
             monthly = (tier.cost.update_usd_per_month + tier.cost.telemetry_usd_per_month) * nodes
             out[tier.name] = TierModel(tier.name, "device", monthly, nodes * replicas * headroom)
+    for tier in spec.tiers.values():
+        out[tier.name] = replace(out[tier.name], memory_mib=node_memory_mib(tier))
     return out
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tierwise.plan.memory import memory_use
 from tierwise.plan.options import Option, WorkloadOptions
 from tierwise.plan.problem import TierModel, hours_per_month
 from tierwise.plan.settings import PlanSettings
@@ -82,6 +83,8 @@ class TierUse:
     instances: tuple[int, ...]  # cloud: per period of the day
     usd_per_month: float
     workloads: tuple[str, ...]
+    memory_mib: float = 0.0  # the variants placed here, resident on each node
+    node_memory_mib: float = 0.0
 
     @property
     def peak_utilization(self) -> float:
@@ -98,6 +101,8 @@ class TierUse:
             "instances": list(self.instances),
             "usd_per_month": self.usd_per_month,
             "workloads": list(self.workloads),
+            "memory_mib": self.memory_mib,
+            "node_memory_mib": self.node_memory_mib,
         }
 
 
@@ -158,7 +163,8 @@ def evaluate(
             users[t].append(w.workload)
             for p, u in enumerate(usage):
                 load[t][p] += u
-    feasible = True
+    memory = memory_use((p.option for p in placements.values()), models)
+    feasible = all(use.fits for use in memory.values())
     tiers: dict[str, TierUse] = {}
     total = variable
     for name, model in models.items():
@@ -180,7 +186,9 @@ def evaluate(
             room = model.capacity_replicas
             feasible &= peak <= room * (1 + 1e-7) + _EPS
         total += usd
+        resident = memory[name].needed_mib if name in memory else 0.0
         tiers[name] = TierUse(
-            name, model.kind, used, peak, room, instances, usd, tuple(users[name])
-        )
+            name, model.kind, used, peak, room, instances, usd, tuple(users[name]), resident,
+            model.memory_mib,
+        )  # fmt: skip
     return PlanResult(placements, tiers, total, feasible, periods, settings)

@@ -60,7 +60,7 @@ from tierwise.spec.queries import (
     workload_tiers,
     workloads_on_tier,
 )
-from tierwise.spec.rules import Origin, variant_misfit
+from tierwise.spec.rules import Origin, node_memory_mib, variant_misfit
 from tierwise.spec.tiers import (
     KIND_RANK,
     Capacity,
@@ -129,6 +129,7 @@ __all__ = [
     "get_tier",
     "get_workload",
     "load_spec",
+    "node_memory_mib",
     "parse_spec",
     "region_of",
     "site_of",

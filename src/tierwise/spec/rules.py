@@ -126,6 +126,12 @@ def exclusion_reasons(
 _MIB_PER_GIB = 1024
 
 
+def node_memory_mib(tier: AnyTier) -> float:
+    """One node's memory in MiB: the larger of its RAM and its accelerator's memory."""
+    hardware = tier.hardware
+    return max(hardware.memory_gib, hardware.accelerator_memory_gib or 0.0) * _MIB_PER_GIB
+
+
 def variant_misfit(variant: Variant, tier: AnyTier) -> str | None:
     """Why ``variant`` cannot run on ``tier`` (missing hardware tags, too big); else None.
 
@@ -138,10 +144,10 @@ def variant_misfit(variant: Variant, tier: AnyTier) -> str | None:
             f"variant {variant.name!r} needs hardware tags {missing} that tier {tier.name!r}"
             f" lacks (it has {tier.hardware.tags})"
         )
-    memory_gib = max(tier.hardware.memory_gib, tier.hardware.accelerator_memory_gib or 0.0)
-    if variant.size_mib > memory_gib * _MIB_PER_GIB:
+    memory_mib = node_memory_mib(tier)
+    if variant.size_mib > memory_mib:
         return (
             f"variant {variant.name!r} ({variant.size_mib:g} MiB) does not fit in the"
-            f" {memory_gib:g} GiB of tier {tier.name!r}"
+            f" {memory_mib / _MIB_PER_GIB:g} GiB of tier {tier.name!r}"
         )
     return None
