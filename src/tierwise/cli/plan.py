@@ -190,10 +190,13 @@ def _placements_table(result: PlanResult, spec: FleetSpec) -> Table:
     return table
 
 
+def _mib(value: float) -> str:
+    return f"{value:.2g}" if value < 10 else f"{value:.0f}"
+
+
 def _tiers_table(result: PlanResult) -> Table:
     table = Table(title=f"tiers (idle capacity ${result.idle_usd_per_month:,.2f} per month)")
-    for column in ("tier", "kind", "workloads", "peak busy", "memory/node", "instances",
-                   "$/month"):  # fmt: skip
+    for column in ("tier", "kind", "workloads", "peak busy", "MiB/node", "instances", "$/month"):
         table.add_column(column, justify="left" if column in ("tier", "kind") else "right")
     for t in result.tiers.values():
         if not t.used:
@@ -203,7 +206,7 @@ def _tiers_table(result: PlanResult) -> Table:
             t.kind,
             str(len(t.workloads)),
             f"{t.peak_utilization:.1%}",
-            f"{t.memory_mib:,.0f} of {t.node_memory_mib:,.0f} MiB",
+            f"{_mib(t.memory_mib)}/{_mib(t.node_memory_mib)}",
             "-" if not t.instances else f"{min(t.instances)}..{max(t.instances)}",
             f"{t.usd_per_month:,.2f}",
         )
