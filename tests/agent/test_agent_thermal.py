@@ -103,7 +103,8 @@ def test_hot_node_throttles_and_offloads_then_recovers(
         settings = node_settings(
             tmp_path, release,
             thermal={"source": temperature, "high_c": 80, "low_c": 70, "poll_s": 0.02,
-                     "throttled_instances": 1, "throttled_queue": 2},
+                     "throttled_instances": 1, "throttled_queue": 2,
+                     "throttled_duty_cycle": 0.4},
             gateway={"plan": _plan(tmp_path / "plan.yaml", cloud.url), "local_tier": "edge"},
             defaults={"max_queue_size": 64},
         )  # fmt: skip
@@ -117,6 +118,7 @@ def test_hot_node_throttles_and_offloads_then_recovers(
             temperature.write_text("85000")
             _wait(lambda: node.status()["thermal_throttled"])
             assert manager.resolve("small").batcher.limits == (1, 2)
+            assert manager.resolve("small").batcher.duty_cycle == 0.4
             assert {_route(node.gateway_url) for _ in range(5)} == {"cloud"}
             metrics = httpx.get(node.url + "/metrics", timeout=10).text
             assert "tierwise_agent_thermal_throttled 1.0" in metrics
@@ -130,4 +132,5 @@ def test_hot_node_throttles_and_offloads_then_recovers(
             temperature.write_text("65000")
             _wait(lambda: not node.status()["thermal_throttled"])
             assert manager.resolve("small").batcher.limits == (1, 64)
+            assert manager.resolve("small").batcher.duty_cycle == 1.0
             assert _route(node.gateway_url) == "edge"

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -269,4 +271,29 @@ async def test_throttle_caps_concurrency_of_workers_already_waiting() -> None:
     futures = [batcher.submit({"x": np.ones((1, 1), np.float32)}, ["y"]) for _ in range(8)]
     await asyncio.gather(*futures)
     assert peak == 4
+    await batcher.stop()
+
+
+async def test_a_duty_cycle_makes_the_worker_rest_after_each_batch() -> None:
+    spans: list[tuple[float, float]] = []
+
+    async def run(inputs: dict[str, np.ndarray], outputs: object) -> dict[str, np.ndarray]:
+        started = time.monotonic()
+        await asyncio.sleep(0.02)  # the batch's compute
+        spans.append((started, time.monotonic()))
+        return {"y": inputs["x"]}
+
+    batcher = Batcher("m", run, BatcherSettings(max_batch_size=1), batchable=False)
+    batcher.start()
+    batcher.limit(instances=None, max_queue_size=None, duty_cycle=0.25)
+    assert batcher.duty_cycle == 0.25
+    futures = [batcher.submit({"x": np.ones((1, 1), np.float32)}, ["y"]) for _ in range(3)]
+    await asyncio.gather(*futures)
+    for (start, end), (next_start, _) in itertools.pairwise(spans):
+        # after 20 ms of compute, a 25% duty cycle rests at least 3 x as long
+        assert next_start - start >= 4 * (end - start) * 0.99
+    batcher.limit(instances=None, max_queue_size=None)
+    assert batcher.duty_cycle == 1.0
+    with pytest.raises(ConfigError, match="duty_cycle"):
+        batcher.limit(instances=None, max_queue_size=None, duty_cycle=0.0)
     await batcher.stop()

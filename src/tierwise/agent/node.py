@@ -277,7 +277,9 @@ class EdgeAgent:
             thermal = self.settings.thermal
             if reading.throttled:
                 self.server.manager.throttle(
-                    instances=thermal.throttled_instances, max_queue_size=thermal.throttled_queue
+                    instances=thermal.throttled_instances,
+                    max_queue_size=thermal.throttled_queue,
+                    duty_cycle=thermal.throttled_duty_cycle,
                 )
                 log.warning("%.1f C >= %.1f C: throttling and offloading", celsius, thermal.high_c)
             else:

@@ -66,8 +66,10 @@ class GatewayPart(BaseModel):
 
 
 class ThermalSettings(BaseModel):
-    """Above ``high_c`` the node lowers local concurrency and asks the router to offload;
-    below ``low_c`` it recovers (hysteresis keeps it from flapping)."""
+    """Above ``high_c`` the node lowers local concurrency (``throttled_instances``,
+    ``throttled_queue``), computes at most ``throttled_duty_cycle`` of the time (its
+    workers rest after each batch) and asks the router to offload; below ``low_c`` it
+    recovers (hysteresis keeps it from flapping)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -81,6 +83,10 @@ class ThermalSettings(BaseModel):
     poll_s: float = Field(default=2.0, gt=0)
     throttled_instances: int = Field(default=1, ge=1)
     throttled_queue: int = Field(default=8, ge=1)
+    throttled_duty_cycle: float = Field(
+        default=0.5, ge=0.05, le=1.0,
+        description="share of the time the models may compute while hot (1: no rests)",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _order(self) -> ThermalSettings:

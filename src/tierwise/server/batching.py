@@ -142,6 +142,7 @@ class Batcher:
         self._idle: asyncio.Event | None = None
         self._max_workers = settings.instances
         self._max_queue = settings.max_queue_size
+        self._duty_cycle = 1.0
         self._unthrottled: asyncio.Event | None = None
 
     @property
@@ -160,6 +161,11 @@ class Batcher:
         return self._max_workers, self._max_queue
 
     @property
+    def duty_cycle(self) -> float:
+        """The share of time each worker may spend computing (1.0 unless throttled)."""
+        return self._duty_cycle
+
+    @property
     def in_flight(self) -> int:
         """Requests queued or running."""
         return len(self._queue) + self._running
@@ -175,14 +181,25 @@ class Batcher:
             for i in range(self.settings.instances)
         ]
 
-    def limit(self, *, instances: int | None, max_queue_size: int | None) -> None:
+    def limit(
+        self,
+        *,
+        instances: int | None,
+        max_queue_size: int | None,
+        duty_cycle: float | None = None,
+    ) -> None:
         """Run at most ``instances`` batches at once and queue at most ``max_queue_size``
         requests, below the configured values (a hot edge box sheds load); None restores
-        the configured value."""
+        the configured value. ``duty_cycle`` below 1 makes each worker rest after a batch
+        for as long as it keeps the compute to that share of the time (0.5: rest as long
+        as the batch ran), so a hot node draws less power even with one worker."""
         if instances is not None and instances < 1:
             raise ConfigError("instances", ">= 1", instances)
         if max_queue_size is not None and max_queue_size < 1:
             raise ConfigError("max_queue_size", ">= 1", max_queue_size)
+        if duty_cycle is not None and not 0.05 <= duty_cycle <= 1.0:
+            raise ConfigError("duty_cycle", "between 0.05 and 1", duty_cycle)
+        self._duty_cycle = 1.0 if duty_cycle is None else duty_cycle
         self._max_workers = min(instances or self.settings.instances, self.settings.instances)
         self._max_queue = min(
             max_queue_size or self.settings.max_queue_size, self.settings.max_queue_size
@@ -308,6 +325,9 @@ class Batcher:
             batch = self._drop_expired(batch, started)
             if batch:
                 await self._run_batch(batch, started)
+                if self._duty_cycle < 1.0:
+                    busy_s = self._clock() - started
+                    await asyncio.sleep(busy_s * (1.0 / self._duty_cycle - 1.0))
             if self._idle is not None and not self.in_flight:
                 self._idle.set()
 

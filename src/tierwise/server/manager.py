@@ -90,7 +90,7 @@ class ModelManager:
         self._factory = backend_factory
         self._models: dict[str, ModelState] = {}
         self._poll_task: asyncio.Task[None] | None = None
-        self._throttle: tuple[int | None, int | None] = (None, None)
+        self._throttle: tuple[int | None, int | None, float | None] = (None, None, None)
 
     # -- queries ---------------------------------------------------------------------
 
@@ -145,13 +145,22 @@ class ModelManager:
             raise ModelNotFoundError(model=name)
         return sorted(state.versions, key=int, reverse=True)
 
-    def throttle(self, *, instances: int | None, max_queue_size: int | None) -> None:
-        """Cap every model's concurrent batches and queue (None lifts a cap), now and for
-        versions loaded later: how an overheating node lowers its local concurrency."""
-        self._throttle = (instances, max_queue_size)
+    def throttle(
+        self,
+        *,
+        instances: int | None,
+        max_queue_size: int | None,
+        duty_cycle: float | None = None,
+    ) -> None:
+        """Cap every model's concurrent batches, queue and duty cycle (None lifts a cap),
+        now and for versions loaded later: how an overheating node lowers its local
+        concurrency and the power it draws."""
+        self._throttle = (instances, max_queue_size, duty_cycle)
         for state in self._models.values():
             for served in state.versions.values():
-                served.batcher.limit(instances=instances, max_queue_size=max_queue_size)
+                served.batcher.limit(
+                    instances=instances, max_queue_size=max_queue_size, duty_cycle=duty_cycle
+                )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -225,8 +234,9 @@ class ModelManager:
             observe=metrics.observe_batch,
         )
         batcher.start()
-        if self._throttle != (None, None):
-            batcher.limit(instances=self._throttle[0], max_queue_size=self._throttle[1])
+        if self._throttle != (None, None, None):
+            instances, queue, duty = self._throttle
+            batcher.limit(instances=instances, max_queue_size=queue, duty_cycle=duty)
         self.metrics.queue_depth.labels(entry.name, version).set_function(lambda: batcher.depth)
         return ServedVersion(
             model=entry.name,
