@@ -16,7 +16,7 @@ import requests
 from registry_helpers import OciRegistry, make_keys, oci_registry, publish
 from tierwise.errors import RegistryError
 from tierwise.registry import LocalStore, OciStore, TrustStore, pull
-from tierwise.registry.oci_auth import RegistryAuth, parse_challenge
+from tierwise.registry.oci_auth import RegistryAuth, parse_challenges
 from tierwise.registry.oci_http import OciClient
 from token_server import TokenServer, start_token_server
 
@@ -50,7 +50,7 @@ def _trust(tmp_path: Path) -> TrustStore:
 def test_the_registry_refuses_requests_without_a_token(registry: OciRegistry) -> None:
     answer = requests.get(f"http://{registry.host}/v2/tw/demo/tags/list", timeout=10)
     assert answer.status_code == 401
-    scheme, params = parse_challenge(answer.headers["WWW-Authenticate"])
+    [(scheme, params)] = parse_challenges(answer.headers["WWW-Authenticate"])
     assert scheme == "bearer"
     assert params["scope"] == "repository:tw/demo:pull"
 
@@ -116,12 +116,18 @@ def test_challenges_are_parsed_with_quotes_and_commas() -> None:
         'Bearer realm="https://auth.example/token",service="registry.example",'
         'scope="repository:a/b:pull,push"'
     )
-    assert parse_challenge(header) == (
+    assert parse_challenges(header) == [(
         "bearer",
         {"realm": "https://auth.example/token", "service": "registry.example",
          "scope": "repository:a/b:pull,push"},
-    )  # fmt: skip
-    assert parse_challenge('Basic realm="tierwise"') == ("basic", {"realm": "tierwise"})
+    )]  # fmt: skip
+    assert parse_challenges('Basic realm="tierwise"') == [("basic", {"realm": "tierwise"})]
+    several = 'Basic realm="r1", Bearer realm="https://a.example/t", service=reg'
+    assert parse_challenges(several) == [
+        ("basic", {"realm": "r1"}),
+        ("bearer", {"realm": "https://a.example/t", "service": "reg"}),
+    ]
+    assert parse_challenges("") == []
 
 
 def test_a_challenge_from_a_host_a_redirect_led_to_gets_no_credentials() -> None:

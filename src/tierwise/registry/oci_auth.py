@@ -22,22 +22,29 @@ from requests.auth import AuthBase, HTTPBasicAuth
 
 from tierwise.errors import RegistryError, RegistryUnavailableError
 
-__all__ = ["RegistryAuth", "parse_challenge"]
+__all__ = ["RegistryAuth", "parse_challenges"]
 
 #: Largest token response read from a realm.
 MAX_TOKEN_RESPONSE_BYTES = 64 * 1024
+#: a scheme: a token at the start or after a comma, then a space and a parameter name
+_SCHEME = re.compile(r"(?:^|,)\s*([A-Za-z][A-Za-z0-9._~+/-]*)\s+(?=[A-Za-z_][A-Za-z0-9_-]*\s*=)")
 _PARAM = re.compile(r'([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 _RETRIED = "_tierwise_auth_retried"
 
 
-def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
-    """The scheme (lowercase) and parameters of a ``WWW-Authenticate`` header."""
-    scheme, _, rest = header.strip().partition(" ")
-    params = {
-        key.lower(): (quoted.replace('\\"', '"') if quoted is not None else bare)
-        for key, quoted, bare in _PARAM.findall(rest)
-    }
-    return scheme.lower(), params
+def parse_challenges(header: str) -> list[tuple[str, dict[str, str]]]:
+    """Each challenge of a ``WWW-Authenticate`` header, as (scheme in lowercase,
+    parameters), in order: a header may offer several (``Basic realm=..., Bearer ...``)."""
+    starts = list(_SCHEME.finditer(header))
+    out = []
+    for i, match in enumerate(starts):
+        end = starts[i + 1].start() if i + 1 < len(starts) else len(header)
+        params = {
+            key.lower(): (quoted.replace('\\"', '"') if quoted else bare)
+            for key, quoted, bare in _PARAM.findall(header, match.end(), end)
+        }
+        out.append((match.group(1).lower(), params))
+    return out
 
 
 class RegistryAuth(AuthBase):
@@ -85,8 +92,9 @@ class RegistryAuth(AuthBase):
             # a host (or plain HTTP) a redirect led to: its challenge could name any
             # realm, and the credentials belong to this registry and the realm it names
             return response
-        scheme, params = parse_challenge(response.headers.get("WWW-Authenticate", ""))
-        if scheme != "bearer":
+        challenges = parse_challenges(response.headers.get("WWW-Authenticate", ""))
+        params = next((p for scheme, p in challenges if scheme == "bearer"), None)
+        if params is None:
             return response
         self.bearer = True
         try:
