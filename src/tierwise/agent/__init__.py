@@ -1,12 +1,14 @@
 """The edge agent: one node's tier server, router front, outbox and registry sync, kept
 on a verified version with instant rollback and a thermal guard."""
 
+from tierwise.agent.control import ControlPlane
 from tierwise.agent.http import AgentApp, AgentCollector
 from tierwise.agent.install import Installer
 from tierwise.agent.node import EdgeAgent, SyncResult
 from tierwise.agent.run import build_agent_app, run_agent
 from tierwise.agent.settings import (
     AgentSettings,
+    ControlSettings,
     GatewayPart,
     RegistryPart,
     ServePart,
@@ -23,6 +25,8 @@ __all__ = [
     "AgentCollector",
     "AgentSettings",
     "AgentState",
+    "ControlPlane",
+    "ControlSettings",
     "EdgeAgent",
     "GatewayPart",
     "Installer",

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 
 from tierwise.agent.activate import Activator
+from tierwise.agent.control import ControlPlane, parse_desired
 from tierwise.agent.install import Installer
 from tierwise.agent.settings import AgentSettings
 from tierwise.agent.state import Activation, AgentState
 from tierwise.agent.thermal import ThermalGuard, read_celsius
-from tierwise.errors import ConfigError, IntegrityError, RegistryError, TierwiseError
+from tierwise.errors import AgentError, ConfigError, IntegrityError, RegistryError, TierwiseError
 from tierwise.registry import (
     BundleStore,
     LocalStore,
@@ -104,6 +104,11 @@ class EdgeAgent:
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._source: BundleStore | None = None
+        self.control = (
+            ControlPlane(settings.control, settings.node, self.env, _REFERENCE)
+            if settings.control is not None
+            else None
+        )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -135,6 +140,8 @@ class EdgeAgent:
         await self.server.shutdown()
         if self._source is not None:
             self._source.close()
+        if self.control is not None:
+            self.control.close()
         self.store.close()
 
     # -- desired state ---------------------------------------------------------------
@@ -144,13 +151,30 @@ class EdgeAgent:
         if not path.is_file():
             return None
         try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, ValueError, yaml.YAMLError) as exc:
+            text = path.read_text()
+        except OSError as exc:
             raise ConfigError(str(path), "YAML or JSON {ref: VERSION | TAG | sha256:...}") from exc
-        ref = data.get("ref", data.get("version")) if isinstance(data, dict) else None
-        if ref is None or isinstance(ref, bool) or not _REFERENCE.match(str(ref).strip()):
-            raise ConfigError(f"{path}: ref", "a version, tag or sha256 digest", ref)
-        return str(ref).strip()
+        return parse_desired(text, str(path), _REFERENCE)
+
+    async def _poll_control(self, control: ControlPlane) -> None:
+        """Take the control plane's reference into the desired-state file; when it cannot
+        be read, keep the one the node has and say why in the status."""
+        try:
+            reference = await asyncio.to_thread(control.fetch)
+        except (AgentError, ConfigError) as exc:
+            control.last_error = str(exc)
+            log.warning("%s; keeping the desired state this node has", exc)
+            return
+        control.last_error = None
+        if reference is None:
+            return
+        try:
+            current = self.desired_reference()
+        except ConfigError:
+            current = None
+        if reference != current:
+            log.info("control plane %s names %s", control.url, reference)
+            atomic_write_bytes(self.settings.desired_file, orjson.dumps({"ref": reference}))
 
     def set_desired(self, reference: str) -> None:
         """Write the desired state (what the control endpoint does) and sync soon."""
@@ -211,6 +235,8 @@ class EdgeAgent:
 
     async def _sync(self) -> SyncResult:
         await self.activator.repair()  # from the node's own disk, before any network
+        if self.control is not None:
+            await self._poll_control(self.control)
         try:
             reference = self.desired_reference()
         except ConfigError as exc:
@@ -346,5 +372,12 @@ class EdgeAgent:
             "queue_depth": self.queue_depth(),
             "in_flight": self.server.dataplane.in_flight,
             "last_sync": self.last_sync.to_dict() if self.last_sync else None,
+            "control": None
+            if self.control is None
+            else {
+                "url": self.control.url,
+                "last_fetch_s": self.control.last_fetch_s,
+                "error": self.control.last_error,
+            },
             "state_dir": str(Path(self.settings.state_dir)),
         }

@@ -13,6 +13,7 @@ from tierwise.server.settings import ModelConfig, safe_input
 
 __all__ = [
     "AgentSettings",
+    "ControlSettings",
     "GatewayPart",
     "RegistryPart",
     "ServePart",
@@ -100,6 +101,24 @@ class ThermalSettings(BaseModel):
         return SYSFS_THERMAL if SYSFS_THERMAL.is_file() else None
 
 
+class ControlSettings(BaseModel):
+    """Where the node reads its desired state at every sync (:mod:`tierwise.agent.control`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="http(s) URL answering {ref: VERSION | TAG | sha256:...}; {node} in it "
+        "becomes the node's name",
+    )
+    token_env: str | None = Field(
+        default=None,
+        description="name of the environment variable holding a bearer token to send "
+        "(HTTPS or loopback only)",
+    )
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+
 class AgentSettings(BaseModel):
     """One edge node: its tier server, registry sync, router front and thermal guard."""
 
@@ -113,6 +132,11 @@ class AgentSettings(BaseModel):
     serve: list[ServePart] = Field(min_length=1)
     registry: RegistryPart
     desired_file: Path = Field(description="YAML or JSON {ref: VERSION | TAG | sha256:...}")
+    control: ControlSettings | None = Field(
+        default=None,
+        description="a control plane the desired state is read from at every sync; what "
+        "it names is kept in desired_file",
+    )
     sync_interval_s: float = Field(default=30.0, gt=0)
     keep_versions: int = Field(default=3, ge=1, le=100)
     gateway: GatewayPart | None = None

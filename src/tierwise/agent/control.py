@@ -1,0 +1,116 @@
+"""Desired state from a control plane: a URL the agent reads at every sync.
+
+The document is the desired-state file's: JSON or YAML ``{ref: VERSION | TAG |
+sha256:...}``. ``{node}`` in the URL becomes the node's name, so one service can answer
+each node. The agent sends ``If-None-Match`` with the last ETag and keeps what it knows
+when the answer is 304. A new reference is written to the node's desired-state file
+before the sync uses it, so the node keeps its target through restarts and outages;
+when the control plane cannot be reached, or answers something unusable, the node keeps
+the reference it had and the status says what went wrong. The bearer token (from the
+variable ``token_env`` names) goes only over HTTPS or to a loopback host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Mapping
+from urllib.parse import quote, urlsplit
+
+import requests
+import yaml
+
+from tierwise.agent.settings import ControlSettings
+from tierwise.errors import AgentError, ConfigError
+
+__all__ = ["ControlPlane", "MAX_DESIRED_BYTES", "parse_desired"]
+
+#: Largest desired-state document read from the control plane.
+MAX_DESIRED_BYTES = 64 * 1024
+
+
+def parse_desired(text: str | bytes, where: str, pattern: object) -> str:
+    """The reference a desired-state document names; ConfigError naming ``where``."""
+    try:
+        data = yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(where, "YAML or JSON {ref: VERSION | TAG | sha256:...}") from exc
+    ref = data.get("ref", data.get("version")) if isinstance(data, dict) else None
+    match = getattr(pattern, "match", None)
+    if ref is None or isinstance(ref, bool) or match is None or not match(str(ref).strip()):
+        raise ConfigError(f"{where}: ref", "a version, tag or sha256 digest", ref)
+    return str(ref).strip()
+
+
+def _loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ControlPlane:
+    """Reads one node's desired state from ``settings.url``."""
+
+    def __init__(
+        self, settings: ControlSettings, node: str, env: Mapping[str, str], pattern: object
+    ) -> None:
+        self.url = settings.url.replace("{node}", quote(node, safe=""))
+        parts = urlsplit(self.url)
+        self.timeout_s = settings.timeout_s
+        self.pattern = pattern
+        self.token: str | None = None
+        if settings.token_env is not None:
+            self.token = env.get(settings.token_env)
+            if not self.token:
+                raise ConfigError(
+                    "control.token_env", f"a variable holding the token ({settings.token_env} "
+                    "is not set)",
+                )  # fmt: skip
+            if parts.scheme != "https" and not _loopback(parts.hostname):
+                raise ConfigError(
+                    "control.url", "an https URL (or a loopback host) when a token is sent",
+                    self.url,
+                )  # fmt: skip
+        self.etag: str | None = None
+        self.last_fetch_s: float | None = None
+        self.last_error: str | None = None
+        self.session = requests.Session()
+
+    def fetch(self) -> str | None:
+        """The reference the control plane names now, or None when it answered 304 (not
+        changed since the last fetch). AgentError or ConfigError say what failed."""
+        headers = {"Accept": "application/json, application/yaml"}
+        if self.etag is not None:
+            headers["If-None-Match"] = self.etag
+        if self.token is not None:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            answer = self.session.get(
+                self.url, headers=headers, timeout=self.timeout_s, stream=True,
+                allow_redirects=False,
+            )  # fmt: skip
+            with answer:
+                body = answer.raw.read(MAX_DESIRED_BYTES + 1, decode_content=True)
+        except requests.RequestException as exc:
+            raise AgentError(f"control plane {self.url} did not answer: {exc}") from exc
+        self.last_fetch_s = time.time()
+        if answer.status_code == 304:
+            return None
+        if answer.status_code != 200:
+            raise AgentError(
+                f"control plane {self.url} answered {answer.status_code}; expected 200 with "
+                "{ref: VERSION | TAG | sha256:...}"
+            )
+        if len(body) > MAX_DESIRED_BYTES:
+            raise AgentError(f"control plane {self.url} sent more than {MAX_DESIRED_BYTES} bytes")
+        ref = parse_desired(body, f"control plane {self.url}", self.pattern)
+        self.etag = answer.headers.get("ETag")
+        return ref
+
+    def close(self) -> None:
+        self.session.close()

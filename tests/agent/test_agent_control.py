@@ -1,0 +1,150 @@
+"""Desired state from a control plane: a real HTTP service on loopback that the agent
+reads at every sync, with ETags, a bearer token, per-node URLs and outages."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from agent_helpers import Release, node_settings, running_node
+from tierwise.agent import ControlPlane, ControlSettings
+from tierwise.errors import ConfigError
+
+
+@dataclass
+class Control:
+    """What the control plane answers, and what it was asked."""
+
+    body: bytes = b'{"ref": "1"}'
+    status: int = 200
+    etag: str | None = '"v1"'
+    token: str | None = None
+    seen: list[tuple[str, str | None, str | None]] = field(default_factory=list)
+    port: int = 0
+
+    def url(self, path: str = "/fleet/{node}/desired") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@pytest.fixture
+def control() -> Iterator[Control]:
+    state = Control()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            given = self.headers.get("Authorization")
+            asked = self.headers.get("If-None-Match")
+            state.seen.append((self.path, given, asked))
+            if state.token is not None and given != f"Bearer {state.token}":
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if state.status == 200 and state.etag is not None and asked == state.etag:
+                self.send_response(304)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(state.status)
+            if state.etag is not None:
+                self.send_header("ETag", state.etag)
+            self.send_header("Content-Length", str(len(state.body)))
+            self.end_headers()
+            self.wfile.write(state.body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def _sync(url: str) -> dict[str, object]:
+    answer = httpx.post(url + "/v2/agent/sync", timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["sync"]  # type: ignore[no-any-return]
+
+
+def test_the_node_runs_what_the_control_plane_names(
+    tmp_path: Path, release: Release, control: Control
+) -> None:
+    settings = node_settings(tmp_path, release, control={"url": control.url()})
+    with running_node(settings) as node:
+        _sync(node.url)  # the node's first sync, at start, may have activated it already
+        assert node.status()["version"] == "1"
+        assert control.seen[0][0] == "/fleet/store-1/desired"  # {node} filled in
+        # unchanged: the agent asks with the ETag and keeps what it has
+        assert _sync(node.url)["result"] == "up-to-date"
+        assert control.seen[-1][2] == '"v1"'
+        control.body, control.etag = b"ref: '2'\n", '"v2"'
+        assert _sync(node.url)["result"] == "activated"
+        status = node.status()
+        assert (status["version"], status["desired"]) == ("2", "2")
+        assert status["control"]["error"] is None
+        # the node keeps its target in its own file, for restarts and outages
+        assert yaml.safe_load(settings.desired_file.read_text()) == {"ref": "2"}
+
+
+def test_an_outage_or_a_bad_answer_keeps_the_serving_version(
+    tmp_path: Path, release: Release, control: Control
+) -> None:
+    settings = node_settings(tmp_path, release, control={"url": control.url()})
+    with running_node(settings) as node:
+        _sync(node.url)
+        assert node.status()["version"] == "1"
+        control.status, control.etag = 503, None
+        assert _sync(node.url)["result"] == "up-to-date"
+        status = node.status()
+        assert status["version"] == "1"
+        assert "answered 503; expected 200" in status["control"]["error"]
+        control.status, control.body = 200, b'{"ref": "../../etc"}'
+        assert _sync(node.url)["result"] == "up-to-date"
+        assert "ref: expected a version, tag or sha256 digest" in node.status()["control"]["error"]
+        assert yaml.safe_load(settings.desired_file.read_text()) == {"ref": "1"}
+        control.body = b"x" * 70_000
+        _sync(node.url)
+        assert "more than 65536 bytes" in node.status()["control"]["error"]
+        control.body = b'{"ref": "2"}'
+        assert _sync(node.url)["result"] == "activated"
+        assert node.status()["control"]["error"] is None
+
+
+def test_the_token_is_sent_and_refusals_are_reported(
+    tmp_path: Path, release: Release, control: Control
+) -> None:
+    control.token = "fleet-secret"
+    settings = node_settings(
+        tmp_path, release, control={"url": control.url(), "token_env": "CONTROL_TOKEN"}
+    )
+    with running_node(settings, env={"CONTROL_TOKEN": "fleet-secret"}) as node:
+        _sync(node.url)
+        assert node.status()["version"] == "1"
+        assert control.seen[-1][1] == "Bearer fleet-secret"
+        control.token = "rotated"
+        _sync(node.url)
+        error = node.status()["control"]["error"]
+        assert "answered 401" in error
+        assert "fleet-secret" not in error
+
+
+def test_control_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="url"):
+        ControlSettings.model_validate({"url": "ftp://control/desired"})
+    settings = ControlSettings(url="http://control.example/desired", token_env="TOKEN")
+    with pytest.raises(ConfigError, match="TOKEN is not set"):
+        ControlPlane(settings, "n", {}, None)
+    with pytest.raises(ConfigError, match="https URL"):
+        ControlPlane(settings, "n", {"TOKEN": "t"}, None)
+    loopback = ControlSettings(url="http://127.0.0.1:9/desired", token_env="TOKEN")
+    assert ControlPlane(loopback, "n", {"TOKEN": "t"}, None).token == "t"
