@@ -264,3 +264,18 @@ def test_pushing_again_with_a_new_key_replaces_the_signature(tmp_path: Path) -> 
         origin, "demo", "1", LocalStore(tmp_path / "node"), TrustStore.from_paths([new.public_path])
     )
     assert pulled.key_id == new.key_id
+
+
+def test_a_version_pushed_under_a_tags_name_takes_the_name(
+    tmp_path: Path, stores: tuple[LocalStore, LocalStore]
+) -> None:
+    origin, _ = stores
+    keys = make_keys(tmp_path)
+    v1 = publish(origin, tmp_path, keys, "1", {"edge": 1})
+    origin.set_tag("demo", "2", "1")  # a tag that looks like a version to come
+    assert origin.resolve("demo", "2") == v1.digest
+    v2 = publish(origin, tmp_path / "two", keys, "2", {"edge": 2})
+    assert origin.resolve("demo", "2") == v2.digest
+    assert {r.version: r.tags for r in origin.list_bundles("demo")} == {"1": [], "2": []}
+    with pytest.raises(BundleExistsError, match="is a version"):
+        origin.set_tag("demo", "1", "1")

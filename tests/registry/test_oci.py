@@ -261,3 +261,17 @@ def test_a_registry_with_basic_auth(tmp_path: Path) -> None:
         wrong = OciStore(url, plain_http=True, username="fleet", password="guess")
         with pytest.raises(RegistryError, match="credentials given were refused"):
             wrong.resolve("demo", "1")
+
+
+def test_oci_a_version_pushed_under_a_tags_name_takes_the_name(
+    registry: OciRegistry, tmp_path: Path
+) -> None:
+    store = _store(registry, "shadow")
+    keys = make_keys(tmp_path)
+    publish(store, tmp_path, keys, "1", {"edge": 1})
+    store.set_tag("demo", "2", "1")
+    v2 = publish(store, tmp_path / "two", keys, "2", {"edge": 2})
+    node = LocalStore(tmp_path / "node")
+    assert pull(store, "demo", "2", node, _trust(tmp_path)).digest == v2.digest
+    with pytest.raises(BundleExistsError, match="is a version"):
+        store.set_tag("demo", "1", "1")

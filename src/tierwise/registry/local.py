@@ -147,12 +147,18 @@ class LocalStore(BundleStore):
                 row = self._db.execute(
                     "SELECT digest FROM manifests WHERE digest = ? AND name = ?", (reference, name)
                 ).fetchone()
-            else:
-                row = self._db.execute(
-                    "SELECT v.digest FROM versions v WHERE v.name = ? AND v.version = ("
-                    " SELECT coalesce((SELECT version FROM tags WHERE name = ? AND tag = ?), ?))",
-                    (name, name, reference, reference),
-                ).fetchone()
+            else:  # a version's name means that version, before any tag
+                row = (
+                    self._db.execute(
+                        "SELECT digest FROM versions WHERE name = ? AND version = ?",
+                        (name, reference),
+                    ).fetchone()
+                    or self._db.execute(
+                        "SELECT v.digest FROM versions v JOIN tags t ON t.name = v.name AND "
+                        "t.version = v.version WHERE t.name = ? AND t.tag = ?",
+                        (name, reference),
+                    ).fetchone()
+                )
         if row is None:
             raise BundleNotFoundError(
                 f"no version, tag or digest {reference!r} in {self.location}", bundle=name
@@ -274,6 +280,11 @@ class LocalStore(BundleStore):
                     "INSERT INTO versions (name, version, digest, pushed_s) VALUES (?, ?, ?, ?)",
                     (bundle.name, bundle.version, bundle.digest, now),
                 )
+                # a tag that had this name now means the version (as in an OCI registry,
+                # where the version's push replaces it)
+                self._db.execute(
+                    "DELETE FROM tags WHERE name = ? AND tag = ?", (bundle.name, bundle.version)
+                )
             for tag in tags:
                 self._set_tag(bundle.name, tag, bundle.version, now)
             self._db.execute("COMMIT")
@@ -299,7 +310,7 @@ class LocalStore(BundleStore):
             taken = self._db.execute(
                 "SELECT 1 FROM versions WHERE name = ? AND version = ?", (name, tag)
             ).fetchone()
-            if taken is not None and tag != version:
+            if taken is not None:
                 raise BundleExistsError(
                     f"{tag!r} is a version; a tag cannot take a version's name", bundle=name
                 )

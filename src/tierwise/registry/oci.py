@@ -182,6 +182,8 @@ class OciStore(OciClient, BundleStore):
         name = bundle.name
         config = {"mediaType": MEDIA_BUNDLE, **self._put_small(name, bundle.manifest_bytes)}
         existing = self._existing(name, bundle.version)
+        if existing is not None and _version_of(existing) != bundle.version:
+            existing = None  # a tag with the version's name: the version's push replaces it
         if existing is not None and existing["config"]["digest"] != config["digest"]:
             raise BundleExistsError(
                 f"version {bundle.version} already exists in {self.location} with manifest "
@@ -220,18 +222,18 @@ class OciStore(OciClient, BundleStore):
         self._put_manifest_bytes(name, bundle.version, body)
         self._put_manifest_bytes(name, _digest_tag(bundle.digest), body)
         for tag in tags:
-            self.set_tag(name, tag, bundle.version)
+            if tag != bundle.version:
+                self.set_tag(name, tag, bundle.version)
 
     def set_tag(self, name: str, tag: str, version: str) -> None:
         check_version(tag)
         if tag == version:
-            return
+            raise BundleExistsError(
+                f"{tag!r} is a version; a tag cannot take a version's name", bundle=name
+            )
         body, _ = self._oci_manifest(name, version)
         current = self._existing(name, tag)
-        if (
-            current is not None
-            and current.get("annotations", {}).get("io.tierwise.bundle.version") == tag
-        ):
+        if current is not None and _version_of(current) == tag:
             raise BundleExistsError(
                 f"{tag!r} is a version; a tag cannot take a version's name", bundle=name
             )
@@ -290,3 +292,12 @@ class OciStore(OciClient, BundleStore):
 
     def close(self) -> None:
         self.session.close()
+
+
+def _version_of(oci_manifest: dict[str, Any]) -> str | None:
+    """The bundle version an OCI manifest carries (its tierwise annotation)."""
+    annotations = oci_manifest.get("annotations")
+    if not isinstance(annotations, dict):
+        return None
+    version = annotations.get("io.tierwise.bundle.version")
+    return version if isinstance(version, str) else None
