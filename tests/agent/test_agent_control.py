@@ -115,6 +115,13 @@ def test_an_outage_or_a_bad_answer_keeps_the_serving_version(
         control.body = b"x" * 70_000
         _sync(node.url)
         assert "more than 65536 bytes" in node.status()["control"]["error"]
+        laughs = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] + [
+            f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)
+        ]
+        control.body = "\n".join(laughs).encode()  # a few hundred bytes, 10^9 nodes
+        _sync(node.url)
+        assert "aliases are expanded" in node.status()["control"]["error"]
+        assert node.status()["version"] == "1"
         control.body = b'{"ref": "2"}'
         assert _sync(node.url)["result"] == "activated"
         assert node.status()["control"]["error"] is None

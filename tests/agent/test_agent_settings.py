@@ -52,3 +52,18 @@ def test_a_misplaced_password_is_not_echoed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"registry\.password") as info:
         load_agent_settings(config)
     assert "hunter2" not in str(info.value)
+
+
+def test_every_problem_is_named_in_words_with_the_nearest_setting(tmp_path: Path) -> None:
+    config = tmp_path / "agent.yaml"
+    text = BASE.replace("state_dir: node\n", "") + "sync_intervall: 5\nport: 99999\n"
+    config.write_text(text + "thermal: {high_c: 60, low_c: 70, pol_s: 1}\n")
+    with pytest.raises(ConfigError) as info:
+        load_agent_settings(config)
+    message = str(info.value)
+    assert message.startswith(f"{config}: expected valid settings; ")
+    assert "state_dir: missing (required)" in message
+    assert "sync_intervall: unknown setting (did you mean 'sync_interval_s'?)" in message
+    assert "thermal.pol_s: unknown setting (did you mean 'poll_s'?)" in message
+    assert "port: Input should be less than or equal to 65535, got 99999" in message
+    assert "{" not in message.split("expected", 1)[1]  # no settings dumped as a dict

@@ -22,6 +22,7 @@ import yaml
 
 from tierwise.agent.settings import ControlSettings
 from tierwise.errors import AgentError, ConfigError
+from tierwise.yaml_limits import load_yaml
 
 __all__ = ["ControlPlane", "MAX_DESIRED_BYTES", "parse_desired"]
 
@@ -32,7 +33,9 @@ MAX_DESIRED_BYTES = 64 * 1024
 def parse_desired(text: str | bytes, where: str, pattern: object) -> str:
     """The reference a desired-state document names; ConfigError naming ``where``."""
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text, where)
+    except ConfigError:
+        raise
     except (ValueError, yaml.YAMLError) as exc:
         raise ConfigError(where, "YAML or JSON {ref: VERSION | TAG | sha256:...}") from exc
     ref = data.get("ref", data.get("version")) if isinstance(data, dict) else None

@@ -9,7 +9,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tierwise.errors import ConfigError
-from tierwise.server.settings import ModelConfig, safe_input
+from tierwise.server.settings import ModelConfig
+from tierwise.settings_errors import settings_error
+from tierwise.yaml_limits import load_yaml
 
 __all__ = [
     "AgentSettings",
@@ -166,7 +168,7 @@ def load_agent_settings(path: Path, **overrides: Any) -> AgentSettings:
     """Read ``agent.yaml``; relative paths in it are taken from the file's folder.
     ConfigError names the file and the field that was wrong."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text(), str(path)) or {}
     except OSError as exc:
         raise ConfigError(str(path), "a readable YAML file", exc.strerror) from exc
     except yaml.YAMLError as exc:
@@ -180,9 +182,7 @@ def load_agent_settings(path: Path, **overrides: Any) -> AgentSettings:
     try:
         settings = AgentSettings.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: {where}", first["msg"], safe_input(first)) from exc
+        raise settings_error(str(path), exc, AgentSettings) from exc
     base = path.parent
 
     def rel(p: Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from pydantic import BaseModel, ValidationError
 
 from tierwise import __version__
 from tierwise.cli.agent import agent_app
@@ -27,6 +28,7 @@ from tierwise.errors import (
     SpecError,
     TierwiseError,
 )
+from tierwise.settings_errors import settings_error
 
 __all__ = ["app", "main"]
 
@@ -87,6 +89,16 @@ def main() -> None:
     except TierwiseError as exc:
         err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
         raise SystemExit(EXIT_FAILURE) from None
+    except ValidationError as exc:  # settings built from options, checked by pydantic
+        problem = settings_error("options", exc, BaseModel)
+        err_console.print(f"error: {problem}", markup=False, soft_wrap=True)
+        raise SystemExit(EXIT_USAGE) from None
+    except OSError as exc:  # a path that cannot be read or written
+        err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise SystemExit(EXIT_USAGE) from None
+    except RecursionError:
+        err_console.print("error: the input nests too deeply (a recursive YAML alias?)")
+        raise SystemExit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         err_console.print("interrupted")
         raise SystemExit(130) from None

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from tierwise.errors import SpecError, SpecProblem
+from tierwise.errors import ConfigError, SpecError, SpecProblem
 from tierwise.router.placement import PRIVACY_RANK, RESIDENCY_RANK
 from tierwise.router.plan import Plan, PlanHeader, TierConfig, WorkloadConfig
 from tierwise.router.plan_checks import plan_problems, unknown_tier
@@ -28,6 +28,7 @@ from tierwise.spec.base import NAME_PATTERN
 from tierwise.spec.load import _Collector, _line_map, _Loader, _read
 from tierwise.spec.messages import describe, translate
 from tierwise.spec.rules import tier_region
+from tierwise.yaml_limits import check_expansion
 
 __all__ = ["load_plan", "parse_plan"]
 
@@ -46,7 +47,11 @@ def _parse_yaml(text: str, out: _Collector) -> dict[Any, Any] | None:
         if node is None:
             out.add((), f"the file is empty; expected {_TOP}")
             return None
+        check_expansion(node, "the file")
         data = loader.construct_document(node)
+    except ConfigError as exc:
+        out.add((), f"expected {exc.expected}")
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = "" if mark is None else f" at line {mark.line + 1}, column {mark.column + 1}"

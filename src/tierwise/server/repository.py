@@ -10,8 +10,10 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from tierwise.errors import ModelLoadError, ModelNotFoundError
+from tierwise.errors import ConfigError, ModelLoadError, ModelNotFoundError
 from tierwise.server.settings import ModelConfig
+from tierwise.settings_errors import settings_error
+from tierwise.yaml_limits import load_yaml
 
 __all__ = ["ModelEntry", "read_model", "scan_repository"]
 
@@ -51,17 +53,18 @@ def _read_config(name: str, folder: Path, default: ModelConfig) -> ModelConfig:
     if not path.is_file():
         return default
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text(), str(path)) or {}
         if not isinstance(data, dict):
             raise ModelLoadError(f"{path}: expected a mapping of settings", model=name)
         merged = default.model_dump() | data
         return ModelConfig.model_validate(merged)
     except yaml.YAMLError as exc:
         raise ModelLoadError(f"{path}: invalid YAML: {exc}", model=name) from exc
+    except ConfigError as exc:  # aliases that expand too far
+        raise ModelLoadError(str(exc), model=name) from exc
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ModelLoadError(f"{path}: {where}: {first['msg']}", model=name) from exc
+        problem = settings_error(str(path), exc, ModelConfig)
+        raise ModelLoadError(str(problem), model=name) from exc
 
 
 def read_model(repo: Path, name: str, default: ModelConfig) -> ModelEntry:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +12,8 @@ from tierwise.errors import ConfigError
 from tierwise.protocol import CodecLimits
 from tierwise.runtime import OnnxSettings
 from tierwise.server.batching import BatcherSettings
+from tierwise.settings_errors import safe_input, settings_error
+from tierwise.yaml_limits import load_yaml
 
 __all__ = ["ModelConfig", "ServerSettings", "load_yaml_settings", "safe_input"]
 
@@ -77,19 +77,6 @@ class ServerSettings(BaseModel):
         )
 
 
-_SECRET = re.compile(r"pass|secret|token|credential", re.IGNORECASE)
-
-
-def safe_input(error: Mapping[str, Any]) -> object:
-    """The offending value of a validation error, unless it may be a secret: an unknown
-    field (a password put in the wrong place) or a field named like one."""
-    if error.get("type") == "extra_forbidden":
-        return None
-    if any(_SECRET.search(str(part)) for part in error.get("loc", ())):
-        return None
-    return error.get("input")
-
-
 def load_yaml_settings(path: Path | None, **overrides: Any) -> ServerSettings:
     """Read ``server.yaml`` (when given); ``overrides`` that are not None win.
     ConfigError names the file and field that were wrong."""
@@ -98,7 +85,7 @@ def load_yaml_settings(path: Path | None, **overrides: Any) -> ServerSettings:
     if path is not None:
         source = str(path)
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = load_yaml(path.read_text(), str(path)) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(source, "a readable YAML file", str(exc)) from exc
         if not isinstance(loaded, dict):
@@ -110,6 +97,4 @@ def load_yaml_settings(path: Path | None, **overrides: Any) -> ServerSettings:
     try:
         return ServerSettings.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{source}: {where}", first["msg"], safe_input(first)) from exc
+        raise settings_error(source, exc, ServerSettings) from exc

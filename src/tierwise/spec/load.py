@@ -17,13 +17,14 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from tierwise.errors import SpecError, SpecProblem
+from tierwise.errors import ConfigError, SpecError, SpecProblem
 from tierwise.spec.base import NAME_PATTERN
 from tierwise.spec.checks import cross_reference_problems, raw_reference_problems
 from tierwise.spec.fleet import SECTIONS, FleetSpec, SpecHeader
 from tierwise.spec.messages import Loc, describe, format_path, translate
 from tierwise.spec.tiers import Region, Site, Tier
 from tierwise.spec.workloads import ModelSpec, Workload
+from tierwise.yaml_limits import check_expansion
 
 __all__ = ["load_spec", "parse_spec", "validate_files"]
 
@@ -113,7 +114,11 @@ def _parse_yaml(text: str, out: _Collector) -> object:
         if node is None:
             out.add((), "the file is empty; expected a mapping with tiers, models and workloads")
             return None
+        check_expansion(node, "the file")
         data = loader.construct_document(node)
+    except ConfigError as exc:
+        out.add((), f"expected {exc.expected}")
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = "" if mark is None else f" at line {mark.line + 1}, column {mark.column + 1}"
