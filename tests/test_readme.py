@@ -61,11 +61,6 @@ def test_config_example_is_a_valid_model_config() -> None:
 
 def test_shell_examples_run(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    (tmp_path / "request.json").write_text(
-        '{"inputs": [{"name": "image", "shape": [1, 8, 8], "datatype": "FP32", "data": '
-        + str([0.0] * 64)
-        + "}]}"
-    )
     server: subprocess.Popen[bytes] | None = None
     base = ""
     ran = 0
