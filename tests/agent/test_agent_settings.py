@@ -67,3 +67,19 @@ def test_every_problem_is_named_in_words_with_the_nearest_setting(tmp_path: Path
     assert "thermal.pol_s: unknown setting (did you mean 'poll_s'?)" in message
     assert "port: Input should be less than or equal to 65535, got 99999" in message
     assert "{" not in message.split("expected", 1)[1]  # no settings dumped as a dict
+
+
+def test_the_router_front_cannot_share_the_nodes_port(tmp_path: Path) -> None:
+    from tierwise.agent import run_agent
+
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        BASE + "port: 18123\ngateway: {plan: plan.yaml, local_tier: edge, port: 18124}\n"
+    )
+    settings = load_agent_settings(config)
+    assert settings.gateway is not None
+    clash = settings.model_copy(  # what --gateway-port 18123 asks for
+        update={"gateway": settings.gateway.model_copy(update={"port": 18123})}
+    )
+    with pytest.raises(ConfigError, match=r"gateway\.port: expected a port other than the node's"):
+        run_agent(clash, env={})

@@ -92,6 +92,11 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def run_agent(settings: AgentSettings, *, env: Mapping[str, str], **uvicorn_options: Any) -> None:
     """Run the node until SIGINT/SIGTERM, then drain and stop."""
+    if settings.gateway is not None and settings.gateway.port == settings.port != 0:
+        raise ConfigError(
+            "gateway.port", f"a port other than the node's own ({settings.port})",
+            settings.gateway.port,
+        )  # fmt: skip
     sockets = [_bind(settings.host, settings.port)]
     gateway_port = None
     if settings.gateway is not None:
