@@ -124,3 +124,15 @@ def test_real_cli(zoo_dir: Path) -> None:
     assert bad.returncode == 2
     assert "huge" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_one_cost_keeps_the_defaults_for_the_other_stages(zoo_dir: Path) -> None:
+    args = ["calibrate", "--zoo", str(zoo_dir), "--json", "--steps", "11"]
+    result = runner.invoke(app, [*args, "--cost", "edge=0.00005"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["usd_per_inference"] == [0.0, 5e-5, 2e-4]
+    assert doc["cost_source"] == "given, default for the other stages"
+    unknown = runner.invoke(app, [*args, "--cost", "foo=1"])
+    assert unknown.exit_code == 2
+    assert "unknown stage 'foo'" in unknown.output

@@ -159,7 +159,22 @@ def calibrate(
             "expected 2 to 4 comma-separated variants", param_hint="--variants"
         )
     usd = parse_costs(cost or [])
+    known = ("device", "edge", "cloud", *names)
+    unknown = sorted(set(usd) - set(known))
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown stage {unknown[0]!r}; expected a tier kind or a variant: {', '.join(known)}",
+            param_hint="--cost",
+        )
     source = "given" if usd else "default"
+    if spec is None and usd:  # the defaults still price the stages not given
+        from tierwise.router.calibrate import DEFAULT_USD_PER_INFERENCE
+        from tierwise.zoo import load_zoo
+
+        kinds = [load_zoo(zoo).variant(name).tier for name in names]
+        if any(n not in usd and k not in usd for n, k in zip(names, kinds, strict=True)):
+            source = "given, default for the other stages"
+        usd = {**DEFAULT_USD_PER_INFERENCE, **usd}
     if spec is not None:
         from tierwise.router.calibrate_costs import spec_usd_per_inference
         from tierwise.spec import load_spec

@@ -18,8 +18,13 @@ def serve(
     model_repo: Annotated[
         Path, typer.Option("--model-repo", help="DIR/<model>/<version>/model.onnx")
     ],
-    host: Annotated[str | None, typer.Option(help="Address to bind [default: 127.0.0.1]")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to bind [default: 8000]")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to bind (default: 127.0.0.1, or the --config file's)"),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to bind (default: 8000, or the --config file's)")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="server.yaml with more settings")
     ] = None,
