@@ -49,7 +49,9 @@ def test_gateway_routes_and_reports_the_tier(
             assert r.status_code == 200, r.text
             doc = r.json()
             assert doc["id"] == "g-1"
+            assert doc["model_name"] == "digits"  # the workload the client asked for
             params = doc["parameters"]
+            assert params["model"] in ("device", "small", "large")  # what answered
             assert params["tier"] in ("device", "edge", "cloud")
             assert params["degraded"] is False
             assert len(params["trace_id"]) == 16
@@ -59,8 +61,10 @@ def test_gateway_routes_and_reports_the_tier(
         assert bad.status_code == 400
         assert "privacy" in bad.json()["error"]
         unknown = client.post("/v2/models/nope/infer", json=_body(x[:1]))
-        assert unknown.status_code == 400
-        assert "unknown workload 'nope'" in unknown.json()["error"]
+        assert unknown.status_code == 404
+        assert "unknown workload 'nope'; the plan has digits" in unknown.json()["error"]
+        assert client.get("/v2/models/digits/ready").json() == {"name": "digits", "ready": True}
+        assert client.get("/v2/models/nope/ready").status_code == 404
         metrics = client.get("/metrics").text
         assert 'tierwise_gateway_requests_total{outcome="answered"' in metrics
 

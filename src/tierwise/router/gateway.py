@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,10 @@ class Gateway:
         if len(parts) == 4 and parts[:2] == ["v2", "models"] and parts[3] == "infer":
             allow(method, "POST")
             return await self._infer(parts[2], scope, receive)
+        if len(parts) == 4 and parts[:2] == ["v2", "models"] and parts[3] == "ready":
+            allow(method, "GET")
+            self._known_workload(parts[2])
+            return 200, orjson.dumps({"name": parts[2], "ready": True}), list(JSON_HEADERS)
         if len(parts) == 3 and parts[:2] == ["v2", "outbox"]:
             allow(method, "GET")
             return self._outbox_item(parts[2])
@@ -151,6 +156,7 @@ class Gateway:
         meta = meta_from_parameters(
             request.parameters, default_workload=workload, received_s=time.time()
         )
+        self._known_workload(meta.workload)
         forwarded = InferRequest(
             inputs=request.inputs,
             id=request.id,
@@ -176,8 +182,22 @@ class Gateway:
             raise NoRouteError(meta.workload, [])
         outcome = "degraded" if answer.trace.degraded else "answered"
         self.requests.labels(meta.workload, answer.trace.answered_by or "-", outcome).inc()
+        # clients asked for the workload as a model: the answer names it, and says in its
+        # parameters which tier's model answered
+        response = replace(
+            response,
+            model_name=meta.workload,
+            model_version=None,
+            parameters={**response.parameters, "model": response.model_name},
+        )
         out, length = encode_response(response, binary_outputs=binary_outputs_requested(request))
         return 200, out, response_headers(length)
+
+    def _known_workload(self, workload: str) -> None:
+        """404 for a workload the plan does not have: to V2 clients it is a model."""
+        if workload not in self.plan.workloads:
+            known = ", ".join(sorted(self.plan.workloads))
+            raise HttpError(404, f"unknown workload {workload!r}; the plan has {known}")
 
     def _deferrable(self, meta: RequestMeta) -> bool:
         if meta.urgency is not None:
