@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -15,8 +16,20 @@ EXIT_FAILURE = 1
 #: Bad input: a flag, a file or a spec (the same code Click uses for usage errors).
 EXIT_USAGE = 2
 
-out_console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+#: Width of tables written to a pipe or a file (a terminal's own width is used there),
+#: wide enough that no figure is cut short; COLUMNS still wins when set.
+PIPE_WIDTH = 160
+
+
+def _console(*, stderr: bool = False) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(stderr=stderr, highlight=False, width=PIPE_WIDTH)
+    return console
+
+
+out_console = _console()
+err_console = _console(stderr=True)
 
 
 def print_json(data: Any) -> None:
