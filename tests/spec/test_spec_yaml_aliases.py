@@ -42,3 +42,15 @@ def test_every_reader_refuses_them(tmp_path: Path, text: str) -> None:
             read(path)
     with pytest.raises(ConfigError, match=r"aliases are expanded|recursive alias"):
         load_agent_settings(path)
+
+
+def test_a_plan_and_a_spec_mixed_up_say_so_in_one_line() -> None:
+    root = Path(__file__).resolve().parents[2] / "examples"
+    with pytest.raises(SpecError) as plan_as_spec:
+        load_spec(root / "plans" / "digits.yaml")
+    assert len(plan_as_spec.value.problems) == 1
+    assert "looks like a router plan" in str(plan_as_spec.value)
+    with pytest.raises(SpecError) as spec_as_plan:
+        load_plan(root / "fleets" / "digits.yaml")
+    assert len(spec_as_plan.value.problems) == 1
+    assert "looks like a fleet spec" in str(spec_as_plan.value)

@@ -187,6 +187,14 @@ def _check(
     data = _parse_yaml(text, out)
     if data is None:
         return None, out.problems
+    if "models" in data and isinstance(data.get("models"), dict):
+        out.add(
+            (),
+            "this looks like a fleet spec (it has a 'models' section), not a router plan;"
+            " expected tiers and workloads with cascades (make a plan from a spec with"
+            " `tierwise plan SPEC --profiles P -o plan.yaml`)",
+        )
+        return None, out.problems
     header = {k: v for k, v in data.items() if k not in (*_SECTIONS, "price_schedule")}
     try:
         PlanHeader.model_validate(header)

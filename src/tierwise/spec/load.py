@@ -225,8 +225,23 @@ def _check(text: str, file: str) -> tuple[FleetSpec | None, list[SpecProblem]]:
     data = _parse_yaml(text, out)
     if not isinstance(data, dict):
         return None, out.problems
+    if _looks_like_a_plan(data):
+        out.add(
+            (),
+            "this looks like a router plan (its workloads have a 'cascade'), not a fleet spec;"
+            " expected tiers, models and workloads (a plan is read by `tierwise route` and"
+            " `tierwise gateway --plan`)",
+        )
+        return None, out.problems
     spec = _validate(data, out)
     return spec, out.problems
+
+
+def _looks_like_a_plan(data: Mapping[Any, Any]) -> bool:
+    workloads = data.get("workloads")
+    if "models" in data or not isinstance(workloads, dict):
+        return False
+    return any(isinstance(w, dict) and "cascade" in w for w in workloads.values())
 
 
 def parse_spec(text: str, file: str = "<string>") -> FleetSpec:
