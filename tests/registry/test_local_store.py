@@ -279,3 +279,18 @@ def test_a_version_pushed_under_a_tags_name_takes_the_name(
     assert {r.version: r.tags for r in origin.list_bundles("demo")} == {"1": [], "2": []}
     with pytest.raises(BundleExistsError, match="is a version"):
         origin.set_tag("demo", "1", "1")
+
+
+def test_store_and_reference_mistakes_are_named(
+    tmp_path: Path, stores: tuple[LocalStore, LocalStore]
+) -> None:
+    from tierwise.registry import open_store
+
+    origin, _ = stores
+    publish(origin, tmp_path, make_keys(tmp_path), "1", {"edge": 1})
+    with pytest.raises(BundleNotFoundError, match=r"a bare NAME means NAME:latest"):
+        origin.resolve("demo", "latest")
+    with pytest.raises(BundleError, match=r"^tag: expected up to 128"):
+        origin.set_tag("demo", "Bad Tag", "1")
+    with pytest.raises(BundleError, match=r"oci://HOST"):
+        open_store("http://registry.example/fleet")

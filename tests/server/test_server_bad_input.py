@@ -54,7 +54,7 @@ CASES = [
     ("unknown input", {"inputs": [*GOOD["inputs"], Z]}, 400, "'z'"),  # type: ignore[misc]
     ("missing input", {"inputs": []}, 400, "'x'"),
     ("missing field", {"inputs": [NO_TYPE]}, 400, "datatype"),
-    ("unknown output", GOOD | {"outputs": [{"name": "nope"}]}, 400, "'nope'"),
+    ("unknown output", GOOD | {"outputs": [{"name": "nope"}]}, 400, "output 'nope'"),
     ("bad timeout", GOOD | {"parameters": {"timeout": "soon"}}, 400, "timeout"),
 ]  # fmt: skip
 

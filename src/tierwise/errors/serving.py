@@ -81,9 +81,11 @@ class InferenceInputError(ModelError):
 
     status_code = 400
 
-    def __init__(self, reason: str, *, model: str, tensor: str | None = None) -> None:
+    def __init__(
+        self, reason: str, *, model: str, tensor: str | None = None, kind: str = "input"
+    ) -> None:
         self.tensor = tensor
-        prefix = f"input {tensor!r}: " if tensor is not None else ""
+        prefix = f"{kind} {tensor!r}: " if tensor is not None else ""
         super().__init__(prefix + reason, model=model)
 
 

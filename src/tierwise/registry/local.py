@@ -30,7 +30,7 @@ from tierwise.database import open_database
 from tierwise.errors import BundleExistsError, BundleNotFoundError, IntegrityError, RegistryError
 from tierwise.registry.digest import BlobWriter, check_digest, digest_bytes
 from tierwise.registry.manifest import check_version, parse_manifest
-from tierwise.registry.store import BlobSink, BundleRow, BundleStore, StoredBundle
+from tierwise.registry.store import BlobSink, BundleRow, BundleStore, StoredBundle, latest_hint
 
 __all__ = ["GcReport", "LocalStore"]
 
@@ -161,7 +161,9 @@ class LocalStore(BundleStore):
                 )
         if row is None:
             raise BundleNotFoundError(
-                f"no version, tag or digest {reference!r} in {self.location}", bundle=name
+                f"no version, tag or digest {reference!r} in {self.location}"
+                + latest_hint(reference),
+                bundle=name,
             )
         return str(row[0])
 
@@ -290,7 +292,7 @@ class LocalStore(BundleStore):
             self._db.execute("COMMIT")
 
     def _set_tag(self, name: str, tag: str, version: str, now: float) -> None:
-        check_version(tag)
+        check_version(tag, "tag")
         if tag == version:
             return
         self._db.execute(

@@ -52,11 +52,12 @@ def check_name(value: str, *, what: str = "name") -> str:
     return value
 
 
-def check_version(value: str) -> str:
-    """A version: an OCI tag (letters, digits, ``.``, ``_``, ``-``; up to 128)."""
+def check_version(value: str, what: str = "version") -> str:
+    """A version (or a tag, ``what``): an OCI tag (letters, digits, ``.``, ``_``, ``-``;
+    up to 128)."""
     if not isinstance(value, str) or not _VERSION.match(value):
         raise BundleError(
-            f"version: expected up to 128 letters, digits, '.', '_' or '-' (an OCI tag), "
+            f"{what}: expected up to 128 letters, digits, '.', '_' or '-' (an OCI tag), "
             f"got {value!r}"
         )
     return value

@@ -33,7 +33,7 @@ from tierwise.registry.digest import DIGEST_PATTERN, digest_bytes
 from tierwise.registry.manifest import check_version, parse_manifest
 from tierwise.registry.oci_http import MEDIA_OCI_MANIFEST, OciClient
 from tierwise.registry.signing import MAX_SIGNATURE_BYTES
-from tierwise.registry.store import BlobSink, BundleRow, BundleStore, StoredBundle
+from tierwise.registry.store import BlobSink, BundleRow, BundleStore, StoredBundle, latest_hint
 
 __all__ = [
     "MEDIA_BUNDLE",
@@ -105,7 +105,13 @@ class OciStore(OciClient, BundleStore):
                 return self._oci_manifest(name, _digest_tag(reference))[1]
             except BundleNotFoundError:
                 pass  # not a bundle digest this store knows: an OCI manifest digest, then
-        return self._oci_manifest(name, reference)[1]
+        try:
+            return self._oci_manifest(name, reference)[1]
+        except BundleNotFoundError as exc:
+            hint = latest_hint(reference)
+            if not hint:
+                raise
+            raise BundleNotFoundError(f"{exc.reason}{hint}", bundle=name) from exc
 
     def get_manifest(self, name: str, digest: str, *, limit_bytes: int) -> StoredBundle:
         body, _ = self._oci_manifest(name, digest)
@@ -226,7 +232,7 @@ class OciStore(OciClient, BundleStore):
                 self.set_tag(name, tag, bundle.version)
 
     def set_tag(self, name: str, tag: str, version: str) -> None:
-        check_version(tag)
+        check_version(tag, "tag")
         if tag == version:
             raise BundleExistsError(
                 f"{tag!r} is a version; a tag cannot take a version's name", bundle=name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tierwise.errors import BundleError
 from tierwise.registry.local import LocalStore
 from tierwise.registry.oci import OciStore
 from tierwise.registry.store import BundleStore
@@ -23,6 +24,12 @@ def open_store(
     """``oci://HOST[:PORT][/PREFIX]`` opens a registry; anything else is a local folder
     (made when ``create``, else it must be a store already)."""
     text = str(location)
+    scheme = text.split("://", 1)[0] if "://" in text else None
+    if scheme is not None and scheme != "oci":
+        raise BundleError(
+            f"store {text!r}: expected a local folder or oci://HOST[:PORT][/PREFIX] "
+            f"(a registry is addressed as oci://, whatever its own protocol)"
+        )
     if text.startswith("oci://"):
         return OciStore(
             text, plain_http=plain_http, timeout_s=timeout_s, username=username, password=password

@@ -24,6 +24,13 @@ _REF = re.compile(
 )
 
 
+def latest_hint(reference: str) -> str:
+    """What to add to a "not found" for ``reference``: the default tag was not asked for."""
+    if reference != "latest":
+        return ""
+    return " (a bare NAME means NAME:latest; give NAME:VERSION or NAME:TAG)"
+
+
 def parse_ref(ref: str, *, default_tag: str = "latest") -> tuple[str, str]:
     """``name``, ``name:tag-or-version`` or ``name@sha256:...`` -> (name, reference)."""
     match = _REF.match(ref)

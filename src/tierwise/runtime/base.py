@@ -135,6 +135,7 @@ class Signature:
                     f"unknown output requested; the model produces {', '.join(names)}",
                     model=model,
                     tensor=name,
+                    kind="output",
                 )
         return list(requested)
 
