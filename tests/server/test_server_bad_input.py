@@ -69,10 +69,19 @@ def test_bad_json_requests(
     assert client.post("/v2/models/scale/infer", json=GOOD).status_code == 200
 
 
+def _client_errors(client: httpx.Client) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("tierwise_requests_total{") and 'outcome="client_error"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def test_invalid_json(client: httpx.Client) -> None:
+    before = _client_errors(client)
     response = client.post("/v2/models/scale/infer", content=b"{not json")
     assert response.status_code == 400
     assert "JSON" in response.json()["error"]
+    assert _client_errors(client) == before + 1  # counted for the model like any mistake
 
 
 def test_unknown_model_and_version(client: httpx.Client) -> None:

@@ -106,8 +106,9 @@ class Activator:
         self.state.save()  # before the old generations go: a crash keeps a valid state
         self.installer.keep_only(generation)
         log.info(
-            "%s:%s serving as generation %d (was %s)", manifest.name, manifest.version,
-            generation, previous.version if previous else "nothing",
+            "%s version %s is serving (model repository generation %d); it was %s",
+            manifest.name, manifest.version, generation,
+            f"version {previous.version}" if previous else "serving nothing",
         )  # fmt: skip
         return activation
 

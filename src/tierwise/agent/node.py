@@ -218,15 +218,17 @@ class EdgeAgent:
         keeps serving)."""
         async with self._sync_lock:
             started = time.monotonic()
+            logged = False
             try:
                 result = await self._sync()
             except Exception as exc:  # a failed sync is a result, never a dead loop
-                log.exception("sync failed")
+                log.exception("sync failed (still serving %s)", self.active_version or "nothing")
                 result = SyncResult("error", error=f"{type(exc).__name__}: {exc}")
+                logged = True
             result.seconds = round(time.monotonic() - started, 3)
             self.last_sync = result
             self.sync_counts[result.result] = self.sync_counts.get(result.result, 0) + 1
-            if result.result == "error":
+            if result.result == "error" and not logged:
                 log.error("sync of %s failed: %s (still serving %s)", result.reference,
                           result.error, self.active_version or "nothing")  # fmt: skip
             elif result.result == "activated":

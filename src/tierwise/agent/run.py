@@ -78,14 +78,14 @@ def build_agent_app(
     )
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, what: str = "port") -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ConfigError("port", f"a free port on {host}", port) from exc
+        raise ConfigError(what, f"a free port on {host}", port) from exc
     sock.set_inheritable(True)
     return sock
 
@@ -100,7 +100,7 @@ def run_agent(settings: AgentSettings, *, env: Mapping[str, str], **uvicorn_opti
     sockets = [_bind(settings.host, settings.port)]
     gateway_port = None
     if settings.gateway is not None:
-        sockets.append(_bind(settings.host, settings.gateway.port))
+        sockets.append(_bind(settings.host, settings.gateway.port, "gateway.port"))
         gateway_port = sockets[1].getsockname()[1]
     app = build_agent_app(settings, env=env, gateway_port=gateway_port)
     server = uvicorn_server(app, drain_timeout_s=settings.drain_timeout_s, **uvicorn_options)

@@ -34,6 +34,12 @@ _TIER_HELP = (
 )
 
 
+_ENDPOINT_TIER_HELP = (
+    "The spec tier this endpoint is (repeatable); the planner then uses these measurements, "
+    "network included, for it instead of scaling a host profile by the tier's speed_factor."
+)
+
+
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
     """``"1,8,32"`` -> ``(1, 8, 32)``; typer.BadParameter when malformed."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
@@ -225,7 +231,7 @@ def endpoint(
         str | None, typer.Option(help="Environment variable holding the Authorization header.")
     ] = None,
     timeout_s: Annotated[float, typer.Option(help="Per-request timeout.")] = 5.0,
-    tier: Annotated[list[str] | None, typer.Option("--tier", help=_TIER_HELP)] = None,
+    tier: Annotated[list[str] | None, typer.Option("--tier", help=_ENDPOINT_TIER_HELP)] = None,
     runs: Annotated[int, typer.Option(help="Timed calls per batch size.")] = 200,
     warmup: Annotated[int, typer.Option(help="Untimed calls before each batch size.")] = 10,
     max_seconds: Annotated[float, typer.Option(help="Stop timing a batch size after this.")] = 2.0,

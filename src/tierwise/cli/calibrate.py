@@ -113,7 +113,9 @@ def calibrate(
     ] = "tiny,small,large",
     target_accuracy: Annotated[
         float,
-        typer.Option(min=0.0, max=1.0, help="Accuracy target (0, 1] relative to the last variant."),
+        typer.Option(
+            max=1.0, help="Accuracy target in (0, 1], relative to the last variant's accuracy."
+        ),
     ] = 0.99,
     cost: Annotated[
         list[str] | None,

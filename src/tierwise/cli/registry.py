@@ -62,7 +62,8 @@ TrustOpt = Annotated[
     list[Path],
     typer.Option(
         "--trusted-keys",
-        help="Public key files (.pub) or folders of them; repeat for several.",
+        help="Public key files (.pub) or folders of them; repeat for several. Required: "
+        "nothing is pulled or verified without a key to check its signature.",
     ),
 ]
 

@@ -41,7 +41,7 @@ def report(
     inferences by workload and tier, latency percentiles against SLOs, and the cascade's
     accuracy / cost curve with the chosen points and the oracle bound.
 
-    The page is self-contained (no network, no scripts): open DIR/index.html.
+    The page is self-contained (no network, no scripts): open OUT/index.html.
     """
     from tierwise.report import write_report
     from tierwise.report.load import load_report_data

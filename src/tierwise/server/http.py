@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tierwise import __version__
 from tierwise.errors import (
     ModelNotFoundError,
+    ProtocolError,
     ServerBusyError,
     TierwiseError,
 )
@@ -186,8 +187,12 @@ class HttpFrontend:
             raise ServerBusyError(model=name, queue_size=0, retry_after_s=1, status_code=503)
         header_length, declared = body_headers(scope)
         served = self.dataplane.admit(name, version)  # shed load before reading the body
-        body = await read_body(receive, declared, self.settings.max_body_bytes)
-        request = decode_request(body, header_length=header_length, limits=self.limits)
+        try:
+            body = await read_body(receive, declared, self.settings.max_body_bytes)
+            request = decode_request(body, header_length=header_length, limits=self.limits)
+        except ProtocolError:  # counted with the model's other client errors
+            served.metrics.requests["client_error"].inc()
+            raise
         key = request.parameters.get("idempotency_key") if request.parameters else None
         if isinstance(key, str) and key:
             # a redelivered request (at-least-once senders such as an outbox) is answered
