@@ -7,6 +7,7 @@ scores every workload on every tier across the playbook's six drivers.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -41,6 +42,13 @@ class DefaultCommandGroup(typer.core.TyperGroup):
             and first not in known
             and first not in ctx.help_option_names
         ):
+            near = difflib.get_close_matches(first, list(known), n=1, cutoff=0.75)
+            if near and not Path(first).exists():  # a mistyped verb, not a spec file
+                raise typer.BadParameter(
+                    f"no such command or spec file {first!r}; did you mean "
+                    f"`tierwise plan {near[0]}`?",
+                    param_hint="SPEC",
+                )
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 
