@@ -28,11 +28,17 @@ from dataclasses import dataclass
 
 from tierwise.plan.perf import Estimate, network_ms
 from tierwise.plan.problem import TierModel, hours_per_month
-from tierwise.spec import BYTES_PER_GB, CloudTier, DeviceTier, EdgeTier, FleetSpec, Workload
+from tierwise.spec import (
+    BYTES_PER_GB,
+    AnyTier,
+    CloudTier,
+    EdgeTier,
+    FleetSpec,
+    Workload,
+)
 
 __all__ = ["QUANTILES", "StageFigures", "cascade_latency_ms", "stage_figures"]
 
-AnyTier = DeviceTier | EdgeTier | CloudTier
 
 #: SLO percentiles by name, as fractions.
 QUANTILES: dict[str, float] = {"p50": 0.5, "p95": 0.95, "p99": 0.99}

@@ -37,17 +37,13 @@ from tierwise.plan.matrix_rules import (
 from tierwise.plan.perf import Estimate, ProfileCatalog
 from tierwise.plan.settings import PlanSettings
 from tierwise.spec import (
-    CloudTier,
-    DeviceTier,
-    EdgeTier,
+    AnyTier,
     FleetSpec,
     Variant,
     Workload,
     variant_for,
     variant_misfit,
 )
-
-AnyTier = DeviceTier | EdgeTier | CloudTier
 
 __all__ = ["DecisionMatrix", "TierScore", "WorkloadScores", "decision_matrix", "driver_weights"]
 

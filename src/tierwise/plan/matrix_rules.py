@@ -45,6 +45,7 @@ from tierwise.plan.cost import tier_cost
 from tierwise.plan.perf import Estimate, network_ms
 from tierwise.plan.settings import PlanSettings
 from tierwise.spec import (
+    AnyTier,
     CloudTier,
     DeviceTier,
     EdgeTier,
@@ -72,7 +73,6 @@ __all__ = [
     "tier_usd_per_million",
 ]
 
-AnyTier = DeviceTier | EdgeTier | CloudTier
 
 #: The six drivers of the playbook, in the order the matrix shows them.
 DRIVERS: tuple[str, ...] = ("latency", "privacy", "throughput", "memory", "cost", "operations")

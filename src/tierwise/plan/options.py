@@ -31,9 +31,7 @@ from tierwise.plan.cascade import QUANTILES, cascade_latency_ms, stage_figures
 from tierwise.plan.perf import Estimate, ProfileCatalog
 from tierwise.plan.problem import TierModel, period_rates
 from tierwise.spec import (
-    CloudTier,
-    DeviceTier,
-    EdgeTier,
+    AnyTier,
     FleetSpec,
     Variant,
     Workload,
@@ -42,8 +40,6 @@ from tierwise.spec import (
 )
 
 __all__ = ["Option", "Rejection", "Stage", "WorkloadOptions", "workload_options"]
-
-AnyTier = DeviceTier | EdgeTier | CloudTier
 
 
 @dataclass(frozen=True)

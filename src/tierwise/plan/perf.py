@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from tierwise.bench.profiles import ProfileSet, VariantProfile
 from tierwise.errors import ProfileError
-from tierwise.spec import KIND_RANK, CloudTier, DeviceTier, EdgeTier, FleetSpec, Workload
+from tierwise.spec import KIND_RANK, AnyTier, FleetSpec, Workload
 
 __all__ = [
     "BatchEstimate",
@@ -38,7 +38,6 @@ __all__ = [
     "speed_factor",
 ]
 
-AnyTier = DeviceTier | EdgeTier | CloudTier
 Quantile = str  # "p50" | "p95" | "p99"
 
 _PROVIDER_TAGS: dict[str, str] = {

@@ -29,7 +29,6 @@ from tierwise.spec import (
     DAYS_PER_MONTH,
     HOURS_PER_MONTH,
     CloudTier,
-    DeviceTier,
     EdgeTier,
     FleetSpec,
     Workload,
@@ -46,7 +45,6 @@ __all__ = [
     "with_cloud_prices",
 ]
 
-AnyTier = DeviceTier | EdgeTier | CloudTier
 
 #: Purchase mixes the cost views compare: the spec's own, and all of one kind.
 MIXES: tuple[str, ...] = ("spec", "on_demand", "spot", "reserved")

@@ -63,6 +63,7 @@ from tierwise.spec.queries import (
 from tierwise.spec.rules import Origin, node_memory_mib, variant_misfit
 from tierwise.spec.tiers import (
     KIND_RANK,
+    AnyTier,
     Capacity,
     CloudCost,
     CloudMix,
@@ -92,6 +93,7 @@ from tierwise.spec.workloads import (
 )
 
 __all__ = [
+    "AnyTier",
     "BYTES_PER_GB",
     "DAYS_PER_MONTH",
     "HOURS_PER_MONTH",

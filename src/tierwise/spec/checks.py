@@ -12,12 +12,11 @@ import difflib
 from collections.abc import Collection, Mapping
 
 from tierwise.spec.rules import exclusion_reasons, resolve_origin, variant_misfit
-from tierwise.spec.tiers import KIND_RANK, CloudTier, DeviceTier, EdgeTier, Region, Site
+from tierwise.spec.tiers import KIND_RANK, AnyTier, CloudTier, DeviceTier, Region, Site
 from tierwise.spec.workloads import ModelSpec, Workload
 
 __all__ = ["cross_reference_problems", "raw_reference_problems"]
 
-AnyTier = DeviceTier | EdgeTier | CloudTier
 Problem = tuple[str, str]
 
 

@@ -11,7 +11,7 @@ from tierwise.spec.rules import (
     tier_region,
     variant_misfit,
 )
-from tierwise.spec.tiers import KIND_RANK, CloudTier, DeviceTier, EdgeTier, Site, TierKind
+from tierwise.spec.tiers import KIND_RANK, AnyTier, CloudTier, Site, TierKind
 from tierwise.spec.workloads import ModelSpec, Variant, Workload
 
 __all__ = [
@@ -28,8 +28,6 @@ __all__ = [
     "workload_tiers",
     "workloads_on_tier",
 ]
-
-AnyTier = DeviceTier | EdgeTier | CloudTier
 
 
 def get_tier(spec: FleetSpec, tier: AnyTier | str) -> AnyTier:

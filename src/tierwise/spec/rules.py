@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tierwise.spec.tiers import CloudTier, DeviceTier, EdgeTier, Site
+from tierwise.spec.tiers import AnyTier, CloudTier, DeviceTier, EdgeTier, Site
 from tierwise.spec.workloads import Variant, Workload
 
 __all__ = ["Origin", "exclusion_reasons", "resolve_origin", "tier_region", "variant_misfit"]
-
-AnyTier = DeviceTier | EdgeTier | CloudTier
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from tierwise.spec.base import Name, SpecModel
 
 __all__ = [
     "KIND_RANK",
+    "AnyTier",
     "Capacity",
     "CloudCost",
     "CloudMix",
@@ -227,4 +228,7 @@ class CloudTier(_TierBase):
     cost: CloudCost
 
 
-Tier = Annotated[DeviceTier | EdgeTier | CloudTier, Field(discriminator="kind")]
+#: Any one tier, for annotations and isinstance checks.
+AnyTier = DeviceTier | EdgeTier | CloudTier
+#: A tier as the spec reads it: the kind field says which.
+Tier = Annotated[AnyTier, Field(discriminator="kind")]
