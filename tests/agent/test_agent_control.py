@@ -150,8 +150,8 @@ def test_control_settings_are_checked() -> None:
         ControlSettings.model_validate({"url": "ftp://control/desired"})
     settings = ControlSettings(url="http://control.example/desired", token_env="TOKEN")
     with pytest.raises(ConfigError, match="TOKEN is not set"):
-        ControlPlane(settings, "n", {}, None)
+        ControlPlane(settings, "n", {})
     with pytest.raises(ConfigError, match="https URL"):
-        ControlPlane(settings, "n", {"TOKEN": "t"}, None)
+        ControlPlane(settings, "n", {"TOKEN": "t"})
     loopback = ControlSettings(url="http://127.0.0.1:9/desired", token_env="TOKEN")
-    assert ControlPlane(loopback, "n", {"TOKEN": "t"}, None).token == "t"
+    assert ControlPlane(loopback, "n", {"TOKEN": "t"}).token == "t"

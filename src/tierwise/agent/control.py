@@ -13,6 +13,7 @@ variable ``token_env`` names) goes only over HTTPS or to a loopback host.
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
@@ -24,13 +25,17 @@ from tierwise.agent.settings import ControlSettings
 from tierwise.errors import AgentError, ConfigError
 from tierwise.yaml_limits import load_yaml
 
-__all__ = ["ControlPlane", "MAX_DESIRED_BYTES", "parse_desired"]
+__all__ = ["MAX_DESIRED_BYTES", "REFERENCE", "ControlPlane", "parse_desired"]
 
 #: Largest desired-state document read from the control plane.
 MAX_DESIRED_BYTES = 64 * 1024
 
 
-def parse_desired(text: str | bytes, where: str, pattern: object) -> str:
+#: What a desired state may name: a version or tag (an OCI tag), or a sha256 digest.
+REFERENCE = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|sha256:[0-9a-f]{64})$")
+
+
+def parse_desired(text: str | bytes, where: str) -> str:
     """The reference a desired-state document names; ConfigError naming ``where``."""
     try:
         data = load_yaml(text, where)
@@ -39,8 +44,7 @@ def parse_desired(text: str | bytes, where: str, pattern: object) -> str:
     except (ValueError, yaml.YAMLError) as exc:
         raise ConfigError(where, "YAML or JSON {ref: VERSION | TAG | sha256:...}") from exc
     ref = data.get("ref", data.get("version")) if isinstance(data, dict) else None
-    match = getattr(pattern, "match", None)
-    if ref is None or isinstance(ref, bool) or match is None or not match(str(ref).strip()):
+    if ref is None or isinstance(ref, bool) or not REFERENCE.match(str(ref).strip()):
         raise ConfigError(f"{where}: ref", "a version, tag or sha256 digest", ref)
     return str(ref).strip()
 
@@ -59,13 +63,10 @@ def _loopback(host: str | None) -> bool:
 class ControlPlane:
     """Reads one node's desired state from ``settings.url``."""
 
-    def __init__(
-        self, settings: ControlSettings, node: str, env: Mapping[str, str], pattern: object
-    ) -> None:
+    def __init__(self, settings: ControlSettings, node: str, env: Mapping[str, str]) -> None:
         self.url = settings.url.replace("{node}", quote(node, safe=""))
         parts = urlsplit(self.url)
         self.timeout_s = settings.timeout_s
-        self.pattern = pattern
         self.token: str | None = None
         if settings.token_env is not None:
             self.token = env.get(settings.token_env)
@@ -111,7 +112,7 @@ class ControlPlane:
             )
         if len(body) > MAX_DESIRED_BYTES:
             raise AgentError(f"control plane {self.url} sent more than {MAX_DESIRED_BYTES} bytes")
-        ref = parse_desired(body, f"control plane {self.url}", self.pattern)
+        ref = parse_desired(body, f"control plane {self.url}")
         self.etag = answer.headers.get("ETag")
         return ref
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from typing import Any
 import orjson
 
 from tierwise.agent.activate import Activator
-from tierwise.agent.control import ControlPlane, parse_desired
+from tierwise.agent.control import REFERENCE, ControlPlane, parse_desired
 from tierwise.agent.install import Installer
 from tierwise.agent.settings import AgentSettings
 from tierwise.agent.state import Activation, AgentState
@@ -43,8 +42,6 @@ from tierwise.server.settings import ServerSettings
 
 __all__ = ["EdgeAgent", "SyncResult"]
 
-# what the desired state may name: a version or tag (an OCI tag), or a sha256 digest
-_REFERENCE = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|sha256:[0-9a-f]{64})$")
 
 log = logging.getLogger("tierwise.agent")
 
@@ -105,7 +102,7 @@ class EdgeAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self._source: BundleStore | None = None
         self.control = (
-            ControlPlane(settings.control, settings.node, self.env, _REFERENCE)
+            ControlPlane(settings.control, settings.node, self.env)
             if settings.control is not None
             else None
         )
@@ -154,7 +151,7 @@ class EdgeAgent:
             text = path.read_text()
         except OSError as exc:
             raise ConfigError(str(path), "YAML or JSON {ref: VERSION | TAG | sha256:...}") from exc
-        return parse_desired(text, str(path), _REFERENCE)
+        return parse_desired(text, str(path))
 
     async def _poll_control(self, control: ControlPlane) -> None:
         """Take the control plane's reference into the desired-state file; when it cannot
@@ -178,7 +175,7 @@ class EdgeAgent:
 
     def set_desired(self, reference: str) -> None:
         """Write the desired state (what the control endpoint does) and sync soon."""
-        if not _REFERENCE.match(reference):
+        if not REFERENCE.match(reference):
             raise ConfigError("ref", "a version, tag or sha256 digest", reference)
         atomic_write_bytes(self.settings.desired_file, orjson.dumps({"ref": reference}))
         self.kick()
