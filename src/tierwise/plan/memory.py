@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from tierwise.plan.options import Option
 from tierwise.plan.problem import TierModel
 
-__all__ = ["MemoryUse", "Resident", "memory_use", "resident_variants"]
+__all__ = [
+    "MemoryUse",
+    "Resident",
+    "add_stages",
+    "memory_use",
+    "resident_variants",
+    "tier_memory",
+]
 
 #: (model, variant) -> footprint in MiB
 Resident = dict[tuple[str, str], float]
@@ -41,20 +48,30 @@ class MemoryUse:
         )
 
 
+def add_stages(resident: dict[str, Resident], option: Option) -> None:
+    """Load the variants of ``option``'s stages into ``resident`` (per tier)."""
+    for stage in option.stages:
+        held = resident.setdefault(stage.tier, {})
+        key = (stage.model, stage.variant)
+        held[key] = max(held.get(key, 0.0), stage.memory_mib)
+
+
 def resident_variants(options: Iterable[Option]) -> dict[str, Resident]:
     """Per tier, the variants ``options`` load there and their footprints."""
     out: dict[str, Resident] = {}
     for option in options:
-        for stage in option.stages:
-            resident = out.setdefault(stage.tier, {})
-            key = (stage.model, stage.variant)
-            resident[key] = max(resident.get(key, 0.0), stage.memory_mib)
+        add_stages(out, option)
     return out
+
+
+def tier_memory(tier: str, resident: Resident, models: dict[str, TierModel]) -> MemoryUse:
+    """What ``tier`` must hold with ``resident`` loaded, against one of its nodes."""
+    return MemoryUse(tier, resident, sum(resident.values()), models[tier].memory_mib)
 
 
 def memory_use(options: Iterable[Option], models: dict[str, TierModel]) -> dict[str, MemoryUse]:
     """Per tier that ``options`` use: what it must hold against one node's memory."""
     return {
-        tier: MemoryUse(tier, resident, sum(resident.values()), models[tier].memory_mib)
+        tier: tier_memory(tier, resident, models)
         for tier, resident in resident_variants(options).items()
     }

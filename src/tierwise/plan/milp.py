@@ -39,7 +39,7 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from tierwise.errors import PlanError
-from tierwise.plan.memory import MemoryUse, Resident, memory_use, resident_variants
+from tierwise.plan.memory import Resident, memory_use, resident_variants, tier_memory
 from tierwise.plan.options import WorkloadOptions
 from tierwise.plan.problem import TierModel, hours_per_month
 from tierwise.plan.settings import PlanSettings
@@ -108,7 +108,7 @@ class _Builder:
         self.tight: dict[str, Resident] = {
             t: resident
             for t, resident in sorted(candidates.items())
-            if not MemoryUse(t, resident, sum(resident.values()), models[t].memory_mib).fits
+            if not tier_memory(t, resident, models).fits
         }
         self.z: dict[tuple[str, tuple[str, str]], int] = {}
         for t, resident in self.tight.items():

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from tierwise.bench.profiles import ProfileSet
 from tierwise.errors import InfeasiblePlanError
 from tierwise.plan.calibration import CascadeCurve
+from tierwise.plan.memory import Resident, add_stages, tier_memory
 from tierwise.plan.milp import find_overload, solve_milp
 from tierwise.plan.options import Option, WorkloadOptions, workload_options
 from tierwise.plan.perf import ProfileCatalog
@@ -144,7 +145,7 @@ def greedy_plan(problem: PlacementProblem) -> PlanResult | None:
     load = {t: [0.0] * len(periods) for t in models}
     opened: set[str] = set()
     choice: list[int] = []
-    resident: dict[str, dict[tuple[str, str], float]] = {t: {} for t in models}
+    resident: dict[str, Resident] = {}
     for w in problem.workloads:
         best: tuple[float, int] | None = None
         for j, option in enumerate(w.options):
@@ -158,10 +159,7 @@ def greedy_plan(problem: PlacementProblem) -> PlanResult | None:
         if best is None:
             return None
         choice.append(best[1])
-        for stage in w.options[best[1]].stages:
-            held = resident[stage.tier]
-            key = (stage.model, stage.variant)
-            held[key] = max(held.get(key, 0.0), stage.memory_mib)
+        add_stages(resident, w.options[best[1]])
         for t, usage in w.options[best[1]].usage.items():
             opened.add(t)
             load[t] = [a + b for a, b in zip(load[t], usage, strict=True)]
@@ -169,17 +167,12 @@ def greedy_plan(problem: PlacementProblem) -> PlanResult | None:
 
 
 def _memory_fits(
-    option: Option, resident: dict[str, dict[tuple[str, str], float]], models: dict[str, TierModel]
+    option: Option, resident: dict[str, Resident], models: dict[str, TierModel]
 ) -> bool:
     """Whether the variants ``option`` loads still fit each tier's nodes with ``resident``."""
-    for stage in option.stages:
-        held = resident[stage.tier]
-        room = models[stage.tier].memory_mib
-        key = (stage.model, stage.variant)
-        extra = max(stage.memory_mib - held.get(key, 0.0), 0.0)
-        if room > 0 and sum(held.values()) + extra > room * (1 + 1e-9):
-            return False
-    return True
+    after = {stage.tier: dict(resident.get(stage.tier, {})) for stage in option.stages}
+    add_stages(after, option)
+    return all(tier_memory(t, held, models).fits for t, held in after.items())
 
 
 def _instances(load: Sequence[float], model: TierModel) -> list[int]:
