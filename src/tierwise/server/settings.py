@@ -12,10 +12,10 @@ from tierwise.errors import ConfigError
 from tierwise.protocol import CodecLimits
 from tierwise.runtime import OnnxSettings
 from tierwise.server.batching import BatcherSettings
-from tierwise.settings_errors import safe_input, settings_error
+from tierwise.settings_errors import settings_error
 from tierwise.yaml_limits import load_yaml
 
-__all__ = ["ModelConfig", "ServerSettings", "load_yaml_settings", "safe_input"]
+__all__ = ["ModelConfig", "ServerSettings", "load_yaml_settings"]
 
 
 class ModelConfig(BaseModel):
