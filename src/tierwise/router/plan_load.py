@@ -15,20 +15,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from tierwise.errors import ConfigError, SpecError, SpecProblem
+from tierwise.errors import SpecError, SpecProblem
 from tierwise.router.placement import PRIVACY_RANK, RESIDENCY_RANK
 from tierwise.router.plan import Plan, PlanHeader, TierConfig, WorkloadConfig
 from tierwise.router.plan_checks import plan_problems, unknown_tier
 from tierwise.router.schedule import PriceSchedule
 from tierwise.spec import FleetSpec, load_spec, workload_origin
 from tierwise.spec.base import NAME_PATTERN
-from tierwise.spec.load import _Collector, _line_map, _Loader, _read
+from tierwise.spec.load import _Collector, _parse_yaml, _read
 from tierwise.spec.messages import describe, translate
 from tierwise.spec.rules import tier_region
-from tierwise.yaml_limits import check_expansion
 
 __all__ = ["load_plan", "parse_plan"]
 
@@ -38,35 +36,6 @@ _SECTIONS: dict[str, TypeAdapter[Any]] = {
 }
 _TOP = "a mapping with tiers and workloads"
 _NAME_RE = re.compile(NAME_PATTERN)
-
-
-def _parse_yaml(text: str, out: _Collector) -> dict[Any, Any] | None:
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            out.add((), f"the file is empty; expected {_TOP}")
-            return None
-        check_expansion(node, "the file")
-        data = loader.construct_document(node)
-    except ConfigError as exc:
-        out.add((), f"expected {exc.expected}")
-        return None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = "" if mark is None else f" at line {mark.line + 1}, column {mark.column + 1}"
-        out.add((), f"invalid YAML{where}: {exc.problem or exc.context or 'syntax error'}")
-        return None
-    except yaml.YAMLError as exc:
-        out.add((), f"invalid YAML: {exc}")
-        return None
-    finally:
-        loader.dispose()
-    out.lines = _line_map(node)
-    if not isinstance(data, dict):
-        out.add((), f"expected {_TOP} at the top, got {describe(data)}")
-        return None
-    return data
 
 
 def _fill(entry: dict[str, Any], field: str, value: object, where: str, out: _Collector) -> bool:
@@ -184,7 +153,7 @@ def _check(
     text: str, file: str, base_dir: Path, check_files: bool
 ) -> tuple[Plan | None, list[SpecProblem]]:
     out = _Collector(file, {})
-    data = _parse_yaml(text, out)
+    data = _parse_yaml(text, out, _TOP)
     if data is None:
         return None, out.problems
     if "models" in data and isinstance(data.get("models"), dict):

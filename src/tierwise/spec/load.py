@@ -107,12 +107,17 @@ def _split_path(path: str) -> Loc:
     return tuple(parts)
 
 
-def _parse_yaml(text: str, out: _Collector) -> object:
+_SPEC_TOP = "a mapping with tiers, models and workloads"
+
+
+def _parse_yaml(text: str, out: _Collector, top: str = _SPEC_TOP) -> dict[Any, Any] | None:
+    """The document's top-level mapping (``top`` says what it should hold), or None with
+    the problem added to ``out``; also shared by the router's plan loader."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
-            out.add((), "the file is empty; expected a mapping with tiers, models and workloads")
+            out.add((), f"the file is empty; expected {top}")
             return None
         check_expansion(node, "the file")
         data = loader.construct_document(node)
@@ -132,10 +137,7 @@ def _parse_yaml(text: str, out: _Collector) -> object:
         loader.dispose()
     out.lines = _line_map(node)
     if not isinstance(data, dict):
-        out.add(
-            (),
-            f"expected a mapping with tiers, models and workloads at the top, got {describe(data)}",
-        )
+        out.add((), f"expected {top} at the top, got {describe(data)}")
         return None
     return data
 
@@ -223,7 +225,7 @@ def _validate(data: dict[Any, Any], out: _Collector) -> FleetSpec | None:
 def _check(text: str, file: str) -> tuple[FleetSpec | None, list[SpecProblem]]:
     out = _Collector(file, {})
     data = _parse_yaml(text, out)
-    if not isinstance(data, dict):
+    if data is None:
         return None, out.problems
     if _looks_like_a_plan(data):
         out.add(
