@@ -210,8 +210,6 @@ class HttpFrontend:
         self, served: ServedVersion, request: InferRequest, version: str | None, started: float
     ) -> tuple[bytes, int | None]:
         response = await self.dataplane.infer(served, request, version=version, received_s=started)
-        if not request.parameters and not request.outputs:  # the usual case: all in JSON
-            return encode_response(response)
         return encode_response(response, binary_outputs=binary_outputs_requested(request))
 
     async def _run_encoded(
