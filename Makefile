@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test test-deps lint typecheck unit bench clean
 
+# System packages (apt-get as root; otherwise the command to run): scripts/system-deps.sh.
 $(BIN)/python:
+	PYTHON=$(PYTHON) scripts/system-deps.sh demo
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
@@ -31,7 +33,10 @@ typecheck: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
-test: lint typecheck unit
+test-deps:
+	PYTHON=$(PYTHON) scripts/system-deps.sh test
+
+test: test-deps lint typecheck unit
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .tierwise

@@ -4,7 +4,6 @@ keys and small bundles."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from binaries import require_binary
 from server_helpers import free_port
 from tierwise.bench.synthetic import dense_stack_model
 from tierwise.registry import (
@@ -56,9 +56,7 @@ def oci_registry(
     folder; stopped and deleted afterwards. ``htpasswd`` (an htpasswd file's text) turns
     on basic authentication; ``auth_config`` is any other ``auth:`` section (token auth,
     from ``token_server.TokenServer.registry_config``)."""
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        raise RuntimeError("docker-registry is not installed (.ci/run installs it)")
+    binary = require_binary("docker-registry")
     port = free_port()
     storage = tmp / f"registry-{port}"
     storage.mkdir(parents=True)

@@ -28,12 +28,6 @@ def _root() -> None:
 runner = CliRunner()
 
 
-def _registered() -> bool:
-    from tierwise.cli.app import app as real_app
-
-    return any(c.callback is calibrate for c in real_app.registered_commands)
-
-
 @pytest.fixture(scope="session")
 def zoo_dir(shared_zoo_dir: Path) -> Path:
     return shared_zoo_dir
@@ -109,7 +103,6 @@ def test_parse_costs() -> None:
         parse_costs(["=1"])
 
 
-@pytest.mark.skipif(not _registered(), reason="calibrate not registered in tierwise.cli.app yet")
 def test_real_cli(zoo_dir: Path) -> None:
     def tierwise(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -11,6 +11,7 @@ from typing import Any
 import onnxruntime as ort
 import pytest
 
+from binaries import require_binary
 from tierwise.bench import measure_latency
 from tierwise.bench.measure import MeasureSettings, profile_zoo
 from tierwise.bench.profiles import ProfileSet
@@ -30,7 +31,6 @@ from tierwise.spec import load_spec
 from tierwise.zoo import load_eval, load_zoo
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -140,13 +140,12 @@ def browser() -> Iterator[Any]:
 
     Module-scoped: playwright's sync API keeps an event loop running in this thread while
     it is open, which async tests elsewhere must not meet."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium; .ci/run installs it)")
+    chromium = require_binary("chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            executable_path=chromium, args=CHROMIUM_ARGS, headless=True
         )
         try:
             yield browser
