@@ -37,6 +37,14 @@ def serve(
     log_json: Annotated[
         bool | None, typer.Option("--log-json/--no-log-json", help="Logs as JSON lines")
     ] = None,
+    strict: Annotated[
+        bool | None,
+        typer.Option(
+            "--strict/--no-strict",
+            help="Exit at start when any model fails to load or warm up (default: serve "
+            "the others and mark it UNAVAILABLE)",
+        ),
+    ] = None,
 ) -> None:
     """Serve every model of a repository over the Open Inference Protocol (V2 REST)."""
 
@@ -47,6 +55,7 @@ def serve(
         "repository_poll_s": poll_s,
         "access_log": access_log,
         "log_json": log_json,
+        "strict": strict,
     }
     if config is not None:
         settings = load_yaml_settings(config, **overrides)
@@ -59,4 +68,5 @@ def serve(
             f"{settings.model_repo} is not a directory", param_hint="--model-repo"
         )
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    run_server(settings)
+    if not run_server(settings):
+        raise typer.Exit(code=3)  # uvicorn's own status for a failed start

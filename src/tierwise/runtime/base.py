@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from tierwise.errors import InferenceInputError, ModelNotReadyError
+from tierwise.errors import ConfigError, InferenceInputError, ModelNotReadyError
 from tierwise.protocol.datatypes import datatype_of, dtype_of
 
 __all__ = ["Backend", "Signature", "TensorSpec"]
@@ -18,11 +18,25 @@ __all__ = ["Backend", "Signature", "TensorSpec"]
 
 @dataclass(frozen=True, slots=True)
 class TensorSpec:
-    """One input or output: its name, V2 datatype and shape (-1 marks a dynamic dimension)."""
+    """One input or output: its name, V2 datatype and shape (-1 marks a dynamic dimension).
+
+    ``symbols`` holds, for each dimension, the model's symbolic name of a dynamic one
+    (``"batch"``, ``"height"``; None for a fixed or unnamed one), or is None as a whole
+    when the names are unknown (a signature read from V2 metadata). It is not part of the
+    V2 contract, so equality and :meth:`to_dict` leave it out.
+    """
 
     name: str
     datatype: str
     shape: tuple[int, ...]
+    symbols: tuple[str | None, ...] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.symbols is not None and len(self.symbols) != len(self.shape):
+            raise ConfigError(
+                "symbols", f"one entry per dimension of {self.name!r} ({len(self.shape)})",
+                len(self.symbols),
+            )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
@@ -60,9 +74,37 @@ class Signature:
 
     @property
     def batch_dynamic(self) -> bool:
-        """True when every input and output has a dynamic first dimension (batchable)."""
-        tensors = self.inputs + self.outputs
-        return bool(tensors) and all(t.shape and t.shape[0] == -1 for t in tensors)
+        """True when requests may be concatenated along the first dimension (batchable):
+        see :attr:`batch_problem`."""
+        return self.batch_problem is None
+
+    @cached_property
+    def batch_problem(self) -> str | None:
+        """Why requests may not be merged along axis 0, or None when they may: every input
+        and output must have a dynamic first dimension, and where the model names those
+        dimensions, the same name on all that are named (the batch dimension). A state shaped
+        ``[2, batch, 128]``, a 0-d input or an output with its own first dimension (a
+        detection count) all rule merging out."""
+        tensors = [("input", t) for t in self.inputs] + [("output", t) for t in self.outputs]
+        if not tensors:
+            return "the model declares no inputs or outputs"
+        batch: tuple[str, str] | None = None  # (symbol, the tensor that set it)
+        for kind, spec in tensors:
+            where = f"{kind} {spec.name!r}"
+            if not spec.shape:
+                return f"{where} is a scalar (0-d), so it has no batch dimension"
+            if spec.shape[0] >= 0:
+                return f"{where} has a fixed first dimension ({spec.shape[0]})"
+            # names unknown (V2 metadata) or left out (skl2onnx's [None, n]): nothing says
+            # this is not the batch dimension, so only named dimensions must agree
+            symbol = None if spec.symbols is None else spec.symbols[0]
+            if symbol is None:
+                continue
+            if batch is None:
+                batch = (symbol, where)
+            elif symbol != batch[0]:
+                return f"{where} has first dimension {symbol!r}, but {batch[1]} has {batch[0]!r}"
+        return None
 
     @cached_property
     def _expected(
@@ -141,7 +183,8 @@ class Signature:
 
     def example_inputs(self, batch_size: int = 1) -> dict[str, np.ndarray]:
         """Zero-filled inputs that fit the signature; dynamic dimensions become ``batch_size``
-        for the first and 1 elsewhere. Used for warm-up."""
+        for the first and 1 elsewhere. For timing runs; the server's warm-up does not guess
+        dimensions this way (see :mod:`tierwise.runtime.warmup`)."""
         out: dict[str, np.ndarray] = {}
         for spec in self.inputs:
             shape = tuple(
@@ -169,6 +212,8 @@ class Backend(abc.ABC):
     def __init__(self, name: str) -> None:
         self.name = name
         self._loaded = False
+        #: why the last load ran no warm-up although warm-up is on (None when it ran)
+        self.warmup_note: str | None = None
 
     @property
     def loaded(self) -> bool:
@@ -181,7 +226,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def load(self) -> None:
-        """Load the model and warm it up; raise ModelLoadError when it cannot be loaded."""
+        """Load the model and warm it up; raise ModelLoadError when it cannot be loaded or
+        its warm-up fails, and set :attr:`warmup_note` when it skips the warm-up."""
 
     @abc.abstractmethod
     async def predict(

@@ -15,11 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tierwise.errors import (
     BackendError,
+    ConfigError,
     ModelLoadError,
     ModelNotReadyError,
     ProviderUnavailableError,
 )
 from tierwise.runtime.base import Backend, Signature, TensorSpec
+from tierwise.runtime.warmup import WarmupSample, plan_warmup
 
 __all__ = ["OnnxBackend", "OnnxSettings", "read_signature", "resolve_providers"]
 
@@ -59,7 +61,9 @@ class OnnxSettings(BaseModel):
     intra_op_threads: int = Field(default=1, ge=0, description="0 lets onnxruntime decide")
     inter_op_threads: int = Field(default=1, ge=0)
     executor_threads: int = Field(default=1, ge=1, le=64, description="concurrent sess.run calls")
-    warmup_runs: int = Field(default=2, ge=0, le=100)
+    warmup_runs: int = Field(
+        default=2, ge=0, le=100, description="runs of each warm-up input set; 0 turns it off"
+    )
     executor: Literal["auto", "thread", "inline"] = Field(
         default="auto",
         description="where sess.run happens: a worker thread, the event loop's own thread, "
@@ -105,8 +109,10 @@ def _tensor_specs(args: Sequence[Any]) -> tuple[TensorSpec, ...]:
                 f"{arg.name!r} has type {arg.type}, which has no V2 datatype",
                 backend="onnxruntime",
             )
-        shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in arg.shape)
-        specs.append(TensorSpec(arg.name, datatype, shape))
+        dims = list(arg.shape or ())
+        shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in dims)
+        symbols = tuple(d if isinstance(d, str) and d else None for d in dims)
+        specs.append(TensorSpec(arg.name, datatype, shape, symbols))
     return tuple(specs)
 
 
@@ -168,10 +174,18 @@ class OnnxBackend(Backend):
 
     runtime = "onnxruntime"
 
-    def __init__(self, name: str, path: str | Path, settings: OnnxSettings | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        path: str | Path,
+        settings: OnnxSettings | None = None,
+        *,
+        warmup: Sequence[WarmupSample] = (),
+    ) -> None:
         super().__init__(name)
         self.path = Path(path)
         self.settings = settings or OnnxSettings()
+        self.warmup = tuple(warmup)
         self._session: ort.InferenceSession | None = None
         self._signature: Signature | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -200,15 +214,36 @@ class OnnxBackend(Backend):
             )
             self._session, self._signature, self._executor = session, signature, executor
             self._string_inputs = [t.name for t in signature.inputs if t.datatype == "BYTES"]
-            for run in range(self.settings.warmup_runs):
-                if run == 1:
-                    self._ms_per_row = None  # the first, cold run says little about cost
-                await self._run(signature.example_inputs(), [t.name for t in signature.outputs])
+            await self._warm_up(signature)
         except BaseException:
             executor.shutdown(wait=False)
             self._session = self._signature = self._executor = None
             raise
         self._loaded = True
+
+    async def _warm_up(self, signature: Signature) -> None:
+        """Run the declared or derived warm-up ``warmup_runs`` times; ModelLoadError says
+        which inputs failed. Never runs guessed shapes (see :mod:`tierwise.runtime.warmup`)."""
+        try:
+            plan = plan_warmup(signature, self.warmup)
+        except ConfigError as exc:
+            raise ModelLoadError(f"config.yaml {exc}", model=self.name) from exc
+        runs = self.settings.warmup_runs
+        self.warmup_note = plan.skipped if runs else None
+        outputs = [t.name for t in signature.outputs]
+        for run in range(runs):
+            if run == 1:
+                self._ms_per_row = None  # the first, cold run says little about cost
+            for index, feeds in enumerate(plan.feeds):
+                try:
+                    await self._run(feeds, outputs)
+                except BackendError as exc:
+                    detail = exc.__cause__ if exc.__cause__ is not None else exc.reason
+                    raise ModelLoadError(
+                        f"warm-up failed on inputs from {plan.source} "
+                        f"({plan.describe(index)}): {detail}",
+                        model=self.name,
+                    ) from exc
 
     async def predict(
         self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]

@@ -42,12 +42,16 @@ class TierServer:
         await self.manager.start()
         if self.http.access_log is not None:
             self._flusher = asyncio.get_running_loop().create_task(self.http.access_log.run())
+        rows = self.manager.index()
+        ready = [r for r in rows if r["state"] == "READY"]
         log.info(
             "serving %s from %s",
-            ", ".join(f"{r['name']}:{r.get('version', '-')}" for r in self.manager.index())
-            or "no models",
+            ", ".join(f"{r['name']}:{r['version']}" for r in ready) or "no models",
             self.settings.model_repo,
         )
+        down = sorted({r["name"] for r in rows} - {r["name"] for r in ready})
+        if down:
+            log.warning("unavailable: %s (reasons in POST /v2/repository/index)", ", ".join(down))
 
     async def shutdown(self) -> None:
         self.http.accepting = False
@@ -90,9 +94,13 @@ def uvicorn_server(app: Any, *, drain_timeout_s: float = 0.0, **options: Any) ->
     return uvicorn.Server(config)
 
 
-def serve(settings: ServerSettings, **uvicorn_options: Any) -> None:
-    """Run the server on uvicorn (uvloop and httptools) until SIGINT/SIGTERM, then drain."""
-    uvicorn_server(
+def serve(settings: ServerSettings, **uvicorn_options: Any) -> bool:
+    """Run the server on uvicorn (uvloop and httptools) until SIGINT/SIGTERM, then drain.
+    False when it never started (a ``strict`` start with a model that failed, a port in
+    use); the caller decides the exit status."""
+    server = uvicorn_server(
         create_app(settings), host=settings.host, port=settings.port,
         drain_timeout_s=settings.drain_timeout_s, **uvicorn_options,
-    ).run()  # fmt: skip
+    )  # fmt: skip
+    server.run()
+    return bool(server.started)

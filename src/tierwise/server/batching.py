@@ -1,8 +1,13 @@
-"""Dynamic batching: pure merge/split functions and the per-model queue that feeds them.
+"""Dynamic batching: the per-model queue that feeds the pure merge/split functions of
+:mod:`tierwise.server.batch_merge`.
 
-Requests whose first dimension is dynamic are concatenated along it, run once, and the
-outputs are split back by each request's row count. Every request has its own future;
-an error in the batched call reaches every waiting future.
+Requests of a batchable model (every input and output has the same symbolic first
+dimension) are concatenated along it, run once, and the outputs are split back by each
+request's row count. Only requests with the same key (names, dtypes and every other
+dimension) are merged: a worker takes the oldest request and the queued requests that
+match it, so a detector's 320x320 and 640x480 images run as two batches, never as one
+that onnxruntime would refuse. Every request has its own future; an error in the batched
+call reaches every waiting future.
 """
 
 from __future__ import annotations
@@ -11,55 +16,29 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
+from tierwise.errors import ConfigError, DeadlineExceededError, ServerBusyError
+from tierwise.server.batch_merge import Tensors, batch_key, batch_rows, merge, split
 
-from tierwise.errors import BatchError, ConfigError, DeadlineExceededError, ServerBusyError
+__all__ = ["BatchItem", "Batcher", "BatcherSettings", "batch_key", "batch_rows", "merge", "split"]
 
-__all__ = ["BatchItem", "Batcher", "BatcherSettings", "batch_key", "merge", "split"]
-
-Tensors = dict[str, np.ndarray]
 RunBatch = Callable[[Tensors, Sequence[str]], Awaitable[Tensors]]
 
-
-def batch_key(inputs: Mapping[str, np.ndarray]) -> tuple[object, ...]:
-    """Requests with equal keys can be concatenated: same names, dtypes and trailing dims."""
-    if len(inputs) == 1:
-        ((name, a),) = inputs.items()
-        return (name, a.dtype.char, a.shape[1:])
-    return tuple((name, a.dtype.char, a.shape[1:]) for name, a in sorted(inputs.items()))
+#: How far past the oldest request a worker looks for requests that match it.
+SCAN_LIMIT = 256
 
 
-def merge(requests: Sequence[Mapping[str, np.ndarray]]) -> tuple[Tensors, list[int]]:
-    """Concatenate requests along the first dimension; returns the batch and each row count."""
-    if not requests:
-        raise BatchError("cannot merge an empty batch")
-    first = requests[0]
-    sizes = [int(next(iter(r.values())).shape[0]) if r else 0 for r in requests]
-    if len(requests) == 1:
-        return dict(first), sizes
-    merged = {name: np.concatenate([r[name] for r in requests], axis=0) for name in first}
-    return merged, sizes
-
-
-def split(outputs: Mapping[str, np.ndarray], sizes: Sequence[int]) -> list[Tensors]:
-    """Cut batched outputs back into one dict per request; checks the result count."""
-    total = sum(sizes)
-    for name, array in outputs.items():
-        if array.ndim == 0 or array.shape[0] != total:
-            got = "a scalar" if array.ndim == 0 else f"{array.shape[0]} rows"
-            raise BatchError(f"output {name!r} has {got} for a batch of {total} rows")
-    if len(sizes) == 1:
-        return [dict(outputs)]
-    parts: list[Tensors] = []
-    start = 0
-    for size in sizes:
-        end = start + size
-        parts.append({name: array[start:end] for name, array in outputs.items()})
-        start = end
-    return parts
+def _find(queue: deque[BatchItem], key: tuple[object, ...], room: int) -> int:
+    """Index of the oldest queued request with ``key`` and at most ``room`` rows, looking
+    no further than SCAN_LIMIT requests; -1 when there is none."""
+    for index, item in enumerate(queue):
+        if index >= SCAN_LIMIT:
+            break
+        if item.key == key and item.rows <= room:
+            return index
+    return -1
 
 
 def _release(waiter: asyncio.Future[None]) -> None:
@@ -106,15 +85,17 @@ class BatchItem:
     enqueued_s: float
     deadline_s: float | None = None
     timeout_us: int = 0
-    key: tuple[object, ...] = field(default=())
+    #: requests merge only with equal keys; None: never merged (inputs disagree on rows)
+    key: tuple[object, ...] | None = field(default=())
 
 
 class Batcher:
     """A bounded queue per model and ``instances`` workers that batch from it.
 
-    ``batchable`` is False for models without a dynamic first dimension: each request
-    then runs alone. ``observe`` is called with ``(batch_rows, queue_s_list, compute_s)``
-    after each batch, for metrics.
+    ``batchable`` is False for models without a batch dimension (see
+    :attr:`tierwise.runtime.Signature.batch_problem`): each request then runs alone.
+    ``observe`` is called with ``(batch_rows, queue_s_list, compute_s)`` after each batch,
+    for metrics.
     """
 
     def __init__(
@@ -230,17 +211,21 @@ class Batcher:
         loop = self._loop
         assert loop is not None  # check_capacity refuses before start(); not input
         now = self._clock()
-        rows = int(next(iter(inputs.values())).shape[0]) if inputs and self.batchable else 1
         wanted = tuple(outputs)
+        key: tuple[object, ...] | None = ()
+        rows: int | None = 1
+        if self.batchable:
+            rows = batch_rows(inputs)
+            key = None if rows is None else (batch_key(inputs), wanted)
         item = BatchItem(
             inputs,
             wanted,
-            rows,
+            1 if rows is None else rows,
             loop.create_future(),
             now,
             now + timeout_us / 1e6 if timeout_us > 0 else None,
             timeout_us,
-            (batch_key(inputs), wanted) if self.batchable else (),
+            key,
         )
         self._queue.append(item)
         self._wake_one()
@@ -271,16 +256,17 @@ class Batcher:
     async def _next_batch(self) -> list[BatchItem]:
         while not self._queue:
             await self._wait_for_work()
-        first = self._queue.popleft()
+        queue = self._queue
+        first = queue.popleft()
         batch = [first]
-        if not self.batchable:
+        if not self.batchable or first.key is None:
             return batch
         rows = first.rows
         limit = self.settings.max_batch_size
         preferred = self.settings.preferred_batch_sizes
         flush_at = first.enqueued_s + self.settings.max_queue_delay_ms / 1000.0
         while rows < limit:
-            if not self._queue:
+            if not queue:
                 if rows in preferred:
                     break
                 remaining = flush_at - self._clock()
@@ -288,11 +274,19 @@ class Batcher:
                     break
                 await self._wait_for_work(remaining)
                 continue
-            item = self._queue[0]
-            if item.key != first.key or rows + item.rows > limit:
-                break
-            batch.append(self._queue.popleft())
+            head = queue[0]
+            if head.key == first.key and rows + head.rows <= limit:
+                item = queue.popleft()  # the common case: the next request matches
+            else:
+                index = _find(queue, first.key, limit - rows)
+                if index < 0:
+                    break  # nothing queued matches: run now; the others wait their turn
+                item = queue[index]
+                del queue[index]
+            batch.append(item)
             rows += item.rows
+        if queue:
+            self._wake_one()  # what is left (other shapes) is another worker's
         return batch
 
     def _drop_expired(self, batch: list[BatchItem], now: float) -> list[BatchItem]:
@@ -336,7 +330,8 @@ class Batcher:
         try:
             inputs, sizes = merge([item.inputs for item in batch])
             outputs = await self._run(inputs, batch[0].outputs)
-            parts = split(outputs, sizes) if self.batchable else [outputs]
+            merged = self.batchable and batch[0].key is not None
+            parts = split(outputs, sizes) if merged else [outputs]
         except Exception as exc:  # every waiting request hears about the failure
             for item in batch:
                 if not item.future.done():

@@ -177,6 +177,7 @@ class HttpFrontend:
             versions=[version] if version is not None else self.manager.versions_of(name),
             inputs=[TensorMetadata(t.name, t.datatype, list(t.shape)) for t in sig.inputs],
             outputs=[TensorMetadata(t.name, t.datatype, list(t.shape)) for t in sig.outputs],
+            parameters=dict(served.parameters),
         )
         return meta.to_dict()
 

@@ -4,6 +4,10 @@ A reload loads and warms every wanted version before anything is swapped; if any
 fails, the versions already serving keep serving and the failure is reported. The swap
 itself is a dict assignment, so a request sees either the old set or the new one; retired
 versions drain their queues before they are unloaded.
+
+At start, a model that fails to load or to warm up is UNAVAILABLE with its reason (in the
+repository index, and in the 503 its requests get) and every other model serves, unless
+``strict`` asks for the start to fail instead.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tierwise.errors import (
+    ModelError,
     ModelLoadError,
     ModelNotFoundError,
     ModelNotReadyError,
@@ -37,8 +42,9 @@ BackendFactory = Callable[[str, Path, ModelConfig], Backend]
 
 
 def onnx_backend(name: str, path: Path, config: ModelConfig) -> Backend:
-    """The default factory: an onnxruntime backend with the model's ``onnx`` settings."""
-    return OnnxBackend(name, path, config.onnx)
+    """The default factory: an onnxruntime backend with the model's ``onnx`` settings and
+    declared warm-up."""
+    return OnnxBackend(name, path, config.onnx, warmup=config.warmup)
 
 
 @dataclass(slots=True)
@@ -53,6 +59,8 @@ class ServedVersion:
     batcher: Batcher
     metrics: VersionMetrics
     loaded_at_s: float
+    #: the model metadata's ``parameters``: batching and warm-up as this version runs
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -64,6 +72,8 @@ class ModelState:
     default_version: str | None = None
     fingerprint: tuple[object, ...] = ()
     last_error: str | None = None
+    #: versions whose last load failed (and that are not serving), with the reason
+    failed: dict[str, str] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -128,10 +138,13 @@ class ModelManager:
         rows: list[dict[str, Any]] = []
         for name in sorted(self._models):
             state = self._models[name]
-            if state.versions:
+            found = {v: ("READY", "") for v in state.versions}
+            for version, reason in state.failed.items():
+                found.setdefault(version, ("UNAVAILABLE", reason))
+            if found:
                 rows.extend(
-                    {"name": name, "version": v, "state": "READY", "reason": ""}
-                    for v in sorted(state.versions, key=int, reverse=True)
+                    {"name": name, "version": v, "state": found[v][0], "reason": found[v][1]}
+                    for v in sorted(found, key=int, reverse=True)
                 )
             else:
                 rows.append(
@@ -165,10 +178,16 @@ class ModelManager:
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load every model of the repository; a model that fails is logged, not fatal."""
+        """Load every model of the repository. A model that fails to load or warm up is
+        logged and left UNAVAILABLE with its reason while the others serve; with
+        ``strict``, the first failure unloads everything and is raised."""
         for name in scan_repository(self.settings.model_repo):
-            with contextlib.suppress(ModelLoadError):
+            try:
                 await self.load(name)
+            except (ModelLoadError, ModelNotFoundError):
+                if self.settings.strict:
+                    await self.close()
+                    raise
         if self.settings.repository_poll_s > 0:
             self._poll_task = asyncio.get_running_loop().create_task(self._poll())
 
@@ -205,6 +224,7 @@ class ModelManager:
                 fresh.append(await self._load_version(entry, version, path))
         except ModelLoadError as exc:
             await self._retire(state.name, fresh)
+            state.failed = {exc.version: exc.reason} if exc.version is not None else {}
             self._record_failure(state, exc)
             raise
         new = kept | {s.version: s for s in fresh}
@@ -213,26 +233,47 @@ class ModelManager:
         state.default_version = max(new, key=int) if new else None
         state.fingerprint = entry.fingerprint
         state.last_error = None
+        state.failed = {}
         await self._retire(state.name, old)
         for served in fresh:
             self.metrics.model_ready.labels(state.name, served.version).set(1)
             log.info("model %s version %s is serving", state.name, served.version)
 
     async def _load_version(self, entry: ModelEntry, version: str, path: Path) -> ServedVersion:
-        backend = self._factory(entry.name, path, entry.config)
-        await backend.load()
-        metrics = self.metrics.for_version(entry.name, version)
+        """Load and warm one version; any failure is a ModelLoadError naming the version."""
+        name = entry.name
+        try:
+            settings = entry.config.batcher_settings()
+            backend = self._factory(name, path, entry.config)
+            await backend.load()
+        except ModelError as exc:
+            raise ModelLoadError(exc.reason, model=name, version=version) from exc
+        except TierwiseError as exc:
+            raise ModelLoadError(str(exc), model=name, version=version) from exc
+        except Exception as exc:  # a plug-in backend's own errors, converted here
+            reason = f"{type(exc).__name__}: {exc}"
+            raise ModelLoadError(reason, model=name, version=version) from exc
+        metrics = self.metrics.for_version(name, version)
 
         async def run(inputs: dict[str, Any], outputs: Any) -> dict[str, Any]:
             return await backend.predict(inputs, outputs)
 
+        problem = backend.signature.batch_problem
         batcher = Batcher(
-            entry.name,
-            run,
-            entry.config.batcher_settings(),
-            batchable=backend.signature.batch_dynamic,
-            observe=metrics.observe_batch,
+            name, run, settings, batchable=problem is None, observe=metrics.observe_batch
         )
+        parameters: dict[str, Any] = {"max_batch_size": settings.max_batch_size}
+        if problem is not None and settings.max_batch_size > 1:
+            parameters["max_batch_size"] = 1
+            parameters["batching"] = f"one request at a time: {problem}"
+            log.info("model %s version %s runs one request at a time: %s", name, version, problem)
+        if backend.warmup_note is not None:
+            parameters["warmup"] = f"none: {backend.warmup_note}"
+            log.info(
+                "model %s version %s loaded without warm-up: %s; declare its inputs under "
+                "warmup: in %s/config.yaml to warm it up", name, version, backend.warmup_note,
+                name,
+            )  # fmt: skip
         batcher.start()
         if self._throttle != (None, None, None):
             instances, queue, duty = self._throttle
@@ -247,10 +288,11 @@ class ModelManager:
             batcher=batcher,
             metrics=metrics,
             loaded_at_s=time.time(),
+            parameters=parameters,
         )
 
     def _record_failure(self, state: ModelState, exc: TierwiseError) -> None:
-        state.last_error = str(exc)
+        state.last_error = exc.reason if isinstance(exc, ModelError) else str(exc)
         self._models.setdefault(state.name, state)
         self.metrics.load_failures.labels(state.name).inc()
         serving = ", ".join(sorted(state.versions)) or "nothing"
@@ -274,6 +316,7 @@ class ModelManager:
             state.versions = {}
             state.default_version = None
             state.last_error = "unloaded"
+            state.failed = {}
             await self._retire(name, old)
 
     async def refresh(self) -> None:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tierwise.errors import ConfigError
 from tierwise.protocol import CodecLimits
-from tierwise.runtime import OnnxSettings
+from tierwise.runtime import OnnxSettings, WarmupSample
 from tierwise.server.batching import BatcherSettings
 from tierwise.settings_errors import settings_error
 from tierwise.yaml_limits import load_yaml
@@ -30,6 +30,13 @@ class ModelConfig(BaseModel):
     instances: int = Field(default=1, ge=1, le=64)
     version_policy: Literal["latest", "all"] | list[int] = "latest"
     onnx: OnnxSettings = Field(default_factory=OnnxSettings)
+    warmup: list[WarmupSample] = Field(
+        default_factory=list,
+        max_length=64,
+        description="inputs to warm the model up with (each run onnx.warmup_runs times); "
+        "without them, only a model whose dimensions are all fixed but the batch one is "
+        "warmed up",
+    )
 
     @field_validator("preferred_batch_sizes")
     @classmethod
@@ -70,6 +77,11 @@ class ServerSettings(BaseModel):
     log_json: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     default_model: ModelConfig = Field(default_factory=ModelConfig)
+    strict: bool = Field(
+        default=False,
+        description="fail the start when any model fails to load or warm up; otherwise "
+        "that model is UNAVAILABLE with its reason and the others serve",
+    )
 
     def codec_limits(self) -> CodecLimits:
         return CodecLimits(
