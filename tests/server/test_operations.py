@@ -19,24 +19,40 @@ from tierwise.protocol import InferRequest, encode_request
 WIDTH = 1024
 
 
+def _in_flight(client: httpx.Client) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("tierwise_inflight_requests "):
+            return float(line.split()[1])
+    raise AssertionError("no tierwise_inflight_requests in /metrics")
+
+
 def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     dense_stack_model(repo / "heavy" / "1" / "model.onnx", width=WIDTH, depth=16)
     (repo / "heavy" / "config.yaml").write_text("max_batch_size: 1\n")
-    x = np.ones((32, WIDTH), np.float32)  # tens of ms per request
+    x = np.ones((128, WIDTH), np.float32)  # about 0.1 s per request
     body, length = encode_request(InferRequest(inputs={"x": x}), binary=True)
     headers = {"Inference-Header-Content-Length": str(length)}
     statuses: list[int] = []
+    connected = threading.Barrier(7)
 
     def one(url: str) -> None:
-        r = httpx.post(url + "/v2/models/heavy/infer", content=body, headers=headers, timeout=60)
-        statuses.append(r.status_code)
+        with httpx.Client(base_url=url, timeout=60) as client:
+            client.get("/v2/health/live")  # connected before the requests go out together
+            connected.wait(timeout=30)
+            statuses.append(
+                client.post("/v2/models/heavy/infer", content=body, headers=headers).status_code
+            )
 
-    with server_process(repo) as server:
+    with server_process(repo) as server, httpx.Client(base_url=server.url) as probe:
         threads = [threading.Thread(target=one, args=(server.url,)) for _ in range(6)]
         for t in threads:
             t.start()
-        time.sleep(0.3)  # all six are queued or running
+        connected.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while _in_flight(probe) < 6:  # every request queued or running
+            assert time.monotonic() < deadline, "the six requests never were in flight together"
+            time.sleep(0.005)
         server.process.send_signal(signal.SIGTERM)
         for t in threads:
             t.join(timeout=60)
