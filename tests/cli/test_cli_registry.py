@@ -114,7 +114,8 @@ def test_bundle_and_registry_verbs(tmp_path: Path, shared_zoo_dir: Path) -> None
          "name: expected"),
         (("bundle", "create", ".", "-o", "b", "--name", "x", "--version", "1", "--tag", "hw"), 2,
          "--tag: expected KEY=VALUE"),
-        (("registry", "list", "--store", "missing"), 1, "not a bundle store"),
+        (("registry", "list", "--store", "missing"), 2,
+         "error: no store at missing (create one with `tierwise registry push"),
         (("registry", "pull", "digits", "--store", "missing", "--into", "n"), 2,
          "--trusted-keys"),
         (("registry", "pull", "Digits!", "--store", "x", "--into", "n", "--trusted-keys", "k"),
@@ -133,6 +134,33 @@ def test_bad_input_is_one_line(
     assert result.returncode == code, (result.stdout, result.stderr)
     assert needle in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ("list",),
+        ("show", "digits:1"),
+        ("verify", "digits:1", "--trusted-keys", "keys"),
+        ("pull", "digits:1", "--into", "node", "--trusted-keys", "keys"),
+        ("tag", "digits", "1", "stable"),
+        ("gc",),
+    ],
+    ids=lambda v: v[0],
+)
+def test_verbs_that_read_a_store_never_make_one(tmp_path: Path, verb: tuple[str, ...]) -> None:
+    _ok(tierwise("keys", "generate", "--out", "keys", "--json", cwd=tmp_path))
+    (tmp_path / "not-a-store").mkdir()
+    why = {"regsitry": "", "not-a-store": ": the folder has no index.db, so it is not a store"}
+    for store, reason in why.items():
+        result = tierwise("registry", *verb, "--store", store, cwd=tmp_path)
+        assert result.returncode == 2, (result.stdout, result.stderr)
+        assert result.stderr.strip() == (
+            f"error: no store at {store}{reason} (create one with "
+            f"`tierwise registry push BUNDLE --store {store} --key KEY`)"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keys", "not-a-store"]
+    assert list((tmp_path / "not-a-store").iterdir()) == []
 
 
 def test_agent_verbs_talk_to_a_running_node(tmp_path: Path, shared_zoo_dir: Path) -> None:

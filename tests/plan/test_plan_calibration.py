@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from plan_helpers import batch, fleet, host_profiles, profile_set, variant
+from plan_helpers import batch, fleet, fleet_data, host_profiles, profile_set, variant
 
 from tierwise.errors import PlanError
 from tierwise.plan import ProfileCatalog, load_calibration
@@ -111,3 +111,36 @@ def test_an_endpoint_profile_needs_its_tiers() -> None:
     measured = profile_set([variant("a", [batch(1, 30.0, 100.0)], includes_network=True)])
     with pytest.raises(ProfileError, match=r"bench endpoint --tier NAME"):
         ProfileCatalog(fleet(), [measured])
+
+
+def test_a_calibration_for_variants_the_spec_lacks_is_an_error(tmp_path: Path) -> None:
+    from tierwise.plan import build_problem, check_calibrations
+
+    spec = fleet()
+    typo = load_calibration(write(tmp_path, {**CALIBRATION, "variants": ["a", "bb"]}))
+    with pytest.raises(PlanError) as info:
+        build_problem(spec, [host_profiles()], calibrations=[typo])
+    assert str(info.value) == (
+        f"{tmp_path / 'calibration.json'}: variants[1]: expected a variant of model 'm' of the"
+        " spec (a, b), got 'bb'; did you mean 'b'?"
+    )
+    assert info.value.field.endswith("calibration.json: variants[1]")
+    far = load_calibration(write(tmp_path, {**CALIBRATION, "variants": ["a", "zzz"]}))
+    with pytest.raises(PlanError, match=r"got 'zzz'$"):
+        check_calibrations(spec, [far])
+    check_calibrations(spec, [load_calibration(write(tmp_path, CALIBRATION))])
+
+
+def test_a_calibration_no_workload_can_run_is_an_error(tmp_path: Path) -> None:
+    from tierwise.plan import check_calibrations
+
+    data = fleet_data()
+    data["workloads"]["w"]["tiers"] = ["cloud"]
+    curve = load_calibration(write(tmp_path, CALIBRATION))
+    with pytest.raises(PlanError) as info:
+        check_calibrations(fleet(data), [curve])
+    message = str(info.value)
+    assert "calibration.json: variants: expected a workload of model 'm' that lists a tier" in (
+        message
+    )
+    assert "got 'w' lists 1" in message

@@ -155,3 +155,66 @@ def test_a_mistyped_verb_is_not_read_as_a_spec_file() -> None:
     assert result.returncode == 2
     words = " ".join(w for w in result.stderr.split() if w != "│")
     assert "no such command or spec file 'solv'; did you mean `tierwise plan solve`?" in words
+
+
+def test_plan_with_a_calibration_for_an_unknown_variant_exits_2(tmp_path: Path) -> None:
+    profiles = save_profiles(host_profiles(), tmp_path / "profiles.json")
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(json.dumps({"variants": ["a", "bb"], "rules": {}}))
+    result = tierwise(
+        "plan", str(write_fleet(tmp_path)), "--profiles", str(profiles),
+        "--calibration", str(calibration),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {calibration}: variants[1]: expected a variant of model 'm' of the spec"
+        " (a, b), got 'bb'; did you mean 'b'?"
+    )
+
+
+def test_matrix_and_plan_state_device_cost_the_same_way(tmp_path: Path) -> None:
+    """The plan charges a workload its share of the capacity it uses; the matrix prices a
+    tier for the workload alone. The matrix gives both, and alone = share + what the plan
+    counts as the tier's idle cost."""
+    profiles = save_profiles(host_profiles(), tmp_path / "profiles.json")
+    fleet = write_fleet(tmp_path)
+    planned = tierwise("plan", str(fleet), "--profiles", str(profiles), "--json")
+    matrix = tierwise("plan", "matrix", str(fleet), "--profiles", str(profiles), "--json")
+    assert planned.returncode == matrix.returncode == 0, planned.stderr + matrix.stderr
+    plan = json.loads(planned.stdout)["plan"]
+    doc = json.loads(matrix.stdout)
+    placement = plan["placements"]["w"]
+    assert placement["placement"] == "dev/a"
+    dev = next(t for t in doc["workloads"][0]["tiers"] if t["tier"] == "dev")
+    assert dev["variant"] == "a"
+    assert dev["usd_per_million_share"] == pytest.approx(placement["usd_per_million"])
+    assert dev["fixed_usd_per_month"] == pytest.approx(1.0)  # 10 devices x $0.1 of updates
+    idle = plan["tiers"]["dev"]["idle_usd_per_month"]
+    assert 0 < idle < 1.0
+    assert dev["usd_per_million"] == pytest.approx(
+        placement["usd_per_million"] + idle / placement["requests_per_month"] * 1e6
+    )
+    assert "share of each tier's cost" in plan["cost_basis"]
+    assert "alone on the tier" in doc["cost_basis"]["usd_per_million"]
+    reason = dev["cells"]["cost"]["reason"]
+    assert "alone, fixed $1.00/month included; plan share $" in reason
+
+
+def test_plan_and_matrix_tables_say_what_their_costs_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # room for every column's header
+    profiles = save_profiles(host_profiles(), tmp_path / "profiles.json")
+    fleet = write_fleet(tmp_path)
+    planned = tierwise("plan", str(fleet), "--profiles", str(profiles))
+    matrix = tierwise("plan", "matrix", str(fleet), "--profiles", str(profiles))
+    assert planned.returncode == matrix.returncode == 0, planned.stderr + matrix.stderr
+    plan_text = " ".join(planned.stdout.split())
+    assert "$/month, $/1M: variable costs plus the workload's share of each tier's cost" in (
+        plan_text
+    )
+    assert "`tierwise plan matrix` prices each tier for the workload alone" in plan_text
+    assert "idle $/month" in plan_text
+    matrix_text = " ".join(matrix.stdout.split())
+    assert "cost: USD per 1M for the workload alone on the tier" in matrix_text
+    assert "'plan share' is what `tierwise plan` charges the workload there" in matrix_text

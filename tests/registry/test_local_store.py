@@ -234,8 +234,25 @@ def test_opening_a_store_removes_partial_downloads(tmp_path: Path) -> None:
     again = LocalStore(tmp_path / "s")
     assert again.removed_partials == 1
     assert not again.tmp.exists()
-    with pytest.raises(BundleNotFoundError, match="not a bundle store"):
-        LocalStore(tmp_path / "missing", create=False)
+
+
+def test_opening_a_missing_store_to_read_makes_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    with pytest.raises(BundleNotFoundError, match=r"^no store at .*missing \(create one with"):
+        LocalStore(missing, create=False)
+    assert not missing.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BundleNotFoundError, match=r"no index\.db, so it is not a store"):
+        LocalStore(empty, create=False)
+    assert list(empty.iterdir()) == []
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(BundleNotFoundError, match="it is a file, not a store folder"):
+        LocalStore(a_file, create=False)
+    store = LocalStore(tmp_path / "made")  # writers make one
+    store.close()
+    assert LocalStore.missing(tmp_path / "made") is None
 
 
 def test_a_store_in_use_keeps_its_partial_downloads(tmp_path: Path) -> None:

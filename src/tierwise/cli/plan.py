@@ -110,9 +110,15 @@ def _matrix_table(row: WorkloadScores, drivers: tuple[str, ...]) -> Table:
 
 
 def print_matrix(matrix: DecisionMatrix) -> None:
-    """The matrix as one rich table per workload."""
+    """The matrix as one rich table per workload, and what its cost figures count."""
+    from tierwise.plan.cascade import ALONE_BASIS, SHARE_BASIS
+
     for row in matrix.workloads:
         out_console.print(_matrix_table(row, matrix.drivers))
+    out_console.print(
+        f"cost: USD per 1M for {ALONE_BASIS}. 'plan share' is what `tierwise plan` charges"
+        f" the workload there: {SHARE_BASIS}."
+    )
     if not matrix.profiled:
         out_console.print(
             "no profiles given: latency counts the network only and throughput is unknown "
@@ -167,11 +173,17 @@ def parse_pairs(items: list[str] | None, option: str, what: str) -> dict[str, st
 
 
 def _placements_table(result: PlanResult, spec: FleetSpec) -> Table:
+    from tierwise.plan.cascade import SHARE_BASIS
+
     title = (
         f"plan: ${result.total_usd_per_month:,.2f} per month ({result.status},"
         f" gap {result.mip_gap:.2%}, {result.solve_s:.2f} s)"
     )
-    table = Table(title=title)
+    caption = (
+        f"$/month, $/1M: {SHARE_BASIS} (tiers below). `tierwise plan matrix` prices each"
+        " tier for the workload alone, the tier's fixed cost included."
+    )
+    table = Table(title=title, caption=caption, caption_justify="left")
     for column in (
         "workload",
         "placement",
@@ -204,7 +216,8 @@ def _mib(value: float) -> str:
 
 def _tiers_table(result: PlanResult) -> Table:
     table = Table(title=f"tiers (idle capacity ${result.idle_usd_per_month:,.2f} per month)")
-    for column in ("tier", "kind", "workloads", "peak busy", "MiB/node", "instances", "$/month"):
+    columns = ("tier", "kind", "workloads", "peak busy", "MiB/node", "instances", "$/month")
+    for column in (*columns, "idle $/month"):
         table.add_column(column, justify="left" if column in ("tier", "kind") else "right")
     for t in result.tiers.values():
         if not t.used:
@@ -217,6 +230,7 @@ def _tiers_table(result: PlanResult) -> Table:
             f"{_mib(t.memory_mib)}/{_mib(t.node_memory_mib)}",
             "-" if not t.instances else f"{min(t.instances)}..{max(t.instances)}",
             f"{t.usd_per_month:,.2f}",
+            f"{t.idle_usd_per_month:,.2f}",
         )
     return table
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from tierwise.cli.common import out_console, print_json
+from tierwise.cli.common import EXIT_USAGE, err_console, out_console, print_json
 from tierwise.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -68,12 +68,27 @@ TrustOpt = Annotated[
 ]
 
 
+def _no_store(store: str | Path) -> None:
+    """Exit 2 when a local ``store`` is not there: verbs that only read it never make one
+    (only `registry push` does), so a mistyped path is a usage error, not an empty store."""
+    from tierwise.registry import LocalStore
+
+    if str(store).startswith("oci://"):
+        return
+    reason = LocalStore.missing(Path(store))
+    if reason is not None:
+        err_console.print(f"error: {reason}", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE)
+
+
 @contextmanager
 def _store(
     store: str, plain_http: bool, username: str | None, password_env: str, *, create: bool = False
 ) -> Iterator[BundleStore]:
     from tierwise.registry import open_store
 
+    if not create:
+        _no_store(store)
     password = os.environ.get(password_env) if username is not None else None
     opened = open_store(
         store, plain_http=plain_http, username=username, password=password, create=create
@@ -368,6 +383,7 @@ def registry_gc(
         raise ConfigError(
             "--store", "a local store folder (OCI registries run their own garbage collection)"
         )
+    _no_store(store)
     local = LocalStore(Path(store), create=False)
     try:
         report = local.gc()

@@ -16,6 +16,7 @@
 from tierwise.plan.calibration import (
     CascadeCurve,
     CurvePoint,
+    check_calibrations,
     curves_from_result,
     load_calibration,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "WorkloadScores",
     "blended_usd_per_hour",
     "build_problem",
+    "check_calibrations",
     "cloud_cost",
     "cloud_tier_cost",
     "cost_views",

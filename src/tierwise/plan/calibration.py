@@ -5,11 +5,18 @@ escalation rule over the held-out split for one cascade of variants, cheapest fi
 planner needs, per rule, the settings it may run: thresholds, the accuracy they give, and
 the fraction of all requests escalated past each stage. It takes the Pareto curve of each
 rule, and the setting calibration chose for its own target.
+
+A calibration names variants, not a model: it applies to every workload whose model has
+all its variants and that lists a tier for each stage. :func:`check_calibrations` makes
+one that applies to no workload an error (a typo in a variant name would otherwise drop
+the cascade without a word).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +24,16 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tierwise.errors import PlanError
+from tierwise.spec import FleetSpec, ModelSpec
 from tierwise.spec.messages import format_path
 
-__all__ = ["CascadeCurve", "CurvePoint", "curves_from_result", "load_calibration"]
+__all__ = [
+    "CascadeCurve",
+    "CurvePoint",
+    "check_calibrations",
+    "curves_from_result",
+    "load_calibration",
+]
 
 
 @dataclass(frozen=True)
@@ -130,3 +144,48 @@ def curves_from_result(result: object, source: str = "calibration") -> CascadeCu
     if to_dict is None:
         raise PlanError("calibration", "a CalibrationResult", type(result).__name__)
     return _curve(_Calibration.model_validate(to_dict()), source)
+
+
+def _closest_model(spec: FleetSpec, variants: Sequence[str]) -> ModelSpec | None:
+    """The model of ``spec`` that has the most of ``variants`` (the first on a tie)."""
+    best: tuple[int, ModelSpec] | None = None
+    for model in spec.models.values():
+        count = sum(v in model.variants for v in variants)
+        if best is None or count > best[0]:
+            best = (count, model)
+    return None if best is None else best[1]
+
+
+def _unknown_variant(curve: CascadeCurve, model: ModelSpec, index: int) -> PlanError:
+    name = curve.variants[index]
+    known = list(model.variants)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return PlanError(
+        f"{curve.source}: variants[{index}]",
+        f"a variant of model {model.name!r} of the spec ({', '.join(known)})",
+        f"{name!r}{hint}",
+    )
+
+
+def check_calibrations(spec: FleetSpec, curves: Sequence[CascadeCurve]) -> None:
+    """PlanError for a calibration that no workload of ``spec`` can use: one naming a
+    variant that the spec's models lack (naming the file, the variant, the known ones and
+    the closest), or whose model no workload runs on as many tiers as it has stages."""
+    for curve in curves:
+        model = _closest_model(spec, curve.variants)
+        if model is None:
+            raise PlanError("models", "at least one model to apply a calibration to")
+        for i, name in enumerate(curve.variants):
+            if name not in model.variants:
+                raise _unknown_variant(curve, model, i)
+        users = [w for w in spec.workloads.values() if w.model == model.name]
+        stages = len(curve.variants)
+        if not any(len(w.tiers) >= stages for w in users):
+            listed = ", ".join(f"{w.name!r} lists {len(w.tiers)}" for w in users)
+            raise PlanError(
+                f"{curve.source}: variants",
+                f"a workload of model {model.name!r} that lists a tier for each of the"
+                f" calibration's {stages} stages ({', '.join(curve.variants)})",
+                f"{listed or 'no workload runs it'}",
+            )

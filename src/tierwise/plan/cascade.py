@@ -19,6 +19,12 @@ inference, device energy when the operator pays it) plus its share of the tier, 
 proportion to the capacity it uses (:meth:`~tierwise.plan.problem.TierModel.usd_per_replica_month`;
 edge and device tiers by the busiest period, cloud pools period by period). Shares of
 idle capacity belong to no workload; the plan's total counts them.
+
+That is what ``tierwise plan`` shows as a workload's $/month and $/1M
+(:data:`SHARE_BASIS`). ``tierwise plan matrix`` asks another question, what a tier would
+cost the workload alone (:data:`ALONE_BASIS`): the same share plus the rest of an edge or
+device tier's fixed cost (boxes; device updates and telemetry), which only that workload
+would then be paying for. It shows both figures; they differ by that fixed cost.
 """
 
 from __future__ import annotations
@@ -37,7 +43,26 @@ from tierwise.spec import (
     Workload,
 )
 
-__all__ = ["QUANTILES", "StageFigures", "cascade_latency_ms", "stage_figures"]
+__all__ = [
+    "ALONE_BASIS",
+    "QUANTILES",
+    "SHARE_BASIS",
+    "StageFigures",
+    "cascade_latency_ms",
+    "stage_figures",
+]
+
+#: How the plan states a workload's cost (its $/month and $/1M).
+SHARE_BASIS = (
+    "variable costs plus the workload's share of each tier's cost, in proportion to the"
+    " capacity it keeps busy; tier costs beyond the shares are idle capacity"
+)
+#: How the decision matrix states a workload's cost on a tier.
+ALONE_BASIS = (
+    "the workload alone on the tier: the plan's share plus the rest of an edge or device"
+    " tier's fixed cost (boxes; device updates and telemetry); cloud: the instance-hours"
+    " it keeps busy, as the plan counts them"
+)
 
 
 #: SLO percentiles by name, as fractions.

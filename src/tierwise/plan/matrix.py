@@ -15,14 +15,20 @@ says which), so the matrix shows where else a workload could go. Feasible tiers 
 ranked listed ones first, then by total (higher first), cost per 1M (lower first) and
 spec order; the first is the recommendation. Without profiles, latency counts the
 network only and throughput is unknown; both are said in the reasons.
+
+Cost is the workload's alone on the tier (``usd_per_million``); ``usd_per_million_share``
+is what ``tierwise plan`` would charge it there, its share of the capacity it keeps busy,
+and ``fixed_usd_per_month`` the tier's fixed cost that makes the difference
+(:mod:`tierwise.plan.cascade`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tierwise.bench.profiles import ProfileSet
+from tierwise.plan.cascade import ALONE_BASIS, SHARE_BASIS, stage_figures
 from tierwise.plan.matrix_rules import (
     DRIVERS,
     Cell,
@@ -35,6 +41,7 @@ from tierwise.plan.matrix_rules import (
     tier_usd_per_million,
 )
 from tierwise.plan.perf import Estimate, ProfileCatalog
+from tierwise.plan.problem import TierModel, day_periods, period_rates, tier_models
 from tierwise.plan.settings import PlanSettings
 from tierwise.spec import (
     AnyTier,
@@ -73,8 +80,10 @@ class TierScore:
     variant: str | None
     cells: dict[str, Cell]
     total: float | None
-    usd_per_million: float
+    usd_per_million: float  # alone on the tier (ALONE_BASIS)
     rank: int | None = None
+    usd_per_million_share: float | None = None  # as the plan counts it (SHARE_BASIS)
+    fixed_usd_per_month: float = 0.0  # the tier's, paid once anything runs there
 
     @property
     def feasible(self) -> bool:
@@ -95,6 +104,8 @@ class TierScore:
             "total": self.total,
             "rank": self.rank,
             "usd_per_million": self.usd_per_million,
+            "usd_per_million_share": self.usd_per_million_share,
+            "fixed_usd_per_month": self.fixed_usd_per_month,
             "infeasible_because": self.infeasible_because,
             "cells": {d: c.to_dict() for d, c in self.cells.items()},
         }
@@ -146,6 +157,7 @@ class DecisionMatrix:
         return {
             "drivers": list(self.drivers),
             "profiled": self.profiled,
+            "cost_basis": {"usd_per_million": ALONE_BASIS, "usd_per_million_share": SHARE_BASIS},
             "workloads": [w.to_dict() for w in self.workloads],
         }
 
@@ -183,14 +195,34 @@ def _variant_on(
     return best, best_estimate, problem
 
 
+def _share_usd_per_million(
+    spec: FleetSpec,
+    workload: Workload,
+    tier: AnyTier,
+    estimate: Estimate | None,
+    models: dict[str, TierModel],
+    periods: tuple[float, ...],
+) -> float | None:
+    """What the plan would charge the workload per 1M on ``tier`` alone in one stage (its
+    variable costs and capacity share, :func:`~tierwise.plan.cascade.stage_figures`)."""
+    volume = workload.traffic.requests_per_month
+    if estimate is None or volume <= 0:
+        return None
+    rates = period_rates(workload, periods)
+    (figures,) = stage_figures(spec, workload, (tier,), (estimate,), (1.0,), models, periods, rates)
+    return figures.usd_per_month / volume * 1e6
+
+
 def _score_workload(
     spec: FleetSpec,
     workload: Workload,
     catalog: ProfileCatalog | None,
     settings: PlanSettings,
+    models: dict[str, TierModel],
+    periods: tuple[float, ...],
 ) -> WorkloadScores:
     weights = driver_weights(workload)
-    rows: list[tuple[str, bool, str | None, dict[str, Cell], float, str]] = []
+    rows: list[TierScore] = []
     estimates: dict[str, Estimate | None] = {}
     costs: dict[str, tuple[float, str]] = {}
     chosen: dict[str, tuple[Variant | None, str | None]] = {}
@@ -204,23 +236,37 @@ def _score_workload(
         variant, problem = chosen[tier.name]
         estimate = estimates[tier.name]
         usd, note = costs[tier.name]
+        share = _share_usd_per_million(spec, workload, tier, estimate, models, periods)
+        fixed = models[tier.name].fixed_usd_per_month
         cells = {
             "latency": latency_cell(spec, workload, tier, estimate),
             "privacy": privacy_cell(spec, workload, tier),
             "throughput": throughput_cell(spec, workload, tier, estimate, settings),
             "memory": memory_cell(workload, tier, variant, estimate, problem),
-            "cost": cost_cell(workload, usd, cheapest, note),
+            "cost": cost_cell(
+                workload,
+                usd,
+                cheapest,
+                note,
+                kind=tier.kind if workload.traffic.requests_per_month > 0 else None,
+                share_usd_per_million=share,
+                fixed_usd_per_month=fixed,
+            ),
             "operations": operations_cell(spec, tier),
         }
         name = variant.name if variant is not None else None
-        rows.append((tier.name, tier.name in workload.tiers, name, cells, usd, tier.kind))
+        row = TierScore(
+            tier.name, tier.kind, tier.name in workload.tiers, name, cells, None, usd,
+            usd_per_million_share=share, fixed_usd_per_month=fixed,
+        )  # fmt: skip
+        rows.append(row)
     scored: list[TierScore] = []
-    for name, listed, variant_name, cells, usd, kind in rows:
+    for row in rows:
         total = None
-        if all(c.feasible for c in cells.values()):
-            weighted = sum(weights[d] * (cells[d].score or 0) for d in DRIVERS)
+        if all(c.feasible for c in row.cells.values()):
+            weighted = sum(weights[d] * (row.cells[d].score or 0) for d in DRIVERS)
             total = round(weighted / sum(weights.values()), 2)
-        scored.append(TierScore(name, kind, listed, variant_name, cells, total, usd))
+        scored.append(replace(row, total=total))
     order = sorted(
         (i for i, t in enumerate(scored) if t.total is not None),
         key=lambda i: (
@@ -231,12 +277,7 @@ def _score_workload(
         ),
     )
     ranks = {i: r + 1 for r, i in enumerate(order)}
-    ranked = [
-        TierScore(
-            t.tier, t.kind, t.listed, t.variant, t.cells, t.total, t.usd_per_million, ranks.get(i)
-        )
-        for i, t in enumerate(scored)
-    ]
+    ranked = [replace(t, rank=ranks.get(i)) for i, t in enumerate(scored)]
     return WorkloadScores(workload.name, weights, ranked)
 
 
@@ -255,5 +296,9 @@ def decision_matrix(
         catalog = profiles
     else:
         catalog = ProfileCatalog(spec, profiles) if profiles else None
-    rows = [_score_workload(spec, w, catalog, settings) for w in spec.workloads.values()]
+    models, periods = tier_models(spec, settings), day_periods(spec)
+    rows = [
+        _score_workload(spec, w, catalog, settings, models, periods)
+        for w in spec.workloads.values()
+    ]
     return DecisionMatrix(DRIVERS, rows, catalog is not None)

@@ -20,9 +20,9 @@ memory         footprint = max(variant size, measured       <= 5% / 15% / 35% / 
                                                             that fits reaching the
                                                             workload's min_accuracy:
                                                             infeasible
-cost           USD per 1M on the tier (the cost model)      <= 1.5x / 3x / 10x / 100x the
-               against the cheapest tier for this           cheapest, else 1; over the
-               workload                                     budget: infeasible
+cost           USD per 1M on the tier for the workload      <= 1.5x / 3x / 10x / 100x the
+               alone (the cost model) against the           cheapest, else 1; over the
+               cheapest tier for this workload              budget: infeasible
 operations     nodes to keep running                        cloud pool <= 10 instances 5,
                                                             larger 4; edge <= 5 boxes 4,
                                                             <= 50 3, more 2; devices
@@ -35,6 +35,12 @@ it. Device tiers' network is zero (the data is there). Edge capacity counts ever
 boxes (``node_count x site_count``); cloud capacity uses ``max_node_count`` when set. Cloud
 cost assumes instances busy ``max_utilization`` of the time at the profiled throughput
 (:data:`~tierwise.router.calibrate_costs.DEFAULT_CLOUD_THROUGHPUT_PER_S` when unprofiled).
+
+Cost is stated for the workload *alone* on the tier (:data:`~tierwise.plan.cascade.ALONE_BASIS`):
+an edge or device tier's fixed cost is all its own, as the playbook's formulas have it
+(:mod:`tierwise.plan.cost`). The plan charges a workload only its share of the capacity it
+keeps busy (:data:`~tierwise.plan.cascade.SHARE_BASIS`); the cell gives that share too,
+so the two outputs can be read side by side.
 """
 
 from __future__ import annotations
@@ -287,12 +293,38 @@ def tier_usd_per_million(
     return breakdown.usd_per_million_inferences, note
 
 
+def _basis(
+    kind: str | None, share_usd_per_million: float | None, fixed_usd_per_month: float
+) -> str:
+    """What the cost figure counts (:data:`~tierwise.plan.cascade.ALONE_BASIS`), beside the
+    plan's share of it."""
+    if kind is None:
+        return ""
+    if kind == "cloud":
+        return " for the instance-hours it keeps busy, as the plan counts them"
+    share = "unknown (not profiled)"
+    if share_usd_per_million is not None:
+        share = f"${share_usd_per_million:.3g} per 1M"
+    return f" alone, fixed ${fixed_usd_per_month:,.2f}/month included; plan share {share}"
+
+
 def cost_cell(
-    workload: Workload, usd_per_million: float, cheapest_usd_per_million: float, note: str = ""
+    workload: Workload,
+    usd_per_million: float,
+    cheapest_usd_per_million: float,
+    note: str = "",
+    *,
+    kind: str | None = None,
+    share_usd_per_million: float | None = None,
+    fixed_usd_per_month: float = 0.0,
 ) -> Cell:
+    """The cost driver: ``usd_per_million`` is the workload's cost alone on the tier; with
+    ``kind``, the reason says so and gives the plan's share (None: not profiled) and the
+    tier's fixed monthly cost."""
     budget = workload.budget
     monthly = usd_per_million * workload.traffic.requests_per_month / 1e6
-    text = f"${usd_per_million:.4g} per 1M (${monthly:,.2f}/month){note}"
+    basis = _basis(kind, share_usd_per_million, fixed_usd_per_month)
+    text = f"${usd_per_million:.4g} per 1M (${monthly:,.2f}/month){basis}{note}"
     if budget is not None:
         limit = budget.usd_per_million_inferences
         if limit is not None and usd_per_million > limit:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from tierwise.bench.profiles import ProfileSet
 from tierwise.errors import InfeasiblePlanError
-from tierwise.plan.calibration import CascadeCurve
+from tierwise.plan.calibration import CascadeCurve, check_calibrations
 from tierwise.plan.memory import Resident, add_stages, tier_memory
 from tierwise.plan.milp import find_overload, solve_milp
 from tierwise.plan.options import Option, WorkloadOptions, workload_options
@@ -62,7 +62,9 @@ def build_problem(
     calibrations: Sequence[CascadeCurve] = (),
     settings: PlanSettings | None = None,
 ) -> PlacementProblem:
-    """Every workload's feasible placements (workloads without any are kept, empty)."""
+    """Every workload's feasible placements (workloads without any are kept, empty).
+    PlanError for a calibration no workload can use (:func:`check_calibrations`)."""
+    check_calibrations(spec, calibrations)
     settings = settings or PlanSettings()
     catalog = _catalog(spec, profiles)
     models = tier_models(spec, settings)

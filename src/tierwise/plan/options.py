@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tierwise.errors import InfeasiblePlanError
 from tierwise.plan.calibration import CascadeCurve, CurvePoint
@@ -71,7 +71,8 @@ class Option:
     latency_ms: dict[str, float]
     usage: dict[str, tuple[float, ...]]  # tier -> busy replicas in each period of the day
     variable_usd_per_month: float
-    usd_per_month_by_tier: dict[str, float]
+    usd_per_month_by_tier: dict[str, float]  # each stage's variable costs + its tier share
+    variable_usd_per_month_by_tier: dict[str, float] = field(default_factory=dict)
 
     @property
     def usd_per_month(self) -> float:
@@ -304,6 +305,9 @@ class _Checker:
             usage={t.name: f.usage for t, f in zip(c.tiers, figures, strict=True)},
             variable_usd_per_month=sum(f.variable_usd_per_month for f in figures),
             usd_per_month_by_tier=by_tier,
+            variable_usd_per_month_by_tier={
+                t.name: f.variable_usd_per_month for t, f in zip(c.tiers, figures, strict=True)
+            },
         )
 
 

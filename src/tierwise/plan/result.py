@@ -4,8 +4,11 @@
 greedy baseline's, a repriced one): edge and device tiers that carry work cost their
 monthly figure; cloud pools run, in each period, the fewest instances that hold the
 load (``ceil(busy replicas / replicas per instance)``); plus every variable cost. Each
-workload's cost is its placement's (its variable costs and its share of the tiers it
-uses); what no workload uses of a paid tier is shown as the tier's idle cost.
+workload's cost is its placement's (:data:`~tierwise.plan.cascade.SHARE_BASIS`: its
+variable costs and its share of the tiers it uses, by the capacity it keeps busy); what
+no workload's share covers of a paid tier is the tier's idle cost. The decision matrix
+prices a tier for a workload *alone* instead (:data:`~tierwise.plan.cascade.ALONE_BASIS`),
+which is that share plus the tier's idle cost when nothing else runs there.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tierwise.plan.cascade import SHARE_BASIS
 from tierwise.plan.memory import memory_use
 from tierwise.plan.options import Option, WorkloadOptions
 from tierwise.plan.problem import TierModel, hours_per_month
@@ -85,6 +89,7 @@ class TierUse:
     workloads: tuple[str, ...]
     memory_mib: float = 0.0  # the variants placed here, resident on each node
     node_memory_mib: float = 0.0
+    idle_usd_per_month: float = 0.0  # of usd_per_month, what no workload's share covers
 
     @property
     def peak_utilization(self) -> float:
@@ -103,6 +108,7 @@ class TierUse:
             "workloads": list(self.workloads),
             "memory_mib": self.memory_mib,
             "node_memory_mib": self.node_memory_mib,
+            "idle_usd_per_month": self.idle_usd_per_month,
         }
 
 
@@ -130,6 +136,7 @@ class PlanResult:
         return {
             "total_usd_per_month": self.total_usd_per_month,
             "idle_usd_per_month": self.idle_usd_per_month,
+            "cost_basis": SHARE_BASIS,
             "status": self.status,
             "mip_gap": self.mip_gap,
             "solve_s": self.solve_s,
@@ -153,12 +160,15 @@ def evaluate(
     n_periods = len(periods)
     load = {t: [0.0] * n_periods for t in models}
     users: dict[str, list[str]] = {t: [] for t in models}
+    shares = dict.fromkeys(models, 0.0)  # what the workloads' shares of each tier cover
     placements: dict[str, Placement] = {}
     variable = 0.0
     for w, j in zip(workloads, choice, strict=True):
         option = w.options[j]
         placements[w.workload] = Placement(w.workload, option, w.requests_per_month, len(w.options))
         variable += option.variable_usd_per_month
+        for t, usd in option.usd_per_month_by_tier.items():
+            shares[t] += usd - option.variable_usd_per_month_by_tier.get(t, 0.0)
         for t, usage in option.usage.items():
             users[t].append(w.workload)
             for p, u in enumerate(usage):
@@ -189,6 +199,6 @@ def evaluate(
         resident = memory[name].needed_mib if name in memory else 0.0
         tiers[name] = TierUse(
             name, model.kind, used, peak, room, instances, usd, tuple(users[name]), resident,
-            model.memory_mib,
+            model.memory_mib, max(usd - shares[name], 0.0),
         )  # fmt: skip
     return PlanResult(placements, tiers, total, feasible, periods, settings)

@@ -78,17 +78,19 @@ class LocalStore(BundleStore):
     """A registry in a folder. Safe to share between threads of one process."""
 
     def __init__(self, root: Path, *, create: bool = True) -> None:
+        """Open the store at ``root``; ``create`` makes it when it is not there (writers:
+        push, pull's target), else a missing store is BundleNotFoundError and nothing is
+        made (readers: list, show, verify; see :meth:`missing`)."""
         self.root = Path(root)
         self.location = str(self.root)
-        if not create and not (self.root / "index.db").is_file():
-            raise BundleNotFoundError(
-                f"{self.root} is not a bundle store (no index.db); push to it first"
-            )
+        if not create and (reason := self.missing(self.root)) is not None:
+            raise BundleNotFoundError(reason)
         self.blobs = self.root / "blobs" / "sha256"
         self.tmp = self.root / "tmp"
         self._lock = threading.Lock()
         try:
-            self.blobs.mkdir(parents=True, exist_ok=True)
+            if create:
+                self.blobs.mkdir(parents=True, exist_ok=True)
             self._process_lock = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise RegistryError(f"cannot open the store at {self.root}: {exc}") from exc
@@ -102,6 +104,18 @@ class LocalStore(BundleStore):
             self._db = open_database(self.root / "index.db", _SCHEMA)
         except sqlite3.Error as exc:
             raise RegistryError(f"cannot open the store index at {self.root}: {exc}") from exc
+
+    @staticmethod
+    def missing(root: Path) -> str | None:
+        """Why there is no store at ``root`` (None when there is one), and how to make one."""
+        make = f"create one with `tierwise registry push BUNDLE --store {root} --key KEY`"
+        if not root.exists():
+            return f"no store at {root} ({make})"
+        if not root.is_dir():
+            return f"no store at {root}: it is a file, not a store folder ({make})"
+        if not (root / "index.db").is_file():
+            return f"no store at {root}: the folder has no index.db, so it is not a store ({make})"
+        return None
 
     def _try_exclusive(self) -> bool:
         try:

@@ -12,7 +12,10 @@ Shape (every section is a mapping of name to entry; names use letters, digits, `
                         privacy: personal, residency: site}}
 
 Problems are reported with the file and a field path such as
-``tiers.shop-edge.cost.capex_usd`` or ``workloads.shelf.tiers[1]``.
+``tiers.shop-edge.cost.capex_usd`` or ``workloads.shelf.tiers[1]``. A variant's ``uri`` is a
+path relative to the spec's folder or a URI (``zoo://NAME``, ``oci://...``);
+:func:`check_files` (``tierwise validate``) also looks at the files plain paths name
+(:mod:`tierwise.spec.artifacts`), :func:`load_spec` does not.
 
 Privacy and residency
 ---------------------
@@ -38,6 +41,7 @@ whose tiers qualify is a spec problem; tiers that do not qualify are otherwise d
 :func:`allowed_tiers`, and :func:`excluded_tiers` says why.
 """
 
+from tierwise.spec.artifacts import looks_like_onnx
 from tierwise.spec.base import (
     BYTES_PER_GB,
     DAYS_PER_MONTH,
@@ -45,7 +49,7 @@ from tierwise.spec.base import (
     SECONDS_PER_DAY,
 )
 from tierwise.spec.fleet import FleetSpec, SpecHeader
-from tierwise.spec.load import load_spec, parse_spec, validate_files
+from tierwise.spec.load import SpecCheck, check_files, load_spec, parse_spec, validate_files
 from tierwise.spec.queries import (
     allowed_tiers,
     excluded_tiers,
@@ -119,6 +123,7 @@ __all__ = [
     "Residency",
     "Site",
     "Slo",
+    "SpecCheck",
     "SpecHeader",
     "Tier",
     "TierKind",
@@ -127,10 +132,12 @@ __all__ = [
     "Variant",
     "Workload",
     "allowed_tiers",
+    "check_files",
     "excluded_tiers",
     "get_tier",
     "get_workload",
     "load_spec",
+    "looks_like_onnx",
     "node_memory_mib",
     "parse_spec",
     "region_of",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from tierwise.errors import ConfigError, SpecError, SpecProblem
+from tierwise.spec.artifacts import artifact_findings
 from tierwise.spec.base import NAME_PATTERN
 from tierwise.spec.checks import cross_reference_problems, raw_reference_problems
 from tierwise.spec.fleet import SECTIONS, FleetSpec, SpecHeader
@@ -26,7 +28,7 @@ from tierwise.spec.tiers import Region, Site, Tier
 from tierwise.spec.workloads import ModelSpec, Workload
 from tierwise.yaml_limits import check_expansion
 
-__all__ = ["load_spec", "parse_spec", "validate_files"]
+__all__ = ["SpecCheck", "check_files", "load_spec", "parse_spec", "validate_files"]
 
 _ENTRY_ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "regions": TypeAdapter(Region),
@@ -222,11 +224,11 @@ def _validate(data: dict[Any, Any], out: _Collector) -> FleetSpec | None:
         return None
 
 
-def _check(text: str, file: str) -> tuple[FleetSpec | None, list[SpecProblem]]:
+def _check(text: str, file: str) -> tuple[FleetSpec | None, _Collector]:
     out = _Collector(file, {})
     data = _parse_yaml(text, out)
     if data is None:
-        return None, out.problems
+        return None, out
     if _looks_like_a_plan(data):
         out.add(
             (),
@@ -234,9 +236,9 @@ def _check(text: str, file: str) -> tuple[FleetSpec | None, list[SpecProblem]]:
             " expected tiers, models and workloads (a plan is read by `tierwise route` and"
             " `tierwise gateway --plan`)",
         )
-        return None, out.problems
+        return None, out
     spec = _validate(data, out)
-    return spec, out.problems
+    return spec, out
 
 
 def _looks_like_a_plan(data: Mapping[Any, Any]) -> bool:
@@ -251,9 +253,9 @@ def parse_spec(text: str, file: str = "<string>") -> FleetSpec:
 
     Raises :class:`~tierwise.errors.SpecError` listing every problem found.
     """
-    spec, problems = _check(text, file)
+    spec, out = _check(text, file)
     if spec is None:
-        raise SpecError(problems)
+        raise SpecError(out.problems)
     return spec
 
 
@@ -281,13 +283,38 @@ def load_spec(path: str | os.PathLike[str]) -> FleetSpec:
     return parse_spec(text, os.fspath(path))
 
 
-def validate_files(paths: Iterable[str | os.PathLike[str]]) -> list[SpecProblem]:
-    """Every problem in every file, in file order; an empty list means all are valid."""
+@dataclass(frozen=True)
+class SpecCheck:
+    """What checking spec files found, in file order: ``problems`` make a file invalid,
+    ``warnings`` do not (a variant's file that is not there yet,
+    :mod:`tierwise.spec.artifacts`)."""
+
+    problems: list[SpecProblem]
+    warnings: list[SpecProblem]
+
+
+def check_files(paths: Iterable[str | os.PathLike[str]]) -> SpecCheck:
+    """Every problem and warning in every file: the spec itself, then the files its
+    variants name (relative to the spec's folder), as ``tierwise validate`` reports them."""
     problems: list[SpecProblem] = []
+    warnings: list[SpecProblem] = []
     for path in paths:
         text, problem = _read(path)
         if text is None:
             problems.extend([problem] if problem else [])
             continue
-        problems.extend(_check(text, os.fspath(path))[1])
-    return problems
+        file = os.fspath(path)
+        spec, out = _check(text, file)
+        if spec is not None:
+            warn = _Collector(file, out.lines)
+            for loc, message, is_error in artifact_findings(spec, file):
+                (out if is_error else warn).add(loc, message)
+            warnings.extend(warn.problems)
+        problems.extend(out.problems)
+    return SpecCheck(problems, warnings)
+
+
+def validate_files(paths: Iterable[str | os.PathLike[str]]) -> list[SpecProblem]:
+    """Every problem in every file, in file order; an empty list means all are valid
+    (warnings, such as a variant's file not there yet, are left out: :func:`check_files`)."""
+    return check_files(paths).problems
