@@ -78,7 +78,7 @@ def _doc(zoo_profiles: ProfileSet) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("edit", "path", "needle"),
     [
-        (lambda d: d.update(schema="tierwise.profiles/2"), "schema", "expected schema"),
+        (lambda d: d.update(schema="tierwise.profiles/9"), "schema", "expected schema"),
         (lambda d: d.pop("schema"), "schema", "field required: schema"),
         (lambda d: d["profiles"][1].pop("variant"), "profiles[1].variant", "field required"),
         (
@@ -142,3 +142,59 @@ def test_bad_settings_and_inputs(shared_zoo_dir: Path, tmp_path: Path) -> None:
         profile_model(shared_zoo_dir / "tiny/1/model.onnx", variant="t", provider="bogus")
     with pytest.raises(ModelLoadError, match="no model file"):
         profile_model(tmp_path / "none.onnx", variant="t")
+
+
+V1_DOCUMENT = {
+    "schema": "tierwise.profiles/1",
+    "created_at": "2024-05-01T12:00:00Z",
+    "host": {"label": "laptop", "cpu_cores": 8, "onnxruntime": "1.18.0"},
+    "tiers": ["store-edge"],
+    "settings": {"runs": 200, "warmup_runs": 10, "max_seconds_per_batch": 2.0},
+    "profiles": [
+        {
+            "model": "digits", "variant": "small", "provider": "CPUExecutionProvider",
+            "source": "onnxruntime", "path": "/models/small/1/model.onnx", "sha256": "ab",
+            "url": None, "includes_network": False, "size_bytes": 29593,
+            "peak_memory_mib": 3.1, "accuracy": 0.924, "eval_samples": 1617,
+            "batches": [
+                {"batch_size": 1, "runs": 200, "mean_ms": 0.02, "p50_ms": 0.02,
+                 "p95_ms": 0.03, "p99_ms": 0.05, "throughput_per_s": 48000.0},
+            ],
+        }
+    ],
+}  # fmt: skip
+
+
+def test_version_1_files_still_load_and_are_written_as_the_current_version(
+    tmp_path: Path,
+) -> None:
+    old = tmp_path / "v1.json"
+    old.write_text(json.dumps(V1_DOCUMENT))
+    loaded = load_profiles(old)
+    (profile,) = loaded.profiles
+    assert profile.inputs is None  # what a version-1 file timed is unknown
+    assert profile.single.p50_ms == pytest.approx(0.02)
+    assert loaded.tiers == ["store-edge"]
+    again = save_profiles(loaded, tmp_path / "v2.json")
+    assert json.loads(again.read_text())["schema"] == PROFILES_SCHEMA == "tierwise.profiles/2"
+    assert load_profiles(again) == loaded
+
+
+def test_a_version_1_file_cannot_carry_version_2_fields() -> None:
+    doc = copy.deepcopy(V1_DOCUMENT)
+    doc["profiles"][0]["inputs"] = []  # type: ignore[index]
+    with pytest.raises(ProfileError) as info:
+        parse_profiles(json.dumps(doc), "v1.json")
+    assert info.value.path == "profiles[0].inputs"
+    assert "tierwise.profiles/1" in str(info.value)
+
+
+def test_timed_inputs_are_validated(zoo_profiles: ProfileSet) -> None:
+    doc = _doc(zoo_profiles)
+    assert doc["profiles"][0]["inputs"] == [
+        {"name": "image", "datatype": "FP32", "shape": [8, 8], "batched": True, "source": "eval"}
+    ]
+    doc["profiles"][0]["inputs"][0]["source"] = "guess"
+    with pytest.raises(ProfileError) as info:
+        parse_profiles(json.dumps(doc), "p.json")
+    assert info.value.path == "profiles[0].inputs[0].source"

@@ -4,6 +4,10 @@
 :func:`profile_endpoint` a live V2 tier end to end; both give :class:`VariantProfile`
 entries of a :class:`ProfileSet` (``profiles.json``, schema :data:`PROFILES_SCHEMA`),
 written by :func:`save_profiles` and read back, validated, by :func:`load_profiles`.
+Each input is timed at the shape the model really sees (:func:`plan_inputs`): samples of
+an :class:`EvalSet` (``--eval``), a shape given per input (``--input-shape``), or the
+signature's own when it is concrete apart from the batch dimension; which one is
+recorded per variant (:class:`TimedInput`).
 
 The profile schema loads eagerly; what measures (onnxruntime, the router's HTTP client)
 loads on first use, so the planner can read profiles without either.
@@ -19,6 +23,7 @@ from tierwise.bench.profiles import (
     Host,
     ProfileSet,
     ProfileSettings,
+    TimedInput,
     VariantProfile,
     load_profiles,
     parse_profiles,
@@ -31,7 +36,9 @@ if TYPE_CHECKING:
         profile_endpoint,
         profile_endpoint_set,
     )
+    from tierwise.bench.evalset import EvalSet
     from tierwise.bench.host import PeakMemory, host_info
+    from tierwise.bench.inputs import TimedInputs, plan_inputs
     from tierwise.bench.measure import (
         DEFAULT_BATCH_SIZES,
         MeasureSettings,
@@ -46,12 +53,15 @@ __all__ = [
     "DEFAULT_BATCH_SIZES",
     "PROFILES_SCHEMA",
     "BatchLatency",
+    "EvalSet",
     "Host",
     "LatencyStats",
     "MeasureSettings",
     "PeakMemory",
     "ProfileSet",
     "ProfileSettings",
+    "TimedInput",
+    "TimedInputs",
     "VariantProfile",
     "default_providers",
     "dense_stack_model",
@@ -61,6 +71,7 @@ __all__ = [
     "load_profiles",
     "measure_latency",
     "parse_profiles",
+    "plan_inputs",
     "profile_endpoint",
     "profile_endpoint_set",
     "profile_files",
@@ -73,6 +84,9 @@ _LAZY = {
     "endpoint_signature": "endpoint",
     "profile_endpoint": "endpoint",
     "profile_endpoint_set": "endpoint",
+    "EvalSet": "evalset",
+    "TimedInputs": "inputs",
+    "plan_inputs": "inputs",
     "PeakMemory": "host",
     "host_info": "host",
     "DEFAULT_BATCH_SIZES": "measure",

@@ -4,27 +4,33 @@ Requests go through the router's own :class:`~tierwise.router.tiers.RemoteTier` 
 keep-alive connections, the binary-tensor extension when the peer lists it), so what is
 measured is what the router will see: encoding, the round trip, the server's queue and the
 model. For each batch size, the latency percentiles come from one caller at a time after
-warm-up, and the throughput from ``concurrency`` callers in a closed loop. Inputs are
-rows of ``eval_data`` when given (which also yields the accuracy), else seeded random
-values shaped by the model's metadata (``GET /v2/models/{model}``).
+warm-up, and the throughput from ``concurrency`` callers in a closed loop. Inputs follow
+the same rules as a local measurement (:mod:`tierwise.bench.inputs`), on the signature
+the endpoint describes (``GET /v2/models/{model}``): samples of ``eval_data`` when given
+(which, with labels, also yields the accuracy), else seeded random values at the shapes
+``input_shapes`` gives or the metadata fixes. The metadata names no dimensions, so every
+dynamic one besides the first needs a shape; nothing is sent before the shapes are
+decided.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import httpx
 import numpy as np
 
+from tierwise.bench.evalset import EvalData, as_eval_set, predicted_labels
 from tierwise.bench.host import host_info
+from tierwise.bench.inputs import TimedInputs, plan_inputs
 from tierwise.bench.latency import latency_stats
 from tierwise.bench.measure import MeasureSettings
 from tierwise.bench.profiles import BatchLatency, Host, ProfileSet, ProfileSettings, VariantProfile
 from tierwise.errors import ConfigError, ProtocolError, TierError
-from tierwise.protocol import InferRequest, ModelMetadata, dtype_of
+from tierwise.protocol import InferRequest, ModelMetadata
 from tierwise.router.tiers import RemoteTier
 from tierwise.runtime import Signature, TensorSpec
 
@@ -53,20 +59,6 @@ def endpoint_signature(
         tuple(TensorSpec(t.name, t.datatype, tuple(t.shape)) for t in metadata.inputs),
         tuple(TensorSpec(t.name, t.datatype, tuple(t.shape)) for t in metadata.outputs),
     )
-
-
-def _inputs(
-    signature: Signature, batch: int, rows: np.ndarray | None, rng: np.random.Generator
-) -> dict[str, np.ndarray]:
-    feeds = signature.example_inputs(batch)
-    for spec in signature.inputs:
-        array = feeds[spec.name]
-        if rows is not None and len(signature.inputs) == 1 and rows.shape[1:] == array.shape[1:]:
-            take = np.resize(np.arange(rows.shape[0]), batch)
-            feeds[spec.name] = rows[take].astype(array.dtype, copy=False)
-        elif array.dtype.kind == "f":
-            feeds[spec.name] = rng.standard_normal(array.shape).astype(array.dtype)
-    return feeds
 
 
 async def _latency(
@@ -116,28 +108,17 @@ def _stats(samples: list[float], batch: int, throughput: float) -> BatchLatency:
     )
 
 
-async def _accuracy(
-    tier: RemoteTier, signature: Signature, x: np.ndarray, y: np.ndarray
-) -> float | None:
-    if len(signature.inputs) != 1:
-        return None
-    spec = signature.inputs[0]
-    if not spec.accepts_shape((1, *x.shape[1:])) or spec.shape[0] >= 0:
-        return None
-    right = 0
-    for start in range(0, x.shape[0], _EVAL_CHUNK_ROWS):
-        chunk = x[start : start + _EVAL_CHUNK_ROWS].astype(dtype_of(spec.datatype), copy=False)
-        response = await tier.infer(InferRequest({spec.name: chunk}), timeout_s=tier.timeout_s)
-        label = response.outputs.get("label")
-        probabilities = response.outputs.get("probabilities")
-        if label is not None:
-            predicted = np.asarray(label).reshape(-1)
-        elif probabilities is not None:
-            predicted = np.asarray(probabilities).argmax(axis=1)
-        else:
+async def _accuracy(tier: RemoteTier, inputs: TimedInputs) -> float | None:
+    right = total = 0
+    for feeds, labels in inputs.eval_chunks(_EVAL_CHUNK_ROWS):
+        response = await tier.infer(InferRequest(feeds), timeout_s=tier.timeout_s)
+        outputs = {name: np.asarray(value) for name, value in response.outputs.items()}
+        predicted = predicted_labels(outputs, labels.shape[0])
+        if predicted is None:
             return None
-        right += int((predicted == y[start : start + chunk.shape[0]]).sum())
-    return float(right / x.shape[0])
+        right += int((predicted == labels).sum())
+        total += labels.shape[0]
+    return float(right / total) if total else None
 
 
 async def profile_endpoint(
@@ -148,39 +129,41 @@ async def profile_endpoint(
     spec_model: str | None = None,
     settings: MeasureSettings | None = None,
     concurrency: int = 4,
-    eval_data: tuple[np.ndarray, np.ndarray] | None = None,
+    eval_data: EvalData | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
     timeout_s: float = 5.0,
     authorization: str | None = None,
 ) -> VariantProfile:
     """Profile ``model`` served at ``url`` (any V2 endpoint). ``variant`` (default: the
-    model's name) is the spec variant it serves; ``spec_model`` the spec model."""
+    model's name) is the spec variant it serves; ``spec_model`` the spec model.
+    ``eval_data`` and ``input_shapes`` decide the inputs as for
+    :func:`~tierwise.bench.measure.profile_model`; ConfigError, before any request is
+    sent, when an input's shape cannot be decided."""
     settings = settings or MeasureSettings()
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigError("concurrency", "a whole number >= 1", concurrency)
+    evaluation = as_eval_set(eval_data)
     signature = await asyncio.to_thread(
         endpoint_signature, url, model, timeout_s=timeout_s, authorization=authorization
     )
-    fixed = {t.shape[0] for t in signature.inputs if t.shape and t.shape[0] >= 0}
-    sizes = [min(fixed)] if fixed else sorted(settings.batch_sizes)
+    inputs = plan_inputs(signature, model=model, input_shapes=input_shapes, eval_set=evaluation)
     rng = np.random.default_rng(settings.seed)
-    rows = eval_data[0] if eval_data is not None else None
     tier = RemoteTier(
         "bench", url, model, timeout_s=timeout_s, authorization=authorization,
         max_connections=max(concurrency, 1),
     )  # fmt: skip
     try:
         batches = []
-        for batch in sizes:
-            request = InferRequest(_inputs(signature, batch, rows, rng))
+        for batch in inputs.batch_sizes(settings.batch_sizes):
+            request = InferRequest(inputs.feeds(batch, rng))
             samples = await _latency(tier, request, settings)
             window = min(settings.max_seconds_per_batch, 1.0)
             throughput = await _throughput(tier, request, batch, concurrency, window)
             batches.append(_stats(samples, batch, throughput))
-        accuracy = None
-        if eval_data is not None:
-            accuracy = await _accuracy(tier, signature, *eval_data)
+        accuracy = await _accuracy(tier, inputs)
     finally:
         await tier.close()
+    evaluated = inputs.evaluation.samples if inputs.evaluation is not None else None
     return VariantProfile(
         model=spec_model,
         variant=variant or model,
@@ -189,7 +172,8 @@ async def profile_endpoint(
         url=url,
         includes_network=True,
         accuracy=accuracy,
-        eval_samples=int(eval_data[1].shape[0]) if accuracy is not None and eval_data else None,
+        eval_samples=evaluated if accuracy is not None else None,
+        inputs=inputs.record(),
         batches=batches,
     )
 

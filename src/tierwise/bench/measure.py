@@ -2,9 +2,12 @@
 and accuracy, for each execution provider; the results make a :class:`ProfileSet`.
 
 Each variant runs in its own onnxruntime session (``intra_op_threads`` threads, one caller
-at a time). Every batch size is warmed up before it is timed. Inputs are rows of the zoo's
-held-out split when they fit the model, else seeded random values of the model's
-signature. A model whose first dimension is fixed is measured at that batch size only.
+at a time). Every batch size is warmed up before it is timed. Each input is timed at the
+shape the model really sees (:mod:`tierwise.bench.inputs`): samples of the eval set when
+there is one, else a shape given per input (``input_shapes``), else the signature's own
+when it is concrete apart from the batch dimension; a model with other dynamic dimensions
+and neither is refused before anything is measured. A model without a batch dimension is
+measured once.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from tierwise.bench.evalset import EvalData, EvalSet, as_eval_set, predicted_labels
 from tierwise.bench.host import PeakMemory, host_info
+from tierwise.bench.inputs import TimedInputs, plan_inputs
 from tierwise.bench.latency import measure_latency
 from tierwise.bench.profiles import (
     BatchLatency,
@@ -29,9 +34,8 @@ from tierwise.bench.profiles import (
     VariantProfile,
 )
 from tierwise.errors import ConfigError, ModelLoadError
-from tierwise.protocol import dtype_of
-from tierwise.runtime import Signature, resolve_providers
-from tierwise.runtime.onnx import PROVIDER_ALIASES, _signature_of
+from tierwise.runtime import resolve_providers
+from tierwise.runtime.onnx import PROVIDER_ALIASES, _signature_of, read_signature
 from tierwise.zoo.files import sha256_of
 
 __all__ = [
@@ -106,61 +110,16 @@ def _open(path: Path, provider: str, threads: int, variant: str) -> ort.Inferenc
         raise ModelLoadError(f"onnxruntime could not load {path}: {exc}", model=variant) from exc
 
 
-def _batch_sizes(signature: Signature, wanted: Sequence[int]) -> list[int]:
-    fixed = {t.shape[0] for t in signature.inputs if t.shape and t.shape[0] >= 0}
-    if not signature.inputs or any(not t.shape for t in signature.inputs):
-        return [1]
-    if fixed:
-        return [min(fixed)]
-    return sorted(wanted)
-
-
-def _feeds(
-    signature: Signature,
-    batch: int,
-    rows: np.ndarray | None,
-    rng: np.random.Generator,
-) -> dict[str, np.ndarray]:
-    feeds = signature.example_inputs(batch)
-    for spec in signature.inputs:
-        array = feeds[spec.name]
-        if rows is not None and len(signature.inputs) == 1 and rows.shape[1:] == array.shape[1:]:
-            take = np.resize(np.arange(rows.shape[0]), batch)
-            feeds[spec.name] = np.ascontiguousarray(rows[take].astype(array.dtype, copy=False))
-        elif array.dtype.kind == "f":
-            feeds[spec.name] = rng.standard_normal(array.shape).astype(array.dtype)
-    return feeds
-
-
-def _predicted(outputs: Mapping[str, np.ndarray], rows: int) -> np.ndarray | None:
-    label = outputs.get("label")
-    if label is not None and label.reshape(-1).shape[0] == rows:
-        return label.reshape(-1)
-    for name in ("probabilities", *outputs):
-        value = outputs.get(name)
-        if value is not None and value.ndim == 2 and value.shape[0] == rows and value.shape[1] > 1:
-            return np.asarray(value.argmax(axis=1))
-    return None
-
-
-def _accuracy(
-    session: ort.InferenceSession, signature: Signature, x: np.ndarray, y: np.ndarray
-) -> float | None:
-    if len(signature.inputs) != 1 or x.shape[0] != y.shape[0]:
-        return None
-    spec = signature.inputs[0]
-    if not spec.accepts_shape((1, *x.shape[1:])) or spec.shape[0] >= 0:
-        return None
-    names = [t.name for t in signature.outputs]
-    right = 0
-    for start in range(0, x.shape[0], _EVAL_CHUNK_ROWS):
-        chunk = x[start : start + _EVAL_CHUNK_ROWS].astype(dtype_of(spec.datatype), copy=False)
-        values = session.run(names, {spec.name: chunk})
-        predicted = _predicted(dict(zip(names, values, strict=True)), chunk.shape[0])
+def _accuracy(session: ort.InferenceSession, names: list[str], inputs: TimedInputs) -> float | None:
+    right = total = 0
+    for feeds, labels in inputs.eval_chunks(_EVAL_CHUNK_ROWS):
+        values = session.run(names, feeds)
+        predicted = predicted_labels(dict(zip(names, values, strict=True)), labels.shape[0])
         if predicted is None:
             return None
-        right += int((predicted == y[start : start + chunk.shape[0]]).sum())
-    return float(right / x.shape[0])
+        right += int((predicted == labels).sum())
+        total += labels.shape[0]
+    return float(right / total) if total else None
 
 
 def profile_model(
@@ -170,24 +129,37 @@ def profile_model(
     model: str | None = None,
     provider: str = "cpu",
     settings: MeasureSettings | None = None,
-    eval_data: tuple[np.ndarray, np.ndarray] | None = None,
+    eval_data: EvalData | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> VariantProfile:
     """Measure one ONNX file with one execution provider (``cpu``, ``cuda``... or a full
-    onnxruntime name). ``eval_data`` (inputs, labels) adds the accuracy."""
+    onnxruntime name). ``eval_data`` (an :class:`EvalSet`, or inputs and labels of a
+    single-input model) supplies the inputs timed and, with labels, the accuracy;
+    ``input_shapes`` gives an input's shape by name (see :mod:`tierwise.bench.inputs`).
+
+    ``peak_memory_mib`` is the model's own footprint: the growth of the process's peak
+    resident memory (:class:`PeakMemory`, the kernel's high-water mark reset first) from
+    just before the session is created to just after the last timed call, so it covers the
+    weights, onnxruntime's arenas and the activations and tensors of one call at each batch
+    size. The eval set is outside it on both sides: its arrays are loaded before the
+    baseline is taken, and the accuracy pass, which runs the whole set through the model in
+    chunks, happens after the figure is read.
+    """
     settings = settings or MeasureSettings()
     file = Path(path)
     (full,) = resolve_providers([provider])
+    evaluation = as_eval_set(eval_data)
     memory = PeakMemory()
     memory.start()
     session = _open(file, full, settings.intra_op_threads, variant)
     signature = _signature_of(session)
+    inputs = plan_inputs(signature, model=variant, input_shapes=input_shapes, eval_set=evaluation)
     rng = np.random.default_rng(settings.seed)
     names = [t.name for t in signature.outputs]
-    rows = eval_data[0] if eval_data is not None else None
     batches = []
-    for batch in _batch_sizes(signature, settings.batch_sizes):
-        feeds = _feeds(signature, batch, rows, rng)
+    for batch in inputs.batch_sizes(settings.batch_sizes):
+        feeds = inputs.feeds(batch, rng)
         stats = measure_latency(
             partial(session.run, names, feeds),
             runs=settings.runs,
@@ -195,6 +167,7 @@ def profile_model(
             max_seconds=settings.max_seconds_per_batch,
             clock=clock,
         )
+        del feeds
         floor = 1e-6  # a timer tick; keeps the schema's "> 0" true on the fastest models
         p50, p95, p99 = (max(v, floor) for v in (stats.p50_ms, stats.p95_ms, stats.p99_ms))
         mean = max(stats.mean_ms, floor)
@@ -209,10 +182,9 @@ def profile_model(
                 throughput_per_s=batch * 1000.0 / mean,
             )
         )
-    accuracy = None
-    if eval_data is not None:
-        accuracy = _accuracy(session, signature, *eval_data)
     peak = memory.peak_mib()
+    accuracy = _accuracy(session, names, inputs)
+    samples = inputs.evaluation.samples if inputs.evaluation is not None else None
     return VariantProfile(
         model=model,
         variant=variant,
@@ -223,7 +195,8 @@ def profile_model(
         size_bytes=file.stat().st_size,
         peak_memory_mib=peak,
         accuracy=accuracy,
-        eval_samples=int(eval_data[1].shape[0]) if accuracy is not None and eval_data else None,
+        eval_samples=samples if accuracy is not None else None,
+        inputs=inputs.record(),
         batches=batches,
     )
 
@@ -249,16 +222,32 @@ def profile_files(
     model: str | None = None,
     providers: Sequence[str] | None = None,
     settings: MeasureSettings | None = None,
-    eval_data: tuple[np.ndarray, np.ndarray] | None = None,
+    eval_data: EvalData | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
     host: Host | None = None,
     tiers: Sequence[str] = (),
     progress: Callable[[str, str], None] | None = None,
 ) -> ProfileSet:
     """Profile ONNX files by variant name (``{"small": "models/small/1/model.onnx"}``)
-    with each provider (default :func:`default_providers`)."""
+    with each provider (default :func:`default_providers`). ``input_shapes`` apply to
+    each variant with an input of that name (each must name an input of some variant).
+    Every variant's inputs are decided (:func:`~tierwise.bench.inputs.plan_inputs`) before
+    any is measured, so a shape that is missing or does not fit fails at once."""
     if not files:
         raise ConfigError("files", "at least one ONNX file")
     settings = settings or MeasureSettings()
+    evaluation = as_eval_set(eval_data)
+    given = dict(input_shapes or {})
+    signatures = {variant: read_signature(path) for variant, path in files.items()}
+    shapes: dict[str, dict[str, Sequence[int]]] = {}
+    for variant, signature in signatures.items():
+        names = {spec.name for spec in signature.inputs}
+        shapes[variant] = {name: shape for name, shape in given.items() if name in names}
+    unknown = sorted(set(given).difference(*(s.keys() for s in shapes.values())))
+    if unknown:
+        raise ConfigError("input_shapes", "names of inputs of the models measured", unknown)
+    for variant, signature in signatures.items():
+        plan_inputs(signature, model=variant, input_shapes=shapes[variant], eval_set=evaluation)
     out = []
     for provider in providers or default_providers():
         # The first session a process opens pays onnxruntime's one-time set-up; pay it
@@ -277,7 +266,8 @@ def profile_files(
                     model=model,
                     provider=provider,
                     settings=settings,
-                    eval_data=eval_data,
+                    eval_data=evaluation,
+                    input_shapes=shapes[variant],
                 )
             )
     return _profile_set(out, settings, host, tiers)
@@ -290,22 +280,28 @@ def profile_zoo(
     model: str | None = None,
     providers: Sequence[str] | None = None,
     settings: MeasureSettings | None = None,
+    eval_data: EvalData | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
     host: Host | None = None,
     tiers: Sequence[str] = (),
     progress: Callable[[str, str], None] | None = None,
 ) -> ProfileSet:
-    """Profile a zoo's variants (default: all), with accuracy on its held-out split."""
+    """Profile a zoo's variants (default: all), timed on and with accuracy on its held-out
+    split (or ``eval_data``)."""
     from tierwise.zoo import load_eval, load_zoo
 
     zoo = load_zoo(zoo_dir)
     names = list(variants) if variants is not None else [v.name for v in zoo.variants]
     files = {name: zoo.model_path(name) for name in names}
+    if eval_data is None:
+        eval_data = EvalSet.from_pair(*load_eval(zoo_dir), source=f"{zoo_dir}/eval.npz")
     return profile_files(
         files,
         model=model,
         providers=providers,
         settings=settings,
-        eval_data=load_eval(zoo_dir),
+        eval_data=eval_data,
+        input_shapes=input_shapes,
         host=host,
         tiers=tiers,
         progress=progress,

@@ -1,9 +1,9 @@
 """``profiles.json``: measured profiles of model variants, as a versioned, validated schema.
 
-Shape (``schema`` names the version; readers refuse any other)::
+Shape (``schema`` names the version; readers refuse any they do not know)::
 
     {
-      "schema": "tierwise.profiles/1",
+      "schema": "tierwise.profiles/2",
       "created_at": "2024-05-01T12:00:00Z",
       "host": {"label": "laptop", "hostname": "...", "platform": "Linux-6.1-x86_64",
                "machine": "x86_64", "cpu_model": "...", "cpu_cores": 8, "memory_gib": 31.2,
@@ -16,6 +16,8 @@ Shape (``schema`` names the version; readers refuse any other)::
          "source": "onnxruntime", "path": "/models/small/1/model.onnx", "sha256": "...",
          "url": null, "includes_network": false, "size_bytes": 29593,
          "peak_memory_mib": 3.1, "accuracy": 0.924, "eval_samples": 1617,
+         "inputs": [{"name": "image", "datatype": "FP32", "shape": [8, 8],
+                     "batched": true, "source": "eval"}],
          "batches": [{"batch_size": 1, "runs": 200, "mean_ms": 0.02, "p50_ms": 0.02,
                       "p95_ms": 0.03, "p99_ms": 0.05, "throughput_per_s": 48000.0}, ...]}
       ]
@@ -24,22 +26,31 @@ Shape (``schema`` names the version; readers refuse any other)::
 Latencies are wall-clock milliseconds of one call carrying ``batch_size`` rows, from one
 caller at a time; ``throughput_per_s`` is rows per second of that single stream
 (``batch_size x 1000 / mean_ms``). ``peak_memory_mib`` is how much the process's peak
-resident memory grew while the model was loaded and run. ``accuracy`` is measured on the
-zoo's held-out split when there is one. A profile with ``includes_network`` was measured
-through a live endpoint (``tierwise bench endpoint``): its latencies include the round trip
-from the measuring machine.
+resident memory grew while the model was loaded and timed (the eval set is not part of it:
+see :func:`tierwise.bench.measure.profile_model`). ``accuracy`` is measured on the eval
+set (the zoo's held-out split, or ``--eval``) when there is one. ``inputs`` says what each
+call was fed (:class:`TimedInput`): the shape of each input (without the batch dimension
+when ``batched``: a call of ``batch_size`` rows is ``[batch_size, *shape]``) and where that
+shape came from: rows of the eval set (``eval``), ``--input-shape`` (``flag``), or the
+model's signature, concrete apart from the batch dimension (``signature``). A profile
+with ``includes_network`` was measured through a live endpoint (``tierwise bench
+endpoint``): its latencies include the round trip from the measuring machine.
 
 ``model`` is the spec model the variant belongs to when known (``null`` matches any model
 with a variant of that name). ``tiers`` lists the spec tiers whose hardware the host is:
 the planner prefers these measurements for those tiers over a host profile scaled by a
 tier's ``hardware.speed_factor``.
+
+Older versions still load: a ``tierwise.profiles/1`` document (no ``inputs``: what it
+timed is unknown) is read as version 2 with ``inputs`` null, and is written back as
+version 2.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -54,13 +65,19 @@ __all__ = [
     "Host",
     "ProfileSet",
     "ProfileSettings",
+    "TimedInput",
     "VariantProfile",
     "load_profiles",
     "parse_profiles",
     "save_profiles",
 ]
 
-PROFILES_SCHEMA = "tierwise.profiles/1"
+PROFILES_SCHEMA = "tierwise.profiles/2"
+#: Earlier versions this reader still accepts (read as the current one).
+_OLDER_SCHEMAS = ("tierwise.profiles/1",)
+
+#: Where a timed input's shape came from.
+InputSource = Literal["eval", "flag", "signature"]
 
 
 class _Model(BaseModel):
@@ -103,6 +120,18 @@ class BatchLatency(_Model):
         return self
 
 
+class TimedInput(_Model):
+    """One input as the measurement fed it: ``shape`` is each call's shape without the
+    batch dimension when ``batched`` (the batch size measured fills it), else each call's
+    whole shape; ``source`` says where the shape came from."""
+
+    name: str = Field(min_length=1)
+    datatype: str = Field(min_length=1)
+    shape: list[Annotated[int, Field(ge=0)]]
+    batched: bool
+    source: InputSource
+
+
 class VariantProfile(_Model):
     """One variant measured with one execution provider (or through one endpoint)."""
 
@@ -118,6 +147,7 @@ class VariantProfile(_Model):
     peak_memory_mib: float | None = Field(default=None, ge=0)
     accuracy: float | None = Field(default=None, ge=0, le=1)
     eval_samples: int | None = Field(default=None, ge=1)
+    inputs: list[TimedInput] | None = None
     batches: list[BatchLatency] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -125,6 +155,9 @@ class VariantProfile(_Model):
         sizes = [b.batch_size for b in self.batches]
         if sizes != sorted(set(sizes)):
             raise ValueError(f"expected distinct batch sizes in increasing order, got {sizes}")
+        names = [t.name for t in self.inputs or ()]
+        if len(set(names)) != len(names):
+            raise ValueError(f"expected each input once in inputs, got {names}")
         return self
 
     def batch(self, batch_size: int) -> BatchLatency | None:
@@ -160,7 +193,7 @@ class ProfileSet(_Model):
         extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True
     )
 
-    schema_id: Literal["tierwise.profiles/1"] = Field(default="tierwise.profiles/1", alias="schema")
+    schema_id: Literal["tierwise.profiles/2"] = Field(default="tierwise.profiles/2", alias="schema")
     created_at: str
     host: Host
     tiers: list[Name] = Field(default_factory=list)
@@ -191,13 +224,27 @@ def _schema_problem(data: object) -> str | None:
     schema = data.get("schema")
     if schema is None:
         return f"field required: schema (expected {PROFILES_SCHEMA!r})"
-    if schema != PROFILES_SCHEMA:
-        return f"expected schema {PROFILES_SCHEMA!r}, got {schema!r}"
+    if schema != PROFILES_SCHEMA and schema not in _OLDER_SCHEMAS:
+        older = ", ".join(repr(s) for s in _OLDER_SCHEMAS)
+        return f"expected schema {PROFILES_SCHEMA!r} (or an older {older}), got {schema!r}"
     return None
 
 
+def _upgraded(data: dict[str, object]) -> tuple[dict[str, object], str | None]:
+    """A version-1 document as version 2 (it lacks only ``inputs``), or the path of a
+    field version 1 did not have."""
+    if data.get("schema") == PROFILES_SCHEMA:
+        return data, None
+    profiles = data.get("profiles")
+    for i, entry in enumerate(profiles if isinstance(profiles, list) else ()):
+        if isinstance(entry, dict) and "inputs" in entry:
+            return data, f"profiles[{i}].inputs"
+    return {**data, "schema": PROFILES_SCHEMA}, None
+
+
 def parse_profiles(text: str | bytes, file: str = "<string>") -> ProfileSet:
-    """Read and validate a profiles document; ProfileError naming the field otherwise."""
+    """Read and validate a profiles document (the current version or an older one, read as
+    the current); ProfileError naming the field otherwise."""
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -205,6 +252,11 @@ def parse_profiles(text: str | bytes, file: str = "<string>") -> ProfileSet:
     problem = _schema_problem(data)
     if problem is not None:
         raise ProfileError(file, "schema", problem)
+    data, newer = _upgraded(data)
+    if newer is not None:
+        raise ProfileError(
+            file, newer, f"unknown field in schema {data['schema']!r} (new in {PROFILES_SCHEMA!r})"
+        )
     try:
         return ProfileSet.model_validate(data)
     except ValidationError as exc:

@@ -1,25 +1,33 @@
 """``tierwise bench``: measure variants here (``profile``) or through a live tier
-(``endpoint``) and write ``profiles.json`` for the planner."""
+(``endpoint``) and write ``profiles.json`` for the planner.
+
+Both verbs time each input at the shape the model really sees: samples of ``--eval``, or
+``--input-shape NAME=D1,D2,...`` (the shape without the batch dimension when the model has
+one; the full shape is accepted too), or the model's own shape when it is concrete apart
+from the batch dimension. A model with other dynamic dimensions and neither is refused
+(exit 2, naming the input, its dimensions and the flag to add); ``profiles.json`` records
+the shapes timed and where they came from.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 from rich.table import Table
 
 from tierwise.cli.common import err_console, out_console, print_json
+from tierwise.errors import ConfigError
 
 if TYPE_CHECKING:
+    from tierwise.bench.evalset import EvalSet
     from tierwise.bench.measure import MeasureSettings
-    from tierwise.bench.profiles import ProfileSet
+    from tierwise.bench.profiles import ProfileSet, TimedInput
 
-__all__ = ["bench_app", "parse_batch_sizes", "parse_model_files"]
+__all__ = ["bench_app", "parse_batch_sizes", "parse_input_shapes", "parse_model_files"]
 
 bench_app = typer.Typer(
     help="Measure variants (latency per batch size, throughput, memory, accuracy) into "
@@ -33,6 +41,18 @@ _TIER_HELP = (
     "measurements for it instead of scaling a host profile by the tier's speed_factor."
 )
 
+
+_SHAPE_HELP = (
+    "NAME=D1,D2,... : the shape to time input NAME at (repeatable), without the batch "
+    "dimension when the model has one (x=3,48,192 for x [N, 3, H, W]; the full shape "
+    "1,3,48,192 is accepted too, --batch sets its first entry). Needed for inputs with "
+    "dynamic dimensions besides the batch, unless --eval gives samples."
+)
+_EVAL_HELP = (
+    "An npz of held-out samples: one array [N, ...] per model input, named as the input "
+    "(a single-input model takes one array under any name), plus optional labels [N] "
+    "(labels or y) for the accuracy. The calls timed carry these samples."
+)
 
 _ENDPOINT_TIER_HELP = (
     "The spec tier this endpoint is (repeatable); the planner then uses these measurements, "
@@ -53,6 +73,27 @@ def parse_batch_sizes(text: str) -> tuple[int, ...]:
             param_hint="--batch",
         )
     return sizes
+
+
+def parse_input_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
+    """``["x=3,48,192", "mask="]`` -> ``{"x": (3, 48, 192), "mask": ()}``;
+    typer.BadParameter when malformed or an input is named twice."""
+    out: dict[str, tuple[int, ...]] = {}
+    for item in items:
+        name, sep, dims = item.rpartition("=")
+        parts = [p.strip() for p in dims.split(",")] if dims.strip() else []
+        try:
+            shape = tuple(int(p) for p in parts)
+        except ValueError:
+            shape = (0,)
+        if not sep or not name or name in out or any(d < 1 for d in shape):
+            raise typer.BadParameter(
+                "expected NAME=D1,D2,... with whole sizes >= 1, each input once "
+                f"(e.g. x=3,48,192), got {item!r}",
+                param_hint="--input-shape",
+            )
+        out[name] = shape
+    return out
 
 
 def parse_model_files(items: list[str]) -> dict[str, Path]:
@@ -91,20 +132,14 @@ def _settings(batch: str, runs: int, warmup: int, max_seconds: float) -> Measure
     )
 
 
-def _eval_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    from tierwise.zoo.files import read_npz
+def _eval_set(path: Path) -> EvalSet:
+    from tierwise.bench.evalset import EvalSet
 
     try:
-        arrays = read_npz(path)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--eval") from exc
-    x, y = arrays.get("x"), arrays.get("y")
-    if x is None or y is None or y.ndim != 1 or x.shape[:1] != y.shape:
-        raise typer.BadParameter(
-            f"expected an npz with inputs x [N, ...] and labels y [N], got {sorted(arrays)}",
-            param_hint="--eval",
-        )
-    return x, y
+        return EvalSet.load(path)
+    except ConfigError as exc:
+        message = f"expected {exc.expected}, got {exc.got}"
+        raise typer.BadParameter(message, param_hint="--eval") from exc
 
 
 def _table(profiles: ProfileSet, title: str) -> Table:
@@ -129,6 +164,14 @@ def _table(profiles: ProfileSet, title: str) -> Table:
     return table
 
 
+_SOURCES = {"eval": "--eval", "flag": "--input-shape", "signature": "the model"}
+
+
+def _shape(timed: TimedInput) -> str:
+    dims = ", ".join(["N", *map(str, timed.shape)] if timed.batched else map(str, timed.shape))
+    return f"{timed.name} [{dims}] (from {_SOURCES[timed.source]})"
+
+
 def _emit(profiles: ProfileSet, out: Path | None, as_json: bool, title: str) -> None:
     from tierwise.bench.profiles import save_profiles
 
@@ -138,6 +181,11 @@ def _emit(profiles: ProfileSet, out: Path | None, as_json: bool, title: str) -> 
         print_json(profiles.to_dict())
         return
     out_console.print(_table(profiles, title))
+    timed: dict[str, str] = {}
+    for p in profiles.profiles:
+        timed.setdefault(p.variant, "; ".join(_shape(t) for t in p.inputs or ()))
+    for variant, shapes in timed.items():
+        out_console.print(f"{variant} timed at {shapes}", soft_wrap=True, markup=False)
     if out is not None:
         out_console.print(f"wrote {out}", soft_wrap=True)
 
@@ -162,7 +210,10 @@ def profile(
     ] = None,
     eval_file: Annotated[
         Path | None,
-        typer.Option("--eval", help="An npz with x and y to measure accuracy on (with --model)."),
+        typer.Option("--eval", help=_EVAL_HELP + " Default with --zoo: its held-out split."),
+    ] = None,
+    input_shape: Annotated[
+        list[str] | None, typer.Option("--input-shape", help=_SHAPE_HELP)
     ] = None,
     spec_model: Annotated[
         str | None, typer.Option(help="The fleet spec's model these variants belong to.")
@@ -180,7 +231,9 @@ def profile(
     """Measure each variant with each execution provider on this machine.
 
     Per batch size: latency p50/p95/p99 (after warm-up) and rows/s; per variant: peak
-    memory, and accuracy on the zoo's held-out split (or --eval).
+    memory (the model's, not the eval set's), and accuracy on the zoo's held-out split
+    (or --eval). Inputs are timed at the shapes of --eval or --input-shape; a model with
+    dynamic dimensions besides the batch needs one of them.
     """
     from tierwise.bench.host import host_info
     from tierwise.bench.measure import profile_files, profile_zoo
@@ -188,6 +241,8 @@ def profile(
     if (zoo is None) == (not model):
         raise typer.BadParameter("give either --zoo DIR or --model FILE (repeatable)")
     settings = _settings(batch, runs, warmup, max_seconds)
+    shapes = parse_input_shapes(input_shape or [])
+    evaluation = _eval_set(eval_file) if eval_file is not None else None
     host = host_info(label=hardware)
 
     def progress(variant: str, prov: str) -> None:
@@ -196,15 +251,16 @@ def profile(
 
     if zoo is not None:
         profiles = profile_zoo(
-            zoo, model=spec_model, providers=provider, settings=settings, host=host,
-            tiers=tier or (), progress=progress,
+            zoo, model=spec_model, providers=provider, settings=settings,
+            eval_data=evaluation, input_shapes=shapes, host=host, tiers=tier or (),
+            progress=progress,
         )  # fmt: skip
     else:
         files = parse_model_files(model or [])
         profiles = profile_files(
             files, model=spec_model, providers=provider, settings=settings,
-            eval_data=_eval_arrays(eval_file) if eval_file is not None else None,
-            host=host, tiers=tier or (), progress=progress,
+            eval_data=evaluation, input_shapes=shapes, host=host, tiers=tier or (),
+            progress=progress,
         )  # fmt: skip
     _emit(profiles, out, as_json, f"profiles measured on {host.hostname} ({host.cpu_model})")
 
@@ -227,6 +283,10 @@ def endpoint(
         Path | None,
         typer.Option("--zoo", help="Send the zoo's held-out rows (and measure accuracy)."),
     ] = None,
+    eval_file: Annotated[Path | None, typer.Option("--eval", help=_EVAL_HELP)] = None,
+    input_shape: Annotated[
+        list[str] | None, typer.Option("--input-shape", help=_SHAPE_HELP)
+    ] = None,
     auth_env: Annotated[
         str | None, typer.Option(help="Environment variable holding the Authorization header.")
     ] = None,
@@ -241,13 +301,22 @@ def endpoint(
     """Profile a live V2 tier end to end, network included (any V2 server).
 
     Latency percentiles from one caller at a time, throughput from --concurrency callers.
+    Inputs are timed at the shapes of --eval (or --zoo) or --input-shape; a model with
+    dynamic dimensions besides the batch needs one of them.
     """
     from tierwise.bench.endpoint import profile_endpoint, profile_endpoint_set
+    from tierwise.bench.evalset import EvalSet
     from tierwise.zoo import load_eval
 
     if not url.startswith(("http://", "https://")):
         raise typer.BadParameter(f"expected an http:// or https:// URL, got {url!r}")
+    if zoo is not None and eval_file is not None:
+        raise typer.BadParameter("give --zoo DIR or --eval FILE, not both")
     settings = _settings(batch, runs, warmup, max_seconds)
+    shapes = parse_input_shapes(input_shape or [])
+    evaluation = _eval_set(eval_file) if eval_file is not None else None
+    if zoo is not None:
+        evaluation = EvalSet.from_pair(*load_eval(zoo), source=f"{zoo}/eval.npz")
     authorization = None
     if auth_env is not None:
         authorization = os.environ.get(auth_env)
@@ -256,7 +325,7 @@ def endpoint(
     measured = asyncio.run(
         profile_endpoint(
             url, model, variant=variant, spec_model=spec_model, settings=settings,
-            concurrency=concurrency, eval_data=load_eval(zoo) if zoo is not None else None,
+            concurrency=concurrency, eval_data=evaluation, input_shapes=shapes,
             timeout_s=timeout_s, authorization=authorization,
         )
     )  # fmt: skip
