@@ -31,7 +31,10 @@ def free_port() -> int:
 def require_wrk() -> str:
     path = shutil.which("wrk")
     if path is None:
-        sys.stderr.write("this benchmark drives load with wrk: apt-get install wrk\n")
+        sys.stderr.write(
+            "this benchmark drives load with wrk: scripts/system-deps.sh bench "
+            "(or apt-get install wrk)\n"
+        )
         raise SystemExit(2)
     return path
 
