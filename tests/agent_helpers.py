@@ -1,5 +1,6 @@
-"""Helpers for edge agent tests: a release store of a digits bundle, node settings, and a
-running node (tier server + agent endpoints, and a gateway on a second port)."""
+"""Helpers for edge agent tests: a release store of a digits bundle, node settings (one
+bundle, or a detector and a classifier as two bundles), and a running node (tier server +
+agent endpoints, and a gateway on a second port)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from registry_helpers import make_keys
 from tierwise.agent import AgentApp, AgentSettings, build_agent_app
 from tierwise.registry import (
     BundleManifest,
+    BundleStore,
     KeyPair,
     LocalStore,
     Signer,
@@ -27,6 +29,10 @@ from tierwise.registry import (
     push,
     read_bundle_dir,
 )
+
+#: the two bundles of a node that runs two models: (bundle, variant, served model name)
+DETECTOR = ("detector", "neck", "detector")
+CLASSIFIER = ("classifier", "tiny", "classifier")
 
 
 @dataclass
@@ -76,6 +82,41 @@ def node_settings(tmp_path: Path, release: Release, **extra: Any) -> AgentSettin
     return AgentSettings.model_validate(data)
 
 
+def publish_model(
+    store: BundleStore, keys: KeyPair, tmp: Path, bundle: str, version: str, source: Path,
+    *, variant: str,
+) -> BundleManifest:  # fmt: skip
+    """Make a one-variant bundle ``bundle:version`` of the model at ``source``, sign it with
+    ``keys`` and push it to ``store``."""
+    folder = tmp / f"src-{bundle}-{version}"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, folder / f"{variant}.onnx")
+    out = tmp / f"bundle-{bundle}-{version}"
+    manifest = create_bundle([folder / f"{variant}.onnx"], out, name=bundle, version=version)
+    push(read_bundle_dir(out), store, Signer.from_file(keys.private_path))
+    return manifest
+
+
+def two_model_settings(tmp_path: Path, registry: dict[str, Any], **extra: Any) -> AgentSettings:
+    """A node that syncs the bundles ``detector`` and ``classifier`` from ``registry``."""
+    data: dict[str, Any] = {
+        "node": "store-1",
+        "state_dir": tmp_path / "node",
+        "port": 0,
+        "bundles": [
+            {"name": name, "serve": [{"variant": variant, "model": model}]}
+            for name, variant, model in (DETECTOR, CLASSIFIER)
+        ],
+        "registry": registry,
+        "desired_file": tmp_path / "desired.yaml",
+        "sync_interval_s": 3600,
+        "keep_versions": 3,
+        "drain_timeout_s": 5,
+    }
+    data.update(extra)
+    return AgentSettings.model_validate(data)
+
+
 @dataclass
 class RunningNode:
     app: AgentApp
@@ -93,10 +134,19 @@ class RunningNode:
     def status(self) -> dict[str, Any]:
         return httpx.get(self.url + "/v2/agent/status", timeout=10).json()  # type: ignore[no-any-return]
 
-    def desired(self, ref: str) -> dict[str, Any]:
-        response = httpx.put(self.url + "/v2/agent/desired", json={"ref": ref}, timeout=60)
+    def desired(self, ref: str, *, bundle: str | None = None) -> dict[str, Any]:
+        body = {"ref": ref} | ({"bundle": bundle} if bundle is not None else {})
+        response = httpx.put(self.url + "/v2/agent/desired", json=body, timeout=60)
         assert response.status_code == 200, response.text
         return response.json()  # type: ignore[no-any-return]
+
+    def desired_refs(self, refs: dict[str, str]) -> dict[str, Any]:
+        response = httpx.put(self.url + "/v2/agent/desired", json={"refs": refs}, timeout=60)
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def rollback(self, **body: str) -> httpx.Response:
+        return httpx.post(self.url + "/v2/agent/rollback", json=body, timeout=60)
 
 
 def _socket() -> socket.socket:

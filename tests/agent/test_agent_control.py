@@ -13,7 +13,8 @@ import httpx
 import pytest
 import yaml
 
-from agent_helpers import Release, node_settings, running_node
+from agent_helpers import Release, node_settings, publish_model, running_node, two_model_settings
+from onnx_models import detector_model
 from tierwise.agent import ControlPlane, ControlSettings
 from tierwise.errors import ConfigError
 
@@ -143,6 +144,44 @@ def test_the_token_is_sent_and_refusals_are_reported(
         error = node.status()["control"]["error"]
         assert "answered 401" in error
         assert "fleet-secret" not in error
+
+
+def test_the_control_plane_names_a_reference_per_bundle(
+    tmp_path: Path, release: Release, control: Control, shared_zoo_dir: Path
+) -> None:
+    detector = detector_model(tmp_path / "detector.onnx")
+    publish_model(release.store, release.keys, release.tmp, "detector", "1", detector,
+                  variant="neck")  # fmt: skip
+    for version, source in (("1", "tiny"), ("2", "tiny-int8")):
+        publish_model(release.store, release.keys, release.tmp, "classifier", version,
+                      shared_zoo_dir / source / "1" / "model.onnx", variant="tiny")  # fmt: skip
+    control.body = b'{"refs": {"detector": "1", "classifier": "1"}}'
+    registry = {"store": str(release.root), "trusted_keys": [release.keys.public_path]}
+    settings = two_model_settings(tmp_path, registry, control={"url": control.url()})
+
+    def versions() -> dict[str, tuple[str, int]]:
+        bundles = node.status()["bundles"]
+        return {name: (b["version"], b["generation"]) for name, b in bundles.items()}
+
+    with running_node(settings) as node:
+        _sync(node.url)  # the node's first sync, at start, may have activated them already
+        assert versions() == {"detector": ("1", 1), "classifier": ("1", 2)}
+        control.body, control.etag = b"refs: {detector: '1', classifier: '2'}\n", '"v2"'
+        results = _sync(node.url)["bundles"]
+        assert isinstance(results, dict)
+        assert {n: r["result"] for n, r in results.items()} == {
+            "detector": "up-to-date", "classifier": "activated",
+        }  # fmt: skip
+        assert versions() == {"detector": ("1", 1), "classifier": ("2", 3)}
+        kept = {"refs": {"classifier": "2", "detector": "1"}}
+        assert yaml.safe_load(settings.desired_file.read_text()) == kept
+        # a bundle this node does not sync: the answer is refused, the node keeps its own
+        control.body, control.etag = b'{"refs": {"tracker": "1"}}', '"v3"'
+        _sync(node.url)
+        error = node.status()["control"]["error"]
+        assert "refs: expected bundles this node syncs (detector, classifier)" in error
+        assert yaml.safe_load(settings.desired_file.read_text()) == kept
+        assert versions() == {"detector": ("1", 1), "classifier": ("2", 3)}
 
 
 def test_control_settings_are_checked() -> None:

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from agent_helpers import make_release, node_settings, running_node
+from agent_helpers import (
+    make_release,
+    node_settings,
+    publish_model,
+    running_node,
+    two_model_settings,
+)
+from onnx_models import detector_model
 
 
 def tierwise(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -189,3 +196,78 @@ def test_agent_verbs_talk_to_a_running_node(tmp_path: Path, shared_zoo_dir: Path
         again = tierwise("agent", "rollback", "--config", str(config), "--to", "9", cwd=tmp_path)
         assert again.returncode == 1
         assert "cannot roll back to version 9" in again.stderr
+
+
+def test_a_bundle_is_one_model_and_the_help_says_how_to_serve_several(
+    tmp_path: Path, shared_zoo_dir: Path
+) -> None:
+    detector = detector_model(tmp_path / "detector.onnx")
+    tiny = shared_zoo_dir / "tiny" / "1" / "model.onnx"
+    mixed = tierwise("bundle", "create", str(detector), str(tiny), "-o", "b", "--name", "shelf",
+                     "--version", "1", cwd=tmp_path)  # fmt: skip
+    assert mixed.returncode == 2, mixed.stderr
+    assert "a bundle's variants must share inputs and outputs" in mixed.stderr
+    assert "put a different model in a bundle of its own" in mixed.stderr
+    assert "Traceback" not in mixed.stderr
+    assert not (tmp_path / "b" / "manifest.json").exists()
+    for args, needle in (
+        (("registry", "--help"), "pulls one bundle per model"),
+        (("bundle", "create", "--help"), "a different model (a detector beside a classifier)"),
+        (("agent", "--help"), "syncing several bundles, one per model"),
+        (("agent", "rollback", "--help"), "--bundle"),
+        (("agent", "desired", "--help"), "--bundle"),
+    ):
+        shown = tierwise(*args, cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        assert needle in " ".join(shown.stdout.replace("│", " ").split()), (args, shown.stdout)
+
+
+def test_agent_verbs_on_a_node_with_two_bundles(tmp_path: Path, shared_zoo_dir: Path) -> None:
+    release = make_release(tmp_path, shared_zoo_dir)
+    for version, source in (("1", "tiny"), ("2", "tiny-int8")):
+        publish_model(release.store, release.keys, release.tmp, "classifier", version,
+                      shared_zoo_dir / source / "1" / "model.onnx", variant="tiny")  # fmt: skip
+    publish_model(release.store, release.keys, release.tmp, "detector", "1",
+                  detector_model(tmp_path / "detector.onnx"), variant="neck")  # fmt: skip
+    registry = {"store": str(release.root), "trusted_keys": [release.keys.public_path]}
+    settings = two_model_settings(tmp_path, registry)
+    with running_node(settings) as node:
+        config = tmp_path / "agent.yaml"
+        config.write_text(
+            f"state_dir: {settings.state_dir}\nport: {node.port}\n"
+            "bundles:\n  - {name: detector, serve: [{variant: neck, model: detector}]}\n"
+            "  - {name: classifier, serve: [{variant: tiny, model: classifier}]}\n"
+            f"registry: {{store: {release.root}, trusted_keys: [{release.keys.public_path}]}}\n"
+            f"desired_file: {settings.desired_file}\n"
+        )
+        ambiguous = tierwise("agent", "desired", "--config", str(config), "1", cwd=tmp_path)
+        assert ambiguous.returncode == 1
+        assert "bundle: expected one of the bundles this node syncs (detector, classifier)" in (
+            ambiguous.stderr
+        )
+        for bundle in ("detector", "classifier"):
+            done = tierwise("agent", "desired", "--config", str(config), "1", "--bundle", bundle,
+                            cwd=tmp_path)  # fmt: skip
+            assert done.returncode == 0, done.stderr
+        moved = tierwise("agent", "desired", "--config", str(config), "2", "--bundle",
+                         "classifier", cwd=tmp_path)  # fmt: skip
+        assert moved.returncode == 0, moved.stderr
+        shown = tierwise("agent", "status", "--config", str(config), cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        lines = shown.stdout.splitlines()
+        assert lines[0].startswith("node store-1: ready")
+        assert lines[1].startswith("  detector:1 (generation 1) models detector; kept none")
+        assert lines[2].startswith("  classifier:2 (generation 3) models classifier; kept 1")
+        back = tierwise("agent", "rollback", "--config", str(config), "--bundle", "classifier",
+                        cwd=tmp_path)  # fmt: skip
+        assert back.returncode == 0, back.stderr
+        assert "classifier: rolled back to 1" in back.stdout
+        status = _ok(tierwise("agent", "status", "--config", str(config), "--json", cwd=tmp_path))
+        assert status["bundles"]["detector"]["version"] == "1"
+        assert status["bundles"]["detector"]["generation"] == 1
+        assert status["bundles"]["classifier"]["version"] == "1"
+        assert status["bundles"]["classifier"]["last_sync"]["reference"] == "2"
+        none = tierwise("agent", "rollback", "--config", str(config), "--bundle", "detector",
+                        cwd=tmp_path)  # fmt: skip
+        assert none.returncode == 1
+        assert "of detector: versions to go back to: none" in none.stderr

@@ -1,13 +1,21 @@
 """The edge agent: one node's tier server, router front, outbox and registry sync, kept
-on a verified version with instant rollback and a thermal guard."""
+on verified versions with instant rollback and a thermal guard.
+
+A node serves several models by syncing several bundles (``bundles:`` in agent.yaml), one
+per model: a bundle's variants share one signature, so a detector and a classifier are
+two bundles. Each has its own desired reference, kept versions, rollback and sync result;
+one that fails to verify, load or warm up leaves the others serving."""
 
 from tierwise.agent.control import ControlPlane
+from tierwise.agent.desired import DesiredState, parse_desired
 from tierwise.agent.http import AgentApp, AgentCollector
 from tierwise.agent.install import Installer
-from tierwise.agent.node import EdgeAgent, SyncResult
+from tierwise.agent.node import EdgeAgent
+from tierwise.agent.result import SyncResult
 from tierwise.agent.run import build_agent_app, run_agent
 from tierwise.agent.settings import (
     AgentSettings,
+    BundlePart,
     ControlSettings,
     GatewayPart,
     RegistryPart,
@@ -15,7 +23,7 @@ from tierwise.agent.settings import (
     ThermalSettings,
     load_agent_settings,
 )
-from tierwise.agent.state import Activation, AgentState
+from tierwise.agent.state import Activation, AgentState, BundleState
 from tierwise.agent.thermal import ThermalGuard, ThermalReading, read_celsius
 from tierwise.agent.tier import ServedTier
 
@@ -25,8 +33,11 @@ __all__ = [
     "AgentCollector",
     "AgentSettings",
     "AgentState",
+    "BundlePart",
+    "BundleState",
     "ControlPlane",
     "ControlSettings",
+    "DesiredState",
     "EdgeAgent",
     "GatewayPart",
     "Installer",
@@ -39,6 +50,7 @@ __all__ = [
     "ThermalSettings",
     "build_agent_app",
     "load_agent_settings",
+    "parse_desired",
     "read_celsius",
     "run_agent",
 ]

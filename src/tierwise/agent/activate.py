@@ -1,6 +1,9 @@
 """Turning a verified bundle version into what the tier server serves, and back.
 
-An activation verifies the served variants in the node's own store (signature, sizes,
+One :class:`Activator` per bundle the node syncs: it swaps that bundle's models only, so
+the other bundles' models serve on, untouched, through its activations, failures and
+rollbacks. The activators of a node share one lock (one activation at a time) and one
+state file. An activation verifies the served variants in the node's own store (signature, sizes,
 digests), lays them out as a new generation, hot-swaps every served model and only then
 records the new state; the generations it replaced are deleted after the state is saved,
 so a crash at any point leaves the state naming a generation that is on disk. Rollback
@@ -16,10 +19,19 @@ import time
 from collections.abc import Collection
 
 from tierwise.agent.install import Installer
-from tierwise.agent.settings import AgentSettings
-from tierwise.agent.state import Activation, AgentState
+from tierwise.agent.result import SyncResult
+from tierwise.agent.settings import BundlePart
+from tierwise.agent.state import Activation, AgentState, BundleState
 from tierwise.errors import AgentError, IntegrityError, RegistryError, TierwiseError
-from tierwise.registry import BundleManifest, LocalStore, TrustStore, parse_manifest, verify
+from tierwise.registry import (
+    BundleManifest,
+    BundleStore,
+    LocalStore,
+    TrustStore,
+    parse_manifest,
+    pull,
+    verify,
+)
 from tierwise.registry.manifest import MAX_MANIFEST_BYTES
 from tierwise.server.manager import ModelManager
 
@@ -29,30 +41,36 @@ log = logging.getLogger("tierwise.agent")
 
 
 class Activator:
-    """Activations, rollbacks and repairs of one node, one at a time (``lock``)."""
+    """Activations, rollbacks and repairs of one bundle on a node, one at a time across
+    the node (``lock``, shared by its activators)."""
 
     def __init__(
         self,
-        settings: AgentSettings,
+        part: BundlePart,
         *,
+        keep_versions: int,
         store: LocalStore,
         state: AgentState,
         trust: TrustStore,
         installer: Installer,
         manager: ModelManager,
+        lock: asyncio.Lock,
     ) -> None:
-        self.settings = settings
+        self.part = part
+        self.bundle = part.name
+        self.keep_versions = keep_versions
         self.store = store
-        self.state = state
+        self.node_state = state
+        self.state: BundleState = state.of(part.name)
         self.trust = trust
         self.installer = installer
         self.manager = manager
-        self.lock = asyncio.Lock()
+        self.lock = lock
         self.rollbacks = 0
 
     @property
     def variants(self) -> list[str]:
-        return [part.variant for part in self.settings.serve]
+        return self.part.variants
 
     def serving(self) -> bool:
         """Every served model has a ready version."""
@@ -60,9 +78,7 @@ class Activator:
         return bool(models) and all(self.manager.is_ready(m) for m in models)
 
     def _manifest(self, digest: str) -> BundleManifest:
-        stored = self.store.get_manifest(
-            self.settings.bundle, digest, limit_bytes=MAX_MANIFEST_BYTES
-        )
+        stored = self.store.get_manifest(self.bundle, digest, limit_bytes=MAX_MANIFEST_BYTES)
         return parse_manifest(stored.manifest_bytes)
 
     async def activate(
@@ -83,8 +99,8 @@ class Activator:
             raise
         if checked.digest != digest:
             raise IntegrityError("digest", f"the store gave {checked.digest} for {digest}")
-        generation = self.state.take_generation()
-        self.state.save()
+        generation = self.node_state.take_generation()
+        self.node_state.save()
         await asyncio.to_thread(self.installer.install, manifest, generation)
         swapped: list[str] = []
         try:
@@ -102,8 +118,8 @@ class Activator:
             raise
         previous = self.state.active
         activation = Activation(manifest.version, digest, generation, time.time())
-        self.state.promote(activation, keep=self.settings.keep_versions)
-        self.state.save()  # before the old generations go: a crash keeps a valid state
+        self.state.promote(activation, keep=self.keep_versions)
+        self.node_state.save()  # before the old generations go: a crash keeps a valid state
         self.installer.keep_only(generation)
         log.info(
             "%s version %s is serving (model repository generation %d); it was %s",
@@ -133,9 +149,12 @@ class Activator:
             try:
                 await self.activate(self._manifest(active.digest), active.digest)
             except TierwiseError as exc:
-                log.error("could not serve %s again from this node: %s", active.version, exc)
+                log.error(
+                    "could not serve %s again from this node (bundle %s): %s",
+                    active.version, self.bundle, exc,
+                )  # fmt: skip
                 return False
-        log.warning("served %s again from this node's store", active.version)
+        log.warning("served %s:%s again from this node's store", self.bundle, active.version)
         return True
 
     async def rollback(self, version: str | None, *, reference: str | None) -> Activation:
@@ -149,25 +168,73 @@ class Activator:
             if active is None or not candidates:
                 kept = ", ".join(a.version for a in self.state.rollback_targets()) or "none"
                 wanted = f"version {version}" if version else "a previous version"
-                raise AgentError(f"cannot roll back to {wanted}: versions to go back to: {kept}")
+                raise AgentError(
+                    f"cannot roll back to {wanted} of {self.bundle}: versions to go back to: {kept}"
+                )
             target = candidates[0]
             self.state.held[active.digest] = reference or ""
-            self.state.save()
+            self.node_state.save()
             try:
                 activation = await self.activate(self._manifest(target.digest), target.digest)
             except TierwiseError:
                 del self.state.held[active.digest]
-                self.state.save()
+                self.node_state.save()
                 raise
             self.rollbacks += 1
             return activation
+
+    async def sync(self, source: BundleStore, reference: str) -> SyncResult:
+        """Pull what ``reference`` names from ``source`` into the node's store (checked on
+        the way), then activate it unless it serves already or is held. Never raises: the
+        result says what failed, and the serving version keeps serving."""
+        state = self.state
+        holds = dict(state.held)
+        state.release_holds(reference)
+        try:
+            report = await asyncio.to_thread(
+                pull, source, self.bundle, reference, self.store, self.trust,
+                variants=self.variants,
+            )  # fmt: skip
+        except TierwiseError as exc:
+            if state.held != holds:
+                self.node_state.save()
+            return SyncResult("error", bundle=self.bundle, reference=reference, error=str(exc))
+        result = SyncResult(
+            "up-to-date", bundle=self.bundle, reference=reference,
+            version=report.manifest.version, digest=report.digest,
+            fetched_bytes=report.fetched_bytes,
+        )  # fmt: skip
+        async with self.lock:  # a rollback may have run during the pull
+            active = state.active
+            if active is not None and active.digest == report.digest:
+                pass
+            elif report.digest in state.held:
+                result.result = "held"
+                result.error = (
+                    "rolled back from (or failed to load) this version; waiting for the "
+                    "desired state to name another"
+                )
+            else:
+                try:
+                    await self.activate(report.manifest, report.digest, fresh=report.fetched)
+                    result.result = "activated"
+                except IntegrityError as exc:  # a bad local copy: fetched again next time
+                    result.result, result.error = "error", str(exc)
+                except TierwiseError as exc:
+                    state.held[report.digest] = reference
+                    result.result, result.error = "error", str(exc)
+            if state.held != holds:  # an activation saved the rest already
+                self.node_state.save()
+            with contextlib.suppress(RegistryError):
+                await asyncio.to_thread(self.prune)
+        return result
 
     def prune(self) -> int:
         """Delete the versions in the node's store that are neither kept nor held, and the
         blobs only they used. Returns how many versions went."""
         keep = self.state.kept_digests() | set(self.state.held)
         gone = 0
-        for row in self.store.list_bundles(self.settings.bundle):
+        for row in self.store.list_bundles(self.bundle):
             if row.digest not in keep:
                 self.store.delete_version(row.name, row.version)
                 gone += 1

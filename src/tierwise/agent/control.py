@@ -1,52 +1,33 @@
 """Desired state from a control plane: a URL the agent reads at every sync.
 
-The document is the desired-state file's: JSON or YAML ``{ref: VERSION | TAG |
-sha256:...}``. ``{node}`` in the URL becomes the node's name, so one service can answer
-each node. The agent sends ``If-None-Match`` with the last ETag and keeps what it knows
-when the answer is 304. A new reference is written to the node's desired-state file
+The document is the desired-state file's (:mod:`tierwise.agent.desired`): JSON or
+YAML ``{ref: VERSION | TAG | sha256:...}``, or ``{refs: {BUNDLE: REF, ...}}`` for a node
+that syncs several bundles. ``{node}`` in the URL becomes the node's name, so one service
+can answer each node. The agent sends ``If-None-Match`` with the last ETag and keeps what it knows
+when the answer is 304. A new desired state is written to the node's desired-state file
 before the sync uses it, so the node keeps its target through restarts and outages;
 when the control plane cannot be reached, or answers something unusable, the node keeps
-the reference it had and the status says what went wrong. The bearer token (from the
+the desired state it had and the status says what went wrong. The bearer token (from the
 variable ``token_env`` names) goes only over HTTPS or to a loopback host.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 import time
 from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
 
 import requests
-import yaml
 
+from tierwise.agent.desired import REFERENCE, DesiredState, parse_desired
 from tierwise.agent.settings import ControlSettings
 from tierwise.errors import AgentError, ConfigError
-from tierwise.yaml_limits import load_yaml
 
 __all__ = ["MAX_DESIRED_BYTES", "REFERENCE", "ControlPlane", "parse_desired"]
 
 #: Largest desired-state document read from the control plane.
 MAX_DESIRED_BYTES = 64 * 1024
-
-
-#: What a desired state may name: a version or tag (an OCI tag), or a sha256 digest.
-REFERENCE = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|sha256:[0-9a-f]{64})$")
-
-
-def parse_desired(text: str | bytes, where: str) -> str:
-    """The reference a desired-state document names; ConfigError naming ``where``."""
-    try:
-        data = load_yaml(text, where)
-    except ConfigError:
-        raise
-    except (ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(where, "YAML or JSON {ref: VERSION | TAG | sha256:...}") from exc
-    ref = data.get("ref", data.get("version")) if isinstance(data, dict) else None
-    if ref is None or isinstance(ref, bool) or not REFERENCE.match(str(ref).strip()):
-        raise ConfigError(f"{where}: ref", "a version, tag or sha256 digest", ref)
-    return str(ref).strip()
 
 
 def _loopback(host: str | None) -> bool:
@@ -85,9 +66,9 @@ class ControlPlane:
         self.last_error: str | None = None
         self.session = requests.Session()
 
-    def fetch(self) -> str | None:
-        """The reference the control plane names now, or None when it answered 304 (not
-        changed since the last fetch). AgentError or ConfigError say what failed."""
+    def fetch(self) -> DesiredState | None:
+        """The desired state the control plane names now, or None when it answered 304
+        (not changed since the last fetch). AgentError or ConfigError say what failed."""
         headers = {"Accept": "application/json, application/yaml"}
         if self.etag is not None:
             headers["If-None-Match"] = self.etag
@@ -108,13 +89,13 @@ class ControlPlane:
         if answer.status_code != 200:
             raise AgentError(
                 f"control plane {self.url} answered {answer.status_code}; expected 200 with "
-                "{ref: VERSION | TAG | sha256:...}"
+                "{ref: VERSION | TAG | sha256:...} or {refs: {BUNDLE: REF, ...}}"
             )
         if len(body) > MAX_DESIRED_BYTES:
             raise AgentError(f"control plane {self.url} sent more than {MAX_DESIRED_BYTES} bytes")
-        ref = parse_desired(body, f"control plane {self.url}")
+        desired = parse_desired(body, f"control plane {self.url}")
         self.etag = answer.headers.get("ETag")
-        return ref
+        return desired
 
     def close(self) -> None:
         self.session.close()

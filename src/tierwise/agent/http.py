@@ -1,11 +1,15 @@
 """The agent's ASGI app: the tier server, the agent's control endpoints and, on a second
 port, the router front.
 
-- ``GET  /v2/agent/status``    version, health, temperature, queue depth, last sync
+- ``GET  /v2/agent/status``    health, temperature, queue depth, last sync, and each
+  bundle's version, generation, kept versions and last sync
 - ``POST /v2/agent/sync``      sync now and answer with the result
-- ``PUT  /v2/agent/desired``   ``{"ref": VERSION | TAG | sha256:...}``: set the desired
-  state (written to the control file) and sync now
-- ``POST /v2/agent/rollback``  ``{"version"?: ...}``: back to the previous kept version
+- ``PUT  /v2/agent/desired``   ``{"ref": VERSION | TAG | sha256:..., "bundle"?: NAME}`` or
+  ``{"refs": {NAME: REF, ...}}``: set what a bundle (``bundle`` may be left out on a
+  one-bundle node) or several should run, the others keeping theirs; written to the
+  desired-state file, then a sync
+- ``POST /v2/agent/rollback``  ``{"bundle"?: NAME, "version"?: ...}``: that bundle back to
+  its previous kept version; the other bundles are not touched
 
 Everything else on the server port is the tier server (V2, ``/metrics`` with the
 agent's series added); everything on the gateway port is the gateway.
@@ -55,14 +59,14 @@ class AgentCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         agent = self.agent
-        active = agent.state.active
         info = GaugeMetricFamily(
-            "tierwise_agent_version_info", "The bundle version this node serves (value 1).",
+            "tierwise_agent_version_info", "The bundle versions this node serves (value 1).",
             labels=["node", "bundle", "version", "digest"],
         )  # fmt: skip
-        if active is not None:
-            info.add_metric([agent.settings.node, agent.settings.bundle, active.version,
-                             active.digest], 1)  # fmt: skip
+        for name, activator in agent.activators.items():
+            active = activator.state.active
+            if active is not None:
+                info.add_metric([agent.settings.node, name, active.version, active.digest], 1)
         yield info
         yield GaugeMetricFamily(
             "tierwise_agent_ready", "1 when every served model is ready.",
@@ -93,6 +97,12 @@ class AgentCollector(Collector):
         yield CounterMetricFamily(
             "tierwise_agent_rollbacks", "Rollbacks done.", value=agent.rollbacks
         )
+
+
+def _str_map(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
 
 
 class AgentApp:
@@ -181,22 +191,35 @@ class AgentApp:
         if action == "desired":
             allow(method, "PUT")
             doc = await self._json(scope, receive)
-            ref = doc.get("ref")
-            if not isinstance(ref, str):
-                raise HttpError(400, 'body: expected {"ref": "<version, tag or sha256 digest>"}')
-            agent.set_desired(ref)
+            ref, bundle, refs = doc.get("ref"), doc.get("bundle"), doc.get("refs")
+            if (
+                (ref is None) == (refs is None)
+                or (ref is not None and not isinstance(ref, str))
+                or (bundle is not None and not isinstance(bundle, str))
+                or (refs is not None and (bundle is not None or not _str_map(refs)))
+            ):
+                raise HttpError(
+                    400,
+                    'body: expected {"ref": "<version, tag or sha256 digest>", "bundle"?: '
+                    '"<name>"} or {"refs": {"<bundle>": "<ref>", ...}}',
+                )
+            agent.set_desired(ref, bundle=bundle, refs=refs)
             result = await agent.sync_now()
             return 200, orjson.dumps({"sync": result.to_dict(), "status": agent.status()})
         if action == "rollback":
             allow(method, "POST")
             doc = await self._json(scope, receive)
-            version = doc.get("version")
-            if version is not None and not isinstance(version, str):
-                raise HttpError(400, 'body: expected {"version"?: "<kept version>"}')
+            version, bundle = doc.get("version"), doc.get("bundle")
+            if any(v is not None and not isinstance(v, str) for v in (version, bundle)):
+                raise HttpError(
+                    400, 'body: expected {"bundle"?: "<name>", "version"?: "<kept version>"}'
+                )
             started = time.monotonic()
-            activation = await agent.rollback(version)
+            activator = agent.activator(bundle)
+            activation = await agent.rollback(version, bundle=activator.bundle)
             return 200, orjson.dumps(
                 {
+                    "bundle": activator.bundle,
                     "rolled_back_to": activation.version,
                     "seconds": round(time.monotonic() - started, 3),
                     "status": agent.status(),

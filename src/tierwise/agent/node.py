@@ -1,12 +1,18 @@
-"""The edge agent: one node's tier server kept on the version it should run.
+"""The edge agent: one node's tier server kept on the versions it should run.
 
-Each sync reads the desired state (a reference: version, tag or digest), resolves it to
-a manifest digest, pulls by digest into the node's own store (signature, sizes and
-digests checked; blobs it has are not fetched again), verifies the served variants once
-more, lays them out as a new generation of the model repository and swaps through the
-server's hot swap, which loads and warms the new version before the old one stops. Any
-failure leaves the serving version serving and is reported in the status. The last
-``keep_versions`` versions stay in the store for a rollback that needs no network.
+A node syncs one or more bundles, one per model it runs (a detector, a classifier); they
+share the tier server, the node's store and its state file, and each has its own
+desired reference, versions kept for rollback, holds and last sync result. Each sync
+reads the desired state (:mod:`tierwise.agent.desired`) and, bundle by bundle, resolves
+the bundle's reference (version, tag or digest) to a manifest digest, pulls by digest
+into the node's own store (signature, sizes and digests checked; blobs it has are not
+fetched again), verifies the served variants once more, lays them out as a new
+generation of the model repository and swaps that bundle's models through the server's
+hot swap, which loads and warms the new version before the old one stops. Any failure
+leaves the serving version serving and is reported in the status; a bundle that fails
+to verify, load or warm up never touches the other bundles' models. The last
+``keep_versions`` versions of each bundle stay in the store for a rollback that needs
+no network.
 """
 
 from __future__ import annotations
@@ -16,26 +22,21 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from tierwise.agent.activate import Activator
-from tierwise.agent.control import REFERENCE, ControlPlane, parse_desired
+from tierwise.agent.control import ControlPlane
+from tierwise.agent.desired import DesiredState, check_reference, parse_desired
 from tierwise.agent.install import Installer
+from tierwise.agent.result import SyncResult, combine
 from tierwise.agent.settings import AgentSettings
 from tierwise.agent.state import Activation, AgentState
+from tierwise.agent.status import node_status
 from tierwise.agent.thermal import ThermalGuard, read_celsius
-from tierwise.errors import AgentError, ConfigError, IntegrityError, RegistryError, TierwiseError
-from tierwise.registry import (
-    BundleStore,
-    LocalStore,
-    TrustStore,
-    open_store,
-    pull,
-)
+from tierwise.errors import AgentError, ConfigError, TierwiseError
+from tierwise.registry import BundleStore, LocalStore, TrustStore, open_store
 from tierwise.registry.digest import atomic_write_bytes
 from tierwise.server.app import TierServer, create_app
 from tierwise.server.settings import ServerSettings
@@ -46,37 +47,20 @@ __all__ = ["EdgeAgent", "SyncResult"]
 log = logging.getLogger("tierwise.agent")
 
 
-@dataclass
-class SyncResult:
-    """What one sync did: ``result`` is ``activated``, ``up-to-date``, ``held``, ``idle``
-    (no desired state) or ``error`` (``error`` says which check failed)."""
-
-    result: str
-    at_s: float = field(default_factory=time.time)
-    seconds: float = 0.0
-    reference: str | None = None
-    version: str | None = None
-    digest: str | None = None
-    error: str | None = None
-    fetched_bytes: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
-
 class EdgeAgent:
-    """Owns the tier server, the node's store and state, and the thermal guard. Call
-    :meth:`start` inside the running loop and :meth:`stop` at shutdown."""
+    """Owns the tier server, the node's store and state, one :class:`Activator` per
+    bundle, and the thermal guard. Call :meth:`start` inside the running loop and
+    :meth:`stop` at shutdown."""
 
     def __init__(self, settings: AgentSettings, *, env: Mapping[str, str] | None = None) -> None:
         self.settings = settings
         self.env = dict(env or {})
+        self.parts = settings.bundle_parts
         state_dir = settings.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         self.store = LocalStore(state_dir / "store")
-        self.state = AgentState.load(state_dir / "agent-state.json")
+        self.state = AgentState.load(state_dir / "agent-state.json", owner=self._owner)
         self.trust = TrustStore.from_paths(settings.registry.trusted_keys)
-        self.installer = Installer(state_dir / "repo", self.store, settings.serve)
         self.server: TierServer = create_app(
             ServerSettings(
                 model_repo=state_dir / "repo",
@@ -88,10 +72,16 @@ class EdgeAgent:
                 default_model=settings.defaults,
             )
         )
-        self.activator = Activator(
-            settings, store=self.store, state=self.state, trust=self.trust,
-            installer=self.installer, manager=self.server.manager,
-        )  # fmt: skip
+        lock = asyncio.Lock()  # one activation at a time on the node
+        #: bundle name -> its activator, in the order of the settings
+        self.activators: dict[str, Activator] = {}
+        for part in self.parts:
+            self.activators[part.name] = Activator(
+                part, keep_versions=settings.keep_versions, store=self.store,
+                state=self.state, trust=self.trust,
+                installer=Installer(state_dir / "repo", self.store, part.serve),
+                manager=self.server.manager, lock=lock,
+            )  # fmt: skip
         self.thermal = ThermalGuard(high_c=settings.thermal.high_c, low_c=settings.thermal.low_c)
         self.thermal_source = settings.thermal.resolved_source()
         self.last_sync: SyncResult | None = None
@@ -107,20 +97,32 @@ class EdgeAgent:
             else None
         )
 
+    def _owner(self, digest: str) -> str | None:
+        """The synced bundle a version in the node's store belongs to (for a state file
+        written by a one-bundle node)."""
+        names = [part.name for part in self.parts]
+        for row in self.store.list_bundles():
+            if row.digest == digest:
+                return row.name if row.name in names else None
+        return names[0] if len(names) == 1 else None
+
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Clean what a crash left, serve the active version, start syncing and the
+        """Clean what a crash left, serve the active versions, start syncing and the
         thermal guard."""
-        active = self.state.active
-        removed = self.installer.keep_only(active.generation if active else None)
+        removed: list[int] = []
+        for activator in self.activators.values():
+            active = activator.state.active
+            removed += activator.installer.keep_only(active.generation if active else None)
         if removed or self.store.removed_partials:
             log.warning(
                 "cleaned up after an interrupted run: generations %s, %d partial download(s)",
-                removed, self.store.removed_partials,
+                sorted(set(removed)), self.store.removed_partials,
             )  # fmt: skip
         await self.server.startup()
-        await self.activator.repair()
+        for activator in self.activators.values():
+            await activator.repair()
         self._wake = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._sync_loop(), name="agent-sync")]
@@ -143,42 +145,89 @@ class EdgeAgent:
 
     # -- desired state ---------------------------------------------------------------
 
-    def desired_reference(self) -> str | None:
+    @property
+    def bundle_names(self) -> list[str]:
+        return list(self.activators)
+
+    def desired_state(self) -> DesiredState | None:
+        """What the desired-state file names (None: there is none yet); ConfigError when
+        it cannot be read or names a bundle this node does not sync."""
         path = self.settings.desired_file
         if not path.is_file():
             return None
         try:
             text = path.read_text()
         except OSError as exc:
-            raise ConfigError(str(path), "YAML or JSON {ref: VERSION | TAG | sha256:...}") from exc
-        return parse_desired(text, str(path))
+            raise ConfigError(str(path), "a readable desired-state file") from exc
+        return parse_desired(text, str(path)).check(self.bundle_names, str(path))
+
+    def desired_reference(self, bundle: str | None = None) -> str | None:
+        """The reference ``bundle`` (default: the node's only one) should run."""
+        desired = self.desired_state()
+        return None if desired is None else desired.reference(self.activator(bundle).bundle)
+
+    def _write_desired(self, desired: DesiredState) -> None:
+        atomic_write_bytes(self.settings.desired_file, orjson.dumps(desired.to_doc()))
 
     async def _poll_control(self, control: ControlPlane) -> None:
-        """Take the control plane's reference into the desired-state file; when it cannot
-        be read, keep the one the node has and say why in the status."""
+        """Take the control plane's desired state into the desired-state file; when it
+        cannot be read, keep the one the node has and say why in the status."""
         try:
-            reference = await asyncio.to_thread(control.fetch)
+            answer = await asyncio.to_thread(control.fetch)
+            if answer is not None:
+                answer.check(self.bundle_names, f"control plane {control.url}")
         except (AgentError, ConfigError) as exc:
             control.last_error = str(exc)
             log.warning("%s; keeping the desired state this node has", exc)
             return
         control.last_error = None
-        if reference is None:
+        if answer is None:
             return
         try:
-            current = self.desired_reference()
+            current = self.desired_state()
         except ConfigError:
             current = None
-        if reference != current:
-            log.info("control plane %s names %s", control.url, reference)
-            atomic_write_bytes(self.settings.desired_file, orjson.dumps({"ref": reference}))
+        if answer != current:
+            log.info("control plane %s names %s", control.url, answer.to_doc())
+            self._write_desired(answer)
 
-    def set_desired(self, reference: str) -> None:
-        """Write the desired state (what the control endpoint does) and sync soon."""
-        if not REFERENCE.match(reference):
-            raise ConfigError("ref", "a version, tag or sha256 digest", reference)
-        atomic_write_bytes(self.settings.desired_file, orjson.dumps({"ref": reference}))
+    def set_desired(self, reference: str | None = None, *, bundle: str | None = None,
+                    refs: Mapping[str, str] | None = None) -> DesiredState:  # fmt: skip
+        """Set what ``bundle`` (default: the node's only one) should run, or, with
+        ``refs``, several bundles; the other bundles keep theirs. Written to the
+        desired-state file (what the control endpoint does); a sync follows soon."""
+        wanted = dict(refs or {})
+        if reference is not None:
+            wanted[self.activator(bundle).bundle] = check_reference(reference, "ref")
+        if not wanted:
+            raise ConfigError("ref", "a version, tag or sha256 digest")
+        for name, value in wanted.items():
+            self.activator(name)
+            wanted[name] = check_reference(value, f"refs.{name}")
+        if len(self.activators) == 1:
+            (only,) = wanted.values()
+            desired = DesiredState(ref=only)
+        else:
+            try:
+                current = self.desired_state() or DesiredState()
+            except ConfigError:
+                current = DesiredState()
+            desired = current.with_refs(wanted)
+        self._write_desired(desired)
         self.kick()
+        return desired
+
+    def activator(self, bundle: str | None = None) -> Activator:
+        """The activator of ``bundle``; without one, of the node's only bundle."""
+        if bundle is None and len(self.activators) == 1:
+            return next(iter(self.activators.values()))
+        found = self.activators.get(bundle) if bundle is not None else None
+        if found is None:
+            raise ConfigError(
+                "bundle", f"one of the bundles this node syncs ({', '.join(self.activators)})",
+                bundle,
+            )  # fmt: skip
+        return found
 
     def kick(self) -> None:
         if self._wake is not None:
@@ -211,86 +260,79 @@ class EdgeAgent:
             self._wake.clear()
 
     async def sync_now(self) -> SyncResult:
-        """One sync; never raises (the result says what failed, and the serving version
-        keeps serving)."""
+        """One sync of every bundle; never raises (the result says what failed, and the
+        serving versions keep serving)."""
         async with self._sync_lock:
             started = time.monotonic()
             logged = False
             try:
                 result = await self._sync()
             except Exception as exc:  # a failed sync is a result, never a dead loop
-                log.exception("sync failed (still serving %s)", self.active_version or "nothing")
+                log.exception("sync failed (still serving %s)", self._serving_text())
                 result = SyncResult("error", error=f"{type(exc).__name__}: {exc}")
                 logged = True
             result.seconds = round(time.monotonic() - started, 3)
             self.last_sync = result
             self.sync_counts[result.result] = self.sync_counts.get(result.result, 0) + 1
-            if result.result == "error" and not logged:
-                log.error("sync of %s failed: %s (still serving %s)", result.reference,
-                          result.error, self.active_version or "nothing")  # fmt: skip
-            elif result.result == "activated":
-                log.info("activated %s:%s", self.settings.bundle, result.version)
+            for name, part in result.bundles.items():
+                if part.result == "error" and not logged:
+                    log.error("sync of %s:%s failed: %s (still serving %s)", name,
+                              part.reference, part.error, self._serving_text())  # fmt: skip
+                elif part.result == "activated":
+                    log.info("activated %s:%s", name, part.version)
+            if result.result == "error" and not result.bundles and not logged:
+                log.error("sync failed: %s (still serving %s)", result.error,
+                          self._serving_text())  # fmt: skip
             return result
 
+    def _serving_text(self) -> str:
+        serving = [
+            f"{name}:{a.state.active.version}"
+            for name, a in self.activators.items()
+            if a.state.active is not None
+        ]
+        return ", ".join(serving) or "nothing"
+
     async def _sync(self) -> SyncResult:
-        await self.activator.repair()  # from the node's own disk, before any network
+        for activator in self.activators.values():  # from the node's own disk first
+            await activator.repair()
         if self.control is not None:
             await self._poll_control(self.control)
         try:
-            reference = self.desired_reference()
+            desired = self.desired_state()
         except ConfigError as exc:
             return SyncResult("error", error=str(exc))
-        if reference is None:
+        if desired is None:
             return SyncResult("idle", error=f"no desired state in {self.settings.desired_file}")
-        holds = dict(self.state.held)
-        self.state.release_holds(reference)
-        try:
-            source = self._open_source()
-            report = await asyncio.to_thread(
-                pull, source, self.settings.bundle, reference, self.store, self.trust,
-                variants=self.activator.variants,
-            )  # fmt: skip
-        except TierwiseError as exc:
-            return SyncResult("error", reference=reference, error=str(exc))
-        result = SyncResult(
-            "up-to-date", reference=reference, version=report.manifest.version,
-            digest=report.digest, fetched_bytes=report.fetched_bytes,
-        )  # fmt: skip
-        async with self.activator.lock:  # a rollback may have run during the pull
-            active = self.state.active
-            if active is not None and active.digest == report.digest:
-                pass
-            elif report.digest in self.state.held:
-                result.result = "held"
-                result.error = (
-                    "rolled back from (or failed to load) this version; waiting for the "
-                    "desired state to name another"
+        results: dict[str, SyncResult] = {}
+        for name, activator in self.activators.items():
+            reference = desired.reference(name)
+            if reference is None:
+                results[name] = SyncResult(
+                    "idle", bundle=name, error=f"the desired state names no reference for {name}"
                 )
-            else:
-                try:
-                    await self.activator.activate(
-                        report.manifest, report.digest, fresh=report.fetched
-                    )
-                    result.result = "activated"
-                except IntegrityError as exc:  # a bad local copy: fetched again next time
-                    result.result, result.error = "error", str(exc)
-                except TierwiseError as exc:
-                    self.state.held[report.digest] = reference
-                    result.result, result.error = "error", str(exc)
-            if self.state.held != holds:  # an activation saved the rest already
-                self.state.save()
-            with contextlib.suppress(RegistryError):
-                await asyncio.to_thread(self.activator.prune)
-        return result
+                continue
+            try:
+                source = self._open_source()
+            except TierwiseError as exc:
+                results[name] = SyncResult("error", bundle=name, reference=reference,
+                                           error=str(exc))  # fmt: skip
+                continue
+            results[name] = await activator.sync(source, reference)
+        return combine(results)
 
-    async def rollback(self, version: str | None = None) -> Activation:
-        """Go back to the previous kept version (or ``version``) from the node's own store;
-        the version rolled back from is held until the desired state names another."""
+    async def rollback(
+        self, version: str | None = None, *, bundle: str | None = None
+    ) -> Activation:
+        """Take ``bundle`` (default: the node's only one) back to its previous kept version
+        (or ``version``) from the node's own store; the others are not touched. The
+        version rolled back from is held until the desired state names another."""
+        activator = self.activator(bundle)
         try:
-            reference = self.desired_reference()
+            reference = self.desired_reference(activator.bundle)
         except ConfigError:
             reference = None
-        return await self.activator.rollback(version, reference=reference)
+        return await activator.rollback(version, reference=reference)
 
     # -- thermal ---------------------------------------------------------------------
 
@@ -328,55 +370,21 @@ class EdgeAgent:
     # -- status ----------------------------------------------------------------------
 
     def serving(self) -> bool:
-        """Every served model has a ready version."""
-        return self.activator.serving()
+        """Every served model of every bundle has a ready version."""
+        return all(activator.serving() for activator in self.activators.values())
 
     @property
     def rollbacks(self) -> int:
-        return self.activator.rollbacks
-
-    @property
-    def active_version(self) -> str | None:
-        return self.state.active.version if self.state.active else None
+        return sum(activator.rollbacks for activator in self.activators.values())
 
     def queue_depth(self) -> int:
         manager = self.server.manager
         depth = 0
-        for model in self.installer.models:
+        for model in self.settings.models:
             with contextlib.suppress(TierwiseError):
                 depth += manager.resolve(model).batcher.depth
         return depth
 
     def status(self) -> dict[str, Any]:
-        manager = self.server.manager
-        active = self.state.active
-        desired: str | None
-        try:
-            desired = self.desired_reference()
-        except ConfigError as exc:
-            desired = f"unreadable: {exc}"
-        return {
-            "node": self.settings.node,
-            "bundle": self.settings.bundle,
-            "version": active.version if active else None,
-            "digest": active.digest if active else None,
-            "generation": active.generation if active else None,
-            "previous": [a.version for a in self.state.previous],
-            "held": sorted(self.state.held),
-            "desired": desired,
-            "health": {"live": True, "ready": self.serving()},
-            "models": {m: manager.is_ready(m) for m in self.installer.models},
-            "temperature_c": self.thermal.last_celsius,
-            "thermal_throttled": self.thermal.throttled,
-            "queue_depth": self.queue_depth(),
-            "in_flight": self.server.dataplane.in_flight,
-            "last_sync": self.last_sync.to_dict() if self.last_sync else None,
-            "control": None
-            if self.control is None
-            else {
-                "url": self.control.url,
-                "last_fetch_s": self.control.last_fetch_s,
-                "error": self.control.last_error,
-            },
-            "state_dir": str(Path(self.settings.state_dir)),
-        }
+        """The node's status (:func:`tierwise.agent.status.node_status`)."""
+        return node_status(self)

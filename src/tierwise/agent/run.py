@@ -13,6 +13,7 @@ from tierwise.agent.node import EdgeAgent
 from tierwise.agent.settings import AgentSettings
 from tierwise.agent.tier import ServedTier
 from tierwise.errors import ConfigError
+from tierwise.router.tiers import Tier
 from tierwise.server.app import uvicorn_server
 
 __all__ = ["build_agent_app", "run_agent"]
@@ -21,8 +22,9 @@ __all__ = ["build_agent_app", "run_agent"]
 def build_agent_app(
     settings: AgentSettings, *, env: Mapping[str, str], gateway_port: int | None = None
 ) -> AgentApp:
-    """The agent's ASGI app. With a ``gateway`` part, the plan's ``local_tier`` is answered
-    in process by this node's server, whose thermal guard raises that tier's offload flag."""
+    """The agent's ASGI app. With a ``gateway`` part, the plan's ``local_tier`` (each of
+    them, one per model the node serves) is answered in process by this node's server,
+    whose thermal guard raises those tiers' offload flags."""
     from tierwise.router.build import build_router
     from tierwise.router.gateway import Gateway, GatewaySettings
     from tierwise.router.plan_load import load_plan
@@ -40,28 +42,29 @@ def build_agent_app(
     if part is None:
         return AgentApp(agent, control_token=token)
     plan = load_plan(part.plan)
-    local = plan.tiers.get(part.local_tier)
-    if local is None:
-        raise ConfigError(
-            "gateway.local_tier", f"one of the plan's tiers ({', '.join(plan.tiers)})",
-            part.local_tier,
-        )  # fmt: skip
-    model = local.model or settings.serve[0].model_name
-    if model not in {s.model_name for s in settings.serve}:
-        raise ConfigError(
-            f"tiers.{part.local_tier}.model in {part.plan}",
-            f"a model this node serves ({', '.join(s.model_name for s in settings.serve)})",
-            model,
+    served = settings.models
+    tiers: dict[str, Tier] = {}
+    for name in part.local_tiers:
+        local = plan.tiers.get(name)
+        if local is None:
+            raise ConfigError(
+                "gateway.local_tier", f"one of the plan's tiers ({', '.join(plan.tiers)})", name
+            )
+        model = local.model or served[0]
+        if model not in served:
+            raise ConfigError(
+                f"tiers.{name}.model in {part.plan}",
+                f"a model this node serves ({', '.join(served)})",
+                model,
+            )
+        tiers[name] = ServedTier(
+            name, agent.server.dataplane, model, kind=local.kind, timeout_s=local.timeout_s
         )
-    tier = ServedTier(
-        part.local_tier, agent.server.dataplane, model, kind=local.kind, timeout_s=local.timeout_s
-    )
-    router = build_router(
-        plan, env=env, hedge_after_ms=part.hedge_after_ms, tiers={part.local_tier: tier}
-    )
+    router = build_router(plan, env=env, hedge_after_ms=part.hedge_after_ms, tiers=tiers)
 
     def offload(throttled: bool) -> None:
-        router.thermal_offload[part.local_tier] = throttled
+        for name in tiers:
+            router.thermal_offload[name] = throttled
 
     agent.on_thermal.append(offload)
     gateway_settings = GatewaySettings(

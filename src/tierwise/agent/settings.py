@@ -1,4 +1,12 @@
-"""``agent.yaml``: everything one edge node is told (pydantic, handed to the agent)."""
+"""``agent.yaml``: everything one edge node is told (pydantic, handed to the agent).
+
+A node syncs one or more bundles. A bundle is one model (its variants share inputs and
+outputs), so a node that runs several models, such as a detector beside a tracker or a
+classifier, lists one bundle per model under ``bundles:``; each is versioned, verified,
+activated and rolled back on its own, and the desired state names a reference for each.
+The one-bundle form, ``bundle:`` with ``serve:``, is the same as ``bundles:`` with one
+entry.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tierwise.errors import ConfigError
 from tierwise.server.settings import ModelConfig
@@ -15,6 +30,7 @@ from tierwise.yaml_limits import load_yaml
 
 __all__ = [
     "AgentSettings",
+    "BundlePart",
     "ControlSettings",
     "GatewayPart",
     "RegistryPart",
@@ -22,6 +38,9 @@ __all__ = [
     "ThermalSettings",
     "load_agent_settings",
 ]
+
+#: a bundle name, as the registry spells it
+BUNDLE_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
 #: where Linux exposes the SoC temperature (millidegrees Celsius) on a Raspberry Pi 5
 SYSFS_THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
@@ -55,6 +74,24 @@ class ServePart(BaseModel):
         return self.model or self.variant
 
 
+class BundlePart(BaseModel):
+    """One bundle this node syncs, and the variants of it that it serves. Each bundle has
+    its own desired reference, versions kept for rollback and sync result."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=BUNDLE_NAME, description="the bundle's name in the registry")
+    serve: list[ServePart] = Field(min_length=1, max_length=64)
+
+    @property
+    def variants(self) -> list[str]:
+        return [part.variant for part in self.serve]
+
+    @property
+    def models(self) -> list[str]:
+        return [part.model_name for part in self.serve]
+
+
 class GatewayPart(BaseModel):
     """The router front of this node: a plan whose ``local_tier`` is this node's server,
     the upstream tiers, and the outbox for work that cannot go out now."""
@@ -62,10 +99,25 @@ class GatewayPart(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     plan: Path
-    local_tier: str = Field(description="the plan tier this node's own server answers for")
+    local_tier: str | list[str] = Field(
+        description="the plan tier this node's own server answers for, or a list of them "
+        "(one per model the node serves: a detector's tier, a classifier's tier)"
+    )
     port: int = Field(default=8080, ge=0, le=65535)
     outbox: bool = True
     hedge_after_ms: float | None = Field(default=None, gt=0)
+
+    @field_validator("local_tier")
+    @classmethod
+    def _tiers(cls, value: str | list[str]) -> str | list[str]:
+        tiers = [value] if isinstance(value, str) else value
+        if not tiers or len(set(tiers)) != len(tiers) or not all(tiers):
+            raise ValueError(f"expected a tier name or a list of distinct ones, got {value}")
+        return value
+
+    @property
+    def local_tiers(self) -> list[str]:
+        return [self.local_tier] if isinstance(self.local_tier, str) else list(self.local_tier)
 
 
 class ThermalSettings(BaseModel):
@@ -122,7 +174,8 @@ class ControlSettings(BaseModel):
 
 
 class AgentSettings(BaseModel):
-    """One edge node: its tier server, registry sync, router front and thermal guard."""
+    """One edge node: its tier server, registry sync, router front and thermal guard. It
+    syncs the bundles of ``bundles`` (or the one of ``bundle`` and ``serve``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -130,10 +183,23 @@ class AgentSettings(BaseModel):
     state_dir: Path
     host: str = "127.0.0.1"
     port: int = Field(default=8001, ge=0, le=65535)
-    bundle: str
-    serve: list[ServePart] = Field(min_length=1)
+    bundle: str | None = Field(
+        default=None, pattern=BUNDLE_NAME, description="the one bundle this node syncs"
+    )
+    serve: list[ServePart] | None = Field(
+        default=None, min_length=1, description="the variants of ``bundle`` it serves"
+    )
+    bundles: list[BundlePart] = Field(
+        default_factory=list,
+        max_length=64,
+        description="the bundles this node syncs, one per model it runs (instead of bundle "
+        "and serve); each is versioned and rolled back on its own",
+    )
     registry: RegistryPart
-    desired_file: Path = Field(description="YAML or JSON {ref: VERSION | TAG | sha256:...}")
+    desired_file: Path = Field(
+        description="YAML or JSON {ref: VERSION | TAG | sha256:...} for one bundle, or "
+        "{refs: {BUNDLE: REF, ...}} (ref then applies to every bundle refs leaves out)"
+    )
     control: ControlSettings | None = Field(
         default=None,
         description="a control plane the desired state is read from at every sync; what "
@@ -156,12 +222,37 @@ class AgentSettings(BaseModel):
 
     @model_validator(mode="after")
     def _names(self) -> AgentSettings:
-        names = [s.model_name for s in self.serve]
+        if self.bundles and (self.bundle is not None or self.serve is not None):
+            raise ValueError(
+                "give bundles (one entry per bundle), or bundle and serve for one bundle, not both"
+            )
+        if not self.bundles and (self.bundle is None or self.serve is None):
+            missing = "bundle" if self.bundle is None else "serve"
+            raise ValueError(
+                f"{missing}: missing; give bundles: [{{name: BUNDLE, serve: [...]}}, ...], or "
+                "bundle: and serve: for one bundle"
+            )
+        bundles = [b.name for b in self.bundle_parts]
+        if len(set(bundles)) != len(bundles):
+            raise ValueError(f"bundles: each bundle once, got {bundles}")
+        names = [m for b in self.bundle_parts for m in b.models]
         if len(set(names)) != len(names):
-            raise ValueError(f"serve: model names must be unique, got {names}")
+            raise ValueError(f"serve: model names must be unique on the node, got {names}")
         if self.gateway is not None and self.gateway.port == self.port and self.port != 0:
             raise ValueError("gateway.port must differ from port")
         return self
+
+    @property
+    def bundle_parts(self) -> list[BundlePart]:
+        """The bundles this node syncs, in order (the one-bundle form as one entry)."""
+        if self.bundles or self.bundle is None or self.serve is None:
+            return list(self.bundles)  # the validator made sure one form is given
+        return [BundlePart(name=self.bundle, serve=self.serve)]
+
+    @property
+    def models(self) -> list[str]:
+        """Every model name the node serves, over all its bundles."""
+        return [m for part in self.bundle_parts for m in part.models]
 
 
 def load_agent_settings(path: Path, **overrides: Any) -> AgentSettings:

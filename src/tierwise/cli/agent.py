@@ -15,12 +15,21 @@ __all__ = ["agent_app"]
 
 agent_app = typer.Typer(
     help="Run an edge node (`tierwise agent --config agent.yaml`): tier server, router, "
-    "outbox and verified registry sync. Subcommands talk to a running node.",
+    "outbox and verified registry sync. A node serves several models by syncing several "
+    "bundles, one per model (`bundles:` in agent.yaml, each with its `serve:` list): a "
+    "detector and a classifier are versioned, updated and rolled back on their own, and "
+    "a bundle that fails to verify or load leaves the others serving. Subcommands talk to "
+    "a running node; on a node with several bundles, `desired` and `rollback` take "
+    "--bundle.",
     invoke_without_command=True,
 )
 
 ConfigOpt = Annotated[Path, typer.Option("--config", help="agent.yaml of the node.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print results as JSON.")]
+BundleOpt = Annotated[
+    str | None,
+    typer.Option("--bundle", help="The bundle to act on (required when the node syncs several)."),
+]
 
 
 @agent_app.callback()
@@ -76,42 +85,54 @@ def _call(config: Path, method: str, action: str, body: dict[str, Any] | None = 
     try:
         response = httpx.request(method, url, json=body, headers=headers, timeout=300.0)
     except httpx.HTTPError as exc:
-        err_console.print(f"error: the agent at {url} did not answer: {exc}", markup=False)
+        err_console.print(
+            f"error: the agent at {url} did not answer: {exc}", markup=False, soft_wrap=True
+        )
         raise typer.Exit(EXIT_FAILURE) from None
     doc = response.json()
     if response.status_code >= 400:
-        err_console.print(f"error: {doc.get('error', response.text)}", markup=False)
+        err_console.print(f"error: {doc.get('error', response.text)}", markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILURE)
     return doc
 
 
 def _print_status(status: dict[str, Any]) -> None:
-    sync = status.get("last_sync") or {}
     temp = status.get("temperature_c")
-    out_console.print(
-        f"node {status['node']}: {status['bundle']}:{status['version'] or '-'} "
-        f"(generation {status['generation'] or '-'}), "
-        f"{'ready' if status['health']['ready'] else 'NOT READY'}; kept "
-        f"{', '.join(status['previous']) or 'none'}\n"
-        f"  desired {status['desired'] or '-'}; last sync {sync.get('result', '-')}"
-        f"{': ' + sync['error'] if sync.get('error') else ''}\n"
-        f"  temperature {'-' if temp is None else f'{temp:.1f} C'}"
+    lines = [
+        f"node {status['node']}: {'ready' if status['health']['ready'] else 'NOT READY'}; "
+        f"temperature {'-' if temp is None else f'{temp:.1f} C'}"
         f"{' THROTTLED' if status['thermal_throttled'] else ''}; queue depth "
-        f"{status['queue_depth']}",
-        markup=False,
-    )
+        f"{status['queue_depth']}"
+    ]
+    for name, part in (status.get("bundles") or {}).items():
+        sync = part.get("last_sync") or {}
+        models = ", ".join(
+            f"{m}{'' if ready else ' (NOT READY)'}" for m, ready in part["models"].items()
+        )
+        lines.append(
+            f"  {name}:{part['version'] or '-'} (generation {part['generation'] or '-'}) "
+            f"models {models}; kept {', '.join(part['previous']) or 'none'}; desired "
+            f"{part['desired'] or '-'}; last sync {sync.get('result', '-')}"
+            f"{': ' + sync['error'] if sync.get('error') else ''}"
+        )
+    desired = status.get("desired")
+    if isinstance(desired, str) and desired.startswith("unreadable"):
+        lines.append(f"  desired state {desired}")
+    out_console.print("\n".join(lines), markup=False, soft_wrap=True)
 
 
 @agent_app.command("status")
 def status(config: ConfigOpt, as_json: JsonOpt = False) -> None:
-    """Show a running node's version, health, temperature, queue and last sync."""
+    """Show a running node's health, temperature and queue, and for each bundle its
+    serving version, generation, kept versions, desired reference and last sync."""
     doc = _call(config, "GET", "status")
     print_json(doc) if as_json else _print_status(doc)
 
 
 @agent_app.command("sync")
 def sync(config: ConfigOpt, as_json: JsonOpt = False) -> None:
-    """Sync a running node now; exit 1 when the sync failed (the old version serves on)."""
+    """Sync every bundle of a running node now; exit 1 when a bundle's sync failed (its
+    old version serves on, and so do the others)."""
     doc = _call(config, "POST", "sync")
     print_json(doc) if as_json else _print_status(doc["status"])
     if doc["sync"]["result"] == "error":
@@ -122,10 +143,13 @@ def sync(config: ConfigOpt, as_json: JsonOpt = False) -> None:
 def desired(
     config: ConfigOpt,
     ref: Annotated[str, typer.Argument(help="Version, tag or sha256 digest to run.")],
+    bundle: BundleOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Set the version a running node should run, and sync now."""
-    doc = _call(config, "PUT", "desired", {"ref": ref})
+    """Set the version a running node should run of one bundle (the others keep theirs),
+    and sync now; exit 1 when the node does not run what was asked."""
+    body: dict[str, Any] = {"ref": ref} | ({"bundle": bundle} if bundle else {})
+    doc = _call(config, "PUT", "desired", body)
     print_json(doc) if as_json else _print_status(doc["status"])
     if doc["sync"]["result"] in ("error", "held"):  # the node does not run what was asked
         raise typer.Exit(EXIT_FAILURE)
@@ -137,12 +161,17 @@ def rollback(
     to: Annotated[
         str | None, typer.Option("--to", help="A kept version (default: the previous one).")
     ] = None,
+    bundle: BundleOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Go back to the previous kept version at once, from the node's own store."""
-    doc = _call(config, "POST", "rollback", {"version": to} if to else {})
+    """Take one bundle back to its previous kept version at once, from the node's own
+    store; the node's other bundles are not touched."""
+    body = ({"version": to} if to else {}) | ({"bundle": bundle} if bundle else {})
+    doc = _call(config, "POST", "rollback", body)
     if as_json:
         print_json(doc)
     else:
-        out_console.print(f"rolled back to {doc['rolled_back_to']} in {doc['seconds']} s")
+        out_console.print(
+            f"{doc['bundle']}: rolled back to {doc['rolled_back_to']} in {doc['seconds']} s"
+        )
         _print_status(doc["status"])

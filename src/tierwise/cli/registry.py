@@ -21,10 +21,14 @@ if TYPE_CHECKING:
 __all__ = ["bundle_app", "keys_app", "registry_app"]
 
 keys_app = typer.Typer(help="Make ed25519 signing keys for bundles.", no_args_is_help=True)
-bundle_app = typer.Typer(help="Make model bundles from ONNX files.", no_args_is_help=True)
+bundle_app = typer.Typer(
+    help="Make model bundles from ONNX files; a bundle is one model (see `bundle create`).",
+    no_args_is_help=True,
+)
 registry_app = typer.Typer(
     help="Push, pull, list, show, tag, verify and garbage-collect bundles in a store "
-    "(a local folder, or oci://HOST:PORT/PREFIX for an OCI registry).",
+    "(a local folder, or oci://HOST:PORT/PREFIX for an OCI registry). A bundle is one "
+    "model; a node that serves several pulls one bundle per model, each on its own.",
     no_args_is_help=True,
 )
 
@@ -161,7 +165,9 @@ def bundle_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Make a bundle folder (manifest + content-addressed blobs) from ONNX files or a
-    model repository (DIR/<model>/<version>/model.onnx). It is signed when pushed."""
+    model repository (DIR/<model>/<version>/model.onnx), signed when pushed. Sources are
+    variants of one model, with the same inputs and outputs: a different model (a
+    detector beside a classifier) is a bundle of its own (agent.yaml `bundles:`)."""
     from tierwise.registry import create_bundle
 
     per_variant: dict[str, dict[str, str]] = {}

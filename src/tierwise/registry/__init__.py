@@ -3,6 +3,10 @@
 A bundle version is a manifest (signed with ed25519) plus content-addressed blobs, kept
 in a local folder with a SQLite index or in any OCI registry. Pulls check sizes,
 digests and signatures before anything becomes visible.
+
+A bundle is one model: its variants share one signature (inputs and outputs). Several
+models (a detector and a classifier on one edge box) are several bundles, versioned and
+rolled back independently; the edge agent syncs each of them (``bundles:``).
 """
 
 from tierwise.registry.bundle import BundleDir, create_bundle, detect_quantization, read_bundle_dir

@@ -5,6 +5,13 @@ A bundle directory holds ``manifest.json`` (canonical bytes, unsigned) and
 Variants come from each model folder of a repository (``DIR/<model>/<version>/
 model.onnx``, its highest version; accuracy and quantization from the zoo's
 ``zoo.json`` when there is one) or from each ``.onnx`` file named (variant = file stem).
+
+A bundle is one model: its variants (an fp32 and an int8 build, a build per accelerator)
+are interchangeable, so they must share one signature, the inputs and outputs the
+manifest records. Different models, such as a detector and a tracker or a classifier on
+the same edge box, are different bundles: each is versioned, signed, pulled and rolled
+back on its own, and an edge node syncs as many as it serves (``bundles:`` in the
+agent's settings, :mod:`tierwise.agent.settings`).
 """
 
 from __future__ import annotations
@@ -170,7 +177,9 @@ def create_bundle(
         elif sig != signature:
             raise BundleError(
                 f"variant {source.variant!r} has the signature {sig}, the others have "
-                f"{signature}; a bundle's variants must share inputs and outputs"
+                f"{signature}; a bundle's variants must share inputs and outputs (a bundle "
+                "is one model): put a different model in a bundle of its own, and list "
+                "each bundle under `bundles:` in the edge node's agent.yaml"
             )
         own = dict(tags or {}) | dict((variant_tags or {}).get(source.variant, {}))
         quantization = own.get("quant") or source.quantization or detected

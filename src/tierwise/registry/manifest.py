@@ -1,7 +1,8 @@
 """The bundle manifest: what a versioned model bundle holds, as signed JSON.
 
 A manifest names the bundle and version, the task, the input/output signature shared by
-every variant, and each variant (runtime, quantization, hardware tags, the sha256 digest
+every variant (a bundle is one model; a node serving several models syncs several
+bundles), and each variant (runtime, quantization, hardware tags, the sha256 digest
 and size of its blob, accuracy when measured), with the creation time and the parent
 version. Its canonical bytes (sorted keys, no whitespace) are what is signed and what
 its digest is computed over; a reader checks the size limit, the signature and only then
