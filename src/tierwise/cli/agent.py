@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tierwise.cli.common import EXIT_FAILURE, err_console, out_console, print_json
+from tierwise.cli.common import EXIT_FAILURE, JsonOpt, err_console, out_console, print_json
 from tierwise.errors import ConfigError
 
 __all__ = ["agent_app"]
@@ -25,7 +25,6 @@ agent_app = typer.Typer(
 )
 
 ConfigOpt = Annotated[Path, typer.Option("--config", help="agent.yaml of the node.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print results as JSON.")]
 BundleOpt = Annotated[
     str | None,
     typer.Option("--bundle", help="The bundle to act on (required when the node syncs several)."),

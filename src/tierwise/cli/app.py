@@ -8,12 +8,13 @@ from pydantic import BaseModel, ValidationError
 from tierwise import __version__
 from tierwise.cli.agent import agent_app
 from tierwise.cli.bench import bench_app
+from tierwise.cli.bundle import bundle_app, keys_app
 from tierwise.cli.calibrate import calibrate
 from tierwise.cli.common import EXIT_FAILURE, EXIT_USAGE, err_console
 from tierwise.cli.demo import demo
 from tierwise.cli.gateway import gateway, route_app
 from tierwise.cli.plan import plan_app
-from tierwise.cli.registry import bundle_app, keys_app, registry_app
+from tierwise.cli.registry import registry_app
 from tierwise.cli.report import report
 from tierwise.cli.serve import serve
 from tierwise.cli.validate import validate

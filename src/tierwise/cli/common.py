@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+import typer
 from rich.console import Console
 
-__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "err_console", "out_console", "print_json"]
+__all__ = [
+    "EXIT_FAILURE", "EXIT_USAGE", "JsonOpt", "err_console", "out_console", "print_json",
+]  # fmt: skip
 
 #: A command ran but what it checked or did failed.
 EXIT_FAILURE = 1
 #: Bad input: a flag, a file or a spec (the same code Click uses for usage errors).
 EXIT_USAGE = 2
+
+#: The --json flag of every verb that prints results.
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print results as JSON.")]
 
 #: Width of tables written to a pipe or a file (a terminal's own width is used there),
 #: wide enough that no figure is cut short; COLUMNS still wins when set.
