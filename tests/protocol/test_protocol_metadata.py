@@ -104,6 +104,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         "limits",
         "messages",
         "metadata",
+        "parameters",
         "wire",
     }
     assert set(protocol.__all__) == public - modules - {"annotations"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cascade_helpers import THRESHOLD, write_plan
@@ -142,7 +143,23 @@ async def test_killing_the_cloud_mid_run_degrades_interactive_requests(
             cloud.process.wait(timeout=10)
             after = [await client.infer({"image": i[None]}, workload="digits") for i in x[:80]]
     assert all(r.tier in ("device", "edge") for r in after)
-    escalated = [r for r in after if r.trace.attempts[-1].tier == "cloud"]
-    assert escalated, "no request wanted the cloud after it died"
-    assert all(r.degraded for r in escalated)
-    assert all(r.trace.reason.startswith("no later tier could answer") for r in escalated)
+    # the models are deterministic: what the cloud settled before the outage is degraded
+    # after it (first for the failed calls, then for the open breaker), and what the
+    # device or the edge settled on its own is the same ordinary answer
+    causes = set()
+    for was, now in zip(before, after, strict=True):
+        if was.tier == "cloud":
+            assert now.degraded, now.trace
+            assert now.trace.reason.startswith(f"degraded ({now.degraded_reason}): cloud ")
+            causes.add(now.degraded_reason)
+        else:
+            assert (now.tier, now.degraded) == (was.tier, False)
+            np.testing.assert_array_equal(now.outputs["label"], was.outputs["label"])
+    assert causes == {"partition", "breaker_open"}, causes
+    assert client.router.fallbacks == {
+        ("digits", tier, cause): sum(
+            1 for r in after if (r.tier, r.degraded_reason) == (tier, cause)
+        )
+        for (_, tier, cause) in client.router.fallbacks
+    }
+    assert sum(client.router.fallbacks.values()) == sum(r.degraded for r in after)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tierwise.errors import ConfigError, RouteError
+from tierwise.errors import ConfigError, DeadlineExceededError, RouteError
 from tierwise.router.explain import explain, route_explain
 from tierwise.router.plan import Plan
 from tierwise.router.policy import BUDGET_DEGRADED, Policy
@@ -355,13 +355,15 @@ def test_deadline_from_the_workload_and_overridden_by_the_request() -> None:
 
 
 @pytest.mark.parametrize("waited_s", [0.15, 0.5])
-def test_deadline_already_past_is_refused(waited_s: float) -> None:
+def test_deadline_already_past_is_refused_as_a_tier_server_would(waited_s: float) -> None:
     p = policy({"w": workload()})
-    with pytest.raises(RouteError) as info:
+    with pytest.raises(DeadlineExceededError) as info:
         route(p, RequestMeta("w", deadline_ms=100, received_s=T0), now_s=T0 + waited_s)
-    assert info.value.parameter == "deadline_ms"
-    assert "the deadline of 100 ms has passed" in str(info.value)
-    assert f"({waited_s * 1000:g} ms since the request arrived)" in str(info.value)
+    assert info.value.status_code == 408  # what a tier server answers for a passed timeout
+    assert info.value.model == "w"
+    assert info.value.timeout_us == 100_000
+    assert info.value.waited_ms == pytest.approx(waited_s * 1000)
+    assert "deadline of 100000 us passed" in str(info.value)
 
 
 def test_non_positive_deadline_is_refused() -> None:
@@ -693,3 +695,73 @@ def test_route_explain_refuses_unknown_workload() -> None:
 def test_policy_needs_a_plan() -> None:
     with pytest.raises(ConfigError, match="plan: expected a Plan"):
         Policy({"tiers": {}})  # type: ignore[arg-type]
+
+
+# --- causes and reusable routes ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("meta", "tiers", "spent", "cause"),
+    [
+        (RequestMeta("w", privacy="sensitive"), {}, {}, "privacy"),
+        (RequestMeta("w", residency="device"), {}, {}, "residency"),
+        (RequestMeta("w"), {"cloud": TierState("cloud", breaker_open=True)}, {}, "breaker_open"),
+        (RequestMeta("w"), {"cloud": TierState("cloud", healthy=False)}, {}, "unhealthy"),
+        (RequestMeta("w"), {"cloud": TierState("cloud", thermal_offload=True)}, {},
+         "thermal_offload"),
+        (RequestMeta("w"), {}, {"w": 10.0}, "budget"),
+        (RequestMeta("w", deadline_ms=30, received_s=T0), {}, {}, "deadline"),
+    ],
+)  # fmt: skip
+def test_every_skip_names_its_cause(
+    meta: RequestMeta, tiers: dict[str, TierState], spent: dict[str, float], cause: str
+) -> None:
+    p = policy({"w": workload(budget_usd_per_period=10)})
+    r = route(p, meta, now_s=T0, tiers=tiers, spent_usd=spent)
+    cloud = {d.tier: d for d in r.decisions}["cloud"]
+    assert (cloud.kept, cloud.cause) == (False, cause)
+    assert all(d.cause is None for d in r.decisions if d.kept)
+    assert cloud == TierDecision("cloud", False, cloud.reason)  # cause is not compared
+
+
+def test_route_keys_say_when_a_route_can_be_reused() -> None:
+    p = policy(
+        {
+            "w": workload(budget_usd_per_period=10),
+            "timed": workload(deadline_ms=500),
+            "later": workload(urgency="deferrable"),
+        },
+        price_schedule={"off_peak_hours_utc": [3]},
+    )
+    key = p.route_key(RequestMeta("w"), spent_usd={})
+    assert key == p.route_key(RequestMeta("w", received_s=T0), spent_usd={"w": 9.99})
+    assert key != p.route_key(RequestMeta("w"), spent_usd={"w": 10.0})  # budget spent
+    assert key != p.route_key(RequestMeta("w", privacy="sensitive"), spent_usd={})
+    assert p.route_key(RequestMeta("w", deadline_ms=100), spent_usd={}) is None
+    assert p.route_key(RequestMeta("timed"), spent_usd={}) is None  # the workload's deadline
+    assert p.route_key(RequestMeta("later"), spent_usd={}) is None  # waits for cheap hours
+    assert p.route_key(RequestMeta("later", urgency="interactive"), spent_usd={}) is not None
+    assert p.route_key(RequestMeta("nope"), spent_usd={}) is None
+
+
+@given(
+    now_s=st.floats(min_value=T0, max_value=T0 + 30 * DAY_S),
+    p99s=st.lists(st.none() | st.floats(min_value=0, max_value=1e4), min_size=5, max_size=5),
+    breaker=st.booleans(),
+    spent=st.floats(min_value=0, max_value=20),
+)
+def test_equal_route_keys_give_equal_routes(
+    now_s: float, p99s: list[float | None], breaker: bool, spent: float
+) -> None:
+    """Whatever the clock and the observed latencies, a key fixes the route (the health
+    flags held equal, as the router holds them between its resets)."""
+    p = policy({"w": workload(budget_usd_per_period=10)})
+    meta = RequestMeta("w", received_s=T0)
+    flags = {"cloud": TierState("cloud", breaker_open=breaker)}
+    seen = {n: TierState(n, p99_ms=v, breaker_open=n == "cloud" and breaker)
+            for n, v in zip(ALL, p99s, strict=True)}  # fmt: skip
+    key = p.route_key(meta, spent_usd={"w": spent})
+    assert key is not None
+    first = p.route(meta, now_s=T0, tiers=flags, spent_usd={"w": spent})
+    again = p.route(meta, now_s=now_s, tiers=seen, spent_usd={"w": spent})
+    assert first == again

@@ -176,3 +176,35 @@ def test_one_row_is_fast(name: str) -> None:
         rule.escalate(one, 0.5)
     per_call_us = (time.perf_counter() - start) / runs * 1e6
     assert per_call_us < 200, f"{name}: {per_call_us:.1f} us per call"
+
+
+_VALUES = [0.0, 0.3, 0.95, 1.0, 1.5, -0.2, math.nan, math.inf, -math.inf]
+
+
+@pytest.mark.parametrize("rule", [MaxProbability(), Margin(), NormalizedEntropy()])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("shape", [(1, 4), (1, 1), (3, 4), (0, 4), (1, 300)])
+def test_request_confidence_is_the_least_rows(
+    rule: EscalationRule, dtype: type, shape: tuple[int, int]
+) -> None:
+    """What the router compares with a threshold equals min(confidence) (0 for no rows),
+    NaN and infinities included, whatever shortcut a rule takes."""
+    rng = np.random.default_rng(sum(shape) + len(rule.name))
+    for _ in range(40):
+        raw = rng.choice(_VALUES + list(rng.random(6)), size=shape)
+        if np.dtype(dtype).kind == "i":
+            raw = np.nan_to_num(raw, nan=0.0, posinf=1.0, neginf=0.0).round()
+        if shape[1] < 2 and rule.name != "max_prob":
+            continue
+        outputs = {"probabilities": raw.astype(dtype)}
+        with np.errstate(invalid="ignore"):  # margin's inf - inf: NaN, as it should be
+            scores = rule.confidence(outputs)
+            expected = float(scores.min()) if scores.size else 0.0
+            assert rule.request_confidence(outputs) == expected, raw
+
+
+def test_request_confidence_refuses_what_confidence_refuses() -> None:
+    with pytest.raises(ConfigError, match="probabilities"):
+        MaxProbability().request_confidence({"scores": np.ones((1, 3), np.float32)})
+    with pytest.raises(ConfigError, match="numeric"):
+        MaxProbability().request_confidence({"probabilities": np.array([["a", "b"]])})

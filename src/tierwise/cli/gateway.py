@@ -78,7 +78,8 @@ def explain(
                 "workload": route.workload,
                 "route": list(route.tiers),
                 "decisions": [
-                    {"tier": d.tier, "kept": d.kept, "reason": d.reason} for d in route.decisions
+                    {"tier": d.tier, "kept": d.kept, "reason": d.reason, "cause": d.cause}
+                    for d in route.decisions
                 ],
                 "defer_until_s": route.defer_until_s,
                 "defer_reason": route.defer_reason,

@@ -23,11 +23,19 @@ from tierwise.protocol.messages import (
     binary_outputs_requested,
 )
 from tierwise.protocol.metadata import ModelMetadata, ServerMetadata, TensorMetadata
+from tierwise.protocol.parameters import (
+    MAX_TIMEOUT_US,
+    TIMEOUT_PARAMETER,
+    timeout_parameter_us,
+    timeout_us_of,
+)
 
 __all__ = [
     "DATATYPES",
     "DEFAULT_LIMITS",
     "HEADER_LENGTH_HEADER",
+    "MAX_TIMEOUT_US",
+    "TIMEOUT_PARAMETER",
     "CodecLimits",
     "InferRequest",
     "InferResponse",
@@ -44,4 +52,6 @@ __all__ = [
     "encode_request",
     "encode_response",
     "parse_header_length",
+    "timeout_parameter_us",
+    "timeout_us_of",
 ]

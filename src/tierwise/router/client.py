@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 
 from tierwise.protocol import InferRequest, RequestedOutput
+from tierwise.router.answer import RoutedAnswer
 from tierwise.router.build import build_router
 from tierwise.router.plan import Plan
 from tierwise.router.plan_load import load_plan
 from tierwise.router.router import Router
 from tierwise.router.trace import Trace
-from tierwise.router.types import Privacy, RequestMeta, Residency, Urgency
+from tierwise.router.types import Cause, Privacy, RequestMeta, Residency, Urgency
 from tierwise.runtime import OnnxSettings
 
 __all__ = ["Client", "Result"]
@@ -29,13 +30,20 @@ __all__ = ["Client", "Result"]
 @dataclass(frozen=True, slots=True)
 class Result:
     """An answer: the outputs, the tier that gave them, whether the router had to settle
-    for less than the plan wanted (``degraded``), and the trace."""
+    for less than the plan wanted (``degraded``, and ``degraded_reason``: why), and the
+    trace (built when first read)."""
 
     outputs: dict[str, np.ndarray]
     tier: str | None
     degraded: bool
-    trace: Trace
+    answer: RoutedAnswer = field(repr=False)
     deferred_id: str | None = None
+    degraded_reason: Cause | None = None
+
+    @property
+    def trace(self) -> Trace:
+        """Everything the router did for this request."""
+        return self.answer.trace
 
 
 class Client:
@@ -102,10 +110,11 @@ class Client:
         response = answer.response
         return Result(
             outputs=dict(response.outputs) if response is not None else {},
-            tier=answer.trace.answered_by,
-            degraded=answer.trace.degraded,
-            trace=answer.trace,
+            tier=answer.answered_by,
+            degraded=answer.degraded,
+            answer=answer,
             deferred_id=answer.deferred_id,
+            degraded_reason=answer.degraded_reason,
         )
 
     async def close(self) -> None:

@@ -1,24 +1,35 @@
 """``tierwise gateway``: a V2 HTTP front with the router inside, for clients that cannot
 embed the SDK. ``POST /v2/models/{workload}/infer`` routes through the workload's
 cascade; request ``parameters`` carry ``privacy``, ``residency``, ``deadline_ms``,
-``urgency`` (and ``idempotency_key``, ``callback_url`` for deferred work); responses carry
-``parameters`` with the ``tier`` that answered, ``degraded`` and ``trace_id``. Deferred
-requests answer 202 with an id to fetch at ``GET /v2/outbox/{id}``."""
+``urgency`` (and ``idempotency_key``, ``callback_url`` for deferred work), and V2's
+``timeout`` (microseconds, as Triton and the tier server read it) is a deadline too; the
+tiers called hear of the time left. Responses carry ``parameters`` with the ``tier`` that
+answered, ``degraded`` (with ``degraded_reason`` when true) and ``trace_id``. A request
+whose deadline passed before it could be answered gets 408, as from a tier server.
+Deferred requests answer 202 with an id to fetch at ``GET /v2/outbox/{id}``.
+
+``/metrics``: ``tierwise_gateway_requests_total{workload,tier,outcome}`` (outcome
+``answered``, ``degraded``, ``deferred``, ``no_route``, ``deadline``), the request
+duration histogram, and the router's own ``tierwise_router_fallbacks_total{workload,tier,
+cause}``: degraded answers by the tier that gave them and the cause."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 
 from tierwise import __version__
-from tierwise.errors import NoRouteError, TierUnavailableError
+from tierwise.errors import DeadlineExceededError, NoRouteError, TierUnavailableError
 from tierwise.protocol import (
     InferRequest,
     ServerMetadata,
@@ -89,6 +100,7 @@ class Gateway:
             "tierwise_gateway_request_duration_seconds", "Routed request time, all tiers.",
             ["workload"], registry=self.registry,
         )  # fmt: skip
+        self.registry.register(_FallbackCollector(router))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -150,11 +162,12 @@ class Gateway:
         self, workload: str, scope: Scope, receive: Receive
     ) -> tuple[int, bytes, list[Any]]:
         started = time.monotonic()
+        received_s = time.time()  # deadlines count from arrival, body reading included
         header_length, declared = body_headers(scope)
         body = await read_body(receive, declared, self.settings.max_body_bytes)
         request = decode_request(body, header_length=header_length)
         meta = meta_from_parameters(
-            request.parameters, default_workload=workload, received_s=time.time()
+            request.parameters, default_workload=workload, received_s=received_s
         )
         self._known_workload(meta.workload)
         forwarded = InferRequest(
@@ -166,6 +179,9 @@ class Gateway:
         )
         try:
             answer = await self.router.infer(forwarded, meta)
+        except DeadlineExceededError:
+            self.requests.labels(meta.workload, "-", "deadline").inc()
+            raise
         except NoRouteError:
             self.requests.labels(meta.workload, "-", "no_route").inc()
             if self.outbox is None or not self._deferrable(meta):
@@ -176,19 +192,23 @@ class Gateway:
             self.latency.labels(meta.workload).observe(time.monotonic() - started)
         if answer.deferred_id is not None:
             self.requests.labels(meta.workload, "-", "deferred").inc()
-            return self._accepted(answer.deferred_id, answer.trace.reason)
+            return self._accepted(answer.deferred_id, answer.reason)
         response = answer.response
         if response is None:  # a routed answer always carries one unless deferred
             raise NoRouteError(meta.workload, [])
-        outcome = "degraded" if answer.trace.degraded else "answered"
-        self.requests.labels(meta.workload, answer.trace.answered_by or "-", outcome).inc()
+        outcome = "degraded" if answer.degraded else "answered"
+        self.requests.labels(meta.workload, answer.answered_by or "-", outcome).inc()
         # clients asked for the workload as a model: the answer names it, and says in its
         # parameters which tier's model answered
         response = replace(
             response,
             model_name=meta.workload,
             model_version=None,
-            parameters={**response.parameters, "model": response.model_name},
+            parameters={
+                **response.parameters,
+                "model": response.model_name,
+                "trace_id": answer.trace_id,
+            },
         )
         out, length = encode_response(response, binary_outputs=binary_outputs_requested(request))
         return 200, out, response_headers(length)
@@ -235,12 +255,21 @@ class Gateway:
             idempotency_key=key if isinstance(key, str) else None,
             not_before_s=not_before_s,
             callback_url=callback if isinstance(callback, str) else None,
-            meta={"workload": meta.workload, "header_length": length},
+            meta={
+                "workload": meta.workload,
+                "header_length": length,
+                "received_s": meta.received_s,
+            },
         )
 
     async def _deliver(self, item: OutboxItem) -> bytes:
         request = decode_request(item.payload, header_length=item.meta.get("header_length"))
-        meta = meta_from_parameters(request.parameters, default_workload=None, received_s=0.0)
+        received = item.meta.get("received_s")  # deadlines still count from arrival
+        meta = meta_from_parameters(
+            request.parameters,
+            default_workload=None,
+            received_s=float(received) if isinstance(received, int | float) else 0.0,
+        )
         request.parameters = {
             k: v for k, v in request.parameters.items() if k not in META_PARAMETERS
         }
@@ -252,6 +281,7 @@ class Gateway:
             raise TierUnavailableError(str(exc), tier=DEFERRED_TIER) from exc
         if answer.response is None:
             raise TierUnavailableError("no answer", tier=DEFERRED_TIER)
+        answer.response.parameters["trace_id"] = answer.trace_id
         body, _ = encode_response(answer.response)
         return body
 
@@ -265,3 +295,21 @@ class Gateway:
         if item.result is not None:
             doc["result"] = orjson.loads(item.result)
         return 200, orjson.dumps(doc), list(JSON_HEADERS)
+
+
+class _FallbackCollector(Collector):
+    """``tierwise_router_fallbacks_total``, read from the router's own counts."""
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "tierwise_router_fallbacks",
+            "Degraded answers: a stage the cascade would have asked was skipped or failed"
+            " and the answering stage's rule did not accept the answer.",
+            labels=["workload", "tier", "cause"],
+        )
+        for (workload, tier, cause), count in sorted(self._router.fallbacks.items()):
+            family.add_metric([workload, tier, cause], count)
+        yield family

@@ -96,12 +96,21 @@ class CircuitBreaker:
             self._state = "closed"
             self._outcomes.clear()
 
-    def record_failure(self) -> None:
+    @property
+    def reopens_at_s(self) -> float | None:
+        """When an open breaker lets its next probe through (on its clock); None unless
+        open. It stays open at least until then (a failure meanwhile only delays it)."""
+        if self._state != "open":
+            return None
+        return self._opened_at + self.settings.open_s
+
+    def record_failure(self) -> bool:
+        """Count a failed call; True when this failure opened the breaker (again)."""
         self._consecutive += 1
         self._outcomes.append(False)
         if self._state == "half_open":
             self._open()
-            return
+            return True
         failures = self._outcomes.count(False)
         rate_tripped = (
             len(self._outcomes) >= self.settings.min_calls
@@ -109,6 +118,8 @@ class CircuitBreaker:
         )
         if self._consecutive >= self.settings.consecutive_failures or rate_tripped:
             self._open()
+            return True
+        return False
 
     def _open(self) -> None:
         self._state = "open"

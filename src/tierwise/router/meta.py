@@ -1,5 +1,9 @@
 """Request metadata from V2 request ``parameters``: ``workload``, ``privacy``,
-``residency``, ``deadline_ms``, ``urgency`` (and ``idempotency_key`` for deferred work)."""
+``residency``, ``deadline_ms``, ``urgency`` (and ``idempotency_key`` for deferred work).
+
+The V2 ``timeout`` parameter (Triton's, in microseconds; 0 = none) is a deadline too: the
+request's deadline is the tighter of ``deadline_ms`` and ``timeout``. ``timeout`` stays in
+the parameters the tiers see; the router rewrites it to the time left on each call."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, get_args
 
 from tierwise.errors import RouteError
+from tierwise.protocol import timeout_us_of
 from tierwise.router.types import Privacy, RequestMeta, Residency, Urgency
 
 __all__ = ["META_PARAMETERS", "meta_from_parameters"]
@@ -36,7 +41,8 @@ def _choice(parameters: Mapping[str, Any], name: str) -> Any:
 def meta_from_parameters(
     parameters: Mapping[str, Any], *, default_workload: str | None, received_s: float
 ) -> RequestMeta:
-    """Validate the router's request parameters; RouteError names the one that is wrong."""
+    """Validate the router's request parameters; RouteError names the one that is wrong
+    (ProtocolError a ``timeout`` that is not a whole number of microseconds in range)."""
     workload = parameters.get("workload", default_workload)
     if not isinstance(workload, str) or not workload:
         raise RouteError("workload", "a workload name (request parameter 'workload')")
@@ -48,11 +54,15 @@ def meta_from_parameters(
         or deadline <= 0
     ):
         raise RouteError("deadline_ms", f"a positive number of milliseconds, got {deadline!r}")
+    deadline_ms = float(deadline) if deadline is not None else None
+    timeout_us = timeout_us_of(parameters)
+    if timeout_us > 0 and (deadline_ms is None or timeout_us / 1000.0 < deadline_ms):
+        deadline_ms = timeout_us / 1000.0
     return RequestMeta(
         workload=workload,
         privacy=_choice(parameters, "privacy"),
         residency=_choice(parameters, "residency"),
-        deadline_ms=float(deadline) if deadline is not None else None,
+        deadline_ms=deadline_ms,
         urgency=_choice(parameters, "urgency"),
         received_s=received_s,
     )

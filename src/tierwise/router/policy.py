@@ -20,7 +20,14 @@ checking in this order:
 A deferrable request whose route includes a cloud tier and that arrives outside the plan's
 cheap hours gets ``defer_until_s`` (the next window's start; not when that would pass its
 deadline). An empty route means no tier may serve the request; the router answers with an
-error. Request metadata it cannot honour raises :class:`~tierwise.errors.RouteError`.
+error. Request metadata it cannot honour raises :class:`~tierwise.errors.RouteError`; a
+deadline already passed raises :class:`~tierwise.errors.DeadlineExceededError` (408, as a
+tier server answers a request whose ``timeout`` passed before it ran).
+
+Every skip names its :data:`~tierwise.router.types.Cause` in ``TierDecision.cause``.
+:meth:`Policy.route_key` says when a route can be reused: routes that depend on neither
+the clock nor observed latency are fixed by the request's fields, the budget state and the
+tiers' health flags, so the router computes each once per state of those flags.
 """
 
 from __future__ import annotations
@@ -30,13 +37,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 
-from tierwise.errors import ConfigError, RouteError
+from tierwise.errors import ConfigError, DeadlineExceededError, RouteError
 from tierwise.router.placement import PRIVACY_RANK, RESIDENCY_RANK, exclusion_reason
 from tierwise.router.plan import Plan, WorkloadConfig
 from tierwise.router.plan_checks import place_of, site_regions, workload_origin
 from tierwise.router.schedule import CheapHours
 from tierwise.router.types import (
     PRIVACY_CLASSES,
+    Cause,
     Privacy,
     RequestMeta,
     Residency,
@@ -46,12 +54,16 @@ from tierwise.router.types import (
     Urgency,
 )
 
-__all__ = ["BUDGET_DEGRADED", "EffectiveRequest", "Policy"]
+__all__ = ["BUDGET_DEGRADED", "EffectiveRequest", "Policy", "RouteKey"]
 
 #: ``Route.degraded`` when a workload's budget for the period is spent.
 BUDGET_DEGRADED = "budget for the period spent: cloud tiers skipped"
 _NO_TIER = "no tier may serve this request"
 _URGENCIES: tuple[Urgency, ...] = ("interactive", "deferrable")
+
+#: What fixes a reusable route: workload, privacy, residency, urgency (as asked; None =
+#: the workload's default) and whether the budget for the period is spent.
+RouteKey = tuple[str, str | None, str | None, str | None, bool]
 
 
 def _ms(value: float) -> str:
@@ -111,9 +123,10 @@ class _Table:
                 for stage, place in zip(self.stages, places, strict=True):
                     reason = exclusion_reason(place, privacy, residency, origin)
                     if reason is not None:
+                        cause: Cause = "privacy" if reason.startswith("privacy") else "residency"
                         reason = _annotate(reason, "privacy", privacy, p_note)
                         reason = _annotate(reason, "residency", residency, r_note)
-                        row.append(TierDecision(stage.name, False, f"skipped: {reason}"))
+                        row.append(TierDecision(stage.name, False, f"skipped: {reason}", cause))
                     else:
                         row.append(None)
                 self.skips[(asked_p, asked_r)] = tuple(row)
@@ -170,6 +183,25 @@ class Policy:
             deadline,
         )
 
+    def route_key(self, meta: RequestMeta, *, spent_usd: Mapping[str, float]) -> RouteKey | None:
+        """A key under which :meth:`route` answers the same for any ``now_s`` and any
+        observed latency, as long as the tiers' health flags (breaker open, unhealthy,
+        thermal offload) stay as they are; None when the route depends on the clock or
+        on latency (a deadline, the request's or the workload's, or a deferrable request
+        under a price schedule) or the workload is unknown (:meth:`route` says so)."""
+        table = self._tables.get(meta.workload)
+        if table is None or meta.deadline_ms is not None:
+            return None
+        config = table.config
+        if config.deadline_ms is not None:
+            return None
+        urgency = meta.urgency or config.urgency
+        if urgency == "deferrable" and self._cheap is not None:
+            return None
+        budget = table.budget_usd
+        spent = budget is not None and spent_usd.get(table.name, 0.0) >= budget
+        return (table.name, meta.privacy, meta.residency, meta.urgency, spent)
+
     def route(
         self,
         meta: RequestMeta,
@@ -190,7 +222,9 @@ class Policy:
         if urgency not in _URGENCIES:
             _check_choice("urgency", urgency, _URGENCIES)
         deadline_ms = meta.deadline_ms if meta.deadline_ms is not None else config.deadline_ms
-        left_ms = None if deadline_ms is None else _left_ms(deadline_ms, meta.received_s, now_s)
+        left_ms = None
+        if deadline_ms is not None:
+            left_ms = _left_ms(table.name, deadline_ms, meta.received_s, now_s)
         budget_spent = (
             table.budget_usd is not None and spent_usd.get(table.name, 0.0) >= table.budget_usd
         )
@@ -209,7 +243,8 @@ class Policy:
             state = tiers.get(stage.name)
             flag = None if state is None else _health_flag(state)
             if flag is not None and not stage.last_resort:
-                decisions.append(TierDecision(stage.name, False, f"skipped: {flag}"))
+                skipped = TierDecision(stage.name, False, f"skipped: {flag[1]}", flag[0])
+                decisions.append(skipped)
                 continue
             decision = stage.kept
             if left_ms is not None:
@@ -222,14 +257,14 @@ class Policy:
                 )
                 if needed_ms > left_ms:
                     why = f"skipped: {cost} > {_ms(left_ms)} ms left of the deadline"
-                    decisions.append(TierDecision(stage.name, False, why))
+                    decisions.append(TierDecision(stage.name, False, why, "deadline"))
                     continue
                 decision = TierDecision(
                     stage.name, True, f"kept: {cost} <= {_ms(left_ms)} ms left of the deadline"
                 )
             if flag is not None:
                 last.append(stage.name)
-                decision = TierDecision(stage.name, True, f"kept as the last resort: {flag}")
+                decision = TierDecision(stage.name, True, f"kept as the last resort: {flag[1]}")
             else:
                 kept.append(stage.name)
             cloud_kept = cloud_kept or stage.cloud
@@ -263,27 +298,30 @@ def _check_choice(parameter: str, value: object, allowed: tuple[str, ...]) -> No
         )
 
 
-def _left_ms(deadline_ms: float, received_s: float, now_s: float) -> float:
+def _left_ms(workload: str, deadline_ms: float, received_s: float, now_s: float) -> float:
     if not math.isfinite(deadline_ms) or deadline_ms <= 0:
         raise RouteError("deadline_ms", f"expected a positive number, got {deadline_ms!r}")
     elapsed_ms = (now_s - received_s) * 1000.0
     left_ms = deadline_ms - elapsed_ms
     if left_ms <= 0:
-        raise RouteError(
-            "deadline_ms",
-            f"the deadline of {_ms(deadline_ms)} ms has passed ({_ms(elapsed_ms)} ms since"
-            " the request arrived)",
+        raise DeadlineExceededError(
+            model=workload, timeout_us=math.ceil(deadline_ms * 1000.0), waited_ms=elapsed_ms
         )
     return left_ms
 
 
-def _health_flag(state: TierState) -> str | None:
+_BREAKER_OPEN: tuple[Cause, str] = ("breaker_open", "breaker open")
+_UNHEALTHY: tuple[Cause, str] = ("unhealthy", "unhealthy")
+_THERMAL: tuple[Cause, str] = ("thermal_offload", "thermal offload")
+
+
+def _health_flag(state: TierState) -> tuple[Cause, str] | None:
     if state.breaker_open:
-        return "breaker open"
+        return _BREAKER_OPEN
     if not state.healthy:
-        return "unhealthy"
+        return _UNHEALTHY
     if state.thermal_offload:
-        return "thermal offload"
+        return _THERMAL
     return None
 
 
@@ -293,4 +331,4 @@ def _budget_decision(tier: str, table: _Table, spent_usd: Mapping[str, float]) -
         f"skipped: budget for the period spent (${spent:.2f} of ${table.budget_usd or 0.0:.2f}"
         f" per {_ms(table.config.period_s)} s)"
     )
-    return TierDecision(tier, False, reason)
+    return TierDecision(tier, False, reason, "budget")

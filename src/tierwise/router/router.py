@@ -3,113 +3,73 @@
 It calls the first tier of the route; when the answer's confidence (by the stage's
 escalation rule) is under the stage's threshold it escalates to the next tier; on an
 error, a timeout or an open breaker it falls back to the next tier; when none is left it
-answers with the best answer it already has, marked degraded. Deferrable requests the
-policy holds back go to the outbox. Every request gets a :class:`Trace`.
+answers with the best answer it already has. Such an answer is ``degraded`` when a stage
+the cascade would have asked was skipped or failed (see :mod:`tierwise.router.fallback`),
+and ``degraded_reason`` names the cause. Deferrable requests the policy holds back go to
+the outbox.
+
+On a device the router runs in front of every request, so the common case costs little:
+routes are reused while the tiers' health flags stay as they are
+(:mod:`tierwise.router.routes`), each workload's stages are resolved once, the trace id
+and the :class:`Trace` are made only when read, and an in-process model (a plain
+``LocalTier``) asked without a deadline is awaited right here, with no task, timer or
+extra coroutine. Nothing could interrupt a model running on the event loop's thread; a
+request with a deadline goes through ``LocalTier.infer``, which holds a model that waits
+(a worker thread) to the time left.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
+import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
-
-import numpy as np
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 from tierwise.errors import (
     ConfigError,
+    DeadlineExceededError,
     NoRouteError,
     TierError,
     TierRejectedError,
 )
-from tierwise.protocol import InferRequest, InferResponse
+from tierwise.protocol import (
+    TIMEOUT_PARAMETER,
+    InferRequest,
+    InferResponse,
+    timeout_parameter_us,
+)
+from tierwise.router.answer import AttemptRecord, RoutedAnswer
+from tierwise.router.fallback import failure_cause, settle
+from tierwise.router.flags import TierFlags
 from tierwise.router.health import BreakerSettings, CircuitBreaker, LatencyWindow
+from tierwise.router.hedge import hedged
+from tierwise.router.ledger import SpendLedger
+from tierwise.router.routes import RouteCache
 from tierwise.router.sampling import Sampler
+from tierwise.router.stages import Answer, ConfidenceRule, Defer, RoutePolicy, Stage, Step
 from tierwise.router.tiers import LocalTier, Tier
-from tierwise.router.trace import Attempt, Trace, new_trace_id
-from tierwise.router.types import RequestMeta, Route, TierState
+from tierwise.router.trace import Outcome
+from tierwise.router.types import Cause, RequestMeta, Route, TierState
 
-__all__ = ["ConfidenceRule", "RoutePolicy", "RoutedAnswer", "Router", "SpendLedger", "Stage"]
-
-
-class ConfidenceRule(Protocol):
-    """What the router needs of an escalation rule: one confidence per row in [0, 1]."""
-
-    def confidence(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray: ...
-
-
-class RoutePolicy(Protocol):
-    """What the router needs of a policy (pure; see ``tierwise.router.policy``)."""
-
-    def route(
-        self,
-        meta: RequestMeta,
-        *,
-        now_s: float,
-        tiers: Mapping[str, TierState],
-        spent_usd: Mapping[str, float],
-    ) -> Route: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Stage:
-    """One step of a workload's cascade: escalate past it when the answer's confidence is
-    under ``threshold`` (no rule: whatever it answers is final)."""
-
-    tier: str
-    cost_usd_per_inference: float = 0.0
-    rule: ConfidenceRule | None = None
-    threshold: float | None = None
-
-
-class SpendLedger:
-    """Money spent per workload in its current budget period (periods aligned to the
-    epoch, so a daily budget resets at midnight UTC)."""
-
-    def __init__(
-        self, periods_s: Mapping[str, float] | None = None, *, default_period_s: float = 86_400.0
-    ) -> None:
-        for name, period in {**(periods_s or {}), "default": default_period_s}.items():
-            if period <= 0:
-                raise ConfigError(f"periods_s.{name}", "> 0", period)
-        self._periods = dict(periods_s or {})
-        self._default = default_period_s
-        self._spent: dict[str, tuple[int, float]] = {}
-
-    def _period(self, workload: str, now_s: float) -> int:
-        return int(now_s // self._periods.get(workload, self._default))
-
-    def spent(self, now_s: float) -> dict[str, float]:
-        """Spend per workload in the period that contains ``now_s``."""
-        return {
-            w: usd for w, (period, usd) in self._spent.items() if period == self._period(w, now_s)
-        }
-
-    def add(self, workload: str, usd: float, now_s: float) -> None:
-        period = self._period(workload, now_s)
-        last, total = self._spent.get(workload, (period, 0.0))
-        self._spent[workload] = (period, (total if last == period else 0.0) + usd)
-
-
-@dataclass(slots=True)
-class RoutedAnswer:
-    """The router's result: the response (with ``tier``, ``degraded`` and ``trace_id`` in
-    its parameters) or, for a deferred request, the outbox item id."""
-
-    trace: Trace
-    response: InferResponse | None = None
-    deferred_id: str | None = None
-
-
-Defer = Callable[[InferRequest, RequestMeta, Route], Awaitable[str]]
-Answer = tuple[InferResponse, float, "Attempt"]
+__all__ = [
+    "ConfidenceRule",
+    "Defer",
+    "RoutePolicy",
+    "RoutedAnswer",
+    "Router",
+    "SpendLedger",
+    "Stage",
+]
 
 
 class Router:
-    """Runs requests through the tiers the policy allows, in cascade order."""
+    """Runs requests through the tiers the policy allows, in cascade order.
+
+    ``thermal_offload`` and ``healthy`` are per-tier flags the owner sets (an edge node's
+    thermal guard, a health probe); with the breakers they are what the policy sees.
+    ``fallbacks`` counts degraded answers by (workload, answering tier, cause).
+    """
 
     def __init__(
         self,
@@ -133,12 +93,12 @@ class Router:
                     raise ConfigError(
                         f"stages.{workload}", f"tiers among {sorted(tiers)}", stage.tier
                     )
+        if hedge_after_ms is not None and hedge_after_ms <= 0:
+            raise ConfigError("hedge_after_ms", "> 0", hedge_after_ms)
         self.policy = policy
         self.tiers = dict(tiers)
         self.stages = {w: {s.tier: s for s in cascade} for w, cascade in stages.items()}
         self.ledger = ledger or SpendLedger()
-        if hedge_after_ms is not None and hedge_after_ms <= 0:
-            raise ConfigError("hedge_after_ms", "> 0", hedge_after_ms)
         self.hedge_after_ms = hedge_after_ms
         self.sampler = sampler
         self._privacy_of = privacy_of
@@ -150,22 +110,31 @@ class Router:
             name: CircuitBreaker(breaker, clock=clock) for name, t in tiers.items() if t.remote
         }
         self.latency = {name: LatencyWindow() for name in tiers}
-        self.thermal_offload: dict[str, bool] = {}
+        self._routes = RouteCache(policy, self.ledger, self.breakers, self.tier_states)
+        self.thermal_offload = TierFlags(default=False, on_change=self._routes.reset)
+        self.healthy = TierFlags(default=True, on_change=self._routes.reset)
+        self.fallbacks: dict[tuple[str, str, str], int] = {}
+        self._cascades = {w: tuple(cascade) for w, cascade in self.stages.items()}
+        self._steps = {
+            w: {s.tier: self._new_step(w, s, i) for i, s in enumerate(cascade)}
+            for w, cascade in stages.items()
+        }
 
     def set_defer(self, defer: Defer | None) -> None:
         """Where deferred requests go (the gateway's outbox); None answers them now."""
         self._defer = defer
 
     def tier_states(self) -> dict[str, TierState]:
-        """What the policy sees: breaker state, observed p99, thermal flags."""
+        """What the policy sees: breaker state, health, observed p99, thermal flags."""
         states = {}
         for name in self.tiers:
             breaker = self.breakers.get(name)
             states[name] = TierState(
                 name=name,
+                healthy=self.healthy.flag(name),
                 breaker_open=breaker.is_open if breaker is not None else False,
                 p99_ms=self.latency[name].p99_ms,
-                thermal_offload=self.thermal_offload.get(name, False),
+                thermal_offload=self.thermal_offload.flag(name),
             )
         return states
 
@@ -175,6 +144,21 @@ class Router:
             if isinstance(tier, LocalTier) and not tier.backend.loaded:
                 await tier.backend.load()
 
+    def _new_step(self, workload: str, stage: Stage, position: int) -> Step:
+        name = stage.tier
+        return Step(
+            workload, stage, position,
+            tier=self.tiers[name], breaker=self.breakers.get(name), latency=self.latency[name],
+        )  # fmt: skip
+
+    def _extra_step(self, workload: str, tier: str) -> Step:
+        """A tier the policy routed to outside the workload's cascade: later than all of it."""
+        step = self._new_step(workload, Stage(tier), len(self._cascades.get(workload, ())))
+        self._steps.setdefault(workload, {})[tier] = step
+        return step
+
+    # --- requests ----------------------------------------------------------------------
+
     async def infer(
         self, request: InferRequest, meta: RequestMeta, *, allow_defer: bool = True
     ) -> RoutedAnswer:
@@ -182,178 +166,226 @@ class Router:
         hold it back (the outbox's own deliveries)."""
         started = self._clock()
         now_s = self._wall()
-        route = self.policy.route(
-            meta, now_s=now_s, tiers=self.tier_states(), spent_usd=self.ledger.spent(now_s)
-        )
-        trace = Trace(trace_id=new_trace_id(), workload=meta.workload, route=route.tiers)
+        route = self._routes.get(meta, now_s, started)
         if route.defer_until_s is not None and self._defer is not None and allow_defer:
             item = await self._defer(request, meta, route)
-            trace.attempts.append(Attempt("outbox", "deferred", route.defer_reason or "deferred"))
-            trace.reason = route.defer_reason or "deferred"
-            return RoutedAnswer(trace=trace, deferred_id=item)
-        cascade = self.stages.get(meta.workload, {})
-        best: tuple[InferResponse, str] | None = None
+            reason = route.defer_reason or "deferred"
+            record: AttemptRecord = ("outbox", "deferred", reason, 0.0, 0.0, None, None)
+            return RoutedAnswer(
+                meta.workload, route.tiers, [record], None, None, None, reason, 0.0, item
+            )
+        tiers = route.tiers
+        steps = self._steps.get(meta.workload) or self._steps.setdefault(meta.workload, {})
+        attempts: list[AttemptRecord] = []
+        best: Answer | None = None
+        index = 0
         deadline_s = None
         if meta.deadline_ms is not None:
             waited_s = now_s - meta.received_s if meta.received_s else 0.0
             deadline_s = started + meta.deadline_ms / 1000.0 - waited_s
-        hedge = self.hedge_after_ms is not None and self._is_interactive(meta)
-        index = 0
-        while index < len(route.tiers):
-            name = route.tiers[index]
-            following = route.tiers[index + 1] if index + 1 < len(route.tiers) else None
-            call = functools.partial(
-                self._try, request=request, trace=trace, deadline_s=deadline_s, now_s=now_s,
-                workload=meta.workload,
-            )  # fmt: skip
-            if hedge and following is not None and self._remote(name, following):
-                answer = await self._hedged(name, following, cascade, call, trace)
+        elif tiers and (first := steps.get(tiers[0])) is not None and first.local is not None:
+            # the common case on a device, written out: its own model, awaited right here
+            backend = first.local.backend
+            outputs = await backend.infer(request.inputs, request.requested_output_names())
+            latency_ms = (self._clock() - started) * 1000.0
+            first.latency.add(latency_ms)
+            if first.cost:
+                self.ledger.add(meta.workload, first.cost, now_s)
+            confidence = 1.0 if first.score is None else first.score(outputs)
+            threshold = first.threshold
+            if threshold is None or confidence >= threshold:
+                parameters = {"tier": first.name, "degraded": False}
+                response = InferResponse(backend.name, outputs, None, request.id, parameters)
+                attempts.append(
+                    (first.name, "answered", "answered", latency_ms, first.cost, confidence, None)
+                )
+                routed = RoutedAnswer(
+                    meta.workload, tiers, attempts, response, first.name, None, "answered",
+                    latency_ms,
+                )  # fmt: skip
+                if self.sampler is not None:
+                    self._sample(routed, request, meta)
+                return routed
+            best = (first, InferResponse(backend.name, outputs, id=request.id), confidence,
+                    latency_ms)  # fmt: skip
+            if len(tiers) == 1:  # below the bar with nothing after it: _finish says why
+                attempts.append(
+                    (first.name, "answered", "answered", latency_ms, first.cost, confidence, None)
+                )
+                return self._finish(request, meta, route, attempts, best, started)
+            why = f"confidence {confidence:.3f} < threshold {threshold:.3f}"
+            attempts.append(
+                (first.name, "escalated", why, latency_ms, first.cost, confidence, None)
+            )
+            index = 1
+        last = len(tiers) - 1
+        hedge_after_ms = self.hedge_after_ms
+        hedge = hedge_after_ms is not None and self._is_interactive(meta)
+        while index <= last:
+            step = steps.get(tiers[index]) or self._extra_step(meta.workload, tiers[index])
+            notes: list[AttemptRecord] | None = None
+            if hedge and index < last and step.remote and self.tiers[tiers[index + 1]].remote:
+                backup = steps.get(tiers[index + 1]) or self._extra_step(
+                    meta.workload, tiers[index + 1]
+                )
+                answer, notes = await hedged(
+                    lambda s: self._try(s, request, deadline_s, now_s, attempts),
+                    step, backup, (hedge_after_ms or 0.0) / 1000.0,
+                )  # fmt: skip
+                if answer is None:  # skip the backup too if it was asked (and failed)
+                    index += 2 if any(a[0] == backup.name for a in attempts) else 1
+                    attempts.extend(notes)
+                    continue
+                index = tiers.index(answer[0].name)
             else:
-                answer = await call(name, cascade.get(name, Stage(name)))
-            if answer is None:
-                index += 1
-                continue
-            response, confidence, attempt = answer
-            name = attempt.tier
-            index = route.tiers.index(name)
-            stage = cascade.get(name, Stage(name))
-            best = (response, name)
-            if (
-                index == len(route.tiers) - 1
-                or stage.rule is None
-                or stage.threshold is None
-                or confidence >= stage.threshold
-            ):
-                return self._finish(trace, response, name, route.degraded, started, request, meta)
-            attempt.outcome = "escalated"
-            attempt.reason = f"confidence {confidence:.3f} < threshold {stage.threshold:.3f}"
+                answer = await self._try(step, request, deadline_s, now_s, attempts)
+                if answer is None:
+                    index += 1
+                    continue
+            step, _, confidence, latency_ms = answer
+            threshold = step.threshold
+            if threshold is None or confidence >= threshold or index == last:
+                attempts.append(
+                    (step.name, "answered", "answered", latency_ms, step.cost, confidence, None)
+                )
+                if notes:
+                    attempts.extend(notes)
+                return self._finish(request, meta, route, attempts, answer, started)
+            why = f"confidence {confidence:.3f} < threshold {threshold:.3f}"
+            attempts.append((step.name, "escalated", why, latency_ms, step.cost, confidence, None))
+            if notes:
+                attempts.extend(notes)
+            best = answer
             index += 1
         if best is not None:
-            response, name = best
-            reason = "no later tier could answer; best earlier answer returned"
-            return self._finish(trace, response, name, reason, started, request, meta)
-        raise NoRouteError(meta.workload, [f"{a.tier}: {a.reason}" for a in trace.attempts])
+            return self._finish(request, meta, route, attempts, best, started)
+        if deadline_s is not None and self._clock() >= deadline_s:
+            deadline_ms = meta.deadline_ms or 0.0
+            raise DeadlineExceededError(
+                model=meta.workload,
+                timeout_us=math.ceil(deadline_ms * 1000.0),
+                waited_ms=(self._clock() - deadline_s) * 1000.0 + deadline_ms,
+            )
+        raise NoRouteError(meta.workload, [f"{a[0]}: {a[2]}" for a in attempts])
 
     async def _try(
         self,
-        name: str,
-        stage: Stage,
+        step: Step,
         request: InferRequest,
-        trace: Trace,
         deadline_s: float | None,
         now_s: float,
-        workload: str,
-    ) -> tuple[InferResponse, float, Attempt] | None:
-        tier = self.tiers[name]
-        breaker = self.breakers.get(name)
-        if breaker is not None and not breaker.allow():
-            trace.attempts.append(Attempt(name, "skipped", "breaker open"))
+        attempts: list[AttemptRecord],
+    ) -> Answer | None:
+        """Call one tier; None (and the reason among ``attempts``) when it gives no answer."""
+        prepared = self._prepare(step, request, deadline_s, attempts)
+        if prepared is None:
             return None
-        timeout_s = tier.timeout_s
-        if deadline_s is not None:
-            timeout_s = min(timeout_s, deadline_s - self._clock())
-            if timeout_s <= 0:
-                trace.attempts.append(Attempt(name, "skipped", "deadline passed"))
-                return None
+        call, timeout_s = prepared
         t0 = self._clock()
         try:
-            response = await tier.infer(request, timeout_s=timeout_s)
+            response = await step.tier.infer(call, timeout_s=timeout_s)
         except TierRejectedError:
             raise  # the request itself is wrong; another tier would say the same
         except TierError as exc:
-            if breaker is not None:
-                breaker.record_failure()
-            elapsed_ms = (self._clock() - t0) * 1000.0
-            timed_out = exc.status_code == 504
-            trace.attempts.append(
-                Attempt(name, "timeout" if timed_out else "error", exc.reason, elapsed_ms)
-            )
+            self._failed(step, exc, t0, attempts)
             return None
-        latency_ms = (self._clock() - t0) * 1000.0
-        if breaker is not None:
-            breaker.record_success()
-        self.latency[name].add(latency_ms)
-        self.ledger.add(workload, stage.cost_usd_per_inference, now_s)
-        confidence = 1.0
-        if stage.rule is not None:
-            scores = stage.rule.confidence(response.outputs)
-            confidence = float(np.min(scores)) if scores.size else 0.0
-        attempt = Attempt(
-            name, "answered", "answered", latency_ms, stage.cost_usd_per_inference, confidence
-        )
-        trace.attempts.append(attempt)
-        return response, confidence, attempt
+        return self._answered(step, response, t0, now_s)
 
-    def _remote(self, *names: str) -> bool:
-        return all(self.tiers[n].remote for n in names)
+    def _prepare(
+        self,
+        step: Step,
+        request: InferRequest,
+        deadline_s: float | None,
+        attempts: list[AttemptRecord],
+    ) -> tuple[InferRequest, float] | None:
+        """The request and time limit for one tier's call; None when it is not to be asked
+        (breaker open, deadline passed), with the reason among ``attempts``."""
+        breaker = step.breaker
+        if breaker is not None and not breaker.allow():
+            attempts.append((step.name, "skipped", "breaker open", 0.0, 0.0, None, "breaker_open"))
+            return None
+        timeout_s = step.timeout_s
+        if deadline_s is not None:
+            left_s = deadline_s - self._clock()
+            if left_s <= 0:
+                attempts.append(
+                    (step.name, "skipped", "deadline passed", 0.0, 0.0, None, "deadline")
+                )
+                return None
+            timeout_s = min(timeout_s, left_s)
+            if step.forward_deadline:  # the tier hears of the deadline: V2 ``timeout``
+                parameters = request.parameters | {TIMEOUT_PARAMETER: timeout_parameter_us(left_s)}
+                request = replace(request, parameters=parameters)
+        return request, timeout_s
+
+    def _failed(self, step: Step, exc: TierError, t0: float, attempts: list[AttemptRecord]) -> None:
+        elapsed_ms = (self._clock() - t0) * 1000.0
+        breaker = step.breaker
+        if breaker is not None and breaker.record_failure():
+            self._routes.reset()
+        cause = failure_cause(exc)
+        outcome: Outcome = "timeout" if cause == "timeout" else "error"
+        attempts.append((step.name, outcome, exc.reason, elapsed_ms, 0.0, None, cause))
+
+    def _answered(self, step: Step, response: InferResponse, t0: float, now_s: float) -> Answer:
+        latency_ms = (self._clock() - t0) * 1000.0
+        if step.breaker is not None:
+            step.breaker.record_success()
+        step.latency.add(latency_ms)
+        if step.cost:
+            self.ledger.add(step.workload, step.cost, now_s)
+        score = step.score
+        return step, response, 1.0 if score is None else score(response.outputs), latency_ms
 
     def _is_interactive(self, meta: RequestMeta) -> bool:
         if meta.urgency is not None:
             return meta.urgency == "interactive"
         return self._urgency_of is None or self._urgency_of(meta) == "interactive"
 
-    async def _hedged(
-        self,
-        name: str,
-        backup: str,
-        cascade: Mapping[str, Stage],
-        call: Callable[[str, Stage], Awaitable[Answer | None]],
-        trace: Trace,
-    ) -> Answer | None:
-        """Call ``name``; if it has not answered within ``hedge_after_ms``, call ``backup``
-        (the next remote tier) too and take whichever answers first."""
-        assert self.hedge_after_ms is not None  # checked by the caller; not input
-        first = asyncio.ensure_future(call(name, cascade.get(name, Stage(name))))
-        done, _ = await asyncio.wait({first}, timeout=self.hedge_after_ms / 1000.0)
-        if done:
-            return first.result()
-        second = asyncio.ensure_future(call(backup, cascade.get(backup, Stage(backup))))
-        pending = {first, second}
-        winner: Answer | None = None
-        while pending and winner is None:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if winner is None and task.result() is not None:
-                    winner = task.result()
-        for task in pending:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            loser = name if task is first else backup
-            reason = "hedged: cancelled"
-            if winner is not None:
-                reason += f" once {winner[2].tier} answered"
-            trace.attempts.append(Attempt(loser, "skipped", reason))
-        return winner
-
     def _finish(
         self,
-        trace: Trace,
-        response: InferResponse,
-        tier: str,
-        degraded: str | None,
-        started: float,
         request: InferRequest,
         meta: RequestMeta,
+        route: Route,
+        attempts: list[AttemptRecord],
+        answer: Answer,
+        started: float,
     ) -> RoutedAnswer:
-        trace.answered_by = tier
-        trace.degraded = degraded is not None
-        trace.reason = degraded or "answered"
-        trace.total_ms = (self._clock() - started) * 1000.0
-        response.parameters = dict(response.parameters) | {
-            "tier": tier,
-            "degraded": trace.degraded,
-            "trace_id": trace.trace_id,
-        }
-        routed = RoutedAnswer(trace=trace, response=response)
-        self._sample(routed, request, meta)
+        step, response, confidence, _ = answer
+        reason = "answered"
+        cause: Cause | None = None
+        threshold = step.threshold
+        if threshold is not None and confidence < threshold:  # not accepted: degraded?
+            cascade = self._cascades.get(meta.workload, ())
+            cause, reason = settle(
+                cascade, step.name, step.position, confidence, threshold, route, attempts
+            )
+            if cause is not None:
+                key = (meta.workload, step.name, cause)
+                self.fallbacks[key] = self.fallbacks.get(key, 0) + 1
+        # what the gateway and the client need; the trace id only when someone asks
+        parameters = dict(response.parameters)
+        parameters["tier"] = step.name
+        parameters["degraded"] = cause is not None
+        if cause is not None:
+            parameters["degraded_reason"] = cause
+        response.parameters = parameters
+        total_ms = (self._clock() - started) * 1000.0
+        routed = RoutedAnswer(
+            meta.workload, route.tiers, attempts, response, step.name, cause, reason, total_ms
+        )
+        if self.sampler is not None:
+            self._sample(routed, request, meta)
         return routed
 
     def _sample(self, answer: RoutedAnswer, request: InferRequest, meta: RequestMeta) -> None:
         if self.sampler is None or answer.response is None:
             return
         privacy = self._privacy_of(meta) if self._privacy_of is not None else "sensitive"
-        self.sampler.offer(answer.trace.to_dict(), request.inputs, answer.response.outputs, privacy)
+        outputs = answer.response.outputs
+        self.sampler.offer_lazy(
+            meta.workload, lambda: answer.trace.to_dict(), request.inputs, outputs, privacy
+        )
 
     async def close(self) -> None:
         await asyncio.gather(*(tier.close() for tier in self.tiers.values()))

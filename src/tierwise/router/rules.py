@@ -4,8 +4,11 @@ A rule subclasses :class:`EscalationRule` and overrides :meth:`~EscalationRule.c
 which maps a tier's outputs (tensor name to numpy array, rows first) to one confidence per
 row in [0, 1], higher meaning more sure. :meth:`~EscalationRule.escalate` is then
 ``confidence < threshold``: a threshold of 0 never escalates, 1 escalates everything that is
-not fully sure. Confidences are clipped to [0, 1] and NaN counts as 0 (for max_prob and
-margin, a row holding NaN), so broken outputs escalate rather than pass.
+not fully sure. The router asks :meth:`~EscalationRule.request_confidence`, the least
+confident row's (a request escalates when any of its rows would); rules may override it
+with a faster equivalent, as :class:`MaxProbability` does. Confidences are clipped to
+[0, 1] and NaN counts as 0 (for max_prob and margin, a row holding NaN), so broken outputs
+escalate rather than pass.
 
 Rules are chosen by name in config (:data:`RULES`, :func:`make_rule`); any callable
 ``outputs -> per-row confidence`` can be a rule through :class:`CallableRule`.
@@ -37,6 +40,9 @@ __all__ = [
 #: A tier's decoded outputs: tensor name to array, rows (the batch) first.
 Outputs = Mapping[str, np.ndarray]
 
+#: Up to this many scores, MaxProbability's request confidence is computed in Python.
+_PYTHON_BELOW = 256
+
 
 def _finite_unit(values: np.ndarray) -> np.ndarray:
     """Clip to [0, 1] with NaN mapped to 0 (so that it escalates)."""
@@ -62,6 +68,13 @@ class EscalationRule:
     def confidence(self, outputs: Outputs) -> np.ndarray:
         """One confidence per row in [0, 1], higher = more sure. Override point."""
         raise NotImplementedError
+
+    def request_confidence(self, outputs: Outputs) -> float:
+        """The least confident row's confidence (0.0 for no rows): what the router compares
+        with the stage's threshold. Override point, for speed only: it must equal
+        ``min(confidence(outputs))``."""
+        scores = self.confidence(outputs)
+        return float(np.min(scores)) if scores.size else 0.0
 
     @property
     def label(self) -> str:
@@ -110,6 +123,25 @@ class MaxProbability(EscalationRule):
     def confidence(self, outputs: Outputs) -> np.ndarray:
         p = self.tensor(outputs)
         return _finite_unit(p.max(axis=1).astype(np.float64, copy=False))
+
+    def request_confidence(self, outputs: Outputs) -> float:
+        # Right after a model ran, numpy's code is cold: a reduction on its fresh output
+        # costs several times what it does warm, and so does each attribute looked up. For
+        # one small row of floats (a device's request), one ``tolist()`` and Python's max
+        # do the work; the list's shape says what the array's would. NaN (or inf - inf)
+        # in the sum, and anything else, take the vectorized way.
+        p = outputs.get(self.output)
+        if type(p) is np.ndarray and p.size <= _PYTHON_BELOW:
+            rows = p.tolist()
+            if type(rows) is list and len(rows) == 1:
+                row = rows[0]
+                if type(row) is list and row and type(row[0]) is float:
+                    least = max(row)
+                    total = sum(row)
+                    if total == total and least > 0.0:
+                        return least if least < 1.0 else 1.0
+        scores = self.confidence(outputs)
+        return float(scores.min()) if scores.size else 0.0
 
 
 class Margin(EscalationRule):

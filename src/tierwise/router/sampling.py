@@ -257,6 +257,17 @@ class Sampler:
         workload = trace.get("workload")
         if not isinstance(workload, str):
             raise ConfigError("trace['workload']", "the workload name (a string)", workload)
+        return self.offer_lazy(workload, lambda: trace, inputs, outputs, privacy)
+
+    def offer_lazy(
+        self,
+        workload: str,
+        trace: Callable[[], Mapping[str, Any]],
+        inputs: Mapping[str, np.ndarray[Any, Any]],
+        outputs: Mapping[str, np.ndarray[Any, Any]] | None,
+        privacy: str,
+    ) -> bool:
+        """:meth:`offer` for a trace built only if the request is kept (``trace()``)."""
         if privacy not in PRIVACY_CLASSES:
             raise ConfigError("privacy", "one of " + ", ".join(PRIVACY_CLASSES), privacy)
         self.offered += 1
@@ -271,7 +282,7 @@ class Sampler:
             "workload": workload,
             "privacy": privacy,
             "raw": raw,
-            "trace": self._clean(trace),
+            "trace": self._clean(trace()),
             "inputs": {name: self._tensor(a, raw) for name, a in inputs.items()},
             "outputs": {name: self._tensor(a, raw) for name, a in (outputs or {}).items()},
         }

@@ -29,6 +29,7 @@ from tierwise.protocol import (
     encode_request,
     parse_header_length,
 )
+from tierwise.router.bounded import bounded
 from tierwise.router.http11 import HttpClient, HttpResponse
 from tierwise.runtime import Backend
 
@@ -61,7 +62,13 @@ class Tier(abc.ABC):
 
 
 class LocalTier(Tier):
-    """A model run in this process (the device's own model)."""
+    """A model run in this process (the device's own model).
+
+    The time limit costs no timer when the model answers on the event loop's thread
+    (nothing could interrupt it there); a model that waits on a worker thread is given up
+    on after ``timeout_s`` with TierTimeoutError (see :mod:`tierwise.router.bounded`). The
+    router awaits a plain LocalTier's backend itself when a request has no deadline.
+    """
 
     def __init__(
         self, name: str, backend: Backend, *, kind: TierKind = "device", timeout_s: float = 5.0
@@ -70,7 +77,11 @@ class LocalTier(Tier):
         self.backend = backend
 
     async def infer(self, request: InferRequest, *, timeout_s: float) -> InferResponse:
-        outputs = await self.backend.infer(request.inputs, request.requested_output_names())
+        call = self.backend.infer(request.inputs, request.requested_output_names())
+        try:
+            outputs = await bounded(call, timeout_s)
+        except TimeoutError as exc:
+            raise TierTimeoutError(tier=self.name, timeout_s=timeout_s) from exc
         return InferResponse(model_name=self.backend.name, outputs=outputs, id=request.id)
 
     async def close(self) -> None:
@@ -139,7 +150,7 @@ class RemoteTier(Tier):
         except OSError as exc:  # refused, reset, unreachable, closed mid-response
             raise TierUnavailableError(f"{type(exc).__name__}: {exc}", tier=self.name) from exc
         if response.status_code != 200:
-            raise self._http_error(response)
+            raise self._http_error(response, timeout_s)
         try:
             return decode_response(
                 response.content,
@@ -148,13 +159,15 @@ class RemoteTier(Tier):
         except ProtocolError as exc:
             raise TierError(f"unreadable response: {exc}", tier=self.name) from exc
 
-    def _http_error(self, response: HttpResponse) -> TierError:
+    def _http_error(self, response: HttpResponse, timeout_s: float) -> TierError:
+        if response.status_code == 408:  # the deadline passed on passed before it ran
+            return TierTimeoutError(tier=self.name, timeout_s=timeout_s)
         try:
             message = str(orjson.loads(response.content).get("error", ""))
         except (orjson.JSONDecodeError, AttributeError):
             message = response.content[:200].decode("utf-8", "replace")
         reason = f"HTTP {response.status_code}: {message}".rstrip(": ")
-        if response.status_code in (408, 429) or response.status_code >= 500:
+        if response.status_code == 429 or response.status_code >= 500:
             return TierUnavailableError(reason, tier=self.name)
         return TierRejectedError(reason, tier=self.name, status_code=response.status_code)
 

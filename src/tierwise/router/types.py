@@ -3,11 +3,13 @@ the route a policy chose and why. Plain frozen dataclasses, no I/O."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Final, Literal
 
 __all__ = [
+    "DEGRADING_CAUSES",
     "PRIVACY_CLASSES",
+    "Cause",
     "Privacy",
     "RequestMeta",
     "Residency",
@@ -22,6 +24,38 @@ Residency = Literal["device", "site", "region", "any"]
 Urgency = Literal["interactive", "deferrable"]
 
 PRIVACY_CLASSES: tuple[Privacy, ...] = ("public", "personal", "sensitive")
+
+#: Why a stage of a workload's cascade was not asked (policy skips) or gave no answer
+#: (router failures). ``partition``: the tier could not be reached (refused, reset,
+#: unreachable); ``error``: it answered with a server error or an unreadable response.
+Cause = Literal[
+    "privacy",
+    "residency",
+    "breaker_open",
+    "unhealthy",
+    "thermal_offload",
+    "budget",
+    "deadline",
+    "timeout",
+    "partition",
+    "error",
+]
+
+#: Causes that make an answer below its stage's bar ``degraded``: the cascade would have
+#: asked the stage. Privacy and residency are not among them: the request's data may not
+#: go there, so its cascade never would have.
+DEGRADING_CAUSES: Final[frozenset[str]] = frozenset(
+    {
+        "breaker_open",
+        "unhealthy",
+        "thermal_offload",
+        "budget",
+        "deadline",
+        "timeout",
+        "partition",
+        "error",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +85,13 @@ class TierState:
 
 @dataclass(frozen=True, slots=True)
 class TierDecision:
-    """One tier of a workload's cascade, kept or skipped, and why."""
+    """One tier of a workload's cascade, kept or skipped, and why; ``cause`` names a skip's
+    kind (None when kept) and is left out of comparisons."""
 
     tier: str
     kept: bool
     reason: str
+    cause: Cause | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,76 @@
+"""Routes the router reuses: the policy is pure, so while its inputs stay the same its
+answer does too.
+
+A policy that offers ``route_key(meta, *, spent_usd)`` says when that is: equal keys give
+equal routes for any clock and any observed latency, as long as the tiers' health flags
+(breaker open, unhealthy, thermal offload) are unchanged; None means the route depends on
+the clock or latency (a deadline, a deferrable request under a price schedule) and is
+computed afresh. The router calls :meth:`RouteCache.reset` whenever a flag changes (a
+breaker opens, an owner sets a flag); an open breaker's route also expires by itself when
+the breaker becomes due for a probe.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Mapping
+
+from tierwise.router.health import CircuitBreaker
+from tierwise.router.ledger import SpendLedger
+from tierwise.router.stages import RoutePolicy
+from tierwise.router.types import RequestMeta, Route, TierState
+
+__all__ = ["RouteCache"]
+
+
+class RouteCache:
+    """The policy's routes by key, for one router. :meth:`get` is what a request asks."""
+
+    __slots__ = ("_breakers", "_expire_s", "_key_of", "_routes", "_spent", "_states", "policy")
+
+    def __init__(
+        self,
+        policy: RoutePolicy,
+        ledger: SpendLedger,
+        breakers: Mapping[str, CircuitBreaker],
+        tier_states: Callable[[], dict[str, TierState]],
+    ) -> None:
+        self.policy = policy
+        key_of: Callable[..., Hashable | None] | None = getattr(policy, "route_key", None)
+        self._key_of = key_of
+        self._breakers = breakers
+        self._states = tier_states
+        self._routes: dict[Hashable, Route] = {}
+        self._expire_s = math.inf
+        self._spent = ledger.at(0.0)  # one view, moved to each request's time
+
+    def reset(self) -> None:
+        """A health flag or a breaker changed: forget every route, and note when the next
+        open breaker is due for a probe (its route changes then too)."""
+        self._routes = {}
+        due = [b.reopens_at_s for b in self._breakers.values() if b.is_open]
+        self._expire_s = min((t for t in due if t is not None), default=math.inf)
+
+    def get(self, meta: RequestMeta, now_s: float, mono_s: float) -> Route:
+        """The route for ``meta`` at ``now_s`` (UTC seconds; ``mono_s`` on the router's
+        clock): reused when it can be, else computed (and kept when it may be reused)."""
+        key_of = self._key_of
+        if key_of is None:
+            return self.compute(meta, now_s)
+        if mono_s >= self._expire_s:
+            self.reset()
+        spent = self._spent
+        spent.now_s = now_s
+        key = key_of(meta, spent_usd=spent)
+        if key is None:
+            return self.compute(meta, now_s)
+        route = self._routes.get(key)
+        if route is None:
+            route = self._routes[key] = self.compute(meta, now_s)
+        return route
+
+    def compute(self, meta: RequestMeta, now_s: float) -> Route:
+        """The policy's route, computed now over the tiers' observed state."""
+        spent = self._spent
+        spent.now_s = now_s
+        return self.policy.route(meta, now_s=now_s, tiers=self._states(), spent_usd=spent)

@@ -1,0 +1,125 @@
+"""What the router is built from: a policy, and per workload its cascade of stages (tier,
+cost, escalation rule, threshold); and :class:`Step`, a stage resolved once with
+everything a call needs, so a request does no lookups it did before."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from tierwise.protocol import InferRequest, InferResponse
+from tierwise.router.health import CircuitBreaker, LatencyWindow
+from tierwise.router.tiers import LocalTier, Tier
+from tierwise.router.types import RequestMeta, Route, TierState
+
+__all__ = ["Answer", "ConfidenceRule", "Defer", "RoutePolicy", "Stage", "Step"]
+
+
+class ConfidenceRule(Protocol):
+    """What the router needs of an escalation rule: one confidence per row in [0, 1].
+    A rule may also offer ``request_confidence(outputs) -> float`` (the least confident
+    row's), which the router then uses instead (see ``EscalationRule``)."""
+
+    def confidence(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray: ...
+
+
+class RoutePolicy(Protocol):
+    """What the router needs of a policy (pure; see ``tierwise.router.policy``). A policy
+    may also offer ``route_key(meta, *, spent_usd) -> Hashable | None``: equal keys, the
+    same route while the tiers' health flags stay as they are (None: not reusable)."""
+
+    def route(
+        self,
+        meta: RequestMeta,
+        *,
+        now_s: float,
+        tiers: Mapping[str, TierState],
+        spent_usd: Mapping[str, float],
+    ) -> Route: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One step of a workload's cascade: escalate past it when the answer's confidence is
+    under ``threshold`` (no rule: whatever it answers is final)."""
+
+    tier: str
+    cost_usd_per_inference: float = 0.0
+    rule: ConfidenceRule | None = None
+    threshold: float | None = None
+
+
+#: Where deferred requests go: (request, meta, route) -> outbox item id.
+Defer = Callable[[InferRequest, RequestMeta, Route], Awaitable[str]]
+
+
+class Step:
+    """One stage of one workload, resolved: the tier object, its breaker and latency
+    window, the scoring function and threshold, the cost, and its ``position`` in the
+    workload's cascade."""
+
+    __slots__ = (
+        "breaker",
+        "cost",
+        "forward_deadline",
+        "latency",
+        "local",
+        "name",
+        "position",
+        "remote",
+        "score",
+        "threshold",
+        "tier",
+        "timeout_s",
+        "workload",
+    )
+
+    def __init__(
+        self,
+        workload: str,
+        stage: Stage,
+        position: int,
+        *,
+        tier: Tier,
+        breaker: CircuitBreaker | None,
+        latency: LatencyWindow,
+    ) -> None:
+        self.name = stage.tier
+        self.workload = workload
+        self.position = position
+        self.tier = tier
+        self.breaker = breaker
+        self.latency = latency
+        self.cost = stage.cost_usd_per_inference
+        self.timeout_s = tier.timeout_s
+        self.remote = tier.remote
+        # an in-process model cannot be told a deadline; every other tier is (V2 timeout)
+        self.forward_deadline = not isinstance(tier, LocalTier)
+        # a plain in-process model the router awaits itself (a subclass may override infer)
+        self.local = tier if type(tier) is LocalTier else None
+        self.score = _scorer(stage.rule)
+        # a rule without a threshold scores for the trace but never escalates
+        self.threshold = stage.threshold if stage.rule is not None else None
+
+
+#: A tier's answer: the step that gave it, the response, its confidence, its latency (ms).
+Answer = tuple[Step, InferResponse, float, float]
+
+
+def _scorer(rule: ConfidenceRule | None) -> Callable[[Mapping[str, np.ndarray]], float] | None:
+    if rule is None:
+        return None
+    fast: Callable[[Mapping[str, np.ndarray]], float] | None = getattr(
+        rule, "request_confidence", None
+    )
+    if fast is not None:
+        return fast
+
+    def least(outputs: Mapping[str, np.ndarray]) -> float:
+        scores = rule.confidence(outputs)
+        return float(np.min(scores)) if scores.size else 0.0
+
+    return least
