@@ -3,11 +3,10 @@ plane in this process (no loopback HTTP hop), and follow every hot swap."""
 
 from __future__ import annotations
 
-import asyncio
-
 from tierwise.errors import (
     AdmissionError,
     BackendError,
+    DeadlineExceededError,
     InferenceInputError,
     ModelError,
     ModelNotReadyError,
@@ -17,6 +16,7 @@ from tierwise.errors import (
     TierUnavailableError,
 )
 from tierwise.protocol import InferRequest, InferResponse
+from tierwise.router.bounded import bounded
 from tierwise.router.tiers import Tier, TierKind
 from tierwise.server.dataplane import DataPlane
 
@@ -45,8 +45,8 @@ class ServedTier(Tier):
     async def infer(self, request: InferRequest, *, timeout_s: float) -> InferResponse:
         try:
             served = self.dataplane.admit(self.model, None)
-            return await asyncio.wait_for(self.dataplane.infer(served, request), timeout_s)
-        except TimeoutError as exc:
+            return await bounded(self.dataplane.infer(served, request), timeout_s)
+        except (TimeoutError, DeadlineExceededError) as exc:  # ours, or the request's own
             raise TierTimeoutError(tier=self.name, timeout_s=timeout_s) from exc
         except (AdmissionError, ModelNotReadyError, BackendError) as exc:
             raise TierUnavailableError(str(exc), tier=self.name) from exc

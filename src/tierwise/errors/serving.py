@@ -131,15 +131,19 @@ class ServerBusyError(AdmissionError):
 
 
 class DeadlineExceededError(AdmissionError):
-    """The request's deadline passed before it could run, so it was dropped unrun."""
+    """The request's deadline passed before it could be answered: dropped unrun from a
+    tier server's queue, or not answered by any tier the router could still ask.
+    ``where`` says which (the default is the tier server's queue)."""
 
     status_code = 408
 
-    def __init__(self, *, model: str, timeout_us: int, waited_ms: float) -> None:
+    def __init__(
+        self, *, model: str, timeout_us: int, waited_ms: float, where: str = "in queue; not run"
+    ) -> None:
         self.timeout_us = timeout_us
         self.waited_ms = waited_ms
         super().__init__(
-            f"deadline of {timeout_us} us passed after {waited_ms:.1f} ms in queue; not run",
+            f"deadline of {timeout_us} us passed after {waited_ms:.1f} ms {where}",
             model=model,
         )
 

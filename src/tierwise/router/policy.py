@@ -305,7 +305,10 @@ def _left_ms(workload: str, deadline_ms: float, received_s: float, now_s: float)
     left_ms = deadline_ms - elapsed_ms
     if left_ms <= 0:
         raise DeadlineExceededError(
-            model=workload, timeout_us=math.ceil(deadline_ms * 1000.0), waited_ms=elapsed_ms
+            model=workload,
+            timeout_us=math.ceil(deadline_ms * 1000.0),
+            waited_ms=elapsed_ms,
+            where="before routing; not sent to any tier",
         )
     return left_ms
 

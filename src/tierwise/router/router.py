@@ -265,6 +265,7 @@ class Router:
                 model=meta.workload,
                 timeout_us=math.ceil(deadline_ms * 1000.0),
                 waited_ms=(self._clock() - deadline_s) * 1000.0 + deadline_ms,
+                where="with no tier's answer",
             )
         raise NoRouteError(meta.workload, [f"{a[0]}: {a[2]}" for a in attempts])
 

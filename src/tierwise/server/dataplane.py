@@ -16,25 +16,18 @@ from tierwise.errors import (
     ModelError,
     ProtocolError,
 )
-from tierwise.protocol import InferRequest, InferResponse
+from tierwise.protocol import InferRequest, InferResponse, timeout_us_of
 from tierwise.server.manager import ModelManager, ServedVersion
 from tierwise.server.metrics import ServerMetrics
 
-__all__ = ["DataPlane", "MAX_TIMEOUT_US"]
-
-#: Largest ``timeout`` request parameter accepted (one hour, in microseconds).
-MAX_TIMEOUT_US = 3_600_000_000
+__all__ = ["DataPlane"]
 
 
 def _timeout_us(model: str, parameters: dict[str, Any]) -> int:
-    value = parameters.get("timeout", 0)
-    if type(value) is not int or not 0 <= value <= MAX_TIMEOUT_US:
-        raise InferenceInputError(
-            f"request parameter 'timeout' must be an integer number of microseconds between "
-            f"0 and {MAX_TIMEOUT_US}, got {value!r}",
-            model=model,
-        )
-    return value
+    try:
+        return timeout_us_of(parameters)
+    except ProtocolError as exc:
+        raise InferenceInputError(exc.reason, model=model) from exc
 
 
 class DataPlane:
