@@ -675,7 +675,8 @@ def test_route_explain_on_the_example_plan() -> None:
         tiers={"edge": TierState("edge", p99_ms=90.0)},
     )
     assert route_.tiers == ("device",)
-    assert text.splitlines() == [
+    lines = text.splitlines()
+    assert lines[:5] == [
         "request at 2023-11-15 14:00 UTC: privacy 'personal' (asked 'public'; the workload's"
         " 'personal' holds), residency 'site' (workload default), urgency 'interactive'"
         " (workload default), deadline 100 ms",
@@ -685,6 +686,11 @@ def test_route_explain_on_the_example_plan() -> None:
         "  cloud   skipped: privacy 'personal' (the request's 'public' cannot widen it) may not"
         " leave site 'store-1' (cloud tier in region 'us-east')",
     ]
+    # then what each stage reads its scores from (the plan names no output: picked)
+    assert lines[5] == "stages:"
+    assert lines[6].startswith("  device  margin < 0.5 escalates; reads 'probabilities' or")
+    assert "GET http://127.0.0.1:8001/v2/models/small when the gateway starts" in lines[7]
+    assert lines[8] == "  cloud   reads no scores (the last stage answers)"
 
 
 def test_route_explain_refuses_unknown_workload() -> None:

@@ -205,6 +205,6 @@ def test_request_confidence_is_the_least_rows(
 
 def test_request_confidence_refuses_what_confidence_refuses() -> None:
     with pytest.raises(ConfigError, match="probabilities"):
-        MaxProbability().request_confidence({"scores": np.ones((1, 3), np.float32)})
+        MaxProbability("probabilities").request_confidence({"scores": np.ones((1, 3), np.float32)})
     with pytest.raises(ConfigError, match="numeric"):
         MaxProbability().request_confidence({"probabilities": np.array([["a", "b"]])})

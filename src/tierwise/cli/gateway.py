@@ -32,7 +32,12 @@ def gateway(
     ] = None,
     log_json: Annotated[bool, typer.Option("--log-json", help="Logs as JSON lines")] = False,
 ) -> None:
-    """Serve a V2 HTTP front that routes every request through the plan's cascade."""
+    """Serve a V2 HTTP front that routes every request through the plan's cascade.
+
+    At start it checks each cascade stage's score output (``output:``, ``scores:``)
+    against its tier's model (a local model's signature, a remote's GET /v2/models/M) and
+    refuses a plan naming an output the model lacks or one that holds no scores.
+    """
     from tierwise.router.build import build_router
     from tierwise.router.gateway import Gateway, GatewaySettings
     from tierwise.router.plan_load import load_plan
@@ -47,7 +52,14 @@ def gateway(
     sink = JsonlSink(samples, max_bytes=256 * 1024 * 1024) if samples is not None else None
     router = build_router(loaded, env=dict(os.environ), samples=sink, hedge_after_ms=hedge_after_ms)
     configure_logging("info", json_lines=log_json)
-    uvicorn_server(Gateway(loaded, router, settings), host=host, port=port).run()
+    app = Gateway(loaded, router, settings)
+    try:
+        uvicorn_server(app, host=host, port=port).run()
+    except SystemExit:  # uvicorn's own exit when the startup failed
+        if app.startup_error is None:
+            raise
+    if app.startup_error is not None:  # a plan mistake found at start: exit 2, one line
+        raise app.startup_error from None
 
 
 @route_app.command("explain")
@@ -59,9 +71,11 @@ def explain(
     urgency: Annotated[str | None, typer.Option(help="interactive | deferrable")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
-    """Print the route a request would take and why each tier was kept or skipped."""
-    from tierwise.router.explain import route_explain
+    """Print the route a request would take and why each tier was kept or skipped, and
+    which output each stage reads its scores from (checked against local model files)."""
+    from tierwise.router.explain import route_explain, stage_outputs
     from tierwise.router.meta import meta_from_parameters
+    from tierwise.router.plan_load import load_plan
 
     given = {"privacy": privacy, "deadline_ms": deadline_ms, "urgency": urgency}
     meta = meta_from_parameters(
@@ -80,6 +94,9 @@ def explain(
                 "decisions": [
                     {"tier": d.tier, "kept": d.kept, "reason": d.reason, "cause": d.cause}
                     for d in route.decisions
+                ],
+                "stages": [
+                    o.to_dict() for o in stage_outputs(load_plan(plan, check_files=False), workload)
                 ],
                 "defer_until_s": route.defer_until_s,
                 "defer_reason": route.defer_reason,

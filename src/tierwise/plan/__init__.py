@@ -16,6 +16,7 @@
 from tierwise.plan.calibration import (
     CascadeCurve,
     CurvePoint,
+    ScoreOutput,
     check_calibrations,
     curves_from_result,
     load_calibration,
@@ -73,6 +74,7 @@ __all__ = [
     "PlanResult",
     "PlanSettings",
     "ProfileCatalog",
+    "ScoreOutput",
     "Rejection",
     "Stage",
     "TierModel",

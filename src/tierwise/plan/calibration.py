@@ -6,6 +6,11 @@ planner needs, per rule, the settings it may run: thresholds, the accuracy they 
 the fraction of all requests escalated past each stage. It takes the Pareto curve of each
 rule, and the setting calibration chose for its own target.
 
+A calibration also records, per variant, the output its scores were read from and what
+they hold (``variant_outputs``: ``{"output": NAME, "scores": "probabilities" |
+"logits"}``); a plan's cascade stages carry them (``output:``, ``scores:``) so the router
+reads what calibration read.
+
 A calibration names variants, not a model: it applies to every workload whose model has
 all its variants and that lists a tier for each stage. :func:`check_calibrations` makes
 one that applies to no workload an error (a typo in a variant name would otherwise drop
@@ -16,9 +21,10 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -30,6 +36,7 @@ from tierwise.spec.messages import format_path
 __all__ = [
     "CascadeCurve",
     "CurvePoint",
+    "ScoreOutput",
     "check_calibrations",
     "curves_from_result",
     "load_calibration",
@@ -54,12 +61,22 @@ class CurvePoint:
 
 
 @dataclass(frozen=True)
+class ScoreOutput:
+    """The output a variant's scores were read from, and what they hold."""
+
+    output: str
+    scores: Literal["probabilities", "logits"] = "probabilities"
+
+
+@dataclass(frozen=True)
 class CascadeCurve:
-    """The settings calibration found for one cascade of variants (cheapest first)."""
+    """The settings calibration found for one cascade of variants (cheapest first), and
+    per variant the output its scores were read from (when the calibration says)."""
 
     variants: tuple[str, ...]
     points: tuple[CurvePoint, ...]
     source: str
+    outputs: Mapping[str, ScoreOutput] = field(default_factory=dict)
 
     def candidates(self, min_accuracy: float | None) -> list[CurvePoint]:
         """Settings to consider: every point reaching ``min_accuracy``, or, without one,
@@ -87,11 +104,19 @@ class _Rule(BaseModel):
     curve: list[_Setting] = Field(default_factory=list)
 
 
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    output: str = Field(min_length=1)
+    scores: Literal["probabilities", "logits"] = "probabilities"
+
+
 class _Calibration(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     variants: list[str] = Field(min_length=2)
     rules: dict[str, _Rule]
+    variant_outputs: dict[str, _Output] = Field(default_factory=dict)
 
 
 def _point(rule: str, setting: _Setting, stages: int, chosen: bool, where: str) -> CurvePoint:
@@ -117,7 +142,13 @@ def _curve(doc: _Calibration, source: str) -> CascadeCurve:
                 escalation_rates=rule.escalation_rates,
             )
             points.append(_point(rule.rule, chosen, stages, True, f"{source}: rules.{name}"))
-    return CascadeCurve(tuple(doc.variants), tuple(points), source)
+    unknown = sorted(set(doc.variant_outputs) - set(doc.variants))
+    if unknown:
+        raise PlanError(
+            f"{source}: variant_outputs", f"entries for the variants {doc.variants}", unknown
+        )
+    outputs = {v: ScoreOutput(o.output, o.scores) for v, o in doc.variant_outputs.items()}
+    return CascadeCurve(tuple(doc.variants), tuple(points), source, outputs)
 
 
 def load_calibration(path: str | os.PathLike[str]) -> CascadeCurve:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tierwise.errors import InfeasiblePlanError
-from tierwise.plan.calibration import CascadeCurve, CurvePoint
+from tierwise.plan.calibration import CascadeCurve, CurvePoint, ScoreOutput
 from tierwise.plan.cascade import QUANTILES, cascade_latency_ms, stage_figures
 from tierwise.plan.perf import Estimate, ProfileCatalog
 from tierwise.plan.problem import TierModel, period_rates
@@ -55,6 +55,8 @@ class Stage:
     reach: float
     rule: str | None = None
     threshold: float | None = None
+    output: str | None = None  # the tensor holding the variant's scores, as calibrated
+    scores: str | None = None  # what it holds: probabilities | logits
     provider: str = ""
     source: str = ""
     model: str = ""
@@ -189,6 +191,11 @@ def _candidates(
     return out
 
 
+def _read(c: _Candidate, variant: str) -> ScoreOutput | None:
+    """Where calibration read ``variant``'s scores (None: not calibrated, or unsaid)."""
+    return c.curve.outputs.get(variant) if c.curve is not None else None
+
+
 class _Checker:
     """Runs one workload's candidates through the checks (module docs)."""
 
@@ -290,6 +297,8 @@ class _Checker:
                 reach=reach[i],
                 rule=point.rule if point is not None and i < last else None,
                 threshold=point.thresholds[i] if point is not None and i < last else None,
+                output=read.output if (read := _read(c, v.name)) is not None else None,
+                scores=read.scores if read is not None else None,
                 provider=e.provider,
                 source=e.source,
                 model=w.model,

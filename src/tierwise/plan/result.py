@@ -60,6 +60,8 @@ class Placement:
                     "reach": s.reach,
                     "rule": s.rule,
                     "threshold": s.threshold,
+                    "output": s.output,
+                    "scores": s.scores,
                     "provider": s.provider,
                     "estimate": s.source,
                 }

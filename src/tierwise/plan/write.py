@@ -12,8 +12,9 @@ A router tier's round trips are the largest of its workloads'
 placements' shares of that tier cost per request reaching it. Each workload keeps its
 spec's privacy, residency, urgency and origin; its deadline is its SLO p99 (interactive)
 or ``deadline_h`` (deferrable); a monthly budget becomes a per-month router budget; its
-cascade is its placement's stages with the calibrated rule and threshold; ``expected``
-holds the planner's estimates.
+cascade is its placement's stages with the calibrated rule and threshold, and, where the
+calibration recorded it, the ``output`` each variant's scores were read from and what
+they hold (``scores``); ``expected`` holds the planner's estimates.
 """
 
 from __future__ import annotations
@@ -186,6 +187,9 @@ def _workload_entries(
             if i < len(stages) - 1:
                 step["rule"] = stage.rule
                 step["threshold"] = stage.threshold
+            if stage.output is not None:  # where calibration read the variant's scores
+                step["output"] = stage.output
+                step["scores"] = stage.scores or "probabilities"
             cascade.append(step)
         entry["cascade"] = cascade
         option = placement.option

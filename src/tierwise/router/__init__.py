@@ -19,6 +19,7 @@ from tierwise.router.policy import Policy
 from tierwise.router.router import Router
 from tierwise.router.rules import (
     RULES,
+    SCORE_KINDS,
     CallableRule,
     DetectorScore,
     EscalationRule,
@@ -26,6 +27,7 @@ from tierwise.router.rules import (
     MaxProbability,
     NormalizedEntropy,
     make_rule,
+    softmax,
 )
 from tierwise.router.sampling import JsonlSink, Sampler, SqliteSink
 from tierwise.router.stages import Stage
@@ -43,6 +45,7 @@ from tierwise.router.types import (
 __all__ = [
     "DEGRADING_CAUSES",
     "RULES",
+    "SCORE_KINDS",
     "Attempt",
     "BreakerSettings",
     "CalibrationResult",
@@ -92,4 +95,5 @@ __all__ = [
     "meta_from_parameters",
     "parse_plan",
     "route_explain",
+    "softmax",
 ]

@@ -68,7 +68,9 @@ def build_router(
     hedge_after_ms: float | None = None,
     tiers: Mapping[str, Tier] | None = None,
 ) -> Router:
-    """The router the plan describes (call ``await router.start()`` before use). With a
+    """The router the plan describes (call ``await router.start()`` before use: it loads
+    the in-process models and checks every stage's score output against its tier's model,
+    ConfigError naming a stage the model cannot serve). With a
     ``samples`` sink, traces are sampled at each workload's ``sample_rate``; with
     ``hedge_after_ms``, an interactive request whose remote tier has not answered in that
     time is also sent to the next remote tier, and the first answer wins. ``tiers``
@@ -84,8 +86,11 @@ def build_router(
             Stage(
                 tier=stage.tier,
                 cost_usd_per_inference=plan.tiers[stage.tier].cost_usd_per_inference,
-                rule=make_rule(stage.rule) if stage.rule is not None else None,
+                rule=make_rule(stage.rule, output=stage.output, scores=stage.score_kind)
+                if stage.rule is not None
+                else None,
                 threshold=stage.threshold,
+                output=stage.output,
             )
             for stage in config.cascade
         ]

@@ -24,6 +24,7 @@ from a fleet spec with :func:`tierwise.router.calibrate_costs.spec_usd_per_infer
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -278,7 +279,7 @@ def calibrate(
     """
     outputs, labels, tiers = run_variants(zoo_dir, variants)
     source = cost_source or ("given" if usd_per_inference else "default")
-    return calibrate_outputs(
+    result = calibrate_outputs(
         outputs,
         labels,
         variants=variants,
@@ -289,3 +290,6 @@ def calibrate(
         cost_source=source,
         grid=grid,
     )
+    # the zoo's models hold their class probabilities in ``probabilities``
+    read = {"output": "probabilities", "scores": "probabilities"}
+    return replace(result, variant_outputs={v: dict(read) for v in variants})

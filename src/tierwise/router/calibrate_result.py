@@ -137,6 +137,10 @@ class CalibrationResult:
     cloud_only: Bound
     oracle: Bound
     rules: dict[str, RuleCalibration]
+    #: per variant, the output its scores were read from and what they hold
+    #: (``{"output": NAME, "scores": "probabilities" | "logits"}``); the planner copies
+    #: them into the plan's cascade stages
+    variant_outputs: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -151,4 +155,5 @@ class CalibrationResult:
             "cloud_only": self.cloud_only.to_dict(),
             "oracle": self.oracle.to_dict(),
             "rules": {name: r.to_dict() for name, r in self.rules.items()},
+            "variant_outputs": {v: dict(o) for v, o in self.variant_outputs.items()},
         }

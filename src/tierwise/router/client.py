@@ -72,7 +72,9 @@ class Client:
         self._started = False
 
     async def start(self) -> None:
-        """Load the in-process models (the first ``infer`` does it too)."""
+        """Load the in-process models and check every cascade stage's score output against
+        its tier's model (the first ``infer`` does it too): ConfigError names a stage
+        whose ``output`` the model lacks or that holds no scores."""
         if not self._started:
             await self.router.start()
             self._started = True

@@ -16,6 +16,7 @@ cause}``: degraded answers by the tier that gave them and the cause."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -29,7 +30,13 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 
 from tierwise import __version__
-from tierwise.errors import DeadlineExceededError, NoRouteError, TierUnavailableError
+from tierwise.errors import (
+    ConfigError,
+    DeadlineExceededError,
+    NoRouteError,
+    SpecError,
+    TierUnavailableError,
+)
 from tierwise.protocol import (
     InferRequest,
     ServerMetadata,
@@ -59,6 +66,8 @@ from tierwise.server.asgi import (
 )
 
 __all__ = ["DEFERRED_TIER", "Gateway", "GatewaySettings"]
+
+log = logging.getLogger("tierwise.router")
 
 #: The outbox queue deferred requests wait in (they are routed afresh when drained).
 DEFERRED_TIER = "deferred"
@@ -101,6 +110,8 @@ class Gateway:
             ["workload"], registry=self.registry,
         )  # fmt: skip
         self.registry.register(_FallbackCollector(router))
+        #: a plan mistake found at startup (the lifespan reports it as a failed start)
+        self.startup_error: ConfigError | SpecError | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -114,8 +125,10 @@ class Gateway:
             await send_response(send, status, body, headers)
 
     async def startup(self) -> None:
-        """Load local models and start the outbox drainer (the lifespan's startup; call it
-        yourself when the gateway is mounted in another app)."""
+        """Load local models, check every stage's score output against its tier's model
+        (ConfigError for a plan mistake; see :mod:`tierwise.router.score_outputs`) and
+        start the outbox drainer (the lifespan's startup; call it yourself when the
+        gateway is mounted in another app)."""
         await self.router.start()
         if self.outbox is not None:
             self.drainer = Drainer(
@@ -132,7 +145,23 @@ class Gateway:
             self.outbox.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        await run_lifespan(receive, send, self.startup, self.shutdown)
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await self.startup()
+            except Exception as exc:
+                if isinstance(exc, ConfigError | SpecError):
+                    # a plan mistake (a stage's score output the model cannot give): kept
+                    # for the CLI to report in one line, logged without a traceback
+                    self.startup_error = exc
+                    log.error("the gateway cannot start: %s", exc)
+                else:
+                    log.exception("startup failed")
+                await self.router.close()  # what started before the failure
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        await run_lifespan(receive, send, _started, self.shutdown)
 
     async def _route(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
         method, parts = scope["method"], scope["path"].strip("/").split("/")
@@ -295,6 +324,10 @@ class Gateway:
         if item.result is not None:
             doc["result"] = orjson.loads(item.result)
         return 200, orjson.dumps(doc), list(JSON_HEADERS)
+
+
+async def _started() -> None:
+    """The lifespan's startup once :meth:`Gateway._lifespan` has run it."""
 
 
 class _FallbackCollector(Collector):

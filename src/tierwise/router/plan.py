@@ -43,6 +43,15 @@ reads it and the router, the gateway and the simulator run from it. Shape::
         cascade:                # cheapest first; every stage but the last has a rule
           - {tier: device, rule: max_prob, threshold: 0.9}
           - {tier: cloud}
+      receipts:
+        privacy: public
+        cascade:
+          - tier: device
+            rule: margin
+            threshold: 0.3
+            output: save_infer_model/scale_0.tmp_1   # the tensor holding the scores
+            scores: logits      # probabilities (default) | logits: softmax applied first
+          - {tier: cloud}
     price_schedule:             # optional: when deferrable requests run (UTC)
       off_peak_hours_utc: [0, 1, 2, 3]
       spot_windows_utc: [[22, 6]]
@@ -67,9 +76,16 @@ comes from and what the planner expects; the router reads but does not need them
 
 A tier is local (``local``) or remote (``url`` and ``model``), exactly one. Rules are the
 names of :data:`tierwise.router.rules.RULES`; a stage escalates to the next when the rule's
-confidence is under its ``threshold`` (in [0, 1]). Privacy and residency follow the spec's
-rules (:mod:`tierwise.router.placement`); a workload none of whose cascade tiers qualifies
-is a problem. The loaded plan holds absolute paths for ``spec`` and ``local.model``.
+confidence is under its ``threshold`` (in [0, 1]). A stage's rule reads the model output
+named by ``output`` (the tensor holding the scores, ``[rows, classes]``), as
+``probabilities`` or ``logits`` (``scores``; default probabilities). Without ``output``
+it reads ``probabilities`` when the model has an output of that name, else the model's
+only float ``[rows, classes >= 2]`` output; with none or several such outputs the stage
+must name one. The router checks every stage against its tier's model when it starts
+(:mod:`tierwise.router.score_outputs`); ``detector`` reads ``scores`` unless told.
+Privacy and residency follow the spec's rules (:mod:`tierwise.router.placement`); a
+workload none of whose cascade tiers qualifies is a problem. The loaded plan holds
+absolute paths for ``spec`` and ``local.model``.
 """
 
 from __future__ import annotations
@@ -80,7 +96,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from tierwise.errors import ConfigError
 from tierwise.router.placement import Origin, Place
-from tierwise.router.rules import RULES
+from tierwise.router.rules import RULES, ScoreKind
 from tierwise.router.schedule import PriceSchedule
 from tierwise.router.types import Privacy, Residency, Urgency
 from tierwise.spec.base import Name, SpecModel, inject_names
@@ -171,11 +187,19 @@ class TierConfig(SpecModel):
 
 
 class CascadeStage(SpecModel):
-    """One step of a cascade: the tier, and when to escalate past it (none on the last)."""
+    """One step of a cascade: the tier, when to escalate past it (none on the last), and
+    which output holds the scores the rule reads (``output``, ``scores``)."""
 
     tier: Name
     rule: str | None = None
     threshold: float | None = Field(default=None, ge=0, le=1)
+    output: str | None = Field(default=None, min_length=1)
+    scores: ScoreKind | None = None
+
+    @property
+    def score_kind(self) -> ScoreKind:
+        """What ``output`` holds (``probabilities`` unless the plan says ``logits``)."""
+        return self.scores or "probabilities"
 
     @field_validator("rule")
     @classmethod

@@ -81,6 +81,10 @@ def _stage_problems(workload: WorkloadConfig, base: str) -> list[Problem]:
             )
         elif stage.threshold is None:
             problems.append((f"{at}.threshold", "expected a number in [0, 1] for the rule"))
+        if stage.rule == "detector" and stage.scores == "logits":
+            problems.append(
+                (f"{at}.scores", "expected probabilities: rule 'detector' reads box scores")
+            )
     return problems
 
 

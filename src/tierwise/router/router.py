@@ -24,7 +24,6 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 
 from tierwise.errors import (
     ConfigError,
@@ -33,12 +32,7 @@ from tierwise.errors import (
     TierError,
     TierRejectedError,
 )
-from tierwise.protocol import (
-    TIMEOUT_PARAMETER,
-    InferRequest,
-    InferResponse,
-    timeout_parameter_us,
-)
+from tierwise.protocol import InferRequest, InferResponse
 from tierwise.router.answer import AttemptRecord, RoutedAnswer
 from tierwise.router.fallback import failure_cause, settle
 from tierwise.router.flags import TierFlags
@@ -47,6 +41,7 @@ from tierwise.router.hedge import hedged
 from tierwise.router.ledger import SpendLedger
 from tierwise.router.routes import RouteCache
 from tierwise.router.sampling import Sampler
+from tierwise.router.score_outputs import check_answer, check_stages, stage_failure
 from tierwise.router.stages import Answer, ConfidenceRule, Defer, RoutePolicy, Stage, Step
 from tierwise.router.tiers import LocalTier, Tier
 from tierwise.router.trace import Outcome
@@ -139,10 +134,13 @@ class Router:
         return states
 
     async def start(self) -> None:
-        """Load the in-process models of local tiers (and warm them up)."""
+        """Load the in-process models of local tiers (and warm them up), then check each
+        stage's score output against its tier's model: ConfigError names a stage whose
+        output the model lacks or that holds no scores (:mod:`~.score_outputs`)."""
         for tier in self.tiers.values():
             if isinstance(tier, LocalTier) and not tier.backend.loaded:
                 await tier.backend.load()
+        await check_stages(s for steps in self._steps.values() for s in steps.values())
 
     def _new_step(self, workload: str, stage: Stage, position: int) -> Step:
         name = stage.tier
@@ -183,40 +181,53 @@ class Router:
         if meta.deadline_ms is not None:
             waited_s = now_s - meta.received_s if meta.received_s else 0.0
             deadline_s = started + meta.deadline_ms / 1000.0 - waited_s
-        elif tiers and (first := steps.get(tiers[0])) is not None and first.local is not None:
+        elif (
+            tiers
+            and (first := steps.get(tiers[0])) is not None
+            and first.local is not None
+            and first.checked
+            and not request.outputs
+        ):
             # the common case on a device, written out: its own model, awaited right here
             backend = first.local.backend
-            outputs = await backend.infer(request.inputs, request.requested_output_names())
+            outputs = await backend.infer(request.inputs, None)
             latency_ms = (self._clock() - started) * 1000.0
             first.latency.add(latency_ms)
             if first.cost:
                 self.ledger.add(meta.workload, first.cost, now_s)
-            confidence = 1.0 if first.score is None else first.score(outputs)
-            threshold = first.threshold
-            if threshold is None or confidence >= threshold:
-                parameters = {"tier": first.name, "degraded": False}
-                response = InferResponse(backend.name, outputs, None, request.id, parameters)
+            try:
+                confidence = 1.0 if first.score is None else first.score(outputs)
+            except ConfigError as exc:  # the plan's mistake: the next stage's turn
+                reason = stage_failure(first, exc).reason
+                attempts.append((first.name, "error", reason, latency_ms, 0.0, None, "error"))
+            else:
+                threshold = first.threshold
+                if threshold is None or confidence >= threshold:
+                    parameters = {"tier": first.name, "degraded": False}
+                    response = InferResponse(backend.name, outputs, None, request.id, parameters)
+                    attempts.append(
+                        (first.name, "answered", "answered", latency_ms, first.cost, confidence,
+                         None)
+                    )  # fmt: skip
+                    routed = RoutedAnswer(
+                        meta.workload, tiers, attempts, response, first.name, None, "answered",
+                        latency_ms,
+                    )  # fmt: skip
+                    if self.sampler is not None:
+                        self._sample(routed, request, meta)
+                    return routed
+                best = (first, InferResponse(backend.name, outputs, id=request.id), confidence,
+                        latency_ms)  # fmt: skip
+                if len(tiers) == 1:  # below the bar with nothing after it: _finish says why
+                    attempts.append(
+                        (first.name, "answered", "answered", latency_ms, first.cost, confidence,
+                         None)
+                    )  # fmt: skip
+                    return self._finish(request, meta, route, attempts, best, started)
+                why = f"confidence {confidence:.3f} < threshold {threshold:.3f}"
                 attempts.append(
-                    (first.name, "answered", "answered", latency_ms, first.cost, confidence, None)
+                    (first.name, "escalated", why, latency_ms, first.cost, confidence, None)
                 )
-                routed = RoutedAnswer(
-                    meta.workload, tiers, attempts, response, first.name, None, "answered",
-                    latency_ms,
-                )  # fmt: skip
-                if self.sampler is not None:
-                    self._sample(routed, request, meta)
-                return routed
-            best = (first, InferResponse(backend.name, outputs, id=request.id), confidence,
-                    latency_ms)  # fmt: skip
-            if len(tiers) == 1:  # below the bar with nothing after it: _finish says why
-                attempts.append(
-                    (first.name, "answered", "answered", latency_ms, first.cost, confidence, None)
-                )
-                return self._finish(request, meta, route, attempts, best, started)
-            why = f"confidence {confidence:.3f} < threshold {threshold:.3f}"
-            attempts.append(
-                (first.name, "escalated", why, latency_ms, first.cost, confidence, None)
-            )
             index = 1
         last = len(tiers) - 1
         hedge_after_ms = self.hedge_after_ms
@@ -278,46 +289,19 @@ class Router:
         attempts: list[AttemptRecord],
     ) -> Answer | None:
         """Call one tier; None (and the reason among ``attempts``) when it gives no answer."""
-        prepared = self._prepare(step, request, deadline_s, attempts)
+        prepared = step.prepare(request, deadline_s, self._clock, attempts)
         if prepared is None:
             return None
         call, timeout_s = prepared
         t0 = self._clock()
         try:
             response = await step.tier.infer(call, timeout_s=timeout_s)
+            return self._answered(step, response, t0, now_s)
         except TierRejectedError:
             raise  # the request itself is wrong; another tier would say the same
         except TierError as exc:
             self._failed(step, exc, t0, attempts)
             return None
-        return self._answered(step, response, t0, now_s)
-
-    def _prepare(
-        self,
-        step: Step,
-        request: InferRequest,
-        deadline_s: float | None,
-        attempts: list[AttemptRecord],
-    ) -> tuple[InferRequest, float] | None:
-        """The request and time limit for one tier's call; None when it is not to be asked
-        (breaker open, deadline passed), with the reason among ``attempts``."""
-        breaker = step.breaker
-        if breaker is not None and not breaker.allow():
-            attempts.append((step.name, "skipped", "breaker open", 0.0, 0.0, None, "breaker_open"))
-            return None
-        timeout_s = step.timeout_s
-        if deadline_s is not None:
-            left_s = deadline_s - self._clock()
-            if left_s <= 0:
-                attempts.append(
-                    (step.name, "skipped", "deadline passed", 0.0, 0.0, None, "deadline")
-                )
-                return None
-            timeout_s = min(timeout_s, left_s)
-            if step.forward_deadline:  # the tier hears of the deadline: V2 ``timeout``
-                parameters = request.parameters | {TIMEOUT_PARAMETER: timeout_parameter_us(left_s)}
-                request = replace(request, parameters=parameters)
-        return request, timeout_s
 
     def _failed(self, step: Step, exc: TierError, t0: float, attempts: list[AttemptRecord]) -> None:
         elapsed_ms = (self._clock() - t0) * 1000.0
@@ -329,14 +313,23 @@ class Router:
         attempts.append((step.name, outcome, exc.reason, elapsed_ms, 0.0, None, cause))
 
     def _answered(self, step: Step, response: InferResponse, t0: float, now_s: float) -> Answer:
+        """The tier's answer with its confidence; TierError when the stage's score tensor
+        is not in it as the plan says (a failure to fall back from, not the client's)."""
         latency_ms = (self._clock() - t0) * 1000.0
+        confidence = 1.0
+        if step.score is not None:
+            try:
+                if not step.checked:
+                    check_answer(step, response.outputs)
+                confidence = step.score(response.outputs)
+            except ConfigError as exc:
+                raise stage_failure(step, exc) from exc
         if step.breaker is not None:
             step.breaker.record_success()
         step.latency.add(latency_ms)
         if step.cost:
             self.ledger.add(step.workload, step.cost, now_s)
-        score = step.score
-        return step, response, 1.0 if score is None else score(response.outputs), latency_ms
+        return step, response, confidence, latency_ms
 
     def _is_interactive(self, meta: RequestMeta) -> bool:
         if meta.urgency is not None:
@@ -364,6 +357,9 @@ class Router:
             if cause is not None:
                 key = (meta.workload, step.name, cause)
                 self.fallbacks[key] = self.fallbacks.get(key, 0) + 1
+        if request.outputs and len(response.outputs) > len(request.outputs):  # + the scores
+            asked = {o.name for o in request.outputs}
+            response.outputs = {k: v for k, v in response.outputs.items() if k in asked}
         # what the gateway and the client need; the trace id only when someone asks
         parameters = dict(response.parameters)
         parameters["tier"] = step.name

@@ -10,6 +10,14 @@ with a faster equivalent, as :class:`MaxProbability` does. Confidences are clipp
 [0, 1] and NaN counts as 0 (for max_prob and margin, a row holding NaN), so broken outputs
 escalate rather than pass.
 
+Which tensor a rule reads is its ``output``. The classifier rules (max_prob, margin,
+entropy) read class scores ``[rows, classes]``; with ``output=None`` they read
+``probabilities`` when the model has an output of that name, else the model's only float
+``[rows, classes >= 2]`` output, and refuse to guess among several
+(:func:`pick_score_output`). ``scores="logits"`` says the tensor holds logits: each row goes
+through a numerically stable softmax first, so a rule's confidences (and its escalation
+decisions) are the same for a model's logits as for their softmax.
+
 Rules are chosen by name in config (:data:`RULES`, :func:`make_rule`); any callable
 ``outputs -> per-row confidence`` can be a rule through :class:`CallableRule`.
 The router calls a rule on every request, so rules are vectorized numpy with no Python loop
@@ -18,8 +26,9 @@ over rows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 
@@ -34,14 +43,57 @@ __all__ = [
     "MaxProbability",
     "NormalizedEntropy",
     "Outputs",
+    "SCORE_KINDS",
+    "ScoreKind",
     "make_rule",
+    "pick_score_output",
+    "softmax",
 ]
 
 #: A tier's decoded outputs: tensor name to array, rows (the batch) first.
 Outputs = Mapping[str, np.ndarray]
 
+#: What a score tensor holds: class probabilities, or logits (softmax applied first).
+ScoreKind = Literal["probabilities", "logits"]
+SCORE_KINDS: tuple[ScoreKind, ...] = get_args(ScoreKind)
+
+#: The output a classifier rule reads first when none is named.
+DEFAULT_SCORE_OUTPUT = "probabilities"
+
 #: Up to this many scores, MaxProbability's request confidence is computed in Python.
 _PYTHON_BELOW = 256
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``[rows, classes]`` logits in float64, stable for any magnitude
+    (each row's maximum is subtracted first). A row holding NaN or +inf comes out NaN, so a
+    rule gives it confidence 0."""
+    x = np.asarray(logits, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        shifted = x - x.max(axis=1, keepdims=True)
+        e = np.exp(shifted)
+        return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+def pick_score_output(outputs: Outputs) -> str | None:
+    """The tensor a classifier rule reads when none is named: ``probabilities`` when
+    present, else the only float ``[rows, classes >= 2]`` array; None when there is no
+    such array or several (the caller says which)."""
+    if DEFAULT_SCORE_OUTPUT in outputs:
+        return DEFAULT_SCORE_OUTPUT
+    found = [
+        name
+        for name, value in outputs.items()
+        if isinstance(value, np.ndarray)
+        and value.dtype.kind == "f"
+        and value.ndim == 2
+        and value.shape[1] >= 2
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+def _describe(outputs: Outputs) -> list[str]:
+    return [f"{name} {np.asarray(v).dtype} {list(np.shape(v))}" for name, v in outputs.items()]
 
 
 def _finite_unit(values: np.ndarray) -> np.ndarray:
@@ -53,17 +105,22 @@ def _finite_unit(values: np.ndarray) -> np.ndarray:
 class EscalationRule:
     """Base of every escalation rule.
 
-    Override :meth:`confidence`. ``output`` names the tensor the rule reads; ``expects``
+    Override :meth:`confidence`. ``output`` names the tensor the rule reads (None: pick
+    it from what the model returns, :func:`pick_score_output`); ``scores`` says whether it
+    holds probabilities or logits (:meth:`tensor` applies softmax to logits); ``expects``
     (a class attribute) says what it should hold, for error messages.
     """
 
     name: ClassVar[str] = "rule"
     expects: ClassVar[str] = "a [rows, classes] tensor"
 
-    def __init__(self, output: str = "probabilities") -> None:
-        if not isinstance(output, str) or not output:
+    def __init__(self, output: str | None = None, scores: ScoreKind = "probabilities") -> None:
+        if output is not None and (not isinstance(output, str) or not output):
             raise ConfigError("output", "the name of an output tensor", output)
+        if scores not in SCORE_KINDS:
+            raise ConfigError("scores", f"one of {', '.join(SCORE_KINDS)}", scores)
         self.output = output
+        self.scores: ScoreKind = scores
 
     def confidence(self, outputs: Outputs) -> np.ndarray:
         """One confidence per row in [0, 1], higher = more sure. Override point."""
@@ -88,15 +145,28 @@ class EscalationRule:
         return np.asarray(self.confidence(outputs) < threshold)
 
     def tensor(self, outputs: Outputs, *, min_columns: int = 1) -> np.ndarray:
-        """The rule's tensor as float ``[rows, columns]``; a 1-D tensor is one row.
+        """The rule's tensor as ``[rows, columns]`` (a 1-D tensor is one row); logits come
+        back as probabilities (float64, softmax per row).
 
-        Raises ConfigError naming the tensor when it is missing or out of shape.
+        Raises ConfigError naming the tensor when it is missing or out of shape, or, with
+        no output named, when the outputs hold no unambiguous score tensor.
         """
-        found = outputs.get(self.output)
+        name = self.output
+        if name is None:
+            name = pick_score_output(outputs)
+            if name is None:
+                raise ConfigError(
+                    "outputs",
+                    f"an output named {DEFAULT_SCORE_OUTPUT!r} or exactly one float [rows,"
+                    f" classes >= 2] tensor for rule {self.name!r}; set output: to the"
+                    " tensor that holds the scores",
+                    _describe(outputs),
+                )
+        found = outputs.get(name)
         if found is None:
             raise ConfigError(
-                f"outputs[{self.output!r}]",
-                f"{self.expects} for rule {self.name!r}; set output= to the tensor to read",
+                f"outputs[{name!r}]",
+                f"{self.expects} for rule {self.name!r}; set output: to the tensor to read",
                 sorted(outputs),
             )
         array = np.asarray(found)
@@ -104,14 +174,17 @@ class EscalationRule:
             array = array[np.newaxis, :]
         if array.ndim != 2 or array.shape[1] < min_columns or array.dtype.kind not in "fiub":
             raise ConfigError(
-                f"outputs[{self.output!r}]",
+                f"outputs[{name!r}]",
                 f"{self.expects} (numeric, at least {min_columns} columns) for rule {self.name!r}",
                 f"{array.dtype} {list(array.shape)}",
             )
+        if self.scores == "logits":
+            return softmax(array)
         return array
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(output={self.output!r})"
+        kind = "" if self.scores == "probabilities" else f", scores={self.scores!r}"
+        return f"{type(self).__name__}(output={self.output!r}{kind})"
 
 
 class MaxProbability(EscalationRule):
@@ -130,7 +203,7 @@ class MaxProbability(EscalationRule):
         # one small row of floats (a device's request), one ``tolist()`` and Python's max
         # do the work; the list's shape says what the array's would. NaN (or inf - inf)
         # in the sum, and anything else, take the vectorized way.
-        p = outputs.get(self.output)
+        p = outputs.get(self.output) if self.output is not None else None
         if type(p) is np.ndarray and p.size <= _PYTHON_BELOW:
             rows = p.tolist()
             if type(rows) is list and len(rows) == 1:
@@ -138,7 +211,11 @@ class MaxProbability(EscalationRule):
                 if type(row) is list and row and type(row[0]) is float:
                     least = max(row)
                     total = sum(row)
-                    if total == total and least > 0.0:
+                    if self.scores == "logits":
+                        # softmax's top probability: 1 / sum(exp(v - max)); finite rows only
+                        if total == total and -math.inf < total < math.inf:
+                            return 1.0 / sum([math.exp(v - least) for v in row])
+                    elif total == total and least > 0.0:
                         return least if least < 1.0 else 1.0
         scores = self.confidence(outputs)
         return float(scores.min()) if scores.size else 0.0
@@ -191,8 +268,10 @@ class DetectorScore(EscalationRule):
     name = "detector"
     expects = "per-box scores [rows, boxes]"
 
-    def __init__(self, output: str = "scores") -> None:
-        super().__init__(output)
+    def __init__(self, output: str | None = None, scores: ScoreKind = "probabilities") -> None:
+        if scores != "probabilities":
+            raise ConfigError("scores", "'probabilities' for rule 'detector' (box scores)", scores)
+        super().__init__(output or "scores", scores)
 
     def confidence(self, outputs: Outputs) -> np.ndarray:
         scores = self.tensor(outputs).astype(np.float64)

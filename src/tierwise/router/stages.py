@@ -1,21 +1,29 @@
 """What the router is built from: a policy, and per workload its cascade of stages (tier,
-cost, escalation rule, threshold); and :class:`Step`, a stage resolved once with
-everything a call needs, so a request does no lookups it did before."""
+cost, escalation rule, threshold, the tensor holding the scores); and :class:`Step`, a
+stage resolved once with everything a call needs, so a request does no lookups it did
+before."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 
-from tierwise.protocol import InferRequest, InferResponse
+from tierwise.protocol import (
+    TIMEOUT_PARAMETER,
+    InferRequest,
+    InferResponse,
+    RequestedOutput,
+    timeout_parameter_us,
+)
+from tierwise.router.answer import AttemptRecord
 from tierwise.router.health import CircuitBreaker, LatencyWindow
 from tierwise.router.tiers import LocalTier, Tier
 from tierwise.router.types import RequestMeta, Route, TierState
 
-__all__ = ["Answer", "ConfidenceRule", "Defer", "RoutePolicy", "Stage", "Step"]
+__all__ = ["Answer", "ConfidenceRule", "Defer", "RoutePolicy", "Stage", "Step", "scorer"]
 
 
 class ConfidenceRule(Protocol):
@@ -44,12 +52,15 @@ class RoutePolicy(Protocol):
 @dataclass(frozen=True, slots=True)
 class Stage:
     """One step of a workload's cascade: escalate past it when the answer's confidence is
-    under ``threshold`` (no rule: whatever it answers is final)."""
+    under ``threshold`` (no rule: whatever it answers is final). ``output`` is the score
+    tensor the plan names for the stage; a rule reads its own (``rule.output``), and a
+    stage without a rule has its ``output`` checked against the model all the same."""
 
     tier: str
     cost_usd_per_inference: float = 0.0
     rule: ConfidenceRule | None = None
     threshold: float | None = None
+    output: str | None = None
 
 
 #: Where deferred requests go: (request, meta, route) -> outbox item id.
@@ -63,13 +74,18 @@ class Step:
 
     __slots__ = (
         "breaker",
+        "checked",
         "cost",
         "forward_deadline",
         "latency",
         "local",
         "name",
+        "output",
         "position",
+        "problem",
+        "reads",
         "remote",
+        "rule",
         "score",
         "threshold",
         "tier",
@@ -100,16 +116,61 @@ class Step:
         self.forward_deadline = not isinstance(tier, LocalTier)
         # a plain in-process model the router awaits itself (a subclass may override infer)
         self.local = tier if type(tier) is LocalTier else None
-        self.score = _scorer(stage.rule)
+        self.rule = stage.rule
+        self.output = stage.output
+        self.score = scorer(stage.rule)
         # a rule without a threshold scores for the trace but never escalates
         self.threshold = stage.threshold if stage.rule is not None else None
+        # whether the score tensor was checked against the model (nothing to check: yes);
+        # ``problem`` is the last thing found wrong with it (tierwise.router.score_outputs)
+        self.checked = stage.rule is None and stage.output is None
+        self.problem: str | None = None
+        # the output the rule reads, once checked (asked of the tier when a request names
+        # the outputs it wants and leaves it out)
+        self.reads: str | None = None
+
+    def prepare(
+        self,
+        request: InferRequest,
+        deadline_s: float | None,
+        clock: Callable[[], float],
+        attempts: list[AttemptRecord],
+    ) -> tuple[InferRequest, float] | None:
+        """The request and time limit for this tier's call; None when it is not to be
+        asked (breaker open, deadline passed), with the reason among ``attempts``."""
+        breaker = self.breaker
+        if breaker is not None and not breaker.allow():
+            attempts.append((self.name, "skipped", "breaker open", 0.0, 0.0, None, "breaker_open"))
+            return None
+        timeout_s = self.timeout_s
+        if deadline_s is not None:
+            left_s = deadline_s - clock()
+            if left_s <= 0:
+                attempts.append(
+                    (self.name, "skipped", "deadline passed", 0.0, 0.0, None, "deadline")
+                )
+                return None
+            timeout_s = min(timeout_s, left_s)
+            if self.forward_deadline:  # the tier hears of the deadline: V2 ``timeout``
+                parameters = request.parameters | {TIMEOUT_PARAMETER: timeout_parameter_us(left_s)}
+                request = replace(request, parameters=parameters)
+        reads = self.reads
+        if request.outputs and reads is not None and all(o.name != reads for o in request.outputs):
+            request = replace(request, outputs=[*request.outputs, RequestedOutput(reads)])
+        return request, timeout_s
+
+    @property
+    def where(self) -> str:
+        """The stage as the plan names it: ``workloads.W.cascade[i]``."""
+        return f"workloads.{self.workload}.cascade[{self.position}]"
 
 
 #: A tier's answer: the step that gave it, the response, its confidence, its latency (ms).
 Answer = tuple[Step, InferResponse, float, float]
 
 
-def _scorer(rule: ConfidenceRule | None) -> Callable[[Mapping[str, np.ndarray]], float] | None:
+def scorer(rule: ConfidenceRule | None) -> Callable[[Mapping[str, np.ndarray]], float] | None:
+    """What a step calls on each answer: the rule's request confidence (None: no rule)."""
     if rule is None:
         return None
     fast: Callable[[Mapping[str, np.ndarray]], float] | None = getattr(

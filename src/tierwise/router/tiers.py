@@ -25,13 +25,15 @@ from tierwise.protocol import (
     HEADER_LENGTH_HEADER,
     InferRequest,
     InferResponse,
+    ModelMetadata,
+    TensorMetadata,
     decode_response,
     encode_request,
     parse_header_length,
 )
 from tierwise.router.bounded import bounded
 from tierwise.router.http11 import HttpClient, HttpResponse
-from tierwise.runtime import Backend
+from tierwise.runtime import Backend, Signature, TensorSpec
 
 __all__ = ["LocalTier", "RemoteTier", "Tier", "TierKind"]
 
@@ -39,7 +41,8 @@ TierKind = Literal["device", "edge", "cloud"]
 
 
 class Tier(abc.ABC):
-    """One place a request can run. Override :meth:`infer` (and :meth:`close`)."""
+    """One place a request can run. Override :meth:`infer` (and :meth:`close`;
+    :meth:`model_signature` and :attr:`model_label` where the tier can say what it runs)."""
 
     def __init__(self, name: str, kind: TierKind, *, timeout_s: float = 5.0) -> None:
         if timeout_s <= 0:
@@ -52,9 +55,20 @@ class Tier(abc.ABC):
     def remote(self) -> bool:
         return False
 
+    @property
+    def model_label(self) -> str:
+        """How messages name the model this tier runs (the tier's name by default)."""
+        return self.name
+
     @abc.abstractmethod
     async def infer(self, request: InferRequest, *, timeout_s: float) -> InferResponse:
         """Answer ``request`` within ``timeout_s`` or raise a TierError."""
+
+    async def model_signature(self) -> Signature | None:
+        """The inputs and outputs of the model this tier runs, for the router's start-up
+        checks of each stage's score output; None when the tier cannot say (its answers
+        are checked instead). Raises TierError when it cannot be asked now."""
+        return None
 
     async def close(self) -> None:
         """Release connections or models (nothing by default)."""
@@ -75,6 +89,14 @@ class LocalTier(Tier):
     ) -> None:
         super().__init__(name, kind, timeout_s=timeout_s)
         self.backend = backend
+
+    @property
+    def model_label(self) -> str:
+        path = getattr(self.backend, "path", None)
+        return str(path) if path is not None else self.backend.name
+
+    async def model_signature(self) -> Signature | None:
+        return self.backend.signature if self.backend.loaded else None
 
     async def infer(self, request: InferRequest, *, timeout_s: float) -> InferResponse:
         call = self.backend.infer(request.inputs, request.requested_output_names())
@@ -114,6 +136,7 @@ class RemoteTier(Tier):
         self.version = version
         self._binary = binary  # None: use it when the peer lists binary_tensor_data
         path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "")
+        self._metadata_path = path
         self._infer_path = path + "/infer"
         headers = {"authorization": authorization} if authorization else {}
         self._client = HttpClient(self.url, headers=headers, max_connections=max_connections)
@@ -121,6 +144,33 @@ class RemoteTier(Tier):
     @property
     def remote(self) -> bool:
         return True
+
+    @property
+    def model_label(self) -> str:
+        return self.model + (f" version {self.version}" if self.version else "")
+
+    async def model_signature(self) -> Signature | None:
+        """The model's V2 metadata (``GET /v2/models/{model}``) as a signature;
+        TierUnavailableError when the endpoint cannot be reached or does not answer 200,
+        TierError when its answer is not V2 model metadata."""
+        path = self._metadata_path
+        try:
+            response = await self._client.request("GET", path, timeout_s=self.timeout_s)
+        except TimeoutError as exc:
+            raise TierTimeoutError(tier=self.name, timeout_s=self.timeout_s) from exc
+        except OSError as exc:
+            raise TierUnavailableError(f"{type(exc).__name__}: {exc}", tier=self.name) from exc
+        if response.status_code != 200:
+            raise TierUnavailableError(f"GET {path}: HTTP {response.status_code}", tier=self.name)
+        try:
+            meta = ModelMetadata.from_dict(orjson.loads(response.content))
+        except (ProtocolError, orjson.JSONDecodeError) as exc:
+            raise TierError(f"GET {path}: not V2 model metadata: {exc}", tier=self.name) from exc
+
+        def specs(tensors: list[TensorMetadata]) -> tuple[TensorSpec, ...]:
+            return tuple(TensorSpec(t.name, t.datatype, tuple(t.shape)) for t in tensors)
+
+        return Signature(specs(meta.inputs), specs(meta.outputs))
 
     async def _peer_binary(self, timeout_s: float) -> bool:
         if self._binary is None:
