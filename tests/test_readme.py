@@ -22,7 +22,12 @@ from tierwise.server import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, flags=re.S)
+# "Bring your own model" has a test of its own (test_byom_walkthrough.py), which runs its
+# servers side by side and checks what each step wrote
+BYOM = re.search(r"^## Bring your own model\n.*?(?=^## )", README, flags=re.S | re.M)
+BLOCKS = re.findall(
+    r"```(\w+)\n(.*?)```", README.replace(BYOM.group(0), "") if BYOM else README, flags=re.S
+)
 
 
 def _lines(kind: str) -> list[str]:
@@ -45,6 +50,11 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_readme_has_the_bring_your_own_model_section() -> None:
+    assert BYOM is not None
+    assert "tierwise calibrate --model" in BYOM.group(0)
 
 
 def test_readme_opens_with_the_two_commands() -> None:
