@@ -47,3 +47,19 @@ async def test_answers_and_maps_failures(tmp_path: Path) -> None:
             await missing.infer(_request(), timeout_s=5.0)
     finally:
         await app.shutdown()
+
+
+async def test_describes_its_model_for_the_start_up_checks(tmp_path: Path) -> None:
+    dense_stack_model(tmp_path / "heavy" / "1" / "model.onnx", width=16, depth=1)
+    app = create_app(ServerSettings(model_repo=tmp_path))
+    await app.startup()
+    try:
+        tier = ServedTier("edge", app.dataplane, "heavy")
+        assert tier.model_label == "heavy"
+        signature = await tier.model_signature()
+        assert signature is not None
+        assert [(o.name, o.shape) for o in signature.outputs] == [("y", (-1, 16))]
+        # a model the node does not serve (yet) is checked on its first answer instead
+        assert await ServedTier("edge", app.dataplane, "nope").model_signature() is None
+    finally:
+        await app.shutdown()

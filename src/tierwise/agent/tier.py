@@ -18,6 +18,7 @@ from tierwise.errors import (
 from tierwise.protocol import InferRequest, InferResponse
 from tierwise.router.bounded import bounded
 from tierwise.router.tiers import Tier, TierKind
+from tierwise.runtime import Signature
 from tierwise.server.dataplane import DataPlane
 
 __all__ = ["ServedTier"]
@@ -41,6 +42,18 @@ class ServedTier(Tier):
         super().__init__(name, kind, timeout_s=timeout_s)
         self.dataplane = dataplane
         self.model = model
+
+    @property
+    def model_label(self) -> str:
+        return self.model
+
+    async def model_signature(self) -> Signature | None:
+        """The serving version's signature; None while the model has none serving (its
+        stages are then checked on their first answer)."""
+        try:
+            return self.dataplane.manager.resolve(self.model, None).backend.signature
+        except ModelError:
+            return None
 
     async def infer(self, request: InferRequest, *, timeout_s: float) -> InferResponse:
         try:
