@@ -4,7 +4,7 @@ the route a policy chose and why. Plain frozen dataclasses, no I/O."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 __all__ = [
     "DEGRADING_CAUSES",
@@ -44,18 +44,7 @@ Cause = Literal[
 #: Causes that make an answer below its stage's bar ``degraded``: the cascade would have
 #: asked the stage. Privacy and residency are not among them: the request's data may not
 #: go there, so its cascade never would have.
-DEGRADING_CAUSES: Final[frozenset[str]] = frozenset(
-    {
-        "breaker_open",
-        "unhealthy",
-        "thermal_offload",
-        "budget",
-        "deadline",
-        "timeout",
-        "partition",
-        "error",
-    }
-)
+DEGRADING_CAUSES: Final[frozenset[str]] = frozenset(get_args(Cause)) - {"privacy", "residency"}
 
 
 @dataclass(frozen=True, slots=True)
