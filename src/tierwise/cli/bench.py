@@ -230,10 +230,11 @@ def profile(
 ) -> None:
     """Measure each variant with each execution provider on this machine.
 
-    Per batch size: latency p50/p95/p99 (after warm-up) and rows/s; per variant: peak
-    memory (the model's, not the eval set's), and accuracy on the zoo's held-out split
-    (or --eval). Inputs are timed at the shapes of --eval or --input-shape; a model with
-    dynamic dimensions besides the batch needs one of them.
+    Per batch size: latency p50/p95/p99 (after warm-up) and rows/s; per variant:
+    peak memory (the model's, not the eval set's), and accuracy on the zoo's
+    held-out split (or --eval). Inputs are timed at the shapes of --eval or
+    --input-shape; a model with dynamic dimensions besides the batch needs one
+    of them.
     """
     from tierwise.bench.host import host_info
     from tierwise.bench.measure import profile_files, profile_zoo
@@ -300,9 +301,10 @@ def endpoint(
 ) -> None:
     """Profile a live V2 tier end to end, network included (any V2 server).
 
-    Latency percentiles from one caller at a time, throughput from --concurrency callers.
-    Inputs are timed at the shapes of --eval (or --zoo) or --input-shape; a model with
-    dynamic dimensions besides the batch needs one of them.
+    Latency percentiles from one caller at a time, throughput from --concurrency
+    callers. Inputs are timed at the shapes of --eval (or --zoo) or
+    --input-shape; a model with dynamic dimensions besides the batch needs one
+    of them.
     """
     from tierwise.bench.endpoint import profile_endpoint, profile_endpoint_set
     from tierwise.bench.evalset import EvalSet

@@ -197,13 +197,11 @@ def calibrate(
 ) -> None:
     """Sweep escalation thresholds over held-out data: accuracy, escalation and cost.
 
-    Either --zoo DIR (the digits zoo's held-out split), or your own cascade: --model
-    NAME=FILE.onnx / --endpoint NAME=http://HOST:PORT/v2/models/MODEL, cheapest first, with
-    --eval DATA (an .npz of input arrays plus 'labels', or a folder of V2 request JSON files
-    plus labels.txt / labels.json). Prints each rule's accuracy / escalation / cost curve,
-    the cheapest thresholds that reach the target and the oracle bound; --json prints the
-    calibration `tierwise plan SPEC --calibration` reads, with the output and score kind
-    each variant was read with.
+    The digits zoo's held-out split (--zoo DIR), or your own cascade (see --model, --eval).
+
+    Prints each rule's curve, the cheapest thresholds reaching the target, the oracle bound.
+
+    --json prints the calibration that `tierwise plan SPEC --calibration` reads.
     """
     if target_accuracy <= 0.0:
         raise typer.BadParameter("expected a fraction in (0, 1]", param_hint="--target-accuracy")

@@ -34,9 +34,10 @@ def gateway(
 ) -> None:
     """Serve a V2 HTTP front that routes every request through the plan's cascade.
 
-    At start it checks each cascade stage's score output (``output:``, ``scores:``)
-    against its tier's model (a local model's signature, a remote's GET /v2/models/M) and
-    refuses a plan naming an output the model lacks or one that holds no scores.
+    At start it checks each cascade stage's score output (``output:``,
+    ``scores:``) against its tier's model (a local model's signature, a remote's
+    GET /v2/models/M) and refuses a plan naming an output the model lacks or one
+    that holds no scores.
     """
     from tierwise.router.build import build_router
     from tierwise.router.gateway import Gateway, GatewaySettings
@@ -71,8 +72,10 @@ def explain(
     urgency: Annotated[str | None, typer.Option(help="interactive | deferrable")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
-    """Print the route a request would take and why each tier was kept or skipped, and
-    which output each stage reads its scores from (checked against local model files)."""
+    """Print the route a request would take and why each tier was kept or skipped,
+    and which output each stage reads its scores from (checked against local
+    model files).
+    """
     from tierwise.router.explain import route_explain, stage_outputs
     from tierwise.router.meta import meta_from_parameters
     from tierwise.router.plan_load import load_plan

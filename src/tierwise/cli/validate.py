@@ -28,11 +28,13 @@ def validate(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
-    """Check fleet specs: exit 0 when every file is valid, 2 with one line per problem.
+    """Check fleet specs: exit 0 when every file is valid, 2 with one line per
+    problem.
 
-    A variant's uri that is a plain path is looked up relative to the spec's folder: a
-    folder, an empty file or (runtime onnxruntime) a file that is not ONNX is a problem; a
-    missing file is a warning (on stderr, exit 0) unless --strict.
+    A variant's uri that is a plain path is looked up relative to the spec's
+    folder: a folder, an empty file or (runtime onnxruntime) a file that is not
+    ONNX is a problem; a missing file is a warning (on stderr, exit 0) unless
+    --strict.
     """
     from tierwise.spec import check_files
 
