@@ -12,9 +12,10 @@ OPSET = 17
 IR_VERSION = 8
 
 
-def _save(graph: onnx.GraphProto, path: Path) -> Path:
+def save_graph(graph: onnx.GraphProto, path: Path, producer: str = "tierwise-tests") -> Path:
+    """``graph`` as a checked model file at ``path`` (folders made as needed)."""
     model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tierwise-tests"
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name=producer
     )
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
@@ -58,7 +59,7 @@ def mixed_model(path: Path) -> Path:
         helper.make_node("Identity", ["e"], ["raw"]),
         helper.make_node("Identity", ["s"], ["text"]),
     ]
-    return _save(helper.make_graph(nodes, "mixed", inputs, outputs, inits), path)
+    return save_graph(helper.make_graph(nodes, "mixed", inputs, outputs, inits), path)
 
 
 def scale_model(path: Path, factor: float, *, width: int = 4) -> Path:
@@ -71,7 +72,7 @@ def scale_model(path: Path, factor: float, *, width: int = 4) -> Path:
         [t("y", TensorProto.FLOAT, ["batch", width])],
         [helper.make_tensor("k", TensorProto.FLOAT, [], [factor])],
     )
-    return _save(graph, path)
+    return save_graph(graph, path)
 
 
 def fixed_batch_model(path: Path) -> Path:
@@ -84,7 +85,7 @@ def fixed_batch_model(path: Path) -> Path:
         [t("y", TensorProto.FLOAT, [1, 2])],
         [helper.make_tensor("k", TensorProto.FLOAT, [], [1.0])],
     )
-    return _save(graph, path)
+    return save_graph(graph, path)
 
 
 def _weights(name: str, shape: tuple[int, ...], seed: int) -> onnx.TensorProto:
@@ -117,7 +118,7 @@ def detector_model(path: Path) -> Path:
             helper.make_tensor("scales", TensorProto.FLOAT, [4], [1.0, 1.0, 2.0, 2.0]),
         ],
     )
-    return _save(graph, path)
+    return save_graph(graph, path)
 
 
 def reflect_pad_model(path: Path) -> Path:
@@ -141,7 +142,7 @@ def reflect_pad_model(path: Path) -> Path:
             _weights("bank", (4, 1, 8), 3),
         ],
     )
-    return _save(graph, path)
+    return save_graph(graph, path)
 
 
 def stateful_model(path: Path) -> Path:
@@ -181,7 +182,7 @@ def stateful_model(path: Path) -> Path:
             helper.make_tensor("axis1", TensorProto.INT64, [1], [1]),
         ],
     )
-    return _save(graph, path)
+    return save_graph(graph, path)
 
 
 def failing_model(path: Path, *, input_name: str = "x") -> Path:
@@ -195,4 +196,4 @@ def failing_model(path: Path, *, input_name: str = "x") -> Path:
         [t("y", TensorProto.FLOAT, ["batch", 1])],
         [helper.make_tensor("column", TensorProto.INT64, [1], [10])],
     )
-    return _save(graph, path)
+    return save_graph(graph, path)

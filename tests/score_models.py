@@ -15,11 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from onnx_models import IR_VERSION, OPSET
+from onnx_models import save_graph
 
 #: The output name of the user's model in the issue.
 PADDLE_OUTPUT = "save_infer_model/scale_0.tmp_1"
@@ -64,14 +63,7 @@ def image_classifier(
         outputs,
         [helper.make_tensor("w", TensorProto.FLOAT, [3, 2], weights.ravel())],
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="paddle2onnx-like"
-    )
-    model.ir_version = IR_VERSION
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path, producer="paddle2onnx-like")
 
 
 def images(rows: int, *, height: int = 48, width: int = 192, seed: int = 0) -> np.ndarray:
