@@ -65,21 +65,28 @@ def make_release(tmp_path: Path, zoo: Path) -> Release:
     return made
 
 
-def node_settings(tmp_path: Path, release: Release, **extra: Any) -> AgentSettings:
+def _settings(tmp_path: Path, registry: dict[str, Any], **fields: Any) -> AgentSettings:
+    """Node ``store-1`` under ``tmp_path`` syncing from ``registry``, with ``fields`` on top."""
     data: dict[str, Any] = {
         "node": "store-1",
         "state_dir": tmp_path / "node",
         "port": 0,
-        "bundle": "digits",
-        "serve": [{"variant": "small"}],
-        "registry": {"store": str(release.root), "trusted_keys": [release.keys.public_path]},
+        "registry": registry,
         "desired_file": tmp_path / "desired.yaml",
         "sync_interval_s": 3600,
         "keep_versions": 3,
         "drain_timeout_s": 5,
     }
-    data.update(extra)
+    data.update(fields)
     return AgentSettings.model_validate(data)
+
+
+def node_settings(tmp_path: Path, release: Release, **extra: Any) -> AgentSettings:
+    registry = extra.pop(
+        "registry", {"store": str(release.root), "trusted_keys": [release.keys.public_path]}
+    )
+    fields: dict[str, Any] = {"bundle": "digits", "serve": [{"variant": "small"}]}
+    return _settings(tmp_path, registry, **(fields | extra))
 
 
 def publish_model(
@@ -99,22 +106,11 @@ def publish_model(
 
 def two_model_settings(tmp_path: Path, registry: dict[str, Any], **extra: Any) -> AgentSettings:
     """A node that syncs the bundles ``detector`` and ``classifier`` from ``registry``."""
-    data: dict[str, Any] = {
-        "node": "store-1",
-        "state_dir": tmp_path / "node",
-        "port": 0,
-        "bundles": [
-            {"name": name, "serve": [{"variant": variant, "model": model}]}
-            for name, variant, model in (DETECTOR, CLASSIFIER)
-        ],
-        "registry": registry,
-        "desired_file": tmp_path / "desired.yaml",
-        "sync_interval_s": 3600,
-        "keep_versions": 3,
-        "drain_timeout_s": 5,
-    }
-    data.update(extra)
-    return AgentSettings.model_validate(data)
+    bundles = [
+        {"name": name, "serve": [{"variant": variant, "model": model}]}
+        for name, variant, model in (DETECTOR, CLASSIFIER)
+    ]
+    return _settings(tmp_path, registry, **({"bundles": bundles} | extra))
 
 
 @dataclass
