@@ -1,7 +1,7 @@
 """The cascade at its calibrated thresholds, run for real over the held-out split.
 
 1. Build the zoo (seed 0) into a temp dir and calibrate every default escalation rule
-   (``tierwise.router.calibrate``) over the held-out split with the example plan's prices
+   (``tierwise.calibrate.sweep``) over the held-out split with the example plan's prices
    (``examples/plans/digits.yaml``: device $8.34e-9, edge $4.82e-6, cloud $2.32e-5 per
    inference, which that file derives from ``examples/retail-shelf.yaml``'s cost model) for
    an accuracy of 99.5% of cloud-only; keep the rule whose setting is cheapest.
@@ -51,15 +51,15 @@ import orjson
 import yaml
 from harness import free_port, server
 
-from tierwise.router.calibrate import (
+from tierwise.calibrate.sweep import (
     CalibrationResult,
     calibrate,
     calibrate_outputs,
     run_variants,
 )
+from tierwise.escalation.rules import Margin, MaxProbability, NormalizedEntropy, make_rule
+from tierwise.planfile.load import load_plan
 from tierwise.router.client import Client
-from tierwise.router.plan_load import load_plan
-from tierwise.router.rules import Margin, MaxProbability, NormalizedEntropy, make_rule
 from tierwise.zoo import build_zoo, load_eval
 
 ROOT = Path(__file__).resolve().parents[1]

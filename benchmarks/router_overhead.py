@@ -45,9 +45,9 @@ import numpy as np
 import orjson
 from harness import free_port, server
 
+from tierwise.planfile.load import load_plan
 from tierwise.protocol import InferRequest
 from tierwise.router.build import build_router
-from tierwise.router.plan_load import load_plan
 from tierwise.router.router import Router
 from tierwise.router.types import RequestMeta
 from tierwise.zoo import build_zoo, load_eval

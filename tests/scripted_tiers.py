@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from tierwise.errors import TierError, TierTimeoutError
+from tierwise.planfile.schema import Plan
 from tierwise.protocol import InferRequest, InferResponse
-from tierwise.router.plan import Plan
-from tierwise.router.tiers import Tier, TierKind
+from tierwise.router.tiers import Tier
+from tierwise.spec.tiers import TierKind
 
 THRESHOLD = 0.8
 LOW = np.array([[0.3, 0.3, 0.2, 0.2]], np.float32)  # the device's confidence: 0.3

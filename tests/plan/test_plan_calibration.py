@@ -51,8 +51,8 @@ def test_points_and_candidates(tmp_path: Path) -> None:
 
 
 def test_calibrate_output_of_the_real_zoo(shared_zoo_dir: Path) -> None:
+    from tierwise.calibrate.sweep import calibrate
     from tierwise.plan import curves_from_result
-    from tierwise.router.calibrate import calibrate
 
     result = calibrate(shared_zoo_dir, variants=("tiny", "large"))
     curve = curves_from_result(result)

@@ -97,7 +97,7 @@ def test_plan_spec_is_plan_solve(tmp_path: Path) -> None:
 
 
 def test_plan_writes_the_router_plan(tmp_path: Path) -> None:
-    from tierwise.router.plan_load import load_plan
+    from tierwise.planfile.load import load_plan
 
     data = fleet_data()
     data["workloads"]["w"]["tiers"] = ["cloud"]  # type: ignore[index]

@@ -24,7 +24,7 @@ from score_models import (
 from tierwise.bench import save_profiles
 from tierwise.errors import PlanError
 from tierwise.plan import load_calibration
-from tierwise.router.plan_load import load_plan
+from tierwise.planfile.load import load_plan
 
 
 def test_user_calibration_becomes_the_plans_stages(

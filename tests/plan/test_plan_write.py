@@ -13,6 +13,7 @@ from plan_helpers import curve_ab, fleet, fleet_data, host_profiles
 
 from server_helpers import RunningServer, running_server
 from tierwise.bench import MeasureSettings, profile_zoo
+from tierwise.calibrate.sweep import calibrate
 from tierwise.errors import PlanError
 from tierwise.plan import (
     Endpoint,
@@ -22,10 +23,9 @@ from tierwise.plan import (
     plan_fleet,
     write_plan,
 )
-from tierwise.router.calibrate import calibrate
+from tierwise.planfile.load import load_plan, parse_plan
 from tierwise.router.client import Client
 from tierwise.router.explain import route_explain
-from tierwise.router.plan_load import load_plan, parse_plan
 from tierwise.server import ServerSettings
 from tierwise.spec import DAYS_PER_MONTH, SECONDS_PER_DAY, load_spec
 from tierwise.zoo import load_eval

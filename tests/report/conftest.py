@@ -15,6 +15,8 @@ from binaries import require_binary
 from tierwise.bench import measure_latency
 from tierwise.bench.measure import MeasureSettings, profile_zoo
 from tierwise.bench.profiles import ProfileSet
+from tierwise.calibrate.costs import spec_usd_per_inference
+from tierwise.calibrate.sweep import CalibrationResult, calibrate
 from tierwise.report import (
     CascadeData,
     DecisionMatrix,
@@ -25,8 +27,6 @@ from tierwise.report import (
     WorkloadCost,
     cascade_from_calibration,
 )
-from tierwise.router.calibrate import CalibrationResult, calibrate
-from tierwise.router.calibrate_costs import spec_usd_per_inference
 from tierwise.spec import load_spec
 from tierwise.zoo import load_eval, load_zoo
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tierwise.calibrate.sweep import CalibrationResult
 from tierwise.errors import ConfigError, ReportError
 from tierwise.report import (
     CascadeCurve,
@@ -30,7 +31,6 @@ from tierwise.report import (
     matrix_png,
 )
 from tierwise.report.plots import DPI
-from tierwise.router.calibrate import CalibrationResult
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

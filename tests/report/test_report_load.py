@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 from tierwise.bench.profiles import ProfileSet, save_profiles
+from tierwise.calibrate.sweep import CalibrationResult, calibrate
 from tierwise.demo.fleet import MAIN_WORKLOAD, write_fleet
 from tierwise.errors import ReportError, SpecError
 from tierwise.plan import Endpoint, load_calibration, plan_fleet, write_plan
 from tierwise.report import PAGE_NAME
 from tierwise.report.load import PLANNED, load_report_data
-from tierwise.router.calibrate import CalibrationResult, calibrate
 from tierwise.spec import load_spec
 
 

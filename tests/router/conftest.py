@@ -11,7 +11,7 @@ import pytest
 from cascade_helpers import model_repo
 from outbox_helpers import FakeClock
 from server_helpers import RunningServer, running_server
-from tierwise.router.outbox import Outbox
+from tierwise.outbox import Outbox
 from tierwise.server import ServerSettings
 
 

@@ -17,8 +17,8 @@ import time
 import httpx
 import numpy as np
 
+from tierwise.outbox import Outbox
 from tierwise.protocol import InferRequest, encode_request
-from tierwise.router.outbox import Outbox
 
 
 def main(argv: list[str]) -> int:

@@ -22,12 +22,12 @@ from onnx_models import scale_model
 from scripted_tiers import HIGH, LOW, THRESHOLD, Scripted, plan
 from server_helpers import free_port
 from tierwise.errors import TierError, TierTimeoutError, TierUnavailableError
+from tierwise.escalation.rules import MaxProbability
+from tierwise.planfile.schema import Plan
 from tierwise.protocol import InferRequest
 from tierwise.router.health import BreakerSettings
-from tierwise.router.plan import Plan
 from tierwise.router.policy import Policy
 from tierwise.router.router import Router, Stage
-from tierwise.router.rules import MaxProbability
 from tierwise.router.tiers import LocalTier, RemoteTier, Tier
 from tierwise.router.types import RequestMeta
 from tierwise.runtime import OnnxBackend

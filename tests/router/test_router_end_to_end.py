@@ -11,8 +11,8 @@ import pytest
 from cascade_helpers import THRESHOLD, write_plan
 from server_helpers import RunningServer, free_port
 from tierwise.errors import RouteError
+from tierwise.planfile.load import load_plan
 from tierwise.router.client import Client
-from tierwise.router.plan_load import load_plan
 from tierwise.zoo import load_eval
 
 
@@ -101,7 +101,7 @@ async def test_traces_are_sampled_without_sensitive_inputs(
     plan_path: Path, shared_zoo_dir: Path, tmp_path: Path
 ) -> None:
     from tierwise.router.build import build_router
-    from tierwise.router.sampling import JsonlSink
+    from tierwise.telemetry.sampling import JsonlSink
 
     text = plan_path.read_text().replace("privacy: public", "privacy: public\n    sample_rate: 1.0")  # noqa: ASYNC240
     text = text.replace("privacy: sensitive", "privacy: sensitive\n    sample_rate: 1.0")

@@ -18,17 +18,17 @@ from onnx_models import scale_model
 from outbox_helpers import FakeClock
 from scripted_tiers import HIGH, LOW, Scripted, plan
 from tierwise.errors import DeadlineExceededError, TierUnavailableError
+from tierwise.escalation.rules import MaxProbability
 from tierwise.protocol import InferRequest
 from tierwise.router import answer as answer_module
 from tierwise.router.bounded import bounded
 from tierwise.router.health import BreakerSettings
 from tierwise.router.policy import Policy
 from tierwise.router.router import Router, Stage
-from tierwise.router.rules import MaxProbability
-from tierwise.router.sampling import JsonlSink, Sampler
 from tierwise.router.tiers import LocalTier, Tier
 from tierwise.router.types import RequestMeta, Route, TierState
 from tierwise.runtime import OnnxBackend, OnnxSettings
+from tierwise.telemetry.sampling import JsonlSink, Sampler
 
 
 class CountingPolicy(Policy):

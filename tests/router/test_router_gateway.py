@@ -13,9 +13,9 @@ import numpy as np
 
 from cascade_helpers import model_repo, write_plan
 from server_helpers import RunningServer, free_port, running_app, running_server
+from tierwise.planfile.load import load_plan
 from tierwise.router.build import build_router
 from tierwise.router.gateway import Gateway, GatewaySettings
-from tierwise.router.plan_load import load_plan
 from tierwise.server import ServerSettings
 from tierwise.zoo import load_eval
 

@@ -20,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from cascade_helpers import model_repo, write_plan
 from scripted_tiers import Scripted
 from server_helpers import RunningServer, running_app, server_process
+from tierwise.planfile.load import load_plan
 from tierwise.router.build import build_router
 from tierwise.router.gateway import Gateway, GatewaySettings
-from tierwise.router.plan_load import load_plan
 from tierwise.router.tiers import Tier
 from tierwise.zoo import load_eval
 

@@ -28,10 +28,10 @@ from score_models import (
 )
 from server_helpers import free_port, running_app, server_process
 from tierwise.errors import ConfigError
+from tierwise.escalation.rules import softmax
+from tierwise.planfile.load import load_plan
 from tierwise.router.build import build_router
 from tierwise.router.gateway import Gateway, GatewaySettings
-from tierwise.router.plan_load import load_plan
-from tierwise.router.rules import softmax
 
 ROOT = Path(__file__).resolve().parents[2]
 H, W = 4, 8

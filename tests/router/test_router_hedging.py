@@ -11,9 +11,9 @@ import pytest
 
 from cascade_helpers import write_plan
 from server_helpers import RunningServer
+from tierwise.planfile.load import load_plan
 from tierwise.router.build import build_router
 from tierwise.router.client import Client
-from tierwise.router.plan_load import load_plan
 from tierwise.zoo import load_eval
 
 

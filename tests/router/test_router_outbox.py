@@ -15,18 +15,18 @@ import pytest
 
 from outbox_helpers import FakeClock, request_body, wait_for
 from tierwise.errors import ConfigError, TierwiseError
-from tierwise.protocol import (
-    InferResponse,
-    decode_request,
-    decode_response,
-    encode_response,
-)
-from tierwise.router.outbox import (
+from tierwise.outbox import (
     Drainer,
     Outbox,
     OutboxFullError,
     OutboxItem,
     OutboxItemNotFoundError,
+)
+from tierwise.protocol import (
+    InferResponse,
+    decode_request,
+    decode_response,
+    encode_response,
 )
 
 WORKER = Path(__file__).with_name("outbox_worker.py")

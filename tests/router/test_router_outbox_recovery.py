@@ -23,16 +23,16 @@ import uvicorn
 
 from outbox_helpers import FakeClock, wait_for
 from tierwise.errors import ConfigError
+from tierwise.outbox import (
+    Drainer,
+    Outbox,
+    OutboxItem,
+)
 from tierwise.protocol import (
     InferResponse,
     decode_request,
     decode_response,
     encode_response,
-)
-from tierwise.router.outbox import (
-    Drainer,
-    Outbox,
-    OutboxItem,
 )
 from tierwise.server.idempotency import IdempotencyStore
 

@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tierwise.errors import ConfigError, DeadlineExceededError, RouteError
+from tierwise.planfile.schema import Plan
 from tierwise.router.explain import explain, route_explain
-from tierwise.router.plan import Plan
 from tierwise.router.policy import BUDGET_DEGRADED, Policy
 from tierwise.router.types import RequestMeta, Route, TierDecision, TierState
 

@@ -23,12 +23,7 @@ from score_models import (
 )
 from server_helpers import free_port, running_server
 from tierwise.errors import ConfigError, SpecError
-from tierwise.protocol import InferRequest
-from tierwise.router import Client
-from tierwise.router.build import build_router
-from tierwise.router.plan import Plan
-from tierwise.router.plan_load import parse_plan
-from tierwise.router.rules import (
+from tierwise.escalation.rules import (
     Margin,
     MaxProbability,
     NormalizedEntropy,
@@ -36,6 +31,11 @@ from tierwise.router.rules import (
     pick_score_output,
     softmax,
 )
+from tierwise.planfile.load import parse_plan
+from tierwise.planfile.schema import Plan
+from tierwise.protocol import InferRequest
+from tierwise.router import Client
+from tierwise.router.build import build_router
 from tierwise.router.types import RequestMeta
 from tierwise.server import ServerSettings
 

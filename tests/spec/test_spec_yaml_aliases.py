@@ -10,7 +10,7 @@ import pytest
 
 from tierwise.agent import load_agent_settings
 from tierwise.errors import ConfigError, SpecError
-from tierwise.router.plan_load import load_plan
+from tierwise.planfile.load import load_plan
 from tierwise.spec import load_spec
 from tierwise.yaml_limits import load_yaml
 

@@ -25,9 +25,9 @@ def build_agent_app(
     """The agent's ASGI app. With a ``gateway`` part, the plan's ``local_tier`` (each of
     them, one per model the node serves) is answered in process by this node's server,
     whose thermal guard raises those tiers' offload flags."""
+    from tierwise.planfile.load import load_plan
     from tierwise.router.build import build_router
     from tierwise.router.gateway import Gateway, GatewaySettings
-    from tierwise.router.plan_load import load_plan
 
     agent = EdgeAgent(settings, env=env)
     token = None

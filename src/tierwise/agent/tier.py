@@ -17,9 +17,10 @@ from tierwise.errors import (
 )
 from tierwise.protocol import InferRequest, InferResponse
 from tierwise.router.bounded import bounded
-from tierwise.router.tiers import Tier, TierKind
+from tierwise.router.tiers import Tier
 from tierwise.runtime import Signature
 from tierwise.server.dataplane import DataPlane
+from tierwise.spec.tiers import TierKind
 
 __all__ = ["ServedTier"]
 

@@ -36,8 +36,8 @@ from tierwise.cli.calibrate_args import parse_costs, parse_stages, stage_sources
 from tierwise.cli.common import out_console, print_json
 
 if TYPE_CHECKING:
-    from tierwise.router.calibrate import CalibrationResult, RuleCalibration, Setting
-    from tierwise.router.calibrate_run import StageSource
+    from tierwise.calibrate.run import StageSource
+    from tierwise.calibrate.sweep import CalibrationResult, RuleCalibration, Setting
 
 __all__ = ["calibrate", "parse_costs", "parse_stages"]
 
@@ -227,7 +227,7 @@ def calibrate(
 
     def kinds() -> list[str]:
         if sources is not None:
-            from tierwise.router.calibrate_run import position_kinds
+            from tierwise.calibrate.run import position_kinds
 
             return list(position_kinds(len(names)))
         from tierwise.zoo import load_zoo
@@ -237,13 +237,13 @@ def calibrate(
 
     source = "given" if usd else "default"
     if spec is None and usd:  # the defaults still price the stages not given
-        from tierwise.router.calibrate import DEFAULT_USD_PER_INFERENCE
+        from tierwise.calibrate.sweep import DEFAULT_USD_PER_INFERENCE
 
         if any(n not in usd and k not in usd for n, k in zip(names, kinds(), strict=True)):
             source = "given, default for the other stages"
         usd = {**DEFAULT_USD_PER_INFERENCE, **usd}
     if spec is not None:
-        from tierwise.router.calibrate_costs import spec_usd_per_inference
+        from tierwise.calibrate.costs import spec_usd_per_inference
         from tierwise.spec import load_spec
 
         derived = spec_usd_per_inference(
@@ -283,11 +283,11 @@ def _run(
     source: str,
     steps: int,
 ) -> CalibrationResult:
-    from tierwise.router.calibrate import threshold_grid
+    from tierwise.calibrate.sweep import threshold_grid
 
     grid = threshold_grid(steps)
     if sources is None or eval_data is None:
-        from tierwise.router.calibrate import calibrate as run_calibration
+        from tierwise.calibrate.sweep import calibrate as run_calibration
 
         if not as_json:
             out_console.print(f"running {', '.join(names)} over the held-out split of {zoo} ...")
@@ -295,8 +295,8 @@ def _run(
             zoo or Path(), variants=names, target_accuracy=target_accuracy,
             usd_per_inference=usd or None, cost_source=source, grid=grid,
         )  # fmt: skip
-    from tierwise.router.calibrate_data import load_eval_data
-    from tierwise.router.calibrate_run import calibrate_stages
+    from tierwise.calibrate.data import load_eval_data
+    from tierwise.calibrate.run import calibrate_stages
 
     data = load_eval_data(eval_data)
     if not as_json:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from tierwise.router.calibrate_run import StageSource
+    from tierwise.calibrate.run import StageSource
 
 __all__ = ["parse_costs", "parse_stages", "stage_sources"]
 
@@ -47,8 +47,8 @@ def parse_stages(
 ) -> list[StageSource]:
     """The cascade from ``--model``/``--endpoint`` values (in order), with the ``--output``
     and ``--scores`` of each stage; typer.BadParameter naming the flag otherwise."""
-    from tierwise.router.calibrate_run import StageSource
-    from tierwise.router.rules import SCORE_KINDS
+    from tierwise.calibrate.run import StageSource
+    from tierwise.escalation.rules import SCORE_KINDS
 
     stages = _pairs(given, "--model/--endpoint", "FILE.onnx or NAME=http://HOST:PORT/v2/models/M")
     names = [n for n, _ in stages]

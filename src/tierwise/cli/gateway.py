@@ -39,12 +39,12 @@ def gateway(
     GET /v2/models/M) and refuses a plan naming an output the model lacks or one
     that holds no scores.
     """
+    from tierwise.planfile.load import load_plan
     from tierwise.router.build import build_router
     from tierwise.router.gateway import Gateway, GatewaySettings
-    from tierwise.router.plan_load import load_plan
-    from tierwise.router.sampling import JsonlSink
     from tierwise.server.app import uvicorn_server
     from tierwise.server.logs import configure_logging
+    from tierwise.telemetry.sampling import JsonlSink
 
     loaded = load_plan(plan)
     settings = GatewaySettings(host=host, port=port, outbox_path=outbox)
@@ -76,9 +76,9 @@ def explain(
     and which output each stage reads its scores from (checked against local
     model files).
     """
+    from tierwise.planfile.load import load_plan
     from tierwise.router.explain import route_explain, stage_outputs
     from tierwise.router.meta import meta_from_parameters
-    from tierwise.router.plan_load import load_plan
 
     given = {"privacy": privacy, "deadline_ms": deadline_ms, "urgency": urgency}
     meta = meta_from_parameters(

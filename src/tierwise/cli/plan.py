@@ -293,7 +293,7 @@ def solve(
     from tierwise.plan.settings import PlanSettings
     from tierwise.plan.views import cost_views
     from tierwise.plan.write import Endpoint, write_plan
-    from tierwise.router.plan_load import load_plan
+    from tierwise.planfile.load import load_plan
 
     if not 0 < max_utilization <= 1:
         raise typer.BadParameter("expected a fraction in (0, 1]", param_hint="--max-utilization")

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from tierwise.errors import ConfigError
+from tierwise.planfile.load import load_plan
 from tierwise.router.client import Client
-from tierwise.router.plan_load import load_plan
 from tierwise.zoo import load_eval
 
 __all__ = ["KINDS", "ReplaySummary", "replay"]

@@ -142,8 +142,8 @@ def profile(
 
 def calibrate(settings: DemoSettings, files: StoryFiles, cache: StepCache) -> bool:
     """Sweep the cascade's thresholds at the fleet's prices into ``calibration.json``."""
-    from tierwise.router.calibrate import calibrate as sweep
-    from tierwise.router.calibrate_costs import spec_usd_per_inference
+    from tierwise.calibrate.costs import spec_usd_per_inference
+    from tierwise.calibrate.sweep import calibrate as sweep
     from tierwise.zoo import load_zoo
 
     key = step_key(

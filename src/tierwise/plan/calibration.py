@@ -1,6 +1,6 @@
 """Cascade curves for the planner, read from ``tierwise calibrate --json`` output.
 
-A calibration (:class:`~tierwise.router.calibrate.CalibrationResult`) sweeps each
+A calibration (:class:`~tierwise.calibrate.sweep.CalibrationResult`) sweeps each
 escalation rule over the held-out split for one cascade of variants, cheapest first. The
 planner needs, per rule, the settings it may run: thresholds, the accuracy they give, and
 the fraction of all requests escalated past each stage. It takes the Pareto curve of each
@@ -170,7 +170,7 @@ def load_calibration(path: str | os.PathLike[str]) -> CascadeCurve:
 
 
 def curves_from_result(result: object, source: str = "calibration") -> CascadeCurve:
-    """The cascade curve of a :class:`~tierwise.router.calibrate.CalibrationResult`."""
+    """The cascade curve of a :class:`~tierwise.calibrate.sweep.CalibrationResult`."""
     to_dict = getattr(result, "to_dict", None)
     if to_dict is None:
         raise PlanError("calibration", "a CalibrationResult", type(result).__name__)

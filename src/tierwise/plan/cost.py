@@ -49,6 +49,7 @@ from tierwise.spec import (
 )
 
 __all__ = [
+    "DEFAULT_CLOUD_THROUGHPUT_PER_S",
     "CostBreakdown",
     "blended_usd_per_hour",
     "cloud_cost",
@@ -59,6 +60,9 @@ __all__ = [
     "edge_tier_cost",
     "tier_cost",
 ]
+
+#: Inferences per second one cloud instance serves, assumed when no profile measured it.
+DEFAULT_CLOUD_THROUGHPUT_PER_S = 100.0
 
 _SECONDS_PER_HOUR = 3600.0
 

@@ -34,7 +34,7 @@ that fits the tier and, when the workload sets ``min_accuracy`` and profiles say
 it. Device tiers' network is zero (the data is there). Edge capacity counts every site's
 boxes (``node_count x site_count``); cloud capacity uses ``max_node_count`` when set. Cloud
 cost assumes instances busy ``max_utilization`` of the time at the profiled throughput
-(:data:`~tierwise.router.calibrate_costs.DEFAULT_CLOUD_THROUGHPUT_PER_S` when unprofiled).
+(:data:`~tierwise.plan.cost.DEFAULT_CLOUD_THROUGHPUT_PER_S` when unprofiled).
 
 Cost is stated for the workload *alone* on the tier (:data:`~tierwise.plan.cascade.ALONE_BASIS`):
 an edge or device tier's fixed cost is all its own, as the playbook's formulas have it
@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tierwise.plan.cost import tier_cost
+from tierwise.plan.cost import DEFAULT_CLOUD_THROUGHPUT_PER_S, tier_cost
 from tierwise.plan.perf import Estimate, network_ms
 from tierwise.plan.settings import PlanSettings
 from tierwise.spec import (
@@ -263,7 +263,6 @@ def tier_usd_per_million(
     settings: PlanSettings,
 ) -> tuple[float, str]:
     """USD per 1M inferences of the workload on the tier (all its traffic), and a note."""
-    from tierwise.router.calibrate_costs import DEFAULT_CLOUD_THROUGHPUT_PER_S
 
     note = ""
     if workload.traffic.requests_per_month <= 0:

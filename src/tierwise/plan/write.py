@@ -1,4 +1,4 @@
-"""Write a plan as the router's ``plan.yaml`` (format: :mod:`tierwise.router.plan`).
+"""Write a plan as the router's ``plan.yaml`` (format: :mod:`tierwise.planfile.schema`).
 
 Each ``(spec tier, variant)`` pair some placement uses becomes a router tier, named as the
 spec tier when that tier serves one variant in the plan, else ``<tier>-<variant>``;

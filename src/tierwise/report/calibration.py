@@ -1,5 +1,5 @@
 """The cascade section of a report from a calibration: a
-:class:`~tierwise.router.calibrate.CalibrationResult`, or its JSON form (what
+:class:`~tierwise.calibrate.sweep.CalibrationResult`, or its JSON form (what
 ``tierwise calibrate --json`` prints and ``tierwise plan --calibration`` reads)."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
+from tierwise.calibrate.result import CalibrationResult
 from tierwise.errors import ReportError
 from tierwise.report.data import CascadeCurve, CascadeData, ChosenPoint, CurvePoint
-from tierwise.router.calibrate_result import CalibrationResult
 
 __all__ = ["cascade_from_calibration", "choose_on_curve", "load_calibration_json"]
 

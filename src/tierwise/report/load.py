@@ -1,6 +1,6 @@
 """A report's data from a plan file and what it was made from.
 
-The plan (``tierwise plan SPEC ... -o plan.yaml``, format :mod:`tierwise.router.plan`)
+The plan (``tierwise plan SPEC ... -o plan.yaml``, format :mod:`tierwise.planfile.schema`)
 links its fleet spec (``spec:``); the profiles and calibrations the planner read are given
 alongside. From them:
 
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tierwise.errors import ReportError
+from tierwise.planfile.schema import Plan, WorkloadConfig
 from tierwise.report.calibration import (
     cascade_from_calibration,
     choose_on_curve,
@@ -29,7 +30,6 @@ from tierwise.report.calibration import (
 )
 from tierwise.report.data import CascadeData, LatencyRow, ReportData, SummaryTable
 from tierwise.report.matrix import cost_section, matrix_section
-from tierwise.router.plan import Plan, WorkloadConfig
 from tierwise.spec import FleetSpec
 
 __all__ = [
@@ -159,7 +159,7 @@ def read_inputs(
 ) -> PlanInputs:
     """Load the plan, its spec, and the given profiles and calibrations (errors name the
     file: SpecError for the plan or spec, ProfileError, ReportError)."""
-    from tierwise.router.plan_load import load_plan
+    from tierwise.planfile.load import load_plan
     from tierwise.spec import load_spec
 
     path = Path(plan_path)

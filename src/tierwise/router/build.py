@@ -7,14 +7,14 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from tierwise.errors import ConfigError
+from tierwise.escalation.rules import make_rule
+from tierwise.planfile.schema import Plan
 from tierwise.router.health import BreakerSettings
-from tierwise.router.plan import Plan
 from tierwise.router.policy import Policy
 from tierwise.router.router import Defer, Router, SpendLedger, Stage
-from tierwise.router.rules import make_rule
-from tierwise.router.sampling import Sampler, SampleSink
 from tierwise.router.tiers import LocalTier, RemoteTier, Tier
 from tierwise.runtime import OnnxBackend, OnnxSettings
+from tierwise.telemetry.sampling import Sampler, SampleSink
 
 __all__ = ["build_router", "build_tiers"]
 

@@ -14,15 +14,16 @@ from typing import Any
 
 import numpy as np
 
+from tierwise.planfile.load import load_plan
+from tierwise.planfile.schema import Plan
 from tierwise.protocol import InferRequest, RequestedOutput
 from tierwise.router.answer import RoutedAnswer
 from tierwise.router.build import build_router
-from tierwise.router.plan import Plan
-from tierwise.router.plan_load import load_plan
 from tierwise.router.router import Router
 from tierwise.router.trace import Trace
-from tierwise.router.types import Cause, Privacy, RequestMeta, Residency, Urgency
+from tierwise.router.types import Cause, RequestMeta
 from tierwise.runtime import OnnxSettings
+from tierwise.spec.workloads import Privacy, Residency, Urgency
 
 __all__ = ["Client", "Result"]
 

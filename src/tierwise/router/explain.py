@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from tierwise.errors import TierwiseError
-from tierwise.router.plan import CascadeStage, Plan
-from tierwise.router.plan_load import load_plan
+from tierwise.planfile.load import load_plan
+from tierwise.planfile.schema import CascadeStage, Plan
 from tierwise.router.policy import Policy
 from tierwise.router.score_outputs import resolve_score_output
-from tierwise.router.types import Privacy, RequestMeta, Residency, Route, TierState, Urgency
+from tierwise.router.types import RequestMeta, Route, TierState
+from tierwise.spec.workloads import Privacy, Residency, Urgency
 
 __all__ = ["StageOutput", "explain", "route_explain", "stage_outputs"]
 

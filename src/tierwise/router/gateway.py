@@ -37,6 +37,8 @@ from tierwise.errors import (
     SpecError,
     TierUnavailableError,
 )
+from tierwise.outbox import Drainer, Outbox, OutboxItem
+from tierwise.planfile.schema import Plan
 from tierwise.protocol import (
     InferRequest,
     ServerMetadata,
@@ -46,8 +48,6 @@ from tierwise.protocol import (
     encode_response,
 )
 from tierwise.router.meta import META_PARAMETERS, meta_from_parameters
-from tierwise.router.outbox import Drainer, Outbox, OutboxItem
-from tierwise.router.plan import Plan
 from tierwise.router.router import Router
 from tierwise.router.types import RequestMeta, Route
 from tierwise.server.asgi import (

@@ -13,7 +13,8 @@ from typing import Any, get_args
 
 from tierwise.errors import RouteError
 from tierwise.protocol import timeout_us_of
-from tierwise.router.types import Privacy, RequestMeta, Residency, Urgency
+from tierwise.router.types import RequestMeta
+from tierwise.spec.workloads import Privacy, Residency, Urgency
 
 __all__ = ["META_PARAMETERS", "meta_from_parameters"]
 

@@ -6,7 +6,7 @@ so the router and the simulator run the very same objects. For each tier of the
 workload's cascade (cheapest first) it records a :class:`~tierwise.router.types.TierDecision`,
 checking in this order:
 
-1. privacy and residency (:mod:`tierwise.router.placement`). A request may narrow the
+1. privacy and residency (:mod:`tierwise.planfile.placement`). A request may narrow the
    workload's class (``public`` -> ``personal``), never widen it: a request claiming
    ``public`` on a ``sensitive`` workload stays ``sensitive``, and the reason says so.
 2. budget: once ``spent_usd[workload]`` reaches the workload's budget for the period,
@@ -38,21 +38,12 @@ from dataclasses import dataclass
 from typing import cast
 
 from tierwise.errors import ConfigError, DeadlineExceededError, RouteError
-from tierwise.router.placement import PRIVACY_RANK, RESIDENCY_RANK, exclusion_reason
-from tierwise.router.plan import Plan, WorkloadConfig
-from tierwise.router.plan_checks import place_of, site_regions, workload_origin
-from tierwise.router.schedule import CheapHours
-from tierwise.router.types import (
-    PRIVACY_CLASSES,
-    Cause,
-    Privacy,
-    RequestMeta,
-    Residency,
-    Route,
-    TierDecision,
-    TierState,
-    Urgency,
-)
+from tierwise.planfile.checks import place_of, site_regions, workload_origin
+from tierwise.planfile.placement import PRIVACY_RANK, RESIDENCY_RANK, exclusion_reason
+from tierwise.planfile.schedule import CheapHours
+from tierwise.planfile.schema import Plan, WorkloadConfig
+from tierwise.router.types import Cause, RequestMeta, Route, TierDecision, TierState
+from tierwise.spec.workloads import PRIVACY_CLASSES, Privacy, Residency, Urgency
 
 __all__ = ["BUDGET_DEGRADED", "EffectiveRequest", "Policy", "RouteKey"]
 

@@ -40,12 +40,12 @@ from tierwise.router.health import BreakerSettings, CircuitBreaker, LatencyWindo
 from tierwise.router.hedge import hedged
 from tierwise.router.ledger import SpendLedger
 from tierwise.router.routes import RouteCache
-from tierwise.router.sampling import Sampler
 from tierwise.router.score_outputs import check_answer, check_stages, stage_failure
 from tierwise.router.stages import Answer, ConfidenceRule, Defer, RoutePolicy, Stage, Step
 from tierwise.router.tiers import LocalTier, Tier
 from tierwise.router.trace import Outcome
 from tierwise.router.types import Cause, RequestMeta, Route, TierState
+from tierwise.telemetry.sampling import Sampler
 
 __all__ = [
     "ConfidenceRule",

@@ -26,13 +26,13 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from tierwise.errors import ConfigError, ProtocolError, TierError
-from tierwise.protocol import datatype_of
-from tierwise.router.rules import (
+from tierwise.escalation.rules import (
     DEFAULT_SCORE_OUTPUT,
     CallableRule,
     DetectorScore,
     EscalationRule,
 )
+from tierwise.protocol import datatype_of
 from tierwise.router.stages import Step, scorer
 from tierwise.router.tiers import Tier
 from tierwise.runtime import Signature, TensorSpec

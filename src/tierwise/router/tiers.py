@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import abc
 import time
-from typing import Literal
 
 import orjson
 
@@ -34,10 +33,9 @@ from tierwise.protocol import (
 from tierwise.router.bounded import bounded
 from tierwise.router.http11 import HttpClient, HttpResponse
 from tierwise.runtime import Backend, Signature, TensorSpec
+from tierwise.spec.tiers import TierKind
 
-__all__ = ["LocalTier", "RemoteTier", "Tier", "TierKind"]
-
-TierKind = Literal["device", "edge", "cloud"]
+__all__ = ["LocalTier", "RemoteTier", "Tier"]
 
 
 class Tier(abc.ABC):

@@ -6,24 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Literal, get_args
 
+from tierwise.spec.workloads import Privacy, Residency, Urgency
+
 __all__ = [
     "DEGRADING_CAUSES",
-    "PRIVACY_CLASSES",
     "Cause",
-    "Privacy",
     "RequestMeta",
-    "Residency",
     "Route",
     "TierDecision",
     "TierState",
-    "Urgency",
 ]
 
-Privacy = Literal["public", "personal", "sensitive"]
-Residency = Literal["device", "site", "region", "any"]
-Urgency = Literal["interactive", "deferrable"]
-
-PRIVACY_CLASSES: tuple[Privacy, ...] = ("public", "personal", "sensitive")
 
 #: Why a stage of a workload's cascade was not asked (policy skips) or gave no answer
 #: (router failures). ``partition``: the tier could not be reached (refused, reset,

@@ -8,7 +8,7 @@ days.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -30,6 +30,9 @@ __all__ = [
 Privacy = Literal["public", "personal", "sensitive"]
 Residency = Literal["device", "site", "region", "any"]
 Urgency = Literal["interactive", "deferrable"]
+
+#: The privacy classes, least to most restricted.
+PRIVACY_CLASSES: tuple[Privacy, ...] = get_args(Privacy)
 Quantization = Literal["fp32", "fp16", "bf16", "int8", "int4"]
 
 _HOURS_PER_DAY = 24

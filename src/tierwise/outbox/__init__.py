@@ -1,17 +1,17 @@
 """Outbox: a durable queue for deferred work and for requests a partition keeps from
 their tier, delivered when the tier is back.
 
-The SQLite store is :class:`Outbox` (:mod:`tierwise.router.outbox_store`), the deliverer
-:class:`Drainer` (:mod:`tierwise.router.outbox_drain`); values and errors live in
-:mod:`tierwise.router.outbox_types`. This module is the one place to import them from.
+The SQLite store is :class:`Outbox` (:mod:`tierwise.outbox.store`), the deliverer
+:class:`Drainer` (:mod:`tierwise.outbox.drain`); values and errors live in
+:mod:`tierwise.outbox.types`. This module is the one place to import them from.
 Receivers deduplicate redeliveries with :class:`tierwise.server.idempotency.IdempotencyStore`.
 """
 
 from __future__ import annotations
 
-from tierwise.router.outbox_drain import DeliverFn, Drainer
-from tierwise.router.outbox_store import Outbox
-from tierwise.router.outbox_types import (
+from tierwise.outbox.drain import DeliverFn, Drainer
+from tierwise.outbox.store import Outbox
+from tierwise.outbox.types import (
     CallbackStatus,
     ItemStatus,
     OutboxError,

@@ -1,6 +1,6 @@
 """The plan: which tiers serve each workload, in what cascade order, and at what price.
 
-Until the planner writes it, a person does; :func:`~tierwise.router.plan_load.load_plan`
+Until the planner writes it, a person does; :func:`~tierwise.planfile.load.load_plan`
 reads it and the router, the gateway and the simulator run from it. Shape::
 
     version: 1
@@ -75,7 +75,7 @@ comes from and what the planner expects; the router reads but does not need them
           reach: [1.0, 0.37, 0.04]   # fraction of requests reaching each stage
 
 A tier is local (``local``) or remote (``url`` and ``model``), exactly one. Rules are the
-names of :data:`tierwise.router.rules.RULES`; a stage escalates to the next when the rule's
+names of :data:`tierwise.escalation.rules.RULES`; a stage escalates to the next when the rule's
 confidence is under its ``threshold`` (in [0, 1]). A stage's rule reads the model output
 named by ``output`` (the tensor holding the scores, ``[rows, classes]``), as
 ``probabilities`` or ``logits`` (``scores``; default probabilities). Without ``output``
@@ -83,7 +83,7 @@ it reads ``probabilities`` when the model has an output of that name, else the m
 only float ``[rows, classes >= 2]`` output; with none or several such outputs the stage
 must name one. The router checks every stage against its tier's model when it starts
 (:mod:`tierwise.router.score_outputs`); ``detector`` reads ``scores`` unless told.
-Privacy and residency follow the spec's rules (:mod:`tierwise.router.placement`); a
+Privacy and residency follow the spec's rules (:mod:`tierwise.planfile.placement`); a
 workload none of whose cascade tiers qualifies is a problem. The loaded plan holds
 absolute paths for ``spec`` and ``local.model``.
 """
@@ -95,12 +95,12 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from tierwise.errors import ConfigError
-from tierwise.router.placement import Origin, Place
-from tierwise.router.rules import RULES, ScoreKind
-from tierwise.router.schedule import PriceSchedule
-from tierwise.router.types import Privacy, Residency, Urgency
+from tierwise.escalation.rules import RULES, ScoreKind
+from tierwise.planfile.placement import Origin, Place
+from tierwise.planfile.schedule import PriceSchedule
 from tierwise.spec.base import Name, SpecModel, inject_names
 from tierwise.spec.tiers import TierKind
+from tierwise.spec.workloads import Privacy, Residency, Urgency
 
 __all__ = [
     "DEFAULT_BUDGET_PERIOD_S",
@@ -281,7 +281,7 @@ class Plan(PlanHeader):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Plan:
-        from tierwise.router.plan_checks import plan_problems
+        from tierwise.planfile.checks import plan_problems
 
         problems = plan_problems(self.tiers, self.workloads)
         if problems:
@@ -305,12 +305,12 @@ class Plan(PlanHeader):
 
     def place(self, tier: str) -> Place:
         """Where a tier is (kind, site, region; an edge tier takes its site's region)."""
-        from tierwise.router.plan_checks import place_of, site_regions
+        from tierwise.planfile.checks import place_of, site_regions
 
         return place_of(self.tiers[tier], site_regions(self.tiers))
 
     def origin(self, workload: str) -> Origin:
         """Where a workload's data starts."""
-        from tierwise.router.plan_checks import site_regions, workload_origin
+        from tierwise.planfile.checks import site_regions, workload_origin
 
         return workload_origin(self.workload(workload), self.tiers, site_regions(self.tiers))

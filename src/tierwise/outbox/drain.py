@@ -18,14 +18,14 @@ from types import TracebackType
 import httpx
 
 from tierwise.errors import ConfigError, TierwiseError
-from tierwise.router.outbox_store import Outbox
-from tierwise.router.outbox_types import OutboxItem
+from tierwise.outbox.store import Outbox
+from tierwise.outbox.types import OutboxItem
 
 __all__ = ["DeliverFn", "Drainer"]
 
 DeliverFn = Callable[[OutboxItem], Awaitable[bytes]]
 
-logger = logging.getLogger("tierwise.router.outbox")
+logger = logging.getLogger("tierwise.outbox")
 
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
 

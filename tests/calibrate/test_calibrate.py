@@ -9,8 +9,8 @@ import onnxruntime as ort
 import orjson
 import pytest
 
-from tierwise.errors import ConfigError
-from tierwise.router.calibrate import (
+from tierwise.calibrate.costs import spec_usd_per_inference
+from tierwise.calibrate.sweep import (
     DEFAULT_USD_PER_INFERENCE,
     CalibrationResult,
     calibrate,
@@ -18,8 +18,8 @@ from tierwise.router.calibrate import (
     oracle_bound,
     threshold_grid,
 )
-from tierwise.router.calibrate_costs import spec_usd_per_inference
-from tierwise.router.rules import make_rule
+from tierwise.errors import ConfigError
+from tierwise.escalation.rules import make_rule
 from tierwise.spec import load_spec
 from tierwise.zoo import load_eval, load_zoo
 

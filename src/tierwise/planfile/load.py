@@ -1,4 +1,4 @@
-"""Loading plans from YAML (format: :mod:`tierwise.router.plan`), every problem at once.
+"""Loading plans from YAML (format: :mod:`tierwise.planfile.schema`), every problem at once.
 
 Validation runs in stages as the fleet spec's does (:mod:`tierwise.spec.load`, whose YAML
 reader and problem collector this reuses): YAML syntax, the top level, the linked spec,
@@ -18,10 +18,10 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from tierwise.errors import SpecError, SpecProblem
-from tierwise.router.placement import PRIVACY_RANK, RESIDENCY_RANK
-from tierwise.router.plan import Plan, PlanHeader, TierConfig, WorkloadConfig
-from tierwise.router.plan_checks import plan_problems, unknown_tier
-from tierwise.router.schedule import PriceSchedule
+from tierwise.planfile.checks import plan_problems, unknown_tier
+from tierwise.planfile.placement import PRIVACY_RANK, RESIDENCY_RANK
+from tierwise.planfile.schedule import PriceSchedule
+from tierwise.planfile.schema import Plan, PlanHeader, TierConfig, WorkloadConfig
 from tierwise.spec import FleetSpec, load_spec, workload_origin
 from tierwise.spec.base import NAME_PATTERN
 from tierwise.spec.load import _Collector, _parse_yaml, _read

@@ -1,4 +1,4 @@
-"""The outbox's SQLite schema and row helpers, shared by :mod:`tierwise.router.outbox_store`."""
+"""The outbox's SQLite schema and row helpers, shared by :mod:`tierwise.outbox.store`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import sqlite3
 
 from tierwise.errors import ConfigError
-from tierwise.router.outbox_types import OutboxItem, OutboxItemNotFoundError
+from tierwise.outbox.types import OutboxItem, OutboxItemNotFoundError
 
 __all__ = [
     "COLUMNS",

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tierwise.errors import ConfigError
-from tierwise.router.sampling import JsonlSink, Sampler, SampleSink, SqliteSink
+from tierwise.telemetry.sampling import JsonlSink, Sampler, SampleSink, SqliteSink
 
 
 class ListSink(SampleSink):

@@ -18,7 +18,7 @@ two references:
 
 Costs are USD per inference per stage, by the stage's tier kind (``device``, ``edge``,
 ``cloud``) or variant name; :data:`DEFAULT_USD_PER_INFERENCE` when not given, or derived
-from a fleet spec with :func:`tierwise.router.calibrate_costs.spec_usd_per_inference`.
+from a fleet spec with :func:`tierwise.calibrate.costs.spec_usd_per_inference`.
 """
 
 from __future__ import annotations
@@ -29,15 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tierwise.errors import ConfigError
-from tierwise.router.calibrate_result import (
+from tierwise.calibrate.result import (
     Bound,
     CalibrationResult,
     RuleCalibration,
     Setting,
     Sweep,
 )
-from tierwise.router.rules import EscalationRule, Outputs, make_rule
+from tierwise.errors import ConfigError
+from tierwise.escalation.rules import EscalationRule, Outputs, make_rule
 
 __all__ = [
     "DEFAULT_RULES",

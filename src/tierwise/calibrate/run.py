@@ -1,5 +1,5 @@
 """Calibrating any cascade: each stage a model file run here or a live V2 endpoint, over
-the user's own labelled data (:mod:`tierwise.router.calibrate_data`).
+the user's own labelled data (:mod:`tierwise.calibrate.data`).
 
 Each stage is a :class:`StageSource`: the spec's variant name, and an ONNX file (run with
 onnxruntime on the CPU) or an endpoint URL ``http://host:port/v2/models/MODEL`` (any V2
@@ -7,7 +7,7 @@ server: ``tierwise serve``, Triton, KServe). Its scores are read from the output
 or, as the router picks it, ``probabilities`` or the model's only float ``[rows,
 classes >= 2]`` output; ``scores="logits"`` applies a stable softmax first. An answer is
 the model's integer ``label`` output when it has one, else the argmax of the scores, and
-is right when it equals the row's label. The swept curves (:mod:`tierwise.router.calibrate`)
+is right when it equals the row's label. The swept curves (:mod:`tierwise.calibrate.sweep`)
 and, per variant, the output and score kind used, make the ``calibration.json`` that
 ``tierwise plan --calibration`` reads.
 """
@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tierwise.calibrate.data import EvalData
+from tierwise.calibrate.result import CalibrationResult
+from tierwise.calibrate.sweep import DEFAULT_RULES, calibrate_outputs
 from tierwise.errors import ConfigError, ModelLoadError, TierError
+from tierwise.escalation.rules import EscalationRule, ScoreKind, softmax
 from tierwise.protocol import InferRequest, RequestedOutput
-from tierwise.router.calibrate import DEFAULT_RULES, calibrate_outputs
-from tierwise.router.calibrate_data import EvalData
-from tierwise.router.calibrate_result import CalibrationResult
-from tierwise.router.rules import EscalationRule, ScoreKind, softmax
 from tierwise.router.score_outputs import resolve_score_output
 from tierwise.router.tiers import RemoteTier
 from tierwise.runtime import OnnxBackend, OnnxSettings, Signature

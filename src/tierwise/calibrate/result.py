@@ -1,7 +1,7 @@
 """What calibration returns: sweep points, per-rule outcomes and the whole result.
 
 Plain frozen dataclasses with ``to_dict()`` (JSON-ready) for the CLI, the cascade benchmark
-and the demo. See :mod:`tierwise.router.calibrate` for how they are computed.
+and the demo. See :mod:`tierwise.calibrate.sweep` for how they are computed.
 """
 
 from __future__ import annotations

@@ -37,11 +37,11 @@ import numpy as np
 
 from tierwise.errors import ConfigError
 from tierwise.protocol import datatype_of
-from tierwise.router.types import PRIVACY_CLASSES
+from tierwise.spec.workloads import PRIVACY_CLASSES
 
 __all__ = ["SECRET_KEYS", "JsonlSink", "SampleSink", "Sampler", "SqliteSink"]
 
-logger = logging.getLogger("tierwise.router.sampling")
+logger = logging.getLogger("tierwise.telemetry.sampling")
 
 SECRET_KEYS: frozenset[str] = frozenset(
     {

@@ -1,6 +1,6 @@
 """Checks across a plan's entries, and where its tiers and workloads are.
 
-A plan's entries each validate on their own (:mod:`tierwise.router.plan`); these checks
+A plan's entries each validate on their own (:mod:`tierwise.planfile.schema`); these checks
 need several at once: cascades naming declared tiers in a sensible order, sites in one
 region, and a cascade with at least one tier that may see the workload's data.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Collection, Mapping
 
-from tierwise.router.placement import Origin, Place, exclusion_reason, resolve_origin
-from tierwise.router.plan import TierConfig, WorkloadConfig
-from tierwise.router.rules import RULES
+from tierwise.escalation.rules import RULES
+from tierwise.planfile.placement import Origin, Place, exclusion_reason, resolve_origin
+from tierwise.planfile.schema import TierConfig, WorkloadConfig
 
 __all__ = ["place_of", "plan_problems", "site_regions", "unknown_tier", "workload_origin"]
 
@@ -47,7 +47,7 @@ def place_of(tier: TierConfig, regions: Mapping[str, str]) -> Place:
 def workload_origin(
     workload: WorkloadConfig, tiers: Mapping[str, TierConfig], regions: Mapping[str, str]
 ) -> Origin:
-    """Where a workload's data starts (see :func:`tierwise.router.placement.resolve_origin`)."""
+    """Where a workload's data starts (see :func:`tierwise.planfile.placement.resolve_origin`)."""
     return resolve_origin(
         (place_of(tiers[s.tier], regions) for s in workload.cascade if s.tier in tiers),
         origin_site=workload.origin_site,

@@ -5,7 +5,7 @@ that stands for a kind is the workload's first listed tier of that kind, else th
 first tier of that kind. Costs come from :func:`tierwise.plan.cost.tier_cost` with the
 workload's traffic, each tier priced as if it served the workload's whole traffic (the
 marginal view a threshold choice needs). Cloud tiers need a throughput per instance; until
-measured profiles exist, :data:`DEFAULT_CLOUD_THROUGHPUT_PER_S` is assumed.
+measured profiles exist, :data:`tierwise.plan.cost.DEFAULT_CLOUD_THROUGHPUT_PER_S` is assumed.
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tierwise.errors import ConfigError
+from tierwise.plan.cost import DEFAULT_CLOUD_THROUGHPUT_PER_S, tier_cost
 from tierwise.spec import FleetSpec, get_workload, tiers_of_kind
 
-__all__ = ["DEFAULT_CLOUD_THROUGHPUT_PER_S", "SpecCosts", "spec_usd_per_inference"]
-
-#: Inferences per second one cloud instance serves, assumed when not given.
-DEFAULT_CLOUD_THROUGHPUT_PER_S = 100.0
+__all__ = ["SpecCosts", "spec_usd_per_inference"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,6 @@ def spec_usd_per_inference(
     ``workload`` (default: the one listing tiers of the most of ``kinds``, first in the spec
     among equals) supplies the traffic. ConfigError when the spec has no tier of a kind.
     """
-    from tierwise.plan.cost import tier_cost
 
     name = _pick_workload(spec, kinds, workload)
     found = spec.workloads[name]

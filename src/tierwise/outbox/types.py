@@ -1,5 +1,5 @@
 """The outbox's values and errors: items as the store returns them, and what can go
-wrong (import them from :mod:`tierwise.router.outbox`)."""
+wrong (import them from :mod:`tierwise.outbox`)."""
 
 from __future__ import annotations
 

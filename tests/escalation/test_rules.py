@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tierwise.errors import ConfigError
-from tierwise.router.rules import (
+from tierwise.escalation.rules import (
     RULES,
     CallableRule,
     DetectorScore,

@@ -14,10 +14,10 @@ import yaml
 from pydantic import ValidationError
 
 from tierwise.errors import ConfigError, SpecError, SpecProblem
+from tierwise.escalation.rules import RULES
 from tierwise.plan import tier_cost
-from tierwise.router.plan import Plan
-from tierwise.router.plan_load import load_plan, parse_plan
-from tierwise.router.rules import RULES
+from tierwise.planfile.load import load_plan, parse_plan
+from tierwise.planfile.schema import Plan
 from tierwise.spec import load_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

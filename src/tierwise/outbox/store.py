@@ -1,7 +1,7 @@
 """The outbox's durable store: a SQLite queue of requests waiting for a tier.
 
 Deferrable requests, and requests whose required tier is unreachable during a partition,
-are written here and delivered later by a :class:`~tierwise.router.outbox_drain.Drainer`.
+are written here and delivered later by a :class:`~tierwise.outbox.drain.Drainer`.
 Delivery is at-least-once: a deliverer *claims* items under a lease, and an item whose
 deliverer died comes back when its lease runs out. The receiving side deduplicates with
 the item's idempotency key (see :mod:`tierwise.server.idempotency`).
@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from tierwise.database import open_database
 from tierwise.errors import ConfigError, PayloadTooLargeError
-from tierwise.router.outbox_sql import (
+from tierwise.outbox.sql import (
     MAX_ERROR_CHARS,
     SCHEMA,
     SCHEMA_VERSION,
@@ -42,7 +42,7 @@ from tierwise.router.outbox_sql import (
     non_negative,
     positive_int,
 )
-from tierwise.router.outbox_types import (
+from tierwise.outbox.types import (
     ItemStatus,
     OutboxError,
     OutboxFullError,
