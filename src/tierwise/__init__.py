@@ -1,7 +1,49 @@
 """tierwise: decide, serve and route every ML inference across device, edge and cloud tiers.
 
-Components live in subpackages (``spec``, ``zoo``, ``runtime``, ``protocol``, ``plan``,
-``bench``, ``cli``); this top level stays light so ``import tierwise`` is cheap.
+The map. Each line below is a box: a package (or a top-level module) and what it holds.
+Boxes stand in layers, the highest first; a box imports only from layers below its own,
+never from a box beside it, so every arrow points down and no import cycle can form.
+``tests/test_import_graph.py`` reads this drawing and checks every import against it,
+lazy ones included::
+
+    11  cli              the ``tierwise`` command, one verb per task (``__main__`` runs it)
+         v
+    10  demo             the demo's story: zoo, profiles, plan, servers, replay, report
+         v
+     9  report           the one-page report of a plan: tables and plots
+         v
+     8  calibrate        cascade thresholds and costs measured on evaluation data
+         v
+     7  plan             decision matrix, cost model, placement optimizer, plan.yaml writer
+         v
+     6  bench            measured profiles of models and live tiers, for the planner
+        agent            the edge agent: a node's server, router, outbox and bundle sync
+         v
+     5  router           the cascade: tiers, the pure policy, the router, client, gateway
+        server           the tier server: V2 over ASGI, batching, hot swap, metrics
+         v
+     4  zoo              the model family (tiny, small, large) the demo and tests use
+        registry         signed, content-addressed model bundles; local store or OCI
+        outbox           the durable queue for deferred work and unreachable tiers
+         v
+     3  runtime          the Backend contract, the onnxruntime backend, warm-up
+        http             the ASGI routing and the one HTTP client with its transports
+        planfile         the plan file the planner writes and the router reads
+        telemetry        samples of the requests the fleet served
+         v
+     2  protocol         Open Inference Protocol (V2) wire types and the numpy codec
+        spec             the fleet spec as data, and the privacy and residency rules
+         v
+     1  escalation       escalation rules: how sure a tier's answer is, from its outputs
+        settings_errors  one clear line for settings that pydantic refused
+        yaml_limits      YAML whose aliases cannot explode
+         v
+     0  errors           the one error tree
+        database         the one way tierwise opens a SQLite file
+
+This top level stays light so ``import tierwise`` is cheap: it holds ``__version__``,
+which any box may import, and gives ``tierwise.Client`` (:mod:`tierwise.router.client`)
+only when asked for it.
 """
 
 from typing import TYPE_CHECKING, Any

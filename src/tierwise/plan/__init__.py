@@ -53,7 +53,7 @@ from tierwise.plan.problem import MIXES, TierModel
 from tierwise.plan.result import Placement, PlanResult, TierUse, evaluate
 from tierwise.plan.settings import PlanSettings
 from tierwise.plan.views import CostScenario, CostViews, cost_views
-from tierwise.plan.write import Endpoint, plan_document, write_plan
+from tierwise.plan.write import Endpoint, plan_document, plan_model, write_plan
 
 __all__ = [
     "DRIVERS",
@@ -100,6 +100,7 @@ __all__ = [
     "load_calibration",
     "network_ms",
     "plan_document",
+    "plan_model",
     "plan_fleet",
     "solve_problem",
     "speed_factor",

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tierwise.errors import InfeasiblePlanError
+from tierwise.escalation.rules import ScoreKind
 from tierwise.plan.calibration import CascadeCurve, CurvePoint, ScoreOutput
 from tierwise.plan.cascade import QUANTILES, cascade_latency_ms, stage_figures
 from tierwise.plan.perf import Estimate, ProfileCatalog
@@ -56,7 +57,7 @@ class Stage:
     rule: str | None = None
     threshold: float | None = None
     output: str | None = None  # the tensor holding the variant's scores, as calibrated
-    scores: str | None = None  # what it holds: probabilities | logits
+    scores: ScoreKind | None = None  # what it holds
     provider: str = ""
     source: str = ""
     model: str = ""

@@ -15,24 +15,50 @@ or ``deadline_h`` (deferrable); a monthly budget becomes a per-month router budg
 cascade is its placement's stages with the calibrated rule and threshold, and, where the
 calibration recorded it, the ``output`` each variant's scores were read from and what
 they hold (``scores``); ``expected`` holds the planner's estimates.
+
+The plan is built as the plan file's own models (:class:`~tierwise.planfile.schema.Plan`
+and its entries), so a plan the router could not load fails here, as a
+:class:`~tierwise.errors.PlanError`, rather than when it is read; the YAML holds the
+fields the writer sets and no others.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from tierwise.errors import PlanError
+from tierwise.plan.options import Stage
 from tierwise.plan.perf import network_ms
 from tierwise.plan.result import PlanResult
-from tierwise.spec import DAYS_PER_MONTH, SECONDS_PER_DAY, FleetSpec, region_of, workload_origin
+from tierwise.planfile.schema import (
+    CascadeStage,
+    Expected,
+    LocalModel,
+    MadeFrom,
+    Plan,
+    TierConfig,
+    WorkloadConfig,
+)
+from tierwise.spec import (
+    DAYS_PER_MONTH,
+    SECONDS_PER_DAY,
+    CloudTier,
+    FleetSpec,
+    region_of,
+    workload_origin,
+)
+from tierwise.spec.messages import format_path, translate
+from tierwise.spec.yaml_doc import split_path
 
-__all__ = ["Endpoint", "plan_document", "write_plan"]
+__all__ = ["Endpoint", "plan_document", "plan_model", "write_plan"]
 
 _MS_PER_HOUR = 3_600_000.0
 
@@ -89,16 +115,11 @@ def _names(result: PlanResult) -> dict[tuple[str, str], str]:
     return out
 
 
-def _tier_entries(
-    result: PlanResult,
-    spec: FleetSpec,
-    names: dict[tuple[str, str], str],
-    *,
-    plan_dir: Path,
-    spec_dir: Path,
-    endpoints: Mapping[str, Endpoint],
-    zoo_dir: Path | None,
-) -> dict[str, dict[str, Any]]:
+def _rtt_and_cost(
+    result: PlanResult, spec: FleetSpec, names: dict[tuple[str, str], str]
+) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
+    """Each router tier's round trips (p50, p99; the largest of its workloads') and its
+    cost per request reaching it."""
     usd: dict[str, float] = {}
     requests: dict[str, float] = {}
     rtt: dict[str, tuple[float, float]] = {}
@@ -112,16 +133,30 @@ def _tier_entries(
             p50, p99 = (network_ms(spec, workload, tier, q) for q in ("p50", "p99"))
             old = rtt.get(name, (0.0, 0.0))
             rtt[name] = (max(old[0], p50), max(old[1], p99))
-    out: dict[str, dict[str, Any]] = {}
+    cost = {
+        name: float(f"{usd.get(name, 0.0) / volume:.6g}") if (volume := requests.get(name)) else 0.0
+        for name in names.values()
+    }
+    return rtt, cost
+
+
+def _tier_configs(
+    result: PlanResult,
+    spec: FleetSpec,
+    names: dict[tuple[str, str], str],
+    *,
+    plan_dir: Path,
+    spec_dir: Path,
+    endpoints: Mapping[str, Endpoint],
+    zoo_dir: Path | None,
+) -> dict[str, TierConfig]:
+    rtt, cost = _rtt_and_cost(result, spec, names)
+    out: dict[str, TierConfig] = {}
     for (tier_name, variant), name in names.items():
         tier = spec.tiers[tier_name]
-        entry: dict[str, Any] = {"kind": tier.kind, "spec_tier": tier_name, "variant": variant}
-        site = getattr(tier, "site", None)
-        if site is not None:
-            entry["site"] = site
+        site = None if isinstance(tier, CloudTier) else tier.site
         region = region_of(spec, tier)
-        if region is not None:
-            entry["region"] = region
+        p50, p99 = (round(ms, 6) for ms in rtt.get(name, (0.0, 0.0)))
         if tier.kind == "device":
             model = next(
                 spec.workloads[p.workload].model
@@ -129,81 +164,138 @@ def _tier_entries(
                 if any((s.tier, s.variant) == (tier_name, variant) for s in p.option.stages)
             )
             path = _model_path(spec, model, variant, spec_dir, zoo_dir)
-            entry["local"] = {"model": os.path.relpath(path, plan_dir)}
-        else:
-            endpoint = endpoints.get(tier_name)
-            if endpoint is None:
-                raise PlanError(
-                    f"tiers.{tier_name}",
-                    f"the V2 endpoint of remote tier {tier_name!r} (--endpoint {tier_name}=URL)",
-                )
-            entry["url"] = endpoint.url
-            entry["model"] = variant
-            if endpoint.auth_header_env is not None:
-                entry["auth_header_env"] = endpoint.auth_header_env
-            entry["binary"] = endpoint.binary
-            if endpoint.timeout_s is not None:
-                entry["timeout_s"] = endpoint.timeout_s
-        p50, p99 = rtt.get(name, (0.0, 0.0))
-        entry["rtt_p50_ms"] = round(p50, 6)
-        entry["rtt_p99_ms"] = round(p99, 6)
-        volume = requests.get(name, 0.0)
-        entry["cost_usd_per_inference"] = (
-            float(f"{usd.get(name, 0.0) / volume:.6g}") if volume else 0.0
-        )
-        out[name] = entry
+            with _schema(f"tiers.{name}"):
+                out[name] = TierConfig(
+                    name=name, kind=tier.kind, site=site, region=region,
+                    local=LocalModel(model=os.path.relpath(path, plan_dir)),
+                    rtt_p50_ms=p50, rtt_p99_ms=p99, cost_usd_per_inference=cost[name],
+                    spec_tier=tier_name, variant=variant,
+                )  # fmt: skip
+            continue
+        endpoint = endpoints.get(tier_name)
+        if endpoint is None:
+            raise PlanError(
+                f"tiers.{tier_name}",
+                f"the V2 endpoint of remote tier {tier_name!r} (--endpoint {tier_name}=URL)",
+            )
+        # unset: the router's default applies, and nothing is written
+        timeout: dict[str, Any] = {}
+        if endpoint.timeout_s is not None:
+            timeout["timeout_s"] = endpoint.timeout_s
+        with _schema(f"tiers.{name}"):
+            out[name] = TierConfig(
+                name=name, kind=tier.kind, site=site, region=region,
+                url=endpoint.url, model=variant,
+                rtt_p50_ms=p50, rtt_p99_ms=p99, cost_usd_per_inference=cost[name],
+                auth_header_env=endpoint.auth_header_env, binary=endpoint.binary,
+                spec_tier=tier_name, variant=variant,
+                **timeout,
+            )  # fmt: skip
     return out
 
 
-def _workload_entries(
+def _cascade(stages: Sequence[Stage], names: dict[tuple[str, str], str]) -> list[CascadeStage]:
+    last = len(stages) - 1
+    return [
+        CascadeStage(
+            tier=names[(stage.tier, stage.variant)],
+            rule=stage.rule if i < last else None,
+            threshold=stage.threshold if i < last else None,
+            # where calibration read the variant's scores, and what they hold
+            output=stage.output,
+            scores=(stage.scores or "probabilities") if stage.output is not None else None,
+        )
+        for i, stage in enumerate(stages)
+    ]
+
+
+def _workload_configs(
     result: PlanResult, spec: FleetSpec, names: dict[tuple[str, str], str]
-) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
+) -> dict[str, WorkloadConfig]:
+    out: dict[str, WorkloadConfig] = {}
     for name, placement in result.placements.items():
         w = spec.workloads[name]
-        entry: dict[str, Any] = {
-            "privacy": w.privacy,
-            "residency": w.residency,
-            "urgency": w.urgency,
-        }
-        if w.description:
-            entry["description"] = w.description
+        deadline_ms = None
         if w.urgency == "interactive":
-            entry["deadline_ms"] = w.slo.p99_ms
+            deadline_ms = w.slo.p99_ms
         elif w.deadline_h is not None:
-            entry["deadline_ms"] = w.deadline_h * _MS_PER_HOUR
-        if w.budget is not None and w.budget.usd_per_month is not None:
-            entry["budget_usd_per_period"] = w.budget.usd_per_month
-            entry["budget_period_s"] = DAYS_PER_MONTH * SECONDS_PER_DAY
+            deadline_ms = w.deadline_h * _MS_PER_HOUR
+        monthly = w.budget.usd_per_month if w.budget is not None else None
         origin = workload_origin(spec, w)
-        if origin.site is not None:
-            entry["origin_site"] = origin.site
-        if origin.region is not None:
-            entry["origin_region"] = origin.region
-        stages = placement.option.stages
-        cascade = []
-        for i, stage in enumerate(stages):
-            step: dict[str, Any] = {"tier": names[(stage.tier, stage.variant)]}
-            if i < len(stages) - 1:
-                step["rule"] = stage.rule
-                step["threshold"] = stage.threshold
-            if stage.output is not None:  # where calibration read the variant's scores
-                step["output"] = stage.output
-                step["scores"] = stage.scores or "probabilities"
-            cascade.append(step)
-        entry["cascade"] = cascade
         option = placement.option
-        expected: dict[str, Any] = {
-            "usd_per_month": round(placement.usd_per_month, 6),
-            "usd_per_million": round(placement.usd_per_million, 6),
-            **{f"{q}_ms": round(v, 6) for q, v in option.latency_ms.items()},
-            "reach": [round(s.reach, 6) for s in stages],
-        }
-        if option.accuracy is not None:
-            expected["accuracy"] = round(option.accuracy, 6)
-        entry["expected"] = expected
-        out[name] = entry
+        latency = {q: round(v, 6) for q, v in option.latency_ms.items()}
+        with _schema(f"workloads.{name}"):
+            out[name] = WorkloadConfig(
+                name=name, description=w.description or None,
+                privacy=w.privacy, residency=w.residency, urgency=w.urgency,
+                deadline_ms=deadline_ms,
+                budget_usd_per_period=monthly,
+                budget_period_s=DAYS_PER_MONTH * SECONDS_PER_DAY if monthly is not None else None,
+                origin_site=origin.site, origin_region=origin.region,
+                cascade=_cascade(option.stages, names),
+                expected=Expected(
+                    usd_per_month=round(placement.usd_per_month, 6),
+                    usd_per_million=round(placement.usd_per_million, 6),
+                    accuracy=round(option.accuracy, 6) if option.accuracy is not None else None,
+                    p50_ms=latency.get("p50"), p95_ms=latency.get("p95"),
+                    p99_ms=latency.get("p99"), reach=[round(s.reach, 6) for s in option.stages],
+                ),
+            )  # fmt: skip
     return out
+
+
+@contextmanager
+def _schema(where: str) -> Iterator[None]:
+    """Turn the plan file's schema rejecting what is built inside into a PlanError naming
+    the field's path (``where`` is the entry's; empty for the plan as a whole)."""
+    try:
+        yield
+    except ValidationError as exc:
+        loc, message = translate(exc, split_path(where) if where else (), Plan)[0]
+        raise PlanError(format_path(loc) or "plan", message) from exc
+
+
+def plan_model(
+    result: PlanResult,
+    spec: FleetSpec,
+    *,
+    plan_dir: str | os.PathLike[str],
+    spec_path: str | os.PathLike[str] | None = None,
+    endpoints: Mapping[str, Endpoint] | None = None,
+    zoo_dir: str | os.PathLike[str] | None = None,
+    profiles: Sequence[str | os.PathLike[str]] = (),
+    calibrations: Sequence[str | os.PathLike[str]] = (),
+) -> Plan:
+    """The plan as the plan file's model, paths relative to ``plan_dir``. ``spec_path``
+    (when given) is linked as ``spec:`` and variant paths are relative to its folder;
+    the ``profiles`` and ``calibrations`` read are recorded under ``made_from:``.
+
+    Raises :class:`~tierwise.errors.PlanError` when an entry or the plan as a whole breaks
+    the plan file's schema (:mod:`tierwise.planfile.schema`)."""
+    base = Path(plan_dir).resolve()
+    spec_dir = Path(spec_path).resolve().parent if spec_path is not None else base
+    names = _names(result)
+    made_from = None
+    if profiles or calibrations:
+        made_from = MadeFrom(
+            profiles=[os.path.relpath(Path(p).resolve(), base) for p in profiles],
+            calibrations=[os.path.relpath(Path(c).resolve(), base) for c in calibrations],
+        )
+    tiers = _tier_configs(
+        result, spec, names, plan_dir=base, spec_dir=spec_dir, endpoints=endpoints or {},
+        zoo_dir=Path(zoo_dir) if zoo_dir is not None else None,
+    )  # fmt: skip
+    workloads = _workload_configs(result, spec, names)
+    with _schema(""):
+        return Plan(
+            version=1,
+            description=f"Written by tierwise plan: ${result.total_usd_per_month:,.2f} per month"
+            f" ({result.status}, gap {result.mip_gap:.2%}).",
+            spec=os.path.relpath(Path(spec_path).resolve(), base) if spec_path else None,
+            made_from=made_from,
+            tiers=tiers,
+            workloads=workloads,
+        )
 
 
 def plan_document(
@@ -217,30 +309,16 @@ def plan_document(
     profiles: Sequence[str | os.PathLike[str]] = (),
     calibrations: Sequence[str | os.PathLike[str]] = (),
 ) -> dict[str, Any]:
-    """The plan as a YAML-ready mapping, paths relative to ``plan_dir``. ``spec_path``
-    (when given) is linked as ``spec:`` and variant paths are relative to its folder;
-    the ``profiles`` and ``calibrations`` read are recorded under ``made_from:``."""
-    base = Path(plan_dir).resolve()
-    spec_dir = Path(spec_path).resolve().parent if spec_path is not None else base
-    names = _names(result)
-    doc: dict[str, Any] = {
-        "version": 1,
-        "description": f"Written by tierwise plan: ${result.total_usd_per_month:,.2f} per month"
-        f" ({result.status}, gap {result.mip_gap:.2%}).",
-    }
-    if spec_path is not None:
-        doc["spec"] = os.path.relpath(Path(spec_path).resolve(), base)
-    if profiles or calibrations:
-        doc["made_from"] = {
-            "profiles": [os.path.relpath(Path(p).resolve(), base) for p in profiles],
-            "calibrations": [os.path.relpath(Path(c).resolve(), base) for c in calibrations],
-        }
-    doc["tiers"] = _tier_entries(
-        result, spec, names, plan_dir=base, spec_dir=spec_dir, endpoints=endpoints or {},
-        zoo_dir=Path(zoo_dir) if zoo_dir is not None else None,
+    """The plan as a YAML-ready mapping (see :func:`plan_model`): the fields the writer
+    set, without the entries' ``name`` (their key says it) and without empty ones."""
+    plan = plan_model(
+        result, spec, plan_dir=plan_dir, spec_path=spec_path, endpoints=endpoints,
+        zoo_dir=zoo_dir, profiles=profiles, calibrations=calibrations,
     )  # fmt: skip
-    doc["workloads"] = _workload_entries(result, spec, names)
-    return doc
+    unnamed = {"__all__": {"name"}}
+    return plan.model_dump(
+        exclude={"tiers": unnamed, "workloads": unnamed}, exclude_unset=True, exclude_none=True
+    )
 
 
 def write_plan(

@@ -2,11 +2,11 @@
 
 :mod:`~tierwise.planfile.schema` holds its typed models (:class:`Plan`, :class:`TierConfig`,
 :class:`WorkloadConfig`, :class:`CascadeStage`), :mod:`~tierwise.planfile.load` reads and
-checks a file (:func:`load_plan`), :mod:`~tierwise.planfile.checks` the cross-field checks,
-:mod:`~tierwise.planfile.placement` where a request may go, and
-:mod:`~tierwise.planfile.schedule` the price schedule for deferrable work. Placement uses
-the spec's rules (:mod:`tierwise.spec.rules`); nothing here imports the router or the
-planner, which both build on it."""
+checks a file (:func:`load_plan`), :mod:`~tierwise.planfile.checks` the cross-field checks
+and where each tier is, and :mod:`~tierwise.planfile.schedule` the price schedule for
+deferrable work. Where a request may go follows the spec's privacy and residency rules
+(:mod:`tierwise.spec.placement`); nothing here imports the router or the planner, which
+both build on it."""
 
 from __future__ import annotations
 

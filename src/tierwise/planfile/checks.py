@@ -2,7 +2,9 @@
 
 A plan's entries each validate on their own (:mod:`tierwise.planfile.schema`); these checks
 need several at once: cascades naming declared tiers in a sensible order, sites in one
-region, and a cascade with at least one tier that may see the workload's data.
+region, and a cascade with at least one tier that may see the workload's data. A plan tier
+is put in its :class:`~tierwise.spec.placement.Place` here, and privacy and residency are
+the spec's own rules on it (:mod:`tierwise.spec.placement`).
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import difflib
 from collections.abc import Collection, Mapping
 
 from tierwise.escalation.rules import RULES
-from tierwise.planfile.placement import Origin, Place, exclusion_reason, resolve_origin
 from tierwise.planfile.schema import TierConfig, WorkloadConfig
+from tierwise.spec.placement import Origin, Place, exclusion_reason, resolve_origin
 
 __all__ = ["place_of", "plan_problems", "site_regions", "unknown_tier", "workload_origin"]
 
@@ -47,7 +49,7 @@ def place_of(tier: TierConfig, regions: Mapping[str, str]) -> Place:
 def workload_origin(
     workload: WorkloadConfig, tiers: Mapping[str, TierConfig], regions: Mapping[str, str]
 ) -> Origin:
-    """Where a workload's data starts (see :func:`tierwise.planfile.placement.resolve_origin`)."""
+    """Where a workload's data starts (see :func:`tierwise.spec.placement.resolve_origin`)."""
     return resolve_origin(
         (place_of(tiers[s.tier], regions) for s in workload.cascade if s.tier in tiers),
         origin_site=workload.origin_site,
@@ -136,7 +138,9 @@ def plan_problems(
         ]
         if all(r is not None for r in reasons):
             why = "; ".join(
-                f"{s.tier}: {r}" for s, r in zip(workload.cascade, reasons, strict=True)
+                f"{s.tier}: {r.route_message()}"
+                for s, r in zip(workload.cascade, reasons, strict=True)
+                if r is not None
             )
             problems.append((f"{base}.cascade", f"no tier may see this workload's data ({why})"))
     return problems

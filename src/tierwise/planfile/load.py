@@ -1,10 +1,11 @@
 """Loading plans from YAML (format: :mod:`tierwise.planfile.schema`), every problem at once.
 
-Validation runs in stages as the fleet spec's does (:mod:`tierwise.spec.load`, whose YAML
-reader and problem collector this reuses): YAML syntax, the top level, the linked spec,
-each tier and workload on its own, the price schedule, cross-checks among the entries that
-passed, then the local model files. Each problem names the file, the field path and what
-was expected, with the YAML line where one is known; nothing raises a traceback.
+Validation runs in stages as the fleet spec's does (:mod:`tierwise.spec.load`; the YAML
+reader and problem collector are the spec's, :mod:`tierwise.spec.yaml_doc`): YAML syntax,
+the top level, the linked spec, each tier and workload on its own, the price schedule,
+cross-checks among the entries that passed, then the local model files. Each problem names
+the file, the field path and what was expected, with the YAML line where one is known;
+nothing raises a traceback.
 """
 
 from __future__ import annotations
@@ -13,20 +14,20 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
 from tierwise.errors import SpecError, SpecProblem
 from tierwise.planfile.checks import plan_problems, unknown_tier
-from tierwise.planfile.placement import PRIVACY_RANK, RESIDENCY_RANK
 from tierwise.planfile.schedule import PriceSchedule
 from tierwise.planfile.schema import Plan, PlanHeader, TierConfig, WorkloadConfig
 from tierwise.spec import FleetSpec, load_spec, workload_origin
 from tierwise.spec.base import NAME_PATTERN
-from tierwise.spec.load import _Collector, _parse_yaml, _read
 from tierwise.spec.messages import describe, translate
+from tierwise.spec.placement import PRIVACY_RANK, RESIDENCY_RANK
 from tierwise.spec.rules import tier_region
+from tierwise.spec.yaml_doc import Collector, parse_yaml, read_text
 
 __all__ = ["load_plan", "parse_plan"]
 
@@ -36,9 +37,10 @@ _SECTIONS: dict[str, TypeAdapter[Any]] = {
 }
 _TOP = "a mapping with tiers and workloads"
 _NAME_RE = re.compile(NAME_PATTERN)
+_Value = TypeVar("_Value", bound=str)
 
 
-def _fill(entry: dict[str, Any], field: str, value: object, where: str, out: _Collector) -> bool:
+def _fill(entry: dict[str, Any], field: str, value: object, where: str, out: Collector) -> bool:
     """Take ``value`` from the spec when the plan is silent; report a disagreement (False)."""
     if value is None:
         return True
@@ -53,14 +55,15 @@ def _fill(entry: dict[str, Any], field: str, value: object, where: str, out: _Co
 def _narrow(
     entry: dict[str, Any],
     field: str,
-    value: str,
-    rank: Mapping[str, int],
+    value: _Value,
+    rank: Mapping[_Value, int],
     where: str,
-    out: _Collector,
+    out: Collector,
 ) -> None:
     """Take ``value`` when silent; the plan may narrow it (more restrictive), not widen."""
     given = entry.setdefault(field, value)
-    if isinstance(given, str) and given in rank and rank[given] < rank[value]:
+    wider = {k for k, r in rank.items() if r < rank[value]}
+    if given in wider:
         out.add_path(
             f"{where}.{field}",
             f"the spec's workload has {field} {value!r}; a plan may narrow it, not widen it"
@@ -78,7 +81,7 @@ def _entries(data: dict[str, Any], section: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _merge_spec(data: dict[str, Any], spec: FleetSpec, out: _Collector) -> None:
+def _merge_spec(data: dict[str, Any], spec: FleetSpec, out: Collector) -> None:
     """Fill tiers named as in the spec (or whose spec_tier names one) and workloads named as
     in the spec with the spec's kind, place, privacy."""
     for name, entry in _entries(data, "tiers").items():
@@ -118,7 +121,7 @@ def _merge_spec(data: dict[str, Any], spec: FleetSpec, out: _Collector) -> None:
 
 
 def _validate_entries(
-    section: str, entries: object, out: _Collector
+    section: str, entries: object, out: Collector
 ) -> tuple[dict[str, Any], set[str]]:
     """The valid entries of a section, and every name declared in it."""
     if not isinstance(entries, dict):
@@ -152,8 +155,8 @@ def _validate_entries(
 def _check(
     text: str, file: str, base_dir: Path, check_files: bool
 ) -> tuple[Plan | None, list[SpecProblem]]:
-    out = _Collector(file, {})
-    data = _parse_yaml(text, out, _TOP)
+    out = Collector(file, {})
+    data = parse_yaml(text, out, _TOP)
     if data is None:
         return None, out.problems
     if "models" in data and isinstance(data.get("models"), dict):
@@ -218,7 +221,7 @@ def _check(
 
 
 def _raw_cascade_problems(
-    data: dict[str, Any], valid: Mapping[str, Any], tiers: set[str], out: _Collector
+    data: dict[str, Any], valid: Mapping[str, Any], tiers: set[str], out: Collector
 ) -> None:
     """Unknown tiers in the cascades of workloads that failed their own validation."""
     workloads = data.get("workloads")
@@ -237,7 +240,7 @@ def _resolve_models(
     tiers: Mapping[str, TierConfig],
     base_dir: Path,
     check_files: bool,
-    out: _Collector,
+    out: Collector,
 ) -> None:
     """Make local model paths absolute (relative to the plan file); check they exist."""
     for name, tier in tiers.items():
@@ -248,7 +251,8 @@ def _resolve_models(
             out.add_path(
                 f"tiers.{name}.local.model", f"expected an ONNX file, but there is none at {path}"
             )
-        data["tiers"][name] = {**data["tiers"][name], "local": {"model": str(path)}}
+        entry = data["tiers"][name]
+        data["tiers"][name] = {**entry, "local": {**entry["local"], "model": str(path)}}
 
 
 def parse_plan(
@@ -276,7 +280,7 @@ def load_plan(path: str | os.PathLike[str], *, check_files: bool = True) -> Plan
     Raises :class:`~tierwise.errors.SpecError` listing every problem: unreadable file, YAML
     syntax, wrong types, unknown fields or names, broken cross-references, missing files.
     """
-    text, problem = _read(path)
+    text, problem = read_text(path)
     if text is None:
         raise SpecError([problem] if problem else [])
     file = os.fspath(path)

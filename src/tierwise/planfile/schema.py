@@ -12,7 +12,8 @@ reads it and the router, the gateway and the simulator run from it. Shape::
         kind: device            # device | edge | cloud
         site: store-1           # optional; where the tier is (edge tiers: required)
         region: us-east         # optional (cloud tiers: required)
-        local: {model: models/tiny.onnx}       # relative to this file
+        local: {model: models/tiny.onnx}       # relative to this file; optional
+                                               # runtime: NAME (default onnxruntime)
         rtt_p50_ms: 0
         rtt_p99_ms: 0
         cost_usd_per_inference: 8.3e-9
@@ -83,7 +84,7 @@ it reads ``probabilities`` when the model has an output of that name, else the m
 only float ``[rows, classes >= 2]`` output; with none or several such outputs the stage
 must name one. The router checks every stage against its tier's model when it starts
 (:mod:`tierwise.router.score_outputs`); ``detector`` reads ``scores`` unless told.
-Privacy and residency follow the spec's rules (:mod:`tierwise.planfile.placement`); a
+Privacy and residency follow the spec's rules (:mod:`tierwise.spec.placement`); a
 workload none of whose cascade tiers qualifies is a problem. The loaded plan holds
 absolute paths for ``spec`` and ``local.model``.
 """
@@ -96,9 +97,9 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from tierwise.errors import ConfigError
 from tierwise.escalation.rules import RULES, ScoreKind
-from tierwise.planfile.placement import Origin, Place
 from tierwise.planfile.schedule import PriceSchedule
 from tierwise.spec.base import Name, SpecModel, inject_names
+from tierwise.spec.placement import Origin, Place
 from tierwise.spec.tiers import TierKind
 from tierwise.spec.workloads import Privacy, Residency, Urgency
 
@@ -120,9 +121,12 @@ _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class LocalModel(SpecModel):
-    """An ONNX file run in-process; the path is relative to the plan file."""
+    """A model file run in-process; the path is relative to the plan file. ``runtime``
+    names the registered runtime that runs it (:mod:`tierwise.runtime`; checked when the
+    router builds its tiers)."""
 
     model: str = Field(min_length=1)
+    runtime: str = Field(default="onnxruntime", min_length=1)
 
 
 class TierConfig(SpecModel):

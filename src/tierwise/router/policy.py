@@ -6,7 +6,8 @@ so the router and the simulator run the very same objects. For each tier of the
 workload's cascade (cheapest first) it records a :class:`~tierwise.router.types.TierDecision`,
 checking in this order:
 
-1. privacy and residency (:mod:`tierwise.planfile.placement`). A request may narrow the
+1. privacy and residency (the spec's rules, :mod:`tierwise.spec.placement`, on the plan's
+   tiers). A request may narrow the
    workload's class (``public`` -> ``personal``), never widen it: a request claiming
    ``public`` on a ``sensitive`` workload stays ``sensitive``, and the reason says so.
 2. budget: once ``spent_usd[workload]`` reaches the workload's budget for the period,
@@ -35,14 +36,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import TypeVar
 
 from tierwise.errors import ConfigError, DeadlineExceededError, RouteError
 from tierwise.planfile.checks import place_of, site_regions, workload_origin
-from tierwise.planfile.placement import PRIVACY_RANK, RESIDENCY_RANK, exclusion_reason
 from tierwise.planfile.schedule import CheapHours
 from tierwise.planfile.schema import Plan, WorkloadConfig
 from tierwise.router.types import Cause, RequestMeta, Route, TierDecision, TierState
+from tierwise.spec.placement import PRIVACY_RANK, RESIDENCY_RANK, exclusion_reason
 from tierwise.spec.workloads import PRIVACY_CLASSES, Privacy, Residency, Urgency
 
 __all__ = ["BUDGET_DEGRADED", "EffectiveRequest", "Policy", "RouteKey"]
@@ -55,6 +56,8 @@ _URGENCIES: tuple[Urgency, ...] = ("interactive", "deferrable")
 #: What fixes a reusable route: workload, privacy, residency, urgency (as asked; None =
 #: the workload's default) and whether the budget for the period is spent.
 RouteKey = tuple[str, str | None, str | None, str | None, bool]
+
+_Value = TypeVar("_Value", bound=str)
 
 
 def _ms(value: float) -> str:
@@ -112,18 +115,22 @@ class _Table:
                 residency, r_note = _effective(asked_r, config.residency, RESIDENCY_RANK)
                 row: list[TierDecision | None] = []
                 for stage, place in zip(self.stages, places, strict=True):
-                    reason = exclusion_reason(place, privacy, residency, origin)
-                    if reason is not None:
-                        cause: Cause = "privacy" if reason.startswith("privacy") else "residency"
-                        reason = _annotate(reason, "privacy", privacy, p_note)
-                        reason = _annotate(reason, "residency", residency, r_note)
-                        row.append(TierDecision(stage.name, False, f"skipped: {reason}", cause))
+                    excluded = exclusion_reason(place, privacy, residency, origin)
+                    if excluded is not None:
+                        note = p_note if excluded.rule == "privacy" else r_note
+                        head = f"{excluded.rule} {excluded.value!r}"
+                        reason = _annotate(excluded.route_message(), head, note)
+                        row.append(
+                            TierDecision(stage.name, False, f"skipped: {reason}", excluded.rule)
+                        )
                     else:
                         row.append(None)
                 self.skips[(asked_p, asked_r)] = tuple(row)
 
 
-def _effective(asked: str | None, default: str, rank: Mapping[str, int]) -> tuple[str, str]:
+def _effective(
+    asked: _Value | None, default: _Value, rank: Mapping[_Value, int]
+) -> tuple[_Value, str]:
     """The stricter of the request's value and the workload's, and a note on which won."""
     if asked is None or asked == default:
         return default, ""
@@ -132,8 +139,8 @@ def _effective(asked: str | None, default: str, rank: Mapping[str, int]) -> tupl
     return default, f"the request's {asked!r} cannot widen it"
 
 
-def _annotate(reason: str, field: str, value: str, note: str) -> str:
-    head = f"{field} {value!r}"
+def _annotate(reason: str, head: str, note: str) -> str:
+    """``privacy 'personal' may ...`` -> ``privacy 'personal' (narrowed by ...) may ...``."""
     if not note or not reason.startswith(head):
         return reason
     return f"{head} ({note}){reason[len(head) :]}"
@@ -167,11 +174,7 @@ class Policy:
         residency, _ = _effective(meta.residency, config.residency, RESIDENCY_RANK)
         deadline = meta.deadline_ms if meta.deadline_ms is not None else config.deadline_ms
         return EffectiveRequest(
-            meta.workload,
-            cast(Privacy, privacy),
-            cast(Residency, residency),
-            meta.urgency or config.urgency,
-            deadline,
+            meta.workload, privacy, residency, meta.urgency or config.urgency, deadline
         )
 
     def route_key(self, meta: RequestMeta, *, spent_usd: Mapping[str, float]) -> RouteKey | None:

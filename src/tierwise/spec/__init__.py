@@ -38,7 +38,8 @@ A workload may use a listed tier only when both its privacy class and its reside
 Device tiers always qualify: they are where the data starts. When the origin site or
 region is unknown, the rules that need it allow no edge or cloud tier. A workload none of
 whose tiers qualify is a spec problem; tiers that do not qualify are otherwise dropped by
-:func:`allowed_tiers`, and :func:`excluded_tiers` says why.
+:func:`allowed_tiers`, and :func:`excluded_tiers` says why. The rules work on plain
+values (:mod:`tierwise.spec.placement`), so a plan's tiers follow the very same ones.
 """
 
 from tierwise.spec.artifacts import looks_like_onnx
@@ -50,6 +51,7 @@ from tierwise.spec.base import (
 )
 from tierwise.spec.fleet import FleetSpec, SpecHeader
 from tierwise.spec.load import SpecCheck, check_files, load_spec, parse_spec, validate_files
+from tierwise.spec.placement import PRIVACY_RANK, RESIDENCY_RANK, Origin, Place
 from tierwise.spec.queries import (
     allowed_tiers,
     excluded_tiers,
@@ -64,7 +66,7 @@ from tierwise.spec.queries import (
     workload_tiers,
     workloads_on_tier,
 )
-from tierwise.spec.rules import Origin, node_memory_mib, variant_misfit
+from tierwise.spec.rules import node_memory_mib, variant_misfit
 from tierwise.spec.tiers import (
     KIND_RANK,
     AnyTier,
@@ -102,6 +104,8 @@ __all__ = [
     "DAYS_PER_MONTH",
     "HOURS_PER_MONTH",
     "KIND_RANK",
+    "PRIVACY_RANK",
+    "RESIDENCY_RANK",
     "SECONDS_PER_DAY",
     "Budget",
     "Capacity",
@@ -117,6 +121,7 @@ __all__ = [
     "ModelSpec",
     "Network",
     "Origin",
+    "Place",
     "Privacy",
     "Quantization",
     "Region",

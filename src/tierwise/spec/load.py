@@ -3,7 +3,8 @@
 Validation runs in stages so one run finds as much as it can: YAML syntax, the top-level
 shape, each entry of each section on its own (a broken tier does not hide a broken
 workload), then cross-references among the entries that passed. Each problem names the
-file, the field path and what was expected, with the YAML line where one is known.
+file, the field path and what was expected, with the YAML line where one is known
+(:mod:`tierwise.spec.yaml_doc`).
 """
 
 from __future__ import annotations
@@ -12,21 +13,19 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from tierwise.errors import ConfigError, SpecError, SpecProblem
+from tierwise.errors import SpecError, SpecProblem
 from tierwise.spec.artifacts import artifact_findings
 from tierwise.spec.base import NAME_PATTERN
 from tierwise.spec.checks import cross_reference_problems, raw_reference_problems
 from tierwise.spec.fleet import SECTIONS, FleetSpec, SpecHeader
-from tierwise.spec.messages import Loc, describe, format_path, translate
+from tierwise.spec.messages import Loc, describe, translate
 from tierwise.spec.tiers import Region, Site, Tier
 from tierwise.spec.workloads import ModelSpec, Workload
-from tierwise.yaml_limits import check_expansion
+from tierwise.spec.yaml_doc import Collector, parse_yaml, read_text
 
 __all__ = ["SpecCheck", "check_files", "load_spec", "parse_spec", "validate_files"]
 
@@ -41,110 +40,10 @@ _REQUIRED_SECTIONS = ("tiers", "models", "workloads")
 _NAME_RE = re.compile(NAME_PATTERN)
 
 
-class _Loader(yaml.SafeLoader):
-    """A safe loader that rejects duplicate keys instead of keeping the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[str] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
-                key_node, yaml.ScalarNode
-            ):
-                continue
-            if key_node.value in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"found duplicate key {key_node.value!r}",
-                    key_node.start_mark,
-                )
-            seen.add(key_node.value)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _line_map(
-    node: yaml.Node | None, loc: Loc = (), out: dict[Loc, int] | None = None
-) -> dict[Loc, int]:
-    """The 1-based line of every key and list item, by path."""
-    out = {} if out is None else out
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                sub = (*loc, key_node.value)
-                out[sub] = key_node.start_mark.line + 1
-                _line_map(value_node, sub, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            out[(*loc, i)] = item.start_mark.line + 1
-            _line_map(item, (*loc, i), out)
-    return out
-
-
-class _Collector:
-    """Gathers problems for one file, adding the line of the nearest known path."""
-
-    def __init__(self, file: str, lines: Mapping[Loc, int]) -> None:
-        self.file = file
-        self.lines = lines
-        self.problems: list[SpecProblem] = []
-
-    def add(self, loc: Loc, message: str) -> None:
-        for end in range(len(loc), 0, -1):
-            line = self.lines.get(loc[:end])
-            if line is not None:
-                message = f"{message} (line {line})"
-                break
-        self.problems.append(SpecProblem(self.file, format_path(loc), message))
-
-    def add_path(self, path: str, message: str) -> None:
-        self.add(_split_path(path), message)
-
-
-def _split_path(path: str) -> Loc:
-    parts: list[str | int] = []
-    for piece in path.split("."):
-        name, *indices = piece.split("[")
-        parts.append(name)
-        parts.extend(int(i.rstrip("]")) for i in indices)
-    return tuple(parts)
-
-
 _SPEC_TOP = "a mapping with tiers, models and workloads"
 
 
-def _parse_yaml(text: str, out: _Collector, top: str = _SPEC_TOP) -> dict[Any, Any] | None:
-    """The document's top-level mapping (``top`` says what it should hold), or None with
-    the problem added to ``out``; also shared by the router's plan loader."""
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            out.add((), f"the file is empty; expected {top}")
-            return None
-        check_expansion(node, "the file")
-        data = loader.construct_document(node)
-    except ConfigError as exc:
-        out.add((), f"expected {exc.expected}")
-        return None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = "" if mark is None else f" at line {mark.line + 1}, column {mark.column + 1}"
-        what = exc.problem or exc.context or "syntax error"
-        out.add((), f"invalid YAML{where}: {what}")
-        return None
-    except yaml.YAMLError as exc:
-        out.add((), f"invalid YAML: {exc}")
-        return None
-    finally:
-        loader.dispose()
-    out.lines = _line_map(node)
-    if not isinstance(data, dict):
-        out.add((), f"expected {top} at the top, got {describe(data)}")
-        return None
-    return data
-
-
-def _validate_header(data: Mapping[Any, Any], out: _Collector) -> None:
+def _validate_header(data: Mapping[Any, Any], out: Collector) -> None:
     allowed = set(SpecHeader.model_fields) | set(SECTIONS)
     header = {k: v for k, v in data.items() if k in SpecHeader.model_fields}
     unknown = {k: v for k, v in data.items() if k not in allowed}
@@ -156,7 +55,7 @@ def _validate_header(data: Mapping[Any, Any], out: _Collector) -> None:
 
 
 def _validate_section(
-    section: str, entries: object, out: _Collector
+    section: str, entries: object, out: Collector
 ) -> tuple[dict[str, Any], dict[str, object]]:
     """The valid entries of one section, and the invalid ones as written."""
     if not isinstance(entries, dict):
@@ -187,7 +86,7 @@ def _validate_section(
     return valid, invalid
 
 
-def _validate(data: dict[Any, Any], out: _Collector) -> FleetSpec | None:
+def _validate(data: dict[Any, Any], out: Collector) -> FleetSpec | None:
     _validate_header(data, out)
     valid: dict[str, dict[str, Any]] = {}
     invalid: dict[str, dict[str, object]] = {}
@@ -224,9 +123,9 @@ def _validate(data: dict[Any, Any], out: _Collector) -> FleetSpec | None:
         return None
 
 
-def _check(text: str, file: str) -> tuple[FleetSpec | None, _Collector]:
-    out = _Collector(file, {})
-    data = _parse_yaml(text, out)
+def _check(text: str, file: str) -> tuple[FleetSpec | None, Collector]:
+    out = Collector(file, {})
+    data = parse_yaml(text, out, _SPEC_TOP)
     if data is None:
         return None, out
     if _looks_like_a_plan(data):
@@ -259,25 +158,13 @@ def parse_spec(text: str, file: str = "<string>") -> FleetSpec:
     return spec
 
 
-def _read(path: str | os.PathLike[str]) -> tuple[str | None, SpecProblem | None]:
-    file = os.fspath(path)
-    try:
-        return Path(file).read_text(encoding="utf-8"), None
-    except FileNotFoundError:
-        return None, SpecProblem(file, "", "cannot read the file: no such file")
-    except UnicodeDecodeError as exc:
-        return None, SpecProblem(file, "", f"cannot read the file: not UTF-8 text ({exc.reason})")
-    except OSError as exc:
-        return None, SpecProblem(file, "", f"cannot read the file: {exc.strerror or exc}")
-
-
 def load_spec(path: str | os.PathLike[str]) -> FleetSpec:
     """Load and validate the fleet spec at ``path``.
 
     Raises :class:`~tierwise.errors.SpecError` listing every problem found: unreadable file,
     YAML syntax, wrong types, missing or unknown fields, broken cross-references.
     """
-    text, problem = _read(path)
+    text, problem = read_text(path)
     if text is None:
         raise SpecError([problem] if problem else [])
     return parse_spec(text, os.fspath(path))
@@ -299,14 +186,14 @@ def check_files(paths: Iterable[str | os.PathLike[str]]) -> SpecCheck:
     problems: list[SpecProblem] = []
     warnings: list[SpecProblem] = []
     for path in paths:
-        text, problem = _read(path)
+        text, problem = read_text(path)
         if text is None:
             problems.extend([problem] if problem else [])
             continue
         file = os.fspath(path)
         spec, out = _check(text, file)
         if spec is not None:
-            warn = _Collector(file, out.lines)
+            warn = Collector(file, out.lines)
             for loc, message, is_error in artifact_findings(spec, file):
                 (out if is_error else warn).add(loc, message)
             warnings.extend(warn.problems)

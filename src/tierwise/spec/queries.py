@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from tierwise.errors import ConfigError
 from tierwise.spec.fleet import FleetSpec
-from tierwise.spec.rules import (
-    Origin,
-    exclusion_reasons,
-    resolve_origin,
-    tier_region,
-    variant_misfit,
-)
+from tierwise.spec.placement import Origin
+from tierwise.spec.rules import exclusion_reasons, resolve_origin, tier_region, variant_misfit
 from tierwise.spec.tiers import KIND_RANK, AnyTier, CloudTier, Site, TierKind
 from tierwise.spec.workloads import ModelSpec, Variant, Workload
 

@@ -1,27 +1,30 @@
-"""Privacy and residency rules: which of a workload's tiers may see its data, and why not.
+"""The spec's tiers and workloads under the privacy and residency rules, and variant fit.
 
-These work on plain mappings of validated entries so the loader can apply them before a
-whole :class:`~tierwise.spec.FleetSpec` exists; :mod:`tierwise.spec.queries` wraps them.
-The semantics are documented in :mod:`tierwise.spec`.
+The rules themselves work on plain values (:mod:`tierwise.spec.placement`); these put a
+spec tier in its :class:`~tierwise.spec.placement.Place` and take a workload's privacy,
+residency and origin from it. They work on plain mappings of validated entries so the
+loader can apply them before a whole :class:`~tierwise.spec.FleetSpec` exists;
+:mod:`tierwise.spec.queries` wraps them. The semantics are documented in :mod:`tierwise.spec`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from tierwise.spec.tiers import AnyTier, CloudTier, DeviceTier, EdgeTier, Site
+from tierwise.spec.placement import Origin, Place, exclusions
+from tierwise.spec.placement import resolve_origin as resolve_place_origin
+from tierwise.spec.tiers import AnyTier, CloudTier, DeviceTier, Site
 from tierwise.spec.workloads import Variant, Workload
 
-__all__ = ["Origin", "exclusion_reasons", "resolve_origin", "tier_region", "variant_misfit"]
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where a workload's data starts; ``None`` when the spec does not say."""
-
-    site: str | None
-    region: str | None
+__all__ = [
+    "exclusion_reasons",
+    "node_memory_mib",
+    "place_of",
+    "resolve_origin",
+    "site_regions",
+    "tier_region",
+    "variant_misfit",
+]
 
 
 def tier_region(tier: AnyTier, sites: Mapping[str, Site]) -> str | None:
@@ -34,91 +37,36 @@ def tier_region(tier: AnyTier, sites: Mapping[str, Site]) -> str | None:
     return site.region if site is not None else None
 
 
-def _only(values: set[str | None]) -> str | None:
-    values.discard(None)
-    return values.pop() if len(values) == 1 else None
+def place_of(tier: AnyTier, sites: Mapping[str, Site]) -> Place:
+    """Where a spec tier is: its kind, site (none for a cloud tier) and region."""
+    site = None if isinstance(tier, CloudTier) else tier.site
+    return Place(tier.kind, site, tier_region(tier, sites))
+
+
+def site_regions(sites: Mapping[str, Site]) -> dict[str, str]:
+    """Each site's region, for the sites that name one."""
+    return {name: site.region for name, site in sites.items() if site.region is not None}
 
 
 def resolve_origin(
     workload: Workload, tiers: Mapping[str, AnyTier], sites: Mapping[str, Site]
 ) -> Origin:
-    """The workload's origin: explicit fields first, else what its lowest tiers agree on.
-
-    The site is the one all its device tiers share or, when none of them is at a site,
-    the one all its edge tiers share. The region is the origin site's, else the one its
-    device tiers share, else (with no device tiers) the one its edge tiers' sites share.
-    """
-    devices = [t for n in workload.tiers if isinstance(t := tiers.get(n), DeviceTier)]
-    site = workload.origin_site
-    if site is None:
-        site = _only({d.site for d in devices})
-    if site is None and not any(d.site for d in devices):
-        site = _only({t.site for n in workload.tiers if isinstance(t := tiers.get(n), EdgeTier)})
-    region = workload.origin_region
-    if region is None and site is not None and site in sites:
-        region = sites[site].region
-    if region is None:
-        region = _only({tier_region(d, sites) for d in devices})
-    if region is None and not devices:
-        edges = [t for n in workload.tiers if isinstance(t := tiers.get(n), EdgeTier)]
-        region = _only({tier_region(e, sites) for e in edges})
-    return Origin(site, region)
-
-
-def _privacy_reason(tier: AnyTier, workload: Workload, origin: Origin) -> str | None:
-    if workload.privacy == "public" or isinstance(tier, DeviceTier):
-        return None
-    if workload.privacy == "sensitive":
-        return f"privacy 'sensitive' keeps data on the device, not on {tier.kind} tiers"
-    if isinstance(tier, CloudTier):
-        return "privacy 'personal' data may reach the site's edge but not the cloud"
-    if origin.site is None:
-        return "privacy 'personal' allows only the origin site's edge; set origin_site"
-    if tier.site != origin.site:
-        return (
-            f"privacy 'personal' allows only the edge at origin site {origin.site!r},"
-            f" this tier is at site {tier.site!r}"
-        )
-    return None
-
-
-def _residency_reason(
-    tier: AnyTier, workload: Workload, origin: Origin, sites: Mapping[str, Site]
-) -> str | None:
-    residency = workload.residency
-    if residency == "any" or isinstance(tier, DeviceTier):
-        return None
-    if residency == "device":
-        return f"residency 'device' keeps data on the device, not on {tier.kind} tiers"
-    if residency == "site":
-        if isinstance(tier, CloudTier):
-            return "residency 'site' keeps data at its site, and a cloud tier is off-site"
-        if origin.site is None:
-            return "residency 'site' needs the origin site; set origin_site"
-        if tier.site != origin.site:
-            return (
-                f"residency 'site' keeps data at site {origin.site!r},"
-                f" this tier is at site {tier.site!r}"
-            )
-        return None
-    if origin.region is None:
-        return "residency 'region' needs the origin region; set origin_region"
-    region = tier_region(tier, sites)
-    if region != origin.region:
-        where = "an unknown region" if region is None else f"region {region!r}"
-        return f"residency 'region' keeps data in region {origin.region!r}, this tier is in {where}"
-    return None
+    """The workload's origin: explicit fields first, else what its listed tiers agree on
+    (:func:`tierwise.spec.placement.resolve_origin`; tiers not in ``tiers`` are skipped)."""
+    return resolve_place_origin(
+        (place_of(t, sites) for n in workload.tiers if (t := tiers.get(n)) is not None),
+        origin_site=workload.origin_site,
+        origin_region=workload.origin_region,
+        site_regions=site_regions(sites),
+    )
 
 
 def exclusion_reasons(
     tier: AnyTier, workload: Workload, origin: Origin, sites: Mapping[str, Site]
 ) -> list[str]:
     """Why ``workload`` may not use ``tier`` (privacy first); empty when it may."""
-    reasons = [
-        _privacy_reason(tier, workload, origin),
-        _residency_reason(tier, workload, origin, sites),
-    ]
-    return [r for r in reasons if r is not None]
+    found = exclusions(place_of(tier, sites), workload.privacy, workload.residency, origin)
+    return [e.spec_message() for e in found]
 
 
 _MIB_PER_GIB = 1024
