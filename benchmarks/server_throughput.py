@@ -127,8 +127,12 @@ def compute_bound(tmp: Path, duration_s: float) -> dict[str, Any]:
     body = _body("x", [1, COMPUTE["in_width"]])
     out: dict[str, Any] = {"batch1_ms": 1000.0 / rates[1], "raw_rows_per_s": rates}
     for label, config, connections in (
-        ("batched", f"max_batch_size: {max(BATCHES)}\nmax_queue_size: 1024\n", 2 * max(BATCHES)),
-        ("unbatched", "max_batch_size: 1\nmax_queue_size: 1024\n", 64),
+        (
+            "batched",
+            f"batching: {{max_batch_size: {max(BATCHES)}, max_queue_size: 1024}}\n",
+            2 * max(BATCHES),
+        ),
+        ("unbatched", "batching: {max_batch_size: 1, max_queue_size: 1024}\n", 64),
     ):
         repo = tmp / label
         (repo / "heavy" / "1").mkdir(parents=True)

@@ -63,9 +63,10 @@ def test_readme_opens_with_the_two_commands() -> None:
 
 
 def test_config_example_is_a_valid_model_config() -> None:
-    (config,) = [body for lang, body in BLOCKS if lang == "yaml" and "max_batch_size" in body]
+    (config,) = [body for lang, body in BLOCKS if lang == "yaml" and "batching:" in body]
     parsed = ModelConfig.model_validate(yaml.safe_load(config))
-    assert parsed.max_batch_size == 64
+    assert parsed.batching.max_batch_size == 64
+    assert parsed.runtime == "onnxruntime"
     assert parsed.onnx.providers == ["cpu"]
 
 

@@ -106,7 +106,7 @@ def test_hot_node_throttles_and_offloads_then_recovers(
                      "throttled_instances": 1, "throttled_queue": 2,
                      "throttled_duty_cycle": 0.4},
             gateway={"plan": _plan(tmp_path / "plan.yaml", cloud.url), "local_tier": "edge"},
-            defaults={"max_queue_size": 64},
+            defaults={"batching": {"max_queue_size": 64}},
         )  # fmt: skip
         with running_node(settings) as node:
             node.desired("1")

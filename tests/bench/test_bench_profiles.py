@@ -198,3 +198,22 @@ def test_timed_inputs_are_validated(zoo_profiles: ProfileSet) -> None:
     with pytest.raises(ProfileError) as info:
         parse_profiles(json.dumps(doc), "p.json")
     assert info.value.path == "profiles[0].inputs[0].source"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"runs": 0}, "runs: expected >= 1, got 0"),
+        ({"warmup_runs": True}, "warmup_runs: expected a valid integer, got True"),
+        ({"max_seconds_per_batch": 0}, "max_seconds_per_batch: expected > 0.0, got 0"),
+        ({"batch_sizes": (8, 8)}, "batch_sizes: expected distinct sizes, got [8, 8]"),
+        ({"batch_sizes": (1, 70_000)}, "batch_sizes: expected whole numbers in [1, 65536], "
+         "got [1, 70000]"),
+    ],
+)  # fmt: skip
+def test_measure_settings_say_what_was_expected_and_got(
+    kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        MeasureSettings(**kwargs)  # type: ignore[arg-type]
+    assert str(info.value) == message

@@ -91,3 +91,13 @@ def test_bad_settings_name_the_field() -> None:
     bad = tierwise("demo", "--requests", "0")
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr
+
+
+def test_settings_errors_say_what_was_expected_and_got() -> None:
+    with pytest.raises(ConfigError) as info:
+        DemoSettings(requests=0)
+    assert str(info.value) == "requests: expected a whole number >= 1, or None for every row, got 0"
+    with pytest.raises(ConfigError) as info:
+        DemoSettings(target_accuracy=0.0)
+    assert str(info.value) == "target_accuracy: expected > 0.0, got 0.0"
+    assert DemoSettings(requests=5).requests == 5

@@ -28,6 +28,7 @@ from tierwise.protocol import InferRequest
 from tierwise.router.health import BreakerSettings
 from tierwise.router.policy import Policy
 from tierwise.router.router import Router, Stage
+from tierwise.router.settings import RouterSettings
 from tierwise.router.tiers import LocalTier, RemoteTier, Tier
 from tierwise.router.types import RequestMeta
 from tierwise.runtime import OnnxBackend
@@ -51,7 +52,7 @@ def router_for(the_plan: Plan, device: Tier, edge: Tier, cloud: Tier) -> Router:
     stages["strict"][-1] = Stage("cloud", 1e-5, rule, 0.99)
     breaker = BreakerSettings(consecutive_failures=2, open_s=60.0)
     tiers = {"device": device, "edge": edge, "cloud": cloud}
-    return Router(Policy(the_plan), tiers, stages, breaker=breaker)
+    return Router(Policy(the_plan), tiers, stages, RouterSettings(breaker=breaker))
 
 
 @pytest.fixture(scope="module")

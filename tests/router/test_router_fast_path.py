@@ -25,6 +25,7 @@ from tierwise.router.bounded import bounded
 from tierwise.router.health import BreakerSettings
 from tierwise.router.policy import Policy
 from tierwise.router.router import Router, Stage
+from tierwise.router.settings import RouterSettings
 from tierwise.router.tiers import LocalTier, Tier
 from tierwise.router.types import RequestMeta, Route, TierState
 from tierwise.runtime import OnnxBackend, OnnxSettings
@@ -95,11 +96,8 @@ def build(
     }  # fmt: skip
     policy = CountingPolicy(the_plan)
     tiers = {"device": device, "edge": edge, "cloud": cloud}
-    router = Router(
-        policy, tiers, stages, breaker=BreakerSettings(consecutive_failures=1, open_s=5.0),
-        clock=clock or time.monotonic, sampler=sampler,
-        privacy_of=lambda meta: policy.effective(meta).privacy,
-    )  # fmt: skip
+    settings = RouterSettings(breaker=BreakerSettings(consecutive_failures=1, open_s=5.0))
+    router = Router(policy, tiers, stages, settings, clock=clock or time.monotonic, sampler=sampler)
     return router, policy
 
 

@@ -14,6 +14,7 @@ from server_helpers import RunningServer
 from tierwise.planfile.load import load_plan
 from tierwise.router.build import build_router
 from tierwise.router.client import Client
+from tierwise.router.settings import RouterSettings
 from tierwise.zoo import load_eval
 
 
@@ -68,7 +69,7 @@ async def test_slow_edge_is_hedged_by_the_cloud(
     plan_path.write_text(plan_path.read_text().replace("threshold: 0.9}", "threshold: 1.0}", 1))
     plan = load_plan(plan_path)
     x, _ = load_eval(shared_zoo_dir)
-    router = build_router(plan, hedge_after_ms=50)
+    router = build_router(plan, settings=RouterSettings(hedge_after_ms=50))
     async with Client(plan, router=router) as client:
         started = asyncio.get_running_loop().time()
         result = await client.infer({"image": x[:1]}, workload="digits")

@@ -93,7 +93,9 @@ def _metric(text: str, name: str) -> float:
 
 def test_three_times_capacity(tmp_path: Path) -> None:
     model = dense_stack_model(tmp_path / "heavy" / "1" / "model.onnx", width=WIDTH, depth=16)
-    (tmp_path / "heavy" / "config.yaml").write_text("max_batch_size: 1\nmax_queue_size: 8\n")
+    (tmp_path / "heavy" / "config.yaml").write_text(
+        "batching: {max_batch_size: 1, max_queue_size: 8}\n"
+    )
     service_s = _service_time_s(model)
     capacity = 1 + 8  # one running, eight queued
     with server_process(tmp_path, "--no-access-log") as server:

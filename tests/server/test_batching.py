@@ -265,7 +265,7 @@ async def test_throttle_caps_concurrency_of_workers_already_waiting() -> None:
     batcher.start()
     await asyncio.sleep(0)  # every worker is now waiting for work
     batcher.limit(instances=1, max_queue_size=None)
-    assert batcher.limits == (1, 256)
+    assert batcher.limits == (1, 512)
     futures = [batcher.submit({"x": np.ones((1, 1), np.float32)}, ["y"]) for _ in range(8)]
     await asyncio.gather(*futures)
     assert peak == 1

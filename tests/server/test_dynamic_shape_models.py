@@ -47,7 +47,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     stateful_model(repo / "vad" / "1" / "model.onnx")
     failing_model(repo / "boom" / "1" / "model.onnx")
     for name in ("detector", "audio", "vad"):  # give the batcher time to see requests together
-        (repo / name / "config.yaml").write_text("max_queue_delay_ms: 20\n")
+        (repo / name / "config.yaml").write_text("batching: {max_queue_delay_ms: 20}\n")
     with captured_logs() as logs, running_server(ServerSettings(model_repo=repo)) as server:
         yield Served(server, repo, logs)
 

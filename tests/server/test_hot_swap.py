@@ -142,12 +142,12 @@ def test_invalid_config_keeps_serving_version_and_names_the_field(tmp_path: Path
         running_server(ServerSettings(model_repo=tmp_path)) as server,
         httpx.Client(base_url=server.url) as client,
     ):
-        (tmp_path / "scale" / "config.yaml").write_text("max_batch_size: -4\n")
+        (tmp_path / "scale" / "config.yaml").write_text("batching: {max_batch_size: -4}\n")
         refused = client.post("/v2/repository/models/scale/load")
         assert refused.status_code == 400
         assert "max_batch_size" in refused.json()["error"]
         assert client.post("/v2/models/scale/infer", json=BODY).status_code == 200
-        (tmp_path / "scale" / "config.yaml").write_text("max_batch_size: [unclosed\n")
+        (tmp_path / "scale" / "config.yaml").write_text("batching: {max_batch_size: [unclosed\n")
         refused = client.post("/v2/repository/models/scale/load")
         assert refused.status_code == 400
         assert "invalid YAML" in refused.json()["error"]

@@ -29,7 +29,7 @@ def _in_flight(client: httpx.Client) -> float:
 def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     dense_stack_model(repo / "heavy" / "1" / "model.onnx", width=WIDTH, depth=16)
-    (repo / "heavy" / "config.yaml").write_text("max_batch_size: 1\n")
+    (repo / "heavy" / "config.yaml").write_text("batching: {max_batch_size: 1}\n")
     x = np.ones((128, WIDTH), np.float32)  # about 0.1 s per request
     body, length = encode_request(InferRequest(inputs={"x": x}), binary=True)
     headers = {"Inference-Header-Content-Length": str(length)}

@@ -19,7 +19,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     scale_model(root / "scale" / "2" / "model.onnx", 3.0)
     mixed_model(root / "mixed" / "1" / "model.onnx")
     fixed_batch_model(root / "fixed" / "1" / "model.onnx")
-    (root / "scale" / "config.yaml").write_text("max_batch_size: 16\nversion_policy: all\n")
+    (root / "scale" / "config.yaml").write_text(
+        "batching: {max_batch_size: 16}\nversion_policy: all\n"
+    )
     return root
 
 

@@ -28,6 +28,7 @@ def build_agent_app(
     from tierwise.planfile.load import load_plan
     from tierwise.router.build import build_router
     from tierwise.router.gateway import Gateway, GatewaySettings
+    from tierwise.router.settings import RouterSettings
 
     agent = EdgeAgent(settings, env=env)
     token = None
@@ -60,7 +61,8 @@ def build_agent_app(
         tiers[name] = ServedTier(
             name, agent.server.dataplane, model, kind=local.kind, timeout_s=local.timeout_s
         )
-    router = build_router(plan, env=env, hedge_after_ms=part.hedge_after_ms, tiers=tiers)
+    router_settings = RouterSettings(hedge_after_ms=part.hedge_after_ms)
+    router = build_router(plan, env=env, settings=router_settings, tiers=tiers)
 
     def offload(throttled: bool) -> None:
         for name in tiers:

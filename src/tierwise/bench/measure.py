@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from pydantic import Field, field_validator
 
 from tierwise.bench.evalset import EvalData, EvalSet, as_eval_set, predicted_labels
 from tierwise.bench.host import PeakMemory, host_info
@@ -36,6 +36,7 @@ from tierwise.bench.profiles import (
 from tierwise.errors import ConfigError, ModelLoadError
 from tierwise.runtime import resolve_providers
 from tierwise.runtime.onnx import PROVIDER_ALIASES, _signature_of, read_signature
+from tierwise.settings_errors import SettingsModel
 from tierwise.zoo.files import sha256_of
 
 __all__ = [
@@ -53,34 +54,28 @@ _EVAL_CHUNK_ROWS = 512
 _MAX_BATCH = 65_536
 
 
-@dataclass(frozen=True)
-class MeasureSettings:
+class MeasureSettings(SettingsModel):
     """How each variant is measured: batch sizes, timed runs per batch size (stopping
     early after ``max_seconds_per_batch``), untimed warm-up runs, onnxruntime threads."""
 
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
-    runs: int = 200
-    warmup_runs: int = 10
-    max_seconds_per_batch: float = 2.0
-    intra_op_threads: int = 1
+    runs: int = Field(default=200, strict=True, ge=1)
+    warmup_runs: int = Field(default=10, strict=True, ge=0)
+    max_seconds_per_batch: float = Field(default=2.0, gt=0)
+    intra_op_threads: int = Field(default=1, strict=True, ge=0)
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        sizes = self.batch_sizes
+    @field_validator("batch_sizes", mode="before")
+    @classmethod
+    def _sizes(cls, value: object) -> tuple[int, ...]:
+        sizes = list(value) if isinstance(value, list | tuple) else None
         if not sizes or any(
             isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= _MAX_BATCH for b in sizes
         ):
-            raise ConfigError("batch_sizes", f"whole numbers in [1, {_MAX_BATCH}]", list(sizes))
+            raise ConfigError("batch_sizes", f"whole numbers in [1, {_MAX_BATCH}]", sizes or value)
         if len(set(sizes)) != len(sizes):
-            raise ConfigError("batch_sizes", "distinct sizes", list(sizes))
-        if self.runs < 1:
-            raise ConfigError("runs", "a whole number >= 1", self.runs)
-        if self.warmup_runs < 0:
-            raise ConfigError("warmup_runs", "a whole number >= 0", self.warmup_runs)
-        if not self.max_seconds_per_batch > 0:
-            raise ConfigError("max_seconds_per_batch", "a number > 0", self.max_seconds_per_batch)
-        if self.intra_op_threads < 0:
-            raise ConfigError("intra_op_threads", "a whole number >= 0", self.intra_op_threads)
+            raise ConfigError("batch_sizes", "distinct sizes", sizes)
+        return tuple(sizes)
 
     def record(self) -> ProfileSettings:
         return ProfileSettings(

@@ -42,6 +42,7 @@ def gateway(
     from tierwise.planfile.load import load_plan
     from tierwise.router.build import build_router
     from tierwise.router.gateway import Gateway, GatewaySettings
+    from tierwise.router.settings import RouterSettings
     from tierwise.server.app import uvicorn_server
     from tierwise.server.logs import configure_logging
     from tierwise.telemetry.sampling import JsonlSink
@@ -51,7 +52,8 @@ def gateway(
     # The environment is read here, at the edge: tiers name the variables holding their
     # Authorization headers and get only those values.
     sink = JsonlSink(samples, max_bytes=256 * 1024 * 1024) if samples is not None else None
-    router = build_router(loaded, env=dict(os.environ), samples=sink, hedge_after_ms=hedge_after_ms)
+    router_settings = RouterSettings(hedge_after_ms=hedge_after_ms)
+    router = build_router(loaded, env=dict(os.environ), settings=router_settings, samples=sink)
     configure_logging("info", json_lines=log_json)
     app = Gateway(loaded, router, settings)
     try:

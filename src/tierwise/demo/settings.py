@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import Field, field_validator
+
 from tierwise.errors import ConfigError
+from tierwise.settings_errors import SettingsModel
 
 __all__ = ["DemoSettings"]
 
 
-@dataclass(frozen=True)
-class DemoSettings:
+class DemoSettings(SettingsModel):
     """Where the demo works and how much it measures.
 
     ``requests`` limits the replay to the first rows of the held-out split (all by
@@ -23,21 +24,16 @@ class DemoSettings:
     zoo_dir: Path = Path(".tierwise/zoo")
     work_dir: Path = Path(".tierwise/demo")
     seed: int = 0
-    requests: int | None = None
-    profile_runs: int = 100
+    requests: int | None = Field(default=None, strict=True)
+    profile_runs: int = Field(default=100, strict=True, ge=1)
     profile_batch_sizes: tuple[int, ...] = (1, 8, 32)
-    target_accuracy: float = 0.995
-    port_base: int = 18400
+    target_accuracy: float = Field(default=0.995, gt=0.0, le=1.0)
+    port_base: int = Field(default=18400, ge=1024, le=65000)
     force: bool = False
 
-    def __post_init__(self) -> None:
-        if self.requests is not None and (isinstance(self.requests, bool) or self.requests < 1):
-            raise ConfigError(
-                "requests", "a whole number >= 1, or None for every row", self.requests
-            )
-        if isinstance(self.profile_runs, bool) or self.profile_runs < 1:
-            raise ConfigError("profile_runs", "a whole number >= 1", self.profile_runs)
-        if not 0.0 < self.target_accuracy <= 1.0:
-            raise ConfigError("target_accuracy", "a fraction in (0, 1]", self.target_accuracy)
-        if not 1024 <= self.port_base <= 65000:
-            raise ConfigError("port_base", "a port in [1024, 65000]", self.port_base)
+    @field_validator("requests")
+    @classmethod
+    def _some_rows(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ConfigError("requests", "a whole number >= 1, or None for every row", value)
+        return value

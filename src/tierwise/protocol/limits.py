@@ -1,17 +1,17 @@
 """Bounds the codec enforces on untrusted payloads.
 
-A frozen dataclass rather than a pydantic model: it is built once per server and read
-on every request, and a pydantic settings model can still hold it as a field (pydantic
-runs ``__post_init__``; a :class:`ConfigError` is a ``ValueError`` so it surfaces as a
-validation error there).
+Built once per server and read on every request; as a field of another settings model
+its problems are that model's validation errors, built in code a ConfigError.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 
+from pydantic import Field, field_validator
+
 from tierwise.errors import ConfigError
+from tierwise.settings_errors import SettingsModel
 
 __all__ = ["DEFAULT_LIMITS", "NUMPY_MAX_DIMS", "CodecLimits"]
 
@@ -19,8 +19,7 @@ __all__ = ["DEFAULT_LIMITS", "NUMPY_MAX_DIMS", "CodecLimits"]
 NUMPY_MAX_DIMS: Final = 64
 
 
-@dataclass(frozen=True, slots=True)
-class CodecLimits:
+class CodecLimits(SettingsModel):
     """Limits applied while decoding a V2 payload.
 
     - ``max_body_bytes``: whole HTTP body (JSON header plus binary section); over it the
@@ -30,20 +29,17 @@ class CodecLimits:
     - ``max_dims``: dimensions of one tensor's shape (numpy allows at most 64).
     """
 
-    max_body_bytes: int = 64 * 1024 * 1024
-    max_tensors: int = 256
-    max_tensor_elements: int = 64 * 1024 * 1024
-    max_dims: int = 32
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, strict=True, ge=1)
+    max_tensors: int = Field(default=256, strict=True, ge=1)
+    max_tensor_elements: int = Field(default=64 * 1024 * 1024, strict=True, ge=1)
+    max_dims: int = Field(default=32, strict=True, ge=1)
 
-    def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_tensors", "max_tensor_elements", "max_dims"):
-            value = getattr(self, name)
-            if type(value) is not int or value < 1:
-                raise ConfigError(name, "an integer >= 1", value)
-        if self.max_dims > NUMPY_MAX_DIMS:
-            raise ConfigError(
-                "max_dims", f"at most {NUMPY_MAX_DIMS} (numpy's limit)", self.max_dims
-            )
+    @field_validator("max_dims")
+    @classmethod
+    def _numpy_dims(cls, value: int) -> int:
+        if value > NUMPY_MAX_DIMS:
+            raise ConfigError("max_dims", f"at most {NUMPY_MAX_DIMS} (numpy's limit)", value)
+        return value
 
 
 #: The limits used when a caller passes none.

@@ -16,6 +16,7 @@ from tierwise.router.ledger import SpendLedger
 from tierwise.router.meta import meta_from_parameters
 from tierwise.router.policy import Policy
 from tierwise.router.router import Router
+from tierwise.router.settings import RouterSettings
 from tierwise.router.stages import Stage
 from tierwise.router.tiers import LocalTier, RemoteTier, Tier
 from tierwise.router.trace import Attempt, Trace
@@ -46,6 +47,7 @@ __all__ = [
     "Route",
     "RoutedAnswer",
     "Router",
+    "RouterSettings",
     "SpendLedger",
     "Stage",
     "Tier",

@@ -9,11 +9,11 @@ from pathlib import Path
 from tierwise.errors import ConfigError
 from tierwise.escalation.rules import make_rule
 from tierwise.planfile.schema import Plan
-from tierwise.router.health import BreakerSettings
 from tierwise.router.policy import Policy
 from tierwise.router.router import Defer, Router, SpendLedger, Stage
+from tierwise.router.settings import RouterSettings
 from tierwise.router.tiers import LocalTier, RemoteTier, Tier
-from tierwise.runtime import OnnxBackend, OnnxSettings
+from tierwise.runtime import OnnxSettings, make_backend
 from tierwise.telemetry.sampling import Sampler, SampleSink
 
 __all__ = ["build_router", "build_tiers"]
@@ -27,7 +27,8 @@ def build_tiers(
     skip: Collection[str] = (),
 ) -> dict[str, Tier]:
     """One tier object per plan tier. Authorization headers come from ``env`` under the
-    names the plan gives (``auth_header_env``); the plan never holds the secret."""
+    names the plan gives (``auth_header_env``); the plan never holds the secret. A local
+    model runs on the runtime its ``runtime:`` names (``onnx`` settings for onnxruntime)."""
     tiers: dict[str, Tier] = {}
     for name, config in plan.tiers.items():
         if name in skip:
@@ -51,7 +52,8 @@ def build_tiers(
                 binary=True if config.binary else None,
             )
         elif config.local is not None:
-            backend = OnnxBackend(name, Path(config.local.model), onnx)
+            local = config.local
+            backend = make_backend(local.runtime, name, Path(local.model), onnx=onnx)
             tiers[name] = LocalTier(name, backend, kind=config.kind, timeout_s=config.timeout_s)
     return tiers
 
@@ -61,21 +63,18 @@ def build_router(
     *,
     env: Mapping[str, str] | None = None,
     onnx: OnnxSettings | None = None,
-    breaker: BreakerSettings | None = None,
+    settings: RouterSettings | None = None,
     defer: Defer | None = None,
     samples: SampleSink | None = None,
     seed: int | None = None,
-    hedge_after_ms: float | None = None,
     tiers: Mapping[str, Tier] | None = None,
 ) -> Router:
     """The router the plan describes (call ``await router.start()`` before use: it loads
     the in-process models and checks every stage's score output against its tier's model,
-    ConfigError naming a stage the model cannot serve). With a
-    ``samples`` sink, traces are sampled at each workload's ``sample_rate``; with
-    ``hedge_after_ms``, an interactive request whose remote tier has not answered in that
-    time is also sent to the next remote tier, and the first answer wins. ``tiers``
-    replace the plan's tiers of the same names (an edge node answers for its own tier in
-    process)."""
+    ConfigError naming a stage the model cannot serve). ``settings`` holds its tunables
+    (hedging, breakers; see :class:`RouterSettings`). With a ``samples`` sink, traces are
+    sampled at each workload's ``sample_rate``. ``tiers`` replace the plan's tiers of the
+    same names (an edge node answers for its own tier in process)."""
     given = dict(tiers or {})
     unknown = sorted(set(given) - set(plan.tiers))
     if unknown:
@@ -106,15 +105,4 @@ def build_router(
             sink=samples,
             rng=random.Random(seed),  # noqa: S311 -- sampling, not secrets
         )
-    return Router(
-        policy,
-        tiers,
-        stages,
-        breaker=breaker,
-        defer=defer,
-        ledger=ledger,
-        sampler=sampler,
-        privacy_of=lambda meta: policy.effective(meta).privacy,
-        urgency_of=lambda meta: policy.effective(meta).urgency,
-        hedge_after_ms=hedge_after_ms,
-    )
+    return Router(policy, tiers, stages, settings, defer=defer, ledger=ledger, sampler=sampler)

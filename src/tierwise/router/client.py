@@ -20,6 +20,7 @@ from tierwise.protocol import InferRequest, RequestedOutput
 from tierwise.router.answer import RoutedAnswer
 from tierwise.router.build import build_router
 from tierwise.router.router import Router
+from tierwise.router.settings import RouterSettings
 from tierwise.router.trace import Trace
 from tierwise.router.types import Cause, RequestMeta
 from tierwise.runtime import OnnxSettings
@@ -62,13 +63,14 @@ class Client:
         *,
         env: Mapping[str, str] | None = None,
         onnx: OnnxSettings | None = None,
+        settings: RouterSettings | None = None,
         router: Router | None = None,
     ) -> None:
         self.plan = plan if isinstance(plan, Plan) else load_plan(Path(plan))
         # The SDK is an entry point like the CLI: without ``env`` it reads the process
         # environment, and only for the variables the plan names for auth headers.
         self.router = router or build_router(
-            self.plan, env=os.environ if env is None else env, onnx=onnx
+            self.plan, env=os.environ if env is None else env, onnx=onnx, settings=settings
         )
         self._started = False
 

@@ -10,10 +10,12 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
+from pydantic import Field, model_validator
+
 from tierwise.errors import ConfigError
+from tierwise.settings_errors import SettingsModel
 
 __all__ = ["BreakerSettings", "CircuitBreaker", "LatencyWindow"]
 
@@ -21,30 +23,24 @@ BreakerState = Literal["closed", "open", "half_open"]
 _REFRESH_EVERY = 16
 
 
-@dataclass(frozen=True, slots=True)
-class BreakerSettings:
-    """When a breaker opens and how it probes its way back."""
+class BreakerSettings(SettingsModel):
+    """When a breaker opens and how it probes its way back: after
+    ``consecutive_failures`` in a row, or when at least ``error_rate`` of the last
+    ``window`` calls failed (once ``min_calls`` were made); it stays open ``open_s``
+    seconds, then lets ``half_open_probes`` calls through."""
 
-    consecutive_failures: int = 5
-    error_rate: float = 0.5
-    window: int = 20
-    min_calls: int = 10
-    open_s: float = 5.0
-    half_open_probes: int = 1
+    consecutive_failures: int = Field(default=5, ge=1)
+    error_rate: float = Field(default=0.5, gt=0, le=1)
+    window: int = Field(default=20, ge=1)
+    min_calls: int = Field(default=10, ge=1)
+    open_s: float = Field(default=5.0, gt=0)
+    half_open_probes: int = Field(default=1, ge=1)
 
-    def __post_init__(self) -> None:
-        if self.consecutive_failures < 1:
-            raise ConfigError("consecutive_failures", ">= 1", self.consecutive_failures)
-        if not 0 < self.error_rate <= 1:
-            raise ConfigError("error_rate", "in (0, 1]", self.error_rate)
-        if self.window < 1:
-            raise ConfigError("window", ">= 1", self.window)
-        if not 1 <= self.min_calls <= self.window:
+    @model_validator(mode="after")
+    def _min_calls_fit(self) -> BreakerSettings:
+        if self.min_calls > self.window:
             raise ConfigError("min_calls", f"between 1 and window={self.window}", self.min_calls)
-        if self.open_s <= 0:
-            raise ConfigError("open_s", "> 0", self.open_s)
-        if self.half_open_probes < 1:
-            raise ConfigError("half_open_probes", ">= 1", self.half_open_probes)
+        return self
 
 
 class CircuitBreaker:
@@ -133,6 +129,7 @@ class LatencyWindow:
     def __init__(self, size: int = 256) -> None:
         if size < 1:
             raise ConfigError("size", ">= 1", size)
+        self.size = size
         self._samples: deque[float] = deque(maxlen=size)
         self._cached: float | None = None
         self._since_cached = 0

@@ -24,6 +24,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 from tierwise.errors import (
     ConfigError,
@@ -36,11 +37,12 @@ from tierwise.protocol import InferRequest, InferResponse
 from tierwise.router.answer import AttemptRecord, RoutedAnswer
 from tierwise.router.fallback import failure_cause, settle
 from tierwise.router.flags import TierFlags
-from tierwise.router.health import BreakerSettings, CircuitBreaker, LatencyWindow
+from tierwise.router.health import CircuitBreaker, LatencyWindow
 from tierwise.router.hedge import hedged
 from tierwise.router.ledger import SpendLedger
 from tierwise.router.routes import RouteCache
 from tierwise.router.score_outputs import check_answer, check_stages, stage_failure
+from tierwise.router.settings import RouterSettings
 from tierwise.router.stages import Answer, ConfidenceRule, Defer, RoutePolicy, Stage, Step
 from tierwise.router.tiers import LocalTier, Tier
 from tierwise.router.trace import Outcome
@@ -58,12 +60,26 @@ __all__ = [
 ]
 
 
+class _Effective(Protocol):
+    """What the router reads of a policy's ``effective(meta)``."""
+
+    @property
+    def privacy(self) -> str: ...
+
+    @property
+    def urgency(self) -> str: ...
+
+
 class Router:
     """Runs requests through the tiers the policy allows, in cascade order.
 
-    ``thermal_offload`` and ``healthy`` are per-tier flags the owner sets (an edge node's
-    thermal guard, a health probe); with the breakers they are what the policy sees.
-    ``fallbacks`` counts degraded answers by (workload, answering tier, cause).
+    ``settings`` holds the tunables (hedging, breakers, latency window). A policy that
+    offers ``effective(meta)`` (as :class:`~tierwise.router.policy.Policy` does) says each
+    request's privacy and urgency: what a sampled trace may keep, and whether a request is
+    interactive enough to hedge; without it every request is ``sensitive`` and
+    interactive. ``thermal_offload`` and ``healthy`` are per-tier flags the owner sets (an
+    edge node's thermal guard, a health probe); with the breakers they are what the policy
+    sees. ``fallbacks`` counts degraded answers by (workload, answering tier, cause).
     """
 
     def __init__(
@@ -71,14 +87,11 @@ class Router:
         policy: RoutePolicy,
         tiers: Mapping[str, Tier],
         stages: Mapping[str, Sequence[Stage]],
+        settings: RouterSettings | None = None,
         *,
-        breaker: BreakerSettings | None = None,
         defer: Defer | None = None,
         ledger: SpendLedger | None = None,
         sampler: Sampler | None = None,
-        privacy_of: Callable[[RequestMeta], str] | None = None,
-        urgency_of: Callable[[RequestMeta], str] | None = None,
-        hedge_after_ms: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -88,23 +101,26 @@ class Router:
                     raise ConfigError(
                         f"stages.{workload}", f"tiers among {sorted(tiers)}", stage.tier
                     )
-        if hedge_after_ms is not None and hedge_after_ms <= 0:
-            raise ConfigError("hedge_after_ms", "> 0", hedge_after_ms)
+        settings = settings or RouterSettings()
+        self.settings = settings
         self.policy = policy
         self.tiers = dict(tiers)
         self.stages = {w: {s.tier: s for s in cascade} for w, cascade in stages.items()}
         self.ledger = ledger or SpendLedger()
-        self.hedge_after_ms = hedge_after_ms
+        self.hedge_after_ms = settings.hedge_after_ms
         self.sampler = sampler
-        self._privacy_of = privacy_of
-        self._urgency_of = urgency_of
+        self._effective: Callable[[RequestMeta], _Effective] | None = getattr(
+            policy, "effective", None
+        )
         self._defer = defer
         self._clock = clock
         self._wall = wall_clock
         self.breakers = {
-            name: CircuitBreaker(breaker, clock=clock) for name, t in tiers.items() if t.remote
+            name: CircuitBreaker(settings.breaker, clock=clock)
+            for name, t in tiers.items()
+            if t.remote
         }
-        self.latency = {name: LatencyWindow() for name in tiers}
+        self.latency = {name: LatencyWindow(settings.latency_window_samples) for name in tiers}
         self._routes = RouteCache(policy, self.ledger, self.breakers, self.tier_states)
         self.thermal_offload = TierFlags(default=False, on_change=self._routes.reset)
         self.healthy = TierFlags(default=True, on_change=self._routes.reset)
@@ -334,7 +350,7 @@ class Router:
     def _is_interactive(self, meta: RequestMeta) -> bool:
         if meta.urgency is not None:
             return meta.urgency == "interactive"
-        return self._urgency_of is None or self._urgency_of(meta) == "interactive"
+        return self._effective is None or self._effective(meta).urgency == "interactive"
 
     def _finish(
         self,
@@ -378,7 +394,7 @@ class Router:
     def _sample(self, answer: RoutedAnswer, request: InferRequest, meta: RequestMeta) -> None:
         if self.sampler is None or answer.response is None:
             return
-        privacy = self._privacy_of(meta) if self._privacy_of is not None else "sensitive"
+        privacy = self._effective(meta).privacy if self._effective is not None else "sensitive"
         outputs = answer.response.outputs
         self.sampler.offer_lazy(
             meta.workload, lambda: answer.trace.to_dict(), request.inputs, outputs, privacy

@@ -19,8 +19,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from pydantic import Field, field_validator, model_validator
+
 from tierwise.errors import ConfigError, DeadlineExceededError, ServerBusyError
 from tierwise.server.batch_merge import Tensors, batch_key, batch_rows, merge, split
+from tierwise.settings_errors import SettingsModel
 
 __all__ = ["BatchItem", "Batcher", "BatcherSettings", "batch_key", "batch_rows", "merge", "split"]
 
@@ -46,21 +49,28 @@ def _release(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-@dataclass(frozen=True, slots=True)
-class BatcherSettings:
-    """How one model's requests are queued and batched."""
+class BatcherSettings(SettingsModel):
+    """How one model's requests are queued and batched (a model's ``batching:``).
 
-    max_batch_size: int = 1
-    max_queue_delay_ms: float = 0.0
+    ``max_batch_size`` rows at most are merged into one call (1 turns batching off);
+    the first request of a batch waits at most ``max_queue_delay_ms`` for company, less
+    when the batch reaches one of ``preferred_batch_sizes``; past ``max_queue_size``
+    waiting requests, more are refused (429); ``instances`` batches run at once.
+    """
+
+    max_batch_size: int = Field(default=64, ge=1, le=4096)
+    max_queue_delay_ms: float = Field(default=0.0, ge=0, le=10_000)
     preferred_batch_sizes: tuple[int, ...] = ()
-    max_queue_size: int = 256
-    instances: int = 1
+    max_queue_size: int = Field(default=512, ge=1, le=1_000_000)
+    instances: int = Field(default=1, ge=1, le=64)
 
-    def __post_init__(self) -> None:
-        if self.max_batch_size < 1:
-            raise ConfigError("max_batch_size", ">= 1", self.max_batch_size)
-        if not 0 <= self.max_queue_delay_ms <= 10_000:
-            raise ConfigError("max_queue_delay_ms", "between 0 and 10000", self.max_queue_delay_ms)
+    @field_validator("preferred_batch_sizes")
+    @classmethod
+    def _sorted_sizes(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(sorted(set(value)))
+
+    @model_validator(mode="after")
+    def _sizes_fit(self) -> BatcherSettings:
         bad = [s for s in self.preferred_batch_sizes if not 1 <= s <= self.max_batch_size]
         if bad:
             raise ConfigError(
@@ -68,10 +78,7 @@ class BatcherSettings:
                 f"sizes between 1 and max_batch_size={self.max_batch_size}",
                 bad,
             )
-        if self.max_queue_size < 1:
-            raise ConfigError("max_queue_size", ">= 1", self.max_queue_size)
-        if not 1 <= self.instances <= 64:
-            raise ConfigError("instances", "between 1 and 64", self.instances)
+        return self
 
 
 @dataclass(slots=True)

@@ -28,23 +28,29 @@ from tierwise.errors import (
     ModelNotReadyError,
     TierwiseError,
 )
-from tierwise.runtime import Backend, OnnxBackend
+from tierwise.runtime import Backend, make_backend
 from tierwise.server.batching import Batcher
 from tierwise.server.metrics import ServerMetrics, VersionMetrics
 from tierwise.server.repository import ModelEntry, read_model, scan_repository
 from tierwise.server.settings import ModelConfig, ServerSettings
 
-__all__ = ["BackendFactory", "ModelManager", "ModelState", "ServedVersion", "onnx_backend"]
+__all__ = [
+    "BackendFactory",
+    "ModelManager",
+    "ModelState",
+    "ServedVersion",
+    "registry_backend",
+]
 
 log = logging.getLogger("tierwise.server")
 
 BackendFactory = Callable[[str, Path, ModelConfig], Backend]
 
 
-def onnx_backend(name: str, path: Path, config: ModelConfig) -> Backend:
-    """The default factory: an onnxruntime backend with the model's ``onnx`` settings and
-    declared warm-up."""
-    return OnnxBackend(name, path, config.onnx, warmup=config.warmup)
+def registry_backend(name: str, path: Path, config: ModelConfig) -> Backend:
+    """The default factory: a backend of the runtime the model's ``runtime:`` names (see
+    :mod:`tierwise.runtime.registry`), with its ``onnx`` settings and declared warm-up."""
+    return make_backend(config.runtime, name, path, onnx=config.onnx, warmup=config.warmup)
 
 
 @dataclass(slots=True)
@@ -93,7 +99,7 @@ class ModelManager:
         self,
         settings: ServerSettings,
         metrics: ServerMetrics,
-        backend_factory: BackendFactory = onnx_backend,
+        backend_factory: BackendFactory = registry_backend,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -243,7 +249,7 @@ class ModelManager:
         """Load and warm one version; any failure is a ModelLoadError naming the version."""
         name = entry.name
         try:
-            settings = entry.config.batcher_settings()
+            settings = entry.config.batching
             backend = self._factory(name, path, entry.config)
             await backend.load()
         except ModelError as exc:

@@ -1,23 +1,30 @@
-"""The model repository on disk: ``DIR/<model>/<version>/model.onnx`` plus an optional
-``DIR/<model>/config.yaml``. Pure reading; loading is the manager's job."""
+"""The model repository on disk: ``DIR/<model>/<version>/model.onnx`` (the file name the
+model's runtime expects) plus an optional ``DIR/<model>/config.yaml``. Pure reading;
+loading is the manager's job.
+
+A ``config.yaml`` is laid over the server's default model settings: a mapping (such as
+``batching:`` or ``onnx:``) changes only the keys it names, anything else replaces the
+default."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from tierwise.errors import ConfigError, ModelLoadError, ModelNotFoundError
+from tierwise.runtime import model_file_of
 from tierwise.server.settings import ModelConfig
 from tierwise.settings_errors import settings_error
 from tierwise.yaml_limits import load_yaml
 
 __all__ = ["ModelEntry", "read_model", "scan_repository"]
 
-MODEL_FILE = "model.onnx"
 CONFIG_FILE = "config.yaml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -48,6 +55,18 @@ def _stat(path: Path) -> tuple[object, ...]:
     return (str(path), st.st_size, st.st_mtime_ns)
 
 
+def _overlay(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``: mappings in both are merged key by key, the rest replaced."""
+    merged = dict(base)
+    for key, value in top.items():
+        below = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            merged[key] = _overlay(below, value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def _read_config(name: str, folder: Path, default: ModelConfig) -> ModelConfig:
     path = folder / CONFIG_FILE
     if not path.is_file():
@@ -56,7 +75,7 @@ def _read_config(name: str, folder: Path, default: ModelConfig) -> ModelConfig:
         data = load_yaml(path.read_text(), str(path)) or {}
         if not isinstance(data, dict):
             raise ModelLoadError(f"{path}: expected a mapping of settings", model=name)
-        merged = default.model_dump() | data
+        merged = _overlay(default.model_dump(), data)
         return ModelConfig.model_validate(merged)
     except yaml.YAMLError as exc:
         raise ModelLoadError(f"{path}: invalid YAML: {exc}", model=name) from exc
@@ -76,18 +95,19 @@ def read_model(repo: Path, name: str, default: ModelConfig) -> ModelEntry:
     if not folder.is_dir():
         raise ModelNotFoundError(model=name)
     config = _read_config(name, folder, default)
+    model_file = model_file_of(config.runtime)
     versions: dict[int, Path] = {}
     prints: list[object] = []
     for child in folder.iterdir():
-        if child.is_dir() and child.name.isdigit() and (child / MODEL_FILE).is_file():
-            versions[int(child.name)] = child / MODEL_FILE
-            prints.append(_stat(child / MODEL_FILE))
+        if child.is_dir() and child.name.isdigit() and (child / model_file).is_file():
+            versions[int(child.name)] = child / model_file
+            prints.append(_stat(child / model_file))
     if (folder / CONFIG_FILE).is_file():
         prints.append(_stat(folder / CONFIG_FILE))
     if not versions:
         raise ModelLoadError(
-            f"no version folder with a {MODEL_FILE} under {folder} "
-            f"(expected {name}/1/{MODEL_FILE})",
+            f"no version folder with a {model_file} under {folder} "
+            f"(expected {name}/1/{model_file})",
             model=name,
         )
     return ModelEntry(name, versions, config, tuple(sorted(map(str, prints))))

@@ -2,32 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tierwise.errors import ConfigError
 from tierwise.protocol import CodecLimits
-from tierwise.runtime import OnnxSettings, WarmupSample
+from tierwise.runtime import OnnxSettings, WarmupSample, check_runtime
 from tierwise.server.batching import BatcherSettings
-from tierwise.settings_errors import settings_error
+from tierwise.settings_errors import SettingsModel, settings_error
 from tierwise.yaml_limits import load_yaml
 
 __all__ = ["ModelConfig", "ServerSettings", "load_yaml_settings"]
 
 
-class ModelConfig(BaseModel):
-    """``DIR/<model>/config.yaml``: batching, limits and how the model runs."""
+class ModelConfig(SettingsModel):
+    """``DIR/<model>/config.yaml``: which runtime runs the model, how its requests are
+    batched, which versions serve and how the model is warmed up."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    moved_settings: ClassVar[Mapping[str, str]] = {
+        name: f"batching.{name}" for name in BatcherSettings.model_fields
+    }
 
-    max_batch_size: int = Field(default=64, ge=1, le=4096)
-    max_queue_delay_ms: float = Field(default=0.0, ge=0, le=10_000)
-    preferred_batch_sizes: list[int] = Field(default_factory=list)
-    max_queue_size: int = Field(default=512, ge=1, le=1_000_000)
-    instances: int = Field(default=1, ge=1, le=64)
+    runtime: str = Field(
+        default="onnxruntime",
+        description="the runtime that runs the model, by its registered name",
+    )
+    batching: BatcherSettings = Field(default_factory=BatcherSettings)
     version_policy: Literal["latest", "all"] | list[int] = "latest"
     onnx: OnnxSettings = Field(default_factory=OnnxSettings)
     warmup: list[WarmupSample] = Field(
@@ -38,21 +42,10 @@ class ModelConfig(BaseModel):
         "warmed up",
     )
 
-    @field_validator("preferred_batch_sizes")
+    @field_validator("runtime")
     @classmethod
-    def _positive(cls, value: list[int]) -> list[int]:
-        if any(s < 1 for s in value):
-            raise ValueError("every preferred batch size must be >= 1")
-        return sorted(set(value))
-
-    def batcher_settings(self) -> BatcherSettings:
-        return BatcherSettings(
-            max_batch_size=self.max_batch_size,
-            max_queue_delay_ms=self.max_queue_delay_ms,
-            preferred_batch_sizes=tuple(self.preferred_batch_sizes),
-            max_queue_size=self.max_queue_size,
-            instances=self.instances,
-        )
+    def _registered(cls, value: str) -> str:
+        return check_runtime(value)
 
 
 class ServerSettings(BaseModel):
