@@ -12,11 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from outbox_helpers import FakeClock, request_body, wait_for
 from tierwise.errors import ConfigError, TierwiseError
+from tierwise.http.client import HttpClient
+from tierwise.http.transport import HttpRequest, HttpResponse
 from tierwise.outbox import (
     Drainer,
+    DrainerSettings,
     Outbox,
     OutboxFullError,
     OutboxItem,
@@ -186,6 +190,37 @@ def test_bad_arguments(outbox: Outbox) -> None:
 # -- drainer ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("poll_s", 0),
+        ("lease_s", -1.0),
+        ("batch_size", 0),
+        ("batch_size", True),
+        ("callback_attempts", 0),
+        ("callback_backoff_s", -0.1),
+        ("callback_timeout_s", float("inf")),
+        ("callback_content_type", "application/json\r\nx-injected: 1"),
+        ("callback_max_response_bytes", 0),
+        ("batch", 4),  # unknown: the setting is batch_size
+    ],
+)
+def test_drainer_settings_name_the_bad_field(field: str, value: object) -> None:
+    with pytest.raises(ValidationError, match=field):
+        DrainerSettings.model_validate({field: value})
+
+
+def test_drainer_takes_settings_only_as_a_model(tmp_path: Path) -> None:
+    async def deliver(item: OutboxItem) -> bytes:
+        return b""
+
+    with Outbox(tmp_path / "o.db", max_items=1) as box:
+        drainer = Drainer(box, "cloud", deliver, lambda: True)
+        assert drainer.settings == DrainerSettings()
+        with pytest.raises(ConfigError, match="settings"):
+            Drainer(box, "cloud", deliver, lambda: True, {"poll_s": 1.0})  # type: ignore[arg-type]
+
+
 async def test_drainer_waits_while_unhealthy_then_drains(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db", max_items=10)
     ids = [box.put("cloud", request_body(i)) for i in range(3)]
@@ -198,7 +233,8 @@ async def test_drainer_waits_while_unhealthy_then_drains(tmp_path: Path) -> None
         response = InferResponse(model_name="m", outputs={"y": request.inputs["x"] * 2})
         return encode_response(response)[0]
 
-    async with Drainer(box, "cloud", deliver, lambda: healthy, poll_s=0.02, batch=2):
+    settings = DrainerSettings(poll_s=0.02, batch_size=2)
+    async with Drainer(box, "cloud", deliver, lambda: healthy, settings):
         await asyncio.sleep(0.3)
         assert seen == []
         assert box.pending_count() == 3
@@ -226,7 +262,7 @@ async def test_drainer_retries_failures_and_stops_on_permanent(tmp_path: Path) -
             raise ConnectionError("uplink down")
         return b"ok"
 
-    drainer = Drainer(box, "cloud", deliver, lambda: True, poll_s=0.01)
+    drainer = Drainer(box, "cloud", deliver, lambda: True, DrainerSettings(poll_s=0.01))
     drainer.start()
     await wait_for(lambda: box.pending_count() == 0)
     await drainer.stop()
@@ -278,7 +314,8 @@ async def test_callback_delivery_with_retry(tmp_path: Path) -> None:
         async def deliver(item: OutboxItem) -> bytes:
             return b'{"answer": 42}'
 
-        drainer = Drainer(box, "cloud", deliver, lambda: True, poll_s=0.02, callback_backoff_s=0.01)
+        settings = DrainerSettings(poll_s=0.02, callback_backoff_s=0.01)
+        drainer = Drainer(box, "cloud", deliver, lambda: True, settings)
         async with drainer:
             await wait_for(lambda: box.get(item_id).callback_status == "delivered")
         assert len(server.received) == 2  # one 503, then delivered
@@ -308,10 +345,10 @@ async def test_callback_failure_keeps_result_and_orphans_are_resent(tmp_path: Pa
         async def deliver(item: OutboxItem) -> bytes:
             return b"lost-result"
 
-        drainer = Drainer(
-            box, "cloud", deliver, lambda: True, poll_s=0.02, callback_attempts=2,
-            callback_backoff_s=0.01, callback_timeout_s=1.0,
-        )  # fmt: skip
+        settings = DrainerSettings(
+            poll_s=0.02, callback_attempts=2, callback_backoff_s=0.01, callback_timeout_s=1.0
+        )
+        drainer = Drainer(box, "cloud", deliver, lambda: True, settings)
         async with drainer:
             await wait_for(lambda: box.get(lost).callback_status == "failed")
             await wait_for(lambda: box.get(orphan).callback_status == "delivered")
@@ -320,3 +357,45 @@ async def test_callback_failure_keeps_result_and_orphans_are_resent(tmp_path: Pa
     finally:
         box.close()
         server.close()
+
+
+class RecordingTransport:
+    """A transport answering every request itself, recording what it was sent."""
+
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+        self.sent: list[HttpRequest] = []
+        self.closed = False
+
+    async def handle(self, request: HttpRequest) -> HttpResponse:
+        self.sent.append(request)
+        return HttpResponse(self.status_code)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_callbacks_go_through_the_client_given(tmp_path: Path) -> None:
+    transport = RecordingTransport(200)
+    client = HttpClient(transport=transport)
+    box = Outbox(tmp_path / "o.db", max_items=10)
+    try:
+        item_id = box.put("cloud", b"req", callback_url="http://callback.example/done?x=1")
+
+        async def deliver(item: OutboxItem) -> bytes:
+            return b"result"
+
+        settings = DrainerSettings(poll_s=0.02, callback_content_type="application/x-custom")
+        async with Drainer(box, "cloud", deliver, lambda: True, settings, client=client):
+            await wait_for(lambda: box.get(item_id).callback_status == "delivered")
+        [sent] = transport.sent
+        assert (sent.method, sent.url, sent.content) == (
+            "POST", "http://callback.example/done?x=1", b"result",
+        )  # fmt: skip
+        assert sent.headers is not None
+        assert sent.headers["content-type"] == "application/x-custom"
+        assert sent.timeout_s == settings.callback_timeout_s
+        assert not transport.closed  # the caller's client stays open
+    finally:
+        box.close()
+        await client.aclose()

@@ -25,6 +25,7 @@ from outbox_helpers import FakeClock, wait_for
 from tierwise.errors import ConfigError
 from tierwise.outbox import (
     Drainer,
+    DrainerSettings,
     Outbox,
     OutboxItem,
 )
@@ -222,7 +223,8 @@ async def drain_rest(db: Path, url: str) -> None:
             return response.content
 
         with Outbox(db, max_items=1000) as box:
-            async with Drainer(box, "cloud", deliver, lambda: True, poll_s=0.02, lease_s=5):
+            settings = DrainerSettings(poll_s=0.02, lease_s=5)
+            async with Drainer(box, "cloud", deliver, lambda: True, settings):
                 await wait_for(lambda: box.pending_count() == 0, timeout_s=30)
 
 

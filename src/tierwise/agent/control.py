@@ -18,11 +18,10 @@ import time
 from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
 
-import requests
-
 from tierwise.agent.desired import REFERENCE, DesiredState, parse_desired
 from tierwise.agent.settings import ControlSettings
-from tierwise.errors import AgentError, ConfigError
+from tierwise.errors import AgentError, ConfigError, PayloadTooLargeError, TierError
+from tierwise.http.client import HttpClient
 
 __all__ = ["MAX_DESIRED_BYTES", "REFERENCE", "ControlPlane", "parse_desired"]
 
@@ -64,7 +63,7 @@ class ControlPlane:
         self.etag: str | None = None
         self.last_fetch_s: float | None = None
         self.last_error: str | None = None
-        self.session = requests.Session()
+        self.client = HttpClient(timeout_s=self.timeout_s, max_response_bytes=MAX_DESIRED_BYTES)
 
     def fetch(self) -> DesiredState | None:
         """The desired state the control plane names now, or None when it answered 304
@@ -75,14 +74,14 @@ class ControlPlane:
         if self.token is not None:
             headers["Authorization"] = f"Bearer {self.token}"
         try:
-            answer = self.session.get(
-                self.url, headers=headers, timeout=self.timeout_s, stream=True,
-                allow_redirects=False,
-            )  # fmt: skip
-            with answer:
-                body = answer.raw.read(MAX_DESIRED_BYTES + 1, decode_content=True)
-        except requests.RequestException as exc:
-            raise AgentError(f"control plane {self.url} did not answer: {exc}") from exc
+            answer = self.client.request_sync("GET", self.url, headers=headers)
+        except PayloadTooLargeError as exc:
+            self.last_fetch_s = time.time()
+            raise AgentError(
+                f"control plane {self.url} sent more than {MAX_DESIRED_BYTES} bytes"
+            ) from exc
+        except TierError as exc:
+            raise AgentError(f"control plane {self.url} did not answer: {exc.reason}") from exc
         self.last_fetch_s = time.time()
         if answer.status_code == 304:
             return None
@@ -91,11 +90,9 @@ class ControlPlane:
                 f"control plane {self.url} answered {answer.status_code}; expected 200 with "
                 "{ref: VERSION | TAG | sha256:...} or {refs: {BUNDLE: REF, ...}}"
             )
-        if len(body) > MAX_DESIRED_BYTES:
-            raise AgentError(f"control plane {self.url} sent more than {MAX_DESIRED_BYTES} bytes")
-        desired = parse_desired(body, f"control plane {self.url}")
-        self.etag = answer.headers.get("ETag")
+        desired = parse_desired(answer.content, f"control plane {self.url}")
+        self.etag = answer.headers.get("etag")
         return desired
 
     def close(self) -> None:
-        self.session.close()
+        self.client.close()

@@ -20,7 +20,6 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-import httpx
 import numpy as np
 
 from tierwise.bench.evalset import EvalData, as_eval_set, predicted_labels
@@ -29,7 +28,8 @@ from tierwise.bench.inputs import TimedInputs, plan_inputs
 from tierwise.bench.latency import latency_stats
 from tierwise.bench.measure import MeasureSettings
 from tierwise.bench.profiles import BatchLatency, Host, ProfileSet, ProfileSettings, VariantProfile
-from tierwise.errors import ConfigError, ProtocolError, TierError
+from tierwise.errors import ConfigError, PayloadTooLargeError, ProtocolError, TierError
+from tierwise.http.client import HttpClient
 from tierwise.protocol import InferRequest, ModelMetadata
 from tierwise.router.tiers import RemoteTier
 from tierwise.runtime import Signature, TensorSpec
@@ -42,13 +42,17 @@ _EVAL_CHUNK_ROWS = 256
 def endpoint_signature(
     url: str, model: str, *, timeout_s: float = 5.0, authorization: str | None = None
 ) -> Signature:
-    """The model's inputs and outputs as its endpoint describes them."""
-    headers = {"authorization": authorization} if authorization else {}
+    """The model's inputs and outputs as its endpoint describes them; TierError when
+    it cannot be asked. Blocking: where an event loop runs, call it on a thread."""
+    headers = {"authorization": authorization} if authorization else None
     where = f"{url.rstrip('/')}/v2/models/{model}"
     try:
-        response = httpx.get(where, timeout=timeout_s, headers=headers)
-    except httpx.HTTPError as exc:
-        raise TierError(f"cannot reach {where}: {exc}", tier=url) from exc
+        with HttpClient(timeout_s=timeout_s) as client:
+            response = client.request_sync("GET", where, headers=headers)
+    except TierError as exc:
+        raise TierError(f"cannot reach {where}: {exc.reason}", tier=url) from exc
+    except PayloadTooLargeError as exc:
+        raise TierError(f"GET {where}: {exc}", tier=url) from exc
     if response.status_code != 200:
         raise TierError(f"GET {where}: HTTP {response.status_code}", tier=url)
     try:

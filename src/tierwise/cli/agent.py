@@ -67,9 +67,9 @@ def agent(
 
 
 def _call(config: Path, method: str, action: str, body: dict[str, Any] | None = None) -> Any:
-    import httpx
-
     from tierwise.agent import load_agent_settings
+    from tierwise.errors import TierError
+    from tierwise.http.client import HttpClient
 
     settings = load_agent_settings(config)
     url = f"http://{settings.host}:{settings.port}/v2/agent/{action}"
@@ -82,10 +82,11 @@ def _call(config: Path, method: str, action: str, body: dict[str, Any] | None = 
             )
         headers["Authorization"] = f"Bearer {token}"
     try:
-        response = httpx.request(method, url, json=body, headers=headers, timeout=300.0)
-    except httpx.HTTPError as exc:
+        with HttpClient(timeout_s=300.0) as client:
+            response = client.request_sync(method, url, json=body, headers=headers)
+    except TierError as exc:
         err_console.print(
-            f"error: the agent at {url} did not answer: {exc}", markup=False, soft_wrap=True
+            f"error: the agent at {url} did not answer: {exc.reason}", markup=False, soft_wrap=True
         )
         raise typer.Exit(EXIT_FAILURE) from None
     doc = response.json()

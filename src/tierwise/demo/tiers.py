@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
-from tierwise.errors import DemoError
+from tierwise.errors import DemoError, TierError
+from tierwise.http.client import HttpClient
 
 __all__ = ["BASELINE_TIER", "Endpoints", "baseline_workload", "live_plan", "serve_endpoints"]
 
@@ -88,13 +88,14 @@ class _Server:
     def ready(self) -> bool:
         """True once it answers ready; False when it exited (its port was taken)."""
         deadline = time.monotonic() + _READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/v2/health/ready", timeout=1).status_code == 200:
-                    return self.process.poll() is None
-            time.sleep(0.1)
+        with HttpClient(self.url, timeout_s=1.0) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    return False
+                with contextlib.suppress(TierError):
+                    if client.request_sync("GET", "/v2/health/ready").status_code == 200:
+                        return self.process.poll() is None
+                time.sleep(0.1)
         return False
 
     def stop(self) -> None:

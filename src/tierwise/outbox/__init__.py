@@ -2,7 +2,8 @@
 their tier, delivered when the tier is back.
 
 The SQLite store is :class:`Outbox` (:mod:`tierwise.outbox.store`), the deliverer
-:class:`Drainer` (:mod:`tierwise.outbox.drain`); values and errors live in
+:class:`Drainer` (:mod:`tierwise.outbox.drain`) with its :class:`DrainerSettings`
+(:mod:`tierwise.outbox.settings`); values and errors live in
 :mod:`tierwise.outbox.types`. This module is the one place to import them from.
 Receivers deduplicate redeliveries with :class:`tierwise.server.idempotency.IdempotencyStore`.
 """
@@ -10,6 +11,7 @@ Receivers deduplicate redeliveries with :class:`tierwise.server.idempotency.Idem
 from __future__ import annotations
 
 from tierwise.outbox.drain import DeliverFn, Drainer
+from tierwise.outbox.settings import DrainerSettings
 from tierwise.outbox.store import Outbox
 from tierwise.outbox.types import (
     CallbackStatus,
@@ -24,6 +26,7 @@ __all__ = [
     "CallbackStatus",
     "DeliverFn",
     "Drainer",
+    "DrainerSettings",
     "ItemStatus",
     "Outbox",
     "OutboxError",

@@ -15,9 +15,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
-import httpx
-
 from tierwise.errors import ConfigError, TierwiseError
+from tierwise.http.client import HttpClient
+from tierwise.outbox.settings import DrainerSettings
 from tierwise.outbox.store import Outbox
 from tierwise.outbox.types import OutboxItem
 
@@ -33,12 +33,10 @@ _RETRYABLE_STATUS = frozenset({408, 425, 429})
 class Drainer:
     """Delivers ``tier``'s outbox items while ``healthy()`` is true (see module docstring).
 
-    ``poll_s`` is how often an idle or unhealthy drainer looks again (``wake()`` makes it
-    look now); ``batch`` items are claimed and delivered concurrently per round, each
-    under a ``lease_s`` lease, which must outlast ``deliver``'s own timeout. Callbacks are
-    POSTed with the result as body and the headers ``Idempotency-Key`` and
-    ``Tierwise-Outbox-Item``; up to ``callback_attempts`` tries per claim with exponential
-    backoff from ``callback_backoff_s``.
+    ``settings`` pace the rounds and the callbacks (:class:`DrainerSettings`); ``wake()``
+    makes an idle drainer look now. Callbacks are POSTed through ``client`` (one of its
+    own, closed by :meth:`stop`, when None) with the result as body and the headers
+    ``Idempotency-Key`` and ``Tierwise-Outbox-Item``.
     """
 
     def __init__(
@@ -47,41 +45,24 @@ class Drainer:
         tier: str,
         deliver: DeliverFn,
         healthy: Callable[[], bool],
+        settings: DrainerSettings | None = None,
         *,
-        poll_s: float = 1.0,
-        batch: int = 16,
-        lease_s: float = 60.0,
-        http: httpx.AsyncClient | None = None,
-        callback_attempts: int = 3,
-        callback_backoff_s: float = 0.5,
-        callback_timeout_s: float = 10.0,
-        callback_content_type: str = "application/json",
+        client: HttpClient | None = None,
     ) -> None:
-        for name, value in (
-            ("poll_s", poll_s),
-            ("lease_s", lease_s),
-            ("callback_timeout_s", callback_timeout_s),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ConfigError(name, "a positive number of seconds", value)
-        if not callback_backoff_s >= 0:
-            raise ConfigError("callback_backoff_s", "a number of seconds >= 0", callback_backoff_s)
-        for name, count in (("batch", batch), ("callback_attempts", callback_attempts)):
-            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                raise ConfigError(name, "an integer >= 1", count)
+        if settings is None:
+            settings = DrainerSettings()
+        elif not isinstance(settings, DrainerSettings):
+            raise ConfigError("settings", "a DrainerSettings", type(settings).__name__)
         self.outbox = outbox
         self.tier = tier
+        self.settings = settings
         self._deliver = deliver
         self._healthy = healthy
-        self.poll_s = float(poll_s)
-        self.batch = batch
-        self.lease_s = float(lease_s)
-        self.callback_attempts = callback_attempts
-        self.callback_backoff_s = float(callback_backoff_s)
-        self.callback_timeout_s = float(callback_timeout_s)
-        self.callback_content_type = callback_content_type
-        self._http = http
-        self._owns_http = http is None
+        self._owns_client = client is None
+        self._client = client or HttpClient(
+            timeout_s=settings.callback_timeout_s,
+            max_response_bytes=settings.callback_max_response_bytes,
+        )
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
@@ -103,8 +84,6 @@ class Drainer:
             return
         self._stopping = False
         self._wake = asyncio.Event()
-        if self._http is None:
-            self._http = httpx.AsyncClient()
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"tierwise-drainer-{self.tier}"
         )
@@ -127,9 +106,8 @@ class Drainer:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self._owns_http and self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        if self._owns_client:
+            await self._client.aclose()
 
     async def __aenter__(self) -> Drainer:
         self.start()
@@ -148,12 +126,11 @@ class Drainer:
     async def drain_once(self) -> int:
         """Claim and deliver one batch of due items, then retry orphaned callbacks; returns
         how many items and callbacks were handled. Does not look at ``healthy()``."""
-        items = await asyncio.to_thread(
-            self.outbox.claim, self.tier, limit=self.batch, lease_s=self.lease_s
-        )
+        batch, lease_s = self.settings.batch_size, self.settings.lease_s
+        items = await asyncio.to_thread(self.outbox.claim, self.tier, limit=batch, lease_s=lease_s)
         await asyncio.gather(*(self._handle(item) for item in items))
         orphans = await asyncio.to_thread(
-            self.outbox.claim_callbacks, self.tier, limit=self.batch, lease_s=self.lease_s
+            self.outbox.claim_callbacks, self.tier, limit=batch, lease_s=lease_s
         )
         for item in orphans:
             if item.result is not None:
@@ -171,10 +148,10 @@ class Drainer:
                     logger.exception("outbox drain round for tier %r failed", self.tier)
             if self._stopping:
                 break
-            if handled >= self.batch:
+            if handled >= self.settings.batch_size:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_s)
             self._wake.clear()
 
     def _is_healthy(self) -> bool:
@@ -214,34 +191,32 @@ class Drainer:
     async def _post_callback(self, item: OutboxItem, result: bytes) -> None:
         if item.callback_url is None:
             return
-        if self._http is None:  # drain_once() used without start()
-            self._http = httpx.AsyncClient()
-            self._owns_http = True
+        settings = self.settings
         headers = {
-            "content-type": self.callback_content_type,
+            "content-type": settings.callback_content_type,
             "idempotency-key": item.idempotency_key or item.id,
             "tierwise-outbox-item": item.id,
         }
-        http = self._http
         error: str | None = None
-        for attempt in range(self.callback_attempts):
+        for attempt in range(settings.callback_attempts):
             if attempt:
-                await asyncio.sleep(self.callback_backoff_s * 2.0 ** (attempt - 1))
+                await asyncio.sleep(settings.callback_backoff_s * 2.0 ** (attempt - 1))
             try:
-                response = await http.post(
+                response = await self._client.post(
                     item.callback_url,
                     content=result,
                     headers=headers,
-                    timeout=self.callback_timeout_s,
+                    timeout_s=settings.callback_timeout_s,
                 )
-            except httpx.HTTPError as exc:
+            except TierwiseError as exc:  # unreachable, timed out, answer too large
                 error = f"{type(exc).__name__}: {exc}"
                 continue
             if response.is_success:
                 error = None
                 break
             error = f"HTTP {response.status_code} from callback"
-            if response.is_client_error and response.status_code not in _RETRYABLE_STATUS:
+            status = response.status_code
+            if 400 <= status < 500 and status not in _RETRYABLE_STATUS:
                 break
         delivered = error is None
         if delivered:
@@ -260,10 +235,11 @@ def _classify(exc: Exception) -> tuple[float | None, bool]:
     status: int | None = None
     if isinstance(exc, TierwiseError):
         status = exc.status_code
-    elif isinstance(exc, httpx.HTTPStatusError):
-        status = exc.response.status_code
     elif isinstance(exc, TypeError):
         return None, True
+    else:  # an HTTP client's status error (httpx's HTTPStatusError, requests' HTTPError)
+        code = getattr(getattr(exc, "response", None), "status_code", None)
+        status = code if isinstance(code, int) else None
     retry_after = getattr(exc, "retry_after_s", None)
     retry_after_s = float(retry_after) if isinstance(retry_after, int | float) else None
     permanent = status is not None and 400 <= status < 500 and status not in _RETRYABLE_STATUS

@@ -1,8 +1,9 @@
 """Tiers the router can call: a model in this process, or any V2 HTTP endpoint.
 
 ``RemoteTier`` speaks the Open Inference Protocol to tierwise serve, Triton, KServe or
-MLServer over pooled keep-alive connections, with a per-call timeout, an optional
-Authorization header and the binary-tensor extension when the peer lists it.
+MLServer through :class:`~tierwise.http.client.HttpClient` (pooled keep-alive
+connections by default), with a per-call timeout, an optional Authorization header and
+the binary-tensor extension when the peer lists it.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import orjson
 
 from tierwise.errors import (
     ConfigError,
+    PayloadTooLargeError,
     ProtocolError,
     TierError,
     TierRejectedError,
     TierTimeoutError,
     TierUnavailableError,
 )
+from tierwise.http.client import HttpClient
+from tierwise.http.transport import HttpResponse, Transport
 from tierwise.protocol import (
     HEADER_LENGTH_HEADER,
     InferRequest,
@@ -31,7 +35,6 @@ from tierwise.protocol import (
     parse_header_length,
 )
 from tierwise.router.bounded import bounded
-from tierwise.router.http11 import HttpClient, HttpResponse
 from tierwise.runtime import Backend, Signature, TensorSpec
 from tierwise.spec.tiers import TierKind
 
@@ -109,7 +112,9 @@ class LocalTier(Tier):
 
 
 class RemoteTier(Tier):
-    """A V2 REST endpoint serving ``model`` (optionally pinned to ``version``)."""
+    """A V2 REST endpoint serving ``model`` (optionally pinned to ``version``).
+    ``transport`` replaces the client's pooled HTTP/1.1 transport (an ASGI app in
+    process, for tests)."""
 
     def __init__(
         self,
@@ -123,6 +128,7 @@ class RemoteTier(Tier):
         authorization: str | None = None,
         binary: bool | None = None,
         max_connections: int = 64,
+        transport: Transport | None = None,
     ) -> None:
         super().__init__(name, kind, timeout_s=timeout_s)
         if not url.startswith(("http://", "https://")):
@@ -136,8 +142,11 @@ class RemoteTier(Tier):
         path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "")
         self._metadata_path = path
         self._infer_path = path + "/infer"
-        headers = {"authorization": authorization} if authorization else {}
-        self._client = HttpClient(self.url, headers=headers, max_connections=max_connections)
+        self._authorization = authorization or None
+        self._get_headers = {"authorization": authorization} if authorization else None
+        self._client = HttpClient(
+            self.url, name=name, transport=transport, max_connections=max_connections
+        )
 
     @property
     def remote(self) -> bool:
@@ -153,11 +162,11 @@ class RemoteTier(Tier):
         TierError when its answer is not V2 model metadata."""
         path = self._metadata_path
         try:
-            response = await self._client.request("GET", path, timeout_s=self.timeout_s)
-        except TimeoutError as exc:
-            raise TierTimeoutError(tier=self.name, timeout_s=self.timeout_s) from exc
-        except OSError as exc:
-            raise TierUnavailableError(f"{type(exc).__name__}: {exc}", tier=self.name) from exc
+            response = await self._client.request(
+                "GET", path, headers=self._get_headers, timeout_s=self.timeout_s
+            )
+        except PayloadTooLargeError as exc:
+            raise TierUnavailableError(f"GET {path}: {exc}", tier=self.name) from exc
         if response.status_code != 200:
             raise TierUnavailableError(f"GET {path}: HTTP {response.status_code}", tier=self.name)
         try:
@@ -173,10 +182,12 @@ class RemoteTier(Tier):
     async def _peer_binary(self, timeout_s: float) -> bool:
         if self._binary is None:
             try:
-                response = await self._client.request("GET", "/v2", timeout_s=timeout_s)
+                response = await self._client.request(
+                    "GET", "/v2", headers=self._get_headers, timeout_s=timeout_s
+                )
                 doc = orjson.loads(response.content) if response.status_code == 200 else {}
                 extensions = doc.get("extensions", []) if isinstance(doc, dict) else []
-            except (OSError, TimeoutError, orjson.JSONDecodeError):
+            except (TierError, PayloadTooLargeError, orjson.JSONDecodeError):
                 return False  # ask again next time; JSON is always understood
             self._binary = "binary_tensor_data" in extensions
         return self._binary
@@ -188,15 +199,17 @@ class RemoteTier(Tier):
         headers = {"content-type": "application/octet-stream" if binary else "application/json"}
         if header_length is not None:
             headers[HEADER_LENGTH_HEADER] = str(header_length)
+        if self._authorization is not None:
+            headers["authorization"] = self._authorization
         remaining = max(deadline - time.monotonic(), 0.001)
         try:
             response = await self._client.request(
                 "POST", self._infer_path, content=body, headers=headers, timeout_s=remaining
             )
-        except TimeoutError as exc:
+        except TierTimeoutError as exc:  # its limit was what remained of timeout_s
             raise TierTimeoutError(tier=self.name, timeout_s=timeout_s) from exc
-        except OSError as exc:  # refused, reset, unreachable, closed mid-response
-            raise TierUnavailableError(f"{type(exc).__name__}: {exc}", tier=self.name) from exc
+        except PayloadTooLargeError as exc:
+            raise TierUnavailableError(f"unreadable response: {exc}", tier=self.name) from exc
         if response.status_code != 200:
             raise self._http_error(response, timeout_s)
         try:

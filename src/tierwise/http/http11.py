@@ -1,10 +1,12 @@
-"""A small pooled HTTP/1.1 client for calling tiers: keep-alive connections over asyncio
-streams, responses parsed by httptools, one write per request.
+"""The default transport: pooled keep-alive HTTP/1.1 over asyncio streams, responses
+parsed by httptools, one write per request.
 
 A router hop must cost well under a millisecond; general-purpose async clients spend more
 than that per call on this class of machine. This one does only what a V2 call needs:
-POST/GET with a body, Content-Length or chunked responses, a bounded response size, and a
-per-call timeout. A connection that fails or times out is closed, never reused.
+any method with a body, Content-Length or chunked responses, a bounded response size, and
+a per-call timeout. Each origin (scheme, host, port) has its own pool of at most
+``max_connections`` connections; a connection that fails or times out is closed, never
+reused.
 """
 
 from __future__ import annotations
@@ -13,24 +15,18 @@ import asyncio
 import contextlib
 import ssl
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import httptools
 
-from tierwise.errors import ConfigError
+from tierwise.errors import ConfigError, PayloadTooLargeError
+from tierwise.http.transport import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    HttpRequest,
+    HttpResponse,
+    Origin,
+)
 
-__all__ = ["HttpClient", "HttpResponse"]
-
-
-@dataclass(slots=True)
-class HttpResponse:
-    """Status, lower-cased headers and the whole body."""
-
-    status_code: int
-    headers: dict[str, str] = field(default_factory=dict)
-    content: bytes = b""
+__all__ = ["Http11Transport"]
 
 
 class _Parse:
@@ -82,55 +78,48 @@ class _Connection:
         self.writer.close()
 
 
-class HttpClient:
-    """Keep-alive HTTP/1.1 to one origin (``http://`` or ``https://``)."""
+class _Pool:
+    """The idle connections to one origin and the slots bounding how many are open."""
+
+    def __init__(self, origin: Origin, max_connections: int) -> None:
+        self.origin = origin
+        self.fixed = f"host: {origin.host_header}\r\nconnection: keep-alive\r\n"
+        self.idle: deque[_Connection] = deque()
+        self.slots = asyncio.Semaphore(max_connections)
+
+
+class Http11Transport:
+    """Keep-alive HTTP/1.1 to any number of ``http://`` or ``https://`` origins, at most
+    ``max_connections`` open to each; TLS peers are checked with ``ssl_context`` (the
+    system's trust store by default)."""
 
     def __init__(
         self,
-        base_url: str,
         *,
-        headers: Mapping[str, str] | None = None,
         max_connections: int = 64,
-        max_response_bytes: int = 256 * 1024 * 1024,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError("base_url", "an http:// or https:// URL with a host", base_url)
-        if max_connections < 1:
+        if isinstance(max_connections, bool) or max_connections < 1:
             raise ConfigError("max_connections", ">= 1", max_connections)
-        self.host = parts.hostname
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.prefix = parts.path.rstrip("/")
-        self._ssl = (
-            (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
-        )
-        host_header = self.host if parts.port is None else f"{self.host}:{parts.port}"
-        fixed = {"host": host_header, "connection": "keep-alive", **(headers or {})}
-        self._fixed = "".join(f"{k}: {v}\r\n" for k, v in fixed.items())
-        self._idle: deque[_Connection] = deque()
-        self._slots: asyncio.Semaphore | None = None
-        self._max_connections = max_connections
-        self._max_response = max_response_bytes
+        if isinstance(max_response_bytes, bool) or max_response_bytes < 1:
+            raise ConfigError("max_response_bytes", ">= 1", max_response_bytes)
+        self.max_connections = max_connections
+        self.max_response_bytes = max_response_bytes
+        self._ssl_context = ssl_context
+        self._pools: dict[str, _Pool] = {}
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        content: bytes = b"",
-        headers: Mapping[str, str] | None = None,
-        timeout_s: float,
-    ) -> HttpResponse:
-        """Send one request and read the whole response within ``timeout_s``; raises
-        TimeoutError, OSError or ConnectionError (the caller classifies them)."""
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self._max_connections)
-        async with asyncio.timeout(timeout_s), self._slots:
+    async def handle(self, request: HttpRequest) -> HttpResponse:
+        """Send one request and read the whole response within ``request.timeout_s``;
+        raises TimeoutError, OSError (ConnectionError included) or PayloadTooLargeError."""
+        pool = self._pools.get(request.origin.key)
+        if pool is None:
+            pool = self._pools[request.origin.key] = _Pool(request.origin, self.max_connections)
+        async with asyncio.timeout(request.timeout_s), pool.slots:
             while True:
-                conn, reused = await self._connection()
+                conn, reused = await self._connection(pool)
                 try:
-                    response, reusable = await self._exchange(conn, method, path, content, headers)
+                    response, reusable = await self._exchange(pool, conn, request)
                 except _StaleConnectionError:
                     conn.close()
                     if reused:
@@ -140,31 +129,34 @@ class HttpClient:
                     conn.close()
                     raise
                 if reusable:
-                    self._idle.append(conn)
+                    pool.idle.append(conn)
                 else:
                     conn.close()
                 return response
 
-    async def _connection(self) -> tuple[_Connection, bool]:
-        while self._idle:
-            conn = self._idle.pop()
+    async def _connection(self, pool: _Pool) -> tuple[_Connection, bool]:
+        while pool.idle:
+            conn = pool.idle.pop()
             if not conn.writer.is_closing() and not conn.reader.at_eof():
                 return conn, True
             conn.close()
-        reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._ssl)
+        origin = pool.origin
+        tls: ssl.SSLContext | None = None
+        if origin.scheme == "https":
+            if self._ssl_context is None:
+                self._ssl_context = ssl.create_default_context()
+            tls = self._ssl_context
+        reader, writer = await asyncio.open_connection(origin.host, origin.port, ssl=tls)
         return _Connection(reader, writer), False
 
     async def _exchange(
-        self,
-        conn: _Connection,
-        method: str,
-        path: str,
-        content: bytes,
-        headers: Mapping[str, str] | None,
+        self, pool: _Pool, conn: _Connection, request: HttpRequest
     ) -> tuple[HttpResponse, bool]:
-        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        content = request.content
+        headers = request.headers
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()) if headers else ""
         head = (
-            f"{method} {self.prefix}{path} HTTP/1.1\r\n{self._fixed}{extra}"
+            f"{request.method} {request.target} HTTP/1.1\r\n{pool.fixed}{extra}"
             f"content-length: {len(content)}\r\n\r\n"
         ).encode("latin-1")
         if len(content) < 65536:
@@ -173,7 +165,7 @@ class HttpClient:
             conn.writer.write(head)
             conn.writer.write(content)
             await conn.writer.drain()
-        parse = _Parse(self._max_response)
+        parse = _Parse(self.max_response_bytes)
         parser = httptools.HttpResponseParser(parse)
         parse.parser = parser
         while not parse.done:
@@ -192,7 +184,7 @@ class HttpClient:
             except httptools.HttpParserError as exc:
                 raise ConnectionError(f"malformed HTTP response: {exc}") from exc
             if parse.too_large:
-                raise ConnectionError(f"response over {self._max_response} bytes")
+                raise PayloadTooLargeError(parse.size, self.max_response_bytes)
         response = parse.response
         response.status_code = parser.get_status_code()
         response.content = b"".join(parse.chunks)
@@ -200,8 +192,9 @@ class HttpClient:
 
     async def aclose(self) -> None:
         """Close the idle connections (calls in flight close their own)."""
-        while self._idle:
-            conn = self._idle.pop()
-            conn.close()
-            with contextlib.suppress(OSError):
-                await conn.writer.wait_closed()
+        for pool in list(self._pools.values()):
+            while pool.idle:
+                conn = pool.idle.pop()
+                conn.close()
+                with contextlib.suppress(OSError):
+                    await conn.writer.wait_closed()
