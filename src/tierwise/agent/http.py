@@ -28,21 +28,19 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tierwise.agent.node import EdgeAgent
-from tierwise.errors import TierwiseError
-from tierwise.router.gateway import Gateway
-from tierwise.server.asgi import (
+from tierwise.errors import HttpError
+from tierwise.http.asgi import (
     JSON_HEADERS,
-    HttpError,
     Receive,
+    Reply,
     Scope,
     Send,
-    allow,
     body_headers,
-    error_body,
     read_json_object,
     run_lifespan,
-    send_response,
 )
+from tierwise.http.routing import Request, Route, RouteTable
+from tierwise.router.gateway import Gateway
 
 __all__ = ["AgentApp", "AgentCollector"]
 
@@ -121,6 +119,18 @@ class AgentApp:
         self.gateway = gateway
         self.gateway_port = gateway_port
         agent.server.metrics.registry.register(AgentCollector(agent))
+        self.routes = RouteTable(
+            [
+                Route("/v2/agent/status", self._status),
+                Route("/v2/agent/sync", self._sync, methods=["POST"]),
+                Route("/v2/agent/desired", self._desired, methods=["PUT"]),
+                Route("/v2/agent/rollback", self._rollback, methods=["POST"]),
+                Route("/v2/agent/{rest:path}", self._no_route, methods=None),
+                Route("/v2/health/ready", self._ready, methods=None),
+            ],
+            log=log,
+            log_server_errors=False,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -131,21 +141,8 @@ class AgentApp:
         server = scope.get("server")
         if self.gateway is not None and server is not None and server[1] == self.gateway_port:
             await self.gateway(scope, receive, send)
-        elif scope["path"] == "/v2/health/ready":
-            # a node is ready when it serves its models, not merely when nothing failed
-            ready = self.agent.serving()
-            body = orjson.dumps({"ready": ready})
-            await send_response(send, 200 if ready else 503, body, list(JSON_HEADERS))
-        elif scope["path"].startswith("/v2/agent/"):
-            try:
-                status, body = await self._control(scope, receive)
-            except Exception as exc:
-                if not isinstance(exc, TierwiseError):
-                    log.exception("agent control request %s failed", scope["path"])
-                status, body, headers = error_body(exc)
-                await send_response(send, status, body, headers + JSON_HEADERS)
-                return
-            await send_response(send, status, body, list(JSON_HEADERS))
+        elif self.routes.has_path(scope["path"]):
+            await self.routes.respond(scope, receive, send)
         else:
             await self.agent.server(scope, receive, send)
 
@@ -177,52 +174,60 @@ class AgentApp:
             receive, declared, _MAX_CONTROL_BYTES, what="agent request body"
         )
 
-    async def _control(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
-        method, action = scope["method"], scope["path"].removeprefix("/v2/agent/").strip("/")
-        agent = self.agent
-        if action == "status":
-            allow(method, "GET")
-            return 200, orjson.dumps(agent.status())
-        self._authorize(scope)
-        if action == "sync":
-            allow(method, "POST")
-            result = await agent.sync_now()
-            return 200, orjson.dumps({"sync": result.to_dict(), "status": agent.status()})
-        if action == "desired":
-            allow(method, "PUT")
-            doc = await self._json(scope, receive)
-            ref, bundle, refs = doc.get("ref"), doc.get("bundle"), doc.get("refs")
-            if (
-                (ref is None) == (refs is None)
-                or (ref is not None and not isinstance(ref, str))
-                or (bundle is not None and not isinstance(bundle, str))
-                or (refs is not None and (bundle is not None or not _str_map(refs)))
-            ):
-                raise HttpError(
-                    400,
-                    'body: expected {"ref": "<version, tag or sha256 digest>", "bundle"?: '
-                    '"<name>"} or {"refs": {"<bundle>": "<ref>", ...}}',
-                )
-            agent.set_desired(ref, bundle=bundle, refs=refs)
-            result = await agent.sync_now()
-            return 200, orjson.dumps({"sync": result.to_dict(), "status": agent.status()})
-        if action == "rollback":
-            allow(method, "POST")
-            doc = await self._json(scope, receive)
-            version, bundle = doc.get("version"), doc.get("bundle")
-            if any(v is not None and not isinstance(v, str) for v in (version, bundle)):
-                raise HttpError(
-                    400, 'body: expected {"bundle"?: "<name>", "version"?: "<kept version>"}'
-                )
-            started = time.monotonic()
-            activator = agent.activator(bundle)
-            activation = await agent.rollback(version, bundle=activator.bundle)
-            return 200, orjson.dumps(
-                {
-                    "bundle": activator.bundle,
-                    "rolled_back_to": activation.version,
-                    "seconds": round(time.monotonic() - started, 3),
-                    "status": agent.status(),
-                }
+    async def _ready(self, request: Request) -> Reply:
+        # a node is ready when it serves its models, not merely when nothing failed
+        ready = self.agent.serving()
+        return (200 if ready else 503), orjson.dumps({"ready": ready}), list(JSON_HEADERS)
+
+    async def _status(self, request: Request) -> Reply:
+        return 200, orjson.dumps(self.agent.status()), list(JSON_HEADERS)
+
+    async def _sync(self, request: Request) -> Reply:
+        self._authorize(request.scope)
+        result = await self.agent.sync_now()
+        doc = {"sync": result.to_dict(), "status": self.agent.status()}
+        return 200, orjson.dumps(doc), list(JSON_HEADERS)
+
+    async def _desired(self, request: Request) -> Reply:
+        self._authorize(request.scope)
+        doc = await self._json(request.scope, request.receive)
+        ref, bundle, refs = doc.get("ref"), doc.get("bundle"), doc.get("refs")
+        if (
+            (ref is None) == (refs is None)
+            or (ref is not None and not isinstance(ref, str))
+            or (bundle is not None and not isinstance(bundle, str))
+            or (refs is not None and (bundle is not None or not _str_map(refs)))
+        ):
+            raise HttpError(
+                400,
+                'body: expected {"ref": "<version, tag or sha256 digest>", "bundle"?: '
+                '"<name>"} or {"refs": {"<bundle>": "<ref>", ...}}',
             )
-        raise HttpError(404, f"no agent route {scope['path']}")
+        self.agent.set_desired(ref, bundle=bundle, refs=refs)
+        result = await self.agent.sync_now()
+        doc = {"sync": result.to_dict(), "status": self.agent.status()}
+        return 200, orjson.dumps(doc), list(JSON_HEADERS)
+
+    async def _rollback(self, request: Request) -> Reply:
+        self._authorize(request.scope)
+        agent = self.agent
+        doc = await self._json(request.scope, request.receive)
+        version, bundle = doc.get("version"), doc.get("bundle")
+        if any(v is not None and not isinstance(v, str) for v in (version, bundle)):
+            raise HttpError(
+                400, 'body: expected {"bundle"?: "<name>", "version"?: "<kept version>"}'
+            )
+        started = time.monotonic()
+        activator = agent.activator(bundle)
+        activation = await agent.rollback(version, bundle=activator.bundle)
+        doc = {
+            "bundle": activator.bundle,
+            "rolled_back_to": activation.version,
+            "seconds": round(time.monotonic() - started, 3),
+            "status": agent.status(),
+        }
+        return 200, orjson.dumps(doc), list(JSON_HEADERS)
+
+    async def _no_route(self, request: Request) -> Reply:
+        self._authorize(request.scope)
+        raise HttpError(404, f"no agent route {request.path}")

@@ -11,6 +11,8 @@ boundary with ``raise X from exc``.
     TierwiseError                       status 500
     ├── ConfigError (ValueError)        status 400  bad argument or setting
     ├── SpecError                       status 400  fleet spec file problems
+    ├── HttpError                       status 4xx  no such path (404), wrong method (405
+    │                                               with ``allow``), unsupported encoding
     ├── ProtocolError                   status 400  malformed V2 payload
     │   └── PayloadTooLargeError        status 413
     ├── ModelError                      status 500  about one model
@@ -88,6 +90,7 @@ from tierwise.errors.serving import (
     BackendError,
     BatchError,
     DeadlineExceededError,
+    HttpError,
     InferenceInputError,
     ModelError,
     ModelLoadError,
@@ -114,6 +117,7 @@ __all__ = [
     "ConfigError",
     "DeadlineExceededError",
     "DemoError",
+    "HttpError",
     "IdempotencyError",
     "InfeasiblePlanError",
     "InferenceInputError",

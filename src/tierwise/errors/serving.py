@@ -1,4 +1,4 @@
-"""Errors of the wire protocol, models, admission control and backends."""
+"""Errors of HTTP requests, the wire protocol, models, admission control and backends."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ __all__ = [
     "BackendError",
     "BatchError",
     "DeadlineExceededError",
+    "HttpError",
     "InferenceInputError",
     "ModelError",
     "ModelLoadError",
@@ -21,6 +22,18 @@ __all__ = [
     "ProviderUnavailableError",
     "ServerBusyError",
 ]
+
+
+class HttpError(TierwiseError):
+    """An HTTP request the server answers before any handler runs, or refuses as a whole:
+    no such path (404), a method the path does not take (405, ``allow`` lists the methods
+    it does take, for the ``Allow`` header), an unsupported content encoding (415), a
+    missing credential (401) or a body of the wrong shape (400)."""
+
+    def __init__(self, status_code: int, message: str, allow: str | None = None) -> None:
+        self.status_code = status_code
+        self.allow = allow
+        super().__init__(message)
 
 
 class ProtocolError(TierwiseError):

@@ -33,11 +33,25 @@ from tierwise import __version__
 from tierwise.errors import (
     ConfigError,
     DeadlineExceededError,
+    HttpError,
     NoRouteError,
     SpecError,
     TierUnavailableError,
 )
-from tierwise.outbox import Drainer, Outbox, OutboxItem
+from tierwise.http.asgi import (
+    JSON_HEADERS,
+    Receive,
+    Reply,
+    Scope,
+    Send,
+    body_headers,
+    read_body,
+    response_headers,
+    run_lifespan,
+)
+from tierwise.http.routing import Request, RouteTable
+from tierwise.http.routing import Route as HttpRoute
+from tierwise.outbox import Drainer, DrainerSettings, Outbox, OutboxItem
 from tierwise.planfile.schema import Plan
 from tierwise.protocol import (
     InferRequest,
@@ -50,20 +64,6 @@ from tierwise.protocol import (
 from tierwise.router.meta import META_PARAMETERS, meta_from_parameters
 from tierwise.router.router import Router
 from tierwise.router.types import RequestMeta, Route
-from tierwise.server.asgi import (
-    JSON_HEADERS,
-    HttpError,
-    Receive,
-    Scope,
-    Send,
-    allow,
-    body_headers,
-    error_body,
-    read_body,
-    response_headers,
-    run_lifespan,
-    send_response,
-)
 
 __all__ = ["DEFERRED_TIER", "Gateway", "GatewaySettings"]
 
@@ -112,17 +112,25 @@ class Gateway:
         self.registry.register(_FallbackCollector(router))
         #: a plan mistake found at startup (the lifespan reports it as a failed start)
         self.startup_error: ConfigError | SpecError | None = None
+        self.routes = RouteTable(
+            [
+                HttpRoute("/v2/models/{workload}/infer", self._infer_endpoint, methods=["POST"]),
+                HttpRoute("/v2/models/{workload}/ready", self._model_ready),
+                HttpRoute("/v2/outbox/{item_id}", self._outbox_endpoint),
+                HttpRoute("/v2/health/live", self._live),
+                HttpRoute("/v2/health/ready", self._ready),
+                HttpRoute("/v2", self._metadata),
+                HttpRoute("/metrics", self._metrics),
+            ],
+            log=log,
+            log_server_errors=False,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
-            try:
-                status, body, headers = await self._route(scope, receive)
-            except Exception as exc:
-                status, body, headers = error_body(exc)
-                headers += JSON_HEADERS
-            await send_response(send, status, body, headers)
+            await self.routes.respond(scope, receive, send)
 
     async def startup(self) -> None:
         """Load local models, check every stage's score output against its tier's model
@@ -133,7 +141,7 @@ class Gateway:
         if self.outbox is not None:
             self.drainer = Drainer(
                 self.outbox, DEFERRED_TIER, self._deliver, lambda: True,
-                poll_s=self.settings.drain_poll_s,
+                DrainerSettings(poll_s=self.settings.drain_poll_s),
             )  # fmt: skip
             self.drainer.start()
 
@@ -163,29 +171,29 @@ class Gateway:
             await send({"type": "lifespan.startup.complete"})
         await run_lifespan(receive, send, _started, self.shutdown)
 
-    async def _route(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
-        method, parts = scope["method"], scope["path"].strip("/").split("/")
-        if parts == ["v2", "health", "live"] or parts == ["v2", "health", "ready"]:
-            allow(method, "GET")
-            return 200, orjson.dumps({parts[2]: True}), list(JSON_HEADERS)
-        if parts == ["v2"]:
-            allow(method, "GET")
-            meta = ServerMetadata("tierwise-gateway", __version__, ["binary_tensor_data"])
-            return 200, orjson.dumps(meta.to_dict()), list(JSON_HEADERS)
-        if len(parts) == 4 and parts[:2] == ["v2", "models"] and parts[3] == "infer":
-            allow(method, "POST")
-            return await self._infer(parts[2], scope, receive)
-        if len(parts) == 4 and parts[:2] == ["v2", "models"] and parts[3] == "ready":
-            allow(method, "GET")
-            self._known_workload(parts[2])
-            return 200, orjson.dumps({"name": parts[2], "ready": True}), list(JSON_HEADERS)
-        if len(parts) == 3 and parts[:2] == ["v2", "outbox"]:
-            allow(method, "GET")
-            return self._outbox_item(parts[2])
-        if parts == ["metrics"]:
-            allow(method, "GET")
-            return 200, generate_latest(self.registry), [(b"content-type", b"text/plain")]
-        raise HttpError(404, f"no route for {method} {scope['path']}")
+    async def _live(self, request: Request) -> Reply:
+        return 200, orjson.dumps({"live": True}), list(JSON_HEADERS)
+
+    async def _ready(self, request: Request) -> Reply:
+        return 200, orjson.dumps({"ready": True}), list(JSON_HEADERS)
+
+    async def _metadata(self, request: Request) -> Reply:
+        meta = ServerMetadata("tierwise-gateway", __version__, ["binary_tensor_data"])
+        return 200, orjson.dumps(meta.to_dict()), list(JSON_HEADERS)
+
+    async def _model_ready(self, request: Request) -> Reply:
+        workload = request.params["workload"]
+        self._known_workload(workload)
+        return 200, orjson.dumps({"name": workload, "ready": True}), list(JSON_HEADERS)
+
+    async def _metrics(self, request: Request) -> Reply:
+        return 200, generate_latest(self.registry), [(b"content-type", b"text/plain")]
+
+    async def _infer_endpoint(self, request: Request) -> Reply:
+        return await self._infer(request.params["workload"], request.scope, request.receive)
+
+    async def _outbox_endpoint(self, request: Request) -> Reply:
+        return self._outbox_item(request.params["item_id"])
 
     async def _infer(
         self, workload: str, scope: Scope, receive: Receive

@@ -7,10 +7,10 @@ import contextlib
 import logging
 from typing import Any
 
-from tierwise.server.asgi import Receive, Scope, Send, run_lifespan
+from tierwise.http.asgi import Receive, Scope, Send, run_lifespan
 from tierwise.server.dataplane import DataPlane
 from tierwise.server.http import HttpFrontend
-from tierwise.server.manager import BackendFactory, ModelManager, onnx_backend
+from tierwise.server.manager import BackendFactory, ModelManager, registry_backend
 from tierwise.server.metrics import ServerMetrics
 from tierwise.server.settings import ServerSettings
 
@@ -67,7 +67,7 @@ class TierServer:
 
 
 def create_app(
-    settings: ServerSettings, *, backend_factory: BackendFactory = onnx_backend
+    settings: ServerSettings, *, backend_factory: BackendFactory = registry_backend
 ) -> TierServer:
     """Build the tier server for ``settings``; run it with any ASGI server (uvicorn)."""
     return TierServer(settings, backend_factory)

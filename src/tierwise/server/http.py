@@ -1,8 +1,10 @@
-"""The thin HTTP layer: a raw ASGI app that routes V2 REST calls onto the data plane.
+"""The thin HTTP layer: the V2 REST routes of the tier server, declared in a route
+table (:mod:`tierwise.http.routing`) and served onto the data plane.
 
 Raw ASGI rather than a framework: on the hot path (``POST .../infer``) the only work done
-here is reading the bounded body, decoding, and encoding. Every error becomes
-``{"error": "..."}`` with the status its class carries, in one place (:func:`error_body`).
+here is one route lookup (a dict hit once a model's path has been seen), reading the
+bounded body, decoding, and encoding. Every error becomes ``{"error": "..."}`` with the
+status its class carries, in one place (the route table's error handler).
 """
 
 from __future__ import annotations
@@ -16,11 +18,23 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tierwise import __version__
 from tierwise.errors import (
+    HttpError,
     ModelNotFoundError,
     ProtocolError,
     ServerBusyError,
-    TierwiseError,
 )
+from tierwise.http.asgi import (
+    JSON_HEADERS,
+    Receive,
+    Reply,
+    Scope,
+    Send,
+    body_headers,
+    read_body,
+    read_json_object,
+    response_headers,
+)
+from tierwise.http.routing import Request, Route, RouteTable
 from tierwise.protocol import (
     InferRequest,
     ModelMetadata,
@@ -29,20 +43,6 @@ from tierwise.protocol import (
     binary_outputs_requested,
     decode_request,
     encode_response,
-)
-from tierwise.server.asgi import (
-    JSON_HEADERS,
-    HttpError,
-    Receive,
-    Scope,
-    Send,
-    allow,
-    body_headers,
-    error_body,
-    read_body,
-    read_json_object,
-    response_headers,
-    send_response,
 )
 from tierwise.server.dataplane import DataPlane
 from tierwise.server.idempotency import IdempotencyStore
@@ -57,6 +57,9 @@ error_log = logging.getLogger("tierwise.server")
 
 #: V2 extensions this server implements, as listed by ``GET /v2``.
 EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
+
+_MODEL = "/v2/models/{name}"
+_VERSION = "/v2/models/{name}/versions/{version}"
 
 
 class HttpFrontend:
@@ -79,94 +82,72 @@ class HttpFrontend:
         self.idempotency = IdempotencyStore(
             ttl_s=settings.idempotency_ttl_s, max_entries=settings.idempotency_max_entries
         )
+        self.routes = RouteTable(
+            [
+                Route(_MODEL + "/infer", self._infer_endpoint, methods=["POST"]),
+                Route(_VERSION + "/infer", self._infer_endpoint, methods=["POST"]),
+                Route(_MODEL + "/ready", self._model_ready),
+                Route(_VERSION + "/ready", self._model_ready),
+                Route(_MODEL, self._model_metadata),
+                Route(_VERSION, self._model_metadata),
+                Route("/v2", self._server_metadata),
+                Route("/v2/health/live", self._live),
+                Route("/v2/health/ready", self._ready),
+                Route("/v2/repository/index", self._repository_index, methods=["POST"]),
+                Route("/v2/repository/models/{name}/load", self._load, methods=["POST"]),
+                Route("/v2/repository/models/{name}/unload", self._unload, methods=["POST"]),
+                Route("/v2/repository/{rest:path}", self._no_repository_route, methods=["POST"]),
+                Route("/metrics", self._metrics),
+            ],
+            log=error_log,
+            not_found_hint="; see GET /v2 for what is served",
+        )
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.monotonic()
-        method: str = scope["method"]
-        path: str = scope["path"]
-        status = 500
-        size = 0
-        try:
-            target = _infer_target(method, path)
-            if target is not None:  # the hot path skips the general router
-                status, body, headers = await self._infer(*target, scope, receive, started)
-            else:
-                status, body, headers = await self._route(method, path, scope, receive, started)
-        except Exception as exc:
-            status, body, headers = error_body(exc)
-            if status >= 500 and not isinstance(exc, TierwiseError | ServerBusyError):
-                error_log.exception("unhandled error on %s %s", method, path)
-            elif status >= 500:
-                error_log.error("%s %s: %s", method, path, exc)
-            headers = headers + JSON_HEADERS
-        size = len(body)
-        await send_response(send, status, body, headers)
+        status, size = await self.routes.respond(scope, receive, send, started)
         if self.access_log is not None:
             client = scope.get("client") or ("-", 0)
             self.access_log.record(
-                client[0], method, path, status, size, (time.monotonic() - started) * 1000.0
-            )
+                client[0], scope["method"], scope["path"], status, size,
+                (time.monotonic() - started) * 1000.0,
+            )  # fmt: skip
 
-    async def _route(
-        self, method: str, path: str, scope: Scope, receive: Receive, started: float
-    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        parts = path.strip("/").split("/")
-        if parts[0] == "v2":
-            if len(parts) >= 3 and parts[1] == "models":
-                return await self._model_route(method, parts[2:], scope, receive, started)
-            if len(parts) == 3 and parts[1] == "health" and parts[2] in ("live", "ready"):
-                allow(method, "GET")
-                return self._health(parts[2])
-            if len(parts) == 1:
-                allow(method, "GET")
-                meta = ServerMetadata(self.settings.server_name, __version__, list(EXTENSIONS))
-                return 200, orjson.dumps(meta.to_dict()), list(JSON_HEADERS)
-            if len(parts) >= 3 and parts[1] == "repository":
-                return await self._repository(method, parts[2:], receive)
-        elif path == "/metrics":
-            allow(method, "GET")
-            return (
-                200,
-                generate_latest(self.metrics.registry),
-                [(b"content-type", CONTENT_TYPE_LATEST.encode())],
-            )
-        raise HttpError(404, f"no route for {method} {path}; see GET /v2 for what is served")
+    async def _infer_endpoint(self, request: Request) -> Reply:
+        params = request.params
+        return await self._infer(
+            params["name"], params.get("version"), request.scope, request.receive,
+            request.started_s,
+        )  # fmt: skip
 
-    def _health(self, which: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        if which == "live":
-            ok = True
-            body = {"live": True}
-        else:
-            ok = self.accepting and self.manager.all_ready
-            body = {"ready": ok}
+    async def _server_metadata(self, request: Request) -> Reply:
+        meta = ServerMetadata(self.settings.server_name, __version__, list(EXTENSIONS))
+        return 200, orjson.dumps(meta.to_dict()), list(JSON_HEADERS)
+
+    async def _live(self, request: Request) -> Reply:
+        return 200, orjson.dumps({"live": True}), list(JSON_HEADERS)
+
+    async def _ready(self, request: Request) -> Reply:
+        ok = self.accepting and self.manager.all_ready
+        return (200 if ok else 503), orjson.dumps({"ready": ok}), list(JSON_HEADERS)
+
+    async def _metrics(self, request: Request) -> Reply:
+        body = generate_latest(self.metrics.registry)
+        return 200, body, [(b"content-type", CONTENT_TYPE_LATEST.encode())]
+
+    async def _model_ready(self, request: Request) -> Reply:
+        name, version = request.params["name"], request.params.get("version")
+        if not self.manager.knows(name):
+            raise ModelNotFoundError(model=name, version=version)
+        ok = self.manager.is_ready(name, version)
+        body = {"name": name, "ready": ok}
+        if version is not None:
+            body["version"] = version
         return (200 if ok else 503), orjson.dumps(body), list(JSON_HEADERS)
 
-    async def _model_route(
-        self, method: str, rest: list[str], scope: Scope, receive: Receive, started: float
-    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        name, version, action = rest[0], None, ""
-        tail = rest[1:]
-        if len(tail) >= 2 and tail[0] == "versions":
-            version, tail = tail[1], tail[2:]
-        if len(tail) > 1:
-            raise HttpError(404, f"no route for {method} {scope['path']}")
-        action = tail[0] if tail else ""
-        if action == "infer":
-            allow(method, "POST")
-            return await self._infer(name, version, scope, receive, started)
-        if action == "ready":
-            allow(method, "GET")
-            if not self.manager.knows(name):
-                raise ModelNotFoundError(model=name, version=version)
-            ok = self.manager.is_ready(name, version)
-            body = {"name": name, "ready": ok}
-            if version is not None:
-                body["version"] = version
-            return (200 if ok else 503), orjson.dumps(body), list(JSON_HEADERS)
-        if action == "":
-            allow(method, "GET")
-            return 200, orjson.dumps(self._metadata(name, version)), list(JSON_HEADERS)
-        raise HttpError(404, f"no route for {method} {scope['path']}")
+    async def _model_metadata(self, request: Request) -> Reply:
+        meta = self._metadata(request.params["name"], request.params.get("version"))
+        return 200, orjson.dumps(meta), list(JSON_HEADERS)
 
     def _metadata(self, name: str, version: str | None) -> dict[str, Any]:
         served = self.manager.resolve(name, version)
@@ -219,50 +200,32 @@ class HttpFrontend:
         body, header_length = await self._run(served, request, version, started)
         return _pack(body, header_length)
 
-    async def _repository(
-        self, method: str, rest: list[str], receive: Receive
-    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        allow(method, "POST")
-        options = await read_json_object(
-            receive, None, self.settings.max_body_bytes, what="repository request body"
+    async def _repository_options(self, request: Request) -> dict[str, Any]:
+        return await read_json_object(
+            request.receive, None, self.settings.max_body_bytes, what="repository request body"
         )
-        if rest == ["index"]:
-            rows = self.manager.index()
-            if options.get("ready") is True:
-                rows = [r for r in rows if r["state"] == "READY"]
-            return 200, orjson.dumps(rows), list(JSON_HEADERS)
-        if len(rest) == 3 and rest[0] == "models" and rest[2] in ("load", "unload"):
-            if rest[2] == "load":
-                await self.manager.load(rest[1])
-            else:
-                await self.manager.unload(rest[1])
-            return 200, b"{}", list(JSON_HEADERS)
-        raise HttpError(404, f"no repository route {'/'.join(rest)!r}; expected index, "
-                              "models/{name}/load or models/{name}/unload")  # fmt: skip
 
+    async def _repository_index(self, request: Request) -> Reply:
+        options = await self._repository_options(request)
+        rows = self.manager.index()
+        if options.get("ready") is True:
+            rows = [r for r in rows if r["state"] == "READY"]
+        return 200, orjson.dumps(rows), list(JSON_HEADERS)
 
-def _infer_target(method: str, path: str) -> tuple[str, str | None] | None:
-    """(model, version) for ``POST /v2/models/{m}[/versions/{v}]/infer``, else None."""
-    if method != "POST":
-        return None
-    target = _TARGETS.get(path)
-    if target is None:
-        if not path.endswith("/infer") or not path.startswith("/v2/models/"):
-            return None
-        parts = path[11:-6].split("/")
-        if len(parts) == 1 and parts[0]:
-            target = (parts[0], None)
-        elif len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
-            target = (parts[0], parts[2])
-        else:
-            return None
-        if len(_TARGETS) < _MAX_TARGETS:  # bounded: paths come from clients
-            _TARGETS[path] = target
-    return target
+    async def _load(self, request: Request) -> Reply:
+        await self._repository_options(request)
+        await self.manager.load(request.params["name"])
+        return 200, b"{}", list(JSON_HEADERS)
 
+    async def _unload(self, request: Request) -> Reply:
+        await self._repository_options(request)
+        await self.manager.unload(request.params["name"])
+        return 200, b"{}", list(JSON_HEADERS)
 
-_TARGETS: dict[str, tuple[str, str | None]] = {}
-_MAX_TARGETS = 4096
+    async def _no_repository_route(self, request: Request) -> Reply:
+        await self._repository_options(request)
+        raise HttpError(404, f"no repository route {request.params['rest']!r}; expected "
+                             "index, models/{name}/load or models/{name}/unload")  # fmt: skip
 
 
 def _pack(body: bytes, header_length: int | None) -> bytes:

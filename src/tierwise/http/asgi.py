@@ -1,5 +1,6 @@
-"""Raw ASGI helpers shared by the tier server and the gateway: types, a bounded body
-reader, one error-to-response mapping, and the response writer."""
+"""Raw ASGI helpers shared by the tier server, the gateway and the edge agent: types, a
+bounded body reader, one error-to-response mapping, the response writer and the lifespan
+protocol."""
 
 from __future__ import annotations
 
@@ -9,17 +10,23 @@ from typing import Any
 
 import orjson
 
-from tierwise.errors import PayloadTooLargeError, ProtocolError, ServerBusyError, TierwiseError
+from tierwise.errors import (
+    HttpError,
+    PayloadTooLargeError,
+    ProtocolError,
+    ServerBusyError,
+    TierwiseError,
+)
 from tierwise.protocol import HEADER_LENGTH_HEADER, parse_header_length
 
 __all__ = [
     "JSON_HEADERS",
-    "HttpError",
+    "Headers",
     "Message",
     "Receive",
+    "Reply",
     "Scope",
     "Send",
-    "allow",
     "body_headers",
     "error_body",
     "read_body",
@@ -34,26 +41,13 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
+#: A complete response: status, body and headers (``content-length`` is added on sending).
+Reply = tuple[int, bytes, Headers]
 
 JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
 
 
-class HttpError(TierwiseError):
-    """Routing errors (no such path, wrong method), answered with their status."""
-
-    def __init__(self, status_code: int, message: str, allow: str | None = None) -> None:
-        self.status_code = status_code
-        self.allow = allow
-        super().__init__(message)
-
-
-def allow(method: str, allowed: str) -> None:
-    """Raise 405 naming the allowed method unless ``method`` is it."""
-    if method != allowed:
-        raise HttpError(405, f"method {method} not allowed here; use {allowed}", allow=allowed)
-
-
-def error_body(exc: BaseException) -> tuple[int, bytes, Headers]:
+def error_body(exc: BaseException) -> Reply:
     """Status, JSON body and extra headers for any exception: tierwise errors carry their
     status; anything else is a 500 whose message names only the exception type."""
     headers: Headers = []
