@@ -33,6 +33,7 @@ lazy ones included::
          v
      2  protocol         Open Inference Protocol (V2) wire types and the numpy codec
         spec             the fleet spec as data, and the privacy and residency rules
+        security         scoped bearer tokens, TLS and mutual TLS, exposure checks
          v
      1  escalation       escalation rules: how sure a tier's answer is, from its outputs
         settings_errors  one clear line for settings that pydantic refused

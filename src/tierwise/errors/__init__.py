@@ -13,6 +13,10 @@ boundary with ``raise X from exc``.
     ├── SpecError                       status 400  fleet spec file problems
     ├── HttpError                       status 4xx  no such path (404), wrong method (405
     │                                               with ``allow``), unsupported encoding
+    ├── AccessError                     status 403  refused because of who asked
+    │   ├── UnauthenticatedError        status 401  no bearer token, or an unknown one
+    │   ├── ForbiddenError              status 403  the token lacks the endpoint's scope
+    │   └── RateLimitedError            status 429  a client over its rate or its budget
     ├── ProtocolError                   status 400  malformed V2 payload
     │   └── PayloadTooLargeError        status 413
     ├── ModelError                      status 500  about one model
@@ -54,6 +58,12 @@ boundary with ``raise X from exc``.
 
 from __future__ import annotations
 
+from tierwise.errors.access import (
+    AccessError,
+    ForbiddenError,
+    RateLimitedError,
+    UnauthenticatedError,
+)
 from tierwise.errors.base import (
     ConfigError,
     SpecError,
@@ -103,6 +113,10 @@ from tierwise.errors.serving import (
 )
 
 __all__ = [
+    "AccessError",
+    "ForbiddenError",
+    "RateLimitedError",
+    "UnauthenticatedError",
     "AgentError",
     "BundleError",
     "BundleExistsError",

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from tierwise.errors import (
+    AccessError,
     HttpError,
     PayloadTooLargeError,
     ProtocolError,
@@ -58,6 +59,8 @@ def error_body(exc: BaseException) -> Reply:
             headers.append((b"retry-after", str(exc.retry_after_s).encode()))
         if isinstance(exc, HttpError) and exc.allow:
             headers.append((b"allow", exc.allow.encode()))
+        if isinstance(exc, AccessError):
+            headers.extend(exc.http_headers)
     else:
         status = 500
         message = f"internal error ({type(exc).__name__}); see the server log"

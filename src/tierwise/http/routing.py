@@ -16,6 +16,12 @@ templated ones; the first template whose path matches decides, and a method it d
 not take is 405 with an ``Allow`` header. Paths are matched without surplus slashes at
 either end: ``/v2/models/m/`` names ``/v2/models/m``, and ``/files/{rest:path}`` does not
 match ``/files/``.
+
+Access: a route may name the ``scope`` it needs (``infer``, ``admin``, ``telemetry``);
+a table given a :class:`~tierwise.security.Guard` asks it before calling such a route's
+endpoint (401 without a valid bearer token, 403 without the scope) and hands the caller
+to the endpoint as ``request.principal``. Routes without a scope (health probes) are
+open to anyone.
 """
 
 from __future__ import annotations
@@ -31,13 +37,14 @@ from tierwise.http.asgi import (
     JSON_HEADERS,
     Receive,
     Reply,
-    Scope,
     Send,
     error_body,
     send_response,
 )
+from tierwise.http.asgi import Scope as AsgiScope
+from tierwise.security import Guard, Principal, Scope
 
-__all__ = ["Endpoint", "Request", "Route", "RouteTable"]
+__all__ = ["Endpoint", "Request", "Route", "RouteTable", "authorization_of"]
 
 _PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?}")
 _CONVERTORS: Final = {"str": "[^/]+", "path": ".*"}
@@ -46,17 +53,29 @@ _NO_PARAMS: Final[Mapping[str, str]] = {}
 
 class Request:
     """What an endpoint gets: the ASGI scope and receive channel, the path parameters,
-    and when the request arrived (``time.monotonic()``)."""
+    when the request arrived (``time.monotonic()``) and who sent it (``principal``: None
+    on an open endpoint or server)."""
 
-    __slots__ = ("params", "receive", "scope", "started_s")
+    __slots__ = ("params", "principal", "receive", "scope", "started_s")
 
     def __init__(
-        self, scope: Scope, receive: Receive, params: Mapping[str, str], started_s: float
+        self,
+        scope: AsgiScope,
+        receive: Receive,
+        params: Mapping[str, str],
+        started_s: float,
+        principal: Principal | None = None,
     ) -> None:
         self.scope = scope
         self.receive = receive
         self.params = params
         self.started_s = started_s
+        self.principal = principal
+
+    @property
+    def client(self) -> str | None:
+        """The client name of the caller's token, when it sent one."""
+        return None if self.principal is None else self.principal.client
 
     @property
     def method(self) -> str:
@@ -69,15 +88,24 @@ class Request:
         return path
 
 
+def authorization_of(scope: AsgiScope) -> bytes | None:
+    """The request's ``Authorization`` header value, if it sent one."""
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            found: bytes = value
+            return found
+    return None
+
+
 #: An endpoint answers one request with a complete reply; errors it raises are mapped.
 Endpoint = Callable[[Request], Awaitable[Reply]]
 
 
 class Route:
-    """One route: a path template, the methods it takes (``None``: any method) and the
-    endpoint that answers them."""
+    """One route: a path template, the methods it takes (``None``: any method), the
+    endpoint that answers them and the scope a caller needs (``None``: anyone)."""
 
-    __slots__ = ("endpoint", "methods", "name", "param_names", "path", "regex")
+    __slots__ = ("endpoint", "methods", "name", "param_names", "path", "regex", "scope")
 
     def __init__(
         self,
@@ -86,6 +114,7 @@ class Route:
         *,
         methods: Iterable[str] | None = ("GET",),
         name: str | None = None,
+        scope: Scope | None = None,
     ) -> None:
         if not path.startswith("/"):
             raise ConfigError("path", "a template starting with '/'", path)
@@ -96,10 +125,11 @@ class Route:
         if self.methods is not None and not self.methods:
             raise ConfigError("methods", "at least one method, or None for any", methods)
         self.regex, self.param_names = _compile(path)
+        self.scope = scope
 
     def __repr__(self) -> str:
         methods = "*" if self.methods is None else ",".join(sorted(self.methods))
-        return f"Route({self.path!r}, methods={methods}, name={self.name!r})"
+        return f"Route({self.path!r}, methods={methods}, name={self.name!r}, scope={self.scope!r})"
 
 
 def _compile(path: str) -> tuple[re.Pattern[str] | None, tuple[str, ...]]:
@@ -160,7 +190,8 @@ class RouteTable:
     ``log`` takes errors: those of other types than tierwise's with their traceback, and
     tierwise errors with a 5xx status in one line unless ``log_server_errors`` is False.
     ``not_found_hint`` ends the 404 message; ``cache_size`` bounds the paths remembered
-    (paths come from clients: the cache starts afresh when full).
+    (paths come from clients: the cache starts afresh when full). ``guard`` checks the
+    callers of routes that name a scope (None, or a guard with no tokens: open).
     """
 
     def __init__(
@@ -171,6 +202,7 @@ class RouteTable:
         log_server_errors: bool = True,
         not_found_hint: str = "",
         cache_size: int = 4096,
+        guard: Guard | None = None,
     ) -> None:
         if cache_size < 0:
             raise ConfigError("cache_size", ">= 0", cache_size)
@@ -179,6 +211,7 @@ class RouteTable:
         self.log_server_errors = log_server_errors
         self.not_found_hint = not_found_hint
         self.cache_size = cache_size
+        self.guard = guard if guard is not None and guard.protects else None
         self._static: dict[str, _Found] = {}
         self._templated: list[tuple[re.Pattern[str], _Target]] = []
         by_path: dict[str, _Target] = {}
@@ -240,12 +273,12 @@ class RouteTable:
             )
         return route, params
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self.respond(scope, receive, send)
 
     async def respond(
-        self, scope: Scope, receive: Receive, send: Send, started_s: float | None = None
+        self, scope: AsgiScope, receive: Receive, send: Send, started_s: float | None = None
     ) -> tuple[int, int]:
         """Answer one HTTP request: the matched endpoint's reply, or the error it (or the
         match) raised. Returns the status and the body's size in bytes."""
@@ -253,8 +286,15 @@ class RouteTable:
         path: str = scope["path"]
         try:
             route, params = self.match(method, path)
+            principal = None
+            if self.guard is not None and route.scope is not None:
+                principal = self.guard.check(route.scope, authorization_of(scope))
             request = Request(
-                scope, receive, params, time.monotonic() if started_s is None else started_s
+                scope,
+                receive,
+                params,
+                time.monotonic() if started_s is None else started_s,
+                principal,
             )
             status, body, headers = await route.endpoint(request)
         except Exception as exc:
