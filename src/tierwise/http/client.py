@@ -5,9 +5,10 @@ The client resolves URLs against its ``base_url``, adds its default headers, enc
 ``json=`` bodies, hands an :class:`~tierwise.http.transport.HttpRequest` to its
 transport and converts the transport's failures into the project's errors (one place for
 it): a timeout becomes :class:`~tierwise.errors.TierTimeoutError`, a peer that cannot be
-reached or breaks the exchange :class:`~tierwise.errors.TierUnavailableError`, both
-naming the peer (``name``, else the URL's origin) in their ``tier`` field; a response
-over the transport's size limit raises :class:`~tierwise.errors.PayloadTooLargeError`.
+reached, breaks the exchange or fails the TLS handshake
+:class:`~tierwise.errors.TierUnavailableError`, both naming the peer (``name``, else the
+URL's origin) in their ``tier`` field; a response over the transport's size limit raises
+:class:`~tierwise.errors.PayloadTooLargeError`.
 Any HTTP status is an answer, not an error. The transport is pooled keep-alive HTTP/1.1
 (:class:`~tierwise.http.http11.Http11Transport`) unless another one is passed in, such
 as :class:`~tierwise.http.transport.HttpxTransport` for an ASGI app in process.
@@ -35,6 +36,7 @@ from tierwise.http.transport import (
     HttpRequest,
     HttpResponse,
     Origin,
+    TlsError,
     Transport,
 )
 
@@ -49,8 +51,10 @@ class HttpClient:
 
     ``timeout_s`` is the default per-call limit (the whole exchange). ``transport``
     replaces the default :class:`~tierwise.http.http11.Http11Transport`, which
-    ``max_connections`` (per origin), ``max_response_bytes`` and ``ssl_context``
-    configure. The client owns its transport and closes it with :meth:`aclose`.
+    ``max_connections`` (per origin), ``max_response_bytes``, ``ssl_context`` (how TLS
+    peers are checked; the system's trust store by default) and ``server_name`` (the name
+    a TLS peer's certificate must hold, when not the URL's host) configure. The client
+    owns its transport and closes it with :meth:`aclose`.
     """
 
     def __init__(
@@ -64,6 +68,7 @@ class HttpClient:
         max_connections: int = 64,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         ssl_context: ssl.SSLContext | None = None,
+        server_name: str | None = None,
     ) -> None:
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
             raise ConfigError("timeout_s", "a positive number of seconds", timeout_s)
@@ -83,6 +88,7 @@ class HttpClient:
             max_connections=max_connections,
             max_response_bytes=max_response_bytes,
             ssl_context=ssl_context,
+            server_name=server_name,
         )
         self._sync_loop: asyncio.AbstractEventLoop | None = None
         self._sync_lock = threading.Lock()
@@ -120,7 +126,7 @@ class HttpClient:
         except TimeoutError as exc:
             raise TierTimeoutError(tier=self.name or str(origin), timeout_s=limit_s) from exc
         except OSError as exc:
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = str(exc) if isinstance(exc, TlsError) else f"{type(exc).__name__}: {exc}"
             raise TierUnavailableError(reason, tier=self.name or str(origin)) from exc
 
     def _split(self, url: str) -> tuple[Origin, str]:

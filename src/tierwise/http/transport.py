@@ -5,8 +5,10 @@ A transport sends one :class:`HttpRequest` and returns the whole :class:`HttpRes
 within ``request.timeout_s``. It reports failure in three ways only: ``TimeoutError``
 when the time ran out, ``OSError`` (``ConnectionError`` included) when the peer could
 not be reached or broke the exchange, and :class:`~tierwise.errors.PayloadTooLargeError`
-when the response body passed the transport's limit. The client turns the first two into
-the project's errors, so callers never see a transport's own exceptions.
+when the response body passed the transport's limit. A failed TLS handshake is a
+:class:`TlsError` (a ``ConnectionError``) whose message says what failed and what to set.
+The client turns the first two into the project's errors, so callers never see a
+transport's own exceptions.
 
 The default transport is :class:`~tierwise.http.http11.Http11Transport` (pooled
 keep-alive HTTP/1.1, the router's hot path). :class:`HttpxTransport` puts httpx
@@ -35,6 +37,7 @@ __all__ = [
     "HttpResponse",
     "HttpxTransport",
     "Origin",
+    "TlsError",
     "Transport",
 ]
 
@@ -43,6 +46,12 @@ DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 
 #: An ASGI application: ``await app(scope, receive, send)``.
 AsgiApp = Callable[..., Coroutine[Any, Any, None]]
+
+
+class TlsError(ConnectionError):
+    """A TLS peer could not be talked to: the handshake failed or the server refused the
+    session. The message is whole (what failed, and which ``tls.*`` setting would fix
+    it) and never holds key material."""
 
 
 class Origin:

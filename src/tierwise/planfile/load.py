@@ -22,6 +22,7 @@ from tierwise.errors import SpecError, SpecProblem
 from tierwise.planfile.checks import plan_problems, unknown_tier
 from tierwise.planfile.schedule import PriceSchedule
 from tierwise.planfile.schema import Plan, PlanHeader, TierConfig, WorkloadConfig
+from tierwise.security.tls import TlsClientSettings
 from tierwise.spec import FleetSpec, load_spec, workload_origin
 from tierwise.spec.base import NAME_PATTERN
 from tierwise.spec.messages import describe, translate
@@ -242,8 +243,11 @@ def _resolve_models(
     check_files: bool,
     out: Collector,
 ) -> None:
-    """Make local model paths absolute (relative to the plan file); check they exist."""
+    """Make local model and TLS file paths absolute (relative to the plan file); check
+    they exist."""
     for name, tier in tiers.items():
+        if tier.tls is not None:
+            _resolve_tls(data, name, tier.tls, base_dir, check_files, out)
         if tier.local is None:
             continue
         path = (base_dir / tier.local.model).resolve()
@@ -253,6 +257,29 @@ def _resolve_models(
             )
         entry = data["tiers"][name]
         data["tiers"][name] = {**entry, "local": {**entry["local"], "model": str(path)}}
+
+
+def _resolve_tls(
+    data: dict[str, Any],
+    name: str,
+    tls: TlsClientSettings,
+    base_dir: Path,
+    check_files: bool,
+    out: Collector,
+) -> None:
+    resolved: dict[str, str] = {}
+    for field in ("ca", "cert", "key"):
+        given = getattr(tls, field)
+        if given is None:
+            continue
+        path = (base_dir / given).resolve()
+        if check_files and not path.is_file():
+            out.add_path(
+                f"tiers.{name}.tls.{field}", f"expected a PEM file, but there is none at {path}"
+            )
+        resolved[field] = str(path)
+    entry = data["tiers"][name]
+    data["tiers"][name] = {**entry, "tls": {**entry["tls"], **resolved}}
 
 
 def parse_plan(

@@ -26,6 +26,14 @@ reads it and the router, the gateway and the simulator run from it. Shape::
         rtt_p99_ms: 120
         cost_usd_per_inference: 2.3e-5
         auth_header_env: CLOUD_AUTH   # env var holding the Authorization header (never the secret)
+        tls:                    # optional, https:// URLs only; without it the server's
+                                # certificate is checked against the system's trust store
+          ca: certs/ca.pem      # the CA bundle to check it against (relative to this file)
+          cert: certs/router.pem        # this router's certificate and key, for a server
+          key: certs/router.key         # that requires them (mutual TLS); both or neither
+          server_name: infer.internal   # the name the certificate holds, when not the URL's
+                                        # host (also sent as SNI)
+          # insecure_skip_verify: true  # no check at all, logged as a warning: labs only
         binary: true            # force the binary tensor extension (false: ask the peer's
                                 # GET /v2 for binary_tensor_data and use it when listed)
         timeout_s: 2.0
@@ -85,8 +93,9 @@ only float ``[rows, classes >= 2]`` output; with none or several such outputs th
 must name one. The router checks every stage against its tier's model when it starts
 (:mod:`tierwise.router.score_outputs`); ``detector`` reads ``scores`` unless told.
 Privacy and residency follow the spec's rules (:mod:`tierwise.spec.placement`); a
-workload none of whose cascade tiers qualifies is a problem. The loaded plan holds
-absolute paths for ``spec`` and ``local.model``.
+workload none of whose cascade tiers qualifies is a problem. A remote tier's ``tls``
+(:class:`~tierwise.security.tls.TlsClientSettings`) needs an ``https://`` url. The loaded
+plan holds absolute paths for ``spec``, ``local.model`` and the ``tls`` files.
 """
 
 from __future__ import annotations
@@ -98,6 +107,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from tierwise.errors import ConfigError
 from tierwise.escalation.rules import RULES, ScoreKind
 from tierwise.planfile.schedule import PriceSchedule
+from tierwise.security.tls import TlsClientSettings
 from tierwise.spec.base import Name, SpecModel, inject_names
 from tierwise.spec.placement import Origin, Place
 from tierwise.spec.tiers import TierKind
@@ -144,6 +154,7 @@ class TierConfig(SpecModel):
     rtt_p99_ms: float = Field(ge=0)
     cost_usd_per_inference: float = Field(ge=0)
     auth_header_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    tls: TlsClientSettings | None = None
     binary: bool = False
     timeout_s: float = Field(default=1.0, gt=0)
     spec_tier: Name | None = None
@@ -173,9 +184,14 @@ class TierConfig(SpecModel):
         if self.url is not None and self.model is None:
             raise ValueError("a remote tier needs model: the model's name on its endpoint")
         if self.local is not None:
-            extra = [n for n in ("model", "auth_header_env") if getattr(self, n) is not None]
+            extra = [n for n in ("model", "auth_header_env", "tls") if getattr(self, n) is not None]
             if extra:
                 raise ValueError(f"{', '.join(extra)} apply only to a remote tier (url)")
+        if self.tls is not None and self.url is not None and not self.url.startswith("https://"):
+            raise ValueError(
+                f"tls applies only to an https:// url, got {self.url!r}"
+                " (use https:// to speak TLS, or remove tls)"
+            )
         if self.kind == "edge" and self.site is None:
             raise ValueError("an edge tier needs site: the site its boxes are at")
         if self.kind == "cloud" and self.region is None:

@@ -14,6 +14,7 @@ from tierwise.router.router import Defer, Router, SpendLedger, Stage
 from tierwise.router.settings import RouterSettings
 from tierwise.router.tiers import LocalTier, RemoteTier, Tier
 from tierwise.runtime import OnnxSettings, make_backend
+from tierwise.security.tls import client_context
 from tierwise.telemetry.sampling import Sampler, SampleSink
 
 __all__ = ["build_router", "build_tiers"]
@@ -27,8 +28,11 @@ def build_tiers(
     skip: Collection[str] = (),
 ) -> dict[str, Tier]:
     """One tier object per plan tier. Authorization headers come from ``env`` under the
-    names the plan gives (``auth_header_env``); the plan never holds the secret. A local
-    model runs on the runtime its ``runtime:`` names (``onnx`` settings for onnxruntime)."""
+    names the plan gives (``auth_header_env``); the plan never holds the secret. An
+    ``https://`` tier gets one TLS context, made here from its ``tls`` settings (the
+    system's trust store when it has none); ConfigError naming a TLS file that does not
+    load. A local model runs on the runtime its ``runtime:`` names (``onnx`` settings for
+    onnxruntime)."""
     tiers: dict[str, Tier] = {}
     for name, config in plan.tiers.items():
         if name in skip:
@@ -42,6 +46,15 @@ def build_tiers(
                         f"tiers.{name}.auth_header_env",
                         f"the environment variable {config.auth_header_env} to be set",
                     )
+            tls = config.tls
+            ssl_context = None
+            if config.url.startswith("https://"):
+                try:
+                    ssl_context = client_context(tls, who=f"tier {name!r}")
+                except ConfigError as exc:
+                    raise ConfigError(
+                        f"tiers.{name}.{exc.parameter}", exc.expected, exc.got
+                    ) from exc
             tiers[name] = RemoteTier(
                 name,
                 config.url,
@@ -50,6 +63,8 @@ def build_tiers(
                 timeout_s=config.timeout_s,
                 authorization=authorization,
                 binary=True if config.binary else None,
+                ssl_context=ssl_context,
+                server_name=tls.server_name if tls is not None else None,
             )
         elif config.local is not None:
             local = config.local

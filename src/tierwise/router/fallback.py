@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tierwise.errors import TierError, TierTimeoutError, TierUnavailableError
+from tierwise.http.transport import TlsError
 from tierwise.router.answer import AttemptRecord
 from tierwise.router.types import DEGRADING_CAUSES, Cause, Route
 
@@ -28,14 +29,15 @@ __all__ = ["Degradation", "degradation", "failure_cause", "failures", "settle"]
 
 def failure_cause(exc: TierError) -> Cause:
     """What a tier's failure amounts to: ``timeout``, ``partition`` (it could not be
-    reached: refused, reset, unreachable) or ``error``."""
+    reached: refused, reset, unreachable) or ``error`` (including a TLS handshake that
+    failed: a certificate problem does not heal when the network does)."""
     if isinstance(exc, TierTimeoutError):
         return "timeout"
     cause = exc.__cause__
     if (
         isinstance(exc, TierUnavailableError)
         and isinstance(cause, OSError)
-        and not isinstance(cause, TimeoutError)
+        and not isinstance(cause, (TimeoutError, TlsError))
     ):
         return "partition"
     return "error"

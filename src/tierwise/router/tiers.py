@@ -2,13 +2,15 @@
 
 ``RemoteTier`` speaks the Open Inference Protocol to tierwise serve, Triton, KServe or
 MLServer through :class:`~tierwise.http.client.HttpClient` (pooled keep-alive
-connections by default), with a per-call timeout, an optional Authorization header and
-the binary-tensor extension when the peer lists it.
+connections by default), with a per-call timeout, an optional Authorization header, TLS
+for ``https://`` endpoints (the server's certificate checked, a client certificate shown
+where the context holds one) and the binary-tensor extension when the peer lists it.
 """
 
 from __future__ import annotations
 
 import abc
+import ssl
 import time
 
 import orjson
@@ -113,8 +115,10 @@ class LocalTier(Tier):
 
 class RemoteTier(Tier):
     """A V2 REST endpoint serving ``model`` (optionally pinned to ``version``).
-    ``transport`` replaces the client's pooled HTTP/1.1 transport (an ASGI app in
-    process, for tests)."""
+    An ``https://`` endpoint is checked with ``ssl_context`` (the system's trust store
+    by default; see :func:`tierwise.security.tls.client_context`) against ``server_name``
+    when its certificate names it differently from the URL. ``transport`` replaces the
+    client's pooled HTTP/1.1 transport (an ASGI app in process, for tests)."""
 
     def __init__(
         self,
@@ -129,12 +133,16 @@ class RemoteTier(Tier):
         binary: bool | None = None,
         max_connections: int = 64,
         transport: Transport | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_name: str | None = None,
     ) -> None:
         super().__init__(name, kind, timeout_s=timeout_s)
         if not url.startswith(("http://", "https://")):
             raise ConfigError("url", "an http:// or https:// URL", url)
         if max_connections < 1:
             raise ConfigError("max_connections", ">= 1", max_connections)
+        if (ssl_context is not None or server_name is not None) and not url.startswith("https://"):
+            raise ConfigError("url", "an https:// URL (TLS settings were given)", url)
         self.url = url.rstrip("/")
         self.model = model
         self.version = version
@@ -145,7 +153,12 @@ class RemoteTier(Tier):
         self._authorization = authorization or None
         self._get_headers = {"authorization": authorization} if authorization else None
         self._client = HttpClient(
-            self.url, name=name, transport=transport, max_connections=max_connections
+            self.url,
+            name=name,
+            transport=transport,
+            max_connections=max_connections,
+            ssl_context=ssl_context,
+            server_name=server_name,
         )
 
     @property

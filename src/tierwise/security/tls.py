@@ -84,7 +84,7 @@ class TlsClientSettings(SettingsModel):
     cert: Path | None = None
     key: Path | None = None
     server_name: str | None = Field(default=None, min_length=1)
-    insecure_skip_verify: bool = False
+    insecure_skip_verify: bool = Field(default=False, strict=True)  # true, never "yes"
 
     @model_validator(mode="after")
     def _pair(self) -> TlsClientSettings:
