@@ -82,6 +82,8 @@ def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) 
 class TestCA:
     """A certificate authority that lives in one test's folder."""
 
+    __test__ = False  # a helper, not a test class
+
     folder: Path
     name: str = "tierwise test CA"
 

@@ -1,19 +1,24 @@
-"""``tierwise keys`` and ``tierwise bundle``: make signing keys and model bundles."""
+"""``tierwise keys`` and ``tierwise bundle``: make signing keys, bearer tokens and model
+bundles."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from tierwise.cli.common import JsonOpt, out_console, print_json
+from tierwise.cli.common import JsonOpt, err_console, out_console, print_json
 from tierwise.errors import ConfigError
 
 __all__ = ["bundle_app", "keys_app"]
 
-keys_app = typer.Typer(help="Make ed25519 signing keys for bundles.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Make ed25519 signing keys for bundles and bearer tokens for servers.",
+    no_args_is_help=True,
+)
 bundle_app = typer.Typer(
     help="Make model bundles from ONNX files; a bundle is one model (see `bundle create`).",
     no_args_is_help=True,
@@ -51,6 +56,76 @@ def keys_generate(
         print_json(data)
     else:
         out_console.print(f"key {pair.key_id}: {pair.private_path} (secret), {pair.public_path}")
+
+
+def _append_line(path: Path, line: str) -> None:
+    """``line`` at the end of ``path``, made with mode 0600 when it does not exist."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "ab") as file:
+        if file.tell() > 0:
+            with path.open("rb") as existing:
+                existing.seek(-1, os.SEEK_END)
+                if existing.read(1) != b"\n":
+                    file.write(b"\n")
+        file.write(line.encode() + b"\n")
+
+
+@keys_app.command("token")
+def keys_token(
+    client: Annotated[
+        str, typer.Option("--client", help="Who the token is for (letters, digits, _.-).")
+    ],
+    scope: Annotated[
+        str,
+        typer.Option("--scope", help="Comma-separated scopes: infer, admin, telemetry."),
+    ],
+    append: Annotated[
+        Path | None,
+        typer.Option(
+            "--append",
+            help="Append the hash line to this tokens file (made with mode 0600) "
+            "instead of printing it.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a bearer token for a server's --tokens-file.
+
+    The token is printed once, on stdout: store it now, the server keeps only
+    its hash line. Without --append the hash line is printed after the token.
+    """
+    from tierwise.security import hash_line, make_token, parse_scopes
+
+    scopes = parse_scopes(scope, "--scope")
+    token, record = make_token(client, scopes)
+    line = hash_line(record)
+    if append is not None:
+        _append_line(append, line)
+    if as_json:
+        data = {
+            "client": record.client,
+            "scopes": sorted(record.scopes),
+            "id": record.key_id,
+            "token": token,
+        }
+        if append is None:
+            data["hash_line"] = line
+        else:
+            data["appended_to"] = str(append)
+        print_json(data)
+        return
+    err_console.print(
+        f"token for {record.client} (scopes {','.join(sorted(record.scopes))}); store it "
+        "now: it is shown only this once and the server keeps only its hash",
+        markup=False,
+        soft_wrap=True,
+    )
+    print(token)
+    if append is None:
+        err_console.print("hash line for the server's tokens file:", markup=False)
+        print(line)
+    else:
+        err_console.print(f"hash line appended to {append}", markup=False, soft_wrap=True)
 
 
 @bundle_app.command("create")

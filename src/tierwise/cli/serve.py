@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -45,9 +46,46 @@ def serve(
             "the others and mark it UNAVAILABLE)",
         ),
     ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", help="Serve HTTPS with this certificate chain (PEM)"),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="The private key of --tls-cert (PEM)")
+    ] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-client-ca",
+            help="Mutual TLS: only clients with a certificate this CA signed may connect",
+        ),
+    ] = None,
+    tokens_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--tokens-file",
+            help="Token hash lines (tierwise keys token): every endpoint but the health "
+            "probes then needs a bearer token with its scope",
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool | None,
+        typer.Option(
+            "--insecure/--no-insecure",
+            help="Run on a non-loopback address with no tokens and no mutual TLS "
+            "(refused otherwise)",
+        ),
+    ] = None,
 ) -> None:
-    """Serve every model of a repository over the Open Inference Protocol (V2 REST)."""
+    """Serve every model of a repository over the Open Inference Protocol (V2 REST).
 
+    Scopes: inference and metadata need 'infer', the repository API 'admin',
+    /metrics 'telemetry'; the health probes are open. Bound beyond loopback,
+    the server refuses to start without tokens or mutual TLS unless told
+    --insecure.
+    """
+
+    tls = {"cert": tls_cert, "key": tls_key, "client_ca": tls_client_ca}
     overrides = {
         "model_repo": model_repo,
         "host": host,
@@ -56,6 +94,9 @@ def serve(
         "access_log": access_log,
         "log_json": log_json,
         "strict": strict,
+        "insecure": insecure,
+        "tls": {k: v for k, v in tls.items() if v is not None} or None,
+        "auth": None if tokens_file is None else {"tokens_file": tokens_file},
     }
     if config is not None:
         settings = load_yaml_settings(config, **overrides)
@@ -68,5 +109,6 @@ def serve(
             f"{settings.model_repo} is not a directory", param_hint="--model-repo"
         )
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    if not run_server(settings):
+    # the environment is read here, at the edge: auth.tokens_env names variables in it
+    if not run_server(settings, env=dict(os.environ)):
         raise typer.Exit(code=3)  # uvicorn's own status for a failed start

@@ -194,6 +194,8 @@ class TokenStore:
 
     def __init__(self, records: Iterable[TokenRecord] = ()) -> None:
         self._by_id: Mapping[str, TokenRecord] = {r.key_id: r for r in records}
+        # made once: a request that passes gets a shared, immutable principal
+        self._principals = {key_id: r.principal for key_id, r in self._by_id.items()}
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -220,4 +222,4 @@ class TokenStore:
         known = record is not None
         check = record if record is not None else _DUMMY
         ok = hmac.compare_digest(_digest(check.salt, matched.group(2)), check.digest)
-        return check.principal if ok and known else None
+        return self._principals[check.key_id] if ok and known else None

@@ -1,20 +1,28 @@
-"""``create_app(settings)``: the tier server as an ASGI application, and running it."""
+"""``create_app(settings)``: the tier server as an ASGI application, and running it.
+
+The guard (who may call which route) is built once, from ``settings.auth``, when the app
+is made. :func:`serve` refuses to start a server bound beyond loopback with neither
+tokens nor mutual TLS unless ``settings.insecure`` says so, and then logs the warning
+before anything else.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from tierwise.http.asgi import Receive, Scope, Send, run_lifespan
+from tierwise.security import Guard, TlsServerSettings, check_exposure
 from tierwise.server.dataplane import DataPlane
 from tierwise.server.http import HttpFrontend
 from tierwise.server.manager import BackendFactory, ModelManager, registry_backend
 from tierwise.server.metrics import ServerMetrics
 from tierwise.server.settings import ServerSettings
 
-__all__ = ["TierServer", "create_app", "serve", "uvicorn_server"]
+__all__ = ["TierServer", "create_app", "exposure_warning", "serve", "uvicorn_server"]
 
 log = logging.getLogger("tierwise.server")
 
@@ -23,12 +31,21 @@ class TierServer:
     """The ASGI application. Lifespan startup loads the repository; shutdown stops taking
     inference requests, drains every queue and unloads the models."""
 
-    def __init__(self, settings: ServerSettings, backend_factory: BackendFactory) -> None:
+    def __init__(
+        self, settings: ServerSettings, backend_factory: BackendFactory, guard: Guard
+    ) -> None:
         self.settings = settings
+        self.guard = guard
+        # the server runs unguarded beyond loopback only when told to; it says so in /v2
+        unguarded = exposure_warning(settings, guard, insecure=True) is not None
+        self.insecure = settings.insecure and unguarded
         self.metrics = ServerMetrics()
         self.manager = ModelManager(settings, self.metrics, backend_factory)
         self.dataplane = DataPlane(self.manager, self.metrics)
-        self.http = HttpFrontend(settings, self.manager, self.dataplane, self.metrics)
+        self.http = HttpFrontend(
+            settings, self.manager, self.dataplane, self.metrics,
+            guard=guard, insecure=self.insecure,
+        )  # fmt: skip
         self._flusher: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -67,17 +84,55 @@ class TierServer:
 
 
 def create_app(
-    settings: ServerSettings, *, backend_factory: BackendFactory = registry_backend
+    settings: ServerSettings,
+    *,
+    backend_factory: BackendFactory = registry_backend,
+    guard: Guard | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> TierServer:
-    """Build the tier server for ``settings``; run it with any ASGI server (uvicorn)."""
-    return TierServer(settings, backend_factory)
+    """Build the tier server for ``settings``; run it with any ASGI server (uvicorn).
+
+    ``guard`` checks callers; without one it is built from ``settings.auth``, reading the
+    tokens file and the variables of ``env`` (default: the process environment) now, so
+    a bad tokens file fails here with a ConfigError naming its line.
+    """
+    if guard is None:
+        guard = Guard.from_settings(settings.auth, env)
+    return TierServer(settings, backend_factory, guard)
 
 
-def uvicorn_server(app: Any, *, drain_timeout_s: float = 0.0, **options: Any) -> Any:
+def exposure_warning(
+    settings: ServerSettings, guard: Guard, *, insecure: bool | None = None
+) -> str | None:
+    """The line to log first when the server runs unguarded beyond loopback because
+    ``settings.insecure`` (or ``insecure``, when given) says so; None when it is guarded
+    or on loopback; ConfigError, naming the ways out, when it would run unguarded
+    without being told to."""
+    mutual = settings.tls is not None and settings.tls.mutual
+    return check_exposure(
+        settings.host,
+        tokens=guard.protects,
+        mutual_tls=mutual,
+        insecure=settings.insecure if insecure is None else insecure,
+    )
+
+
+def uvicorn_server(
+    app: Any,
+    *,
+    drain_timeout_s: float = 0.0,
+    tls: TlsServerSettings | None = None,
+    **options: Any,
+) -> Any:
     """A uvicorn server for any tierwise ASGI app, set up the one way they all run: uvloop
     and httptools, the app's own lifespan, tierwise's logs instead of uvicorn's access log,
-    no proxy headers, and ``drain_timeout_s`` to finish in-flight requests at shutdown."""
+    no proxy headers, and ``drain_timeout_s`` to finish in-flight requests at shutdown.
+    ``tls`` serves HTTPS (mutual TLS with its ``client_ca``); its files are loaded here,
+    so a bad one is a ConfigError before the port opens."""
     import uvicorn
+
+    if tls is not None:
+        options = {**tls.uvicorn_options(), **options}
 
     config = uvicorn.Config(
         app,
@@ -94,12 +149,22 @@ def uvicorn_server(app: Any, *, drain_timeout_s: float = 0.0, **options: Any) ->
     return uvicorn.Server(config)
 
 
-def serve(settings: ServerSettings, **uvicorn_options: Any) -> bool:
+def serve(
+    settings: ServerSettings, *, env: Mapping[str, str] | None = None, **uvicorn_options: Any
+) -> bool:
     """Run the server on uvicorn (uvloop and httptools) until SIGINT/SIGTERM, then drain.
     False when it never started (a ``strict`` start with a model that failed, a port in
-    use); the caller decides the exit status."""
+    use); the caller decides the exit status. ConfigError, before the port opens, when
+    it may not start: unguarded beyond loopback, or a tokens or TLS file that does not
+    load. ``env`` holds the variables ``settings.auth.tokens_env`` names (default: the
+    process environment)."""
+    guard = Guard.from_settings(settings.auth, env)
+    warning = exposure_warning(settings, guard)
+    if warning is not None:
+        log.warning("%s", warning)
+    app = create_app(settings, guard=guard)
     server = uvicorn_server(
-        create_app(settings), host=settings.host, port=settings.port,
+        app, host=settings.host, port=settings.port, tls=settings.tls,
         drain_timeout_s=settings.drain_timeout_s, **uvicorn_options,
     )  # fmt: skip
     server.run()

@@ -2,9 +2,15 @@
 table (:mod:`tierwise.http.routing`) and served onto the data plane.
 
 Raw ASGI rather than a framework: on the hot path (``POST .../infer``) the only work done
-here is one route lookup (a dict hit once a model's path has been seen), reading the
-bounded body, decoding, and encoding. Every error becomes ``{"error": "..."}`` with the
-status its class carries, in one place (the route table's error handler).
+here is one route lookup (a dict hit once a model's path has been seen), the token check
+when tokens are configured, reading the bounded body, decoding, and encoding. Every error
+becomes ``{"error": "..."}`` with the status its class carries, in one place (the route
+table's error handler).
+
+Scopes: inference, model metadata and readiness, and server metadata (``GET /v2``) need
+``infer``; the repository (index, load, unload) needs ``admin``; ``/metrics`` needs
+``telemetry``; the health probes are open. Every repository request, allowed or not, is
+written to the audit log (:mod:`tierwise.server.audit`).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from tierwise.http.asgi import (
     read_json_object,
     response_headers,
 )
-from tierwise.http.routing import Request, Route, RouteTable
+from tierwise.http.routing import Request, Route, RouteTable, authorization_of
 from tierwise.protocol import (
     InferRequest,
     ModelMetadata,
@@ -44,6 +50,8 @@ from tierwise.protocol import (
     decode_request,
     encode_response,
 )
+from tierwise.security import Guard
+from tierwise.server.audit import audit_line, audit_log
 from tierwise.server.dataplane import DataPlane
 from tierwise.server.idempotency import IdempotencyStore
 from tierwise.server.logs import AccessLog
@@ -60,6 +68,7 @@ EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
 
 _MODEL = "/v2/models/{name}"
 _VERSION = "/v2/models/{name}/versions/{version}"
+_REPOSITORY = "/v2/repository"
 
 
 class HttpFrontend:
@@ -71,8 +80,12 @@ class HttpFrontend:
         manager: ModelManager,
         dataplane: DataPlane,
         metrics: ServerMetrics,
+        *,
+        guard: Guard | None = None,
+        insecure: bool = False,
     ) -> None:
         self.settings = settings
+        self.guard = guard
         self.manager = manager
         self.dataplane = dataplane
         self.metrics = metrics
@@ -82,36 +95,77 @@ class HttpFrontend:
         self.idempotency = IdempotencyStore(
             ttl_s=settings.idempotency_ttl_s, max_entries=settings.idempotency_max_entries
         )
+        meta = ServerMetadata(settings.server_name, __version__, list(EXTENSIONS)).to_dict()
+        if insecure:
+            meta["insecure"] = True
+        self._server_metadata_body = orjson.dumps(meta)
+        post = ["POST"]
         self.routes = RouteTable(
             [
-                Route(_MODEL + "/infer", self._infer_endpoint, methods=["POST"]),
-                Route(_VERSION + "/infer", self._infer_endpoint, methods=["POST"]),
-                Route(_MODEL + "/ready", self._model_ready),
-                Route(_VERSION + "/ready", self._model_ready),
-                Route(_MODEL, self._model_metadata),
-                Route(_VERSION, self._model_metadata),
-                Route("/v2", self._server_metadata),
+                Route(_MODEL + "/infer", self._infer_endpoint, methods=post, scope="infer"),
+                Route(_VERSION + "/infer", self._infer_endpoint, methods=post, scope="infer"),
+                Route(_MODEL + "/ready", self._model_ready, scope="infer"),
+                Route(_VERSION + "/ready", self._model_ready, scope="infer"),
+                Route(_MODEL, self._model_metadata, scope="infer"),
+                Route(_VERSION, self._model_metadata, scope="infer"),
+                Route("/v2", self._server_metadata, scope="infer"),
                 Route("/v2/health/live", self._live),
                 Route("/v2/health/ready", self._ready),
-                Route("/v2/repository/index", self._repository_index, methods=["POST"]),
-                Route("/v2/repository/models/{name}/load", self._load, methods=["POST"]),
-                Route("/v2/repository/models/{name}/unload", self._unload, methods=["POST"]),
-                Route("/v2/repository/{rest:path}", self._no_repository_route, methods=["POST"]),
-                Route("/metrics", self._metrics),
+                Route(_REPOSITORY + "/index", self._repository_index, methods=post,
+                      name="index", scope="admin"),
+                Route(_REPOSITORY + "/models/{name}/load", self._load, methods=post,
+                      name="load", scope="admin"),
+                Route(_REPOSITORY + "/models/{name}/unload", self._unload, methods=post,
+                      name="unload", scope="admin"),
+                Route(_REPOSITORY + "/{rest:path}", self._no_repository_route, methods=post,
+                      name="unknown", scope="admin"),
+                Route("/metrics", self._metrics, scope="telemetry"),
             ],
             log=error_log,
             not_found_hint="; see GET /v2 for what is served",
-        )
+            guard=guard,
+        )  # fmt: skip
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.monotonic()
         status, size = await self.routes.respond(scope, receive, send, started)
+        if scope["path"].startswith(_REPOSITORY):
+            self._audit(scope, status)
         if self.access_log is not None:
             client = scope.get("client") or ("-", 0)
             self.access_log.record(
                 client[0], scope["method"], scope["path"], status, size,
                 (time.monotonic() - started) * 1000.0,
             )  # fmt: skip
+
+    def _audit(self, scope: Scope, status: int) -> None:
+        """The audit line of one repository request (answered with ``status``)."""
+        method: str = scope["method"]
+        path: str = scope["path"]
+        action: str = "unknown"
+        model: str | None = None
+        try:
+            route, params = self.routes.match(method, path)
+        except HttpError:
+            pass
+        else:
+            action, model = str(route.name), params.get("name")
+        principal = None
+        if self.guard is not None and self.guard.protects:
+            # the route table checked the token already; this is one more hash, and only
+            # on the rare admin requests
+            principal = self.guard.store.authenticate(authorization_of(scope))
+        peer = scope.get("client")
+        audit_log.info(
+            "%s",
+            audit_line(
+                action,
+                model=model,
+                client=None if principal is None else principal.client,
+                status=status,
+                peer=None if not peer else str(peer[0]),
+            ),
+        )
 
     async def _infer_endpoint(self, request: Request) -> Reply:
         params = request.params
@@ -121,8 +175,7 @@ class HttpFrontend:
         )  # fmt: skip
 
     async def _server_metadata(self, request: Request) -> Reply:
-        meta = ServerMetadata(self.settings.server_name, __version__, list(EXTENSIONS))
-        return 200, orjson.dumps(meta.to_dict()), list(JSON_HEADERS)
+        return 200, self._server_metadata_body, list(JSON_HEADERS)
 
     async def _live(self, request: Request) -> Reply:
         return 200, orjson.dumps({"live": True}), list(JSON_HEADERS)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tierwise.errors import ConfigError
 from tierwise.protocol import CodecLimits
 from tierwise.runtime import OnnxSettings, WarmupSample, check_runtime
+from tierwise.security import AuthSettings, TlsServerSettings
 from tierwise.server.batching import BatcherSettings
 from tierwise.settings_errors import SettingsModel, settings_error
 from tierwise.yaml_limits import load_yaml
@@ -75,11 +76,36 @@ class ServerSettings(BaseModel):
         description="fail the start when any model fails to load or warm up; otherwise "
         "that model is UNAVAILABLE with its reason and the others serve",
     )
+    auth: AuthSettings | None = Field(
+        default=None,
+        description="bearer tokens with scopes; without any token every endpoint is open",
+    )
+    tls: TlsServerSettings | None = Field(
+        default=None, description="certificate and key (client_ca: mutual TLS)"
+    )
+    insecure: bool = Field(
+        default=False,
+        description="run on a non-loopback address with no tokens and no mutual TLS "
+        "(refused otherwise); said in the first log line and in GET /v2",
+    )
 
     def codec_limits(self) -> CodecLimits:
         return CodecLimits(
             max_body_bytes=self.max_body_bytes, max_tensor_elements=self.max_tensor_elements
         )
+
+
+def _merge(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+    """``overrides`` into ``data``; a mapping merges into the file's mapping of the same
+    key (``--tokens-file`` keeps the file's ``auth.tokens_env``)."""
+    for key, value in overrides.items():
+        current = data.get(key)
+        if isinstance(value, Mapping) and isinstance(current, dict):
+            merged = dict(current)
+            _merge(merged, value)
+            data[key] = merged
+        else:
+            data[key] = value
 
 
 def load_yaml_settings(path: Path | None, **overrides: Any) -> ServerSettings:
@@ -98,7 +124,7 @@ def load_yaml_settings(path: Path | None, **overrides: Any) -> ServerSettings:
                 source, "a mapping of settings at the top level", type(loaded).__name__
             )
         data = loaded
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    _merge(data, {k: v for k, v in overrides.items() if v is not None})
     try:
         return ServerSettings.model_validate(data)
     except ValidationError as exc:
