@@ -8,26 +8,34 @@ answered, ``degraded`` (with ``degraded_reason`` when true) and ``trace_id``. A 
 whose deadline passed before it could be answered gets 408, as from a tier server.
 Deferred requests answer 202 with an id to fetch at ``GET /v2/outbox/{id}``.
 
+Access (``auth:``, see :mod:`tierwise.security`): inference, ``GET /v2`` and a workload's
+``ready`` need scope ``infer``; ``/metrics`` needs ``telemetry``; ``GET /v2/outbox/{id}``
+needs ``infer`` and answers only the client that queued the item, or a token with
+``admin`` (others get 404); health probes are open. ``clients:`` sets per-client rate
+limits, daily budgets and privacy floors (:mod:`tierwise.router.clients`); ``tls:``
+serves HTTPS (and mutual TLS with ``client_ca``).
+
 ``/metrics``: ``tierwise_gateway_requests_total{workload,tier,outcome}`` (outcome
 ``answered``, ``degraded``, ``deferred``, ``no_route``, ``deadline``), the request
-duration histogram, and the router's own ``tierwise_router_fallbacks_total{workload,tier,
-cause}``: degraded answers by the tier that gave them and the cause."""
+duration histogram, ``tierwise_gateway_client_limited_total{client,reason}`` (requests
+refused for a client's ``rate`` or ``budget``), and the router's own
+``tierwise_router_fallbacks_total{workload,tier,cause}``: degraded answers by the tier
+that gave them and the cause."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, ConfigDict, Field
 
 from tierwise import __version__
 from tierwise.errors import (
@@ -35,6 +43,8 @@ from tierwise.errors import (
     DeadlineExceededError,
     HttpError,
     NoRouteError,
+    OutboxItemNotFoundError,
+    RateLimitedError,
     SpecError,
     TierUnavailableError,
 )
@@ -61,38 +71,60 @@ from tierwise.protocol import (
     encode_request,
     encode_response,
 )
+from tierwise.router.clients import ClientGate, ClientLimits
+from tierwise.router.gateway_settings import GatewaySettings, load_gateway_settings
 from tierwise.router.meta import META_PARAMETERS, meta_from_parameters
 from tierwise.router.router import Router
 from tierwise.router.types import RequestMeta, Route
+from tierwise.security import Guard, Principal, check_exposure
 
-__all__ = ["DEFERRED_TIER", "Gateway", "GatewaySettings"]
+__all__ = ["DEFERRED_TIER", "Gateway", "GatewaySettings", "load_gateway_settings"]
 
 log = logging.getLogger("tierwise.router")
 
 #: The outbox queue deferred requests wait in (they are routed afresh when drained).
 DEFERRED_TIER = "deferred"
 
-
-class GatewaySettings(BaseModel):
-    """How the gateway runs; handed to :class:`Gateway`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
-    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    outbox_path: Path | None = None
-    outbox_max_items: int = Field(default=10_000, ge=1)
-    drain_poll_s: float = Field(default=1.0, gt=0)
+#: The client of the request being routed (for the outbox item the router may defer).
+_CALLER: ContextVar[str | None] = ContextVar("tierwise_gateway_caller", default=None)
 
 
 class Gateway:
-    """The ASGI app. Lifespan startup loads local models and starts the outbox drainer."""
+    """The ASGI app. Lifespan startup loads local models and starts the outbox drainer.
 
-    def __init__(self, plan: Plan, router: Router, settings: GatewaySettings) -> None:
+    Tokens are read when it is built (``env`` holds the variables ``auth.tokens_env``
+    names; None: the process's). ``clock`` and ``wall_clock`` pace the clients' rate
+    limits and date their spend."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        router: Router,
+        settings: GatewaySettings,
+        *,
+        env: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.plan = plan
         self.router = router
         self.settings = settings
+        self.guard = Guard.from_settings(settings.auth, env)
+        if settings.clients and not self.guard.protects:
+            raise ConfigError(
+                "clients", "tokens (auth.tokens_file or auth.tokens_env): limits apply to "
+                "callers known by their tokens", sorted(settings.clients),
+            )  # fmt: skip
+        unknown = sorted(set(settings.clients) - self.guard.store.clients)
+        if unknown:
+            log.warning("clients %s have limits but no token names them", ", ".join(unknown))
+        self.clients = ClientGate(settings.clients, clock=clock, wall_clock=wall_clock)
+        #: what ``GET /v2`` and the first log line say when it runs open beyond loopback
+        self.insecure_warning = (
+            check_exposure(settings.host, tokens=self.guard.protects, insecure=True,
+                           mutual_tls=settings.tls is not None and settings.tls.mutual)
+            if settings.insecure else None
+        )  # fmt: skip
         self.outbox = (
             Outbox(settings.outbox_path, max_items=settings.outbox_max_items)
             if settings.outbox_path is not None
@@ -109,22 +141,30 @@ class Gateway:
             "tierwise_gateway_request_duration_seconds", "Routed request time, all tiers.",
             ["workload"], registry=self.registry,
         )  # fmt: skip
+        self.limited = Counter(
+            "tierwise_gateway_client_limited", "Requests refused for a client's limits.",
+            ["client", "reason"], registry=self.registry,
+        )  # fmt: skip
         self.registry.register(_FallbackCollector(router))
         #: a plan mistake found at startup (the lifespan reports it as a failed start)
         self.startup_error: ConfigError | SpecError | None = None
         self.routes = RouteTable(
             [
-                HttpRoute("/v2/models/{workload}/infer", self._infer_endpoint, methods=["POST"]),
-                HttpRoute("/v2/models/{workload}/ready", self._model_ready),
-                HttpRoute("/v2/outbox/{item_id}", self._outbox_endpoint),
+                HttpRoute(
+                    "/v2/models/{workload}/infer", self._infer_endpoint, methods=["POST"],
+                    scope="infer",
+                ),
+                HttpRoute("/v2/models/{workload}/ready", self._model_ready, scope="infer"),
+                HttpRoute("/v2/outbox/{item_id}", self._outbox_endpoint, scope="infer"),
                 HttpRoute("/v2/health/live", self._live),
                 HttpRoute("/v2/health/ready", self._ready),
-                HttpRoute("/v2", self._metadata),
-                HttpRoute("/metrics", self._metrics),
+                HttpRoute("/v2", self._metadata, scope="infer"),
+                HttpRoute("/metrics", self._metrics, scope="telemetry"),
             ],
             log=log,
             log_server_errors=False,
-        )
+            guard=self.guard,
+        )  # fmt: skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -179,7 +219,10 @@ class Gateway:
 
     async def _metadata(self, request: Request) -> Reply:
         meta = ServerMetadata("tierwise-gateway", __version__, ["binary_tensor_data"])
-        return 200, orjson.dumps(meta.to_dict()), list(JSON_HEADERS)
+        doc = meta.to_dict()
+        if self.insecure_warning is not None:
+            doc["insecure"] = True
+        return 200, orjson.dumps(doc), list(JSON_HEADERS)
 
     async def _model_ready(self, request: Request) -> Reply:
         workload = request.params["workload"]
@@ -190,16 +233,33 @@ class Gateway:
         return 200, generate_latest(self.registry), [(b"content-type", b"text/plain")]
 
     async def _infer_endpoint(self, request: Request) -> Reply:
-        return await self._infer(request.params["workload"], request.scope, request.receive)
+        return await self._infer(
+            request.params["workload"], request.scope, request.receive, request.client
+        )
 
     async def _outbox_endpoint(self, request: Request) -> Reply:
-        return self._outbox_item(request.params["item_id"])
+        return self._outbox_item(request.params["item_id"], request.principal)
+
+    def _admit(self, client: str | None) -> ClientLimits | None:
+        try:
+            return self.clients.admit(client)
+        except RateLimitedError:
+            self.limited.labels(client, "rate").inc()
+            raise
+
+    def _apply(self, client: str, limits: ClientLimits, meta: RequestMeta) -> RequestMeta:
+        try:
+            return self.clients.apply(client, limits, meta)
+        except RateLimitedError:
+            self.limited.labels(client, "budget").inc()
+            raise
 
     async def _infer(
-        self, workload: str, scope: Scope, receive: Receive
+        self, workload: str, scope: Scope, receive: Receive, client: str | None = None
     ) -> tuple[int, bytes, list[Any]]:
         started = time.monotonic()
         received_s = time.time()  # deadlines count from arrival, body reading included
+        limits = self._admit(client) if self.clients else None  # before reading the body
         header_length, declared = body_headers(scope)
         body = await read_body(receive, declared, self.settings.max_body_bytes)
         request = decode_request(body, header_length=header_length)
@@ -207,6 +267,9 @@ class Gateway:
             request.parameters, default_workload=workload, received_s=received_s
         )
         self._known_workload(meta.workload)
+        if limits is not None and client is not None:
+            meta = self._apply(client, limits, meta)
+        _CALLER.set(client)
         forwarded = InferRequest(
             inputs=request.inputs,
             id=request.id,
@@ -216,6 +279,8 @@ class Gateway:
         )
         try:
             answer = await self.router.infer(forwarded, meta)
+            if limits is not None:
+                self.clients.charge(client, answer.cost_usd)
         except DeadlineExceededError:
             self.requests.labels(meta.workload, "-", "deadline").inc()
             raise
@@ -223,7 +288,7 @@ class Gateway:
             self.requests.labels(meta.workload, "-", "no_route").inc()
             if self.outbox is None or not self._deferrable(meta):
                 raise
-            item = await self._enqueue(request, meta, not_before_s=None)
+            item = await self._enqueue(request, meta, not_before_s=None, client=client)
             return self._accepted(item, "no tier reachable now; queued until one is")
         finally:
             self.latency.labels(meta.workload).observe(time.monotonic() - started)
@@ -268,15 +333,27 @@ class Gateway:
         return 202, orjson.dumps(doc), list(JSON_HEADERS)
 
     async def _defer(self, request: InferRequest, meta: RequestMeta, route: Route) -> str:
-        return await self._enqueue(request, meta, not_before_s=route.defer_until_s)
+        return await self._enqueue(
+            request, meta, not_before_s=route.defer_until_s, client=_CALLER.get()
+        )
 
     async def _enqueue(
-        self, request: InferRequest, meta: RequestMeta, *, not_before_s: float | None
+        self,
+        request: InferRequest,
+        meta: RequestMeta,
+        *,
+        not_before_s: float | None,
+        client: str | None,
     ) -> str:
         outbox = self.outbox
         if outbox is None:
             raise TierUnavailableError("no outbox configured for deferred work", tier="outbox")
-        params = dict(request.parameters) | {"workload": meta.workload}
+        # the privacy and residency the request was routed under (floors included)
+        params = (
+            dict(request.parameters)
+            | {"workload": meta.workload}
+            | {k: v for k, v in (("privacy", meta.privacy), ("residency", meta.residency)) if v}
+        )
         payload, length = encode_request(
             InferRequest(
                 inputs=request.inputs, id=request.id, parameters=params, outputs=request.outputs
@@ -284,6 +361,8 @@ class Gateway:
             binary=True,
         )
         key = params.get("idempotency_key")
+        if isinstance(key, str) and client is not None:
+            key = f"{client}:{key}"  # one client's key never finds another's item
         callback = params.get("callback_url")
         return await asyncio.to_thread(
             outbox.put,
@@ -296,6 +375,7 @@ class Gateway:
                 "workload": meta.workload,
                 "header_length": length,
                 "received_s": meta.received_s,
+                "client": client,
             },
         )
 
@@ -312,20 +392,36 @@ class Gateway:
         }
         # redeliveries carry the same key, so a tier server acts on the item once
         request.parameters["idempotency_key"] = item.idempotency_key or item.id
+        owner = item.meta.get("client")
+        client = owner if isinstance(owner, str) else None
+        limits = self.clients.limits.get(client) if client is not None else None
+        if limits is not None and client is not None:
+            meta = self.clients.apply(client, limits, meta, accepted=True)
         try:
             answer = await self.router.infer(request, meta, allow_defer=False)
         except NoRouteError as exc:
             raise TierUnavailableError(str(exc), tier=DEFERRED_TIER) from exc
+        self.clients.charge(client, answer.cost_usd)
         if answer.response is None:
             raise TierUnavailableError("no answer", tier=DEFERRED_TIER)
         answer.response.parameters["trace_id"] = answer.trace_id
         body, _ = encode_response(answer.response)
         return body
 
-    def _outbox_item(self, item_id: str) -> tuple[int, bytes, list[Any]]:
+    def _outbox_item(
+        self, item_id: str, principal: Principal | None
+    ) -> tuple[int, bytes, list[Any]]:
         if self.outbox is None:
             raise HttpError(404, "this gateway has no outbox (start it with --outbox PATH)")
         item = self.outbox.get(item_id)
+        owner = item.meta.get("client")
+        if (
+            principal is not None
+            and owner is not None
+            and owner != principal.client
+            and not principal.may("admin")
+        ):  # another client's item reads as no item at all
+            raise OutboxItemNotFoundError(path=self.outbox.path, item_id=item_id)
         doc: dict[str, Any] = {"id": item.id, "status": item.status, "attempts": item.attempts}
         if item.last_error:
             doc["error"] = item.last_error

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, get_args
+from dataclasses import replace
+from typing import Any, TypeVar, get_args
 
 from tierwise.errors import RouteError
 from tierwise.protocol import timeout_us_of
 from tierwise.router.types import RequestMeta
+from tierwise.spec.placement import PRIVACY_RANK, RESIDENCY_RANK
 from tierwise.spec.workloads import Privacy, Residency, Urgency
 
-__all__ = ["META_PARAMETERS", "meta_from_parameters"]
+__all__ = ["META_PARAMETERS", "meta_from_parameters", "with_floor"]
+
+_Value = TypeVar("_Value", bound=str)
 
 #: Request parameters the router reads (and strips before calling a tier).
 META_PARAMETERS = frozenset(
@@ -67,3 +71,31 @@ def meta_from_parameters(
         urgency=_choice(parameters, "urgency"),
         received_s=received_s,
     )
+
+
+def _stricter(
+    asked: _Value | None, floor: _Value | None, rank: Mapping[_Value, int]
+) -> _Value | None:
+    if floor is None or asked is None:
+        return asked if floor is None else floor
+    if asked not in rank:  # left for the policy to name
+        return asked
+    return asked if rank[asked] >= rank[floor] else floor
+
+
+def with_floor(
+    meta: RequestMeta,
+    *,
+    privacy: Privacy | None = None,
+    residency: Residency | None = None,
+    budget_spent: bool = False,
+) -> RequestMeta:
+    """``meta`` with its privacy and residency no looser than ``privacy`` and
+    ``residency`` (None: no floor), and ``budget_spent`` set when given. The policy then
+    applies the workload's own class the same way: the strictest of the three wins."""
+    new_privacy = _stricter(meta.privacy, privacy, PRIVACY_RANK)
+    new_residency = _stricter(meta.residency, residency, RESIDENCY_RANK)
+    spent = meta.budget_spent or budget_spent
+    if (new_privacy, new_residency, spent) == (meta.privacy, meta.residency, meta.budget_spent):
+        return meta
+    return replace(meta, privacy=new_privacy, residency=new_residency, budget_spent=spent)

@@ -11,6 +11,7 @@ checking in this order:
    workload's class (``public`` -> ``personal``), never widen it: a request claiming
    ``public`` on a ``sensitive`` workload stays ``sensitive``, and the reason says so.
 2. budget: once ``spent_usd[workload]`` reaches the workload's budget for the period,
+   or the request says its caller's own budget is spent (``RequestMeta.budget_spent``),
    cloud tiers are skipped and the route is marked ``degraded``.
 3. health: a tier whose breaker is open, that is unhealthy or that flags thermal offload
    is skipped. Device and in-process tiers are never skipped for health (they are the last
@@ -46,16 +47,20 @@ from tierwise.router.types import Cause, RequestMeta, Route, TierDecision, TierS
 from tierwise.spec.placement import PRIVACY_RANK, RESIDENCY_RANK, exclusion_reason
 from tierwise.spec.workloads import PRIVACY_CLASSES, Privacy, Residency, Urgency
 
-__all__ = ["BUDGET_DEGRADED", "EffectiveRequest", "Policy", "RouteKey"]
+__all__ = ["BUDGET_DEGRADED", "CALLER_BUDGET_DEGRADED", "EffectiveRequest", "Policy", "RouteKey"]
 
 #: ``Route.degraded`` when a workload's budget for the period is spent.
 BUDGET_DEGRADED = "budget for the period spent: cloud tiers skipped"
+#: ``Route.degraded`` when the caller's own budget is spent (``RequestMeta.budget_spent``).
+CALLER_BUDGET_DEGRADED = "the caller's budget is spent: cloud tiers skipped"
 _NO_TIER = "no tier may serve this request"
+_CALLER_SPENT = "skipped: the caller's budget is spent"
 _URGENCIES: tuple[Urgency, ...] = ("interactive", "deferrable")
 
 #: What fixes a reusable route: workload, privacy, residency, urgency (as asked; None =
-#: the workload's default) and whether the budget for the period is spent.
-RouteKey = tuple[str, str | None, str | None, str | None, bool]
+#: the workload's default), whether the workload's budget for the period is spent and
+#: whether the caller's is.
+RouteKey = tuple[str, str | None, str | None, str | None, bool, bool]
 
 _Value = TypeVar("_Value", bound=str)
 
@@ -194,7 +199,7 @@ class Policy:
             return None
         budget = table.budget_usd
         spent = budget is not None and spent_usd.get(table.name, 0.0) >= budget
-        return (table.name, meta.privacy, meta.residency, meta.urgency, spent)
+        return (table.name, meta.privacy, meta.residency, meta.urgency, spent, meta.budget_spent)
 
     def route(
         self,
@@ -219,9 +224,10 @@ class Policy:
         left_ms = None
         if deadline_ms is not None:
             left_ms = _left_ms(table.name, deadline_ms, meta.received_s, now_s)
-        budget_spent = (
+        workload_spent = (
             table.budget_usd is not None and spent_usd.get(table.name, 0.0) >= table.budget_usd
         )
+        budget_spent = workload_spent or meta.budget_spent
         decisions: list[TierDecision] = []
         kept: list[str] = []
         last: list[str] = []
@@ -232,7 +238,11 @@ class Policy:
                 continue
             if budget_spent and stage.cloud:
                 budget_skipped = True
-                decisions.append(_budget_decision(stage.name, table, spent_usd))
+                decisions.append(
+                    _budget_decision(stage.name, table, spent_usd)
+                    if workload_spent
+                    else TierDecision(stage.name, False, _CALLER_SPENT, "budget")
+                )
                 continue
             state = tiers.get(stage.name)
             flag = None if state is None else _health_flag(state)
@@ -264,7 +274,9 @@ class Policy:
             cloud_kept = cloud_kept or stage.cloud
             decisions.append(decision)
         order = (*kept, *last)
-        degraded = BUDGET_DEGRADED if budget_skipped else (None if order else _NO_TIER)
+        degraded = None if order else _NO_TIER
+        if budget_skipped:
+            degraded = BUDGET_DEGRADED if workload_spent else CALLER_BUDGET_DEGRADED
         deferral = None
         if urgency == "deferrable" and cloud_kept and self._cheap is not None:
             deferral = self._cheap.deferral(now_s)

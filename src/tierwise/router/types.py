@@ -43,7 +43,9 @@ DEGRADING_CAUSES: Final[frozenset[str]] = frozenset(get_args(Cause)) - {"privacy
 @dataclass(frozen=True, slots=True)
 class RequestMeta:
     """What a request says about itself (V2 request ``parameters``). ``None`` fields take
-    the workload's defaults from the plan. ``received_s`` is on the policy's clock."""
+    the workload's defaults from the plan. ``received_s`` is on the policy's clock.
+    ``budget_spent``: the caller's own budget is spent (a gateway client's daily budget),
+    so the policy routes the request as it routes a workload whose budget is spent."""
 
     workload: str
     privacy: Privacy | None = None
@@ -51,6 +53,7 @@ class RequestMeta:
     deadline_ms: float | None = None
     urgency: Urgency | None = None
     received_s: float = 0.0
+    budget_spent: bool = False
 
 
 @dataclass(frozen=True, slots=True)

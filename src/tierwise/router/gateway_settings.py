@@ -1,0 +1,76 @@
+"""The gateway's settings (``gateway.yaml``): where it listens, its outbox, who may call
+it (``auth``), its certificate (``tls``) and per-client limits (``clients``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from tierwise.errors import ConfigError
+from tierwise.router.clients import ClientLimits
+from tierwise.security import AuthSettings, TlsServerSettings
+from tierwise.settings_errors import SettingsModel, settings_error
+from tierwise.yaml_limits import load_yaml
+
+__all__ = ["GatewaySettings", "load_gateway_settings"]
+
+#: Command-line options that land in a section of the settings.
+_NESTED = {
+    "tls_cert": ("tls", "cert"),
+    "tls_key": ("tls", "key"),
+    "tls_client_ca": ("tls", "client_ca"),
+    "tokens_file": ("auth", "tokens_file"),
+}
+
+
+class GatewaySettings(SettingsModel):
+    """How the gateway runs; handed to :class:`Gateway`. ``auth``: where its tokens come
+    from (None: open); ``tls``: its certificate (None: plain HTTP); ``insecure``: run
+    open beyond loopback anyway (the CLI refuses otherwise); ``clients``: limits by the
+    client name tokens carry (:class:`~tierwise.router.clients.ClientLimits`)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    outbox_path: Path | None = None
+    outbox_max_items: int = Field(default=10_000, ge=1)
+    drain_poll_s: float = Field(default=1.0, gt=0)
+    auth: AuthSettings | None = None
+    tls: TlsServerSettings | None = None
+    insecure: bool = False
+    clients: dict[str, ClientLimits] = Field(default_factory=dict)
+
+
+def load_gateway_settings(path: Path | None, **overrides: Any) -> GatewaySettings:
+    """Read ``gateway.yaml`` (when given); ``overrides`` that are not None win:
+    ``tls_cert``, ``tls_key``, ``tls_client_ca`` go under ``tls``, ``tokens_file`` under
+    ``auth``, the rest are top-level settings. ConfigError names the file and field."""
+    data: dict[str, Any] = {}
+    source = "gateway settings"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = load_yaml(path.read_text(), source) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(source, "a readable YAML file", str(exc)) from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                source, "a mapping of settings at the top level", type(loaded).__name__
+            )
+        data = loaded
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name in _NESTED:
+            section, key = _NESTED[name]
+            part = data.get(section)
+            data[section] = {**(part if isinstance(part, dict) else {}), key: value}
+        else:
+            data[name] = value
+    try:
+        return GatewaySettings.model_validate(data)
+    except ValidationError as exc:
+        raise settings_error(source, exc, GatewaySettings) from exc
