@@ -29,6 +29,7 @@ from tierwise.registry import (
     push,
     read_bundle_dir,
 )
+from tierwise.security import TlsServerSettings
 
 #: the two bundles of a node that runs two models: (bundle, variant, served model name)
 DETECTOR = ("detector", "neck", "detector")
@@ -115,34 +116,49 @@ def two_model_settings(tmp_path: Path, registry: dict[str, Any], **extra: Any) -
 
 @dataclass
 class RunningNode:
+    """A node started by :func:`running_node`; its helpers send ``token`` when set."""
+
     app: AgentApp
     port: int
     gateway_port: int | None
+    scheme: str = "http"
+    token: str | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.gateway_port}"
+        return f"{self.scheme}://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
 
     def status(self) -> dict[str, Any]:
-        return httpx.get(self.url + "/v2/agent/status", timeout=10).json()  # type: ignore[no-any-return]
+        answer = httpx.get(self.url + "/v2/agent/status", headers=self.headers, timeout=10)
+        return answer.json()  # type: ignore[no-any-return]
 
     def desired(self, ref: str, *, bundle: str | None = None) -> dict[str, Any]:
         body = {"ref": ref} | ({"bundle": bundle} if bundle is not None else {})
-        response = httpx.put(self.url + "/v2/agent/desired", json=body, timeout=60)
+        response = httpx.put(
+            self.url + "/v2/agent/desired", json=body, headers=self.headers, timeout=60
+        )
         assert response.status_code == 200, response.text
         return response.json()  # type: ignore[no-any-return]
 
     def desired_refs(self, refs: dict[str, str]) -> dict[str, Any]:
-        response = httpx.put(self.url + "/v2/agent/desired", json={"refs": refs}, timeout=60)
+        response = httpx.put(
+            self.url + "/v2/agent/desired", json={"refs": refs}, headers=self.headers, timeout=60
+        )
         assert response.status_code == 200, response.text
         return response.json()  # type: ignore[no-any-return]
 
     def rollback(self, **body: str) -> httpx.Response:
-        return httpx.post(self.url + "/v2/agent/rollback", json=body, timeout=60)
+        return httpx.post(
+            self.url + "/v2/agent/rollback", json=body, headers=self.headers, timeout=60
+        )
 
 
 def _socket() -> socket.socket:
@@ -154,19 +170,22 @@ def _socket() -> socket.socket:
 
 @contextmanager
 def running_node(
-    settings: AgentSettings, env: dict[str, str] | None = None
+    settings: AgentSettings, env: dict[str, str] | None = None, *, token: str | None = None
 ) -> Iterator[RunningNode]:
     """The node on uvicorn in a background thread: its port, and a gateway port when the
-    settings have a gateway."""
+    settings have a gateway; HTTPS when the settings have ``tls``. The node's helpers send
+    ``token``."""
     sockets = [_socket()]
     gateway_port = None
     if settings.gateway is not None:
         sockets.append(_socket())
         gateway_port = int(sockets[1].getsockname()[1])
     app = build_agent_app(settings, env=env or {}, gateway_port=gateway_port)
+    tls: TlsServerSettings | None = settings.tls
     config = uvicorn.Config(
         app, loop="asyncio", http="httptools", lifespan="on", access_log=False,
         log_config=None, timeout_graceful_shutdown=5,
+        **(tls.uvicorn_options() if tls is not None else {}),
     )  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
@@ -177,7 +196,8 @@ def running_node(
             raise RuntimeError("agent did not start")
         time.sleep(0.01)
     try:
-        yield RunningNode(app, int(sockets[0].getsockname()[1]), gateway_port)
+        scheme = "https" if tls is not None else "http"
+        yield RunningNode(app, int(sockets[0].getsockname()[1]), gateway_port, scheme, token)
     finally:
         server.should_exit = True
         thread.join(timeout=30)

@@ -14,6 +14,7 @@ import orjson
 
 from agent_helpers import Release, node_settings, running_node
 from registry_helpers import make_keys
+from security_helpers import new_token
 from tierwise.registry import Signer, create_bundle, push, read_bundle_dir
 
 ROW = np.random.default_rng(0).random((1, 8, 8), dtype=np.float32)
@@ -248,20 +249,22 @@ def test_restart_serves_the_active_version_and_repairs_a_lost_one(
 
 def test_control_token_guards_the_changing_endpoints(tmp_path: Path, release: Release) -> None:
     settings = node_settings(tmp_path, release, control_token_env="TW_CONTROL")
-    with running_node(settings, env={"TW_CONTROL": "s3cret"}) as node:
+    token, _ = new_token("control", "admin")
+    guess, _ = new_token("control", "admin")  # well formed, but not the node's
+    with running_node(settings, env={"TW_CONTROL": token}) as node:
         assert httpx.get(node.url + "/v2/agent/status", timeout=10).status_code == 200
         for method, action in (("PUT", "desired"), ("POST", "sync"), ("POST", "rollback")):
             refused = httpx.request(method, f"{node.url}/v2/agent/{action}", json={"ref": "1"})
             assert refused.status_code == 401
-            assert "control token" in refused.json()["error"]
+            assert "needs a bearer token" in refused.json()["error"]
             wrong = httpx.request(
                 method, f"{node.url}/v2/agent/{action}", json={"ref": "1"},
-                headers={"Authorization": "Bearer guess"},
+                headers={"Authorization": f"Bearer {guess}"},
             )  # fmt: skip
             assert wrong.status_code == 401
         allowed = httpx.put(
             node.url + "/v2/agent/desired", json={"ref": "1"}, timeout=30,
-            headers={"Authorization": "Bearer s3cret"},
+            headers={"Authorization": f"Bearer {token}"},
         )  # fmt: skip
         assert allowed.status_code == 200
         assert allowed.json()["status"]["version"] == "1"

@@ -8,7 +8,9 @@ when the answer is 304. A new desired state is written to the node's desired-sta
 before the sync uses it, so the node keeps its target through restarts and outages;
 when the control plane cannot be reached, or answers something unusable, the node keeps
 the desired state it had and the status says what went wrong. The bearer token (from the
-variable ``token_env`` names) goes only over HTTPS or to a loopback host.
+variable ``token_env`` names) goes only over HTTPS or to a loopback host. An https
+control plane's certificate is checked against ``tls.ca`` (default: the system's trust
+store), and ``tls.cert``/``tls.key`` prove the node to it (mutual TLS).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tierwise.agent.desired import REFERENCE, DesiredState, parse_desired
 from tierwise.agent.settings import ControlSettings
 from tierwise.errors import AgentError, ConfigError, PayloadTooLargeError, TierError
 from tierwise.http.client import HttpClient
+from tierwise.security import client_context
 
 __all__ = ["MAX_DESIRED_BYTES", "REFERENCE", "ControlPlane", "parse_desired"]
 
@@ -60,10 +63,17 @@ class ControlPlane:
                     "control.url", "an https URL (or a loopback host) when a token is sent",
                     self.url,
                 )  # fmt: skip
+        context = None
+        if settings.tls is not None:
+            if parts.scheme != "https":
+                raise ConfigError("control.url", "an https URL when control.tls is given", self.url)
+            context = client_context(settings.tls, who=f"control plane {self.url}")
         self.etag: str | None = None
         self.last_fetch_s: float | None = None
         self.last_error: str | None = None
-        self.client = HttpClient(timeout_s=self.timeout_s, max_response_bytes=MAX_DESIRED_BYTES)
+        self.client = HttpClient(
+            timeout_s=self.timeout_s, max_response_bytes=MAX_DESIRED_BYTES, ssl_context=context
+        )
 
     def fetch(self) -> DesiredState | None:
         """The desired state the control plane names now, or None when it answered 304

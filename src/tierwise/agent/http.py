@@ -2,33 +2,37 @@
 port, the router front.
 
 - ``GET  /v2/agent/status``    health, temperature, queue depth, last sync, and each
-  bundle's version, generation, kept versions and last sync
-- ``POST /v2/agent/sync``      sync now and answer with the result
+  bundle's version, generation, kept versions and last sync (scope ``telemetry``)
+- ``POST /v2/agent/sync``      sync now and answer with the result (``admin``)
 - ``PUT  /v2/agent/desired``   ``{"ref": VERSION | TAG | sha256:..., "bundle"?: NAME}`` or
   ``{"refs": {NAME: REF, ...}}``: set what a bundle (``bundle`` may be left out on a
   one-bundle node) or several should run, the others keeping theirs; written to the
-  desired-state file, then a sync
+  desired-state file, then a sync (``admin``)
 - ``POST /v2/agent/rollback``  ``{"bundle"?: NAME, "version"?: ...}``: that bundle back to
-  its previous kept version; the other bundles are not touched
+  its previous kept version; the other bundles are not touched (``admin``)
+- ``GET  /v2/health/ready``    whether the node serves its models (open)
 
 Everything else on the server port is the tier server (V2, ``/metrics`` with the
-agent's series added); everything on the gateway port is the gateway.
+agent's series added); everything on the gateway port is the gateway. Both answer with
+the scopes their routes declare, checked against this node's tokens. Every admin action,
+refused ones included, leaves one line on ``tierwise.audit``
+(:mod:`tierwise.agent.audit`).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tierwise.agent import audit
 from tierwise.agent.node import EdgeAgent
-from tierwise.errors import HttpError
+from tierwise.errors import HttpError, TierwiseError
 from tierwise.http.asgi import (
     JSON_HEADERS,
     Receive,
@@ -39,8 +43,9 @@ from tierwise.http.asgi import (
     read_json_object,
     run_lifespan,
 )
-from tierwise.http.routing import Request, Route, RouteTable
+from tierwise.http.routing import Request, Route, RouteTable, authorization_of
 from tierwise.router.gateway import Gateway
+from tierwise.security import Guard
 
 __all__ = ["AgentApp", "AgentCollector"]
 
@@ -97,6 +102,16 @@ class AgentCollector(Collector):
         )
 
 
+#: An admin endpoint: the request, and the details it records for the audit line.
+_Audited = Callable[[Request, dict[str, object]], Awaitable[Reply]]
+
+
+def _guarded(table: RouteTable, guard: Guard) -> None:
+    """Have ``table`` (the gateway's) check its routes' scopes against this node's
+    tokens."""
+    table.guard = guard if guard.protects else None
+
+
 def _str_map(value: object) -> bool:
     return isinstance(value, dict) and all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -104,33 +119,37 @@ def _str_map(value: object) -> bool:
 
 
 class AgentApp:
-    """One ASGI app for both ports; ``gateway_port`` tells them apart."""
+    """One ASGI app for both ports; ``gateway_port`` tells them apart. Every route, the
+    agent's, the tier server's and the gateway's, is checked against the node's tokens:
+    the guard of the agent's tier server."""
 
     def __init__(
-        self,
-        agent: EdgeAgent,
-        gateway: Gateway | None = None,
-        *,
-        gateway_port: int | None = None,
-        control_token: str | None = None,
+        self, agent: EdgeAgent, gateway: Gateway | None = None, *, gateway_port: int | None = None
     ) -> None:
         self.agent = agent
-        self._token = f"Bearer {control_token}".encode() if control_token else None
+        self.guard: Guard = agent.server.guard
         self.gateway = gateway
         self.gateway_port = gateway_port
         agent.server.metrics.registry.register(AgentCollector(agent))
         self.routes = RouteTable(
             [
-                Route("/v2/agent/status", self._status),
-                Route("/v2/agent/sync", self._sync, methods=["POST"]),
-                Route("/v2/agent/desired", self._desired, methods=["PUT"]),
-                Route("/v2/agent/rollback", self._rollback, methods=["POST"]),
-                Route("/v2/agent/{rest:path}", self._no_route, methods=None),
+                Route("/v2/agent/status", self._status, scope="telemetry"),
+                Route("/v2/agent/sync", self._audited("sync", self._sync), methods=["POST"],
+                      name="sync", scope="admin"),
+                Route("/v2/agent/desired", self._audited("desired", self._desired),
+                      methods=["PUT"], name="desired", scope="admin"),
+                Route("/v2/agent/rollback", self._audited("rollback", self._rollback),
+                      methods=["POST"], name="rollback", scope="admin"),
+                Route("/v2/agent/{rest:path}", self._no_route, methods=None, scope="admin"),
                 Route("/v2/health/ready", self._ready, methods=None),
             ],
             log=log,
             log_server_errors=False,
-        )
+            guard=self.guard,
+        )  # fmt: skip
+        self._audited_routes = frozenset(("sync", "desired", "rollback"))
+        if gateway is not None:
+            _guarded(gateway.routes, self.guard)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -142,7 +161,9 @@ class AgentApp:
         if self.gateway is not None and server is not None and server[1] == self.gateway_port:
             await self.gateway(scope, receive, send)
         elif self.routes.has_path(scope["path"]):
-            await self.routes.respond(scope, receive, send)
+            status, _ = await self.routes.respond(scope, receive, send)
+            if status in (401, 403):
+                self._audit_refused(scope, status)
         else:
             await self.agent.server(scope, receive, send)
 
@@ -159,14 +180,39 @@ class AgentApp:
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         await run_lifespan(receive, send, self.startup, self.shutdown)
 
-    def _authorize(self, scope: Scope) -> None:
-        """The endpoints that change what the node runs need the control token, when one
-        is configured."""
-        if self._token is None:
+    def _audited(self, action: str, endpoint: _Audited) -> Callable[[Request], Awaitable[Reply]]:
+        """``endpoint`` with its outcome recorded on the audit log, errors included."""
+
+        async def audited(request: Request) -> Reply:
+            details: dict[str, object] = {}
+            try:
+                reply = await endpoint(request, details)
+            except Exception as exc:
+                status = exc.status_code if isinstance(exc, TierwiseError) else 500
+                audit.record(action, details, request.client, status)
+                raise
+            audit.record(action, details, request.client, reply[0])
+            return reply
+
+        audited.__name__ = action
+        return audited
+
+    def _audit_refused(self, scope: Scope, status: int) -> None:
+        """Record an admin action the guard refused, with the client when its token is
+        valid (a 403: known client, scope missing)."""
+        try:
+            route, _ = self.routes.match(scope["method"], scope["path"])
+        except HttpError:
             return
-        given = dict(scope.get("headers", [])).get(b"authorization", b"")
-        if not hmac.compare_digest(given, self._token):
-            raise HttpError(401, "this endpoint needs the agent's control token (Bearer)")
+        if route.name not in self._audited_routes:
+            return
+        principal = self.guard.store.authenticate(authorization_of(scope))
+        client = None if principal is None else principal.client
+        audit.record(route.name, {}, client, status)
+
+    def _only_bundle(self) -> str | None:
+        names = self.agent.bundle_names
+        return names[0] if len(names) == 1 else None
 
     async def _json(self, scope: Scope, receive: Receive) -> dict[str, Any]:
         _, declared = body_headers(scope)
@@ -182,14 +228,13 @@ class AgentApp:
     async def _status(self, request: Request) -> Reply:
         return 200, orjson.dumps(self.agent.status()), list(JSON_HEADERS)
 
-    async def _sync(self, request: Request) -> Reply:
-        self._authorize(request.scope)
+    async def _sync(self, request: Request, details: dict[str, object]) -> Reply:
         result = await self.agent.sync_now()
+        details["result"] = result.result
         doc = {"sync": result.to_dict(), "status": self.agent.status()}
         return 200, orjson.dumps(doc), list(JSON_HEADERS)
 
-    async def _desired(self, request: Request) -> Reply:
-        self._authorize(request.scope)
+    async def _desired(self, request: Request, details: dict[str, object]) -> Reply:
         doc = await self._json(request.scope, request.receive)
         ref, bundle, refs = doc.get("ref"), doc.get("bundle"), doc.get("refs")
         if (
@@ -203,13 +248,18 @@ class AgentApp:
                 'body: expected {"ref": "<version, tag or sha256 digest>", "bundle"?: '
                 '"<name>"} or {"refs": {"<bundle>": "<ref>", ...}}',
             )
+        if refs is not None:
+            details["refs"] = ",".join(f"{name}:{value}" for name, value in refs.items())
+        else:
+            details["bundle"] = bundle or self._only_bundle()
+            details["ref"] = ref
         self.agent.set_desired(ref, bundle=bundle, refs=refs)
         result = await self.agent.sync_now()
+        details["result"] = result.result
         doc = {"sync": result.to_dict(), "status": self.agent.status()}
         return 200, orjson.dumps(doc), list(JSON_HEADERS)
 
-    async def _rollback(self, request: Request) -> Reply:
-        self._authorize(request.scope)
+    async def _rollback(self, request: Request, details: dict[str, object]) -> Reply:
         agent = self.agent
         doc = await self._json(request.scope, request.receive)
         version, bundle = doc.get("version"), doc.get("bundle")
@@ -217,9 +267,13 @@ class AgentApp:
             raise HttpError(
                 400, 'body: expected {"bundle"?: "<name>", "version"?: "<kept version>"}'
             )
+        details["bundle"] = bundle or self._only_bundle()
+        if version is not None:
+            details["to"] = version
         started = time.monotonic()
         activator = agent.activator(bundle)
         activation = await agent.rollback(version, bundle=activator.bundle)
+        details["version"] = activation.version
         doc = {
             "bundle": activator.bundle,
             "rolled_back_to": activation.version,
@@ -229,5 +283,4 @@ class AgentApp:
         return 200, orjson.dumps(doc), list(JSON_HEADERS)
 
     async def _no_route(self, request: Request) -> Reply:
-        self._authorize(request.scope)
         raise HttpError(404, f"no agent route {request.path}")

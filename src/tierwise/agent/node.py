@@ -38,6 +38,7 @@ from tierwise.agent.thermal import ThermalGuard, read_celsius
 from tierwise.errors import AgentError, ConfigError, TierwiseError
 from tierwise.registry import BundleStore, LocalStore, TrustStore, open_store
 from tierwise.registry.digest import atomic_write_bytes
+from tierwise.security import Guard, TokenStore
 from tierwise.server.app import TierServer, create_app
 from tierwise.server.settings import ServerSettings
 
@@ -48,11 +49,18 @@ log = logging.getLogger("tierwise.agent")
 
 
 class EdgeAgent:
-    """Owns the tier server, the node's store and state, one :class:`Activator` per
-    bundle, and the thermal guard. Call :meth:`start` inside the running loop and
+    """Owns the tier server (its routes checked by ``guard``, the node's tokens; without
+    one it is open), the node's store and state, one :class:`Activator` per bundle, and
+    the thermal guard. Call :meth:`start` inside the running loop and
     :meth:`stop` at shutdown."""
 
-    def __init__(self, settings: AgentSettings, *, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        env: Mapping[str, str] | None = None,
+        guard: Guard | None = None,
+    ) -> None:
         self.settings = settings
         self.env = dict(env or {})
         self.parts = settings.bundle_parts
@@ -70,7 +78,10 @@ class EdgeAgent:
                 max_body_bytes=settings.max_body_bytes,
                 drain_timeout_s=settings.drain_timeout_s,
                 default_model=settings.defaults,
-            )
+                tls=settings.tls,
+                insecure=settings.insecure,
+            ),
+            guard=guard if guard is not None else Guard(TokenStore()),
         )
         lock = asyncio.Lock()  # one activation at a time on the node
         #: bundle name -> its activator, in the order of the settings

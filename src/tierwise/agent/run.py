@@ -1,9 +1,15 @@
 """Build one edge node from its settings and run it on uvicorn: the tier server and the
 agent's endpoints on ``port``, the router front on ``gateway.port``, one process, one
-event loop."""
+event loop, one set of tokens and one certificate for both ports.
+
+A node bound beyond loopback refuses to start without tokens or mutual TLS unless its
+settings say ``insecure``; then the warning is its first log line
+(:func:`tierwise.security.check_exposure`).
+"""
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Mapping
 from typing import Any
@@ -14,34 +20,54 @@ from tierwise.agent.settings import AgentSettings
 from tierwise.agent.tier import ServedTier
 from tierwise.errors import ConfigError
 from tierwise.router.tiers import Tier
+from tierwise.security import Guard, check_exposure
 from tierwise.server.app import uvicorn_server
 
-__all__ = ["build_agent_app", "run_agent"]
+__all__ = ["agent_guard", "build_agent_app", "check_agent_exposure", "run_agent"]
+
+log = logging.getLogger("tierwise.agent")
+
+
+def agent_guard(settings: AgentSettings, env: Mapping[str, str]) -> Guard:
+    """The guard of the node's tokens (``auth`` and the ``control_token_env`` shorthand),
+    read from ``env`` now; ConfigError naming a variable that is not set or does not hold
+    a tierwise token (never the value)."""
+    return Guard.from_settings(settings.access, env)
+
+
+def check_agent_exposure(settings: AgentSettings, guard: Guard) -> str | None:
+    """None when the node may start as configured, the warning to log first when it runs
+    unguarded on a non-loopback address because of ``insecure``; ConfigError otherwise."""
+    return check_exposure(
+        settings.host,
+        tokens=guard.protects,
+        mutual_tls=settings.tls is not None and settings.tls.mutual,
+        insecure=settings.insecure,
+    )
 
 
 def build_agent_app(
-    settings: AgentSettings, *, env: Mapping[str, str], gateway_port: int | None = None
+    settings: AgentSettings,
+    *,
+    env: Mapping[str, str],
+    gateway_port: int | None = None,
+    guard: Guard | None = None,
 ) -> AgentApp:
     """The agent's ASGI app. With a ``gateway`` part, the plan's ``local_tier`` (each of
     them, one per model the node serves) is answered in process by this node's server,
-    whose thermal guard raises those tiers' offload flags."""
+    whose thermal guard raises those tiers' offload flags. ``guard`` defaults to the one
+    the settings describe (:func:`agent_guard`)."""
     from tierwise.planfile.load import load_plan
     from tierwise.router.build import build_router
     from tierwise.router.gateway import Gateway, GatewaySettings
     from tierwise.router.settings import RouterSettings
 
-    agent = EdgeAgent(settings, env=env)
-    token = None
-    if settings.control_token_env is not None:
-        token = env.get(settings.control_token_env)
-        if not token:
-            raise ConfigError(
-                "control_token_env",
-                f"the environment variable {settings.control_token_env} to be set",
-            )
+    if guard is None:
+        guard = agent_guard(settings, env)
+    agent = EdgeAgent(settings, env=env, guard=guard)
     part = settings.gateway
     if part is None:
-        return AgentApp(agent, control_token=token)
+        return AgentApp(agent)
     plan = load_plan(part.plan)
     served = settings.models
     tiers: dict[str, Tier] = {}
@@ -79,7 +105,6 @@ def build_agent_app(
         agent,
         Gateway(plan, router, gateway_settings),
         gateway_port=gateway_port if gateway_port is not None else part.port,
-        control_token=token,
     )
 
 
@@ -96,7 +121,15 @@ def _bind(host: str, port: int, what: str = "port") -> socket.socket:
 
 
 def run_agent(settings: AgentSettings, *, env: Mapping[str, str], **uvicorn_options: Any) -> None:
-    """Run the node until SIGINT/SIGTERM, then drain and stop."""
+    """Run the node until SIGINT/SIGTERM, then drain and stop. ConfigError, before any
+    port is bound, when a token variable is missing, a TLS file does not load, or the
+    node would be exposed unguarded."""
+    guard = agent_guard(settings, env)
+    warning = check_agent_exposure(settings, guard)
+    if warning is not None:
+        log.warning("%s", warning)
+    if settings.tls is not None:
+        uvicorn_options = settings.tls.uvicorn_options() | uvicorn_options
     if settings.gateway is not None and settings.gateway.port == settings.port != 0:
         raise ConfigError(
             "gateway.port", f"a port other than the node's own ({settings.port})",
@@ -107,6 +140,6 @@ def run_agent(settings: AgentSettings, *, env: Mapping[str, str], **uvicorn_opti
     if settings.gateway is not None:
         sockets.append(_bind(settings.host, settings.gateway.port, "gateway.port"))
         gateway_port = sockets[1].getsockname()[1]
-    app = build_agent_app(settings, env=env, gateway_port=gateway_port)
+    app = build_agent_app(settings, env=env, gateway_port=gateway_port, guard=guard)
     server = uvicorn_server(app, drain_timeout_s=settings.drain_timeout_s, **uvicorn_options)
     server.run(sockets=sockets)

@@ -6,12 +6,19 @@ classifier, lists one bundle per model under ``bundles:``; each is versioned, ve
 activated and rolled back on its own, and the desired state names a reference for each.
 The one-bundle form, ``bundle:`` with ``serve:``, is the same as ``bundles:`` with one
 entry.
+
+Access: ``auth`` names the node's tokens (scopes ``admin`` for the endpoints that change
+what it runs, ``telemetry`` for status and metrics, ``infer`` for inference), ``tls`` its
+certificate (``client_ca`` makes it mutual TLS), and ``insecure`` lets it run unguarded on
+a non-loopback address. ``control_token_env`` is a shorthand: the token in that variable
+may do ``admin`` as client ``control``; given alone it guards only the admin endpoints.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import (
@@ -24,6 +31,7 @@ from pydantic import (
 )
 
 from tierwise.errors import ConfigError
+from tierwise.security import AuthSettings, EnvToken, TlsClientSettings, TlsServerSettings
 from tierwise.server.settings import ModelConfig
 from tierwise.settings_errors import settings_error
 from tierwise.yaml_limits import load_yaml
@@ -37,7 +45,13 @@ __all__ = [
     "ServePart",
     "ThermalSettings",
     "load_agent_settings",
+    "with_access",
 ]
+
+#: the client name the ``control_token_env`` shorthand's token carries
+CONTROL_CLIENT = "control"
+
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 #: a bundle name, as the registry spells it
 BUNDLE_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -171,6 +185,11 @@ class ControlSettings(BaseModel):
         "(HTTPS or loopback only)",
     )
     timeout_s: float = Field(default=10.0, gt=0, le=300)
+    tls: TlsClientSettings | None = Field(
+        default=None,
+        description="how an https control plane is checked (ca) and how the node proves "
+        "itself to it (cert, key); default: the system's trust store",
+    )
 
 
 class AgentSettings(BaseModel):
@@ -216,8 +235,20 @@ class AgentSettings(BaseModel):
     drain_timeout_s: float = Field(default=10.0, ge=0)
     control_token_env: str | None = Field(
         default=None,
-        description="name of the environment variable holding the bearer token that the "
-        "agent's changing endpoints (desired, sync, rollback) require",
+        pattern=_ENV_NAME,
+        description="name of the environment variable holding a tierwise token (tw_...) "
+        "that may use the agent's admin endpoints (desired, sync, rollback) as client "
+        "'control'; alone, it leaves inference and telemetry open",
+    )
+    auth: AuthSettings | None = Field(
+        default=None, description="the tokens this node accepts, and the scopes left open"
+    )
+    tls: TlsServerSettings | None = Field(
+        default=None, description="the node's certificate and key; client_ca: mutual TLS"
+    )
+    insecure: bool = Field(
+        default=False,
+        description="run unguarded (no tokens, no mutual TLS) on a non-loopback address",
     )
 
     @model_validator(mode="after")
@@ -253,6 +284,47 @@ class AgentSettings(BaseModel):
     def models(self) -> list[str]:
         """Every model name the node serves, over all its bundles."""
         return [m for part in self.bundle_parts for m in part.models]
+
+    @property
+    def access(self) -> AuthSettings | None:
+        """The token settings the node's guard is built from: ``auth`` with the
+        ``control_token_env`` shorthand added as an admin token of client ``control``.
+        The shorthand alone guards the admin endpoints only, as it always has."""
+        if self.control_token_env is None:
+            return self.auth
+        shorthand = EnvToken(env=self.control_token_env, client=CONTROL_CLIENT, scopes=["admin"])
+        if self.auth is None:
+            return AuthSettings(tokens_env=[shorthand], open_scopes=["infer", "telemetry"])
+        return self.auth.model_copy(update={"tokens_env": [*self.auth.tokens_env, shorthand]})
+
+
+def with_access(
+    settings: AgentSettings,
+    *,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    tls_client_ca: Path | None = None,
+    tokens_file: Path | None = None,
+    insecure: bool | None = None,
+) -> AgentSettings:
+    """``settings`` with the access options of the command line on top of the file's
+    (each one given wins over its key; the others are kept). ConfigError names the part
+    that is incomplete."""
+    updates: dict[str, Any] = {}
+    given = {"cert": tls_cert, "key": tls_key, "client_ca": tls_client_ca}
+    if any(v is not None for v in given.values()):
+        tls = settings.tls.model_dump() if settings.tls is not None else {}
+        tls.update({k: v for k, v in given.items() if v is not None})
+        try:
+            updates["tls"] = TlsServerSettings.model_validate(tls)
+        except ValidationError as exc:
+            raise settings_error("tls (--tls-cert, --tls-key)", exc, TlsServerSettings) from exc
+    if tokens_file is not None:
+        auth = settings.auth if settings.auth is not None else AuthSettings()
+        updates["auth"] = auth.model_copy(update={"tokens_file": tokens_file})
+    if insecure is not None:
+        updates["insecure"] = insecure
+    return settings.model_copy(update=updates) if updates else settings
 
 
 def load_agent_settings(path: Path, **overrides: Any) -> AgentSettings:
@@ -298,4 +370,22 @@ def load_agent_settings(path: Path, **overrides: Any) -> AgentSettings:
         updates["thermal"] = settings.thermal.model_copy(
             update={"source": rel(settings.thermal.source)}
         )
+    if settings.auth is not None and settings.auth.tokens_file is not None:
+        updates["auth"] = settings.auth.model_copy(
+            update={"tokens_file": rel(settings.auth.tokens_file)}
+        )
+    if settings.tls is not None:
+        updates["tls"] = _rel_paths(settings.tls, rel, ("cert", "key", "client_ca"))
+    if settings.control is not None and settings.control.tls is not None:
+        tls = _rel_paths(settings.control.tls, rel, ("ca", "cert", "key"))
+        updates["control"] = settings.control.model_copy(update={"tls": tls})
     return settings.model_copy(update=updates)
+
+
+_Part = TypeVar("_Part", bound=BaseModel)
+
+
+def _rel_paths(part: _Part, rel: Callable[[Path], Path], names: tuple[str, ...]) -> _Part:
+    """``part`` with its path fields ``names`` (those set) taken from the file's folder."""
+    found = {name: getattr(part, name) for name in names}
+    return part.model_copy(update={k: rel(v) for k, v in found.items() if v is not None})

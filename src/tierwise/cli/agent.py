@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,7 +21,10 @@ agent_app = typer.Typer(
     "detector and a classifier are versioned, updated and rolled back on their own, and "
     "a bundle that fails to verify or load leaves the others serving. Subcommands talk to "
     "a running node; on a node with several bundles, `desired` and `rollback` take "
-    "--bundle.",
+    "--bundle. Access: tokens (--tokens-file or auth: in agent.yaml; scope admin for "
+    "desired, sync and rollback, telemetry for status and metrics, infer for inference) "
+    "and TLS (--tls-cert, --tls-key; --tls-client-ca for mutual TLS). A node bound beyond "
+    "loopback without tokens or mutual TLS refuses to start unless --insecure.",
     invoke_without_command=True,
 )
 
@@ -29,6 +33,19 @@ BundleOpt = Annotated[
     str | None,
     typer.Option("--bundle", help="The bundle to act on (required when the node syncs several)."),
 ]
+TokenEnvOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token-env",
+        help="Environment variable holding the token to send (default: the config's "
+        "control_token_env).",
+    ),
+]
+CaOpt = Annotated[
+    Path | None,
+    typer.Option("--ca", help="CA certificates (PEM) the node's TLS certificate is checked "
+                 "against (default: the system's trust store)."),
+]  # fmt: skip
 
 
 @agent_app.callback()
@@ -44,6 +61,27 @@ def agent(
         int | None, typer.Option("--gateway-port", help="Port of the router front.")
     ] = None,
     log_json: Annotated[bool, typer.Option("--log-json", help="Logs as JSON lines.")] = False,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="The node's certificate chain (PEM).")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="The private key of --tls-cert (PEM).")
+    ] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option("--tls-client-ca", help="Require client certificates this CA signed."),
+    ] = None,
+    tokens_file: Annotated[
+        Path | None,
+        typer.Option("--tokens-file", help="Token hash lines (`tierwise keys token`)."),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Run without tokens or mutual TLS on a non-loopback address (logged).",
+        ),
+    ] = False,
 ) -> None:
     """Run the edge node described by --config until SIGINT/SIGTERM."""
     if ctx.invoked_subcommand is not None:
@@ -51,9 +89,17 @@ def agent(
     if config is None:
         raise ConfigError("--config", "the node's agent.yaml")
     from tierwise.agent import load_agent_settings, run_agent
+    from tierwise.agent.settings import with_access
     from tierwise.server.logs import configure_logging
 
-    settings = load_agent_settings(config, port=port)
+    settings = with_access(
+        load_agent_settings(config, port=port),
+        tls_cert=_absolute(tls_cert),
+        tls_key=_absolute(tls_key),
+        tls_client_ca=_absolute(tls_client_ca),
+        tokens_file=_absolute(tokens_file),
+        insecure=True if insecure else None,
+    )
     if gateway_port is not None:
         if settings.gateway is None:
             raise ConfigError("--gateway-port", "a config with a gateway part")
@@ -66,23 +112,53 @@ def agent(
     run_agent(settings, env=dict(os.environ))
 
 
-def _call(config: Path, method: str, action: str, body: dict[str, Any] | None = None) -> Any:
+def _absolute(path: Path | None) -> Path | None:
+    """A path given on the command line, taken from the working folder (a config file's
+    own paths are taken from the file's folder)."""
+    return None if path is None else path.absolute()
+
+
+def _reachable(host: str) -> str:
+    """The host to call a node bound to ``host`` at: loopback for a wildcard address."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host
+    if address.is_unspecified:
+        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+    return f"[{address}]" if address.version == 6 else str(address)
+
+
+def _call(
+    config: Path,
+    method: str,
+    action: str,
+    body: dict[str, Any] | None = None,
+    *,
+    token_env: str | None = None,
+    ca: Path | None = None,
+) -> Any:
     from tierwise.agent import load_agent_settings
     from tierwise.errors import TierError
     from tierwise.http.client import HttpClient
+    from tierwise.security import TlsClientSettings, client_context
 
     settings = load_agent_settings(config)
-    url = f"http://{settings.host}:{settings.port}/v2/agent/{action}"
+    host = _reachable(settings.host)
+    scheme = "https" if settings.tls is not None else "http"
+    url = f"{scheme}://{host}:{settings.port}/v2/agent/{action}"
     headers = {}
-    if settings.control_token_env is not None:
-        token = os.environ.get(settings.control_token_env)
+    variable = token_env or settings.control_token_env
+    if variable is not None:
+        token = os.environ.get(variable)
         if not token:
-            raise ConfigError(
-                "control_token_env", f"the environment variable {settings.control_token_env}"
-            )
+            raise ConfigError("--token-env", f"the environment variable {variable} to be set")
         headers["Authorization"] = f"Bearer {token}"
+    context = None
+    if settings.tls is not None:
+        context = client_context(TlsClientSettings(ca=_absolute(ca)), who=f"agent at {url}")
     try:
-        with HttpClient(timeout_s=300.0) as client:
+        with HttpClient(timeout_s=300.0, ssl_context=context) as client:
             response = client.request_sync(method, url, json=body, headers=headers)
     except TierError as exc:
         err_console.print(
@@ -122,18 +198,22 @@ def _print_status(status: dict[str, Any]) -> None:
 
 
 @agent_app.command("status")
-def status(config: ConfigOpt, as_json: JsonOpt = False) -> None:
+def status(
+    config: ConfigOpt, as_json: JsonOpt = False, token_env: TokenEnvOpt = None, ca: CaOpt = None
+) -> None:
     """Show a running node's health, temperature and queue, and for each bundle its
     serving version, generation, kept versions, desired reference and last sync."""
-    doc = _call(config, "GET", "status")
+    doc = _call(config, "GET", "status", token_env=token_env, ca=ca)
     print_json(doc) if as_json else _print_status(doc)
 
 
 @agent_app.command("sync")
-def sync(config: ConfigOpt, as_json: JsonOpt = False) -> None:
+def sync(
+    config: ConfigOpt, as_json: JsonOpt = False, token_env: TokenEnvOpt = None, ca: CaOpt = None
+) -> None:
     """Sync every bundle of a running node now; exit 1 when a bundle's sync failed (its
     old version serves on, and so do the others)."""
-    doc = _call(config, "POST", "sync")
+    doc = _call(config, "POST", "sync", token_env=token_env, ca=ca)
     print_json(doc) if as_json else _print_status(doc["status"])
     if doc["sync"]["result"] == "error":
         raise typer.Exit(EXIT_FAILURE)
@@ -145,11 +225,13 @@ def desired(
     ref: Annotated[str, typer.Argument(help="Version, tag or sha256 digest to run.")],
     bundle: BundleOpt = None,
     as_json: JsonOpt = False,
+    token_env: TokenEnvOpt = None,
+    ca: CaOpt = None,
 ) -> None:
     """Set the version a running node should run of one bundle (the others keep theirs),
     and sync now; exit 1 when the node does not run what was asked."""
     body: dict[str, Any] = {"ref": ref} | ({"bundle": bundle} if bundle else {})
-    doc = _call(config, "PUT", "desired", body)
+    doc = _call(config, "PUT", "desired", body, token_env=token_env, ca=ca)
     print_json(doc) if as_json else _print_status(doc["status"])
     if doc["sync"]["result"] in ("error", "held"):  # the node does not run what was asked
         raise typer.Exit(EXIT_FAILURE)
@@ -163,11 +245,13 @@ def rollback(
     ] = None,
     bundle: BundleOpt = None,
     as_json: JsonOpt = False,
+    token_env: TokenEnvOpt = None,
+    ca: CaOpt = None,
 ) -> None:
     """Take one bundle back to its previous kept version at once, from the node's own
     store; the node's other bundles are not touched."""
     body = ({"version": to} if to else {}) | ({"bundle": bundle} if bundle else {})
-    doc = _call(config, "POST", "rollback", body)
+    doc = _call(config, "POST", "rollback", body, token_env=token_env, ca=ca)
     if as_json:
         print_json(doc)
     else:
