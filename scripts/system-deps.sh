@@ -5,8 +5,9 @@
 #   scripts/system-deps.sh [--dry-run] [demo|test|bench]
 #
 #   demo   make and Python's venv module: enough to create .venv and run the demo
-#   test   demo's, plus docker-registry (the registry tests run a real OCI registry)
-#          and chromium (the report test opens the report in headless Chromium)
+#   test   demo's, plus docker-registry (the registry tests run a real OCI registry),
+#          chromium (the report test opens the report in headless Chromium) and curl
+#          (the README's TLS walkthrough runs its curl lines as written)
 #   bench  test's, plus wrk (the server benchmark's load generator)
 #
 # Installs with apt-get when run as root; otherwise prints the one command to run and
@@ -41,6 +42,7 @@ have make || need+=(make)
 if [ "$group" != demo ]; then
   have docker-registry || need+=(docker-registry)
   have chromium || need+=(chromium)
+  have curl || need+=(curl)
 fi
 if [ "$group" = bench ]; then
   have wrk || need+=(wrk)

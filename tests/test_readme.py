@@ -23,10 +23,16 @@ from tierwise.server import ModelConfig
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 # "Bring your own model" has a test of its own (test_byom_walkthrough.py), which runs its
-# servers side by side and checks what each step wrote
+# servers side by side and checks what each step wrote; so has "Securing a fleet"
+# (test_securing_walkthrough.py), whose server speaks TLS
 BYOM = re.search(r"^## Bring your own model\n.*?(?=^## )", README, flags=re.S | re.M)
+SECURING = re.search(r"^## Securing a fleet\n.*?(?=^## )", README, flags=re.S | re.M)
 BLOCKS = re.findall(
-    r"```(\w+)\n(.*?)```", README.replace(BYOM.group(0), "") if BYOM else README, flags=re.S
+    r"```(\w+)\n(.*?)```",
+    README.replace(BYOM.group(0), "").replace(SECURING.group(0), "")
+    if BYOM and SECURING
+    else README,
+    flags=re.S,
 )
 
 
@@ -55,6 +61,11 @@ def _free_port() -> int:
 def test_readme_has_the_bring_your_own_model_section() -> None:
     assert BYOM is not None
     assert "tierwise calibrate --model" in BYOM.group(0)
+
+
+def test_readme_has_the_securing_a_fleet_section() -> None:
+    assert SECURING is not None
+    assert "tierwise keys token" in SECURING.group(0)
 
 
 def test_readme_opens_with_the_two_commands() -> None:

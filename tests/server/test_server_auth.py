@@ -224,12 +224,12 @@ def test_audit_lines_of_admin_requests(
         client.post("/v2/models/scale/infer", json=INFER_BODY, headers=app)  # not audited
     peer = "peer=127.0.0.1"
     assert lines == [
-        f"audit action=unload model=spare client=ops status=200 {peer}",
-        f"audit action=load model=spare client=ops status=200 {peer}",
-        f"audit action=index model=- client=ops status=200 {peer}",
-        f"audit action=unload model=spare client=app status=403 {peer}",
-        f"audit action=unload model=spare client=- status=401 {peer}",
-        f'audit action=load model="no\\npe" client=ops status=404 {peer}',
+        f"audit action=unload model=spare {peer} client=ops status=200",
+        f"audit action=load model=spare {peer} client=ops status=200",
+        f"audit action=index model=- {peer} client=ops status=200",
+        f"audit action=unload model=spare {peer} client=app status=403",
+        f"audit action=unload model=spare {peer} client=- status=401",
+        f'audit action=load model="no\\npe" {peer} client=ops status=404',
     ]
     for line in lines:
         assert find_secret(line) is None
@@ -242,7 +242,7 @@ def test_audit_on_an_open_server_names_no_client(repo: Path) -> None:
         captured_logs("tierwise.audit") as lines,
     ):
         assert c.post("/v2/repository/models/spare/load").status_code == 200
-    assert lines == ["audit action=load model=spare client=- status=200 peer=127.0.0.1"]
+    assert lines == ["audit action=load model=spare peer=127.0.0.1 client=- status=200"]
 
 
 def test_a_bad_tokens_file_stops_the_app_with_its_line(repo: Path, tmp_path: Path) -> None:

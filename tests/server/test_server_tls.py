@@ -229,7 +229,7 @@ def test_serve_with_tls_and_tokens_flags_beyond_loopback(
             ops = {"Authorization": f"Bearer {tokens['ops']}"}
             assert c.post("/v2/repository/index", json={}, headers=ops).status_code == 200
         log = running.log()
-    assert "audit action=index model=- client=ops status=200" in log
+    assert "audit action=index model=- peer=127.0.0.1 client=ops status=200" in log
     assert "INSECURE" not in log
     assert find_secret(log) is None
 

@@ -16,7 +16,12 @@ SCRIPT = ROOT / "scripts" / "system-deps.sh"
 BASH = "/bin/bash"
 
 # binary stand-in -> the Debian package that brings it
-BINARIES = {"make": "make", "docker-registry": "docker-registry", "chromium": "chromium"}
+BINARIES = {
+    "make": "make",
+    "docker-registry": "docker-registry",
+    "chromium": "chromium",
+    "curl": "curl",
+}
 
 
 def _stub(folder: Path, name: str, body: str = "exit 0") -> None:
@@ -70,7 +75,7 @@ def test_dry_run_names_python_venv(tmp_path: Path) -> None:
 def test_dry_run_names_everything_missing_at_once(tmp_path: Path) -> None:
     result = _run(_machine(tmp_path, lacks=tuple(BINARIES), venv=False), "--dry-run")
     assert result.stdout.split(": ")[1].split() == [
-        "make", "python3-venv", "docker-registry", "chromium",
+        "make", "python3-venv", "docker-registry", "chromium", "curl",
     ]  # fmt: skip
 
 
@@ -79,7 +84,7 @@ def test_groups_ask_for_what_they_use(tmp_path: Path) -> None:
     # the demo needs no registry and no browser; benchmarks add wrk
     assert _run(path, "--dry-run", "demo").stdout.strip() == "would install: make"
     bench = _run(path, "--dry-run", "bench").stdout.split(": ")[1].split()
-    assert bench == ["make", "docker-registry", "chromium", "wrk"]
+    assert bench == ["make", "docker-registry", "chromium", "curl", "wrk"]
 
 
 def test_nothing_missing(tmp_path: Path) -> None:

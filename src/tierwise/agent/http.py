@@ -16,7 +16,7 @@ Everything else on the server port is the tier server (V2, ``/metrics`` with the
 agent's series added); everything on the gateway port is the gateway. Both answer with
 the scopes their routes declare, checked against this node's tokens. Every admin action,
 refused ones included, leaves one line on ``tierwise.audit``
-(:mod:`tierwise.agent.audit`).
+(:mod:`tierwise.security.audit`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from tierwise.agent import audit
 from tierwise.agent.node import EdgeAgent
 from tierwise.errors import HttpError, TierwiseError
 from tierwise.http.asgi import (
@@ -45,7 +44,7 @@ from tierwise.http.asgi import (
 )
 from tierwise.http.routing import Request, Route, RouteTable, authorization_of
 from tierwise.router.gateway import Gateway
-from tierwise.security import Guard
+from tierwise.security import Guard, audit
 
 __all__ = ["AgentApp", "AgentCollector"]
 

@@ -30,7 +30,7 @@ from tierwise.http.asgi import (
 )
 from tierwise.http.client import HttpClient
 from tierwise.http.http11 import Http11Transport
-from tierwise.http.routing import Endpoint, Request, Route, RouteTable
+from tierwise.http.routing import Answered, Endpoint, Request, Route, RouteTable, authorization_of
 from tierwise.http.transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
     AsgiApp,
@@ -44,6 +44,7 @@ from tierwise.http.transport import (
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "JSON_HEADERS",
+    "Answered",
     "AsgiApp",
     "Endpoint",
     "Headers",
@@ -68,5 +69,6 @@ __all__ = [
     "read_json_object",
     "response_headers",
     "run_lifespan",
+    "authorization_of",
     "send_response",
 ]

@@ -30,9 +30,10 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final
 
-from tierwise.errors import ConfigError, HttpError, TierwiseError
+from tierwise.errors import ConfigError, ForbiddenError, HttpError, TierwiseError
 from tierwise.http.asgi import (
     JSON_HEADERS,
     Receive,
@@ -44,7 +45,7 @@ from tierwise.http.asgi import (
 from tierwise.http.asgi import Scope as AsgiScope
 from tierwise.security import Guard, Principal, Scope
 
-__all__ = ["Endpoint", "Request", "Route", "RouteTable", "authorization_of"]
+__all__ = ["Answered", "Endpoint", "Request", "Route", "RouteTable", "authorization_of"]
 
 _PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?}")
 _CONVERTORS: Final = {"str": "[^/]+", "path": ".*"}
@@ -95,6 +96,29 @@ def authorization_of(scope: AsgiScope) -> bytes | None:
             found: bytes = value
             return found
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """One request as a table answered it: its route (None when no route matched), path
+    parameters, caller (None when open or refused), status and the error it raised."""
+
+    scope: AsgiScope
+    route: Route | None
+    params: Mapping[str, str]
+    principal: Principal | None
+    status: int
+    error: BaseException | None
+
+    @property
+    def client(self) -> str | None:
+        """The caller's client name: its token's, or the one a refusal for lack of scope
+        names; None for an open endpoint or a caller without a valid token."""
+        if self.principal is not None:
+            return self.principal.client
+        if isinstance(self.error, ForbiddenError):
+            return self.error.client
+        return None
 
 
 #: An endpoint answers one request with a complete reply; errors it raises are mapped.
@@ -192,6 +216,8 @@ class RouteTable:
     ``not_found_hint`` ends the 404 message; ``cache_size`` bounds the paths remembered
     (paths come from clients: the cache starts afresh when full). ``guard`` checks the
     callers of routes that name a scope (None, or a guard with no tokens: open).
+    ``on_answer`` sees every request's outcome before its reply is sent (an audit trail
+    written then is complete by the time the caller has the answer).
     """
 
     def __init__(
@@ -203,6 +229,7 @@ class RouteTable:
         not_found_hint: str = "",
         cache_size: int = 4096,
         guard: Guard | None = None,
+        on_answer: Callable[[Answered], None] | None = None,
     ) -> None:
         if cache_size < 0:
             raise ConfigError("cache_size", ">= 0", cache_size)
@@ -212,6 +239,7 @@ class RouteTable:
         self.not_found_hint = not_found_hint
         self.cache_size = cache_size
         self.guard = guard if guard is not None and guard.protects else None
+        self.on_answer = on_answer
         self._static: dict[str, _Found] = {}
         self._templated: list[tuple[re.Pattern[str], _Target]] = []
         by_path: dict[str, _Target] = {}
@@ -284,9 +312,12 @@ class RouteTable:
         match) raised. Returns the status and the body's size in bytes."""
         method: str = scope["method"]
         path: str = scope["path"]
+        route: Route | None = None
+        params: Mapping[str, str] = _NO_PARAMS
+        principal: Principal | None = None
+        error: Exception | None = None
         try:
             route, params = self.match(method, path)
-            principal = None
             if self.guard is not None and route.scope is not None:
                 principal = self.guard.check(route.scope, authorization_of(scope))
             request = Request(
@@ -298,7 +329,10 @@ class RouteTable:
             )
             status, body, headers = await route.endpoint(request)
         except Exception as exc:
+            error = exc
             status, body, headers = self.error_reply(exc, method, path)
+        if self.on_answer is not None:
+            self.on_answer(Answered(scope, route, params, principal, status, error))
         await send_response(send, status, body, headers)
         return status, len(body)
 

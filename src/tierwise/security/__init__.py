@@ -4,11 +4,13 @@
 ``telemetry``), kept as salted hashes; :mod:`~tierwise.security.auth`: the settings a
 server reads and the :class:`Guard` its route table asks; :mod:`~tierwise.security.tls`:
 TLS and mutual TLS for servers and clients; :mod:`~tierwise.security.exposure`: a server
-bound beyond loopback refuses to run unguarded unless told ``--insecure``.
+bound beyond loopback refuses to run unguarded unless told ``--insecure``;
+:mod:`~tierwise.security.audit`: one line per admin action, naming the client.
 """
 
 from __future__ import annotations
 
+from tierwise.security import audit
 from tierwise.security.auth import AuthSettings, EnvToken, Guard
 from tierwise.security.exposure import INSECURE_WARNING, check_exposure, is_loopback
 from tierwise.security.tls import (
@@ -42,6 +44,7 @@ __all__ = [
     "TlsServerSettings",
     "TokenRecord",
     "TokenStore",
+    "audit",
     "check_exposure",
     "client_context",
     "hash_line",

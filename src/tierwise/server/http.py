@@ -40,7 +40,7 @@ from tierwise.http.asgi import (
     read_json_object,
     response_headers,
 )
-from tierwise.http.routing import Request, Route, RouteTable, authorization_of
+from tierwise.http.routing import Answered, Request, Route, RouteTable
 from tierwise.protocol import (
     InferRequest,
     ModelMetadata,
@@ -50,8 +50,7 @@ from tierwise.protocol import (
     decode_request,
     encode_response,
 )
-from tierwise.security import Guard
-from tierwise.server.audit import audit_line, audit_log
+from tierwise.security import Guard, audit
 from tierwise.server.dataplane import DataPlane
 from tierwise.server.idempotency import IdempotencyStore
 from tierwise.server.logs import AccessLog
@@ -124,13 +123,12 @@ class HttpFrontend:
             log=error_log,
             not_found_hint="; see GET /v2 for what is served",
             guard=guard,
+            on_answer=self._audit,
         )  # fmt: skip
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.monotonic()
         status, size = await self.routes.respond(scope, receive, send, started)
-        if scope["path"].startswith(_REPOSITORY):
-            self._audit(scope, status)
         if self.access_log is not None:
             client = scope.get("client") or ("-", 0)
             self.access_log.record(
@@ -138,33 +136,18 @@ class HttpFrontend:
                 (time.monotonic() - started) * 1000.0,
             )  # fmt: skip
 
-    def _audit(self, scope: Scope, status: int) -> None:
-        """The audit line of one repository request (answered with ``status``)."""
-        method: str = scope["method"]
-        path: str = scope["path"]
-        action: str = "unknown"
-        model: str | None = None
-        try:
-            route, params = self.routes.match(method, path)
-        except HttpError:
-            pass
-        else:
-            action, model = str(route.name), params.get("name")
-        principal = None
-        if self.guard is not None and self.guard.protects:
-            # the route table checked the token already; this is one more hash, and only
-            # on the rare admin requests
-            principal = self.guard.store.authenticate(authorization_of(scope))
+    def _audit(self, answered: Answered) -> None:
+        """The audit line of a repository request, written before its reply is sent."""
+        scope = answered.scope
+        if not scope["path"].startswith(_REPOSITORY):
+            return
+        route = answered.route
         peer = scope.get("client")
-        audit_log.info(
-            "%s",
-            audit_line(
-                action,
-                model=model,
-                client=None if principal is None else principal.client,
-                status=status,
-                peer=None if not peer else str(peer[0]),
-            ),
+        audit.record(
+            "unknown" if route is None else str(route.name),
+            {"model": answered.params.get("name"), "peer": str(peer[0]) if peer else None},
+            answered.client,
+            answered.status,
         )
 
     async def _infer_endpoint(self, request: Request) -> Reply:

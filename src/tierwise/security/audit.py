@@ -1,8 +1,11 @@
-"""The agent's audit trail: one line per admin action on logger ``tierwise.audit``.
+"""The audit trail: one line per admin action on logger ``tierwise.audit``, written by
+the tier server (repository load, unload, index) and the agent (sync, desired state,
+rollback) alike.
 
 A line is ``audit action=<what> <detail>=<value> ... client=<name> status=<http>``, for
-example ``audit action=desired bundle=digits ref=3 client=ops status=200``. ``client`` is
-the name the caller's token carries (``-`` on an open node or for a caller without a
+example ``audit action=desired bundle=digits ref=3 client=ops status=200`` or
+``audit action=unload model=large peer=10.0.0.7 client=ops status=200``. ``client`` is
+the name the caller's token carries (``-`` on an open server or for a caller without a
 valid token); requests the guard refused are recorded too (``status=401`` / ``403``).
 A value a caller sent is written bare when it is plain (letters, digits, ``._:,@/+-``)
 and as a JSON string otherwise, so no value can forge another field or another line.
