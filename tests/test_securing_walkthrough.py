@@ -85,10 +85,11 @@ def _workspace(tmp: Path, zoo: Path) -> None:
 
 def _wait_ready(url: str, ca: Path, server: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
+    verify = ssl.create_default_context(cafile=ca)
     while time.monotonic() < deadline:
         assert server.poll() is None, "the server exited"
         try:
-            if httpx.get(url, verify=ssl.create_default_context(cafile=ca), timeout=2).status_code == 200:
+            if httpx.get(url, verify=verify, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
