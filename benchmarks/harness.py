@@ -95,9 +95,16 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(
-    url: str, body: bytes, *, connections: int, duration_s: float, headers: dict[str, str]
+    url: str,
+    body: bytes,
+    *,
+    connections: int,
+    duration_s: float,
+    headers: dict[str, str],
+    pin: Sequence[str] = (),
 ) -> WrkResult:
-    """POST ``body`` to ``url`` from ``connections`` connections for ``duration_s``."""
+    """POST ``body`` to ``url`` from ``connections`` connections for ``duration_s``;
+    ``pin`` prefixes the command (``taskset -c 0``: wrk on its own CPU)."""
     wrk = require_wrk()
     with tempfile.TemporaryDirectory() as tmp:
         body_file = Path(tmp) / "body"
@@ -111,7 +118,7 @@ def run_wrk(
             'wrk.body = f:read("*a")\nf:close()\n'
         )
         result = subprocess.run(
-            [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--latency",
+            [*pin, wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--latency",
              "-s", str(script), url],
             capture_output=True, text=True, check=True,
             env={**os.environ, "LC_ALL": "C"},

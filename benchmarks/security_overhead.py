@@ -2,8 +2,11 @@
 the gateway, each measured side by side with the same server unguarded.
 
 One run, load from wrk in its own process (keep-alive connections, batch-1 V2 JSON),
-four server processes up together and measured in alternating rounds (the order rotates
-each round; each figure is the median of its rounds):
+four server processes up together. Each comparison is measured as pairs, the two runs of
+a pair back to back (which goes first alternates), and its figure is the median of the
+pairs' ratios, so a machine that slows down between pairs moves both sides alike. With
+two or more CPUs, wrk runs on CPU 0 and the servers on the others (``taskset``): the
+client's own TLS work then does not take CPU from the server it measures.
 
 - tier server (the zoo's large model): ``tierwise serve`` over HTTPS with
   ``--tokens-file`` (every request carries a bearer token) >= 80% of the requests/s of
@@ -15,7 +18,7 @@ each round; each figure is the median of its rounds):
 
 No request may fail (a 401 or 429 would count). Prints one JSON line; exits 1 when a
 target is missed. Needs wrk (apt-get install wrk).
-Usage: python benchmarks/security_overhead.py [--duration-s 4] [--rounds 3] [--connections 16]
+Usage: python benchmarks/security_overhead.py [--duration-s 4] [--rounds 5] [--connections 16]
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import ipaddress
+import os
+import shutil
 import ssl
 import statistics
 import subprocess
@@ -135,6 +140,21 @@ workloads:
     return path
 
 
+#: (guarded, baseline): each ratio is guarded / baseline, measured in adjacent pairs.
+PAIRS = (("serve_tls_auth", "serve_plain"), ("gateway_limited", "gateway_open"))
+
+
+def _pinning() -> tuple[list[str], list[str]]:
+    """The command prefixes that put wrk on CPU 0 and the servers on the rest (none on a
+    one-CPU machine or without taskset)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    taskset = shutil.which("taskset")
+    if len(cpus) < 2 or taskset is None:
+        return [], []
+    rest = ",".join(str(c) for c in cpus[1:])
+    return [taskset, "-c", str(cpus[0])], [taskset, "-c", rest]
+
+
 def measure(tmp: Path, duration_s: float, rounds: int, connections: int) -> dict[str, Any]:
     zoo = tmp / "zoo"
     build_zoo(zoo, seed=0)
@@ -154,7 +174,8 @@ def measure(tmp: Path, duration_s: float, rounds: int, connections: int) -> dict
     )
     ports = {n: free_port() for n in ("serve_plain", "serve_tls_auth", "gateway_open",
                                       "gateway_limited")}  # fmt: skip
-    py = [sys.executable, "-m", "tierwise"]
+    client_pin, server_pin = _pinning()
+    py = [*server_pin, sys.executable, "-m", "tierwise"]
     serve = [*py, "serve", "--model-repo", str(repo), "--no-access-log", "--port"]
     gateway = [*py, "gateway", "--plan", str(plan), "--port"]
     verify = ssl.create_default_context(cafile=str(cert))
@@ -174,24 +195,33 @@ def measure(tmp: Path, duration_s: float, rounds: int, connections: int) -> dict
     body = _body()
     model_name = {"serve_plain": "large", "serve_tls_auth": "large"}
     runs: dict[str, list[WrkResult]] = {name: [] for name in systems}
+    ratios: dict[str, list[float]] = {guarded: [] for guarded, _ in PAIRS}
     with ExitStack() as stack:
         for name, (argv, scheme, _, check) in systems.items():
             base = f"{scheme}://127.0.0.1:{ports[name]}"
             stack.enter_context(
                 _server(argv, f"{base}/v2/health/ready", tmp / f"{name}.log", verify=check)
             )
-        names = list(systems)
+
+        def run(name: str, seconds: float) -> WrkResult:
+            _, scheme, headers, _ = systems[name]
+            url = (f"{scheme}://127.0.0.1:{ports[name]}/v2/models/"
+                   f"{model_name.get(name, 'digits')}/infer")  # fmt: skip
+            return run_wrk(
+                url, body, connections=connections, duration_s=seconds, headers=headers,
+                pin=client_pin,
+            )  # fmt: skip
+
+        for name in systems:  # warm every server and connection path once
+            run(name, 1)
         for round_ in range(rounds):
-            order = names[round_ % len(names) :] + names[: round_ % len(names)]
-            for name in order:
-                _, scheme, headers, _ = systems[name]
-                url = (f"{scheme}://127.0.0.1:{ports[name]}/v2/models/"
-                       f"{model_name.get(name, 'digits')}/infer")  # fmt: skip
-                run_wrk(url, body, connections=connections, duration_s=1, headers=headers)
-                runs[name].append(
-                    run_wrk(
-                        url, body, connections=connections, duration_s=duration_s, headers=headers
-                    )
+            for guarded, baseline in PAIRS:
+                pair = (guarded, baseline) if round_ % 2 else (baseline, guarded)
+                got = {name: run(name, duration_s) for name in pair}
+                for name, result in got.items():
+                    runs[name].append(result)
+                ratios[guarded].append(
+                    got[guarded].requests_per_s / max(got[baseline].requests_per_s, 1e-9)
                 )
     out: dict[str, Any] = {}
     for name, results in runs.items():
@@ -203,16 +233,18 @@ def measure(tmp: Path, duration_s: float, rounds: int, connections: int) -> dict
             "errors": sum(r.errors for r in results),
             "all_requests_per_s": [round(r.requests_per_s, 1) for r in results],
         }
+    out["pair_ratios"] = {name: [round(r, 3) for r in values] for name, values in ratios.items()}
+    out["pinned"] = bool(client_pin)
     return out
 
 
 def evaluate(runs: dict[str, Any]) -> dict[str, Any]:
-    tls = runs["serve_tls_auth"]["requests_per_s"] / runs["serve_plain"]["requests_per_s"]
-    limits = runs["gateway_limited"]["requests_per_s"] / runs["gateway_open"]["requests_per_s"]
+    tls = statistics.median(runs["pair_ratios"]["serve_tls_auth"])
+    limits = statistics.median(runs["pair_ratios"]["gateway_limited"])
     checks = {
         "serve_tls_auth_80pct_of_plain": tls >= TLS_TARGET,
         "gateway_limits_90pct_of_open": limits >= LIMITS_TARGET,
-        "no_errors": all(r["errors"] == 0 for r in runs.values()),
+        "no_errors": all(runs[name]["errors"] == 0 for pair in PAIRS for name in pair),
     }
     return {"serve_tls_auth_of_plain": tls, "gateway_limited_of_open": limits,
             "checks": checks, "passed": all(checks.values())}  # fmt: skip
@@ -221,7 +253,7 @@ def evaluate(runs: dict[str, Any]) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description="Security overhead benchmark.")
     parser.add_argument("--duration-s", type=float, default=4.0, help="seconds per load run")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="pairs per comparison")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     args = parser.parse_args()
     require_wrk()
