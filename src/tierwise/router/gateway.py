@@ -24,7 +24,6 @@ that gave them and the cause."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -43,7 +42,6 @@ from tierwise.errors import (
     DeadlineExceededError,
     HttpError,
     NoRouteError,
-    OutboxItemNotFoundError,
     RateLimitedError,
     SpecError,
     TierUnavailableError,
@@ -61,29 +59,26 @@ from tierwise.http.asgi import (
 )
 from tierwise.http.routing import Request, RouteTable
 from tierwise.http.routing import Route as HttpRoute
-from tierwise.outbox import Drainer, DrainerSettings, Outbox, OutboxItem
+from tierwise.outbox import Drainer, DrainerSettings, Outbox
 from tierwise.planfile.schema import Plan
 from tierwise.protocol import (
     InferRequest,
     ServerMetadata,
     binary_outputs_requested,
     decode_request,
-    encode_request,
     encode_response,
 )
 from tierwise.router.clients import ClientGate, ClientLimits
+from tierwise.router.deferred import DEFERRED_TIER, DeferredWork, accepted
 from tierwise.router.gateway_settings import GatewaySettings, load_gateway_settings
 from tierwise.router.meta import META_PARAMETERS, meta_from_parameters
 from tierwise.router.router import Router
 from tierwise.router.types import RequestMeta, Route
-from tierwise.security import Guard, Principal, check_exposure
+from tierwise.security import Guard, check_exposure
 
 __all__ = ["DEFERRED_TIER", "Gateway", "GatewaySettings", "load_gateway_settings"]
 
 log = logging.getLogger("tierwise.router")
-
-#: The outbox queue deferred requests wait in (they are routed afresh when drained).
-DEFERRED_TIER = "deferred"
 
 #: The client of the request being routed (for the outbox item the router may defer).
 _CALLER: ContextVar[str | None] = ContextVar("tierwise_gateway_caller", default=None)
@@ -130,7 +125,11 @@ class Gateway:
             if settings.outbox_path is not None
             else None
         )
-        router.set_defer(self._defer if self.outbox is not None else None)
+        #: deferred requests: queued in the outbox, delivered through the router later
+        self.deferred = (
+            DeferredWork(self.outbox, router, self.clients) if self.outbox is not None else None
+        )
+        router.set_defer(self._defer if self.deferred is not None else None)
         self.drainer: Drainer | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
@@ -178,9 +177,9 @@ class Gateway:
         start the outbox drainer (the lifespan's startup; call it yourself when the
         gateway is mounted in another app)."""
         await self.router.start()
-        if self.outbox is not None:
+        if self.outbox is not None and self.deferred is not None:
             self.drainer = Drainer(
-                self.outbox, DEFERRED_TIER, self._deliver, lambda: True,
+                self.outbox, DEFERRED_TIER, self.deferred.deliver, lambda: True,
                 DrainerSettings(poll_s=self.settings.drain_poll_s),
             )  # fmt: skip
             self.drainer.start()
@@ -238,7 +237,16 @@ class Gateway:
         )
 
     async def _outbox_endpoint(self, request: Request) -> Reply:
-        return self._outbox_item(request.params["item_id"], request.principal)
+        if self.deferred is None:
+            raise HttpError(404, "this gateway has no outbox (start it with --outbox PATH)")
+        return self.deferred.item(request.params["item_id"], request.principal)
+
+    async def _defer(self, request: InferRequest, meta: RequestMeta, route: Route) -> str:
+        if self.deferred is None:
+            raise TierUnavailableError("no outbox configured for deferred work", tier="outbox")
+        return await self.deferred.enqueue(
+            request, meta, not_before_s=route.defer_until_s, client=_CALLER.get()
+        )
 
     def _admit(self, client: str | None) -> ClientLimits | None:
         try:
@@ -286,15 +294,15 @@ class Gateway:
             raise
         except NoRouteError:
             self.requests.labels(meta.workload, "-", "no_route").inc()
-            if self.outbox is None or not self._deferrable(meta):
+            if self.deferred is None or not self._deferrable(meta):
                 raise
-            item = await self._enqueue(request, meta, not_before_s=None, client=client)
-            return self._accepted(item, "no tier reachable now; queued until one is")
+            item = await self.deferred.enqueue(request, meta, not_before_s=None, client=client)
+            return accepted(item, "no tier reachable now; queued until one is")
         finally:
             self.latency.labels(meta.workload).observe(time.monotonic() - started)
         if answer.deferred_id is not None:
             self.requests.labels(meta.workload, "-", "deferred").inc()
-            return self._accepted(answer.deferred_id, answer.reason)
+            return accepted(answer.deferred_id, answer.reason)
         response = answer.response
         if response is None:  # a routed answer always carries one unless deferred
             raise NoRouteError(meta.workload, [])
@@ -326,108 +334,6 @@ class Gateway:
             return meta.urgency == "deferrable"
         workload = self.plan.workloads.get(meta.workload)
         return workload is not None and workload.urgency == "deferrable"
-
-    def _accepted(self, item_id: str, reason: str) -> tuple[int, bytes, list[Any]]:
-        doc = {"id": item_id, "status": "deferred", "reason": reason,
-               "result_url": f"/v2/outbox/{item_id}"}  # fmt: skip
-        return 202, orjson.dumps(doc), list(JSON_HEADERS)
-
-    async def _defer(self, request: InferRequest, meta: RequestMeta, route: Route) -> str:
-        return await self._enqueue(
-            request, meta, not_before_s=route.defer_until_s, client=_CALLER.get()
-        )
-
-    async def _enqueue(
-        self,
-        request: InferRequest,
-        meta: RequestMeta,
-        *,
-        not_before_s: float | None,
-        client: str | None,
-    ) -> str:
-        outbox = self.outbox
-        if outbox is None:
-            raise TierUnavailableError("no outbox configured for deferred work", tier="outbox")
-        # the privacy and residency the request was routed under (floors included)
-        params = (
-            dict(request.parameters)
-            | {"workload": meta.workload}
-            | {k: v for k, v in (("privacy", meta.privacy), ("residency", meta.residency)) if v}
-        )
-        payload, length = encode_request(
-            InferRequest(
-                inputs=request.inputs, id=request.id, parameters=params, outputs=request.outputs
-            ),
-            binary=True,
-        )
-        key = params.get("idempotency_key")
-        if isinstance(key, str) and client is not None:
-            key = f"{client}:{key}"  # one client's key never finds another's item
-        callback = params.get("callback_url")
-        return await asyncio.to_thread(
-            outbox.put,
-            DEFERRED_TIER,
-            payload,
-            idempotency_key=key if isinstance(key, str) else None,
-            not_before_s=not_before_s,
-            callback_url=callback if isinstance(callback, str) else None,
-            meta={
-                "workload": meta.workload,
-                "header_length": length,
-                "received_s": meta.received_s,
-                "client": client,
-            },
-        )
-
-    async def _deliver(self, item: OutboxItem) -> bytes:
-        request = decode_request(item.payload, header_length=item.meta.get("header_length"))
-        received = item.meta.get("received_s")  # deadlines still count from arrival
-        meta = meta_from_parameters(
-            request.parameters,
-            default_workload=None,
-            received_s=float(received) if isinstance(received, int | float) else 0.0,
-        )
-        request.parameters = {
-            k: v for k, v in request.parameters.items() if k not in META_PARAMETERS
-        }
-        # redeliveries carry the same key, so a tier server acts on the item once
-        request.parameters["idempotency_key"] = item.idempotency_key or item.id
-        owner = item.meta.get("client")
-        client = owner if isinstance(owner, str) else None
-        limits = self.clients.limits.get(client) if client is not None else None
-        if limits is not None and client is not None:
-            meta = self.clients.apply(client, limits, meta, accepted=True)
-        try:
-            answer = await self.router.infer(request, meta, allow_defer=False)
-        except NoRouteError as exc:
-            raise TierUnavailableError(str(exc), tier=DEFERRED_TIER) from exc
-        self.clients.charge(client, answer.cost_usd)
-        if answer.response is None:
-            raise TierUnavailableError("no answer", tier=DEFERRED_TIER)
-        answer.response.parameters["trace_id"] = answer.trace_id
-        body, _ = encode_response(answer.response)
-        return body
-
-    def _outbox_item(
-        self, item_id: str, principal: Principal | None
-    ) -> tuple[int, bytes, list[Any]]:
-        if self.outbox is None:
-            raise HttpError(404, "this gateway has no outbox (start it with --outbox PATH)")
-        item = self.outbox.get(item_id)
-        owner = item.meta.get("client")
-        if (
-            principal is not None
-            and owner is not None
-            and owner != principal.client
-            and not principal.may("admin")
-        ):  # another client's item reads as no item at all
-            raise OutboxItemNotFoundError(path=self.outbox.path, item_id=item_id)
-        doc: dict[str, Any] = {"id": item.id, "status": item.status, "attempts": item.attempts}
-        if item.last_error:
-            doc["error"] = item.last_error
-        if item.result is not None:
-            doc["result"] = orjson.loads(item.result)
-        return 200, orjson.dumps(doc), list(JSON_HEADERS)
 
 
 async def _started() -> None:
