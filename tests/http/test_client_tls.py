@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,11 +13,10 @@ from typing import Any
 
 import orjson
 import pytest
-import uvicorn
 
 from security_helpers import TestCA as CA
 from security_helpers import find_secret
-from server_helpers import free_port
+from server_helpers import running_app
 from tierwise.errors import TierUnavailableError
 from tierwise.http.client import HttpClient
 from tierwise.security.tls import TlsClientSettings, TlsServerSettings, client_context
@@ -44,24 +41,8 @@ async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
 @contextmanager
 def serving(**ssl_options: Any) -> Iterator[int]:
     """``echo`` on loopback (TLS when given uvicorn's ``ssl_*`` options); its port."""
-    port = free_port()
-    config = uvicorn.Config(
-        echo, host="127.0.0.1", port=port, loop="asyncio", http="httptools",
-        lifespan="on", access_log=False, log_config=None, **ssl_options,
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive(), "server did not start"
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    try:
+    with running_app(echo, **ssl_options) as (_, port):
         yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ failed, and the cascade falls back to the next tier."""
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import uvicorn
 import yaml
 
 from onnx_models import scale_model
@@ -27,7 +24,7 @@ from tierwise.planfile.load import load_plan
 from tierwise.router.build import build_tiers
 from tierwise.router.client import Client
 from tierwise.security.tls import TlsServerSettings
-from tierwise.server import ServerSettings, create_app
+from tierwise.server import ServerSettings
 
 X = np.array([[1.0, 2.0, 3.0, 4.0]], dtype=np.float32)
 
@@ -46,25 +43,8 @@ def tls_tier(
     issued; its https:// URL."""
     pem = ca.issue(name, **issue)
     tls = TlsServerSettings(cert=pem.cert, key=pem.key, client_ca=ca.ca_file if mutual else None)
-    port = free_port()
-    settings = ServerSettings(model_repo=repo(root / name, 2.0), port=port, access_log=False)
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, loop="asyncio", http="httptools",
-        lifespan="on", access_log=False, log_config=None, **tls.uvicorn_options(),
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive(), "tier server did not start"
-        assert time.monotonic() < deadline, "tier server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"https://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with running_server(ServerSettings(model_repo=repo(root / name, 2.0), tls=tls)) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
