@@ -9,7 +9,15 @@ import pytest
 
 import tierwise.zoo
 from tierwise.errors import ConfigError, ZooError
-from tierwise.zoo import BUILDER_VERSION, Zoo, build_zoo, load_zoo, variant_path, zoo_is_current
+from tierwise.zoo import (
+    BUILDER_VERSION,
+    Zoo,
+    build_zoo,
+    load_zoo,
+    reference_path,
+    variant_path,
+    zoo_is_current,
+)
 from tierwise.zoo.files import sha256_of
 
 VARIANTS = ["tiny", "tiny-int8", "small", "small-int8", "large", "large-int8"]
@@ -20,13 +28,20 @@ def test_public_api() -> None:
     assert sorted(tierwise.zoo.__all__) == sorted(
         [
             "BUILDER_VERSION",
+            "SHIFTS",
             "ZOO_SIGNATURE",
+            "Shift",
             "Zoo",
             "ZooVariant",
             "build_zoo",
             "corrupt",
+            "detection_trial",
+            "drift_stream",
+            "false_alarm_share",
             "load_eval",
             "load_zoo",
+            "reference_for_model",
+            "reference_path",
             "variant_path",
             "zoo_is_current",
         ]
@@ -35,7 +50,11 @@ def test_public_api() -> None:
 
 def test_layout_is_a_model_repository(zoo: Zoo) -> None:
     files = sorted(str(p.relative_to(zoo.root)) for p in zoo.root.rglob("*") if p.is_file())
-    expected = sorted([variant_path(name) for name in VARIANTS] + ["eval.npz", "zoo.json"])
+    expected = sorted(
+        [variant_path(name) for name in VARIANTS]
+        + [reference_path(name) for name in VARIANTS]
+        + ["eval.npz", "zoo.json"]
+    )
     assert files == expected  # also: no temporary files left behind
     assert variant_path("tiny") == "tiny/1/model.onnx"
 

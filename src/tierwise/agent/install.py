@@ -1,11 +1,12 @@
 """Lay a verified bundle version out as the tier server's model repository.
 
 Each activation gets a new generation number ``G``; the served variants appear as
-``REPO/<model>/<G>/model.onnx``, hard links to the store's verified blobs (a copy when
-the folders are on different file systems). A generation folder is built under a
-hidden staging name and renamed into place whole, so the server's repository never
-shows a half-written version, and a crash leaves only staging folders, which the next
-start removes.
+``REPO/<model>/<G>/model.onnx``, with the variant's drift reference beside it as
+``reference.json`` when the bundle carries one, hard links to the store's verified
+blobs (a copy when the folders are on different file systems). A generation folder is
+built under a hidden staging name and renamed into place whole, so the server's
+repository never shows a half-written version, and a crash leaves only staging folders,
+which the next start removes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tierwise.agent.settings import ServePart
 from tierwise.registry.digest import fsync_dir
 from tierwise.registry.local import LocalStore
 from tierwise.registry.manifest import BundleManifest
+from tierwise.registry.place import place_variant
 
 __all__ = ["Installer"]
 
@@ -48,14 +50,7 @@ class Installer:
                 staging = folder / f"{_STAGING}{generation}"
                 shutil.rmtree(staging, ignore_errors=True)
                 staging.mkdir()
-                target = staging / "model.onnx"
-                blob = self.store.blob_path(variant.digest)
-                try:
-                    os.link(blob, target)
-                except OSError:
-                    shutil.copyfile(blob, target)
-                    with target.open("rb") as f:
-                        os.fsync(f.fileno())
+                place_variant(self.store, variant, staging)
                 fsync_dir(staging)
                 final = folder / str(generation)
                 os.replace(staging, final)

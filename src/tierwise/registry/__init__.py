@@ -6,7 +6,9 @@ digests and signatures before anything becomes visible.
 
 A bundle is one model: its variants share one signature (inputs and outputs). Several
 models (a detector and a classifier on one edge box) are several bundles, versioned and
-rolled back independently; the edge agent syncs each of them (``bundles:``).
+rolled back independently; the edge agent syncs each of them (``bundles:``). A variant
+may carry its drift reference, which travels and is checked like its model and is placed
+beside it (:func:`place_variant`).
 """
 
 from tierwise.registry.bundle import BundleDir, create_bundle, detect_quantization, read_bundle_dir
@@ -15,13 +17,21 @@ from tierwise.registry.local import GcReport, LocalStore
 from tierwise.registry.manifest import (
     BUNDLE_SCHEMA,
     MAX_MANIFEST_BYTES,
+    BlobRef,
     BundleManifest,
     TensorSig,
     VariantEntry,
     parse_manifest,
 )
-from tierwise.registry.oci import MEDIA_BUNDLE, MEDIA_MODEL, MEDIA_SIGNATURE, OciStore
+from tierwise.registry.oci import (
+    MEDIA_BUNDLE,
+    MEDIA_MODEL,
+    MEDIA_REFERENCE,
+    MEDIA_SIGNATURE,
+    OciStore,
+)
 from tierwise.registry.open import open_store
+from tierwise.registry.place import place_variant
 from tierwise.registry.signing import KeyPair, Signer, TrustStore, generate_keys
 from tierwise.registry.store import BundleRow, BundleStore, StoredBundle, parse_ref
 from tierwise.registry.sync import PullReport, PushReport, VerifyReport, pull, push, verify
@@ -31,7 +41,9 @@ __all__ = [
     "MAX_MANIFEST_BYTES",
     "MEDIA_BUNDLE",
     "MEDIA_MODEL",
+    "MEDIA_REFERENCE",
     "MEDIA_SIGNATURE",
+    "BlobRef",
     "BlobWriter",
     "BundleDir",
     "BundleManifest",
@@ -57,6 +69,7 @@ __all__ = [
     "open_store",
     "parse_manifest",
     "parse_ref",
+    "place_variant",
     "pull",
     "push",
     "read_bundle_dir",

@@ -1,7 +1,11 @@
 """``tierwise bundle create``: a bundle directory from a model repository or ONNX files.
 
 A bundle directory holds ``manifest.json`` (canonical bytes, unsigned) and
-``blobs/sha256/<hex>``, one file per distinct model. It is signed when pushed.
+``blobs/sha256/<hex>``, one file per distinct model or drift reference. It is signed when
+pushed. A model with a drift reference beside it (``reference.json`` in the folder of its
+``model.onnx``, as the zoo writes and ``tierwise drift reference`` makes) carries it: the
+reference is checked against the model's signature, stored as a blob and named in the
+variant's entry, so it is hashed and signed like the model and lands beside it on a node.
 Variants come from each model folder of a repository (``DIR/<model>/<version>/
 model.onnx``, its highest version; accuracy and quantization from the zoo's
 ``zoo.json`` when there is one) or from each ``.onnx`` file named (variant = file stem).
@@ -27,9 +31,11 @@ from typing import Any
 import onnx
 import orjson
 
-from tierwise.errors import BundleError, TierwiseError
+from tierwise.errors import BundleError, ConfigError, TierwiseError
 from tierwise.registry.digest import atomic_write_bytes, check_digest, digest_file
 from tierwise.registry.manifest import (
+    REFERENCE_FILE,
+    BlobRef,
     BundleManifest,
     TensorSig,
     VariantEntry,
@@ -38,6 +44,7 @@ from tierwise.registry.manifest import (
     parse_manifest,
 )
 from tierwise.runtime.onnx import read_signature
+from tierwise.telemetry.drift_reference import Reference
 
 __all__ = ["BundleDir", "create_bundle", "detect_quantization", "read_bundle_dir"]
 
@@ -96,6 +103,35 @@ def _zoo_facts(folder: Path) -> dict[str, dict[str, Any]]:
         return {str(v["name"]): v for v in data.get("variants", [])}
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise BundleError(f"{index}: not a zoo index: {exc}") from exc
+
+
+def _store_blob(source: Path, out: Path) -> tuple[str, int]:
+    digest, size = digest_file(source)
+    target = blob_path(out, digest)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return digest, size
+
+
+def _reference(model: Path, signature: Mapping[str, Any], out: Path) -> BlobRef | None:
+    """The drift reference beside ``model`` (checked, and stored as a blob), if any."""
+    path = model.parent / REFERENCE_FILE
+    if model.name != "model.onnx" or not path.is_file():
+        return None
+    try:
+        reference = Reference.load(path)
+    except ConfigError as exc:
+        raise BundleError(f"{path}: not a valid drift reference: {exc}") from exc
+    inputs = [t["name"] for t in signature["inputs"]]
+    outputs = [t["name"] for t in signature["outputs"]]
+    if reference.input_name not in inputs or reference.output not in (None, *outputs):
+        raise BundleError(
+            f"{path}: the reference reads input {reference.input_name!r} and output "
+            f"{reference.output!r}; the model has inputs {inputs} and outputs {outputs}"
+        )
+    digest, size = _store_blob(path, out)
+    return BlobRef(digest=digest, size_bytes=size)
 
 
 def _variant_name(stem: str) -> str:
@@ -183,11 +219,8 @@ def create_bundle(
             )
         own = dict(tags or {}) | dict((variant_tags or {}).get(source.variant, {}))
         quantization = own.get("quant") or source.quantization or detected
-        digest, size = digest_file(source.path)
-        target = blob_path(out, digest)
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source.path, target)
+        digest, size = _store_blob(source.path, out)
+        reference = _reference(source.path, sig, out)
         try:
             entries.append(
                 VariantEntry(
@@ -198,6 +231,7 @@ def create_bundle(
                     digest=digest,
                     size_bytes=size,
                     accuracy=source.accuracy,
+                    reference=reference,
                 )
             )
         except ValueError as exc:
@@ -242,13 +276,14 @@ def read_bundle_dir(root: Path) -> BundleDir:
     data = path.read_bytes()
     manifest = parse_manifest(data)
     for variant in manifest.variants:
-        blob = blob_path(root, variant.digest)
-        if not blob.is_file():
-            raise BundleError(f"{root}: blob {variant.digest} of variant {variant.name} is missing")
-        digest, size = digest_file(blob)
-        if (digest, size) != (variant.digest, variant.size_bytes):
-            raise BundleError(
-                f"{root}: blob of variant {variant.name} is {size} bytes with digest {digest}; "
-                f"the manifest gives {variant.size_bytes} bytes and {variant.digest}"
-            )
+        for expected, expected_size in variant.blobs():
+            blob = blob_path(root, expected)
+            if not blob.is_file():
+                raise BundleError(f"{root}: blob {expected} of variant {variant.name} is missing")
+            digest, size = digest_file(blob)
+            if (digest, size) != (expected, expected_size):
+                raise BundleError(
+                    f"{root}: blob {expected} of variant {variant.name} is {size} bytes with "
+                    f"digest {digest}; the manifest gives {expected_size} bytes and {expected}"
+                )
     return BundleDir(root, manifest, data)

@@ -368,7 +368,10 @@ class LocalStore(BundleStore):
             ]
         referenced: set[str] = set()
         for body in bodies:
-            referenced.update(v["digest"][7:] for v in orjson.loads(body)["variants"])
+            for variant in orjson.loads(body)["variants"]:
+                referenced.add(variant["digest"][7:])
+                if variant.get("reference"):  # a drift reference travels as a blob too
+                    referenced.add(variant["reference"]["digest"][7:])
         # a blob being written now is in tmp/ and is not touched; gc runs between pulls
         removed: list[str] = []
         freed = 0

@@ -3,10 +3,10 @@
 A manifest names the bundle and version, the task, the input/output signature shared by
 every variant (a bundle is one model; a node serving several models syncs several
 bundles), and each variant (runtime, quantization, hardware tags, the sha256 digest
-and size of its blob, accuracy when measured), with the creation time and the parent
-version. Its canonical bytes (sorted keys, no whitespace) are what is signed and what
-its digest is computed over; a reader checks the size limit, the signature and only then
-parses it.
+and size of its blob, accuracy when measured, and the digest and size of its drift
+reference when it has one), with the creation time and the parent version. Its
+canonical bytes (sorted keys, no whitespace) are what is signed and what its digest is
+computed over; a reader checks the size limit, the signature and only then parses it.
 """
 
 from __future__ import annotations
@@ -20,10 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tierwise.errors import BundleError
 from tierwise.registry.digest import DIGEST_PATTERN, digest_bytes
+from tierwise.telemetry.drift_reference import MAX_REFERENCE_BYTES, REFERENCE_FILE
 
 __all__ = [
     "BUNDLE_SCHEMA",
     "MAX_MANIFEST_BYTES",
+    "MAX_REFERENCE_BYTES",
+    "REFERENCE_FILE",
+    "BlobRef",
     "BundleManifest",
     "TensorSig",
     "VariantEntry",
@@ -89,8 +93,18 @@ class TensorSig(BaseModel):
     shape: list[int] = Field(max_length=16)
 
 
+class BlobRef(BaseModel):
+    """A file a variant carries beside its model (its drift reference): digest and size."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    digest: str = Field(pattern=DIGEST_PATTERN.pattern)
+    size_bytes: int = Field(ge=1, le=MAX_REFERENCE_BYTES)
+
+
 class VariantEntry(BaseModel):
-    """One variant of the model and the blob that holds it."""
+    """One variant of the model and the blob that holds it; ``reference``: its drift
+    reference (``reference.json`` beside the model once installed), when it has one."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -102,6 +116,7 @@ class VariantEntry(BaseModel):
     digest: str = Field(pattern=DIGEST_PATTERN.pattern)
     size_bytes: int = Field(ge=0)
     accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    reference: BlobRef | None = None
 
     @field_validator("name")
     @classmethod
@@ -109,6 +124,14 @@ class VariantEntry(BaseModel):
         if not _NAME.match(value):
             raise ValueError(f"variant name {value!r}: expected lowercase letters, digits, .-_")
         return value
+
+    def blobs(self) -> list[tuple[str, int]]:
+        """``(digest, size_bytes)`` of every blob the variant needs: its model, then its
+        drift reference when it has one."""
+        found = [(self.digest, self.size_bytes)]
+        if self.reference is not None:
+            found.append((self.reference.digest, self.reference.size_bytes))
+        return found
 
     @field_validator("path")
     @classmethod
@@ -173,10 +196,14 @@ class BundleManifest(BaseModel):
         return value
 
     def canonical_bytes(self) -> bytes:
-        """The bytes that are signed and stored: sorted keys, no whitespace."""
-        return orjson.dumps(
-            self.model_dump(mode="json", by_alias=True), option=orjson.OPT_SORT_KEYS
-        )
+        """The bytes that are signed and stored: sorted keys, no whitespace. A variant
+        without a drift reference has no ``reference`` key, so manifests made before
+        references keep their bytes and digests."""
+        data = self.model_dump(mode="json", by_alias=True)
+        for variant in data["variants"]:
+            if variant["reference"] is None:
+                del variant["reference"]
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
 
     @property
     def digest(self) -> str:
@@ -199,8 +226,10 @@ class BundleManifest(BaseModel):
         """The variants called ``names`` (all of them for None)."""
         return list(self.variants) if names is None else [self.variant(n) for n in names]
 
-    def blob_digests(self) -> list[str]:
-        return sorted({v.digest for v in self.variants})
+    def blob_digests(self, names: Sequence[str] | None = None) -> list[str]:
+        """Every blob the variants called ``names`` (all for None) need: models and drift
+        references."""
+        return sorted({digest for v in self.chosen(names) for digest, _ in v.blobs()})
 
 
 def parse_manifest(data: bytes, *, limit_bytes: int = MAX_MANIFEST_BYTES) -> BundleManifest:

@@ -5,6 +5,7 @@ tagged with the version (and with movable tags such as ``stable``)::
 
     config   application/vnd.tierwise.bundle.manifest.v1+json   the tierwise manifest bytes
     layers   application/vnd.tierwise.model.v1+onnx               one per distinct model blob
+             application/vnd.tierwise.reference.v1+json          a variant's drift reference
              application/vnd.tierwise.bundle.signature.v1+json  the signature document
 
 The registry's own digests are checked both ways: what it answers to an upload
@@ -39,12 +40,14 @@ __all__ = [
     "MEDIA_BUNDLE",
     "MEDIA_MODEL",
     "MEDIA_OCI_MANIFEST",
+    "MEDIA_REFERENCE",
     "MEDIA_SIGNATURE",
     "OciStore",
 ]
 
 MEDIA_BUNDLE = "application/vnd.tierwise.bundle.manifest.v1+json"
 MEDIA_MODEL = "application/vnd.tierwise.model.v1+onnx"
+MEDIA_REFERENCE = "application/vnd.tierwise.reference.v1+json"
 MEDIA_SIGNATURE = "application/vnd.tierwise.bundle.signature.v1+json"
 _CHUNK = 1024 * 1024
 _DIGEST_TAG_PREFIX = "sha256-"
@@ -208,6 +211,16 @@ class OciStore(OciClient, BundleStore):
                     "org.opencontainers.image.title": variant.path,
                     "io.tierwise.variant": variant.name,
                 },
+            })  # fmt: skip
+        for variant in manifest.variants:
+            ref = variant.reference
+            if ref is None or any(layer["digest"] == ref.digest for layer in layers):
+                continue
+            layers.append({
+                "mediaType": MEDIA_REFERENCE,
+                "digest": ref.digest,
+                "size": ref.size_bytes,
+                "annotations": {"io.tierwise.variant": variant.name},
             })  # fmt: skip
         if bundle.signature:
             layers.append({"mediaType": MEDIA_SIGNATURE, **self._put_small(name, bundle.signature)})

@@ -89,6 +89,16 @@ class VerifyReport:
         }
 
 
+def _blobs(manifest: BundleManifest, variants: list[str] | None) -> list[tuple[str, int]]:
+    """``(digest, size)`` of each distinct blob (models and drift references) of the
+    variants called ``variants`` (all for None), in manifest order."""
+    sizes: dict[str, int] = {}
+    for variant in manifest.chosen(variants):
+        for blob_digest, size in variant.blobs():
+            sizes.setdefault(blob_digest, size)
+    return list(sizes.items())
+
+
 def push(
     bundle: BundleDir, store: BundleStore, signer: Signer, *, tags: list[str] | None = None
 ) -> PushReport:
@@ -96,14 +106,10 @@ def push(
     manifest = bundle.manifest
     signature = signer.sign(bundle.manifest_bytes)
     report = PushReport(manifest.name, manifest.version, manifest.digest, signer.key_id)
-    for variant in manifest.variants:
-        if variant.digest in report.uploaded or variant.digest in report.skipped:
-            continue
-        sent = store.put_blob(
-            manifest.name, variant.digest, variant.size_bytes, bundle.blob(variant.digest)
-        )
-        (report.uploaded if sent else report.skipped).append(variant.digest)
-        report.uploaded_bytes += variant.size_bytes if sent else 0
+    for blob_digest, size in _blobs(manifest, None):
+        sent = store.put_blob(manifest.name, blob_digest, size, bundle.blob(blob_digest))
+        (report.uploaded if sent else report.skipped).append(blob_digest)
+        report.uploaded_bytes += size if sent else 0
     store.put_manifest(
         StoredBundle(
             manifest.name, manifest.version, manifest.digest, bundle.manifest_bytes, signature
@@ -147,18 +153,16 @@ def pull(
     manifest, key_id = _checked_manifest(stored, trust, name=name, limit_bytes=limit_bytes)
     report = PullReport(manifest, stored.digest, key_id)
     seen: set[str] = set()
-    for variant in manifest.chosen(variants):
-        if variant.digest in seen:
+    for blob_digest, size in _blobs(manifest, variants):
+        seen.add(blob_digest)
+        if into.has_blob(name, blob_digest):
+            report.reused.append(blob_digest)
             continue
-        seen.add(variant.digest)
-        if into.has_blob(name, variant.digest):
-            report.reused.append(variant.digest)
-            continue
-        with into.writer(variant.digest, variant.size_bytes, bundle=manifest.ref) as writer:
-            source.read_blob(name, variant.digest, variant.size_bytes, writer)
-            writer.commit(into.blob_path(variant.digest))
-        report.fetched.append(variant.digest)
-        report.fetched_bytes += variant.size_bytes
+        with into.writer(blob_digest, size, bundle=manifest.ref) as writer:
+            source.read_blob(name, blob_digest, size, writer)
+            writer.commit(into.blob_path(blob_digest))
+        report.fetched.append(blob_digest)
+        report.fetched_bytes += size
     into.put_manifest(
         StoredBundle(
             name, manifest.version, stored.digest, stored.manifest_bytes, stored.signature
@@ -195,7 +199,7 @@ def verify(
     manifest, key_id = _checked_manifest(stored, trust, name=name, limit_bytes=limit_bytes)
     checked = 0
     blobs = 0
-    sizes = {v.digest: v.size_bytes for v in manifest.chosen(variants)}
+    sizes = dict(_blobs(manifest, variants))
     for blob_digest, size in sorted(sizes.items()):
         sink = _HashSink()
         store.read_blob(name, blob_digest, size, sink)

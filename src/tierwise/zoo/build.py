@@ -8,6 +8,9 @@ are not there)::
     DIR/large/1/model.onnx       DIR/large-int8/1/model.onnx
     DIR/eval.npz                 DIR/zoo.json
 
+and beside each ``model.onnx`` its drift reference, ``reference.json``, built on the
+held-out split (:mod:`tierwise.zoo.reference`).
+
 Every random draw comes from one ``numpy.random.SeedSequence(seed)``, training runs BLAS
 on one thread, and files carry no timestamps or temporary names, so the same seed gives
 byte-identical files.
@@ -41,9 +44,17 @@ from tierwise.zoo.manifest import (
     Zoo,
     ZooVariant,
 )
+from tierwise.zoo.reference import reference_for_model, reference_path
 from tierwise.zoo.train import RECIPES, train_model
 
-__all__ = ["CALIBRATION_SAMPLES", "TASK", "ZOO_SIGNATURE", "build_zoo", "variant_path"]
+__all__ = [
+    "CALIBRATION_SAMPLES",
+    "TASK",
+    "ZOO_SIGNATURE",
+    "build_zoo",
+    "split_rng",
+    "variant_path",
+]
 
 TASK = "digits-8x8: scikit-learn handwritten digits with seeded blur, shift, occlusion, noise"
 #: Images (one corrupted copy of training digits) used to calibrate int8 scales.
@@ -60,6 +71,11 @@ ZOO_SIGNATURE = Signature(
 
 # Independent random streams, by position in SeedSequence.spawn (append, never reorder).
 _STREAM_SPLIT, _STREAM_CALIBRATION, _STREAM_FIRST_MODEL = 0, 1, 2
+
+
+def split_rng(seed: int) -> np.random.Generator:
+    """The random stream ``build_zoo(seed=seed)`` splits and corrupts the data with."""
+    return np.random.default_rng(np.random.SeedSequence(seed).spawn(_STREAM_SPLIT + 1)[-1])
 
 
 def variant_path(name: str) -> str:
@@ -102,6 +118,9 @@ def _write_variant(
             f"{name}: exported signature {signature.to_dict()} breaks the zoo contract "
             f"{ZOO_SIGNATURE.to_dict()}"
         )
+    reference = reference_for_model(path, eval_x, output=PROBABILITIES_NAME, scores="probabilities")
+    reference_file = root / reference_path(name)
+    write_atomic(reference_file, reference.to_json())
     return ZooVariant(
         name=name,
         parent=parent,
@@ -112,6 +131,8 @@ def _write_variant(
         sha256=sha256_of(path),
         path=relative,
         signature=signature,
+        reference=reference_path(name),
+        reference_sha256=sha256_of(reference_file),
     )
 
 

@@ -16,7 +16,15 @@ from scipy import ndimage
 
 from tierwise.errors import ConfigError
 
-__all__ = ["IMAGE_SHAPE", "NUM_CLASSES", "Splits", "augment", "corrupt", "load_splits"]
+__all__ = [
+    "IMAGE_SHAPE",
+    "NUM_CLASSES",
+    "Splits",
+    "augment",
+    "corrupt",
+    "load_splits",
+    "source_images",
+]
 
 IMAGE_SHAPE: tuple[int, int] = (8, 8)
 NUM_CLASSES = 10
@@ -98,7 +106,9 @@ def augment(
     return corrupt(np.tile(x, (copies, 1, 1)), rng), np.tile(y, copies)
 
 
-def _load_digits() -> tuple[np.ndarray, np.ndarray]:
+def source_images() -> tuple[np.ndarray, np.ndarray]:
+    """All 1,797 clean digits (float32 ``[N, 8, 8]`` in [0, 1]) and their labels, in
+    scikit-learn's order (the positions ``Splits`` indexes)."""
     from sklearn.datasets import load_digits  # imported late: sklearn is slow to import
 
     bunch = load_digits()
@@ -114,7 +124,7 @@ def load_splits(
     """
     if not 0.0 < eval_fraction < 1.0:
         raise ConfigError("eval_fraction", "a number strictly between 0 and 1", eval_fraction)
-    images, labels = _load_digits()
+    images, labels = source_images()
     eval_idx: list[np.ndarray] = []
     train_idx: list[np.ndarray] = []
     for label in range(NUM_CLASSES):

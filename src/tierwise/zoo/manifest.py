@@ -11,11 +11,11 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from tierwise.errors import ZooError
 from tierwise.runtime import Signature
@@ -58,9 +58,14 @@ class ZooVariant:
     sha256: str
     path: str
     signature: Signature
+    reference: str | None = None  # the drift reference beside the model, when it has one
+    reference_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        extra: dict[str, Any] = {}
+        if self.reference is not None:
+            extra["reference"] = {"path": self.reference, "sha256": self.reference_sha256}
+        return extra | {
             "name": self.name,
             "parent": self.parent,
             "tier": self.tier,
@@ -96,6 +101,11 @@ class Zoo:
     def model_path(self, name: str) -> Path:
         """Absolute path of a variant's ONNX file."""
         return self.root / self.variant(name).path
+
+    def reference_path(self, name: str) -> Path | None:
+        """Absolute path of a variant's drift reference (None for a zoo built without)."""
+        reference = self.variant(name).reference
+        return None if reference is None else self.root / reference
 
     @property
     def eval_path(self) -> Path:
@@ -139,6 +149,21 @@ class _SignatureEntry(_Strict):
     outputs: list[_TensorEntry] = Field(min_length=1)
 
 
+def _inside_zoo(value: str) -> str:
+    pure = PurePosixPath(value)
+    if not value or pure.is_absolute() or ".." in pure.parts or "\\" in value:
+        raise ValueError("must be a relative path inside the zoo directory")
+    return value
+
+
+_ZooPath = Annotated[str, AfterValidator(_inside_zoo)]
+
+
+class _FileEntry(_Strict):
+    path: _ZooPath
+    sha256: str = Field(pattern=_SHA256)
+
+
 class _VariantEntry(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     parent: str | None
@@ -147,16 +172,9 @@ class _VariantEntry(_Strict):
     accuracy: float = Field(ge=0.0, le=1.0)
     size_bytes: int = Field(ge=1)
     sha256: str = Field(pattern=_SHA256)
-    path: str
+    path: _ZooPath
     signature: _SignatureEntry
-
-    @field_validator("path")
-    @classmethod
-    def _inside_zoo(cls, value: str) -> str:
-        pure = PurePosixPath(value)
-        if not value or pure.is_absolute() or ".." in pure.parts or "\\" in value:
-            raise ValueError("must be a relative path inside the zoo directory")
-        return value
+    reference: _FileEntry | None = None
 
 
 class _EvalEntry(_Strict):
@@ -202,6 +220,8 @@ def _from_entry(root: Path, entry: _ManifestEntry) -> Zoo:
                 sha256=item.sha256,
                 path=item.path,
                 signature=Signature.from_dict(item.signature.model_dump()),
+                reference=None if item.reference is None else item.reference.path,
+                reference_sha256=None if item.reference is None else item.reference.sha256,
             )
         )
     for variant in variants:
@@ -248,6 +268,7 @@ def load_zoo(directory: str | Path, *, verify: bool = False) -> Zoo:
         raise ZooError(f"{manifest} is not a valid zoo manifest: {_describe(exc)}") from exc
     zoo = _from_entry(root, entry)
     files = [(EVAL_FILE, zoo.eval_sha256)] + [(v.path, v.sha256) for v in zoo.variants]
+    files += [(v.reference, v.reference_sha256 or "") for v in zoo.variants if v.reference]
     for relative, expected in files:
         path = root / relative
         if not path.is_file():
@@ -259,13 +280,14 @@ def load_zoo(directory: str | Path, *, verify: bool = False) -> Zoo:
 
 def zoo_is_current(directory: str | Path, seed: int) -> bool:
     """True when ``directory`` holds a complete zoo built with ``seed`` by this builder
-    version and no file has changed since (every sha256 matches), so a rebuild can be
-    skipped."""
+    version, every variant with its drift reference, and no file has changed since (every
+    sha256 matches), so a rebuild can be skipped."""
     try:
         zoo = load_zoo(directory, verify=True)
     except ZooError:
         return False
-    return zoo.seed == seed and zoo.builder_version == BUILDER_VERSION
+    complete = all(v.reference is not None for v in zoo.variants)
+    return complete and zoo.seed == seed and zoo.builder_version == BUILDER_VERSION
 
 
 def load_eval(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
