@@ -80,6 +80,8 @@ class EdgeAgent:
                 default_model=settings.defaults,
                 tls=settings.tls,
                 insecure=settings.insecure,
+                tier=settings.server_tier,
+                energy=settings.energy,
             ),
             guard=guard if guard is not None else Guard(TokenStore()),
         )

@@ -32,8 +32,9 @@ from pydantic import (
 
 from tierwise.errors import ConfigError
 from tierwise.security import AuthSettings, EnvToken, TlsClientSettings, TlsServerSettings
-from tierwise.server.settings import ModelConfig
+from tierwise.server.settings import EnergySettings, ModelConfig
 from tierwise.settings_errors import settings_error
+from tierwise.spec.base import NAME_PATTERN
 from tierwise.yaml_limits import load_yaml
 
 __all__ = [
@@ -250,6 +251,16 @@ class AgentSettings(BaseModel):
         default=False,
         description="run unguarded (no tokens, no mutual TLS) on a non-loopback address",
     )
+    tier: str | None = Field(
+        default=None,
+        pattern=NAME_PATTERN,
+        description="the tier label of the node's energy series; default: the gateway's "
+        "first local tier, else 'local'",
+    )
+    energy: EnergySettings = Field(
+        default_factory=EnergySettings,
+        description="RAPL counters and the node's power model (idle_watts, active_watts)",
+    )
 
     @model_validator(mode="after")
     def _names(self) -> AgentSettings:
@@ -279,6 +290,13 @@ class AgentSettings(BaseModel):
         if self.bundles or self.bundle is None or self.serve is None:
             return list(self.bundles)  # the validator made sure one form is given
         return [BundlePart(name=self.bundle, serve=self.serve)]
+
+    @property
+    def server_tier(self) -> str:
+        """The tier the node's own server answers for (see ``tier``)."""
+        if self.tier is not None:
+            return self.tier
+        return self.gateway.local_tiers[0] if self.gateway is not None else "local"
 
     @property
     def models(self) -> list[str]:
@@ -370,6 +388,8 @@ def load_agent_settings(path: Path, **overrides: Any) -> AgentSettings:
         updates["thermal"] = settings.thermal.model_copy(
             update={"source": rel(settings.thermal.source)}
         )
+    if isinstance(settings.energy.rapl, Path):
+        updates["energy"] = settings.energy.model_copy(update={"rapl": rel(settings.energy.rapl)})
     if settings.auth is not None and settings.auth.tokens_file is not None:
         updates["auth"] = settings.auth.model_copy(
             update={"tokens_file": rel(settings.auth.tokens_file)}

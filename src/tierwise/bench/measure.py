@@ -22,6 +22,7 @@ import numpy as np
 import onnxruntime as ort
 from pydantic import Field, field_validator
 
+from tierwise.bench.energy import BenchEnergy, RaplChoice
 from tierwise.bench.evalset import EvalData, EvalSet, as_eval_set, predicted_labels
 from tierwise.bench.host import PeakMemory, host_info
 from tierwise.bench.inputs import TimedInputs, plan_inputs
@@ -37,6 +38,7 @@ from tierwise.errors import ConfigError, ModelLoadError
 from tierwise.runtime import resolve_providers
 from tierwise.runtime.onnx import PROVIDER_ALIASES, _signature_of, read_signature
 from tierwise.settings_errors import SettingsModel
+from tierwise.spec.tiers import PowerModel
 from tierwise.zoo.files import sha256_of
 
 __all__ = [
@@ -56,7 +58,9 @@ _MAX_BATCH = 65_536
 
 class MeasureSettings(SettingsModel):
     """How each variant is measured: batch sizes, timed runs per batch size (stopping
-    early after ``max_seconds_per_batch``), untimed warm-up runs, onnxruntime threads."""
+    early after ``max_seconds_per_batch``), untimed warm-up runs, onnxruntime threads;
+    energy per inference from the RAPL counters ``rapl`` names where readable, else from
+    ``power`` (see :mod:`tierwise.bench.energy`)."""
 
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
     runs: int = Field(default=200, strict=True, ge=1)
@@ -64,6 +68,8 @@ class MeasureSettings(SettingsModel):
     max_seconds_per_batch: float = Field(default=2.0, gt=0)
     intra_op_threads: int = Field(default=1, strict=True, ge=0)
     seed: int = 0
+    power: PowerModel | None = None
+    rapl: RaplChoice = "auto"
 
     @field_validator("batch_sizes", mode="before")
     @classmethod
@@ -83,6 +89,7 @@ class MeasureSettings(SettingsModel):
             warmup_runs=self.warmup_runs,
             max_seconds_per_batch=self.max_seconds_per_batch,
             intra_op_threads=self.intra_op_threads,
+            power=self.power,
         )
 
 
@@ -152,13 +159,18 @@ def profile_model(
     inputs = plan_inputs(signature, model=variant, input_shapes=input_shapes, eval_set=evaluation)
     rng = np.random.default_rng(settings.seed)
     names = [t.name for t in signature.outputs]
+    energy = BenchEnergy(settings.power, settings.rapl)
     batches = []
     for batch in inputs.batch_sizes(settings.batch_sizes):
         feeds = inputs.feeds(batch, rng)
+        call = partial(session.run, names, feeds)
+        for _ in range(settings.warmup_runs):  # outside the energy reading
+            call()
+        mark = energy.mark()
         stats = measure_latency(
-            partial(session.run, names, feeds),
+            call,
             runs=settings.runs,
-            warmup_runs=settings.warmup_runs,
+            warmup_runs=0,
             max_seconds=settings.max_seconds_per_batch,
             clock=clock,
         )
@@ -175,6 +187,9 @@ def profile_model(
                 p95_ms=max(p95, p50),
                 p99_ms=max(p99, p95, p50),
                 throughput_per_s=batch * 1000.0 / mean,
+                energy_j_per_inference=energy.per_inference(
+                    mark, batch=batch, runs=stats.runs, mean_ms=stats.mean_ms
+                ),
             )
         )
     peak = memory.peak_mib()
@@ -192,6 +207,9 @@ def profile_model(
         accuracy=accuracy,
         eval_samples=samples if accuracy is not None else None,
         inputs=inputs.record(),
+        energy_source=(
+            energy.source if any(b.energy_j_per_inference is not None for b in batches) else None
+        ),
         batches=batches,
     )
 

@@ -18,8 +18,10 @@ Shape (``schema`` names the version; readers refuse any they do not know)::
          "peak_memory_mib": 3.1, "accuracy": 0.924, "eval_samples": 1617,
          "inputs": [{"name": "image", "datatype": "FP32", "shape": [8, 8],
                      "batched": true, "source": "eval"}],
+         "energy_source": "estimated",
          "batches": [{"batch_size": 1, "runs": 200, "mean_ms": 0.02, "p50_ms": 0.02,
-                      "p95_ms": 0.03, "p99_ms": 0.05, "throughput_per_s": 48000.0}, ...]}
+                      "p95_ms": 0.03, "p99_ms": 0.05, "throughput_per_s": 48000.0,
+                      "energy_j_per_inference": 0.00014}, ...]}
       ]
     }
 
@@ -35,6 +37,13 @@ shape came from: rows of the eval set (``eval``), ``--input-shape`` (``flag``), 
 model's signature, concrete apart from the batch dimension (``signature``). A profile
 with ``includes_network`` was measured through a live endpoint (``tierwise bench
 endpoint``): its latencies include the round trip from the measuring machine.
+
+``energy_j_per_inference`` (optional, per batch size) is the energy of one row, in joules:
+``energy_source`` ``measured`` when the machine's RAPL counters were readable (the
+package energy over the batch size's calls / the rows they carried), ``estimated`` when
+a power model was given instead (``active_watts`` x mean call time / batch size). The
+variant's :attr:`VariantProfile.energy_j_per_inference` is the smallest batch's: one
+request's inference, what the planner charges. Without either, both are absent.
 
 ``model`` is the spec model the variant belongs to when known (``null`` matches any model
 with a variant of that name). ``tiers`` lists the spec tiers whose hardware the host is:
@@ -58,6 +67,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tierwise.errors import ProfileError
 from tierwise.spec.base import Name
 from tierwise.spec.messages import format_path, translate
+from tierwise.spec.tiers import PowerModel
 
 __all__ = [
     "PROFILES_SCHEMA",
@@ -109,6 +119,7 @@ class BatchLatency(_Model):
     p95_ms: float = Field(gt=0)
     p99_ms: float = Field(gt=0)
     throughput_per_s: float = Field(gt=0)
+    energy_j_per_inference: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> BatchLatency:
@@ -148,6 +159,7 @@ class VariantProfile(_Model):
     accuracy: float | None = Field(default=None, ge=0, le=1)
     eval_samples: int | None = Field(default=None, ge=1)
     inputs: list[TimedInput] | None = None
+    energy_source: Literal["measured", "estimated"] | None = None
     batches: list[BatchLatency] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -155,6 +167,9 @@ class VariantProfile(_Model):
         sizes = [b.batch_size for b in self.batches]
         if sizes != sorted(set(sizes)):
             raise ValueError(f"expected distinct batch sizes in increasing order, got {sizes}")
+        with_energy = any(b.energy_j_per_inference is not None for b in self.batches)
+        if with_energy and self.energy_source is None:
+            raise ValueError("expected energy_source (measured or estimated) with energy figures")
         names = [t.name for t in self.inputs or ()]
         if len(set(names)) != len(names):
             raise ValueError(f"expected each input once in inputs, got {names}")
@@ -170,6 +185,11 @@ class VariantProfile(_Model):
         return self.batches[0]
 
     @property
+    def energy_j_per_inference(self) -> float | None:
+        """Joules of one request's inference (the smallest batch measured), if known."""
+        return self.single.energy_j_per_inference
+
+    @property
     def max_throughput_per_s(self) -> float:
         """The best rows per second over every batch size measured."""
         return max(b.throughput_per_s for b in self.batches)
@@ -183,6 +203,9 @@ class ProfileSettings(_Model):
     max_seconds_per_batch: float = Field(gt=0)
     intra_op_threads: int | None = Field(default=None, ge=0)
     concurrency: int | None = Field(default=None, ge=1)
+    power: PowerModel | None = Field(
+        default=None, description="the power model energy was estimated with, if any"
+    )
 
 
 class ProfileSet(_Model):

@@ -5,12 +5,17 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from tierwise.cli.common import EXIT_FAILURE, JsonOpt, err_console, out_console, print_json
 from tierwise.errors import ConfigError
+from tierwise.settings_errors import settings_error
+
+if TYPE_CHECKING:
+    from tierwise.server.settings import EnergySettings
 
 __all__ = ["agent_app"]
 
@@ -82,6 +87,24 @@ def agent(
             help="Run without tokens or mutual TLS on a non-loopback address (logged).",
         ),
     ] = False,
+    tier: Annotated[
+        str | None,
+        typer.Option("--tier", help="The tier label of the node's energy series."),
+    ] = None,
+    idle_watts: Annotated[
+        float | None,
+        typer.Option("--idle-watts", help="Power model: the node's draw with nothing running."),
+    ] = None,
+    active_watts: Annotated[
+        float | None,
+        typer.Option(
+            "--active-watts",
+            help="Power model: the node's draw while a model computes (energy estimate).",
+        ),
+    ] = None,
+    no_energy: Annotated[
+        bool, typer.Option("--no-energy", help="Account no energy (busy time only).")
+    ] = False,
 ) -> None:
     """Run the edge node described by --config until SIGINT/SIGTERM."""
     if ctx.invoked_subcommand is not None:
@@ -93,13 +116,19 @@ def agent(
     from tierwise.server.logs import configure_logging
 
     settings = with_access(
-        load_agent_settings(config, port=port),
+        load_agent_settings(config, port=port, tier=tier),
         tls_cert=_absolute(tls_cert),
         tls_key=_absolute(tls_key),
         tls_client_ca=_absolute(tls_client_ca),
         tokens_file=_absolute(tokens_file),
         insecure=True if insecure else None,
     )
+    energy = {"idle_watts": idle_watts, "active_watts": active_watts}
+    energy = {k: v for k, v in energy.items() if v is not None}
+    if no_energy:
+        energy["enabled"] = False
+    if energy:
+        settings = settings.model_copy(update={"energy": _energy(settings.energy, energy)})
     if gateway_port is not None:
         if settings.gateway is None:
             raise ConfigError("--gateway-port", "a config with a gateway part")
@@ -110,6 +139,16 @@ def agent(
     # The environment is read here, at the edge: the registry password and the upstream
     # tiers' Authorization headers come from variables the config names.
     run_agent(settings, env=dict(os.environ))
+
+
+def _energy(current: EnergySettings, changes: dict[str, Any]) -> EnergySettings:
+    """The file's energy settings with the command line's on top, validated together."""
+    from tierwise.server.settings import EnergySettings
+
+    try:
+        return EnergySettings.model_validate(current.model_dump() | changes)
+    except ValidationError as exc:
+        raise settings_error("command line", exc, EnergySettings) from exc
 
 
 def _absolute(path: Path | None) -> Path | None:

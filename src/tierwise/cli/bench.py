@@ -23,9 +23,11 @@ from tierwise.cli.common import err_console, out_console, print_json
 from tierwise.errors import ConfigError
 
 if TYPE_CHECKING:
+    from tierwise.bench.energy import RaplChoice
     from tierwise.bench.evalset import EvalSet
     from tierwise.bench.measure import MeasureSettings
     from tierwise.bench.profiles import ProfileSet, TimedInput
+    from tierwise.spec.tiers import PowerModel
 
 __all__ = ["bench_app", "parse_batch_sizes", "parse_input_shapes", "parse_model_files"]
 
@@ -115,7 +117,44 @@ def parse_model_files(items: list[str]) -> dict[str, Path]:
     return out
 
 
-def _settings(batch: str, runs: int, warmup: int, max_seconds: float) -> MeasureSettings:
+def _power(idle_watts: float | None, active_watts: float | None) -> PowerModel | None:
+    """The power model of --idle-watts/--active-watts (None without --active-watts)."""
+    from tierwise.spec.tiers import PowerModel
+
+    if active_watts is None:
+        if idle_watts is not None:
+            raise typer.BadParameter(
+                "give --active-watts with --idle-watts", param_hint="--idle-watts"
+            )
+        return None
+    if not active_watts > 0:
+        raise typer.BadParameter("expected watts > 0", param_hint="--active-watts")
+    idle = idle_watts or 0.0
+    if not 0 <= idle <= active_watts:
+        raise typer.BadParameter(
+            f"expected watts in [0, --active-watts={active_watts:g}]", param_hint="--idle-watts"
+        )
+    return PowerModel(idle_watts=idle, active_watts=active_watts)
+
+
+def _rapl(text: str) -> RaplChoice:
+    if text in ("auto", "off"):
+        return text  # type: ignore[return-value]
+    folder = Path(text)
+    if not folder.is_dir():
+        raise typer.BadParameter("expected auto, off or a powercap folder", param_hint="--rapl")
+    return folder
+
+
+def _settings(
+    batch: str,
+    runs: int,
+    warmup: int,
+    max_seconds: float,
+    *,
+    power: PowerModel | None = None,
+    rapl: RaplChoice = "off",
+) -> MeasureSettings:
     from tierwise.bench.measure import MeasureSettings
 
     if runs < 1:
@@ -129,6 +168,8 @@ def _settings(batch: str, runs: int, warmup: int, max_seconds: float) -> Measure
         runs=runs,
         warmup_runs=warmup,
         max_seconds_per_batch=max_seconds,
+        power=power,
+        rapl=rapl,
     )
 
 
@@ -145,11 +186,15 @@ def _eval_set(path: Path) -> EvalSet:
 def _table(profiles: ProfileSet, title: str) -> Table:
     table = Table(title=title)
     columns = ("variant", "provider", "batch", "p50 ms", "p95 ms", "p99 ms", "rows/s")
-    for column in (*columns, "peak MiB", "accuracy"):
+    energy = any(p.energy_source for p in profiles.profiles)
+    for column in (*columns, "peak MiB", "accuracy", *(("J/inference",) if energy else ())):
         table.add_column(column, justify="left" if column in ("variant", "provider") else "right")
     for p in profiles.profiles:
         for i, b in enumerate(p.batches):
             first = i == 0
+            joules = b.energy_j_per_inference
+            figure = "-" if joules is None else f"{joules:.3g} {p.energy_source}"
+            extra = (figure,) if energy else ()
             table.add_row(
                 p.variant if first else "",
                 p.provider.removesuffix("ExecutionProvider") if first else "",
@@ -160,6 +205,7 @@ def _table(profiles: ProfileSet, title: str) -> Table:
                 f"{b.throughput_per_s:,.0f}",
                 "-" if not first or p.peak_memory_mib is None else f"{p.peak_memory_mib:.1f}",
                 "-" if not first or p.accuracy is None else f"{p.accuracy * 100:.2f}%",
+                *extra,
             )
     return table
 
@@ -225,6 +271,22 @@ def profile(
     runs: Annotated[int, typer.Option(help="Timed calls per batch size.")] = 200,
     warmup: Annotated[int, typer.Option(help="Untimed calls before each batch size.")] = 10,
     max_seconds: Annotated[float, typer.Option(help="Stop timing a batch size after this.")] = 2.0,
+    idle_watts: Annotated[
+        float | None,
+        typer.Option("--idle-watts", help="Power model: this machine's draw when idle."),
+    ] = None,
+    active_watts: Annotated[
+        float | None,
+        typer.Option(
+            "--active-watts",
+            help="Power model: this machine's draw while a model computes; energy per "
+            "inference is estimated from it where no RAPL counter is readable.",
+        ),
+    ] = None,
+    rapl: Annotated[
+        str,
+        typer.Option("--rapl", help="RAPL counters: auto (/sys/class/powercap), off, or a folder."),
+    ] = "auto",
     out: Annotated[Path | None, typer.Option("-o", "--out", help="profiles.json to write.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
@@ -235,13 +297,17 @@ def profile(
     held-out split (or --eval). Inputs are timed at the shapes of --eval or
     --input-shape; a model with dynamic dimensions besides the batch needs one
     of them.
+
+    Energy per inference: measured by RAPL where readable (--rapl), else
+    estimated as --active-watts x mean call time / rows; absent with neither.
     """
     from tierwise.bench.host import host_info
     from tierwise.bench.measure import profile_files, profile_zoo
 
     if (zoo is None) == (not model):
         raise typer.BadParameter("give either --zoo DIR or --model FILE (repeatable)")
-    settings = _settings(batch, runs, warmup, max_seconds)
+    power = _power(idle_watts, active_watts)
+    settings = _settings(batch, runs, warmup, max_seconds, power=power, rapl=_rapl(rapl))
     shapes = parse_input_shapes(input_shape or [])
     evaluation = _eval_set(eval_file) if eval_file is not None else None
     host = host_info(label=hardware)

@@ -76,6 +76,36 @@ def serve(
             "(refused otherwise)",
         ),
     ] = None,
+    tier: Annotated[
+        str | None,
+        typer.Option(
+            "--tier", help="The tier this server answers for (metrics label; default: local)"
+        ),
+    ] = None,
+    idle_watts: Annotated[
+        float | None,
+        typer.Option("--idle-watts", help="Power model: the node's draw with nothing running"),
+    ] = None,
+    active_watts: Annotated[
+        float | None,
+        typer.Option(
+            "--active-watts",
+            help="Power model: the node's draw while a model computes; energy is estimated "
+            "from it where no RAPL counter is readable",
+        ),
+    ] = None,
+    rapl: Annotated[
+        str | None,
+        typer.Option("--rapl", help="RAPL counters: auto (/sys/class/powercap), off, or a folder"),
+    ] = None,
+    no_energy: Annotated[
+        bool,
+        typer.Option(
+            "--no-energy",
+            help="Account no energy (busy time is still exported). Without a readable RAPL "
+            "counter and without --active-watts no energy is exported either",
+        ),
+    ] = False,
 ) -> None:
     """Serve every model of a repository over the Open Inference Protocol (V2 REST).
 
@@ -83,9 +113,18 @@ def serve(
     /metrics 'telemetry'; the health probes are open. Bound beyond loopback,
     the server refuses to start without tokens or mutual TLS unless told
     --insecure.
+
+    Energy: measured by RAPL where readable, else estimated from --active-watts
+    (and --idle-watts); with neither, /metrics has busy seconds but no energy.
     """
 
     tls = {"cert": tls_cert, "key": tls_key, "client_ca": tls_client_ca}
+    energy = {
+        "idle_watts": idle_watts,
+        "active_watts": active_watts,
+        "rapl": rapl,
+        "enabled": False if no_energy else None,
+    }
     overrides = {
         "model_repo": model_repo,
         "host": host,
@@ -97,6 +136,8 @@ def serve(
         "insecure": insecure,
         "tls": {k: v for k, v in tls.items() if v is not None} or None,
         "auth": None if tokens_file is None else {"tokens_file": tokens_file},
+        "tier": tier,
+        "energy": {k: v for k, v in energy.items() if v is not None} or None,
     }
     if config is not None:
         settings = load_yaml_settings(config, **overrides)

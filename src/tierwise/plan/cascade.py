@@ -126,7 +126,9 @@ def _variable_usd(
     c = tier.cost
     if not c.operator_pays_energy:
         return 0.0
-    watt_s = c.power_watts * estimate.single.mean_ms / 1000.0
+    watt_s = estimate.energy_j_per_inference
+    if watt_s is None:
+        watt_s = c.power_watts * estimate.single.mean_ms / 1000.0
     return watt_s / _WATT_SECONDS_PER_KWH * c.energy_usd_per_kwh * volume_per_month
 
 

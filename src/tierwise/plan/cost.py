@@ -12,8 +12,11 @@
                           + ops overhead per inference
             power         = watts x hours per month / 1000 x usd per kWh
     device  usd/inference = (update + telemetry) per device-month / inferences per device-month
-                          + watts x busy seconds per inference / 3.6e6 x usd per kWh
+                          + joules per inference / 3.6e6 x usd per kWh
                             (only when the operator pays the device's energy)
+            joules        = energy per inference from a profile measured on the device
+                            or the device's power model (hardware.power), else
+                            watts x busy seconds per inference
 
 Idle owned compute on a device costs nothing at the margin, so device capex is not charged.
 A month is 365.25 / 12 = 30.4375 days (730.5 hours), a GB is 10**9 bytes.
@@ -152,13 +155,16 @@ def device_tier_cost(
     workload: Workload,
     *,
     busy_s_per_inference: float = 0.0,
+    energy_j_per_inference: float | None = None,
     traffic_share: float = 1.0,
     cost_share: float = 1.0,
 ) -> CostBreakdown:
     """A workload's marginal cost per inference on a device tier of ``node_count`` devices.
 
     ``cost_share`` is the part of each device's update and telemetry cost attributed to
-    this workload; ``busy_s_per_inference`` is how long one inference keeps the device busy.
+    this workload; ``busy_s_per_inference`` is how long one inference keeps the device
+    busy; ``energy_j_per_inference``, when known, is what one inference uses (it replaces
+    the tier's ``power_watts`` x busy time).
     """
     share = require_fraction("cost_share", cost_share, positive=True)
     volume = _tier_volume(workload, traffic_share)
@@ -170,6 +176,7 @@ def device_tier_cost(
         busy_s_per_inference=busy_s_per_inference,
         energy_usd_per_kwh=c.energy_usd_per_kwh,
         operator_pays_energy=c.operator_pays_energy,
+        energy_j_per_inference=energy_j_per_inference,
         inferences_per_month=volume / (tier.capacity.node_count * share),
     )
     return replace(per_device, tier=tier.name, inferences_per_month=volume)
@@ -183,6 +190,7 @@ def tier_cost(
     throughput_per_instance_per_s: float | None = None,
     target_utilization: float = 1.0,
     busy_s_per_inference: float = 0.0,
+    energy_j_per_inference: float | None = None,
     traffic_share: float = 1.0,
     cost_share: float = 1.0,
 ) -> CostBreakdown:
@@ -218,6 +226,7 @@ def tier_cost(
         where,
         found,
         busy_s_per_inference=busy_s_per_inference,
+        energy_j_per_inference=energy_j_per_inference,
         traffic_share=traffic_share,
         cost_share=cost_share,
     )

@@ -222,13 +222,16 @@ def device_cost(
     busy_s_per_inference: float = 0.0,
     energy_usd_per_kwh: float = 0.0,
     operator_pays_energy: bool = False,
+    energy_j_per_inference: float | None = None,
     tier: str | None = None,
 ) -> CostBreakdown:
     """On-device marginal cost per inference on one device serving ``inferences_per_month``.
 
     Idle owned compute is free; the device's share of update and telemetry costs is
-    spread over its inferences, plus the energy of each inference (``power_watts`` for
-    ``busy_s_per_inference``) when ``operator_pays_energy``.
+    spread over its inferences, plus the energy of each inference when
+    ``operator_pays_energy``: ``energy_j_per_inference`` when known (a profile measured
+    it, or the device's power model gives it), else ``power_watts`` for
+    ``busy_s_per_inference``.
     """
     volume = require_number("inferences_per_month", inferences_per_month, positive=True)
     updates = require_number("update_usd_per_month", update_usd_per_month) / volume
@@ -236,6 +239,8 @@ def device_cost(
     watt_seconds = require_number("power_watts", power_watts) * require_number(
         "busy_s_per_inference", busy_s_per_inference
     )
+    if energy_j_per_inference is not None:
+        watt_seconds = require_number("energy_j_per_inference", energy_j_per_inference)
     price = require_number("energy_usd_per_kwh", energy_usd_per_kwh)
     energy = watt_seconds / _WATT_SECONDS_PER_KWH * price if operator_pays_energy else 0.0
     components = (("updates", updates), ("telemetry", telemetry), ("energy", energy))

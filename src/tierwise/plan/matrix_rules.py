@@ -286,7 +286,10 @@ def tier_usd_per_million(
         )
     elif isinstance(tier, DeviceTier):
         busy_s = estimate.single.mean_ms / 1000.0 if estimate is not None else 0.0
-        breakdown = tier_cost(spec, workload, tier, busy_s_per_inference=busy_s)
+        joules = estimate.energy_j_per_inference if estimate is not None else None
+        breakdown = tier_cost(
+            spec, workload, tier, busy_s_per_inference=busy_s, energy_j_per_inference=joules
+        )
     else:
         breakdown = tier_cost(spec, workload, tier)
     return breakdown.usd_per_million_inferences, note

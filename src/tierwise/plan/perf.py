@@ -10,6 +10,11 @@ Profiles come from ``tierwise bench profile`` / ``tierwise bench endpoint``
    ``hardware.speed_factor`` *f*: latency / *f*, throughput x *f* (no factor: *f* = 1,
    the tier is the profiling host's hardware).
 
+Energy per inference: the profile's figure when it was measured on the tier's own
+hardware; else, when the tier's hardware has a power model, its ``active_watts`` x the
+estimated mean time of one call / the rows of that call; else unknown (the host's
+energy says nothing about another machine's).
+
 Among several usable profiles (one per execution provider) the fastest at batch 1 wins. A
 provider is usable on a tier when it needs nothing the tier lacks: CUDA and TensorRT need
 the hardware tag ``cuda``, ROCm ``rocm``, CoreML ``coreml``, OpenVINO ``openvino``; CPU
@@ -81,6 +86,9 @@ class Estimate:
     includes_network: bool
     provider: str
     source: str  # e.g. "measured on tier 'store-edge'" or "host 'vm' x0.6 (speed_factor)"
+    #: joules of one inference (module docs), and where the figure comes from
+    energy_j_per_inference: float | None = None
+    energy_source: str | None = None
 
     @property
     def single(self) -> BatchEstimate:
@@ -99,7 +107,22 @@ def _usable(profile: VariantProfile, tier: AnyTier) -> bool:
     return tag is None or tag in tier.hardware.tags
 
 
-def _estimate(profile: VariantProfile, tier: AnyTier, factor: float, source: str) -> Estimate:
+def _energy(
+    profile: VariantProfile, tier: AnyTier, on_tier: bool, single: BatchEstimate
+) -> tuple[float | None, str | None]:
+    measured = profile.energy_j_per_inference
+    if on_tier and measured is not None:
+        return measured, f"profile ({profile.energy_source})"
+    power = tier.hardware.power
+    if power is not None:
+        joules = power.active_watts * single.mean_ms / 1000.0 / single.batch_size
+        return joules, "power model"
+    return None, None
+
+
+def _estimate(
+    profile: VariantProfile, tier: AnyTier, factor: float, source: str, *, on_tier: bool
+) -> Estimate:
     batches = tuple(
         BatchEstimate(
             batch_size=b.batch_size,
@@ -111,6 +134,7 @@ def _estimate(profile: VariantProfile, tier: AnyTier, factor: float, source: str
         )
         for b in profile.batches
     )
+    joules, origin = _energy(profile, tier, on_tier, batches[0])
     return Estimate(
         tier=tier.name,
         variant=profile.variant,
@@ -120,6 +144,8 @@ def _estimate(profile: VariantProfile, tier: AnyTier, factor: float, source: str
         includes_network=profile.includes_network,
         provider=profile.provider,
         source=source,
+        energy_j_per_inference=joules,
+        energy_source=origin,
     )
 
 
@@ -179,12 +205,14 @@ class ProfileCatalog:
                 if p.variant != variant or p.model not in (None, model) or not _usable(p, tier):
                     continue
                 if tier.name in found.tiers:
-                    on_tier.append(_estimate(p, tier, 1.0, f"measured on tier {tier.name!r}"))
+                    on_tier.append(
+                        _estimate(p, tier, 1.0, f"measured on tier {tier.name!r}", on_tier=True)
+                    )
                 elif not found.tiers:
                     host = found.host.label or found.host.hostname or "the profiling host"
                     where = f"host {host!r}"
                     note = f"{where} x{factor:g} (speed_factor)" if factor != 1.0 else where
-                    scaled.append(_estimate(p, tier, factor, note))
+                    scaled.append(_estimate(p, tier, factor, note, on_tier=False))
         return on_tier or scaled
 
     def estimate(self, model: str, variant: str, tier: AnyTier) -> Estimate | None:

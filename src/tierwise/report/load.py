@@ -11,15 +11,17 @@ alongside. From them:
 - the plan's expected latency percentiles per workload against the spec's SLOs;
 - the cascade curve of the calibration the plan's cascades use most, with each workload's
   setting and the oracle bound;
-- a summary row per workload: placement, accuracy, p99 against the SLO, cost.
+- a summary row per workload: placement, accuracy, p99 against the SLO, cost, and the
+  energy of one inference on each stage (J) where a profile measured on the tier or the
+  tier's power model gives it (:class:`~tierwise.plan.perf.ProfileCatalog`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tierwise.errors import ReportError
 from tierwise.planfile.schema import Plan, WorkloadConfig
@@ -32,9 +34,13 @@ from tierwise.report.data import CascadeData, LatencyRow, ReportData, SummaryTab
 from tierwise.report.matrix import cost_section, matrix_section
 from tierwise.spec import FleetSpec
 
+if TYPE_CHECKING:
+    from tierwise.bench.profiles import ProfileSet
+
 __all__ = [
     "PLANNED",
     "PlanInputs",
+    "energy_per_stage",
     "load_report_data",
     "plan_summary",
     "planned_latency",
@@ -46,7 +52,7 @@ PLANNED = "planned, network included"
 
 _SUMMARY_COLUMNS = (
     "workload", "placement", "reach", "accuracy", "p99 ms", "SLO p99 ms", "USD / 1M",
-    "USD / month",
+    "USD / month", "J / inference",
 )  # fmt: skip
 
 
@@ -104,9 +110,32 @@ def _cell(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def plan_summary(inputs: PlanInputs) -> SummaryTable:
+def energy_per_stage(inputs: PlanInputs, sets: Sequence[ProfileSet]) -> dict[str, str]:
+    """Per workload of the plan: the joules of one inference on each stage of its cascade,
+    ``" / "``-joined, ``-`` where unknown (module docs)."""
+    from tierwise.plan.perf import ProfileCatalog
+
+    spec, plan = inputs.spec, inputs.plan
+    catalog = ProfileCatalog(spec, sets, [str(p) for p in inputs.profiles]) if sets else None
+    out: dict[str, str] = {}
+    for name, workload in plan.workloads.items():
+        found = spec.workloads.get(name)
+        cells = []
+        for stage in workload.cascade:
+            entry = plan.tiers[stage.tier]
+            tier = spec.tiers.get(entry.spec_tier or stage.tier)
+            estimate = None
+            if catalog is not None and found is not None and tier is not None and entry.variant:
+                estimate = catalog.estimate(found.model, entry.variant, tier)
+            cells.append(_cell(estimate.energy_j_per_inference if estimate else None, ".3g"))
+        out[name] = " / ".join(cells)
+    return out
+
+
+def plan_summary(inputs: PlanInputs, energy: Mapping[str, str] | None = None) -> SummaryTable:
     """One row per workload of the plan: placement, reach per stage, accuracy, p99 against
-    the SLO, USD per 1M and per month (the planner's expectations)."""
+    the SLO, USD per 1M and per month (the planner's expectations), and ``energy`` (see
+    :func:`energy_per_stage`)."""
     rows = []
     for name, workload in inputs.plan.workloads.items():
         e = workload.expected
@@ -123,6 +152,7 @@ def plan_summary(inputs: PlanInputs) -> SummaryTable:
                 _cell(slo, "g"),
                 _cell(e.usd_per_million if e else None, ".4g"),
                 _cell(e.usd_per_month if e else None, ",.2f"),
+                (energy or {}).get(name, "-"),
             )
         )
     return SummaryTable("what the plan expects of each workload", _SUMMARY_COLUMNS, tuple(rows))
@@ -221,6 +251,6 @@ def load_report_data(
         costs=cost_section(matrix, inputs.spec, expected),
         latency=tuple(planned_latency(inputs)),
         cascade=_pick_calibration(inputs),
-        summary=plan_summary(inputs),
+        summary=plan_summary(inputs, energy_per_stage(inputs, sets)),
         facts=tuple(facts),
     )

@@ -21,10 +21,52 @@ from tierwise.server.http import HttpFrontend
 from tierwise.server.manager import BackendFactory, ModelManager, registry_backend
 from tierwise.server.metrics import ServerMetrics
 from tierwise.server.settings import ServerSettings
+from tierwise.telemetry.energy import EnergyMeter, RaplReader
 
-__all__ = ["TierServer", "create_app", "exposure_warning", "serve", "uvicorn_server"]
+__all__ = [
+    "TierServer",
+    "create_app",
+    "energy_meter",
+    "exposure_warning",
+    "serve",
+    "uvicorn_server",
+]
 
 log = logging.getLogger("tierwise.server")
+
+
+def energy_meter(settings: ServerSettings) -> EnergyMeter | None:
+    """The meter of the server's busy time and energy: None when ``settings.metrics`` is
+    off; busy time only when energy is off or there is neither a readable RAPL counter
+    nor a power model (see :class:`~tierwise.server.settings.EnergySettings`)."""
+    if not settings.metrics:
+        return None
+    energy = settings.energy
+    if not energy.enabled:
+        return EnergyMeter()
+    root = energy.rapl_root()
+    rapl = RaplReader(root) if root is not None else None
+    return EnergyMeter(power=energy.power_model(), rapl=rapl, window_s=energy.window_s)
+
+
+def _log_energy(settings: ServerSettings, meter: EnergyMeter | None) -> None:
+    """Say at startup how the server accounts energy (after any ConfigError of the
+    settings, so a refused start stays one line)."""
+    energy = settings.energy
+    if meter is None or not energy.enabled:
+        return
+    root = energy.rapl_root()
+    if root is not None and meter.source != "measured" and energy.rapl != "auto":
+        log.warning("energy: no readable RAPL counter under %s", root)
+    if meter.source == "measured":
+        log.info("energy of tier %s: measured by RAPL under %s", settings.tier, root)
+    elif meter.source == "estimated":
+        log.info("energy of tier %s: estimated from the power model", settings.tier)
+    else:
+        log.info(
+            "energy of tier %s: not accounted (no RAPL counter, no power model); busy "
+            "time only", settings.tier,
+        )  # fmt: skip
 
 
 class TierServer:
@@ -39,7 +81,7 @@ class TierServer:
         # the server runs unguarded beyond loopback only when told to; it says so in /v2
         unguarded = exposure_warning(settings, guard, insecure=True) is not None
         self.insecure = settings.insecure and unguarded
-        self.metrics = ServerMetrics()
+        self.metrics = ServerMetrics(tier=settings.tier, energy=energy_meter(settings))
         self.manager = ModelManager(settings, self.metrics, backend_factory)
         self.dataplane = DataPlane(self.manager, self.metrics)
         self.http = HttpFrontend(
@@ -56,6 +98,7 @@ class TierServer:
             await self._lifespan(receive, send)
 
     async def startup(self) -> None:
+        _log_energy(self.settings, self.metrics.energy)
         await self.manager.start()
         if self.http.access_log is not None:
             self._flusher = asyncio.get_running_loop().create_task(self.http.access_log.run())

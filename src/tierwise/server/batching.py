@@ -102,7 +102,9 @@ class Batcher:
     ``batchable`` is False for models without a batch dimension (see
     :attr:`tierwise.runtime.Signature.batch_problem`): each request then runs alone.
     ``observe`` is called with ``(batch_rows, queue_s_list, compute_s)`` after each batch,
-    for metrics.
+    for metrics; ``inspect`` with the merged inputs and outputs of each batch that
+    succeeded (drift monitoring), from a loop callback that runs after the requests of
+    the batch were woken with their answers.
     """
 
     def __init__(
@@ -113,6 +115,7 @@ class Batcher:
         *,
         batchable: bool,
         observe: Callable[[int, list[float], float], None] | None = None,
+        inspect: Callable[[Tensors, Tensors], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.model = model
@@ -120,6 +123,7 @@ class Batcher:
         self.batchable = batchable and settings.max_batch_size > 1
         self._run = run
         self._observe = observe
+        self._inspect = inspect
         self._clock = clock
         self._queue: deque[BatchItem] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -347,6 +351,8 @@ class Batcher:
             for item, part in zip(batch, parts, strict=True):
                 if not item.future.done():
                     item.future.set_result(part)
+            if self._inspect is not None:  # queued behind the wake-ups of the requests
+                asyncio.get_running_loop().call_soon(self._inspect, inputs, outputs)
         finally:
             self._running -= len(batch)
         if self._observe is not None:

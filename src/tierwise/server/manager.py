@@ -30,6 +30,7 @@ from tierwise.errors import (
 )
 from tierwise.runtime import Backend, make_backend
 from tierwise.server.batching import Batcher
+from tierwise.server.drift import DriftHook, load_monitor
 from tierwise.server.metrics import ServerMetrics, VersionMetrics
 from tierwise.server.repository import ModelEntry, read_model, scan_repository
 from tierwise.server.settings import ModelConfig, ServerSettings
@@ -67,6 +68,8 @@ class ServedVersion:
     loaded_at_s: float
     #: the model metadata's ``parameters``: batching and warm-up as this version runs
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: feeds the version's drift monitor (a ``reference.json`` beside its model)
+    drift: DriftHook | None = None
 
 
 @dataclass(slots=True)
@@ -242,6 +245,8 @@ class ModelManager:
         state.failed = {}
         await self._retire(state.name, old)
         for served in fresh:
+            if served.drift is not None:  # replaces the monitor of a swapped-out version
+                self.metrics.drift[state.name, served.version] = served.drift.monitor
             self.metrics.model_ready.labels(state.name, served.version).set(1)
             log.info("model %s version %s is serving", state.name, served.version)
 
@@ -265,8 +270,10 @@ class ModelManager:
             return await backend.predict(inputs, outputs)
 
         problem = backend.signature.batch_problem
+        observe = metrics.observe_batch if self.settings.metrics else None
+        drift = self._drift_hook(name, version, path)
         batcher = Batcher(
-            name, run, settings, batchable=problem is None, observe=metrics.observe_batch
+            name, run, settings, batchable=problem is None, observe=observe, inspect=drift
         )
         parameters: dict[str, Any] = {"max_batch_size": settings.max_batch_size}
         if problem is not None and settings.max_batch_size > 1:
@@ -295,7 +302,18 @@ class ModelManager:
             metrics=metrics,
             loaded_at_s=time.time(),
             parameters=parameters,
+            drift=drift,
         )
+
+    def _drift_hook(self, name: str, version: str, path: Path) -> DriftHook | None:
+        """The drift hook of a version whose folder holds a reference (metrics on)."""
+        if not self.settings.metrics:
+            return None
+        monitor = load_monitor(name, version, path.parent, self.settings.drift)
+        if monitor is None:
+            return None
+        log.info("model %s version %s: drift monitored against its reference", name, version)
+        return DriftHook(name, version, monitor, self.settings.drift_sample_rate)
 
     def _record_failure(self, state: ModelState, exc: TierwiseError) -> None:
         state.last_error = exc.reason if isinstance(exc, ModelError) else str(exc)
@@ -309,6 +327,9 @@ class ModelManager:
             await served.batcher.drain(self.settings.drain_timeout_s)
             await served.batcher.stop()
             await served.backend.unload()
+            key = (name, served.version)
+            if served.drift is not None and self.metrics.drift.get(key) is served.drift.monitor:
+                del self.metrics.drift[key]
             self.metrics.model_ready.labels(name, served.version).set(0)
             log.info("model %s version %s unloaded", name, served.version)
 

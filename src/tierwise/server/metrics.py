@@ -4,80 +4,69 @@ The per-request series (requests by outcome; request, queue and compute duration
 sizes) are plain counters kept on the event loop's thread and turned into Prometheus
 families only when ``/metrics`` is scraped: prometheus_client's own objects take a lock
 on every update, which a server answering ten thousand requests a second notices.
+
+Energy (:mod:`tierwise.telemetry.energy`) and drift follow the same rule: each batch adds
+to plain totals, and ``tierwise_busy_seconds_total{model,tier}``,
+``tierwise_energy_joules_total{model,tier,source}``, ``tierwise_power_watts{tier,source}``
+and the ``tierwise_drift_*{model,version}`` gauges are built when scraped. Without a RAPL
+counter and without a power model there is no energy or power series, only busy time.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
-__all__ = ["OUTCOMES", "ServerMetrics", "VersionMetrics"]
+from tierwise.telemetry.energy import ENERGY_SOURCES, EnergyMeter, ModelEnergy
+from tierwise.telemetry.families import BATCH_BUCKETS, LATENCY_BUCKETS_S, Buckets, Tally
 
-LATENCY_BUCKETS_S = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-)  # fmt: skip
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+__all__ = ["LATENCY_BUCKETS_S", "OUTCOMES", "DriftView", "ServerMetrics", "VersionMetrics"]
 
 #: request outcomes, the values of the ``outcome`` label
 OUTCOMES = ("success", "client_error", "rejected", "deadline", "error")
 
 
-class Tally:
-    """A counter child: ``inc`` is a plain addition."""
+class DriftView(Protocol):
+    """What the drift gauges read from a model version's drift monitor."""
 
-    __slots__ = ("value",)
+    @property
+    def window_rows(self) -> int: ...
 
-    def __init__(self) -> None:
-        self.value = 0.0
+    def scores(self) -> Mapping[tuple[str, str], float]: ...
 
-    def inc(self, amount: float = 1.0) -> None:
-        self.value += amount
-
-
-class Buckets:
-    """A histogram child with fixed upper bounds (Prometheus ``le``, inclusive)."""
-
-    __slots__ = ("bounds", "counts", "total")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.total = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.total += value
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        out: list[tuple[str, float]] = []
-        running = 0
-        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            running += count
-            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
-        return out
+    def level(self) -> int: ...
 
 
 class VersionMetrics:
-    """The hot-path series of one model version."""
+    """The hot-path series of one model version; ``energy`` is its model's busy time and
+    energy totals, when the server accounts them."""
 
-    __slots__ = ("batch_size", "compute_s", "queue_s", "request_s", "requests")
+    __slots__ = ("batch_size", "compute_s", "energy", "queue_s", "request_s", "requests")
 
-    def __init__(self) -> None:
+    def __init__(self, energy: ModelEnergy | None = None) -> None:
         self.requests = {outcome: Tally() for outcome in OUTCOMES}
         self.request_s = Buckets(LATENCY_BUCKETS_S)
         self.queue_s = Buckets(LATENCY_BUCKETS_S)
         self.compute_s = Buckets(LATENCY_BUCKETS_S)
         self.batch_size = Buckets(BATCH_BUCKETS)
+        self.energy = energy
 
     def observe_batch(self, rows: int, waits_s: list[float], compute_s: float) -> None:
         self.batch_size.observe(rows)
         self.compute_s.observe(compute_s)
         for wait in waits_s:
             self.queue_s.observe(wait)
+        if self.energy is not None:
+            self.energy.account(compute_s)
 
 
 class _HotCollector(Collector):
@@ -129,13 +118,89 @@ class _HotCollector(Collector):
             yield family
 
 
-class ServerMetrics:
-    """Every metric the server exports, registered in its own registry."""
+class _EnergyCollector(Collector):
+    def __init__(self, meter: EnergyMeter, tier: str) -> None:
+        self._meter = meter
+        self._tier = tier
 
-    def __init__(self) -> None:
+    def collect(self) -> Iterator[Metric]:
+        meter, tier = self._meter, self._tier
+        models = sorted(meter.models.items())
+        busy = CounterMetricFamily(
+            "tierwise_busy_seconds", "Time the model's batches ran.", labels=["model", "tier"]
+        )
+        for model, entry in models:
+            busy.add_metric([model, tier], entry.busy_s)
+        yield busy
+        current = meter.source
+        if current is None and not any(e.measured_j or e.estimated_j for _, e in models):
+            return  # no counter, no power model: busy time only
+        joules = CounterMetricFamily(
+            "tierwise_energy_joules", "Energy the model's batches used, measured or estimated.",
+            labels=["model", "tier", "source"],
+        )  # fmt: skip
+        for model, entry in models:
+            for source in ENERGY_SOURCES:
+                value = entry.joules(source)
+                if source == current or value:
+                    joules.add_metric([model, tier, source], value)
+        yield joules
+        watts = meter.power_watts()
+        if current is not None and watts is not None:
+            power = GaugeMetricFamily(
+                "tierwise_power_watts", "The node's power draw over the last window.",
+                labels=["tier", "source"],
+            )  # fmt: skip
+            power.add_metric([tier, current], watts)
+            yield power
+
+
+class _DriftCollector(Collector):
+    def __init__(self, monitors: dict[tuple[str, str], DriftView]) -> None:
+        self._monitors = monitors
+
+    def collect(self) -> Iterator[Metric]:
+        if not self._monitors:
+            return
+        labels = ["model", "version"]
+        score = GaugeMetricFamily(
+            "tierwise_drift_score", "Drift of a signal from the model's reference, by test.",
+            labels=[*labels, "signal", "test"],
+        )  # fmt: skip
+        level = GaugeMetricFamily(
+            "tierwise_drift_level", "Drift level: 0 ok, 1 warn, 2 alert.", labels=labels
+        )
+        rows = GaugeMetricFamily(
+            "tierwise_drift_window_rows", "Rows in the drift monitor's window.", labels=labels
+        )
+        for (model, version), monitor in sorted(self._monitors.items()):
+            for (signal, test), value in sorted(monitor.scores().items()):
+                score.add_metric([model, version, signal, test], value)
+            level.add_metric([model, version], monitor.level())
+            rows.add_metric([model, version], monitor.window_rows)
+        yield score
+        yield level
+        yield rows
+
+
+class ServerMetrics:
+    """Every metric the server exports, registered in its own registry.
+
+    ``energy`` is the node's :class:`EnergyMeter` (None: no busy, energy or power
+    series); ``tier`` labels those series.
+    """
+
+    def __init__(self, *, tier: str = "local", energy: EnergyMeter | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.tier = tier
+        self.energy = energy
         self._versions: dict[tuple[str, str], VersionMetrics] = {}
+        #: drift monitors of the serving versions that have a reference
+        self.drift: dict[tuple[str, str], DriftView] = {}
         self.registry.register(_HotCollector(self._versions))
+        if energy is not None:
+            self.registry.register(_EnergyCollector(energy, tier))
+        self.registry.register(_DriftCollector(self.drift))
         r = self.registry
         self.queue_depth = Gauge(
             "tierwise_queue_depth", "Requests waiting in a model's queue.",
@@ -158,5 +223,6 @@ class ServerMetrics:
         key = (model, version)
         series = self._versions.get(key)
         if series is None:
-            series = self._versions[key] = VersionMetrics()
+            handle = self.energy.model(model) if self.energy is not None else None
+            series = self._versions[key] = VersionMetrics(handle)
         return series

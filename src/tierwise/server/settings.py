@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tierwise.errors import ConfigError
 from tierwise.protocol import CodecLimits
@@ -15,9 +15,13 @@ from tierwise.runtime import OnnxSettings, WarmupSample, check_runtime
 from tierwise.security import AuthSettings, TlsServerSettings
 from tierwise.server.batching import BatcherSettings
 from tierwise.settings_errors import SettingsModel, settings_error
+from tierwise.spec.base import NAME_PATTERN
+from tierwise.spec.tiers import PowerModel
+from tierwise.telemetry.drift import DriftSettings
+from tierwise.telemetry.energy import DEFAULT_POWERCAP
 from tierwise.yaml_limits import load_yaml
 
-__all__ = ["ModelConfig", "ServerSettings", "load_yaml_settings"]
+__all__ = ["EnergySettings", "ModelConfig", "ServerSettings", "load_yaml_settings"]
 
 
 class ModelConfig(SettingsModel):
@@ -47,6 +51,65 @@ class ModelConfig(SettingsModel):
     @classmethod
     def _registered(cls, value: str) -> str:
         return check_runtime(value)
+
+
+class EnergySettings(BaseModel):
+    """How the server accounts energy (``energy:`` in server.yaml).
+
+    The RAPL counters (``rapl``: ``auto`` looks under /sys/class/powercap, a path looks
+    there, ``off`` never looks) are used where readable: ``source="measured"``.
+    Otherwise, with a power model (``active_watts``, and ``idle_watts``/``peak_watts``
+    when known), energy is ``active_watts`` x busy time: ``source="estimated"``. With
+    neither, the server exports busy seconds only and no energy or power series: it
+    assumes no default wattage. ``enabled: false`` turns energy accounting off.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    idle_watts: float | None = Field(
+        default=None, ge=0, description="draw with nothing running (default 0)"
+    )
+    active_watts: float | None = Field(
+        default=None, gt=0, description="typical draw while a model computes"
+    )
+    peak_watts: float | None = Field(default=None, gt=0, description="the most it can draw")
+    rapl: Literal["auto", "off"] | Path = Field(
+        default="auto",
+        description="where the powercap zones are: auto (/sys/class/powercap), off, or a path",
+    )
+    window_s: float = Field(
+        default=0.1, gt=0, le=60, description="least time between two RAPL reads"
+    )
+
+    @model_validator(mode="after")
+    def _power_model(self) -> EnergySettings:
+        active, idle, peak = self.active_watts, self.idle_watts or 0.0, self.peak_watts
+        if active is None:
+            if self.idle_watts is not None or peak is not None:
+                raise ConfigError("active_watts", "watts > 0 when idle_watts or peak_watts is set")
+            return self
+        if active < idle:
+            raise ConfigError("active_watts", f"watts >= idle_watts ({idle:g})", active)
+        if peak is not None and peak < active:
+            raise ConfigError("peak_watts", f"watts >= active_watts ({active:g})", peak)
+        return self
+
+    def power_model(self) -> PowerModel | None:
+        """The power model these settings give; None without ``active_watts``."""
+        if self.active_watts is None:
+            return None
+        return PowerModel(
+            idle_watts=self.idle_watts or 0.0,
+            active_watts=self.active_watts,
+            peak_watts=self.peak_watts,
+        )
+
+    def rapl_root(self) -> Path | None:
+        """The powercap folder to read, or None (``off``, or energy disabled)."""
+        if not self.enabled or self.rapl == "off":
+            return None
+        return DEFAULT_POWERCAP if self.rapl == "auto" else Path(self.rapl)
 
 
 class ServerSettings(BaseModel):
@@ -87,6 +150,28 @@ class ServerSettings(BaseModel):
         default=False,
         description="run on a non-loopback address with no tokens and no mutual TLS "
         "(refused otherwise); said in the first log line and in GET /v2",
+    )
+    tier: str = Field(
+        default="local",
+        pattern=NAME_PATTERN,
+        description="the tier this server answers for: the tier label of its energy series",
+    )
+    energy: EnergySettings = Field(default_factory=EnergySettings)
+    metrics: bool = Field(
+        default=True,
+        description="observe every batch (queue, compute and batch-size histograms, busy "
+        "time, energy, drift); false keeps only the request counts",
+    )
+    drift: DriftSettings = Field(
+        default_factory=DriftSettings,
+        description="windows and thresholds of the drift monitors of versions whose folder "
+        "holds a reference.json",
+    )
+    drift_sample_rate: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.0,
+        description="share of each monitored version's batches fed to its drift monitor",
     )
 
     def codec_limits(self) -> CodecLimits:

@@ -31,6 +31,7 @@ __all__ = [
     "EdgeTier",
     "Hardware",
     "Network",
+    "PowerModel",
     "Region",
     "Site",
     "Tier",
@@ -63,6 +64,42 @@ class Site(SpecModel):
     site_count: int = Field(default=1, ge=1)
 
 
+class PowerModel(SpecModel):
+    """How much power one node draws, for energy estimates where nothing measures it.
+
+    ``idle_watts`` is the draw with nothing running (a Raspberry Pi 5: about 3 W),
+    ``active_watts`` the typical draw while a model computes (a Pi 5 with a Hailo-8L:
+    about 5 W; a GPU instance: hundreds), ``peak_watts`` the most the node can draw (a
+    Hailo-8: 2.5 W typical, 8.65 W peak), recorded for sizing supplies and reports.
+    Energy is estimated as ``active_watts`` x the time models keep the node busy; the
+    idle draw shows in the node's power but is charged to no model.
+    """
+
+    idle_watts: float = Field(default=0.0, ge=0)
+    active_watts: float = Field(gt=0)
+    peak_watts: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PowerModel:
+        if self.active_watts < self.idle_watts:
+            raise ValueError(
+                f"expected active_watts >= idle_watts ({self.idle_watts:g}), "
+                f"got {self.active_watts:g}"
+            )
+        if self.peak_watts is not None and self.peak_watts < self.active_watts:
+            raise ValueError(
+                f"expected peak_watts >= active_watts ({self.active_watts:g}), "
+                f"got {self.peak_watts:g}"
+            )
+        return self
+
+    def watts_at(self, utilization: float) -> float:
+        """The draw when models keep the node busy ``utilization`` of the time (0..1):
+        idle + (active - idle) x utilization."""
+        share = min(max(utilization, 0.0), 1.0)
+        return self.idle_watts + (self.active_watts - self.idle_watts) * share
+
+
 class Hardware(SpecModel):
     """One node's hardware.
 
@@ -70,6 +107,7 @@ class Hardware(SpecModel):
     machine its profiles were measured on: measured throughput x speed_factor, measured
     latency / speed_factor. ``None`` means "profiles were measured on this hardware".
     ``tags`` are matched against a variant's ``hardware_tags`` (e.g. ``cuda``, ``arm64``).
+    ``power`` is the node's power model (:class:`PowerModel`), when known.
     """
 
     cpu_cores: int = Field(ge=1)
@@ -79,6 +117,7 @@ class Hardware(SpecModel):
     accelerator_memory_gib: float | None = Field(default=None, gt=0)
     tags: list[str] = Field(default_factory=list)
     speed_factor: float | None = Field(default=None, gt=0)
+    power: PowerModel | None = None
 
 
 class Capacity(SpecModel):
