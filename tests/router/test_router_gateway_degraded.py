@@ -1,7 +1,8 @@
 """The gateway when the cloud dies under load: every request still gets a 200, the answers
-below the bar say so, and the gateway's request counter and the router's fallback counter
-hold what the responses said. And V2's ``timeout`` parameter is the request's deadline
-at the gateway too: 408 once passed, as from a tier server, and passed on to the tiers."""
+below the bar say so, and the gateway's request counter and the router's request, degraded
+and fallback counters hold what the responses said. And V2's ``timeout`` parameter is the
+request's deadline at the gateway too: 408 once passed, as from a tier server, and passed
+on to the tiers."""
 
 from __future__ import annotations
 
@@ -96,11 +97,17 @@ def test_killing_the_cloud_degrades_answers_and_the_counters_agree(
         (outcome, tier, "digits"): float(count) for (tier, outcome), count in said.items()
     }
     reasons = Counter((p["degraded_reason"], p["tier"]) for p in after if p["degraded"])
-    fallbacks = _samples(metrics, "tierwise_router_fallbacks_total")
-    assert fallbacks == {
+    degraded = _samples(metrics, "tierwise_router_degraded_total")
+    assert degraded == {
         (cause, tier, "digits"): float(count) for (cause, tier), count in reasons.items()
     }
-    assert sum(fallbacks.values()) == sum(p["degraded"] for p in after) > 0
+    assert sum(degraded.values()) == sum(p["degraded"] for p in after) > 0
+    # each degraded answer reached the dead cloud: a fallback of the cloud stage, by cause
+    fallbacks = _samples(metrics, "tierwise_router_fallbacks_total")
+    lost = Counter(p["degraded_reason"] for p in after if p["degraded"])
+    assert fallbacks == {(cause, "cloud", "digits"): float(n) for cause, n in lost.items()}
+    routed = _samples(metrics, "tierwise_router_requests_total")
+    assert routed == requests  # the router saw what the gateway answered
 
 
 @pytest.mark.parametrize(

@@ -302,6 +302,19 @@ class Outbox:
         with self._tx() as conn:
             return count_undelivered(conn, tier)
 
+    def backlog(self) -> dict[str, tuple[int, float]]:
+        """Per queue (tier): undelivered items and the age (s) of the oldest, for gauges."""
+        now = self._clock()
+        try:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT tier, count(*), min(created_s) FROM outbox_items"
+                    " WHERE status IN ('pending', 'leased') GROUP BY tier"
+                ).fetchall()
+        except sqlite3.Error as exc:
+            raise OutboxError(str(exc), path=self.path) from exc
+        return {tier: (int(n), max(0.0, now - oldest)) for tier, n, oldest in rows}
+
     def purge_done(self, older_than_s: float, *, include_failed: bool = False) -> int:
         """Delete items done (and, optionally, failed) more than ``older_than_s`` ago whose
         callback is not still pending; returns how many. Their results are gone after."""

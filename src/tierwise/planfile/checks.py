@@ -90,6 +90,31 @@ def _stage_problems(workload: WorkloadConfig, base: str) -> list[Problem]:
     return problems
 
 
+def _reeval_problems(
+    workload: WorkloadConfig,
+    tiers: Mapping[str, TierConfig],
+    declared: Collection[str],
+    regions: Mapping[str, str],
+    origin: Origin,
+    base: str,
+) -> list[Problem]:
+    """A re-evaluation tier that is unknown, or that the workload's data may not reach."""
+    reference = workload.reference_tier
+    if reference is None:
+        return []
+    at = f"{base}.reeval.tier"
+    if reference not in tiers:
+        return [] if reference in declared else [(at, unknown_tier(reference, declared))]
+    if workload.privacy == "sensitive":
+        return [(f"{base}.reeval", "privacy 'sensitive' answers are never re-evaluated")]
+    excluded = exclusion_reason(
+        place_of(tiers[reference], regions), workload.privacy, workload.residency, origin
+    )
+    if excluded is not None:
+        return [(at, f"the data may not reach {reference!r}: {excluded.route_message()}")]
+    return []
+
+
 def plan_problems(
     tiers: Mapping[str, TierConfig],
     workloads: Mapping[str, WorkloadConfig],
@@ -130,6 +155,7 @@ def plan_problems(
         if not all(s.tier in tiers for s in workload.cascade):
             continue  # reported above, or by the tier's own validation
         origin = workload_origin(workload, tiers, regions)
+        problems.extend(_reeval_problems(workload, tiers, declared, regions, origin, base))
         reasons = [
             exclusion_reason(
                 place_of(tiers[s.tier], regions), workload.privacy, workload.residency, origin

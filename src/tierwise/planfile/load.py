@@ -84,7 +84,7 @@ def _entries(data: dict[str, Any], section: str) -> dict[str, dict[str, Any]]:
 
 def _merge_spec(data: dict[str, Any], spec: FleetSpec, out: Collector) -> None:
     """Fill tiers named as in the spec (or whose spec_tier names one) and workloads named as
-    in the spec with the spec's kind, place, privacy."""
+    in the spec with the spec's kind, place, privacy and p99 target."""
     for name, entry in _entries(data, "tiers").items():
         where = f"tiers.{name}"
         spec_tier = entry.get("spec_tier", name)
@@ -114,6 +114,7 @@ def _merge_spec(data: dict[str, Any], spec: FleetSpec, out: Collector) -> None:
         _narrow(entry, "privacy", found_w.privacy, PRIVACY_RANK, where, out)
         _narrow(entry, "residency", found_w.residency, RESIDENCY_RANK, where, out)
         entry.setdefault("urgency", found_w.urgency)
+        _fill(entry, "slo_p99_ms", found_w.slo.p99_ms, where, out)
         origin = workload_origin(spec, found_w)
         if origin.site is not None:
             entry.setdefault("origin_site", origin.site)

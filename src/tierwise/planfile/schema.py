@@ -49,6 +49,14 @@ reads it and the router, the gateway and the simulator run from it. Shape::
         allow_raw_samples: false        # else inputs are hashed in samples
         origin_site: store-1    # optional: where the data starts (else from the cascade)
         origin_region: us-east
+        slo_p99_ms: 120         # optional p99 target (from the spec's slo when it names
+                                # the workload); the router's latency buckets include it
+        reeval:                 # optional: re-run a share of the lower stages' answers
+          rate: 0.05            #   on a reference tier, in the background
+          tier: cloud           # the reference (default: the cascade's last tier)
+          budget_usd_per_day: 1.0     # spend on re-runs per UTC day (default 1.0)
+          max_in_flight: 4            # re-runs at once (default 4)
+          window: 200                 # agreement over the last N checks (default 200)
         cascade:                # cheapest first; every stage but the last has a rule
           - {tier: device, rule: max_prob, threshold: 0.9}
           - {tier: cloud}
@@ -96,6 +104,12 @@ Privacy and residency follow the spec's rules (:mod:`tierwise.spec.placement`); 
 workload none of whose cascade tiers qualifies is a problem. A remote tier's ``tls``
 (:class:`~tierwise.security.tls.TlsClientSettings`) needs an ``https://`` url. The loaded
 plan holds absolute paths for ``spec``, ``local.model`` and the ``tls`` files.
+
+``reeval`` (:class:`Reeval`) exports the agreement of the lower stages with the reference
+tier as their estimated accuracy (:mod:`tierwise.router.shadow`); a workload of privacy
+``sensitive``, or one whose privacy or residency keeps its data from the reference tier,
+may not have it. ``slo_p99_ms`` is taken from the spec's ``slo.p99_ms`` when the plan
+links a spec that has the workload.
 """
 
 from __future__ import annotations
@@ -120,6 +134,7 @@ __all__ = [
     "LocalModel",
     "Plan",
     "PlanHeader",
+    "Reeval",
     "TierConfig",
     "WorkloadConfig",
 ]
@@ -241,6 +256,20 @@ class Expected(SpecModel):
     reach: list[float] | None = None
 
 
+class Reeval(SpecModel):
+    """Remote re-evaluation of a workload (:mod:`tierwise.router.shadow`): a share
+    ``rate`` of the answers its lower stages give is re-run on ``tier`` (None: the
+    cascade's last) in the background, at most ``max_in_flight`` at once and
+    ``budget_usd_per_day`` (UTC days, at the plan's price of ``tier``); the agreement
+    over the last ``window`` checks estimates the lower tier's accuracy."""
+
+    rate: float = Field(ge=0, le=1)
+    tier: Name | None = None
+    budget_usd_per_day: float = Field(default=1.0, ge=0)
+    max_in_flight: int = Field(default=4, ge=1, le=1024)
+    window: int = Field(default=200, ge=1, le=100_000)
+
+
 class WorkloadConfig(SpecModel):
     """A workload's defaults (privacy, residency, urgency, deadline, budget, sampling) and
     its cascade, cheapest tier first. Requests may narrow privacy and residency."""
@@ -257,8 +286,30 @@ class WorkloadConfig(SpecModel):
     allow_raw_samples: bool = False
     origin_site: Name | None = None
     origin_region: Name | None = None
+    slo_p99_ms: float | None = Field(default=None, gt=0)
+    reeval: Reeval | None = None
     cascade: list[CascadeStage] = Field(min_length=1)
     expected: Expected | None = None
+
+    @property
+    def reference_tier(self) -> str | None:
+        """The tier re-evaluations run on (None without ``reeval``)."""
+        if self.reeval is None:
+            return None
+        return self.reeval.tier or self.cascade[-1].tier
+
+    @property
+    def slo_s(self) -> float | None:
+        """The workload's p99 target in seconds: ``slo_p99_ms``, else ``deadline_ms``, else
+        the planner's expected p99; None when nothing says."""
+        for ms in (
+            self.slo_p99_ms,
+            self.deadline_ms,
+            self.expected.p99_ms if self.expected is not None else None,
+        ):
+            if ms is not None and ms > 0:
+                return ms / 1000.0
+        return None
 
     @property
     def period_s(self) -> float:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
-from tierwise.protocol import InferResponse
+from tierwise.protocol import InferRequest, InferResponse
 from tierwise.router.trace import Attempt, Outcome, Trace, new_trace_id
 from tierwise.router.types import Cause
 
-__all__ = ["AttemptRecord", "RoutedAnswer"]
+__all__ = ["AttemptRecord", "RoutedAnswer", "settle_response"]
 
 #: ``(tier, outcome, reason, latency_ms, cost_usd, confidence, cause)``, as in Attempt.
 AttemptRecord: TypeAlias = tuple[str, Outcome, str, float, float, float | None, Cause | None]
@@ -66,6 +66,11 @@ class RoutedAnswer:
         return self._detail[0]
 
     @property
+    def attempts(self) -> list[AttemptRecord]:
+        """Each tier's part, as the router recorded it (see :data:`AttemptRecord`)."""
+        return self._detail[2]
+
+    @property
     def reason(self) -> str:
         """Why the router stopped where it did (``answered``, a degradation, a deferral)."""
         return self._detail[3]
@@ -110,3 +115,20 @@ class RoutedAnswer:
             f"RoutedAnswer({what}, tier={self.answered_by!r},"
             f" degraded_reason={self.degraded_reason!r}, reason={self.reason!r})"
         )
+
+
+def settle_response(
+    response: InferResponse, request: InferRequest, tier: str, cause: Cause | None
+) -> None:
+    """Make ``response`` what the gateway and the client get: the outputs the request
+    asked for (not the score tensor added for the rule) and, in its parameters, the
+    ``tier`` that answered, ``degraded`` and its ``degraded_reason``."""
+    if request.outputs and len(response.outputs) > len(request.outputs):  # + the scores
+        asked = {o.name for o in request.outputs}
+        response.outputs = {k: v for k, v in response.outputs.items() if k in asked}
+    parameters = dict(response.parameters)
+    parameters["tier"] = tier
+    parameters["degraded"] = cause is not None
+    if cause is not None:
+        parameters["degraded_reason"] = cause
+    response.parameters = parameters

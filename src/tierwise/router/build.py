@@ -12,6 +12,7 @@ from tierwise.planfile.schema import Plan
 from tierwise.router.policy import Policy
 from tierwise.router.router import Defer, Router, SpendLedger, Stage
 from tierwise.router.settings import RouterSettings
+from tierwise.router.shadow import Shadow
 from tierwise.router.tiers import LocalTier, RemoteTier, Tier
 from tierwise.runtime import OnnxSettings, make_backend
 from tierwise.security.tls import client_context
@@ -89,7 +90,10 @@ def build_router(
     ConfigError naming a stage the model cannot serve). ``settings`` holds its tunables
     (hedging, breakers; see :class:`RouterSettings`). With a ``samples`` sink, traces are
     sampled at each workload's ``sample_rate``. ``tiers`` replace the plan's tiers of the
-    same names (an edge node answers for its own tier in process)."""
+    same names (an edge node answers for its own tier in process). Workloads with
+    ``reeval`` get their lower tiers' answers re-evaluated (``router.shadow``,
+    :mod:`tierwise.router.shadow`; stopped by ``router.close()``); ``seed`` seeds the
+    draws of sampling and re-evaluation."""
     given = dict(tiers or {})
     unknown = sorted(set(given) - set(plan.tiers))
     if unknown:
@@ -120,4 +124,11 @@ def build_router(
             sink=samples,
             rng=random.Random(seed),  # noqa: S311 -- sampling, not secrets
         )
-    return Router(policy, tiers, stages, settings, defer=defer, ledger=ledger, sampler=sampler)
+    slo_s = {w: c.slo_s for w, c in plan.workloads.items() if c.slo_s is not None}
+    router = Router(
+        policy, tiers, stages, settings, defer=defer, ledger=ledger, sampler=sampler, slo_s=slo_s
+    )
+    if any(c.reeval is not None and c.reeval.rate > 0 for c in plan.workloads.values()):
+        rng = random.Random(None if seed is None else seed + 1)  # noqa: S311 -- not secrets
+        router.shadow = Shadow(plan, router, rng=rng)
+    return router

@@ -18,23 +18,23 @@ serves HTTPS (and mutual TLS with ``client_ca``).
 ``/metrics``: ``tierwise_gateway_requests_total{workload,tier,outcome}`` (outcome
 ``answered``, ``degraded``, ``deferred``, ``no_route``, ``deadline``), the request
 duration histogram, ``tierwise_gateway_client_limited_total{client,reason}`` (requests
-refused for a client's ``rate`` or ``budget``), and the router's own
-``tierwise_router_fallbacks_total{workload,tier,cause}``: degraded answers by the tier
-that gave them and the cause."""
+refused for a client's ``rate`` or ``budget``), the router's series
+(:mod:`tierwise.router.metrics`: requests, latency against the SLO, escalations,
+fallbacks, degraded answers, hedges, cost, breakers, thermal offload, re-evaluations),
+the outbox's backlog (:mod:`tierwise.outbox.metrics`) and the device series fed by
+``POST /v2/telemetry/device`` (scope ``telemetry``; :mod:`tierwise.router.device_telemetry`)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from tierwise import __version__
 from tierwise.errors import (
@@ -59,7 +59,7 @@ from tierwise.http.asgi import (
 )
 from tierwise.http.routing import Request, RouteTable
 from tierwise.http.routing import Route as HttpRoute
-from tierwise.outbox import Drainer, DrainerSettings, Outbox
+from tierwise.outbox import Drainer, DrainerSettings, Outbox, OutboxCollector
 from tierwise.planfile.schema import Plan
 from tierwise.protocol import (
     InferRequest,
@@ -70,8 +70,10 @@ from tierwise.protocol import (
 )
 from tierwise.router.clients import ClientGate, ClientLimits
 from tierwise.router.deferred import DEFERRED_TIER, DeferredWork, accepted
+from tierwise.router.device_telemetry import DeviceIntake
 from tierwise.router.gateway_settings import GatewaySettings, load_gateway_settings
 from tierwise.router.meta import META_PARAMETERS, meta_from_parameters
+from tierwise.router.metrics import RouterCollector
 from tierwise.router.router import Router
 from tierwise.router.types import RequestMeta, Route
 from tierwise.security import Guard, check_exposure
@@ -144,7 +146,12 @@ class Gateway:
             "tierwise_gateway_client_limited", "Requests refused for a client's limits.",
             ["client", "reason"], registry=self.registry,
         )  # fmt: skip
-        self.registry.register(_FallbackCollector(router))
+        self.registry.register(RouterCollector(router))
+        if self.outbox is not None:
+            self.registry.register(OutboxCollector(self.outbox))
+        #: device reports (``POST /v2/telemetry/device``) and their series
+        self.device = DeviceIntake(plan, settings.device_telemetry)
+        self.registry.register(self.device.telemetry)
         #: a plan mistake found at startup (the lifespan reports it as a failed start)
         self.startup_error: ConfigError | SpecError | None = None
         self.routes = RouteTable(
@@ -159,6 +166,7 @@ class Gateway:
                 HttpRoute("/v2/health/ready", self._ready),
                 HttpRoute("/v2", self._metadata, scope="infer"),
                 HttpRoute("/metrics", self._metrics, scope="telemetry"),
+                self.device.route(),
             ],
             log=log,
             log_server_errors=False,
@@ -338,21 +346,3 @@ class Gateway:
 
 async def _started() -> None:
     """The lifespan's startup once :meth:`Gateway._lifespan` has run it."""
-
-
-class _FallbackCollector(Collector):
-    """``tierwise_router_fallbacks_total``, read from the router's own counts."""
-
-    def __init__(self, router: Router) -> None:
-        self._router = router
-
-    def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
-            "tierwise_router_fallbacks",
-            "Degraded answers: a stage the cascade would have asked was skipped or failed"
-            " and the answering stage's rule did not accept the answer.",
-            labels=["workload", "tier", "cause"],
-        )
-        for (workload, tier, cause), count in sorted(self._router.fallbacks.items()):
-            family.add_metric([workload, tier, cause], count)
-        yield family

@@ -13,6 +13,7 @@ from tierwise.errors import ConfigError
 from tierwise.router.clients import ClientLimits
 from tierwise.security import AuthSettings, TlsServerSettings
 from tierwise.settings_errors import SettingsModel, settings_error
+from tierwise.telemetry.device import DeviceTelemetrySettings
 from tierwise.yaml_limits import load_yaml
 
 __all__ = ["GatewaySettings", "load_gateway_settings"]
@@ -30,7 +31,8 @@ class GatewaySettings(SettingsModel):
     """How the gateway runs; handed to :class:`Gateway`. ``auth``: where its tokens come
     from (None: open); ``tls``: its certificate (None: plain HTTP); ``insecure``: run
     open beyond loopback anyway (the CLI refuses otherwise); ``clients``: limits by the
-    client name tokens carry (:class:`~tierwise.router.clients.ClientLimits`)."""
+    client name tokens carry (:class:`~tierwise.router.clients.ClientLimits`);
+    ``device_telemetry``: the bounds of the device reports it takes."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -42,6 +44,7 @@ class GatewaySettings(SettingsModel):
     tls: TlsServerSettings | None = None
     insecure: bool = False
     clients: dict[str, ClientLimits] = Field(default_factory=dict)
+    device_telemetry: DeviceTelemetrySettings = Field(default_factory=DeviceTelemetrySettings)
 
 
 def load_gateway_settings(path: Path | None, **overrides: Any) -> GatewaySettings:

@@ -14,15 +14,21 @@ __all__ = ["hedged"]
 
 
 async def hedged(
-    call: Callable[[Step], Awaitable[Answer | None]], step: Step, backup: Step, after_s: float
+    call: Callable[[Step], Awaitable[Answer | None]],
+    step: Step,
+    backup: Step,
+    after_s: float,
+    on_backup: Callable[[str], None] | None = None,
 ) -> tuple[Answer | None, list[AttemptRecord]]:
     """``call(step)``; if it has not answered within ``after_s``, ``call(backup)`` too and
     take whichever answers first (None when neither does). Also returns the trace notes on
-    the call given up on."""
+    the call given up on. ``on_backup(tier)`` hears of each backup asked."""
     first = asyncio.ensure_future(call(step))
     done, _ = await asyncio.wait({first}, timeout=after_s)
     if done:
         return first.result(), []
+    if on_backup is not None:
+        on_backup(backup.name)
     second = asyncio.ensure_future(call(backup))
     pending = {first, second}
     winner: Answer | None = None

@@ -24,7 +24,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from tierwise.errors import (
     ConfigError,
@@ -34,20 +34,26 @@ from tierwise.errors import (
     TierRejectedError,
 )
 from tierwise.protocol import InferRequest, InferResponse
-from tierwise.router.answer import AttemptRecord, RoutedAnswer
+from tierwise.router.answer import AttemptRecord, RoutedAnswer, settle_response
 from tierwise.router.fallback import failure_cause, settle
 from tierwise.router.flags import TierFlags
 from tierwise.router.health import CircuitBreaker, LatencyWindow
 from tierwise.router.hedge import hedged
 from tierwise.router.ledger import SpendLedger
-from tierwise.router.routes import RouteCache
-from tierwise.router.score_outputs import check_answer, check_stages, stage_failure
+from tierwise.router.metrics import RouterMetrics, rule_name
+from tierwise.router.routes import RouteCache, observed_states
+from tierwise.router.score_outputs import answer_confidence, check_stages, stage_failure
 from tierwise.router.settings import RouterSettings
 from tierwise.router.stages import Answer, ConfidenceRule, Defer, RoutePolicy, Stage, Step
 from tierwise.router.tiers import LocalTier, Tier
-from tierwise.router.trace import Outcome
 from tierwise.router.types import Cause, RequestMeta, Route, TierState
 from tierwise.telemetry.sampling import Sampler
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tierwise.router.shadow import Shadow
+    from tierwise.router.stages import Effective
 
 __all__ = [
     "ConfidenceRule",
@@ -60,16 +66,6 @@ __all__ = [
 ]
 
 
-class _Effective(Protocol):
-    """What the router reads of a policy's ``effective(meta)``."""
-
-    @property
-    def privacy(self) -> str: ...
-
-    @property
-    def urgency(self) -> str: ...
-
-
 class Router:
     """Runs requests through the tiers the policy allows, in cascade order.
 
@@ -79,7 +75,10 @@ class Router:
     interactive enough to hedge; without it every request is ``sensitive`` and
     interactive. ``thermal_offload`` and ``healthy`` are per-tier flags the owner sets (an
     edge node's thermal guard, a health probe); with the breakers they are what the policy
-    sees. ``fallbacks`` counts degraded answers by (workload, answering tier, cause).
+    sees. ``fallbacks`` counts degraded answers by (workload, answering tier, cause);
+    ``metrics`` counts every request (:mod:`tierwise.router.metrics`; ``slo_s`` holds
+    each workload's p99 target in seconds); ``shadow``, when set, re-evaluates a share of
+    the lower tiers' answers (:mod:`tierwise.router.shadow`).
     """
 
     def __init__(
@@ -94,6 +93,7 @@ class Router:
         sampler: Sampler | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        slo_s: Mapping[str, float] | None = None,
     ) -> None:
         for workload, cascade in stages.items():
             for stage in cascade:
@@ -109,7 +109,7 @@ class Router:
         self.ledger = ledger or SpendLedger()
         self.hedge_after_ms = settings.hedge_after_ms
         self.sampler = sampler
-        self._effective: Callable[[RequestMeta], _Effective] | None = getattr(
+        self._effective: Callable[[RequestMeta], Effective] | None = getattr(
             policy, "effective", None
         )
         self._defer = defer
@@ -125,6 +125,10 @@ class Router:
         self.thermal_offload = TierFlags(default=False, on_change=self._routes.reset)
         self.healthy = TierFlags(default=True, on_change=self._routes.reset)
         self.fallbacks: dict[tuple[str, str, str], int] = {}
+        self.metrics = RouterMetrics(
+            {w: [(s.tier, rule_name(s.rule)) for s in c] for w, c in stages.items()}, slo_s
+        )
+        self.shadow: Shadow | None = None
         self._cascades = {w: tuple(cascade) for w, cascade in self.stages.items()}
         self._steps = {
             w: {s.tier: self._new_step(w, s, i) for i, s in enumerate(cascade)}
@@ -137,17 +141,9 @@ class Router:
 
     def tier_states(self) -> dict[str, TierState]:
         """What the policy sees: breaker state, health, observed p99, thermal flags."""
-        states = {}
-        for name in self.tiers:
-            breaker = self.breakers.get(name)
-            states[name] = TierState(
-                name=name,
-                healthy=self.healthy.flag(name),
-                breaker_open=breaker.is_open if breaker is not None else False,
-                p99_ms=self.latency[name].p99_ms,
-                thermal_offload=self.thermal_offload.flag(name),
-            )
-        return states
+        return observed_states(
+            self.tiers, self.breakers, self.healthy, self.latency, self.thermal_offload
+        )
 
     async def start(self) -> None:
         """Load the in-process models of local tiers (and warm them up), then check each
@@ -180,14 +176,20 @@ class Router:
         hold it back (the outbox's own deliveries)."""
         started = self._clock()
         now_s = self._wall()
-        route = self._routes.get(meta, now_s, started)
+        try:
+            route = self._routes.get(meta, now_s, started)
+        except DeadlineExceededError:
+            self.metrics.failed(meta.workload, "deadline", (), None, 0.0)
+            raise
         if route.defer_until_s is not None and self._defer is not None and allow_defer:
             item = await self._defer(request, meta, route)
             reason = route.defer_reason or "deferred"
             record: AttemptRecord = ("outbox", "deferred", reason, 0.0, 0.0, None, None)
-            return RoutedAnswer(
+            deferred = RoutedAnswer(
                 meta.workload, route.tiers, [record], None, None, None, reason, 0.0, item
             )
+            self.metrics.observe(deferred, route)
+            return deferred
         tiers = route.tiers
         steps = self._steps.get(meta.workload) or self._steps.setdefault(meta.workload, {})
         attempts: list[AttemptRecord] = []
@@ -229,9 +231,7 @@ class Router:
                         meta.workload, tiers, attempts, response, first.name, None, "answered",
                         latency_ms,
                     )  # fmt: skip
-                    if self.sampler is not None:
-                        self._sample(routed, request, meta)
-                    return routed
+                    return self._done(routed, request, meta, route, outputs)
                 best = (first, InferResponse(backend.name, outputs, id=request.id), confidence,
                         latency_ms)  # fmt: skip
                 if len(tiers) == 1:  # below the bar with nothing after it: _finish says why
@@ -258,6 +258,7 @@ class Router:
                 answer, notes = await hedged(
                     lambda s: self._try(s, request, deadline_s, now_s, attempts),
                     step, backup, (hedge_after_ms or 0.0) / 1000.0,
+                    lambda tier: self.metrics.hedged(meta.workload, tier),
                 )  # fmt: skip
                 if answer is None:  # skip the backup too if it was asked (and failed)
                     index += 2 if any(a[0] == backup.name for a in attempts) else 1
@@ -286,7 +287,9 @@ class Router:
             index += 1
         if best is not None:
             return self._finish(request, meta, route, attempts, best, started)
+        elapsed_s = self._clock() - started
         if deadline_s is not None and self._clock() >= deadline_s:
+            self.metrics.failed(meta.workload, "deadline", attempts, route, elapsed_s)
             deadline_ms = meta.deadline_ms or 0.0
             raise DeadlineExceededError(
                 model=meta.workload,
@@ -294,6 +297,7 @@ class Router:
                 waited_ms=(self._clock() - deadline_s) * 1000.0 + deadline_ms,
                 where="with no tier's answer",
             )
+        self.metrics.failed(meta.workload, "no_route", attempts, route, elapsed_s)
         raise NoRouteError(meta.workload, [f"{a[0]}: {a[2]}" for a in attempts])
 
     async def _try(
@@ -316,30 +320,15 @@ class Router:
         except TierRejectedError:
             raise  # the request itself is wrong; another tier would say the same
         except TierError as exc:
-            self._failed(step, exc, t0, attempts)
+            elapsed_ms = (self._clock() - t0) * 1000.0
+            if step.failed(exc.reason, failure_cause(exc), elapsed_ms, attempts):
+                self._routes.reset()  # the breaker opened
             return None
 
-    def _failed(self, step: Step, exc: TierError, t0: float, attempts: list[AttemptRecord]) -> None:
-        elapsed_ms = (self._clock() - t0) * 1000.0
-        breaker = step.breaker
-        if breaker is not None and breaker.record_failure():
-            self._routes.reset()
-        cause = failure_cause(exc)
-        outcome: Outcome = "timeout" if cause == "timeout" else "error"
-        attempts.append((step.name, outcome, exc.reason, elapsed_ms, 0.0, None, cause))
-
     def _answered(self, step: Step, response: InferResponse, t0: float, now_s: float) -> Answer:
-        """The tier's answer with its confidence; TierError when the stage's score tensor
-        is not in it as the plan says (a failure to fall back from, not the client's)."""
+        """The tier's answer with its confidence (:func:`~.score_outputs.answer_confidence`)."""
         latency_ms = (self._clock() - t0) * 1000.0
-        confidence = 1.0
-        if step.score is not None:
-            try:
-                if not step.checked:
-                    check_answer(step, response.outputs)
-                confidence = step.score(response.outputs)
-            except ConfigError as exc:
-                raise stage_failure(step, exc) from exc
+        confidence = answer_confidence(step, response.outputs)
         if step.breaker is not None:
             step.breaker.record_success()
         step.latency.add(latency_ms)
@@ -373,32 +362,37 @@ class Router:
             if cause is not None:
                 key = (meta.workload, step.name, cause)
                 self.fallbacks[key] = self.fallbacks.get(key, 0) + 1
-        if request.outputs and len(response.outputs) > len(request.outputs):  # + the scores
-            asked = {o.name for o in request.outputs}
-            response.outputs = {k: v for k, v in response.outputs.items() if k in asked}
-        # what the gateway and the client need; the trace id only when someone asks
-        parameters = dict(response.parameters)
-        parameters["tier"] = step.name
-        parameters["degraded"] = cause is not None
-        if cause is not None:
-            parameters["degraded_reason"] = cause
-        response.parameters = parameters
+        outputs = response.outputs
+        settle_response(response, request, step.name, cause)
         total_ms = (self._clock() - started) * 1000.0
         routed = RoutedAnswer(
             meta.workload, route.tiers, attempts, response, step.name, cause, reason, total_ms
         )
-        if self.sampler is not None:
-            self._sample(routed, request, meta)
+        return self._done(routed, request, meta, route, outputs)
+
+    def _done(
+        self,
+        routed: RoutedAnswer,
+        request: InferRequest,
+        meta: RequestMeta,
+        route: Route,
+        outputs: Mapping[str, np.ndarray],
+    ) -> RoutedAnswer:
+        """Count, sample and maybe re-evaluate an answer; ``outputs`` are all the answering
+        tier gave (the score tensor included, even when the client did not ask for it)."""
+        self.metrics.observe(routed, route)
+        if self.sampler is not None and routed.response is not None:
+            privacy = self._effective(meta).privacy if self._effective else "sensitive"
+            self.sampler.offer_lazy(
+                meta.workload, lambda: routed.trace.to_dict(), request.inputs,
+                routed.response.outputs, privacy,
+            )  # fmt: skip
+        if self.shadow is not None:
+            self.shadow.offer(routed, request, meta, outputs)
         return routed
 
-    def _sample(self, answer: RoutedAnswer, request: InferRequest, meta: RequestMeta) -> None:
-        if self.sampler is None or answer.response is None:
-            return
-        privacy = self._effective(meta).privacy if self._effective is not None else "sensitive"
-        outputs = answer.response.outputs
-        self.sampler.offer_lazy(
-            meta.workload, lambda: answer.trace.to_dict(), request.inputs, outputs, privacy
-        )
-
     async def close(self) -> None:
+        """Stop the re-evaluations in flight, then close every tier."""
+        if self.shadow is not None:
+            await self.shadow.close()
         await asyncio.gather(*(tier.close() for tier in self.tiers.values()))

@@ -13,14 +13,15 @@ the breaker becomes due for a probe.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 
-from tierwise.router.health import CircuitBreaker
+from tierwise.router.flags import TierFlags
+from tierwise.router.health import CircuitBreaker, LatencyWindow
 from tierwise.router.ledger import SpendLedger
 from tierwise.router.stages import RoutePolicy
 from tierwise.router.types import RequestMeta, Route, TierState
 
-__all__ = ["RouteCache"]
+__all__ = ["RouteCache", "observed_states"]
 
 
 class RouteCache:
@@ -74,3 +75,25 @@ class RouteCache:
         spent = self._spent
         spent.now_s = now_s
         return self.policy.route(meta, now_s=now_s, tiers=self._states(), spent_usd=spent)
+
+
+def observed_states(
+    tiers: Iterable[str],
+    breakers: Mapping[str, CircuitBreaker],
+    healthy: TierFlags,
+    latency: Mapping[str, LatencyWindow],
+    thermal_offload: TierFlags,
+) -> dict[str, TierState]:
+    """What the policy sees of each tier: breaker state, health, observed p99, thermal
+    flags."""
+    states = {}
+    for name in tiers:
+        breaker = breakers.get(name)
+        states[name] = TierState(
+            name=name,
+            healthy=healthy.flag(name),
+            breaker_open=breaker.is_open if breaker is not None else False,
+            p99_ms=latency[name].p99_ms,
+            thermal_offload=thermal_offload.flag(name),
+        )
+    return states

@@ -38,6 +38,7 @@ from tierwise.router.tiers import Tier
 from tierwise.runtime import Signature, TensorSpec
 
 __all__ = [
+    "answer_confidence",
     "FLOAT_DATATYPES",
     "check_answer",
     "check_stages",
@@ -189,3 +190,17 @@ def stage_failure(step: Step, exc: ConfigError) -> TierError:
         log.error("%s", reason)
     step.problem = reason
     return TierError(reason, tier=step.name)
+
+
+def answer_confidence(step: Step, outputs: Mapping[str, np.ndarray]) -> float:
+    """An answer's confidence by the stage's rule (1.0 without one); TierError when the
+    stage's score tensor is not in it as the plan says (a failure to fall back from, not
+    the client's)."""
+    if step.score is None:
+        return 1.0
+    try:
+        if not step.checked:
+            check_answer(step, outputs)
+        return step.score(outputs)
+    except ConfigError as exc:
+        raise stage_failure(step, exc) from exc

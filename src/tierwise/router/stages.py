@@ -21,9 +21,19 @@ from tierwise.protocol import (
 from tierwise.router.answer import AttemptRecord
 from tierwise.router.health import CircuitBreaker, LatencyWindow
 from tierwise.router.tiers import LocalTier, Tier
-from tierwise.router.types import RequestMeta, Route, TierState
+from tierwise.router.trace import Outcome
+from tierwise.router.types import Cause, RequestMeta, Route, TierState
 
-__all__ = ["Answer", "ConfidenceRule", "Defer", "RoutePolicy", "Stage", "Step", "scorer"]
+__all__ = [
+    "Answer",
+    "ConfidenceRule",
+    "Defer",
+    "Effective",
+    "RoutePolicy",
+    "Stage",
+    "Step",
+    "scorer",
+]
 
 
 class ConfidenceRule(Protocol):
@@ -47,6 +57,17 @@ class RoutePolicy(Protocol):
         tiers: Mapping[str, TierState],
         spent_usd: Mapping[str, float],
     ) -> Route: ...
+
+
+class Effective(Protocol):
+    """What the router reads of a policy's ``effective(meta)``: the request's privacy
+    and urgency once the workload's defaults apply."""
+
+    @property
+    def privacy(self) -> str: ...
+
+    @property
+    def urgency(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +179,16 @@ class Step:
         if request.outputs and reads is not None and all(o.name != reads for o in request.outputs):
             request = replace(request, outputs=[*request.outputs, RequestedOutput(reads)])
         return request, timeout_s
+
+    def failed(
+        self, reason: str, cause: Cause, elapsed_ms: float, attempts: list[AttemptRecord]
+    ) -> bool:
+        """Record a call that gave no answer (among ``attempts``, and on the breaker);
+        True when that opened the breaker."""
+        opened = self.breaker is not None and self.breaker.record_failure()
+        outcome: Outcome = "timeout" if cause == "timeout" else "error"
+        attempts.append((self.name, outcome, reason, elapsed_ms, 0.0, None, cause))
+        return opened
 
     @property
     def where(self) -> str:
