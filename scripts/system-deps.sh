@@ -6,8 +6,9 @@
 #
 #   demo   make and Python's venv module: enough to create .venv and run the demo
 #   test   demo's, plus docker-registry (the registry tests run a real OCI registry),
-#          chromium (the report test opens the report in headless Chromium) and curl
-#          (the README's TLS walkthrough runs its curl lines as written)
+#          chromium (the report test opens the report in headless Chromium), curl
+#          (the README's TLS walkthrough runs its curl lines as written) and prometheus
+#          (the observe tests scrape a fleet with it; it brings promtool too)
 #   bench  test's, plus wrk (the server benchmark's load generator)
 #
 # Installs with apt-get when run as root; otherwise prints the one command to run and
@@ -43,6 +44,7 @@ if [ "$group" != demo ]; then
   have docker-registry || need+=(docker-registry)
   have chromium || need+=(chromium)
   have curl || need+=(curl)
+  have prometheus || need+=(prometheus)
 fi
 if [ "$group" = bench ]; then
   have wrk || need+=(wrk)

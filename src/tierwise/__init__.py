@@ -18,6 +18,7 @@ lazy ones included::
          v
      6  bench            measured profiles of models and live tiers, for the planner
         agent            the edge agent: a node's server, router, outbox and bundle sync
+        observe          the fleet's dashboard, alert rules, scrape config and status view
          v
      5  router           the cascade: tiers, the pure policy, the router, client, gateway
         server           the tier server: V2 over ASGI, batching, hot swap, metrics

@@ -57,7 +57,8 @@ def test_bundle_and_registry_verbs(tmp_path: Path, shared_zoo_dir: Path) -> None
             cwd=tmp_path,
         )
     )
-    assert pushed == pushed | {"uploaded_blobs": 6, "key_id": keys["key_id"]}
+    # six models and, beside each, its drift reference
+    assert pushed == pushed | {"uploaded_blobs": 12, "key_id": keys["key_id"]}
     listed = _ok(tierwise("registry", "list", "--store", "reg", "--json", cwd=tmp_path))
     assert [(b["version"], b["tags"]) for b in listed["bundles"]] == [("1", ["stable"])]
     shown = _ok(

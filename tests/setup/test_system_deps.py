@@ -21,6 +21,7 @@ BINARIES = {
     "docker-registry": "docker-registry",
     "chromium": "chromium",
     "curl": "curl",
+    "prometheus": "prometheus",
 }
 
 
@@ -75,7 +76,7 @@ def test_dry_run_names_python_venv(tmp_path: Path) -> None:
 def test_dry_run_names_everything_missing_at_once(tmp_path: Path) -> None:
     result = _run(_machine(tmp_path, lacks=tuple(BINARIES), venv=False), "--dry-run")
     assert result.stdout.split(": ")[1].split() == [
-        "make", "python3-venv", "docker-registry", "chromium", "curl",
+        "make", "python3-venv", "docker-registry", "chromium", "curl", "prometheus",
     ]  # fmt: skip
 
 
@@ -84,7 +85,7 @@ def test_groups_ask_for_what_they_use(tmp_path: Path) -> None:
     # the demo needs no registry and no browser; benchmarks add wrk
     assert _run(path, "--dry-run", "demo").stdout.strip() == "would install: make"
     bench = _run(path, "--dry-run", "bench").stdout.split(": ")[1].split()
-    assert bench == ["make", "docker-registry", "chromium", "curl", "wrk"]
+    assert bench == ["make", "docker-registry", "chromium", "curl", "prometheus", "wrk"]
 
 
 def test_nothing_missing(tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ from tierwise.cli.bundle import bundle_app, keys_app
 from tierwise.cli.calibrate import calibrate
 from tierwise.cli.common import EXIT_FAILURE, EXIT_USAGE, err_console
 from tierwise.cli.demo import demo
+from tierwise.cli.drift import drift_app
 from tierwise.cli.gateway import gateway, route_app
+from tierwise.cli.observe import observe_app
 from tierwise.cli.plan import plan_app
 from tierwise.cli.registry import registry_app
 from tierwise.cli.report import report
@@ -54,6 +56,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(registry_app, name="registry")
 app.add_typer(agent_app, name="agent")
+app.add_typer(observe_app, name="observe")
+app.add_typer(drift_app, name="drift")
 
 
 def _version(value: bool) -> None:
