@@ -80,7 +80,7 @@ def test_bundle_and_registry_verbs(tmp_path: Path, shared_zoo_dir: Path) -> None
             cwd=tmp_path,
         )
     )
-    assert pulled["fetched_blobs"] == 6
+    assert pulled["fetched_blobs"] == 12
     verified = _ok(
         tierwise(
             "registry",
