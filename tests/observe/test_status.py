@@ -115,3 +115,25 @@ def test_status_needs_a_source_and_survives_a_dead_prometheus(tmp_path: Path) ->
             gather_status(dead)
     finally:
         dead.close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"[1, 2]", b'{"status": "success", "data": [1]}', b'{"status": "error", "error": "bad"}',
+     b"not json"],
+)  # fmt: skip
+def test_a_prometheus_that_answers_nonsense_is_a_clear_error(answer: bytes) -> None:
+    async def odd_prometheus(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": answer})
+
+    with running_app(odd_prometheus) as (_, port):
+        source = PrometheusSource(f"http://127.0.0.1:{port}", timeout_s=5)
+        try:
+            with pytest.raises(ConfigError, match="--prometheus"):
+                source.query("up")
+        finally:
+            source.close()

@@ -39,6 +39,10 @@ __all__ = [
     "gather_status",
 ]
 
+#: Largest /metrics body read from one target, and largest Prometheus API answer.
+MAX_METRICS_BYTES = 16 * 1024 * 1024
+MAX_API_BYTES = 64 * 1024 * 1024
+
 _WORKLOAD_RPS = Counter(q.ROUTER_REQUESTS, ("workload",))
 _FALLBACK_SHARE = Ratio(Counter(q.FALLBACKS, ("workload",)), _WORKLOAD_RPS)
 _TIER_RPS = Counter(q.TIER_REQUESTS, ("tier",), q.SERVED_BY_TIER.match)
@@ -89,7 +93,9 @@ class PrometheusSource(Source):
             raise ConfigError("--prometheus", "an http:// or https:// URL", url)
         self.where = url.rstrip("/")
         self.window = prom_duration(window_s)
-        self._client = HttpClient(self.where, timeout_s=timeout_s, name="prometheus")
+        self._client = HttpClient(
+            self.where, timeout_s=timeout_s, name="prometheus", max_response_bytes=MAX_API_BYTES
+        )
 
     def close(self) -> None:
         """Close the connections to Prometheus."""
@@ -112,10 +118,15 @@ class PrometheusSource(Source):
             body = response.json()
         except ValueError as exc:
             raise ConfigError("--prometheus", "Prometheus' HTTP API", response.text[:200]) from exc
+        where = f"an answer to {path.split('?')[0]}"
+        if not isinstance(body, dict):
+            raise ConfigError("--prometheus", where, response.text[:200])
         if not response.is_success or body.get("status") != "success":
-            error = body.get("error", response.text[:200]) if isinstance(body, dict) else body
-            raise ConfigError("--prometheus", f"an answer to {path.split('?')[0]}", error)
-        return body["data"]
+            raise ConfigError("--prometheus", where, body.get("error", response.text[:200]))
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise ConfigError("--prometheus", f"{where} with a data object", response.text[:200])
+        return data
 
     def query(self, promql: str) -> list[tuple[dict[str, str], float]]:
         """An instant query's vector: ``(labels, value)`` per series."""
@@ -184,7 +195,8 @@ class SnapshotSource(Source):
         self._states: list[TargetState] = []
         clients = [
             HttpClient(timeout_s=timeout_s, ssl_context=client_context(t.tls),
-                       server_name=None if t.tls is None else t.tls.server_name)
+                       server_name=None if t.tls is None else t.tls.server_name,
+                       max_response_bytes=MAX_METRICS_BYTES)
             for t in targets
         ]  # fmt: skip
         try:
