@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from tierwise.agent.thermal import ThermalSettings
 from tierwise.errors import ConfigError
 from tierwise.security import AuthSettings, EnvToken, TlsClientSettings, TlsServerSettings
 from tierwise.server.settings import EnergySettings, ModelConfig
@@ -56,9 +57,6 @@ _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 #: a bundle name, as the registry spells it
 BUNDLE_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
-
-#: where Linux exposes the SoC temperature (millidegrees Celsius) on a Raspberry Pi 5
-SYSFS_THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
 
 
 class RegistryPart(BaseModel):
@@ -133,41 +131,6 @@ class GatewayPart(BaseModel):
     @property
     def local_tiers(self) -> list[str]:
         return [self.local_tier] if isinstance(self.local_tier, str) else list(self.local_tier)
-
-
-class ThermalSettings(BaseModel):
-    """Above ``high_c`` the node lowers local concurrency (``throttled_instances``,
-    ``throttled_queue``), computes at most ``throttled_duty_cycle`` of the time (its
-    workers rest after each batch) and asks the router to offload; below ``low_c`` it
-    recovers (hysteresis keeps it from flapping)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    source: Path | None = Field(
-        default=None,
-        description="file with the temperature in millidegrees (sysfs) or degrees Celsius; "
-        "default: /sys/class/thermal/thermal_zone0/temp when present",
-    )
-    high_c: float = Field(default=80.0, gt=0, le=150)
-    low_c: float = Field(default=70.0, gt=0, le=150)
-    poll_s: float = Field(default=2.0, gt=0)
-    throttled_instances: int = Field(default=1, ge=1)
-    throttled_queue: int = Field(default=8, ge=1)
-    throttled_duty_cycle: float = Field(
-        default=0.5, ge=0.05, le=1.0,
-        description="share of the time the models may compute while hot (1: no rests)",
-    )  # fmt: skip
-
-    @model_validator(mode="after")
-    def _order(self) -> ThermalSettings:
-        if self.low_c >= self.high_c:
-            raise ValueError(f"low_c ({self.low_c}) must be below high_c ({self.high_c})")
-        return self
-
-    def resolved_source(self) -> Path | None:
-        if self.source is not None:
-            return self.source
-        return SYSFS_THERMAL if SYSFS_THERMAL.is_file() else None
 
 
 class ControlSettings(BaseModel):
