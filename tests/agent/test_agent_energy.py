@@ -3,6 +3,8 @@ from agent.yaml, the tier label from ``tier`` or the gateway's local tier."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent_helpers import Release, node_settings, running_node
+from server_helpers import free_port
 
 ROW = np.random.default_rng(3).random((1, 8, 8), dtype=np.float32).ravel().tolist()
 
@@ -71,3 +74,32 @@ def test_agent_without_power_model_has_busy_time_only(tmp_path: Path, release: R
         text = httpx.get(node.url + "/metrics", timeout=10).text
     assert series(text, "tierwise_busy_seconds_total")[(("model", "small"), ("tier", "local"))] > 0
     assert series(text, "tierwise_energy_joules_total") == {}
+
+
+def test_agent_flags_override_the_power_model_and_are_checked(
+    tmp_path: Path, release: Release
+) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        f"""state_dir: node
+port: {free_port()}
+bundle: digits
+serve: [{{variant: small}}]
+registry: {{store: {release.root}, trusted_keys: [{release.keys.public_path}]}}
+desired_file: desired.yaml
+energy: {{idle_watts: 3, active_watts: 5}}
+"""
+    )
+    command = [sys.executable, "-m", "tierwise", "agent", "--config", str(config)]
+    # the file's idle draw stays and the flag's active draw is below it: refused, named
+    refused = subprocess.run(
+        [*command, "--active-watts", "2"], capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "active_watts" in refused.stderr
+    assert "idle_watts (3)" in refused.stderr
+    refused = subprocess.run(
+        [*command, "--tier", "Not A Name"], capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "tier" in refused.stderr
