@@ -6,10 +6,12 @@ unloads, and a bad reference never stops the model from serving."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
 import numpy as np
+import onnx
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,6 +24,7 @@ from tierwise.protocol import InferRequest
 from tierwise.server import ServerSettings, create_app, load_yaml_settings
 from tierwise.server.app import TierServer
 from tierwise.server.drift import DriftHook
+from tierwise.server.metrics import ServerMetrics
 from tierwise.telemetry.drift import (
     REFERENCE_FILE,
     DriftMonitor,
@@ -225,3 +228,72 @@ def test_small_batches_are_gathered_before_the_monitor_sees_them() -> None:
     # a batch without the scores is the monitor's to ignore, at once
     hook({"x": x[:3]}, {})
     assert monitor.ignored_batches == 1
+
+
+def any_size_classifier_repo(root: Path) -> Path:
+    """The paddle-like classifier with every dimension but the channels dynamic (not a
+    zoo model), and a reference from 600 rows of H x W images."""
+    folder = root / "ocr" / "1"
+    path = image_classifier(folder / "model.onnx", height=H, width=W)
+    graph = onnx.load(path)
+    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    onnx.save(graph, path)
+    x = images(600, height=H, width=W, seed=0)
+    ref = reference_from_outputs(x, softmax(logits_of(x)), output=PADDLE_OUTPUT, input_name="x")
+    ref.save(folder / REFERENCE_FILE)
+    return root
+
+
+def test_empty_requests_are_skipped_and_drift_goes_on(tmp_path: Path) -> None:
+    settings = ServerSettings(model_repo=any_size_classifier_repo(tmp_path / "repo"), drift=DRIFT)
+    with running_server(settings) as server, httpx.Client(base_url=server.url) as client:
+        empty = np.zeros((0, 3, H, W), np.float32)
+        answer = client.post("/v2/models/ocr/infer", json=v2_request(empty))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["outputs"][0]["shape"] == [0, 2]
+        wide = images(5, height=H, width=W * 3, seed=7)  # another size: the model takes it
+        assert client.post("/v2/models/ocr/infer", json=v2_request(wide)).status_code == 200
+        send(client, images(300, height=H, width=W, seed=1))
+        found = drift_series(client.get("/metrics").text)
+        monitor = server.app.metrics.drift["ocr", "1"]
+    labels = (("model", "ocr"), ("version", "1"))
+    assert found["tierwise_drift_window_rows", labels] == 250  # the monitor kept observing
+    assert found["tierwise_drift_errors_total", labels] == 0
+    assert found["tierwise_drift_level", labels] in (0, 1)
+    assert isinstance(monitor, DriftMonitor)
+    assert monitor.ignored_batches == 0  # the empty batch was skipped, not ignored
+
+
+class Flaky(DriftMonitor):
+    """A monitor that fails on the batches whose first input value is negative."""
+
+    def observe(self, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
+        if inputs["x"].flat[0] < 0:
+            raise ValueError("a bad batch")
+        super().observe(inputs, outputs)
+
+
+def test_a_failing_batch_is_counted_and_the_monitor_goes_on() -> None:
+    x = images(100, height=H, width=W, seed=8)
+    x[:, 0, 0, 0] = np.abs(x[:, 0, 0, 0])
+    scores = softmax(logits_of(x)).astype(np.float32)
+    reference = reference_from_outputs(x, scores, output=PADDLE_OUTPUT, input_name="x")
+    monitor = Flaky(reference, DriftSettings(window_rows=100, step_rows=20, min_rows=20))
+    hook = DriftHook("ocr", "1", monitor, 1.0, flush_rows=1)
+    bad = -np.ones((2, 3, H, W), np.float32)
+    with captured_logs() as messages:
+        for _ in range(5):
+            hook({"x": bad}, {PADDLE_OUTPUT: scores[:2]})
+        hook({"x": x[:0]}, {PADDLE_OUTPUT: scores[:0]})  # no rows: skipped, not an error
+        hook({"x": x[:30]}, {PADDLE_OUTPUT: scores[:30]})
+    assert monitor.errors == 5
+    assert monitor.window_rows == 30  # later batches still observed
+    assert monitor.windows == 1
+    failures = [m for m in messages if "failed on a batch" in m]
+    assert len(failures) == 3  # the 1st, 2nd and 4th: not one line per batch
+    assert "(4 so far)" in failures[-1]
+    metrics = ServerMetrics()
+    metrics.drift["ocr", "1"] = monitor
+    found = drift_series(generate_latest(metrics.registry).decode())
+    assert found["tierwise_drift_errors_total", (("model", "ocr"), ("version", "1"))] == 5

@@ -186,6 +186,9 @@ def test_reference_from_outputs_refuses_bad_tensors() -> None:
         reference_from_outputs(x, p[:, :1], output="p", input_name="x")
     with pytest.raises(ConfigError, match="inputs"):
         reference_from_outputs(np.array(["a", "b"]), None, output=None, input_name="x")
+    for empty in (x[:0], np.zeros((20, 0, 3), np.float32)):
+        with pytest.raises(ConfigError, match="at least one row of values"):
+            reference_from_outputs(empty, None, output=None, input_name="x")
     with pytest.raises(ConfigError, match="output"):
         reference_from_outputs(x, p, output=None, input_name="x")
     with pytest.raises(ConfigError, match="score_kind"):
@@ -279,7 +282,10 @@ def test_monitor_ignores_batches_that_do_not_fit() -> None:
     monitor.observe({"x": x}, {"q": p})
     monitor.observe({"x": x}, {"p": p[:, :2]})
     monitor.observe({"x": x}, {"p": p.astype(np.int64)})
-    assert monitor.ignored_batches == 4
+    monitor.observe({"x": x[:0]}, {"p": p[:0]})  # no rows
+    monitor.observe({"x": np.zeros((0, 4, 3, 5), np.float32)}, {"p": p[:0]})
+    monitor.observe({"x": np.zeros((20, 0), np.float32)}, {"p": p})  # rows without values
+    assert monitor.ignored_batches == 7
     assert monitor.window_rows == 0
     monitor.observe({"x": x}, {"p": p})
     assert monitor.window_rows == 20

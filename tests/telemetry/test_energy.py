@@ -117,10 +117,12 @@ def test_estimated_energy_is_active_watts_times_busy_time() -> None:
         power=PowerModel(idle_watts=3.0, active_watts=7.0), window_s=1.0, clock=clock
     )
     assert meter.source == "estimated"
-    clock.now += 0.5
-    meter.account("detector", 0.2)
-    meter.account("classifier", 0.05)
-    meter.account("detector", 0.1)
+    for model, busy_s, gap_s in (("detector", 0.2, 0.1), ("classifier", 0.05, 0.05),
+                                 ("detector", 0.1, 0.0)):  # fmt: skip
+        clock.now += gap_s + busy_s  # one batch after the other
+        meter.account(model, busy_s)
+    assert meter.model("detector").estimated_j == 0.0  # the window is still open
+    meter.settle()
     assert meter.model("detector").estimated_j == pytest.approx(7.0 * 0.3)
     assert meter.model("detector").busy_s == pytest.approx(0.3)
     assert meter.model("classifier").estimated_j == pytest.approx(0.35)
@@ -129,6 +131,57 @@ def test_estimated_energy_is_active_watts_times_busy_time() -> None:
     assert meter.power_watts() == pytest.approx(3.0 + 4.0 * 0.35)
     clock.now += 2.0  # a window with nothing run: idle draw only
     assert meter.power_watts() == pytest.approx(3.0)
+
+
+def test_estimated_energy_of_overlapping_batches_stays_within_wall_time() -> None:
+    clock = Clock()
+    meter = EnergyMeter(
+        power=PowerModel(idle_watts=2.0, active_watts=10.0), window_s=5.0, clock=clock
+    )
+    clock.now += 1.0
+    meter.account("a", 1.0)  # two instances of "a" and one of "b", all busy at once
+    meter.account("a", 1.0)
+    meter.account("b", 0.5)
+    meter.settle()
+    a, b = meter.model("a"), meter.model("b")
+    assert a.busy_s == pytest.approx(2.0)  # busy time is each batch's own
+    assert a.estimated_j + b.estimated_j == pytest.approx(10.0 * 1.0)  # one wall second
+    assert a.estimated_j == pytest.approx(10.0 * 2.0 / 2.5)  # split by busy time
+    assert b.estimated_j == pytest.approx(10.0 * 0.5 / 2.5)
+    assert meter.power_watts() == pytest.approx(10.0)  # fully busy, not past it
+    clock.now += 0.5
+    meter.account("b", 0.7)  # began 0.2 s before the last batch ended: 0.5 s is new
+    meter.settle()
+    assert b.estimated_j == pytest.approx(2.0 + 10.0 * 0.5)
+    assert a.estimated_j == pytest.approx(8.0)  # a did not run in this window
+    clock.now += 1.0
+    meter.account("a", 0.25)  # alone again: active watts x its busy time
+    meter.settle()
+    assert a.estimated_j == pytest.approx(8.0 + 2.5)
+
+
+def test_estimated_energy_never_passes_active_watts_times_wall_time() -> None:
+    clock = Clock()
+    meter = EnergyMeter(power=PowerModel(active_watts=4.0), window_s=0.1, clock=clock)
+    start = clock.now
+    # three workers, each running 0.3 s batches back to back, ends staggered, two models
+    ends = [0.3, 0.4, 0.5]
+    total = 0.0
+    for step in range(60):
+        worker = min(range(3), key=lambda w: ends[w])
+        clock.now = start + ends[worker]
+        meter.account("m" if worker else "n", 0.3)
+        ends[worker] += 0.3
+        if step % 7 == 0:
+            meter.settle()
+            total = sum(e.estimated_j for e in meter.models.values())
+            assert total <= 4.0 * (clock.now - start) + 1e-9
+    meter.settle()
+    total = sum(e.estimated_j for e in meter.models.values())
+    assert total == pytest.approx(4.0 * (clock.now - start))  # busy all the time
+    n, m = meter.model("n"), meter.model("m")
+    # about their busy shares (the first batch, alone for 0.3 s, tilts it to n)
+    assert n.estimated_j / m.estimated_j == pytest.approx(n.busy_s / m.busy_s, rel=0.15)
 
 
 def test_estimated_power_keeps_its_value_within_a_window() -> None:

@@ -5,8 +5,9 @@ inputs and outputs of the batches the version runs.
 The monitor is fed after the batch's requests have their answers, from a callback the
 event loop runs once the waiting requests have been woken, and only for a share of the
 batches (``drift_sample_rate``). A reference that does not load is logged once and the
-version is served without drift; a monitor that fails on a batch is logged once and
-stops observing, while the version keeps serving.
+version is served without drift. A batch the monitor fails on is dropped and counted
+(``tierwise_drift_errors_total``, logged the first time and then at each power of two),
+and the monitor goes on with the next ones; batches with no rows are skipped.
 """
 
 from __future__ import annotations
@@ -67,8 +68,7 @@ class DriftHook:
     """
 
     __slots__ = (
-        "_credit", "_failed", "_flush_rows", "_pending", "_rows", "model", "monitor", "rate",
-        "version",
+        "_credit", "_flush_rows", "_pending", "_rows", "model", "monitor", "rate", "version"
     )  # fmt: skip
 
     def __init__(
@@ -86,14 +86,11 @@ class DriftHook:
         self.rate = rate
         self._flush_rows = min(flush_rows, step)
         self._credit = 0.0
-        self._failed = False
         self._pending: list[tuple[np.ndarray, np.ndarray | None]] = []
         self._rows = 0
 
     def __call__(self, inputs: Tensors, outputs: Tensors) -> None:
         """Called by the batcher with one batch's merged inputs and outputs."""
-        if self._failed:
-            return
         self._credit += self.rate
         if self._credit < 1.0:
             return
@@ -101,12 +98,14 @@ class DriftHook:
         try:
             self._gather(inputs, outputs)
         except Exception:  # the monitor must never take the server down
-            self._failed = True
-            self._pending = []
-            log.exception(
-                "drift monitor of model %s version %s failed; it stops observing",
-                self.model, self.version,
-            )  # fmt: skip
+            self._pending, self._rows = [], 0
+            monitor = self.monitor
+            monitor.errors += 1
+            if monitor.errors & (monitor.errors - 1) == 0:  # 1, 2, 4, 8...: not every batch
+                log.exception(
+                    "drift monitor of model %s version %s failed on a batch (%d so far); "
+                    "the batch is dropped", self.model, self.version, monitor.errors,
+                )  # fmt: skip
 
     def _gather(self, inputs: Tensors, outputs: Tensors) -> None:
         reference = self.monitor.reference
@@ -115,6 +114,8 @@ class DriftHook:
         if x is None or x.ndim == 0 or (reference.output is not None and scores is None):
             self.monitor.observe(inputs, outputs)  # counted as an ignored batch
             return
+        if x.shape[0] == 0:
+            return  # nothing to observe
         if self._pending and not _fits(self._pending[0], x, scores):
             self.flush()  # another shape or dtype: what was gathered goes first
         self._pending.append((x, scores))

@@ -8,7 +8,7 @@ on every update, which a server answering ten thousand requests a second notices
 Energy (:mod:`tierwise.telemetry.energy`) and drift follow the same rule: each batch adds
 to plain totals, and ``tierwise_busy_seconds_total{model,tier}``,
 ``tierwise_energy_joules_total{model,tier,source}``, ``tierwise_power_watts{tier,source}``
-and the ``tierwise_drift_*{model,version}`` gauges are built when scraped. Without a RAPL
+and the ``tierwise_drift_*{model,version}`` series are built when scraped. Without a RAPL
 counter and without a power model there is no energy or power series, only busy time.
 """
 
@@ -40,6 +40,10 @@ class DriftView(Protocol):
 
     @property
     def window_rows(self) -> int: ...
+
+    @property
+    def errors(self) -> int:
+        """Batches that failed on their way to the monitor."""
 
     def scores(self) -> Mapping[tuple[str, str], float]: ...
 
@@ -125,6 +129,7 @@ class _EnergyCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         meter, tier = self._meter, self._tier
+        meter.settle()
         models = sorted(meter.models.items())
         busy = CounterMetricFamily(
             "tierwise_busy_seconds", "Time the model's batches ran.", labels=["model", "tier"]
@@ -173,14 +178,20 @@ class _DriftCollector(Collector):
         rows = GaugeMetricFamily(
             "tierwise_drift_window_rows", "Rows in the drift monitor's window.", labels=labels
         )
+        errors = CounterMetricFamily(
+            "tierwise_drift_errors", "Batches the drift monitor failed on (dropped).",
+            labels=labels,
+        )  # fmt: skip
         for (model, version), monitor in sorted(self._monitors.items()):
             for (signal, test), value in sorted(monitor.scores().items()):
                 score.add_metric([model, version, signal, test], value)
             level.add_metric([model, version], monitor.level())
             rows.add_metric([model, version], monitor.window_rows)
+            errors.add_metric([model, version], monitor.errors)
         yield score
         yield level
         yield rows
+        yield errors
 
 
 class ServerMetrics:

@@ -148,7 +148,8 @@ class DriftMonitor:
 
     :meth:`observe` takes each batch the model ran; ``windows`` counts comparisons made,
     ``alerts`` and ``warnings`` those that alerted or warned, ``ignored_batches`` the
-    batches that lacked the reference's tensors or did not fit them.
+    batches that lacked the reference's tensors or did not fit them, ``errors`` the
+    batches that failed on their way to it (the server's hook counts them and goes on).
 
     A batch costs a few vectorised numpy passes over it (row summaries, top class); the
     comparison, a sort of the window and a search in each reference sample, runs only
@@ -182,7 +183,7 @@ class DriftMonitor:
         self._scores: dict[tuple[str, str], float] = {}
         self._pvalues: dict[tuple[str, str], float] = {}
         self._level = 0
-        self.windows = self.alerts = self.warnings = self.ignored_batches = 0
+        self.windows = self.alerts = self.warnings = self.ignored_batches = self.errors = 0
 
     @property
     def window_rows(self) -> int:

@@ -56,10 +56,11 @@ def _sample(values: np.ndarray) -> tuple[float, ...]:
 
 
 def row_summary(inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per-row mean and standard deviation of a numeric tensor (rows first), else None."""
-    if inputs.ndim == 0 or inputs.dtype.kind not in "fiub":
+    """Per-row mean and standard deviation of a numeric tensor (rows first); None for a
+    tensor with no rows or no values in them, or one that is not numeric."""
+    if inputs.ndim == 0 or inputs.size == 0 or inputs.dtype.kind not in "fiub":
         return None
-    flat = inputs.reshape(inputs.shape[0], -1)
+    flat = inputs.reshape(inputs.shape[0], math.prod(inputs.shape[1:]))
     return flat.mean(axis=1, dtype=np.float64), flat.std(axis=1, dtype=np.float64)
 
 
@@ -220,7 +221,7 @@ def reference_from_outputs(
     x = np.asarray(inputs)
     summary = row_summary(x) if x.ndim >= 1 and x.shape[0] > 0 else None
     if summary is None:
-        raise ConfigError("inputs", "a numeric tensor with at least one row", x.dtype)
+        raise ConfigError("inputs", "a numeric tensor with at least one row of values", x.shape)
     if score_kind not in SCORE_KINDS:
         raise ConfigError("score_kind", f"one of {', '.join(SCORE_KINDS)}", score_kind)
     means, stds = (_sample(values) for values in summary)

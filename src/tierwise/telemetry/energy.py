@@ -12,10 +12,14 @@ only root read it) makes the reader unavailable, never an error.
 ``window_s`` of wall time). With a counter, the energy of each window is charged to the
 models that ran in it, in proportion to their busy time, and limited to the share of the
 window the node was busy (``energy x min(1, busy / window)``); the rest is idle draw,
-seen in the power but charged to no model. Without one, each model is charged
-``active_watts x busy seconds`` of its :class:`~tierwise.spec.tiers.PowerModel`, and the
-power is ``idle + (active - idle) x utilization`` over the last window. With neither,
-only busy time is counted and :attr:`EnergyMeter.source` is None.
+seen in the power but charged to no model. Without one, the node's
+:class:`~tierwise.spec.tiers.PowerModel` charges ``active_watts`` for each second some
+batch kept the node busy: a batch covers ``[end - busy, end]``, and only the part no
+earlier batch covered counts, so batches that overlap (several instances, several models)
+never add up past ``active_watts x wall time``. Each window's charge is split among the
+models that ran in it by busy time, and the power is ``idle + (active - idle) x
+utilization`` over the last window. With neither, only busy time is counted and
+:attr:`EnergyMeter.source` is None.
 """
 
 from __future__ import annotations
@@ -182,6 +186,11 @@ class EnergyMeter:
         self._window_at = now
         self._window_busy_s = 0.0
         self._power_watts: float | None = None
+        # the estimate: busy time covered up to when, and the window not yet charged
+        self._covered_until = now
+        self._charged_at = now
+        self._pending_busy_s = 0.0
+        self._pending_covered_s = 0.0
         self._rapl: RaplReader | None = None
         self._last_j = 0.0
         if rapl is not None:
@@ -216,14 +225,51 @@ class EnergyMeter:
         self.model(model).account(busy_s)
 
     def _charge(self, entry: ModelEnergy, busy_s: float) -> None:
-        self._window_busy_s += busy_s
         if self._rapl is not None:
+            self._window_busy_s += busy_s
             entry.window_busy_s += busy_s
             now = self._clock()
             if now - self._window_at >= self.window_s:
                 self._read(now)
         elif self._active_watts is not None:
-            entry.estimated_j += self._active_watts * busy_s
+            now = self._clock()
+            start = now - busy_s
+            if start < self._covered_until:  # overlaps what earlier batches covered
+                start = self._covered_until
+            covered = now - start if now > start else 0.0
+            if now > self._covered_until:
+                self._covered_until = now
+            self._window_busy_s += covered
+            self._pending_covered_s += covered
+            self._pending_busy_s += busy_s
+            entry.window_busy_s += busy_s
+            if now - self._charged_at >= self.window_s:
+                self._estimate(now)
+
+    def settle(self) -> None:
+        """Bring the energy totals up to date: charge the estimate's open window, or
+        close a measured window at least ``window_s`` old. A scrape calls it before it
+        reads the totals."""
+        now = self._clock()
+        if self._rapl is not None:
+            if now - self._window_at >= self.window_s:
+                self._read(now)
+        elif self._active_watts is not None:
+            self._estimate(now)
+
+    def _estimate(self, now: float) -> None:
+        """Charge ``active_watts`` x the busy time covered since the last charge, split
+        among the models that ran by busy time."""
+        busy, covered = self._pending_busy_s, self._pending_covered_s
+        if busy > 0 and covered > 0 and self._active_watts is not None:
+            per_busy_s = self._active_watts * covered / busy
+            for entry in self._models.values():
+                if entry.window_busy_s:
+                    entry.estimated_j += entry.window_busy_s * per_busy_s
+        for entry in self._models.values():
+            entry.window_busy_s = 0.0
+        self._pending_busy_s = self._pending_covered_s = 0.0
+        self._charged_at = now
 
     def _read(self, now: float) -> None:
         """Close the window: read the counters and charge the window's energy."""
@@ -255,6 +301,9 @@ class EnergyMeter:
         self._rapl = None
         for entry in self._models.values():
             entry.window_busy_s = 0.0
+        # the estimate takes over from the last window the counters answered for
+        self._covered_until = self._charged_at = self._window_at
+        self._pending_busy_s = self._pending_covered_s = 0.0
         fallback = "the power model" if self.power is not None else "busy time only"
         where = rapl.root if rapl is not None else "?"
         log.warning("energy: RAPL counters under %s stopped answering; using %s", where, fallback)
