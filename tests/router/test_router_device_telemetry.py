@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from gateway_fleet import fleet_plan, running_gateway, samples, workload
 
@@ -47,7 +48,7 @@ def report(**changes: Any) -> dict[str, Any]:
         "window_s": 60,
         "counts": {"answered": 120, "escalated": 7},
         "latency_ms": {"bounds": [5, 10, 50], "counts": [80, 30, 15, 2], "sum_ms": 1234.5},
-        "drift": {"confidence/psi": 0.04, "mean/ks": 0.125},
+        "drift": {"confidence/psi": 0.04, "input_mean/ks": 0.125},
     }
     doc.update(changes)
     return {k: v for k, v in doc.items() if v is not None}
@@ -81,13 +82,13 @@ def test_a_report_lands_in_the_device_series(plan: Plan) -> None:
     assert total[("pi5", "w")] == pytest.approx(2 * 1.2345)
     assert samples(metrics, "tierwise_device_drift_score", workload="w") == {
         ("pi5", "confidence", "psi", "w"): 0.04,
-        ("pi5", "mean", "ks", "w"): 0.125,
+        ("pi5", "input_mean", "ks", "w"): 0.125,
     }
     assert samples(metrics, "tierwise_device_reports_total") == {
         ("jetson",): 1.0,
         ("pi5",): 3.0,
     }
-    assert kept == [("raw", "jetson", sample)]
+    assert [(w, c, orjson.loads(raw)) for w, c, raw in kept] == [("raw", "jetson", sample)]
 
 
 HUGE = {"bounds": list(range(1, MAX_BOUNDS + 2)), "counts": [0] * (MAX_BOUNDS + 2)}
@@ -107,6 +108,11 @@ HUGE = {"bounds": list(range(1, MAX_BOUNDS + 2)), "counts": [0] * (MAX_BOUNDS + 
         (report(latency_ms={"bounds": [5, 10], "counts": [1, 2]}), 422, "one count per bound"),
         (report(drift={"confidence/psi": -0.5}), 422, "drift"),
         (report(drift={"no slash": 0.5}), 422, "drift"),
+        # label values from fixed sets: no free-text outcome, signal or test
+        (report(counts={"junk0": 1}), 422, "counts.junk0"),
+        (report(drift={"confidence/junk": 0.5}), 422, "drift.confidence/junk"),
+        (report(drift={"made_up/psi": 0.5}), 422, "drift.made_up/psi"),
+        (report(report_id="x"), 422, "report_id"),
         (report(device_class="pi 5/../x"), 422, "device_class"),
         (report(workload="ghost"), 422, "unknown workload 'ghost'"),
         (report(extra=1), 422, "extra"),
@@ -182,3 +188,55 @@ def test_reports_need_the_telemetry_scope_when_the_gateway_has_tokens(
     assert samples(between, "tierwise_device_reports_total") == {}
     assert accepted.status_code == 202, accepted.text
     assert samples(metrics, "tierwise_device_reports_total") == {("pi5",): 1.0}
+
+
+def test_no_token_can_mint_series_past_the_bound(plan: Plan) -> None:
+    """Each report could add a few series; the total stays under ``max_series`` and a
+    report that would pass it is refused whole."""
+    settings = GatewaySettings(device_telemetry=DeviceTelemetrySettings(max_series=6))
+    with running_gateway(plan, settings=settings) as (client, app):
+        # 2 outcomes + 1 histogram + 2 drift scores = 5 series
+        assert client.post(PATH, json=report()).status_code == 202
+        # the same series again: nothing new, always taken
+        assert client.post(PATH, json=report()).status_code == 202
+        wider = report(counts={"answered": 1, "error": 1, "deadline": 1})
+        refused = client.post(PATH, json=wider)  # 2 new outcomes: 7 > 6
+        other = client.post(PATH, json=report(device_class="jetson"))  # 5 more
+        fits = client.post(PATH, json=report(counts={"error": 2}, latency_ms=None, drift=None))
+        metrics = client.get("/metrics").text
+        count = app.device.telemetry.series_count
+    assert refused.status_code == other.status_code == 422
+    assert "past the bound of 6" in refused.json()["error"]
+    assert fits.status_code == 202
+    assert count == 6
+    assert samples(metrics, "tierwise_device_requests_total") == {
+        ("pi5", "answered", "w"): 240.0,
+        ("pi5", "escalated", "w"): 14.0,
+        ("pi5", "error", "w"): 2.0,
+    }
+
+
+def test_listed_device_classes_are_the_only_ones_taken(plan: Plan) -> None:
+    """Junk class names cannot take the places of the real ones."""
+    listed = DeviceTelemetrySettings(device_classes=["pi5", "jetson"], max_device_classes=1)
+    settings = GatewaySettings(device_telemetry=listed)
+    with running_gateway(plan, settings=settings) as (client, _):
+        junk = [client.post(PATH, json=report(device_class=f"junk{i}")) for i in range(3)]
+        taken = [client.post(PATH, json=report(device_class=c)) for c in ("pi5", "jetson")]
+        metrics = client.get("/metrics").text
+    assert [r.status_code for r in junk] == [422, 422, 422]
+    assert "not one of the settings' jetson, pi5" in junk[0].json()["error"]
+    assert [r.status_code for r in taken] == [202, 202]
+    assert samples(metrics, "tierwise_device_reports_total") == {("jetson",): 1.0, ("pi5",): 1.0}
+
+
+def test_a_report_sent_twice_under_its_id_counts_once(plan: Plan) -> None:
+    with running_gateway(plan) as (client, _):
+        first = client.post(PATH, json=report(report_id="a1b2c3d4e5f6"))
+        again = client.post(PATH, json=report(report_id="a1b2c3d4e5f6"))
+        other = client.post(PATH, json=report(report_id="f6e5d4c3b2a1"))
+        metrics = client.get("/metrics").text
+    assert (first.status_code, again.status_code, other.status_code) == (202, 202, 202)
+    assert (first.json()["duplicate"], again.json()["duplicate"]) == (False, True)
+    assert samples(metrics, "tierwise_device_reports_total") == {("pi5",): 2.0}
+    assert samples(metrics, "tierwise_device_requests_total")[("pi5", "answered", "w")] == 240.0

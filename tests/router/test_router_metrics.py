@@ -9,6 +9,7 @@ cloud are scripted tiers told to be slow or to fail between requests."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,14 @@ from gateway_fleet import body, fleet_plan, running_gateway, samples, workload
 
 from onnx_models import scale_model
 from scripted_tiers import EDGE_LOW, HIGH, LOW, Scripted
-from tierwise.errors import TierError, TierUnavailableError
+from tierwise.errors import DeadlineExceededError, TierError, TierUnavailableError
+from tierwise.protocol import InferRequest
+from tierwise.router.build import build_router
 from tierwise.router.deferred import DEFERRED_TIER
 from tierwise.router.gateway import GatewaySettings
 from tierwise.router.health import BreakerSettings
 from tierwise.router.settings import RouterSettings
+from tierwise.router.types import RequestMeta
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +104,13 @@ def test_every_router_series_holds_what_the_requests_did(model: Path, tmp_path: 
         ("answered", "cloud", "w"): 3.0,
         ("degraded", "edge", "w"): 4.0,
     }
+    # queued after no tier could take it: deferred, not no_route, in both the router's
+    # and the gateway's counts
     assert samples(metrics, "tierwise_router_requests_total", workload="later") == {
-        ("no_route", "-", "later"): 1.0
+        ("deferred", "-", "later"): 1.0
+    }
+    assert samples(metrics, "tierwise_gateway_requests_total", workload="later") == {
+        ("deferred", "-", "later"): 1.0
     }
     # the device escalated on every LOW request; the edge each time the cloud was asked
     # after its 0.5 (not when the cloud's open breaker left nothing to escalate to)
@@ -140,3 +149,27 @@ def test_every_router_series_holds_what_the_requests_did(model: Path, tmp_path: 
     assert samples(metrics, "tierwise_outbox_items") == {(DEFERRED_TIER,): 1.0}
     ((age_s,),) = [tuple(samples(metrics, "tierwise_outbox_oldest_age_seconds").values())]
     assert 0.0 <= age_s < 60.0
+
+
+async def test_a_deadline_passed_before_routing_counts_its_wait_in_the_histogram(
+    model: Path,
+) -> None:
+    """The time since arrival, not 0 s: overload must not pull the percentiles down."""
+    plan = fleet_plan(model, {"w": workload("device")})
+    router = build_router(plan)
+    await router.start()
+    request = InferRequest(inputs={"x": np.zeros((1, 4), np.float32)})
+    late = RequestMeta("w", deadline_ms=100.0, received_s=time.time() - 0.5)
+    unknown = RequestMeta("w", deadline_ms=100.0, received_s=0.0)
+    try:
+        with pytest.raises(DeadlineExceededError):
+            await router.infer(request, late)
+        series = router.metrics.workloads["w"]
+        assert series.duration_s.total >= 0.5
+        assert sum(series.duration_s.counts) == 1
+        # a request whose arrival is not known is counted, but kept out of the histogram
+        assert RequestMeta("w").waited_s(time.time()) is None
+        assert unknown.waited_s(time.time()) is None
+    finally:
+        await router.close()
+    assert {k: t.value for k, t in series.requests.items()} == {("-", "deadline"): 1.0}

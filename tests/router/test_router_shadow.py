@@ -28,6 +28,9 @@ from server_helpers import running_server
 from tierwise.errors import SpecError
 from tierwise.planfile.load import load_plan
 from tierwise.protocol import InferRequest, InferResponse
+from tierwise.router.answer import RoutedAnswer
+from tierwise.router.build import build_router
+from tierwise.router.types import RequestMeta
 from tierwise.server import ServerSettings
 
 FIRST = np.array([[0.9, 0.05, 0.03, 0.02]], np.float32)  # both say class 0
@@ -190,3 +193,35 @@ def test_the_daily_budget_bounds_the_re_runs(model: Path) -> None:
         ("cloud", "over_budget", "device", "w"): 2.0,
     }
     assert len(cloud.seen) == 2
+    # the spend of the two re-runs is visible, apart from the workload's own cost
+    cost = samples(text, "tierwise_shadow_cost_usd_total")
+    assert cost == {("cloud", "w"): pytest.approx(2e-5)}
+
+
+async def test_an_answer_without_readable_scores_is_neither_re_run_nor_charged(
+    model: Path,
+) -> None:
+    """A 1-D score tensor (one score per row, or one row's classes: no telling) and a
+    3-D one are errors counted before any budget is taken."""
+    reeval = {"rate": 1.0, "budget_usd_per_day": 1.5e-5}  # room for one re-run
+    plan = fleet_plan(model, {"w": workload("device", "cloud", reeval=reeval)})
+    cloud = Scripted("cloud", "cloud", y=HIGH)
+    router = build_router(plan, tiers={"cloud": cloud}, seed=1)
+    shadow = router.shadow
+    assert shadow is not None
+    request = InferRequest(inputs={"x": HIGH})
+    answer = RoutedAnswer("w", ["device", "cloud"], [], None, "device", None, "answered", 1.0)
+    try:
+        for outputs in ({"y": HIGH[0]}, {"y": HIGH[None]}):
+            shadow.offer(answer, request, RequestMeta("w"), outputs)
+        await shadow.wait()
+        assert shadow.checks == {("w", "device", "cloud", "error"): 2}
+        assert cloud.seen == []
+        assert shadow.cost_usd == {}
+        shadow.offer(answer, request, RequestMeta("w"), {"y": HIGH})  # the budget is intact
+        await shadow.wait()
+    finally:
+        await router.close()
+    assert shadow.checks[("w", "device", "cloud", "agree")] == 1
+    assert len(cloud.seen) == 1
+    assert shadow.cost_usd == {("w", "cloud"): pytest.approx(1e-5)}

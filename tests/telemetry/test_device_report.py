@@ -23,7 +23,7 @@ from tierwise.http.asgi import Receive, Scope, Send
 from tierwise.planfile.schema import Plan
 from tierwise.router.build import build_router
 from tierwise.router.gateway import Gateway, GatewaySettings
-from tierwise.telemetry.device import DEVICE_TELEMETRY_PATH
+from tierwise.telemetry.device import DEVICE_TELEMETRY_PATH, MAX_WINDOW_S
 from tierwise.telemetry.device_report import DeviceReporter
 from tierwise.telemetry.drift import DriftMonitor, DriftSettings
 from tierwise.telemetry.drift_reference import reference_from_outputs
@@ -123,7 +123,7 @@ async def test_a_sensitive_workload_sends_no_input_bytes_and_no_hashes(plan: Pla
         for trace in _traces(inputs):
             assert trace not in wire
     doc = orjson.loads(wire)
-    assert set(doc) <= {"device_class", "workload", "window_s", "counts", "latency_ms"}
+    assert set(doc) <= {"device_class", "workload", "window_s", "report_id", "counts", "latency_ms"}
     assert doc["counts"] == {"answered": 5}
     assert _requests(metrics) == {("pi5", "answered", "faces"): 5.0}
     assert reporter.counts == {}  # a new window once the gateway took it
@@ -162,7 +162,14 @@ def test_drift_scores_from_a_real_monitor_and_latency_buckets() -> None:
     assert report["latency_ms"]["counts"][0] == 4  # 0 ms and 1 ms (<= 1.0), twice each
     assert "samples" not in report
     assert private.drift is None
-    assert set(private.report()) == {"device_class", "workload", "window_s", "counts", "latency_ms"}
+    assert set(private.report()) == {
+        "device_class",
+        "workload",
+        "window_s",
+        "report_id",
+        "counts",
+        "latency_ms",
+    }
 
 
 @pytest.mark.parametrize(
@@ -178,3 +185,109 @@ def test_drift_scores_from_a_real_monitor_and_latency_buckets() -> None:
 def test_reporter_arguments_are_checked(kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         DeviceReporter("w", "pi5", **kwargs)
+
+
+class CountingMonitor:
+    """A drift source that records what it was fed."""
+
+    def __init__(self) -> None:
+        self.fed: list[dict[str, np.ndarray]] = []
+
+    def observe(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
+        self.fed.append(dict(inputs))
+
+    def scores(self) -> dict[tuple[str, str], float]:
+        return {("input_mean", "ks"): 0.5} if self.fed else {}
+
+
+def test_a_request_narrowed_to_sensitive_is_only_counted() -> None:
+    """The workload allows drift and raw samples; the request's own privacy does not."""
+    monitor = CountingMonitor()
+    reporter = DeviceReporter("raw", "pi5", privacy="public", allow_raw_samples=True,
+                              drift=monitor)  # fmt: skip
+    secret = _inputs(7)
+    reporter.observe("answered", 0.002, secret, {"y": secret["x"]}, privacy="sensitive")
+    assert monitor.fed == []
+    report = reporter.report()
+    assert "samples" not in report
+    assert "drift" not in report
+    assert report["counts"] == {"answered": 1}
+    wire = orjson.dumps(report)
+    for trace in _traces(secret):
+        assert trace not in wire
+    # the same request under the workload's own class feeds both
+    reporter.observe("answered", 0.002, secret, {"y": secret["x"]}, privacy="public")
+    assert len(monitor.fed) == 1
+    assert len(reporter.report()["samples"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        ({"outcome": "made up"}, "outcome"),
+        ({"outcome": "answered", "privacy": "secret"}, "privacy"),
+    ],
+)
+def test_observe_refuses_what_the_gateway_would(call: dict[str, str], field: str) -> None:
+    reporter = DeviceReporter("w", "pi5", privacy="public")
+    outcome = call.pop("outcome")
+    with pytest.raises(ConfigError, match=field):
+        reporter.observe(outcome, 0.001, **call)
+    assert reporter.counts == {}
+
+
+class Response:
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+
+
+class ScriptedPoster:
+    """Answers each post with the next status; keeps what was posted."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses)
+        self.posted: list[dict[str, Any]] = []
+
+    async def post(self, url: str, *, headers: Any = None, json: Any = None) -> Response:
+        self.posted.append(json)
+        return Response(self.statuses.pop(0))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+async def test_a_refused_report_is_dropped_and_a_lost_one_sent_again_under_its_id() -> None:
+    clock = Clock()
+    reporter = DeviceReporter("w", "pi5", privacy="public", clock=clock)
+    gateway = ScriptedPoster(503, 202, 422, 202)
+    reporter.observe("answered", 0.001)
+    assert await reporter.send(gateway) == 503  # kept, as it was
+    reporter.observe("error", 0.001)  # a new window already
+    assert await reporter.send(gateway) == 202
+    first, again = gateway.posted
+    assert first == again  # the same report and report_id: the gateway counts it once
+    assert first["counts"] == {"answered": 1}
+    assert reporter.pending is None
+    assert await reporter.send(gateway) == 422  # refused: dropped, not stuck on it
+    assert gateway.posted[2]["counts"] == {"error": 1}
+    reporter.observe("answered", 0.001)
+    assert await reporter.send(gateway) == 202
+    assert gateway.posted[3]["counts"] == {"answered": 1}
+    assert len({doc["report_id"] for doc in gateway.posted}) == 3
+
+
+async def test_a_week_long_outage_never_makes_a_report_the_gateway_refuses(plan: Plan) -> None:
+    clock = Clock()
+    reporter = DeviceReporter("raw", "pi5", privacy="public", clock=clock)
+    reporter.observe("answered", 0.001)
+    clock.now_s = 30 * 86_400.0  # a month without sending
+    report = reporter.report()
+    assert report["window_s"] == MAX_WINDOW_S
+    with recorded_gateway(plan) as (url, _):
+        async with HttpClient(url) as client:
+            assert await reporter.send(client) == 202

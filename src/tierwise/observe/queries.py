@@ -8,7 +8,8 @@ Series by where they come from (labels in braces):
   {model,tier,source}``, ``tierwise_power_watts{tier,source}``,
   ``tierwise_busy_seconds_total{model,tier}``, ``tierwise_drift_score
   {model,version,signal,test}``, ``tierwise_drift_level{model,version}``,
-  ``tierwise_drift_window_rows{model,version}``;
+  ``tierwise_drift_window_rows{model,version}``,
+  ``tierwise_drift_errors_total{model,version}``;
 - agents: ``tierwise_agent_temperature_celsius``, ``tierwise_agent_thermal_throttled``;
 - gateways (and an agent's gateway port): ``tierwise_router_requests_total
   {workload,tier,outcome}``, ``tierwise_router_request_duration_seconds{workload}``,
@@ -19,7 +20,8 @@ Series by where they come from (labels in braces):
   {workload,tier}``, ``tierwise_workload_slo_seconds{workload}``,
   ``tierwise_router_breaker_open{tier}``, ``tierwise_router_thermal_offload{tier}``,
   ``tierwise_outbox_items{queue}``, ``tierwise_outbox_oldest_age_seconds{queue}``,
-  ``tierwise_shadow_agreement_ratio{workload,tier,reference}`` and the device telemetry
+  ``tierwise_shadow_agreement_ratio{workload,tier,reference}``,
+  ``tierwise_shadow_cost_usd_total{workload,reference}`` and the device telemetry
   series ``tierwise_device_requests_total{workload,device_class,outcome}``,
   ``tierwise_device_drift_score{workload,device_class,signal,test}``.
 

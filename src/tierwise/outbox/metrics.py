@@ -5,8 +5,11 @@
 - ``tierwise_outbox_oldest_age_seconds{queue}``: how long the oldest of them has waited.
 
 One grouped query per scrape over the undelivered items, of which the store holds at most
-``max_items``: the cost of a scrape is bounded whatever the traffic. A store that fails
-to answer is logged and left out of that scrape rather than failing it.
+``max_items``: the cost of a scrape is bounded whatever the traffic. A scrape runs on the
+gateway's event loop, so it never waits for the store's lock (a write may hold it up to
+the busy timeout): while one does, the gauges show the last figures read, their ages
+brought up to now. A store that fails to answer is logged and left out of that scrape
+rather than failing it.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class OutboxCollector(Collector):
             labels=["queue"],
         )
         try:
-            backlog = self._outbox.backlog()
+            backlog = self._outbox.backlog(wait=False)
         except OutboxError as exc:
             log.warning("outbox backlog unreadable for /metrics: %s", exc)
             backlog = {}

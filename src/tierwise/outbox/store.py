@@ -88,6 +88,7 @@ class Outbox:
         self.max_payload_bytes = max_payload_bytes
         self._clock = clock
         self._lock = threading.Lock()
+        self._last_backlog: list[tuple[str, int, float]] = []
         try:
             self._conn = open_database(
                 self.path,
@@ -302,18 +303,22 @@ class Outbox:
         with self._tx() as conn:
             return count_undelivered(conn, tier)
 
-    def backlog(self) -> dict[str, tuple[int, float]]:
-        """Per queue (tier): undelivered items and the age (s) of the oldest, for gauges."""
+    def backlog(self, *, wait: bool = True) -> dict[str, tuple[int, float]]:
+        """Per queue (tier): undelivered items and the age (s) of the oldest, for gauges;
+        ``wait=False`` never waits for the lock: the last figures read, aged to now."""
         now = self._clock()
-        try:
-            with self._lock:
+        if self._lock.acquire(blocking=wait):
+            try:
                 rows = self._conn.execute(
                     "SELECT tier, count(*), min(created_s) FROM outbox_items"
                     " WHERE status IN ('pending', 'leased') GROUP BY tier"
                 ).fetchall()
-        except sqlite3.Error as exc:
-            raise OutboxError(str(exc), path=self.path) from exc
-        return {tier: (int(n), max(0.0, now - oldest)) for tier, n, oldest in rows}
+            except sqlite3.Error as exc:
+                raise OutboxError(str(exc), path=self.path) from exc
+            finally:
+                self._lock.release()
+            self._last_backlog = [(str(t), int(n), float(oldest)) for t, n, oldest in rows]
+        return {tier: (n, max(0.0, now - oldest)) for tier, n, oldest in self._last_backlog}
 
     def purge_done(self, older_than_s: float, *, include_failed: bool = False) -> int:
         """Delete items done (and, optionally, failed) more than ``older_than_s`` ago whose

@@ -4,7 +4,9 @@ The body (at most ``device_telemetry.max_body_bytes``) is a report as
 :mod:`tierwise.telemetry.device` describes it; the route needs scope ``telemetry`` when
 the gateway has tokens. A report is checked against the plan (a workload it knows, the
 privacy rules of that workload) before anything of it counts: a bad one gets 4xx with
-``{"error": ...}`` and leaves the series as they were. An accepted one gets 202.
+``{"error": ...}`` and leaves the series as they were. An accepted one gets 202, and so
+does one sent again under a ``report_id`` already taken (``"duplicate": true``; counted
+once), so that a device whose first 202 was lost moves on.
 """
 
 from __future__ import annotations
@@ -43,6 +45,6 @@ class DeviceIntake:
         limit = self.telemetry.settings.max_body_bytes
         body = await read_body(request.receive, declared, limit)
         report = self.telemetry.parse(body)
-        self.telemetry.accept(report)
-        doc = {"accepted": True, "device_class": report.device_class}
+        counted = self.telemetry.accept(report)
+        doc = {"accepted": True, "device_class": report.device_class, "duplicate": not counted}
         return 202, orjson.dumps(doc), list(JSON_HEADERS)

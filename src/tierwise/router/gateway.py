@@ -84,6 +84,8 @@ log = logging.getLogger("tierwise.router")
 
 #: The client of the request being routed (for the outbox item the router may defer).
 _CALLER: ContextVar[str | None] = ContextVar("tierwise_gateway_caller", default=None)
+#: The request being routed, as the client sent it (what a deferred item keeps).
+_REQUEST: ContextVar[InferRequest | None] = ContextVar("tierwise_gateway_request", default=None)
 
 
 class Gateway:
@@ -131,7 +133,10 @@ class Gateway:
         self.deferred = (
             DeferredWork(self.outbox, router, self.clients) if self.outbox is not None else None
         )
-        router.set_defer(self._defer if self.deferred is not None else None)
+        if self.deferred is not None:  # policy holds and requests no tier can take now
+            router.set_defer(self._defer, self._deferrable)
+        else:
+            router.set_defer(None)
         self.drainer: Drainer | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
@@ -252,6 +257,8 @@ class Gateway:
     async def _defer(self, request: InferRequest, meta: RequestMeta, route: Route) -> str:
         if self.deferred is None:
             raise TierUnavailableError("no outbox configured for deferred work", tier="outbox")
+        if route.defer_until_s is None:  # no tier could take it: queued as the client sent it
+            request = _REQUEST.get() or request
         return await self.deferred.enqueue(
             request, meta, not_before_s=route.defer_until_s, client=_CALLER.get()
         )
@@ -286,6 +293,7 @@ class Gateway:
         if limits is not None and client is not None:
             meta = self._apply(client, limits, meta)
         _CALLER.set(client)
+        _REQUEST.set(request)
         forwarded = InferRequest(
             inputs=request.inputs,
             id=request.id,
@@ -300,12 +308,9 @@ class Gateway:
         except DeadlineExceededError:
             self.requests.labels(meta.workload, "-", "deadline").inc()
             raise
-        except NoRouteError:
+        except NoRouteError:  # one the outbox could take was queued by the router
             self.requests.labels(meta.workload, "-", "no_route").inc()
-            if self.deferred is None or not self._deferrable(meta):
-                raise
-            item = await self.deferred.enqueue(request, meta, not_before_s=None, client=client)
-            return accepted(item, "no tier reachable now; queued until one is")
+            raise
         finally:
             self.latency.labels(meta.workload).observe(time.monotonic() - started)
         if answer.deferred_id is not None:

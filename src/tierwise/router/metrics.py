@@ -9,7 +9,9 @@ router at scrape time (breakers, thermal flags, degraded answers, re-evaluations
 - ``tierwise_router_requests_total{workload,tier,outcome}``: outcome ``answered``,
   ``degraded``, ``deferred``, ``no_route`` or ``deadline`` (tier ``-`` when none answered);
 - ``tierwise_router_request_duration_seconds{workload}``: answered and failed requests
-  (not deferred ones); the buckets include the workload's SLO bound;
+  (not deferred ones; one refused for its deadline before routing counts from its
+  arrival, or not at all when that is unknown); the buckets include the workload's SLO
+  bound;
 - ``tierwise_workload_slo_seconds{workload}``: the workload's p99 target, when it has one;
 - ``tierwise_router_escalations_total{workload,stage,rule}``: answers a stage's rule did
   not accept, by the tier escalated from and the rule's name;
@@ -121,8 +123,9 @@ class RouterMetrics:
     def observe(self, answer: RoutedAnswer, route: Route) -> None:
         """Count one routed request (answered, degraded or deferred)."""
         series = self.workloads.get(answer.workload) or self._series(answer.workload)
-        if answer.deferred_id is not None:
+        if answer.deferred_id is not None:  # the tiers it tried before (no route) count
             _add(series.requests, (NO_TIER, "deferred"))
+            self._attempts(series, answer.attempts, route, NO_TIER, False)
             return
         tier = answer.answered_by or NO_TIER
         degraded = answer.degraded_reason is not None
@@ -136,12 +139,14 @@ class RouterMetrics:
         outcome: Literal["no_route", "deadline"],
         attempts: Sequence[AttemptRecord],
         route: Route | None,
-        elapsed_s: float,
+        elapsed_s: float | None,
     ) -> None:
-        """Count a request no tier answered: ``no_route`` or ``deadline``."""
+        """Count a request no tier answered: ``no_route`` or ``deadline``; its time since
+        arrival joins the duration histogram when known (``elapsed_s`` not None)."""
         series = self._series(workload)
         _add(series.requests, (NO_TIER, outcome))
-        series.duration_s.observe(elapsed_s)
+        if elapsed_s is not None:
+            series.duration_s.observe(elapsed_s)
         self._attempts(series, attempts, route, NO_TIER, False)
 
     def hedged(self, workload: str, tier: str) -> None:

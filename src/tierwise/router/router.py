@@ -53,17 +53,10 @@ if TYPE_CHECKING:
     import numpy as np
 
     from tierwise.router.shadow import Shadow
-    from tierwise.router.stages import Effective
+    from tierwise.router.stages import Deferrable, Effective
 
-__all__ = [
-    "ConfidenceRule",
-    "Defer",
-    "RoutePolicy",
-    "RoutedAnswer",
-    "Router",
-    "SpendLedger",
-    "Stage",
-]
+__all__ = ["ConfidenceRule", "Defer", "RoutePolicy", "RoutedAnswer", "Router", "SpendLedger",
+           "Stage"]  # fmt: skip
 
 
 class Router:
@@ -112,7 +105,7 @@ class Router:
         self._effective: Callable[[RequestMeta], Effective] | None = getattr(
             policy, "effective", None
         )
-        self._defer = defer
+        self.set_defer(defer)
         self._clock = clock
         self._wall = wall_clock
         self.breakers = {
@@ -135,9 +128,11 @@ class Router:
             for w, cascade in stages.items()
         }
 
-    def set_defer(self, defer: Defer | None) -> None:
-        """Where deferred requests go (the gateway's outbox); None answers them now."""
+    def set_defer(self, defer: Defer | None, deferrable: Deferrable | None = None) -> None:
+        """Where deferred requests go (the gateway's outbox); None answers them now.
+        ``deferrable``: whether a request no tier could take waits there too."""
         self._defer = defer
+        self._deferrable = deferrable
 
     def tier_states(self) -> dict[str, TierState]:
         """What the policy sees: breaker state, health, observed p99, thermal flags."""
@@ -178,18 +173,11 @@ class Router:
         now_s = self._wall()
         try:
             route = self._routes.get(meta, now_s, started)
-        except DeadlineExceededError:
-            self.metrics.failed(meta.workload, "deadline", (), None, 0.0)
+        except DeadlineExceededError:  # the time since arrival (None: counted only)
+            self.metrics.failed(meta.workload, "deadline", (), None, meta.waited_s(now_s))
             raise
         if route.defer_until_s is not None and self._defer is not None and allow_defer:
-            item = await self._defer(request, meta, route)
-            reason = route.defer_reason or "deferred"
-            record: AttemptRecord = ("outbox", "deferred", reason, 0.0, 0.0, None, None)
-            deferred = RoutedAnswer(
-                meta.workload, route.tiers, [record], None, None, None, reason, 0.0, item
-            )
-            self.metrics.observe(deferred, route)
-            return deferred
+            return await self._queue(self._defer, request, meta, route, [], route.defer_reason)
         tiers = route.tiers
         steps = self._steps.get(meta.workload) or self._steps.setdefault(meta.workload, {})
         attempts: list[AttemptRecord] = []
@@ -297,6 +285,9 @@ class Router:
                 waited_ms=(self._clock() - deadline_s) * 1000.0 + deadline_ms,
                 where="with no tier's answer",
             )
+        if self._defer and allow_defer and self._deferrable and self._deferrable(meta):
+            why = "no tier reachable now; queued until one is"
+            return await self._queue(self._defer, request, meta, route, attempts, why)
         self.metrics.failed(meta.workload, "no_route", attempts, route, elapsed_s)
         raise NoRouteError(meta.workload, [f"{a[0]}: {a[2]}" for a in attempts])
 
@@ -335,6 +326,16 @@ class Router:
         if step.cost:
             self.ledger.add(step.workload, step.cost, now_s)
         return step, response, confidence, latency_ms
+
+    async def _queue(self, defer: Defer, request: InferRequest, meta: RequestMeta, route: Route,
+                     attempts: list[AttemptRecord], why: str | None) -> RoutedAnswer:  # fmt: skip
+        """Hand the request to the outbox; counted as deferred (with the tiers it tried)."""
+        why = why or "deferred"
+        attempts.append(("outbox", "deferred", why, 0.0, 0.0, None, None))
+        item = await defer(request, meta, route)
+        done = RoutedAnswer(meta.workload, route.tiers, attempts, None, None, None, why, 0.0, item)
+        self.metrics.observe(done, route)
+        return done
 
     def _is_interactive(self, meta: RequestMeta) -> bool:
         if meta.urgency is not None:

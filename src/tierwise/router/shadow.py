@@ -21,7 +21,13 @@ Exported when scraped, through the router's collector:
   tensor to compare) or ``over_budget`` (the day's budget or the in-flight bound left
   no room for it);
 - ``tierwise_shadow_agreement_ratio{workload,tier,reference}``: the share of agreeing
-  answers over the last ``window`` compared, the lower tier's estimated accuracy.
+  answers over the last ``window`` compared, the lower tier's estimated accuracy;
+- ``tierwise_shadow_cost_usd_total{workload,reference}``: what the re-runs the reference
+  tier was asked for cost, at the plan's price (their own budget, not the workload's).
+
+A score tensor is ``[rows, classes]``; one of any other shape (a 1-D one included: one
+score per row or the classes of one row cannot be told apart) is an ``error``, and an
+answer whose own scores cannot be read is never re-run nor charged.
 """
 
 from __future__ import annotations
@@ -82,8 +88,6 @@ def _scores(outputs: Mapping[str, np.ndarray], name: str | None) -> np.ndarray |
     if found is None:
         return None
     scores = np.asarray(found)
-    if scores.ndim == 1:
-        scores = scores[None, :]
     if scores.ndim != 2 or scores.shape[1] < 1:
         return None
     best: np.ndarray = np.argmax(scores, axis=1)
@@ -140,6 +144,8 @@ class Shadow:
         self.checks: dict[tuple[str, str, str, str], int] = {}
         #: (workload, tier, reference) -> the last ``window`` comparisons (True: agreed)
         self.recent: dict[tuple[str, str, str], deque[bool]] = {}
+        #: (workload, reference) -> what the re-runs the reference was asked for cost
+        self.cost_usd: dict[tuple[str, str], float] = {}
 
     @property
     def in_flight(self) -> int:
@@ -164,12 +170,12 @@ class Shadow:
         if not self._allowed(spec, meta):
             return
         key = (spec.name, tier, spec.reference)
+        lower = _scores(outputs, spec.lower[tier])
+        if lower is None:  # nothing to compare with: not re-run, not charged
+            self._count(key, "error")
+            return
         if spec.max_in_flight <= self._in_flight[spec.name] or not self._charge(spec):
             self._count(key, "over_budget")
-            return
-        lower = _scores(outputs, spec.lower[tier])
-        if lower is None:
-            self._count(key, "error")
             return
         copy = InferRequest(
             inputs={k: np.array(v, copy=True) for k, v in request.inputs.items()},
@@ -212,8 +218,14 @@ class Shadow:
         tier = router.tiers[spec.reference]
         breaker = router.breakers.get(spec.reference)
         result: Result = "error"
+        asked = breaker is None or not breaker.is_open
+        if not asked:  # nothing spent: the charge goes back to the day's budget
+            self._spent_usd[spec.name] = max(0.0, self._spent_usd[spec.name] - spec.cost_usd)
+        else:
+            where = (spec.name, spec.reference)
+            self.cost_usd[where] = self.cost_usd.get(where, 0.0) + spec.cost_usd
         try:
-            if breaker is None or not breaker.is_open:
+            if asked:
                 response = await tier.infer(request, timeout_s=tier.timeout_s)
                 reference = _scores(response.outputs, spec.reference_output)
                 if reference is not None and reference.shape == lower.shape:
@@ -274,3 +286,11 @@ class Shadow:
             if recent:
                 ratio.add_metric(list(key), sum(recent) / len(recent))
         yield ratio
+        cost = CounterMetricFamily(
+            "tierwise_shadow_cost_usd",
+            "What the re-runs on a reference tier cost, at the plan's prices.",
+            labels=["workload", "reference"],
+        )
+        for (workload, reference), usd in sorted(self.cost_usd.items()):
+            cost.add_metric([workload, reference], usd)
+        yield cost

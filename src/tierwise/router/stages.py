@@ -86,6 +86,8 @@ class Stage:
 
 #: Where deferred requests go: (request, meta, route) -> outbox item id.
 Defer = Callable[[InferRequest, RequestMeta, Route], Awaitable[str]]
+#: Whether a request no tier could take now waits in the outbox.
+Deferrable = Callable[[RequestMeta], bool]
 
 
 class Step:

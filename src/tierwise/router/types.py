@@ -55,6 +55,11 @@ class RequestMeta:
     received_s: float = 0.0
     budget_spent: bool = False
 
+    def waited_s(self, now_s: float) -> float | None:
+        """Seconds since the request arrived (``now_s`` on the same clock); None when
+        its arrival is not known."""
+        return max(0.0, now_s - self.received_s) if self.received_s else None
+
 
 @dataclass(frozen=True, slots=True)
 class TierState:

@@ -3,16 +3,21 @@ cloud, validated, filtered by the workload's privacy and aggregated into Prometh
 
 A report covers one workload on one device class over ``window_s`` seconds::
 
-    {"device_class": "pi5", "workload": "digits", "window_s": 60,
+    {"device_class": "pi5", "workload": "digits", "window_s": 60, "report_id": "a1b2...",
      "counts": {"answered": 120, "escalated": 7},
      "latency_ms": {"bounds": [5, 10, 50], "counts": [80, 30, 15, 2], "sum_ms": 1234.5},
-     "drift": {"confidence/psi": 0.04, "mean/ks": 0.1},
+     "drift": {"confidence/psi": 0.04, "input_mean/ks": 0.1},
      "samples": [{"image": [[0.0, 1.0]]}]}
 
 ``latency_ms.counts`` has one count per bound (``le``, not cumulative) and one more for
 what was over the last bound; ``sum_ms`` is optional (estimated from the bucket middles
 when absent). Everything is checked strictly (:class:`DeviceReport`): no unknown fields,
 non-negative integer counts, finite numbers, bounded sizes, names as the spec writes them.
+Label values come from fixed sets, so no token can mint series: outcomes are the router's
+(:data:`DEVICE_OUTCOMES`), drift keys those a drift monitor gives (:data:`DRIFT_KEYS`),
+device classes those the settings list (else the first ``max_device_classes`` seen), and
+``max_series`` bounds them all. ``report_id`` (optional) names one window of one device:
+one sent again under it (its 202 lost) within ``dedupe_window_s`` gets 202, counted once.
 
 Privacy (the workload's class in the plan, :class:`WorkloadRules`): every workload may
 send counts, by outcome and by latency bucket (aggregates); ``sensitive`` workloads send
@@ -26,21 +31,24 @@ Exported by :class:`DeviceTelemetry` (a Prometheus collector):
 - ``tierwise_device_request_duration_seconds{workload,device_class}``: each device bucket
   is counted in the smallest of the gateway's buckets that holds its upper bound, so the
   percentiles read from it are never better than the device's own;
-- ``tierwise_device_drift_score{workload,device_class,signal,test}``: the last reported;
+- ``tierwise_device_drift_score{workload,device_class,signal,test}``: the highest among
+  the reports received less than ``drift_stale_windows`` of their windows ago (a stale
+  one keeps no alert firing, and one device does not hide another's drift);
 - ``tierwise_device_reports_total{device_class}``.
 
-The number of device classes is bounded (``max_device_classes``): labels stay few.
+Raw samples are kept as the JSON bytes they came in: ``samples_kept`` and
+``samples_max_bytes`` at most.
 """
 
 from __future__ import annotations
 
-import math
+import time
 from bisect import bisect_left
-from collections import deque
-from collections.abc import Iterator, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 import orjson
 from prometheus_client.core import (
@@ -65,8 +73,11 @@ from tierwise.spec.base import NAME_PATTERN
 from tierwise.telemetry.families import LATENCY_BUCKETS_S, Buckets
 
 __all__ = [
+    "DEVICE_OUTCOMES",
     "DEVICE_TELEMETRY_PATH",
+    "DRIFT_KEYS",
     "MAX_BOUNDS",
+    "MAX_WINDOW_S",
     "DeviceReport",
     "DeviceTelemetry",
     "DeviceTelemetrySettings",
@@ -78,10 +89,19 @@ __all__ = [
 DEVICE_TELEMETRY_PATH = "/v2/telemetry/device"
 #: most latency bounds a report may carry
 MAX_BOUNDS = 64
+#: the longest window a report may cover (s)
+MAX_WINDOW_S = 7 * 86_400.0
 _MAX_COUNT = 10**12
 _NAME = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=64)]
-_PART = NAME_PATTERN.strip("^$")
-_DRIFT_KEY = Annotated[str, StringConstraints(pattern=f"^{_PART}/{_PART}$", max_length=129)]
+_Outcome = Literal["answered", "escalated", "degraded", "deferred", "no_route", "deadline", "error"]
+#: the outcomes a device may count (the router's, and ``escalated`` for a device's own)
+DEVICE_OUTCOMES: tuple[str, ...] = get_args(_Outcome)
+_DriftKey = Literal[
+    "confidence/psi", "confidence/ks", "class/psi", "input_mean/ks", "input_std/ks"
+]  # fmt: skip
+#: the ``signal/test`` drift scores a report may carry (those a drift monitor gives)
+DRIFT_KEYS: tuple[str, ...] = get_args(_DriftKey)
+_REPORT_ID = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{8,64}$")]
 _COUNT = Annotated[int, Field(ge=0, le=_MAX_COUNT)]
 _FINITE = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
 
@@ -117,10 +137,11 @@ class DeviceReport(_Strict):
 
     device_class: _NAME
     workload: _NAME
-    window_s: Annotated[float, Field(gt=0, le=7 * 86_400, allow_inf_nan=False)]
-    counts: dict[_NAME, _COUNT] = Field(max_length=16)
+    window_s: Annotated[float, Field(gt=0, le=MAX_WINDOW_S, allow_inf_nan=False)]
+    report_id: _REPORT_ID | None = None
+    counts: dict[_Outcome, _COUNT] = Field(max_length=len(DEVICE_OUTCOMES))
     latency_ms: LatencyHistogram | None = None
-    drift: dict[_DRIFT_KEY, _FINITE] = Field(default_factory=dict, max_length=32)
+    drift: dict[_DriftKey, _FINITE] = Field(default_factory=dict, max_length=len(DRIFT_KEYS))
     samples: list[dict[_NAME, list[Any]]] | None = Field(default=None, max_length=16)
 
 
@@ -133,12 +154,21 @@ class WorkloadRules:
 
 
 class DeviceTelemetrySettings(SettingsModel):
-    """Bounds of the intake: a report's body size, and how many device classes (label
-    values) the series may hold."""
+    """Bounds of the intake: a report's body size; the device classes it takes
+    (``device_classes``; when not listed, the first ``max_device_classes`` seen); how many
+    series it may hold in all; the raw samples it keeps (count and bytes); how long a
+    drift score counts (``drift_stale_windows`` of its report's window); and how long a
+    ``report_id`` is remembered to drop a report sent twice."""
 
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    device_classes: list[_NAME] | None = Field(default=None, min_length=1, max_length=10_000)
     max_device_classes: int = Field(default=64, ge=1, le=10_000)
+    max_series: int = Field(default=20_000, ge=1, le=1_000_000)
     samples_kept: int = Field(default=100, ge=0, le=10_000)
+    samples_max_bytes: int = Field(default=4 * 1024 * 1024, ge=0, le=256 * 1024 * 1024)
+    drift_stale_windows: float = Field(default=3.0, gt=0, le=1000)
+    dedupe_window_s: float = Field(default=3600.0, ge=0, le=7 * 86_400)
+    dedupe_max_ids: int = Field(default=16_384, ge=0, le=1_000_000)
 
 
 def _problem(exc: ValidationError) -> str:
@@ -151,20 +181,31 @@ def _problem(exc: ValidationError) -> str:
 
 
 class _Series:
-    """The aggregates of one (workload, device class)."""
+    """The aggregates of one (workload, device class). ``drift`` holds, per (signal,
+    test), the recent reports' ``(stale after, score)``, oldest first."""
 
     __slots__ = ("drift", "duration_s", "requests")
 
     def __init__(self, bounds_s: tuple[float, ...]) -> None:
         self.requests: dict[str, int] = {}
         self.duration_s = Buckets(bounds_s)
-        self.drift: dict[tuple[str, str], float] = {}
+        self.drift: dict[tuple[str, str], deque[tuple[float, float]]] = {}
+
+    def new_series(self, report: DeviceReport) -> int:
+        """How many series (label sets) accepting ``report`` would add."""
+        added = sum(1 for outcome in report.counts if outcome not in self.requests)
+        added += report.latency_ms is not None and not any(self.duration_s.counts)
+        return added + sum(1 for k in report.drift if tuple(k.split("/")) not in self.drift)
+
+
+#: the recent reports a drift score keeps per (workload, device class, signal, test)
+_DRIFT_KEPT = 256
 
 
 class DeviceTelemetry(Collector):
     """Takes device reports for the ``workloads`` a plan knows and exports the device
     series. :meth:`parse` then :meth:`accept`: a report either counts whole or not at all.
-    Meant for one thread (the gateway's event loop)."""
+    Meant for one thread (the gateway's event loop); ``clock`` dates reports."""
 
     def __init__(
         self,
@@ -172,16 +213,22 @@ class DeviceTelemetry(Collector):
         settings: DeviceTelemetrySettings | None = None,
         *,
         bounds_s: tuple[float, ...] = LATENCY_BUCKETS_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.workloads = dict(workloads)
         self.settings = settings or DeviceTelemetrySettings()
         self._bounds_s = tuple(bounds_s)
+        self._clock = clock
         self._series: dict[tuple[str, str], _Series] = {}
+        #: label sets the device families hold now (bounded by ``max_series``)
+        self.series_count = 0
         self.reports: dict[str, int] = {}
-        #: raw samples of workloads that allow them, newest last
-        self.samples: deque[tuple[str, str, dict[str, list[Any]]]] = deque(
-            maxlen=self.settings.samples_kept
-        )
+        #: raw samples of workloads that allow them, as JSON bytes, newest last
+        self.samples: deque[tuple[str, str, bytes]] = deque()
+        self._samples_bytes = 0
+        self._seen_ids: OrderedDict[str, float] = OrderedDict()
+        listed = self.settings.device_classes
+        self._classes = frozenset(listed) if listed is not None else None
 
     def parse(self, body: bytes) -> DeviceReport:
         """A report from a request body: ProtocolError (400) when it is not a JSON
@@ -198,8 +245,8 @@ class DeviceTelemetry(Collector):
             raise HttpError(422, _problem(exc)) from exc
 
     def check(self, report: DeviceReport) -> None:
-        """HttpError 422 for a report its workload's rules refuse, or one that would add
-        a device class past the bound."""
+        """HttpError 422 for a report its workload's rules refuse, from a device class
+        not taken, or one that would pass the bound on series."""
         rules = self.workloads.get(report.workload)
         if rules is None:
             known = ", ".join(sorted(self.workloads))
@@ -216,33 +263,78 @@ class DeviceTelemetry(Collector):
                 f"workload {report.workload!r} does not allow raw samples"
                 " (allow_raw_samples: false in the plan)",
             )
-        if (
-            report.device_class not in self.reports
-            and len(self.reports) >= self.settings.max_device_classes
-        ):
+        self._check_class(report.device_class)
+        series = self._series.get((report.workload, report.device_class))
+        added = (series or _Series(())).new_series(report)
+        if self.series_count + added > self.settings.max_series:
             raise HttpError(
                 422,
-                f"device class {report.device_class!r} would pass the bound of"
-                f" {self.settings.max_device_classes} device classes",
+                f"the report would add {added} device series past the bound of"
+                f" {self.settings.max_series} (max_series)",
             )
 
-    def accept(self, report: DeviceReport) -> None:
-        """Check a report (:meth:`check`) and add it to the series."""
+    def _check_class(self, device_class: str) -> None:
+        classes, bound = self._classes, self.settings.max_device_classes
+        if classes is not None and device_class not in classes:
+            allowed = ", ".join(sorted(classes))
+            raise HttpError(
+                422, f"device class {device_class!r} is not one of the settings' {allowed}"
+            )
+        if classes is None and device_class not in self.reports and len(self.reports) >= bound:
+            raise HttpError(
+                422, f"device class {device_class!r} would pass the bound of {bound} device classes"
+            )
+
+    def accept(self, report: DeviceReport) -> bool:
+        """Check a report (:meth:`check`) and add it to the series; False (nothing
+        counted) for a ``report_id`` already taken within ``dedupe_window_s``."""
+        now = self._clock()
+        if self._seen(report.report_id, now):
+            return False
         self.check(report)
         key = (report.workload, report.device_class)
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = _Series(self._bounds_s)
+        self.series_count += series.new_series(report)
         for outcome, count in report.counts.items():
             series.requests[outcome] = series.requests.get(outcome, 0) + count
         if report.latency_ms is not None:
             self._add_latency(series.duration_s, report.latency_ms)
+        stale_at = now + self.settings.drift_stale_windows * report.window_s
         for name, score in report.drift.items():
             signal, _, test = name.partition("/")
-            series.drift[signal, test] = score
+            recent = series.drift.setdefault((signal, test), deque(maxlen=_DRIFT_KEPT))
+            recent.append((stale_at, score))
         for sample in report.samples or ():
-            self.samples.append((report.workload, report.device_class, sample))
+            self._keep_sample(report.workload, report.device_class, orjson.dumps(sample))
         self.reports[report.device_class] = self.reports.get(report.device_class, 0) + 1
+        if report.report_id is not None and self.settings.dedupe_max_ids:
+            self._seen_ids[report.report_id] = now
+            if len(self._seen_ids) > self.settings.dedupe_max_ids:
+                self._seen_ids.popitem(last=False)
+        return True
+
+    def _seen(self, report_id: str | None, now: float) -> bool:
+        """Whether ``report_id`` was taken within the dedupe window (older ids forgotten)."""
+        seen = self._seen_ids
+        cutoff = now - self.settings.dedupe_window_s
+        while seen and next(iter(seen.values())) < cutoff:
+            seen.popitem(last=False)
+        return report_id is not None and report_id in seen
+
+    def _keep_sample(self, workload: str, device_class: str, raw: bytes) -> None:
+        """Keep one sample's bytes; the oldest go past ``samples_kept`` or the byte bound."""
+        settings = self.settings
+        if len(raw) > settings.samples_max_bytes or not settings.samples_kept:
+            return
+        self.samples.append((workload, device_class, raw))
+        self._samples_bytes += len(raw)
+        while (
+            len(self.samples) > settings.samples_kept
+            or self._samples_bytes > settings.samples_max_bytes
+        ):
+            self._samples_bytes -= len(self.samples.popleft()[2])
 
     def _add_latency(self, buckets: Buckets, histogram: LatencyHistogram) -> None:
         bounds = histogram.bounds
@@ -261,6 +353,21 @@ class DeviceTelemetry(Collector):
         sum_ms = histogram.sum_ms if histogram.sum_ms is not None else estimate
         buckets.total += sum_ms / 1000.0
 
+    def drift_scores(self, workload: str, device_class: str) -> dict[tuple[str, str], float]:
+        """``(signal, test) -> score``: the highest among the fresh reports (stale ones
+        are dropped here)."""
+        series = self._series.get((workload, device_class))
+        if series is None:
+            return {}
+        now = self._clock()
+        scores = {}
+        for key, recent in series.drift.items():
+            while recent and recent[0][0] <= now:
+                recent.popleft()
+            if recent:
+                scores[key] = max(score for _, score in recent)
+        return scores
+
     def collect(self) -> Iterator[Metric]:
         series = sorted(self._series.items())
         requests = CounterMetricFamily(
@@ -275,7 +382,7 @@ class DeviceTelemetry(Collector):
         )
         drift = GaugeMetricFamily(
             "tierwise_device_drift_score",
-            "The last drift score devices reported, by signal and test.",
+            "The highest drift score among the fresh device reports, by signal and test.",
             labels=["workload", "device_class", "signal", "test"],
         )
         for (workload, device_class), s in series:
@@ -285,9 +392,8 @@ class DeviceTelemetry(Collector):
                 duration.add_metric(
                     [workload, device_class], s.duration_s.cumulative(), s.duration_s.total
                 )
-            for (signal, test), score in sorted(s.drift.items()):
-                if math.isfinite(score):
-                    drift.add_metric([workload, device_class, signal, test], score)
+            for (signal, test), score in sorted(self.drift_scores(workload, device_class).items()):
+                drift.add_metric([workload, device_class, signal, test], score)
         reports = CounterMetricFamily(
             "tierwise_device_reports", "Device reports accepted, by device class.",
             labels=["device_class"],

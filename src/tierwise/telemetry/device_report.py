@@ -3,24 +3,32 @@ report per window to the gateway's ``POST /v2/telemetry/device``
 (:mod:`tierwise.telemetry.device` says what a report holds).
 
 :meth:`DeviceReporter.observe` takes each request's outcome and latency (and, where the
-workload's privacy lets them leave the device at all, its inputs and outputs for the drift
-monitor and the raw samples). :meth:`~DeviceReporter.report` builds the filtered report;
-the filter is the workload's privacy, applied here so that what is not allowed never
-reaches the wire:
+workload's privacy and the request's own ``privacy``, when it narrowed it, let them leave
+the device at all, its inputs and outputs for the drift monitor and the raw samples).
+:meth:`~DeviceReporter.report` builds the filtered report; the filter is the workload's
+privacy, applied here so that what is not allowed never reaches the wire:
 
 - every workload: counts by outcome and by latency bucket;
 - not ``sensitive``: the drift scores of the ``drift`` monitor given (statistics of the
   inputs, computed on the device);
 - ``allow_raw_samples`` (never with ``sensitive``): up to ``max_samples`` raw inputs.
 
-A ``sensitive`` workload's inputs are not even looked at: no bytes, no hashes, no
-statistics of them. :meth:`~DeviceReporter.send` posts the report with the project's HTTP
-client (anything with its ``post``) and starts a new window once the gateway took it.
+A ``sensitive`` workload's inputs, or a request's narrowed to ``sensitive``, are not even
+looked at: no bytes, no hashes, no statistics of them.
+
+:meth:`~DeviceReporter.send` closes the window (a new one starts at once) and posts its
+report with the project's HTTP client (anything with its ``post``), under a ``report_id``
+of its own. A report the gateway did not take for a passing reason (no answer, 5xx, 401,
+403, 408, 429) is sent again, as it was and under the same id, by the next ``send``: the
+gateway counts a report it already took once. One it refused (any other 4xx) is dropped,
+so that one bad report never holds the device back. A window never claims more than
+:data:`~tierwise.telemetry.device.MAX_WINDOW_S`.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from itertools import pairwise
@@ -30,10 +38,17 @@ import numpy as np
 
 from tierwise.errors import ConfigError
 from tierwise.spec.workloads import PRIVACY_CLASSES
-from tierwise.telemetry.device import DEVICE_TELEMETRY_PATH, MAX_BOUNDS
+from tierwise.telemetry.device import (
+    DEVICE_OUTCOMES,
+    DEVICE_TELEMETRY_PATH,
+    MAX_BOUNDS,
+    MAX_WINDOW_S,
+)
 
 __all__ = ["DEFAULT_BOUNDS_MS", "DriftSource", "DeviceReporter", "Poster"]
 
+#: statuses after which the same report is sent again (the gateway may take it later)
+_RETRY = frozenset({401, 403, 408, 429})
 #: the latency bounds (ms) a reporter counts in unless told others
 DEFAULT_BOUNDS_MS = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0)
 
@@ -99,6 +114,8 @@ class DeviceReporter:
         self.bounds_ms = tuple(float(b) for b in bounds_ms)
         self.max_samples = max_samples
         self._clock = clock
+        #: the closed window's report while the gateway has not taken it
+        self.pending: dict[str, Any] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -114,14 +131,22 @@ class DeviceReporter:
         latency_s: float,
         inputs: Mapping[str, np.ndarray] | None = None,
         outputs: Mapping[str, np.ndarray] | None = None,
+        *,
+        privacy: str | None = None,
     ) -> None:
-        """Count one request: its ``outcome`` (``answered``, ``escalated``, ``error``...)
-        and latency; its tensors go only where the workload's privacy lets them."""
+        """Count one request: its ``outcome`` (one of
+        :data:`~tierwise.telemetry.device.DEVICE_OUTCOMES`) and latency; its tensors go
+        only where the workload's privacy and the request's effective ``privacy`` (the
+        class it was routed under, when it narrowed the workload's) let them."""
+        if outcome not in DEVICE_OUTCOMES:
+            raise ConfigError("outcome", f"one of {list(DEVICE_OUTCOMES)}", outcome)
+        if privacy is not None and privacy not in PRIVACY_CLASSES:
+            raise ConfigError("privacy", f"one of {list(PRIVACY_CLASSES)}", privacy)
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         latency_ms = max(0.0, latency_s * 1000.0)
         self._latency[bisect_left(self.bounds_ms, latency_ms)] += 1
         self._sum_ms += latency_ms
-        if self.sensitive or inputs is None:
+        if self.sensitive or privacy == "sensitive" or inputs is None:
             return
         if self.drift is not None and outputs is not None:
             self.drift.observe(inputs, outputs)
@@ -133,7 +158,8 @@ class DeviceReporter:
         report: dict[str, Any] = {
             "device_class": self.device_class,
             "workload": self.workload,
-            "window_s": max(self._clock() - self._started, 1e-3),
+            "window_s": min(max(self._clock() - self._started, 1e-3), MAX_WINDOW_S),
+            "report_id": uuid.uuid4().hex,
             "counts": dict(self.counts),
         }
         if sum(self._latency):
@@ -153,10 +179,16 @@ class DeviceReporter:
     async def send(
         self, client: Poster, url: str = DEVICE_TELEMETRY_PATH, *, token: str | None = None
     ) -> int:
-        """Post the window's report (``url`` resolved by the client's ``base_url``);
-        returns the gateway's status, and starts a new window when it was a 2xx."""
-        headers = {"authorization": f"Bearer {token}"} if token is not None else None
-        response = await client.post(url, headers=headers, json=self.report())
-        if 200 <= response.status_code < 300:
+        """Post the report not yet taken, else close the window and post its report
+        (``url`` resolved by the client's ``base_url``); returns the gateway's status.
+        The report is kept for the next call only when the status says it may be taken
+        later (module docstring); an error the client raises keeps it too."""
+        if self.pending is None:
+            self.pending = self.report()
             self._reset()
-        return response.status_code
+        headers = {"authorization": f"Bearer {token}"} if token is not None else None
+        response = await client.post(url, headers=headers, json=self.pending)
+        status = response.status_code
+        if status < 500 and status not in _RETRY:
+            self.pending = None
+        return status
