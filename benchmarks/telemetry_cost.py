@@ -4,12 +4,13 @@ Throughput: two tier server processes serve the zoo's large model from the same
 repository, whose version folder holds the model's drift reference. One runs with
 everything a fleet watches on: the per-batch histograms, busy time, energy accounting
 (estimated from a power model, or measured where RAPL is readable) and the drift monitor
-fed by every batch. The other runs with ``metrics: false`` and ``--no-energy``: request
-counts only. Load from wrk in its own process (keep-alive connections, batch-1 V2 JSON);
-the two are measured as pairs of adjacent runs (which goes first alternates) and the
-figure is the median of the pairs' ratios. With two or more CPUs wrk runs on CPU 0 and
-the servers on the others. After the runs the full server's ``/metrics`` must show energy
-and a drift window, so the work was really done.
+fed with its sample of the batches (``drift_max_rows_per_s``). The other runs with
+``metrics: false`` and ``--no-energy``: request counts only. Load comes from wrk in its
+own process (keep-alive connections, batch-1 V2 JSON); each round runs the two as
+A B B A (which opens alternates between rounds), its ratio is full's requests over
+off's, and the figure is the median of the rounds' ratios. With two or more CPUs wrk
+runs on CPU 0 and the servers on the others. After the runs the full server's
+``/metrics`` must show energy and a drift window, so the work was really done.
 
 Drift: a monitor with the default settings (PSI 0.1 warn / 0.2 alert) on the zoo's small
 model, fed rows drawn from the zoo's held-out images: for each seed, one stream with a
@@ -20,7 +21,7 @@ false alarms.
 Targets: full >= 95% of off; shift flagged within 500 rows in >= 95% of seeded runs;
 false alarms <= 1% of windows. Prints one JSON line; exits 1 when a target is missed.
 Needs wrk (apt-get install wrk).
-Usage: python benchmarks/telemetry_cost.py [--duration-s 4] [--rounds 6] [--seeds 40]
+Usage: python benchmarks/telemetry_cost.py [--duration-s 2] [--rounds 8] [--seeds 40]
 """
 
 from __future__ import annotations
@@ -112,11 +113,16 @@ def throughput(
         for name in argv:  # warm both once
             run(name, 1)
         for round_ in range(rounds):
-            pair = ("full", "off") if round_ % 2 else ("off", "full")
-            got = {name: run(name, duration_s) for name in pair}
-            for name, result in got.items():
-                runs[name].append(result)
-            ratios.append(got["full"].requests_per_s / max(got["off"].requests_per_s, 1e-9))
+            # A B B A: a machine that speeds up or slows down during the round moves both
+            # sides alike; which side opens alternates between rounds
+            a, b = ("full", "off") if round_ % 2 else ("off", "full")
+            got: dict[str, list[WrkResult]] = {"full": [], "off": []}
+            for name in (a, b, b, a):
+                got[name].append(run(name, duration_s))
+            for name, results in got.items():
+                runs[name].extend(results)
+            full_rps = sum(r.requests_per_s for r in got["full"])
+            ratios.append(full_rps / max(sum(r.requests_per_s for r in got["off"]), 1e-9))
         full_metrics = httpx.get(f"http://127.0.0.1:{ports['full']}/metrics", timeout=10).text
         off_metrics = httpx.get(f"http://127.0.0.1:{ports['off']}/metrics", timeout=10).text
     out: dict[str, Any] = {}
@@ -182,8 +188,8 @@ def evaluate(runs: dict[str, Any], drifts: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Telemetry cost and drift detection benchmark.")
-    parser.add_argument("--duration-s", type=float, default=4.0, help="seconds per load run")
-    parser.add_argument("--rounds", type=int, default=6, help="pairs of adjacent runs")
+    parser.add_argument("--duration-s", type=float, default=2.0, help="seconds per load run")
+    parser.add_argument("--rounds", type=int, default=8, help="A B B A rounds")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--seeds", type=int, default=40, help="seeded drift runs per shift")
     args = parser.parse_args(argv)

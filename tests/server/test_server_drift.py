@@ -34,6 +34,8 @@ from tierwise.telemetry.drift import (
 
 H, W = 4, 8
 DRIFT = {"window_rows": 250, "step_rows": 50}
+#: these tests send faster than the default sample of rows a second: watch them all
+EVERY_ROW = {"drift_max_rows_per_s": None}
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -73,7 +75,9 @@ def send(client: httpx.Client, x: np.ndarray, rows: int = 10) -> None:
 
 
 def test_unshifted_traffic_stays_ok_and_shifted_traffic_alerts(tmp_path: Path) -> None:
-    settings = ServerSettings(model_repo=classifier_repo(tmp_path / "repo"), drift=DRIFT)
+    settings = ServerSettings(
+        model_repo=classifier_repo(tmp_path / "repo"), drift=DRIFT, **EVERY_ROW
+    )
     with running_server(settings) as server, httpx.Client(base_url=server.url) as client:
         send(client, images(500, height=H, width=W, seed=1))
         text = client.get("/metrics").text
@@ -98,7 +102,9 @@ def test_unshifted_traffic_stays_ok_and_shifted_traffic_alerts(tmp_path: Path) -
 
 
 def test_constant_inputs_alert(tmp_path: Path) -> None:
-    settings = ServerSettings(model_repo=classifier_repo(tmp_path / "repo"), drift=DRIFT)
+    settings = ServerSettings(
+        model_repo=classifier_repo(tmp_path / "repo"), drift=DRIFT, **EVERY_ROW
+    )
     with running_server(settings) as server, httpx.Client(base_url=server.url) as client:
         send(client, np.zeros((300, 3, H, W), np.float32))
         assert level_of(client.get("/metrics").text) == 2
@@ -228,6 +234,36 @@ def test_small_batches_are_gathered_before_the_monitor_sees_them() -> None:
     # a batch without the scores is the monitor's to ignore, at once
     hook({"x": x[:3]}, {})
     assert monitor.ignored_batches == 1
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def test_the_monitor_takes_at_most_its_rows_a_second() -> None:
+    x = images(400, height=H, width=W, seed=6)
+    scores = softmax(logits_of(x)).astype(np.float32)
+    reference = reference_from_outputs(x, scores, output=PADDLE_OUTPUT, input_name="x")
+    monitor = DriftMonitor(reference, DriftSettings(window_rows=1000, step_rows=10))
+    clock = FakeClock()
+    hook = DriftHook("ocr", "1", monitor, 1.0, flush_rows=1, max_rows_per_s=50, clock=clock)
+    for row in range(0, 200, 10):  # 200 rows at once: the first second's 50 are taken
+        hook({"x": x[row : row + 10]}, {PADDLE_OUTPUT: scores[row : row + 10]})
+    assert monitor.window_rows == 50
+    clock.now_s = 0.5  # half a second later, half a second's rows, in whole batches
+    for row in range(200, 300, 10):
+        hook({"x": x[row : row + 10]}, {PADDLE_OUTPUT: scores[row : row + 10]})
+    assert monitor.window_rows == 70
+    clock.now_s = 100.0  # an idle spell refills one second's worth, no more
+    for row in range(300, 400, 10):
+        hook({"x": x[row : row + 10]}, {PADDLE_OUTPUT: scores[row : row + 10]})
+    assert monitor.window_rows == 120
+    with pytest.raises(ConfigError, match="drift_max_rows_per_s"):
+        DriftHook("ocr", "1", monitor, 1.0, max_rows_per_s=0.0)
 
 
 def any_size_classifier_repo(root: Path) -> Path:

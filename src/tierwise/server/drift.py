@@ -4,7 +4,9 @@ inputs and outputs of the batches the version runs.
 
 The monitor is fed after the batch's requests have their answers, from a callback the
 event loop runs once the waiting requests have been woken, and only for a share of the
-batches (``drift_sample_rate``). A reference that does not load is logged once and the
+batches (``drift_sample_rate``) and at most ``drift_max_rows_per_s`` rows a second: a
+sample, so what watching costs stays bounded however busy the server is (the monitor's
+windows are counted in sampled rows). A reference that does not load is logged once and the
 version is served without drift. A batch the monitor fails on is dropped and counted
 (``tierwise_drift_errors_total``, logged the first time and then at each power of two),
 and the monitor goes on with the next ones; batches with no rows are skipped.
@@ -13,7 +15,8 @@ and the monitor goes on with the next ones; batches with no rows are skipped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -58,26 +61,43 @@ def load_monitor(
 
 
 class DriftHook:
-    """Feeds a share ``rate`` (0 < rate <= 1) of a version's batches to its monitor.
+    """Feeds a share ``rate`` (0 < rate <= 1) of a version's batches to its monitor, and
+    at most ``max_rows_per_s`` of their rows a second (None: no bound).
 
     The share is taken deterministically (every batch at 1.0, every other one at 0.5), so
-    a test or a benchmark sees the same batches observed on every run. The tensors the
+    a test or a benchmark sees the same batches observed on every run; the rows a second
+    are a token bucket holding one second of rows, on ``clock``. The tensors the
     reference reads are gathered until ``flush_rows`` rows (at most the monitor's step)
     and handed over together: the monitor's cost is mostly per call, and a server under
     light load runs many one-row batches.
     """
 
     __slots__ = (
-        "_credit", "_flush_rows", "_pending", "_rows", "model", "monitor", "rate", "version"
+        "_clock", "_credit", "_flush_rows", "_last_s", "_pending", "_rows", "_tokens",
+        "max_rows_per_s", "model", "monitor", "rate", "version",
     )  # fmt: skip
 
     def __init__(
-        self, model: str, version: str, monitor: DriftMonitor, rate: float, flush_rows: int = 32
+        self,
+        model: str,
+        version: str,
+        monitor: DriftMonitor,
+        rate: float,
+        flush_rows: int = 32,
+        *,
+        max_rows_per_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0.0 < rate <= 1.0:
             raise ConfigError("drift_sample_rate", "a share in (0, 1]", rate)
         if flush_rows < 1:
             raise ConfigError("flush_rows", "a whole number >= 1", flush_rows)
+        if max_rows_per_s is not None and not max_rows_per_s > 0:
+            raise ConfigError("drift_max_rows_per_s", "rows a second > 0, or null", max_rows_per_s)
+        self.max_rows_per_s = max_rows_per_s
+        self._clock = clock
+        self._last_s = clock()
+        self._tokens = max_rows_per_s or 0.0
         settings = monitor.settings
         step = settings.step_rows or max(1, settings.window_rows // 5)
         self.model = model
@@ -95,6 +115,8 @@ class DriftHook:
         if self._credit < 1.0:
             return
         self._credit -= 1.0
+        if self.max_rows_per_s is not None and not self._admit(inputs):
+            return
         try:
             self._gather(inputs, outputs)
         except Exception:  # the monitor must never take the server down
@@ -106,6 +128,20 @@ class DriftHook:
                     "drift monitor of model %s version %s failed on a batch (%d so far); "
                     "the batch is dropped", self.model, self.version, monitor.errors,
                 )  # fmt: skip
+
+    def _admit(self, inputs: Tensors) -> bool:
+        """Take the batch's rows from the bucket; False (the batch is not observed) when
+        the second's rows are spent."""
+        limit = self.max_rows_per_s or 0.0
+        now = self._clock()
+        self._tokens = min(limit, self._tokens + (now - self._last_s) * limit)
+        self._last_s = now
+        x = inputs.get(self.monitor.reference.input_name)
+        rows = x.shape[0] if x is not None and x.ndim > 0 else 1
+        if self._tokens < rows:
+            return False
+        self._tokens -= rows
+        return True
 
     def _gather(self, inputs: Tensors, outputs: Tensors) -> None:
         reference = self.monitor.reference

@@ -313,7 +313,11 @@ class ModelManager:
         if monitor is None:
             return None
         log.info("model %s version %s: drift monitored against its reference", name, version)
-        return DriftHook(name, version, monitor, self.settings.drift_sample_rate)
+        settings = self.settings
+        return DriftHook(
+            name, version, monitor, settings.drift_sample_rate,
+            max_rows_per_s=settings.drift_max_rows_per_s,
+        )  # fmt: skip
 
     def _record_failure(self, state: ModelState, exc: TierwiseError) -> None:
         state.last_error = exc.reason if isinstance(exc, ModelError) else str(exc)

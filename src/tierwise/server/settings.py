@@ -173,6 +173,12 @@ class ServerSettings(BaseModel):
         le=1.0,
         description="share of each monitored version's batches fed to its drift monitor",
     )
+    drift_max_rows_per_s: float | None = Field(
+        default=500.0,
+        gt=0.0,
+        description="most rows a second fed to each version's drift monitor (a sample, so "
+        "watching costs little under any load); null: every sampled batch",
+    )
 
     def codec_limits(self) -> CodecLimits:
         return CodecLimits(
