@@ -47,8 +47,6 @@ from bisect import bisect_left
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from itertools import pairwise
-from typing import Annotated, Any, Literal, get_args
 
 import orjson
 from prometheus_client.core import (
@@ -58,18 +56,21 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    model_validator,
-)
+from pydantic import Field, ValidationError
 
 from tierwise.errors import HttpError, ProtocolError
 from tierwise.settings_errors import SettingsModel
-from tierwise.spec.base import NAME_PATTERN
+from tierwise.telemetry.device_schema import (
+    DEVICE_OUTCOMES,
+    DEVICE_TELEMETRY_PATH,
+    DRIFT_KEYS,
+    MAX_BOUNDS,
+    MAX_WINDOW_S,
+    NAME,
+    DeviceReport,
+    LatencyHistogram,
+    report_problem,
+)
 from tierwise.telemetry.families import LATENCY_BUCKETS_S, Buckets
 
 __all__ = [
@@ -84,65 +85,6 @@ __all__ = [
     "LatencyHistogram",
     "WorkloadRules",
 ]
-
-#: where the gateway takes reports
-DEVICE_TELEMETRY_PATH = "/v2/telemetry/device"
-#: most latency bounds a report may carry
-MAX_BOUNDS = 64
-#: the longest window a report may cover (s)
-MAX_WINDOW_S = 7 * 86_400.0
-_MAX_COUNT = 10**12
-_NAME = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=64)]
-_Outcome = Literal["answered", "escalated", "degraded", "deferred", "no_route", "deadline", "error"]
-#: the outcomes a device may count (the router's, and ``escalated`` for a device's own)
-DEVICE_OUTCOMES: tuple[str, ...] = get_args(_Outcome)
-_DriftKey = Literal[
-    "confidence/psi", "confidence/ks", "class/psi", "input_mean/ks", "input_std/ks"
-]  # fmt: skip
-#: the ``signal/test`` drift scores a report may carry (those a drift monitor gives)
-DRIFT_KEYS: tuple[str, ...] = get_args(_DriftKey)
-_REPORT_ID = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{8,64}$")]
-_COUNT = Annotated[int, Field(ge=0, le=_MAX_COUNT)]
-_FINITE = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class LatencyHistogram(_Strict):
-    """Request latency on the device: ``counts[i]`` requests took at most ``bounds[i]``
-    ms (and more than the bound before); the last count is over the last bound."""
-
-    bounds: list[Annotated[float, Field(gt=0, le=1e7, allow_inf_nan=False)]] = Field(
-        min_length=1, max_length=MAX_BOUNDS
-    )
-    counts: list[_COUNT] = Field(min_length=2, max_length=MAX_BOUNDS + 1)
-    sum_ms: _FINITE | None = None
-
-    @model_validator(mode="after")
-    def _shape(self) -> LatencyHistogram:
-        if any(b <= a for a, b in pairwise(self.bounds)):
-            raise ValueError("latency_ms.bounds must be strictly increasing")
-        if len(self.counts) != len(self.bounds) + 1:
-            raise ValueError(
-                f"latency_ms.counts must hold one count per bound and one over the last"
-                f" ({len(self.bounds) + 1}), not {len(self.counts)}"
-            )
-        return self
-
-
-class DeviceReport(_Strict):
-    """One device report (module docstring)."""
-
-    device_class: _NAME
-    workload: _NAME
-    window_s: Annotated[float, Field(gt=0, le=MAX_WINDOW_S, allow_inf_nan=False)]
-    report_id: _REPORT_ID | None = None
-    counts: dict[_Outcome, _COUNT] = Field(max_length=len(DEVICE_OUTCOMES))
-    latency_ms: LatencyHistogram | None = None
-    drift: dict[_DriftKey, _FINITE] = Field(default_factory=dict, max_length=len(DRIFT_KEYS))
-    samples: list[dict[_NAME, list[Any]]] | None = Field(default=None, max_length=16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +103,7 @@ class DeviceTelemetrySettings(SettingsModel):
     ``report_id`` is remembered to drop a report sent twice."""
 
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
-    device_classes: list[_NAME] | None = Field(default=None, min_length=1, max_length=10_000)
+    device_classes: list[NAME] | None = Field(default=None, min_length=1, max_length=10_000)
     max_device_classes: int = Field(default=64, ge=1, le=10_000)
     max_series: int = Field(default=20_000, ge=1, le=1_000_000)
     samples_kept: int = Field(default=100, ge=0, le=10_000)
@@ -169,15 +111,6 @@ class DeviceTelemetrySettings(SettingsModel):
     drift_stale_windows: float = Field(default=3.0, gt=0, le=1000)
     dedupe_window_s: float = Field(default=3600.0, ge=0, le=7 * 86_400)
     dedupe_max_ids: int = Field(default=16_384, ge=0, le=1_000_000)
-
-
-def _problem(exc: ValidationError) -> str:
-    """Each error of a refused report: where, and what was expected."""
-    parts = []
-    for error in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in error["loc"]) or "report"
-        parts.append(f"{where}: {error['msg']}")
-    return "invalid device report: " + "; ".join(parts[:5])
 
 
 class _Series:
@@ -242,7 +175,7 @@ class DeviceTelemetry(Collector):
         try:
             return DeviceReport.model_validate(doc)
         except ValidationError as exc:
-            raise HttpError(422, _problem(exc)) from exc
+            raise HttpError(422, report_problem(exc)) from exc
 
     def check(self, report: DeviceReport) -> None:
         """HttpError 422 for a report its workload's rules refuse, from a device class
