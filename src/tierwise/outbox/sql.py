@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from tierwise.errors import ConfigError
+from tierwise.errors import ConfigError, OutboxError
 from tierwise.outbox.types import OutboxItem, OutboxItemNotFoundError
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "MAX_ERROR_CHARS",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "backlog_rows",
     "count_undelivered",
     "load_item",
     "non_negative",
@@ -65,6 +66,18 @@ def count_undelivered(conn: sqlite3.Connection, tier: str | None) -> int:
             (tier,),
         ).fetchone()
     return int(row[0])
+
+
+def backlog_rows(conn: sqlite3.Connection, *, path: str) -> list[tuple[str, int, float]]:
+    """Per tier: undelivered items (pending or leased) and when the oldest was queued."""
+    try:
+        rows = conn.execute(
+            "SELECT tier, count(*), min(created_s) FROM outbox_items"
+            " WHERE status IN ('pending', 'leased') GROUP BY tier"
+        ).fetchall()
+    except sqlite3.Error as exc:
+        raise OutboxError(str(exc), path=path) from exc
+    return [(str(tier), int(n), float(oldest)) for tier, n, oldest in rows]
 
 
 def load_item(conn: sqlite3.Connection, item_id: str, now: float, *, path: str) -> OutboxItem:

@@ -37,6 +37,7 @@ from tierwise.outbox.sql import (
     MAX_ERROR_CHARS,
     SCHEMA,
     SCHEMA_VERSION,
+    backlog_rows,
     count_undelivered,
     load_item,
     non_negative,
@@ -309,15 +310,9 @@ class Outbox:
         now = self._clock()
         if self._lock.acquire(blocking=wait):
             try:
-                rows = self._conn.execute(
-                    "SELECT tier, count(*), min(created_s) FROM outbox_items"
-                    " WHERE status IN ('pending', 'leased') GROUP BY tier"
-                ).fetchall()
-            except sqlite3.Error as exc:
-                raise OutboxError(str(exc), path=self.path) from exc
+                self._last_backlog = backlog_rows(self._conn, path=self.path)
             finally:
                 self._lock.release()
-            self._last_backlog = [(str(t), int(n), float(oldest)) for t, n, oldest in rows]
         return {tier: (n, max(0.0, now - oldest)) for tier, n, oldest in self._last_backlog}
 
     def purge_done(self, older_than_s: float, *, include_failed: bool = False) -> int:
