@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tierwise.zoo import build_zoo, zoo_is_current
+from tierwise.zoo import build_zoo
 
 
 @pytest.fixture(scope="session")
-def shared_zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The model family (seed 0), built once per test session; treat it as read-only."""
+def shared_zoo_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, list[str]]:
+    """The one build of the model family (seed 0) per test session: its folder, how long
+    it took (s) and the progress lines it printed. Treat the folder as read-only."""
     out = tmp_path_factory.getbasetemp() / "shared-zoo"
-    if not zoo_is_current(out, 0):
-        build_zoo(out, seed=0)
-    return out
+    lines: list[str] = []
+    start = time.monotonic()
+    build_zoo(out, seed=0, progress=lines.append)
+    return out, time.monotonic() - start, lines
+
+
+@pytest.fixture(scope="session")
+def shared_zoo_dir(shared_zoo_build: tuple[Path, float, list[str]]) -> Path:
+    """The model family (seed 0), built once per test session; treat it as read-only."""
+    return shared_zoo_build[0]
 
 
 @pytest.fixture(autouse=True)

@@ -81,8 +81,11 @@ def test_config_example_is_a_valid_model_config() -> None:
     assert parsed.onnx.providers == ["cpu"]
 
 
-def test_shell_examples_run(tmp_path: Path) -> None:
+def test_shell_examples_run(tmp_path: Path, shared_zoo_dir: Path) -> None:
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    # the README's `tierwise zoo build --out models --seed 0` finds this zoo current and
+    # keeps it (building one from scratch is tests/cli/test_cli.py's to check)
+    shutil.copytree(shared_zoo_dir, tmp_path / "models")
     server: subprocess.Popen[bytes] | None = None
     base = ""
     ran = 0
@@ -121,9 +124,10 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
     server.wait(timeout=30)
 
 
-def test_python_example_runs(tmp_path: Path) -> None:
+def test_python_example_runs(tmp_path: Path, shared_zoo_dir: Path) -> None:
     (code,) = [body for lang, body in BLOCKS if lang == "python"]
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    shutil.copytree(shared_zoo_dir, tmp_path / ".tierwise" / "zoo")  # current: kept
     zoo = subprocess.run(
         [sys.executable, "-m", "tierwise", "zoo", "build", "--out", ".tierwise/zoo"],
         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300, check=False,

@@ -1,4 +1,5 @@
-"""One zoo built per test session (seed 0), shared read-only by the zoo tests.
+"""The session's one zoo build (seed 0, ``shared_zoo_build`` in tests/conftest.py),
+shared read-only by the zoo tests.
 
 Tests that modify a zoo work on a copy (``zoo_copy``), never on the shared build.
 """
@@ -6,7 +7,6 @@ Tests that modify a zoo work on a copy (``zoo_copy``), never on the shared build
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,19 +14,15 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tierwise.zoo import Zoo, build_zoo
-
-SEED = 0
+from tierwise.zoo import Zoo, load_zoo
 
 
 @pytest.fixture(scope="session")
-def built_zoo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Zoo, float, list[str]]:
-    """The shared build: the returned Zoo, the build time in seconds, progress lines."""
-    out = tmp_path_factory.mktemp("zoo-seed0")
-    lines: list[str] = []
-    start = time.monotonic()
-    zoo = build_zoo(out, seed=SEED, progress=lines.append)
-    return zoo, time.monotonic() - start, lines
+def built_zoo(shared_zoo_build: tuple[Path, float, list[str]]) -> tuple[Zoo, float, list[str]]:
+    """The session's shared build (seed 0): the Zoo, the build time in seconds, progress
+    lines."""
+    out, seconds, lines = shared_zoo_build
+    return load_zoo(out), seconds, lines
 
 
 @pytest.fixture(scope="session")
