@@ -9,13 +9,14 @@ constructs Python objects (safe types only).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tierwise.errors import ConfigError
 
-__all__ = ["MAX_YAML_NODES", "check_expansion", "load_yaml"]
+__all__ = ["MAX_YAML_NODES", "check_expansion", "load_settings_file", "load_yaml"]
 
 #: Most nodes a document may hold once every alias is expanded.
 MAX_YAML_NODES = 1_000_000
@@ -72,3 +73,17 @@ def load_yaml(text: str | bytes, what: str, max_nodes: int = MAX_YAML_NODES) -> 
         return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+def load_settings_file(path: Path) -> dict[str, Any]:
+    """The settings in the YAML file at ``path`` (empty when the file is): a mapping at the
+    top level. ConfigError names the file when it cannot be read, is not YAML or holds
+    something else."""
+    source = str(path)
+    try:
+        loaded = load_yaml(path.read_text(), source) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(source, "a readable YAML file", str(exc)) from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(source, "a mapping of settings at the top level", type(loaded).__name__)
+    return loaded

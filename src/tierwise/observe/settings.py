@@ -23,12 +23,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, ValidationError
 
-from tierwise.errors import ConfigError
 from tierwise.settings_errors import SettingsModel, settings_error
-from tierwise.yaml_limits import load_yaml
+from tierwise.yaml_limits import load_settings_file
 
 __all__ = ["ObserveSettings", "load_observe_settings"]
 
@@ -65,15 +63,7 @@ def load_observe_settings(path: Path | None, **overrides: Any) -> ObserveSetting
     source = "observe settings"
     if path is not None:
         source = str(path)
-        try:
-            loaded = load_yaml(path.read_text(), source) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(source, "a readable YAML file", str(exc)) from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(
-                source, "a mapping of settings at the top level", type(loaded).__name__
-            )
-        data = loaded
+        data = load_settings_file(path)
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return ObserveSettings.model_validate(data)

@@ -6,15 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, ValidationError
 
-from tierwise.errors import ConfigError
 from tierwise.router.clients import ClientLimits
 from tierwise.security import AuthSettings, TlsServerSettings
 from tierwise.settings_errors import SettingsModel, settings_error
 from tierwise.telemetry.device import DeviceTelemetrySettings
-from tierwise.yaml_limits import load_yaml
+from tierwise.yaml_limits import load_settings_file
 
 __all__ = ["GatewaySettings", "load_gateway_settings"]
 
@@ -55,15 +53,7 @@ def load_gateway_settings(path: Path | None, **overrides: Any) -> GatewaySetting
     source = "gateway settings"
     if path is not None:
         source = str(path)
-        try:
-            loaded = load_yaml(path.read_text(), source) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(source, "a readable YAML file", str(exc)) from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(
-                source, "a mapping of settings at the top level", type(loaded).__name__
-            )
-        data = loaded
+        data = load_settings_file(path)
     for name, value in overrides.items():
         if value is None:
             continue

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tierwise.errors import ConfigError
@@ -19,7 +18,7 @@ from tierwise.spec.base import NAME_PATTERN
 from tierwise.spec.tiers import PowerModel
 from tierwise.telemetry.drift import DriftSettings
 from tierwise.telemetry.energy import DEFAULT_POWERCAP
-from tierwise.yaml_limits import load_yaml
+from tierwise.yaml_limits import load_settings_file
 
 __all__ = ["EnergySettings", "ModelConfig", "ServerSettings", "load_yaml_settings"]
 
@@ -206,15 +205,7 @@ def load_yaml_settings(path: Path | None, **overrides: Any) -> ServerSettings:
     source = "settings"
     if path is not None:
         source = str(path)
-        try:
-            loaded = load_yaml(path.read_text(), str(path)) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(source, "a readable YAML file", str(exc)) from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(
-                source, "a mapping of settings at the top level", type(loaded).__name__
-            )
-        data = loaded
+        data = load_settings_file(path)
     _merge(data, {k: v for k, v in overrides.items() if v is not None})
     try:
         return ServerSettings.model_validate(data)
