@@ -18,14 +18,44 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
+import orjson
 
-__all__ = ["LinkProxy", "WrkResult", "free_port", "require_wrk", "rss_mib", "run_wrk", "server"]
+__all__ = [
+    "LinkProxy",
+    "WrkResult",
+    "digits_request",
+    "free_port",
+    "pinning",
+    "require_wrk",
+    "rss_mib",
+    "run_wrk",
+    "server",
+]
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def pinning() -> tuple[list[str], list[str]]:
+    """The command prefixes that put wrk on CPU 0 and the servers on the rest (none on a
+    one-CPU machine or without taskset)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    taskset = shutil.which("taskset")
+    if len(cpus) < 2 or taskset is None:
+        return [], []
+    rest = ",".join(str(c) for c in cpus[1:])
+    return [taskset, "-c", str(cpus[0])], [taskset, "-c", rest]
+
+
+def digits_request() -> bytes:
+    """One batch-1 V2 JSON request for the zoo's models (a seeded 8x8 image)."""
+    data = np.random.default_rng(0).random(64).round(4).tolist()
+    doc = {"inputs": [{"name": "image", "shape": [1, 8, 8], "datatype": "FP32", "data": data}]}
+    return orjson.dumps(doc)
 
 
 def require_wrk() -> str:

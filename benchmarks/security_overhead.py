@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import ipaddress
-import os
-import shutil
 import ssl
 import statistics
 import subprocess
@@ -40,13 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from harness import WrkResult, free_port, require_wrk, run_wrk
+from harness import WrkResult, digits_request, free_port, pinning, require_wrk, run_wrk
 
 from tierwise.security import hash_line, make_token
 from tierwise.zoo import build_zoo
@@ -54,12 +51,6 @@ from tierwise.zoo import build_zoo
 JSON_HEADERS = {"Content-Type": "application/json"}
 TLS_TARGET = 0.80
 LIMITS_TARGET = 0.90
-
-
-def _body() -> bytes:
-    data = np.random.default_rng(0).random(64).round(4).tolist()
-    doc = {"inputs": [{"name": "image", "shape": [1, 8, 8], "datatype": "FP32", "data": data}]}
-    return orjson.dumps(doc)
 
 
 def _certificate(folder: Path) -> tuple[Path, Path]:
@@ -144,17 +135,6 @@ workloads:
 PAIRS = (("serve_tls_auth", "serve_plain"), ("gateway_limited", "gateway_open"))
 
 
-def _pinning() -> tuple[list[str], list[str]]:
-    """The command prefixes that put wrk on CPU 0 and the servers on the rest (none on a
-    one-CPU machine or without taskset)."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    taskset = shutil.which("taskset")
-    if len(cpus) < 2 or taskset is None:
-        return [], []
-    rest = ",".join(str(c) for c in cpus[1:])
-    return [taskset, "-c", str(cpus[0])], [taskset, "-c", rest]
-
-
 def measure(tmp: Path, duration_s: float, rounds: int, connections: int) -> dict[str, Any]:
     zoo = tmp / "zoo"
     build_zoo(zoo, seed=0)
@@ -174,7 +154,7 @@ def measure(tmp: Path, duration_s: float, rounds: int, connections: int) -> dict
     )
     ports = {n: free_port() for n in ("serve_plain", "serve_tls_auth", "gateway_open",
                                       "gateway_limited")}  # fmt: skip
-    client_pin, server_pin = _pinning()
+    client_pin, server_pin = pinning()
     py = [*server_pin, sys.executable, "-m", "tierwise"]
     serve = [*py, "serve", "--model-repo", str(repo), "--no-access-log", "--port"]
     gateway = [*py, "gateway", "--plan", str(plan), "--port"]
@@ -192,7 +172,7 @@ def measure(tmp: Path, duration_s: float, rounds: int, connections: int) -> dict
             True,
         ),
     }  # fmt: skip
-    body = _body()
+    body = digits_request()
     model_name = {"serve_plain": "large", "serve_tls_auth": "large"}
     runs: dict[str, list[WrkResult]] = {name: [] for name in systems}
     ratios: dict[str, list[float]] = {guarded: [] for guarded, _ in PAIRS}

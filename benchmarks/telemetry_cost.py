@@ -27,7 +27,6 @@ Usage: python benchmarks/telemetry_cost.py [--duration-s 2] [--rounds 8] [--seed
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys
@@ -38,9 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import orjson
-from harness import WrkResult, free_port, require_wrk, run_wrk, server
+from harness import WrkResult, digits_request, free_port, pinning, require_wrk, run_wrk, server
 
 from tierwise.zoo import build_zoo
 
@@ -51,23 +49,6 @@ FALSE_ALARM_LIMIT = 0.01
 DETECTION_ROWS = 500
 #: the shifts injected, each over every seed
 SHIFTS = ("severity", "class_mix")
-
-
-def _body() -> bytes:
-    data = np.random.default_rng(0).random(64).round(4).tolist()
-    doc = {"inputs": [{"name": "image", "shape": [1, 8, 8], "datatype": "FP32", "data": data}]}
-    return orjson.dumps(doc)
-
-
-def _pinning() -> tuple[list[str], list[str]]:
-    """Command prefixes that put wrk on CPU 0 and the servers on the rest (none on a
-    one-CPU machine or without taskset)."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    taskset = shutil.which("taskset")
-    if len(cpus) < 2 or taskset is None:
-        return [], []
-    rest = ",".join(str(c) for c in cpus[1:])
-    return [taskset, "-c", str(cpus[0])], [taskset, "-c", rest]
 
 
 def _series(text: str, name: str) -> list[float]:
@@ -89,7 +70,7 @@ def throughput(
     off_config = tmp / "off.yaml"
     off_config.write_text("metrics: false\n")
     ports = {"full": free_port(), "off": free_port()}
-    client_pin, server_pin = _pinning()
+    client_pin, server_pin = pinning()
     serve = [*server_pin, sys.executable, "-m", "tierwise", "serve", "--no-access-log"]
     argv = {
         "full": [*serve, "--model-repo", str(repo), "--port", str(ports["full"]), "--tier",
@@ -97,7 +78,7 @@ def throughput(
         "off": [*serve, "--model-repo", str(repo), "--config", str(off_config), "--port",
                 str(ports["off"]), "--no-energy"],
     }  # fmt: skip
-    body = _body()
+    body = digits_request()
     runs: dict[str, list[WrkResult]] = {"full": [], "off": []}
     ratios: list[float] = []
     with ExitStack() as stack:
