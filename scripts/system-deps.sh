@@ -7,14 +7,16 @@
 #   demo   make and Python's venv module: enough to create .venv and run the demo
 #   test   demo's, plus docker-registry (the registry tests run a real OCI registry),
 #          chromium (the report test opens the report in headless Chromium), curl
-#          (the README's TLS walkthrough runs its curl lines as written) and prometheus
-#          (the observe tests scrape a fleet with it; it brings promtool too)
+#          (the README's TLS walkthrough runs its curl lines as written), prometheus
+#          (the observe tests scrape a fleet with it; it brings promtool too) and
+#          postgresql (the control store tests run a real PostgreSQL server)
 #   bench  test's, plus wrk (the server benchmark's load generator)
 #
 # Installs with apt-get when run as root; otherwise prints the one command to run and
 # exits 1. --dry-run prints what it would install ("would install: A B", or "nothing to
 # install") and exits 0. PYTHON names the interpreter that will create the venv
-# (default python3).
+# (default python3). PG_LIB_DIR is where Debian keeps PostgreSQL's versions, whose
+# binaries are not on PATH (default /usr/lib/postgresql).
 set -euo pipefail
 
 usage="usage: scripts/system-deps.sh [--dry-run] [demo|test|bench]"
@@ -37,6 +39,16 @@ done
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
+# postgres on PATH, or in Debian's PG_LIB_DIR/<version>/bin
+have_postgres() {
+  have postgres && return 0
+  local bin
+  for bin in "${PG_LIB_DIR:-/usr/lib/postgresql}"/*/bin/postgres; do
+    [ -x "$bin" ] && return 0
+  done
+  return 1
+}
+
 need=()
 have make || need+=(make)
 "${PYTHON:-python3}" -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
@@ -45,6 +57,7 @@ if [ "$group" != demo ]; then
   have chromium || need+=(chromium)
   have curl || need+=(curl)
   have prometheus || need+=(prometheus)
+  have_postgres || need+=(postgresql)
 fi
 if [ "$group" = bench ]; then
   have wrk || need+=(wrk)

@@ -22,6 +22,7 @@ BINARIES = {
     "chromium": "chromium",
     "curl": "curl",
     "prometheus": "prometheus",
+    "postgres": "postgresql",
 }
 
 
@@ -53,7 +54,8 @@ def _machine(
 
 
 def _run(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": str(path), "HOME": str(path.parent)}
+    # Debian's PostgreSQL lives off PATH; point the script at an empty stand-in for it
+    env = {"PATH": str(path), "HOME": str(path.parent), "PG_LIB_DIR": str(path.parent / "pglib")}
     return subprocess.run(
         [BASH, str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=30,
         check=False,
@@ -77,6 +79,7 @@ def test_dry_run_names_everything_missing_at_once(tmp_path: Path) -> None:
     result = _run(_machine(tmp_path, lacks=tuple(BINARIES), venv=False), "--dry-run")
     assert result.stdout.split(": ")[1].split() == [
         "make", "python3-venv", "docker-registry", "chromium", "curl", "prometheus",
+        "postgresql",
     ]  # fmt: skip
 
 
@@ -85,7 +88,9 @@ def test_groups_ask_for_what_they_use(tmp_path: Path) -> None:
     # the demo needs no registry and no browser; benchmarks add wrk
     assert _run(path, "--dry-run", "demo").stdout.strip() == "would install: make"
     bench = _run(path, "--dry-run", "bench").stdout.split(": ")[1].split()
-    assert bench == ["make", "docker-registry", "chromium", "curl", "prometheus", "wrk"]
+    assert bench == [
+        "make", "docker-registry", "chromium", "curl", "prometheus", "postgresql", "wrk",
+    ]  # fmt: skip
 
 
 def test_nothing_missing(tmp_path: Path) -> None:
@@ -96,6 +101,16 @@ def test_nothing_missing(tmp_path: Path) -> None:
     quiet = _run(path)
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
     assert not (tmp_path / "apt.log").exists()
+
+
+def test_postgres_off_path_in_debians_folder_counts(tmp_path: Path) -> None:
+    path = _machine(tmp_path, lacks=("postgres",))
+    assert _run(path, "--dry-run").stdout.strip() == "would install: postgresql"
+    # Debian's package: /usr/lib/postgresql/<version>/bin/postgres, not on PATH
+    versioned = tmp_path / "pglib" / "15" / "bin"
+    versioned.mkdir(parents=True)
+    _stub(versioned, "postgres")
+    assert _run(path, "--dry-run").stdout.strip() == "nothing to install"
 
 
 def test_root_installs_with_apt_get(tmp_path: Path) -> None:
