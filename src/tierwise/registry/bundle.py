@@ -76,8 +76,12 @@ def _quantization(model: onnx.ModelProto) -> str:
 
 
 def _inspect(path: Path) -> str:
-    """The model's quantization; BundleError when its weights are in external files."""
-    model = onnx.load(str(path), load_external_data=False)
+    """The model's quantization; BundleError when it is not an ONNX model or its weights
+    are in external files."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError for bytes that are no model, OSError
+        raise BundleError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from exc
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
         raise BundleError(
             f"{path}: its weights live in external data files; save the model as one file "
