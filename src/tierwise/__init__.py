@@ -15,6 +15,7 @@ lazy ones included::
      8  calibrate        cascade thresholds and costs measured on evaluation data
          v
      7  plan             decision matrix, cost model, placement optimizer, plan.yaml writer
+        control          the fleet control plane: nodes, desired versions, staged rollouts
          v
      6  bench            measured profiles of models and live tiers, for the planner
         agent            the edge agent: a node's server, router, outbox and bundle sync

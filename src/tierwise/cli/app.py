@@ -11,6 +11,7 @@ from tierwise.cli.bench import bench_app
 from tierwise.cli.bundle import bundle_app, keys_app
 from tierwise.cli.calibrate import calibrate
 from tierwise.cli.common import EXIT_FAILURE, EXIT_USAGE, err_console
+from tierwise.cli.control import control_app
 from tierwise.cli.demo import demo
 from tierwise.cli.drift import drift_app
 from tierwise.cli.gateway import gateway, route_app
@@ -18,6 +19,7 @@ from tierwise.cli.observe import observe_app
 from tierwise.cli.plan import plan_app
 from tierwise.cli.registry import registry_app
 from tierwise.cli.report import report
+from tierwise.cli.rollout import rollout_app
 from tierwise.cli.serve import serve
 from tierwise.cli.validate import validate
 from tierwise.cli.zoo import zoo_app
@@ -58,6 +60,8 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(agent_app, name="agent")
 app.add_typer(observe_app, name="observe")
 app.add_typer(drift_app, name="drift")
+app.add_typer(control_app, name="control")
+app.add_typer(rollout_app, name="rollout")
 
 
 def _version(value: bool) -> None:

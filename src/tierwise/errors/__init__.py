@@ -50,6 +50,7 @@ boundary with ``raise X from exc``.
     │   ├── BundleExistsError           status 409  versions are immutable
     │   └── RegistryUnavailableError    status 503  unreachable, or dropped the connection
     ├── AgentError                      status 409  the edge agent cannot do what was asked
+    ├── RolloutError                    status 409  a rollout change the control plane refuses
     └── TierError                       status 502  a tier failed to answer
         ├── TierRejectedError           status 4xx  the tier said the request was wrong
         └── TierUnavailableError        status 503  down, overloaded or refused (breaker)
@@ -80,6 +81,7 @@ from tierwise.errors.registry import (
     IntegrityError,
     RegistryError,
     RegistryUnavailableError,
+    RolloutError,
     SignatureError,
 )
 from tierwise.errors.reporting import DemoError, ReportError
@@ -124,6 +126,7 @@ __all__ = [
     "IntegrityError",
     "RegistryError",
     "RegistryUnavailableError",
+    "RolloutError",
     "SignatureError",
     "AdmissionError",
     "BackendError",

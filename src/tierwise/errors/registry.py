@@ -1,4 +1,5 @@
-"""Errors of the model registry (bundles, signatures, stores) and the edge agent."""
+"""Errors of the model registry (bundles, signatures, stores), the edge agent and the
+control plane's rollouts."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ __all__ = [
     "IntegrityError",
     "RegistryError",
     "RegistryUnavailableError",
+    "RolloutError",
     "SignatureError",
 ]
 
@@ -71,5 +73,12 @@ class RegistryUnavailableError(RegistryError):
 class AgentError(TierwiseError):
     """The edge agent could not do what it was asked (a rollback with nothing to roll back
     to, a desired state it cannot read)."""
+
+    status_code = 409
+
+
+class RolloutError(TierwiseError):
+    """The control plane refuses a rollout change: an overlapping rollout of the bundle,
+    a selector that matches no node, an action its state does not allow. Nothing moved."""
 
     status_code = 409

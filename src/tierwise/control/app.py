@@ -1,0 +1,451 @@
+"""The control plane's HTTP API (raw ASGI, one route table, one guard).
+
+Agents (scope ``telemetry``):
+
+- ``POST /v1/nodes/{node}/heartbeat``: labels, status and cumulative counters; answered
+  once stored with ``{"node", "desired": {"refs": {...}} | null, "heartbeat_s"}``;
+- ``GET /v1/nodes/{node}/desired``: ``{"refs": {BUNDLE: REF}}`` with an ETag (304 on
+  ``If-None-Match``), the agent's ``control.url``.
+
+Operators (reads: ``telemetry``; changes: ``admin``): ``GET /v1/nodes[?selector=...]``,
+``GET|DELETE /v1/nodes/{node}``, ``PUT /v1/desired`` (``{bundle, ref, selector}``: set a
+version on the nodes outside any rollout), ``POST|GET /v1/rollouts``,
+``GET /v1/rollouts/{id}``, ``POST /v1/rollouts/{id}/{pause|resume|promote|abort}``,
+``GET /v1/audit[?rollout=&after=&limit=]``, ``GET /metrics``. Health probes
+(``/v1/health/live``, ``/v1/health/ready``) are open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from tierwise.control.desired import DesiredBook
+from tierwise.control.engine import RolloutEngine
+from tierwise.control.selector import check_labels, parse_selector
+from tierwise.control.spec import RolloutRequest
+from tierwise.control.store import AuditEntry, Change, ControlStore, Heartbeat
+from tierwise.control.window import Counters, History
+from tierwise.control.writer import HeartbeatWriter
+from tierwise.errors import ConfigError, HttpError, RolloutError
+from tierwise.http.asgi import (
+    JSON_HEADERS,
+    Receive,
+    Reply,
+    Scope,
+    Send,
+    body_headers,
+    read_json_object,
+    run_lifespan,
+)
+from tierwise.http.routing import Request, Route, RouteTable
+from tierwise.security import Guard, audit
+
+__all__ = ["ControlApp", "NODE_NAME"]
+
+log = logging.getLogger("tierwise.control")
+
+NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: status fields of a heartbeat the control plane keeps (the rest is ignored)
+_STATUS_KEYS = (
+    "bundles",
+    "health",
+    "temperature_c",
+    "thermal_throttled",
+    "queue_depth",
+    "in_flight",
+    "last_sync",
+    "version",
+    "digest",
+)
+_ACTIONS = ("pause", "resume", "promote", "abort")
+
+
+def _json(doc: object, status: int = 200) -> Reply:
+    return status, orjson.dumps(doc), list(JSON_HEADERS)
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    raw = scope.get("query_string", b"").decode("latin-1")
+    return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+
+
+def _node(request: Request) -> str:
+    node = request.params["node"]
+    if not NODE_NAME.match(node):
+        raise ConfigError("node", "a node name of letters, digits, '.', '_' or '-'", node)
+    return node
+
+
+class ControlApp:
+    """The ASGI app; ``startup`` starts the heartbeat writer and the rollout stepper."""
+
+    def __init__(
+        self,
+        *,
+        store: ControlStore,
+        engine: RolloutEngine,
+        history: History,
+        desired: DesiredBook,
+        guard: Guard,
+        heartbeat_s: float,
+        tick_s: float,
+        lease_s: float,
+        replica: str,
+        max_body_bytes: int,
+        max_pending_heartbeats: int,
+        max_nodes: int,
+        on_shutdown: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.history = history
+        self.desired = desired
+        self.guard = guard
+        self.heartbeat_s = heartbeat_s
+        self.tick_s = tick_s
+        self.lease_s = lease_s
+        self.replica = replica
+        self.max_body_bytes = max_body_bytes
+        self.max_nodes = max_nodes
+        self.writer = HeartbeatWriter(store, max_pending=max_pending_heartbeats)
+        self.on_shutdown = on_shutdown
+        self.leader = False
+        self.heartbeats = 0
+        self.known: set[str] = {n.node for n in store.list_nodes()}
+        self._task: asyncio.Task[None] | None = None
+        self.routes = RouteTable(
+            [
+                Route("/v1/health/live", self._live),
+                Route("/v1/health/ready", self._ready),
+                Route(
+                    "/v1/nodes/{node}/heartbeat",
+                    self._heartbeat,
+                    methods=["POST"],
+                    scope="telemetry",
+                ),
+                Route("/v1/nodes/{node}/desired", self._desired_of, scope="telemetry"),
+                Route("/v1/nodes", self._nodes, scope="telemetry"),
+                Route("/v1/nodes/{node}", self._node_get, scope="telemetry"),
+                Route(
+                    "/v1/nodes/{node}",
+                    self._audited("node.forget", self._forget),
+                    methods=["DELETE"],
+                    scope="admin",
+                ),
+                Route(
+                    "/v1/desired",
+                    self._audited("desired.set", self._set_desired),
+                    methods=["PUT"],
+                    scope="admin",
+                ),
+                Route("/v1/rollouts", self._rollouts, scope="telemetry"),
+                Route(
+                    "/v1/rollouts",
+                    self._audited("rollout.start", self._start),
+                    methods=["POST"],
+                    scope="admin",
+                ),
+                Route("/v1/rollouts/{id}", self._rollout, scope="telemetry"),
+                Route(
+                    "/v1/rollouts/{id}/{action}",
+                    self._audited("rollout.action", self._act),
+                    methods=["POST"],
+                    scope="admin",
+                ),
+                Route("/v1/audit", self._audit, scope="telemetry"),
+                Route("/metrics", self._metrics, scope="telemetry"),
+            ],
+            log=log,
+            guard=guard,
+            not_found_hint="the control plane answers /v1/...",
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await run_lifespan(receive, send, self.startup, self.shutdown)
+        elif scope["type"] == "http":
+            await self.routes.respond(scope, receive, send)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        self.writer.start()
+        self._task = asyncio.get_running_loop().create_task(self._step_loop(), name="rollouts")
+
+    async def shutdown(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.writer.stop()
+        if self.leader:
+            await asyncio.to_thread(self.store.release_lease, self.replica)
+        if self.on_shutdown is not None:
+            self.on_shutdown()
+
+    async def _step_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.step)
+            except Exception:  # the loop outlives any one failure
+                log.exception("stepping rollouts failed")
+            await asyncio.sleep(self.tick_s)
+
+    def step(self) -> None:
+        """One step: take or renew the lease, and step the rollouts when holding it."""
+        leader = self.store.acquire_lease(self.replica, self.lease_s, time.time())
+        if leader != self.leader:
+            log.info(
+                "replica %s %s the rollout lease",
+                self.replica,
+                "holds" if leader else "no longer holds",
+            )
+            self.leader = leader
+        if self.store.kind != "sqlite":  # other replicas write too
+            self.desired.replace(self.store.all_desired())
+        if leader:
+            self.engine.tick()
+
+    def _heartbeat_interval(self) -> float:
+        """What agents are asked to use: shorter while a rollout analyses their windows."""
+        interval = self.heartbeat_s
+        for rollout in self.engine.active():
+            interval = min(interval, max(rollout.interval_s / 4, 0.2))
+        return interval
+
+    # -- agents ----------------------------------------------------------------------
+
+    async def _heartbeat(self, request: Request) -> Reply:
+        node = _node(request)
+        _, declared = body_headers(request.scope)
+        doc = await read_json_object(
+            request.receive, declared, self.max_body_bytes, what="heartbeat"
+        )
+        if node not in self.known and len(self.known) >= self.max_nodes:
+            raise RolloutError(f"the control plane already tracks {self.max_nodes} nodes")
+        labels = check_labels(doc.get("labels") or {}, "labels")
+        raw = doc.get("counters") or {}
+        if not isinstance(raw, dict):
+            raise ConfigError("counters", "a mapping {BUNDLE: counters}", type(raw).__name__)
+        counters = {str(b): Counters.from_doc(c, f"counters.{b}") for b, c in raw.items()}
+        status = doc.get("status") or {}
+        if not isinstance(status, dict):
+            raise ConfigError("status", "a JSON object", type(status).__name__)
+        kept: dict[str, Any] = {k: status[k] for k in _STATUS_KEYS if k in status}
+        for key in ("address", "gateway_address"):
+            if isinstance(doc.get(key), str):
+                kept[key] = doc[key][:256]
+        kept["counters"] = {b: c.to_doc() for b, c in counters.items()}
+        now = time.time()
+        await self.writer.submit(Heartbeat(node, labels, kept, now))
+        self.known.add(node)
+        for bundle, value in counters.items():
+            self.history.add(node, bundle, now, value)
+        self.heartbeats += 1
+        return _json(
+            {
+                "node": node,
+                "desired": self.desired.document(node),
+                "heartbeat_s": self._heartbeat_interval(),
+            }
+        )
+
+    async def _desired_of(self, request: Request) -> Reply:
+        node = _node(request)
+        document = self.desired.document(node) or {"refs": {}}
+        etag = self.desired.etag(document)
+        headers = [*JSON_HEADERS, (b"etag", etag.encode())]
+        for key, value in request.scope["headers"]:
+            if key == b"if-none-match" and value.decode("latin-1") == etag:
+                return 304, b"", headers
+        if not document["refs"]:
+            raise HttpError(404, f"no desired version for node {node} yet")
+        return 200, orjson.dumps(document), headers
+
+    # -- nodes -----------------------------------------------------------------------
+
+    def _node_doc(self, view: Any) -> dict[str, Any]:
+        record = view.record
+        status = {k: v for k, v in record.status.items() if k != "counters"}
+        return {
+            "node": record.node,
+            "labels": record.labels,
+            "alive": view.alive,
+            "last_seen_s": record.last_seen_s,
+            "registered_s": record.registered_s,
+            "desired": self.desired.of(record.node),
+            "status": status,
+        }
+
+    async def _nodes(self, request: Request) -> Reply:
+        selector = parse_selector(_query(request.scope).get("selector", ""))
+        fleet = await asyncio.to_thread(self.engine.fleet)
+        nodes = [self._node_doc(v) for v in fleet.nodes.values() if selector.matches(v.labels)]
+        return _json({"nodes": sorted(nodes, key=lambda n: n["node"]), "count": len(nodes)})
+
+    async def _node_get(self, request: Request) -> Reply:
+        node = _node(request)
+        view = (await asyncio.to_thread(self.engine.fleet)).get(node)
+        if view is None:
+            raise HttpError(404, f"no node {node} has sent a heartbeat")
+        return _json(self._node_doc(view))
+
+    async def _forget(self, request: Request, details: dict[str, object]) -> Reply:
+        node = _node(request)
+        details["node"] = node
+        if not await asyncio.to_thread(self.store.forget_node, node):
+            raise HttpError(404, f"no node {node} has sent a heartbeat")
+        self.known.discard(node)
+        self.history.forget(node)
+        return _json({"forgotten": node})
+
+    async def _set_desired(self, request: Request, details: dict[str, object]) -> Reply:
+        doc = await self._body(request)
+        bundle, ref, text = doc.get("bundle"), doc.get("ref"), doc.get("selector", "")
+        if not all(isinstance(v, str) for v in (bundle, ref, text)):
+            raise HttpError(400, 'body: expected {"bundle", "ref", "selector"?} as strings')
+        details.update(bundle=bundle, ref=ref, selector=text)
+        selected = await asyncio.to_thread(self._desired_targets, str(bundle), str(text))
+        resolved = await asyncio.to_thread(self.engine.resolver.resolve, str(bundle), str(ref))
+        desired = [(n, resolved.bundle, resolved.digest) for n in selected]
+        entry = AuditEntry(
+            time.time(),
+            request.client or "-",
+            "desired.set",
+            None,
+            {
+                "bundle": resolved.bundle,
+                "version": resolved.version,
+                "digest": resolved.digest,
+                "selector": text,
+                "nodes": selected,
+            },
+        )
+        await asyncio.to_thread(self.store.apply, Change(desired=desired, audit=[entry]))
+        self.desired.apply(desired)
+        return _json(
+            {
+                "bundle": resolved.bundle,
+                "version": resolved.version,
+                "digest": resolved.digest,
+                "nodes": selected,
+            }
+        )
+
+    def _desired_targets(self, bundle: str, text: str) -> list[str]:
+        selector = parse_selector(text)
+        fleet = self.engine.fleet()
+        selected = [n.name for n in fleet.selected(selector, bundle)]
+        if not selected:
+            raise RolloutError(
+                f"selector {text or '(all nodes)'!r} matches no node that runs bundle {bundle}"
+            )
+        for rollout in self.engine.active():
+            if rollout.bundle == bundle:
+                theirs = set(rollout.baseline) | set(rollout.cohort)
+                busy = sorted(theirs & set(selected))
+                if busy:
+                    raise RolloutError(
+                        f"rollout {rollout.id} is moving {', '.join(busy[:5])}; "
+                        "abort it or wait for it to finish"
+                    )
+        return selected
+
+    # -- rollouts --------------------------------------------------------------------
+
+    async def _body(self, request: Request) -> dict[str, Any]:
+        _, declared = body_headers(request.scope)
+        return await read_json_object(
+            request.receive, declared, self.max_body_bytes, what="request body"
+        )
+
+    async def _start(self, request: Request, details: dict[str, object]) -> Reply:
+        spec = RolloutRequest.from_doc(await self._body(request))
+        details.update(bundle=spec.bundle, ref=spec.ref, selector=spec.selector)
+        rollout = await asyncio.to_thread(self.engine.start, spec, request.client or "-")
+        details["rollout"] = rollout.id
+        return _json(rollout.to_doc(), 201)
+
+    async def _rollouts(self, request: Request) -> Reply:
+        query = _query(request.scope)
+        rows = await asyncio.to_thread(
+            self.store.list_rollouts,
+            active_only=query.get("active") in ("1", "true"),
+            bundle=query.get("bundle") or None,
+        )
+        return _json({"rollouts": [r.doc for r in rows]})
+
+    async def _rollout(self, request: Request) -> Reply:
+        rollout = await asyncio.to_thread(self.engine.get, request.params["id"])
+        return _json(rollout.to_doc())
+
+    async def _act(self, request: Request, details: dict[str, object]) -> Reply:
+        rollout_id, action = request.params["id"], request.params["action"]
+        details.update(rollout=rollout_id, action=action)
+        if action not in _ACTIONS:
+            raise HttpError(404, f"no rollout action {action!r}; expected one of {_ACTIONS}")
+        doc = await self._body(request)
+        actor = request.client or "-"
+        engine = self.engine
+        if action == "abort":
+            reason = doc.get("reason")
+            reason = reason if isinstance(reason, str) and reason else None
+            rollout = await asyncio.to_thread(engine.abort, rollout_id, actor, reason)
+        else:
+            act = {"pause": engine.pause, "resume": engine.resume, "promote": engine.promote}
+            rollout = await asyncio.to_thread(act[action], rollout_id, actor)
+        return _json(rollout.to_doc())
+
+    async def _audit(self, request: Request) -> Reply:
+        query = _query(request.scope)
+        try:
+            after = int(query.get("after", "0"))
+            limit = min(max(int(query.get("limit", "1000")), 1), 10_000)
+        except ValueError:
+            raise ConfigError("after, limit", "whole numbers", query) from None
+        entries = await asyncio.to_thread(
+            self.store.audit, rollout=query.get("rollout") or None, after_seq=after, limit=limit
+        )
+        return _json({"entries": [e.to_dict() for e in entries]})
+
+    # -- the rest --------------------------------------------------------------------
+
+    async def _live(self, request: Request) -> Reply:
+        return _json({"live": True})
+
+    async def _ready(self, request: Request) -> Reply:
+        return _json({"ready": True, "leader": self.leader, "store": self.store.kind})
+
+    async def _metrics(self, request: Request) -> Reply:
+        from tierwise.control.metrics import exposition
+
+        text = await asyncio.to_thread(exposition, self)
+        return 200, text, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+
+    def _audited(
+        self, action: str, endpoint: Callable[[Request, dict[str, object]], Awaitable[Reply]]
+    ) -> Callable[[Request], Awaitable[Reply]]:
+        """``endpoint`` with one audit line (the client's name, never its token)."""
+
+        async def audited(request: Request) -> Reply:
+            details: dict[str, object] = {}
+            try:
+                reply = await endpoint(request, details)
+            except Exception as exc:
+                status = getattr(exc, "status_code", 500)
+                audit.record(action, details, request.client, int(status))
+                raise
+            audit.record(action, details, request.client, reply[0])
+            return reply
+
+        audited.__name__ = action
+        return audited
