@@ -180,7 +180,10 @@ def running_node(
     if settings.gateway is not None:
         sockets.append(_socket())
         gateway_port = int(sockets[1].getsockname()[1])
-    app = build_agent_app(settings, env=env or {}, gateway_port=gateway_port)
+    app = build_agent_app(
+        settings, env=env or {}, gateway_port=gateway_port,
+        port=int(sockets[0].getsockname()[1]),
+    )  # fmt: skip
     tls: TlsServerSettings | None = settings.tls
     config = uvicorn.Config(
         app, loop="asyncio", http="httptools", lifespan="on", access_log=False,

@@ -7,7 +7,12 @@ state file. An activation verifies the served variants in the node's own store (
 digests), lays them out as a new generation, hot-swaps every served model and only then
 records the new state; the generations it replaced are deleted after the state is saved,
 so a crash at any point leaves the state naming a generation that is on disk. Rollback
-and repair work from the node's own store and need no network.
+and repair work from the node's own store and need no network, and so does a sync whose
+desired reference names a version the node keeps for rollback (by version or by
+``sha256:`` digest): a control plane's rollback is then as fast as a local one, and works
+while the registry is down. It is verified all the same. A reference naming the active
+version is still resolved against the registry, so a registry the node can no longer
+reach, or that refuses its credentials, shows in the status while the node serves on.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from tierwise.agent.install import Installer
 from tierwise.agent.result import SyncResult
@@ -183,45 +188,80 @@ class Activator:
             self.rollbacks += 1
             return activation
 
-    async def sync(self, source: BundleStore, reference: str) -> SyncResult:
-        """Pull what ``reference`` names from ``source`` into the node's store (checked on
-        the way), then activate it unless it serves already or is held. Never raises: the
-        result says what failed, and the serving version keeps serving."""
+    def kept(self, reference: str) -> Activation | None:
+        """The version ``reference`` names among those the node keeps for rollback
+        (``previous``): by digest for a ``sha256:`` reference, else by version."""
+        by_digest = reference.startswith("sha256:")
+        for activation in self.state.previous:
+            if (activation.digest if by_digest else activation.version) == reference:
+                return activation
+        return None
+
+    def _local(self, reference: str) -> tuple[BundleManifest, str] | None:
+        """The manifest and digest of the kept version ``reference`` names, read from the
+        node's own store; None when it keeps none (or no longer has its manifest)."""
+        found = self.kept(reference)
+        if found is None:
+            return None
+        try:
+            return self._manifest(found.digest), found.digest
+        except RegistryError as exc:
+            log.warning("kept version %s:%s is not in this node's store (%s); pulling it",
+                        self.bundle, found.version, exc)  # fmt: skip
+            return None
+
+    async def sync(self, source: Callable[[], BundleStore], reference: str) -> SyncResult:
+        """Make ``reference`` serve: from the node's own store when it names a version the
+        node keeps for rollback, else pulled from the registry ``source()`` opens into the
+        node's store (checked on the way); then activate it unless it serves already or is
+        held. Never raises: the result says what failed, and the serving version keeps
+        serving."""
         state = self.state
         holds = dict(state.held)
         state.release_holds(reference)
-        try:
-            report = await asyncio.to_thread(
-                pull, source, self.bundle, reference, self.store, self.trust,
-                variants=self.variants,
-            )  # fmt: skip
-        except TierwiseError as exc:
-            if state.held != holds:
-                self.node_state.save()
-            return SyncResult("error", bundle=self.bundle, reference=reference, error=str(exc))
+        local = await asyncio.to_thread(self._local, reference)
+        fresh: Collection[str] = ()
+        fetched_bytes = 0
+        if local is not None:
+            manifest, digest = local
+        else:
+            try:
+                report = await asyncio.to_thread(
+                    pull, source(), self.bundle, reference, self.store, self.trust,
+                    variants=self.variants,
+                )  # fmt: skip
+            except TierwiseError as exc:
+                if state.held != holds:
+                    self.node_state.save()
+                return SyncResult("error", bundle=self.bundle, reference=reference,
+                                  error=str(exc))  # fmt: skip
+            manifest, digest = report.manifest, report.digest
+            fresh, fetched_bytes = report.fetched, report.fetched_bytes
         result = SyncResult(
-            "up-to-date", bundle=self.bundle, reference=reference,
-            version=report.manifest.version, digest=report.digest,
-            fetched_bytes=report.fetched_bytes,
+            "up-to-date", bundle=self.bundle, reference=reference, version=manifest.version,
+            digest=digest, fetched_bytes=fetched_bytes,
         )  # fmt: skip
         async with self.lock:  # a rollback may have run during the pull
             active = state.active
-            if active is not None and active.digest == report.digest:
+            if active is not None and active.digest == digest:
                 pass
-            elif report.digest in state.held:
+            elif digest in state.held:
                 result.result = "held"
                 result.error = (
                     "rolled back from (or failed to load) this version; waiting for the "
                     "desired state to name another"
                 )
             else:
+                if local is not None:
+                    log.info("%s:%s is kept on this node: activating it from its own store",
+                             self.bundle, manifest.version)  # fmt: skip
                 try:
-                    await self.activate(report.manifest, report.digest, fresh=report.fetched)
+                    await self.activate(manifest, digest, fresh=fresh)
                     result.result = "activated"
                 except IntegrityError as exc:  # a bad local copy: fetched again next time
                     result.result, result.error = "error", str(exc)
                 except TierwiseError as exc:
-                    state.held[report.digest] = reference
+                    state.held[digest] = reference
                     result.result, result.error = "error", str(exc)
             if state.held != holds:  # an activation saved the rest already
                 self.node_state.save()

@@ -15,7 +15,6 @@ store), and ``tls.cert``/``tls.key`` prove the node to it (mutual TLS).
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
@@ -24,23 +23,12 @@ from tierwise.agent.desired import REFERENCE, DesiredState, parse_desired
 from tierwise.agent.settings import ControlSettings
 from tierwise.errors import AgentError, ConfigError, PayloadTooLargeError, TierError
 from tierwise.http.client import HttpClient
-from tierwise.security import client_context
+from tierwise.security import client_context, is_loopback
 
 __all__ = ["MAX_DESIRED_BYTES", "REFERENCE", "ControlPlane", "parse_desired"]
 
 #: Largest desired-state document read from the control plane.
 MAX_DESIRED_BYTES = 64 * 1024
-
-
-def _loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class ControlPlane:
@@ -58,7 +46,7 @@ class ControlPlane:
                     "control.token_env", f"a variable holding the token ({settings.token_env} "
                     "is not set)",
                 )  # fmt: skip
-            if parts.scheme != "https" and not _loopback(parts.hostname):
+            if parts.scheme != "https" and not is_loopback(parts.hostname or ""):
                 raise ConfigError(
                     "control.url", "an https URL (or a loopback host) when a token is sent",
                     self.url,

@@ -12,7 +12,9 @@ hot swap, which loads and warms the new version before the old one stops. Any fa
 leaves the serving version serving and is reported in the status; a bundle that fails
 to verify, load or warm up never touches the other bundles' models. The last
 ``keep_versions`` versions of each bundle stay in the store for a rollback that needs
-no network.
+no network; a desired reference naming one of them is activated from there without
+asking the registry. With ``control.heartbeat_url`` the node also reports to a control
+plane and takes its decisions from the answers (:mod:`tierwise.agent.heartbeat`).
 """
 
 from __future__ import annotations
@@ -22,25 +24,30 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from tierwise.agent.activate import Activator
 from tierwise.agent.control import ControlPlane
+from tierwise.agent.counters import advertised_address
 from tierwise.agent.desired import DesiredState, check_reference, parse_desired
+from tierwise.agent.heartbeat import Heartbeat, heartbeat_loop, poll_desired
 from tierwise.agent.install import Installer
 from tierwise.agent.result import SyncResult, combine
 from tierwise.agent.settings import AgentSettings
 from tierwise.agent.state import Activation, AgentState
-from tierwise.agent.status import node_status
+from tierwise.agent.status import node_status, queue_depth, serving_text
 from tierwise.agent.thermal import ThermalGuard, read_celsius
-from tierwise.errors import AgentError, ConfigError, TierwiseError
+from tierwise.errors import ConfigError
 from tierwise.registry import BundleStore, LocalStore, TrustStore, open_store
 from tierwise.registry.digest import atomic_write_bytes
 from tierwise.security import Guard, TokenStore
 from tierwise.server.app import TierServer, create_app
 from tierwise.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from tierwise.router.router import Router
 
 __all__ = ["EdgeAgent", "SyncResult"]
 
@@ -104,11 +111,20 @@ class EdgeAgent:
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._source: BundleStore | None = None
-        self.control = (
-            ControlPlane(settings.control, settings.node, self.env)
-            if settings.control is not None
+        control = settings.control
+        self.control = ControlPlane(control, settings.node, self.env) if control else None
+        self.heartbeat = (
+            Heartbeat(control, settings.node, self.env)
+            if control is not None and control.heartbeat_url is not None
             else None
         )
+        #: when this agent process started (its counters count from then)
+        self.started_s = time.time()
+        #: where the node serves, as heartbeats tell it (build_agent_app sets the bound ports)
+        self.address = advertised_address(settings.host, settings.port, tls=bool(settings.tls))
+        self.gateway_address: str | None = None
+        #: the node's router front, when it has one (its counters go in the heartbeats)
+        self.router: Router | None = None
 
     def _owner(self, digest: str) -> str | None:
         """The synced bundle a version in the node's store belongs to (for a state file
@@ -141,6 +157,9 @@ class EdgeAgent:
         self._tasks = [loop.create_task(self._sync_loop(), name="agent-sync")]
         if self.thermal_source is not None:
             self._tasks.append(loop.create_task(self._thermal_loop(), name="agent-thermal"))
+        if self.heartbeat is not None:
+            beats = heartbeat_loop(self, self.heartbeat)
+            self._tasks.append(loop.create_task(beats, name="agent-heartbeat"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -154,6 +173,8 @@ class EdgeAgent:
             self._source.close()
         if self.control is not None:
             self.control.close()
+        if self.heartbeat is not None:
+            await self.heartbeat.aclose()
         self.store.close()
 
     # -- desired state ---------------------------------------------------------------
@@ -182,27 +203,19 @@ class EdgeAgent:
     def _write_desired(self, desired: DesiredState) -> None:
         atomic_write_bytes(self.settings.desired_file, orjson.dumps(desired.to_doc()))
 
-    async def _poll_control(self, control: ControlPlane) -> None:
-        """Take the control plane's desired state into the desired-state file; when it
-        cannot be read, keep the one the node has and say why in the status."""
-        try:
-            answer = await asyncio.to_thread(control.fetch)
-            if answer is not None:
-                answer.check(self.bundle_names, f"control plane {control.url}")
-        except (AgentError, ConfigError) as exc:
-            control.last_error = str(exc)
-            log.warning("%s; keeping the desired state this node has", exc)
-            return
-        control.last_error = None
-        if answer is None:
-            return
+    def adopt_desired(self, desired: DesiredState, where: str) -> bool:
+        """Write what a control plane (``where``) names to the desired-state file when the
+        file names something else (the file keeps it through restarts and outages);
+        whether it did. The next sync acts on it."""
         try:
             current = self.desired_state()
         except ConfigError:
             current = None
-        if answer != current:
-            log.info("control plane %s names %s", control.url, answer.to_doc())
-            self._write_desired(answer)
+        if desired == current:
+            return False
+        log.info("%s names %s", where, desired.to_doc())
+        self._write_desired(desired)
+        return True
 
     def set_desired(self, reference: str | None = None, *, bundle: str | None = None,
                     refs: Mapping[str, str] | None = None) -> DesiredState:  # fmt: skip
@@ -281,7 +294,7 @@ class EdgeAgent:
             try:
                 result = await self._sync()
             except Exception as exc:  # a failed sync is a result, never a dead loop
-                log.exception("sync failed (still serving %s)", self._serving_text())
+                log.exception("sync failed (still serving %s)", serving_text(self))
                 result = SyncResult("error", error=f"{type(exc).__name__}: {exc}")
                 logged = True
             result.seconds = round(time.monotonic() - started, 3)
@@ -290,27 +303,19 @@ class EdgeAgent:
             for name, part in result.bundles.items():
                 if part.result == "error" and not logged:
                     log.error("sync of %s:%s failed: %s (still serving %s)", name,
-                              part.reference, part.error, self._serving_text())  # fmt: skip
+                              part.reference, part.error, serving_text(self))  # fmt: skip
                 elif part.result == "activated":
                     log.info("activated %s:%s", name, part.version)
             if result.result == "error" and not result.bundles and not logged:
                 log.error("sync failed: %s (still serving %s)", result.error,
-                          self._serving_text())  # fmt: skip
+                          serving_text(self))  # fmt: skip
             return result
-
-    def _serving_text(self) -> str:
-        serving = [
-            f"{name}:{a.state.active.version}"
-            for name, a in self.activators.items()
-            if a.state.active is not None
-        ]
-        return ", ".join(serving) or "nothing"
 
     async def _sync(self) -> SyncResult:
         for activator in self.activators.values():  # from the node's own disk first
             await activator.repair()
         if self.control is not None:
-            await self._poll_control(self.control)
+            await poll_desired(self, self.control)
         try:
             desired = self.desired_state()
         except ConfigError as exc:
@@ -325,13 +330,7 @@ class EdgeAgent:
                     "idle", bundle=name, error=f"the desired state names no reference for {name}"
                 )
                 continue
-            try:
-                source = self._open_source()
-            except TierwiseError as exc:
-                results[name] = SyncResult("error", bundle=name, reference=reference,
-                                           error=str(exc))  # fmt: skip
-                continue
-            results[name] = await activator.sync(source, reference)
+            results[name] = await activator.sync(self._open_source, reference)
         return combine(results)
 
     async def rollback(
@@ -391,12 +390,7 @@ class EdgeAgent:
         return sum(activator.rollbacks for activator in self.activators.values())
 
     def queue_depth(self) -> int:
-        manager = self.server.manager
-        depth = 0
-        for model in self.settings.models:
-            with contextlib.suppress(TierwiseError):
-                depth += manager.resolve(model).batcher.depth
-        return depth
+        return queue_depth(self)
 
     def status(self) -> dict[str, Any]:
         """The node's status (:func:`tierwise.agent.status.node_status`)."""

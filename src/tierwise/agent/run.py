@@ -14,6 +14,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
+from tierwise.agent.counters import advertised_address
 from tierwise.agent.http import AgentApp
 from tierwise.agent.node import EdgeAgent
 from tierwise.agent.settings import AgentSettings
@@ -52,11 +53,14 @@ def build_agent_app(
     env: Mapping[str, str],
     gateway_port: int | None = None,
     guard: Guard | None = None,
+    port: int | None = None,
 ) -> AgentApp:
     """The agent's ASGI app. With a ``gateway`` part, the plan's ``local_tier`` (each of
     them, one per model the node serves) is answered in process by this node's server,
-    whose thermal guard raises those tiers' offload flags. ``guard`` defaults to the one
-    the settings describe (:func:`agent_guard`)."""
+    whose thermal guard raises those tiers' offload flags, and whose counters the node's
+    heartbeats carry. ``guard`` defaults to the one the settings describe
+    (:func:`agent_guard`); ``port`` and ``gateway_port`` are the ports bound (default: the
+    settings'), the addresses the heartbeats give."""
     from tierwise.planfile.load import load_plan
     from tierwise.router.build import build_router
     from tierwise.router.gateway import Gateway, GatewaySettings
@@ -65,6 +69,9 @@ def build_agent_app(
     if guard is None:
         guard = agent_guard(settings, env)
     agent = EdgeAgent(settings, env=env, guard=guard)
+    tls = settings.tls is not None
+    if port is not None:
+        agent.address = advertised_address(settings.host, port, tls=tls)
     part = settings.gateway
     if part is None:
         return AgentApp(agent)
@@ -89,6 +96,9 @@ def build_agent_app(
         )
     router_settings = RouterSettings(hedge_after_ms=part.hedge_after_ms)
     router = build_router(plan, env=env, settings=router_settings, tiers=tiers)
+    agent.router = router
+    served_port = gateway_port if gateway_port is not None else part.port
+    agent.gateway_address = advertised_address(settings.host, served_port, tls=tls)
 
     def offload(throttled: bool) -> None:
         for name in tiers:
@@ -101,11 +111,7 @@ def build_agent_app(
         max_body_bytes=settings.max_body_bytes,
         outbox_path=settings.state_dir / "outbox.db" if part.outbox else None,
     )
-    return AgentApp(
-        agent,
-        Gateway(plan, router, gateway_settings),
-        gateway_port=gateway_port if gateway_port is not None else part.port,
-    )
+    return AgentApp(agent, Gateway(plan, router, gateway_settings), gateway_port=served_port)
 
 
 def _bind(host: str, port: int, what: str = "port") -> socket.socket:
@@ -140,6 +146,7 @@ def run_agent(settings: AgentSettings, *, env: Mapping[str, str], **uvicorn_opti
     if settings.gateway is not None:
         sockets.append(_bind(settings.host, settings.gateway.port, "gateway.port"))
         gateway_port = sockets[1].getsockname()[1]
-    app = build_agent_app(settings, env=env, gateway_port=gateway_port, guard=guard)
+    port = int(sockets[0].getsockname()[1])
+    app = build_agent_app(settings, env=env, gateway_port=gateway_port, guard=guard, port=port)
     server = uvicorn_server(app, drain_timeout_s=settings.drain_timeout_s, **uvicorn_options)
     server.run(sockets=sockets)

@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from tierwise.agent.heartbeat import check_labels
 from tierwise.agent.thermal import ThermalSettings
 from tierwise.errors import ConfigError
 from tierwise.security import AuthSettings, EnvToken, TlsClientSettings, TlsServerSettings
@@ -57,6 +58,8 @@ _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 #: a bundle name, as the registry spells it
 BUNDLE_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+
+_URL = r"^https?://[^\s/]+(/\S*)?$"
 
 
 class RegistryPart(BaseModel):
@@ -134,15 +137,23 @@ class GatewayPart(BaseModel):
 
 
 class ControlSettings(BaseModel):
-    """Where the node reads its desired state at every sync (:mod:`tierwise.agent.control`)."""
+    """Where the node reads its desired state at every sync (:mod:`tierwise.agent.control`),
+    and where it sends its heartbeats (:mod:`tierwise.agent.heartbeat`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str = Field(
-        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        pattern=_URL,
         description="http(s) URL answering {ref: VERSION | TAG | sha256:...}; {node} in it "
         "becomes the node's name",
     )
+    heartbeat_url: str | None = Field(
+        default=None,
+        pattern=_URL,
+        description="http(s) URL the node POSTs its heartbeat to (labels, status, counters) "
+        "every heartbeat_s, with url's token and TLS; {node} becomes the node's name",
+    )
+    heartbeat_s: float = Field(default=10.0, gt=0, le=3600)
     token_env: str | None = Field(
         default=None,
         description="name of the environment variable holding a bearer token to send "
@@ -163,6 +174,11 @@ class AgentSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     node: str = Field(default="edge", min_length=1, max_length=128)
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="what the node is, for a control plane to pick nodes by ({site: a, hw: "
+        "pi5, canary: 'true'}); Kubernetes' label rules",
+    )
     state_dir: Path
     host: str = "127.0.0.1"
     port: int = Field(default=8001, ge=0, le=65535)
@@ -224,6 +240,11 @@ class AgentSettings(BaseModel):
         default_factory=EnergySettings,
         description="RAPL counters and the node's power model (idle_watts, active_watts)",
     )
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_labels(value)
 
     @model_validator(mode="after")
     def _names(self) -> AgentSettings:

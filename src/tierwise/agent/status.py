@@ -5,23 +5,26 @@ repository generation, the versions kept for rollback, the held ones, the desire
 reference, each served model's readiness and the bundle's last sync. The top-level
 ``bundle``, ``version``, ``digest``, ``generation``, ``previous``, ``held`` and
 ``desired`` describe the node's bundle when it syncs one (the one-bundle form of
-earlier releases), and are null with several: read ``bundles`` then.
+earlier releases), and are null with several: read ``bundles`` then. ``labels`` are the
+node's own (agent.yaml and ``--label``); ``control`` says how the node's exchanges with its
+control plane went: the last desired-state fetch and the last heartbeat.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tierwise.agent.desired import DesiredState
 from tierwise.agent.result import SyncResult
-from tierwise.errors import ConfigError
+from tierwise.errors import ConfigError, TierwiseError
 
 if TYPE_CHECKING:
     from tierwise.agent.activate import Activator
     from tierwise.agent.node import EdgeAgent
 
-__all__ = ["node_status"]
+__all__ = ["node_status", "queue_depth", "serving_text"]
 
 
 def _last_sync(agent: EdgeAgent, bundle: str) -> SyncResult | None:
@@ -51,6 +54,41 @@ def _bundle(agent: EdgeAgent, activator: Activator, desired: DesiredState | None
     }
 
 
+def queue_depth(agent: EdgeAgent) -> int:
+    """Requests queued on the node's served models now."""
+    manager = agent.server.manager
+    depth = 0
+    for model in agent.settings.models:
+        with contextlib.suppress(TierwiseError):
+            depth += manager.resolve(model).batcher.depth
+    return depth
+
+
+def serving_text(agent: EdgeAgent) -> str:
+    """``bundle:version, ...`` of what the node serves, for its log lines."""
+    serving = [
+        f"{name}:{a.state.active.version}"
+        for name, a in agent.activators.items()
+        if a.state.active is not None
+    ]
+    return ", ".join(serving) or "nothing"
+
+
+def _control(agent: EdgeAgent) -> dict[str, Any] | None:
+    control, heartbeat = agent.control, agent.heartbeat
+    if control is None:
+        return None
+    return {
+        "url": control.url,
+        "last_fetch_s": control.last_fetch_s,
+        "error": control.last_error,
+        "heartbeat_url": heartbeat.url if heartbeat else None,
+        "heartbeat_s": heartbeat.interval_s if heartbeat else None,
+        "last_heartbeat_s": heartbeat.last_heartbeat_s if heartbeat else None,
+        "heartbeat_error": heartbeat.last_error if heartbeat else None,
+    }
+
+
 def node_status(agent: EdgeAgent) -> dict[str, Any]:
     """The node's status document."""
     desired: DesiredState | None = None
@@ -62,15 +100,9 @@ def node_status(agent: EdgeAgent) -> dict[str, Any]:
     bundles = {name: _bundle(agent, a, desired) for name, a in agent.activators.items()}
     one = next(iter(bundles.values())) if len(bundles) == 1 else None
     manager = agent.server.manager
-    control = None
-    if agent.control is not None:
-        control = {
-            "url": agent.control.url,
-            "last_fetch_s": agent.control.last_fetch_s,
-            "error": agent.control.last_error,
-        }
     return {
         "node": agent.settings.node,
+        "labels": dict(agent.settings.labels),
         "bundle": next(iter(bundles)) if one is not None else None,
         "version": one["version"] if one else None,
         "digest": one["digest"] if one else None,
@@ -86,6 +118,6 @@ def node_status(agent: EdgeAgent) -> dict[str, Any]:
         "queue_depth": agent.queue_depth(),
         "in_flight": agent.server.dataplane.in_flight,
         "last_sync": agent.last_sync.to_dict() if agent.last_sync else None,
-        "control": control,
+        "control": _control(agent),
         "state_dir": str(Path(agent.settings.state_dir)),
     }

@@ -105,6 +105,14 @@ def agent(
     no_energy: Annotated[
         bool, typer.Option("--no-energy", help="Account no energy (busy time only).")
     ] = False,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label",
+            help="KEY=VALUE: a label of the node (repeatable; adds to the file's labels, "
+            "or replaces the one of the same key).",
+        ),
+    ] = None,
 ) -> None:
     """Run the edge node described by --config until SIGINT/SIGTERM."""
     if ctx.invoked_subcommand is not None:
@@ -129,6 +137,8 @@ def agent(
         energy["enabled"] = False
     if energy:
         settings = settings.model_copy(update={"energy": _energy(settings.energy, energy)})
+    if label:
+        settings = settings.model_copy(update={"labels": _labels(settings.labels, label)})
     if gateway_port is not None:
         if settings.gateway is None:
             raise ConfigError("--gateway-port", "a config with a gateway part")
@@ -149,6 +159,22 @@ def _energy(current: EnergySettings, changes: dict[str, Any]) -> EnergySettings:
         return EnergySettings.model_validate(current.model_dump() | changes)
     except ValidationError as exc:
         raise settings_error("command line", exc, EnergySettings) from exc
+
+
+def _labels(current: dict[str, str], given: list[str]) -> dict[str, str]:
+    """The file's labels with the command line's ``KEY=VALUE`` ones on top, checked."""
+    from tierwise.agent import check_labels
+
+    labels = dict(current)
+    for item in given:
+        key, equals, value = item.partition("=")
+        if not equals:
+            raise ConfigError("--label", "KEY=VALUE", item)
+        labels[key] = value
+    try:
+        return check_labels(labels)
+    except ConfigError as exc:
+        raise ConfigError(f"--label {exc.parameter}", exc.expected, exc.got) from exc
 
 
 def _absolute(path: Path | None) -> Path | None:
