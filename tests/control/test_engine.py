@@ -36,8 +36,8 @@ BOUNDS = (0.001, 0.002, 0.005, 0.01, 0.05)
 class SimNode:
     name: str
     labels: dict[str, str]
-    digest: str
-    version: str
+    digest: str | None
+    version: str | None
     requests: int = 0
     buckets: list[int] = field(default_factory=lambda: [0] * (len(BOUNDS) + 1))
     alive: bool = True
@@ -94,6 +94,9 @@ class SimFleet:
             wanted = self.engine.desired.of(node.name).get(BUNDLE)
             if node.obeys and wanted is not None and wanted != node.digest:
                 node.digest, node.version = wanted, self.versions[wanted]
+            if node.digest is None:
+                beats.append(Heartbeat(node.name, node.labels, {"bundles": {BUNDLE: {}}}, self.now))
+                continue
             slow = node.digest in self.slow
             node.requests += 10
             took_s = 0.02 if slow else 0.0015  # 10 requests that each took this long
@@ -122,7 +125,7 @@ class SimFleet:
                "interval_s": 2.0, "threshold": 2, "min_requests": 20} | extra  # fmt: skip
         return RolloutRequest.from_doc(doc)
 
-    def serving(self) -> dict[str, str]:
+    def serving(self) -> dict[str, str | None]:
         return {n.name: n.version for n in self.nodes}
 
     def actions(self, rollout: str) -> list[str]:
@@ -167,6 +170,17 @@ def test_a_slow_version_is_rolled_back_by_digest_from_the_canary_pool(sim: SimFl
     assert failing[0]["verdict"] == "fail"
     assert failing[0]["canary"] > failing[0]["baseline"]
     assert sim.store.get_rollout(rollout.id).state == "failed"  # type: ignore[union-attr]
+
+
+def test_a_node_that_has_not_said_its_version_goes_back_to_the_fleets(sim: SimFleet) -> None:
+    node = sim.nodes[0]  # a canary that has not activated anything yet
+    node.digest = node.version = None
+    sim.beat()
+    rollout = sim.engine.start(sim.request("3-slow"), "ops")
+    assert rollout.baseline["n0"] == {"version": "1", "digest": sim.digest["1"]}
+    sim.run(20)
+    assert sim.engine.get(rollout.id).state == "failed"
+    assert node.version == "1"
 
 
 def test_one_failed_analysis_below_the_threshold_does_not_roll_back(sim: SimFleet) -> None:

@@ -5,7 +5,6 @@ once; the cohort statistics must match the known increases."""
 from __future__ import annotations
 
 import re
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,11 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import yaml
 
-from binaries import require_binary
+from prometheus_helpers import running_prometheus, static_config
 from server_helpers import free_port
 from tierwise.control.prom_source import PrometheusSource, cohort_queries, regex_alternation
 from tierwise.control.window import CohortStats
@@ -115,36 +112,8 @@ def serving(node: Node) -> Iterator[str]:
 @contextmanager
 def prometheus(targets: list[str], folder: Path) -> Iterator[str]:
     """``/usr/bin/prometheus`` scraping ``targets`` every second; its URL."""
-    binary = require_binary("prometheus")
-    config = folder / "prometheus.yml"
-    config.write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": "nodes", "scrape_timeout": "1s",
-                            "static_configs": [{"targets": targets}]}],
-    }))  # fmt: skip
-    port = free_port()
-    log_path = folder / "prometheus.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={folder / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_for("prometheus ready", lambda: _ready(url, process, log_path), 30)
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-
-
-def _ready(url: str, process: subprocess.Popen[bytes], log: Path) -> bool:
-    assert process.poll() is None, log.read_text()
-    try:
-        return httpx.get(url + "/-/ready", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+    with running_prometheus(static_config(targets), folder / "tsdb") as url:
+        yield url
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float) -> None:

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +28,8 @@ from typer.testing import CliRunner
 
 from agent_helpers import make_release, node_settings, running_node
 from binaries import require_binary
-from server_helpers import free_port, running_app, running_server
+from prometheus_helpers import running_prometheus
+from server_helpers import running_app, running_server
 from tierwise.cli.app import app
 from tierwise.observe import (
     AlertRule,
@@ -75,35 +74,6 @@ def _server_settings(repo: Path, tier: str, watts: float) -> ServerSettings:
         "drift": {"window_rows": 20, "min_rows": 20, "step_rows": 5},
         "drift_sample_rate": 1.0,
     })  # fmt: skip
-
-
-@contextmanager
-def _prometheus(config: Path, data: Path) -> Iterator[str]:
-    binary = require_binary("prometheus")
-    port = free_port()
-    log = (data.parent / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={data}",
-         f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, (data.parent / "prometheus.log").read_text()
-            try:
-                if httpx.get(url + "/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "prometheus never became ready"
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 def _body(image: np.ndarray) -> dict[str, Any]:
@@ -202,7 +172,7 @@ def test_a_real_prometheus_answers_every_panel_and_alert(
         rendered = render_plan(plan, SETTINGS, gateways=[gateway], agents=[node.url])
         out = tmp_path / "rendered"
         write_rendered(rendered, out)
-        prom = stack.enter_context(_prometheus(out / "prometheus.yml", tmp_path / "tsdb"))
+        prom = stack.enter_context(running_prometheus(out / "prometheus.yml", tmp_path / "tsdb"))
         load = stack.enter_context(Load(gateway, x[:200]))
 
         # a device class reports its window (counts, latency and a drift score)

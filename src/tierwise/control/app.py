@@ -5,7 +5,8 @@ Agents (scope ``telemetry``):
 - ``POST /v1/nodes/{node}/heartbeat``: labels, status and cumulative counters; answered
   once stored with ``{"node", "desired": {"refs": {...}} | null, "heartbeat_s"}``;
 - ``GET /v1/nodes/{node}/desired``: ``{"refs": {BUNDLE: REF}}`` with an ETag (304 on
-  ``If-None-Match``), the agent's ``control.url``.
+  ``If-None-Match``, and while nothing is desired for the node), the agent's
+  ``control.url``.
 
 Operators (reads: ``telemetry``; changes: ``admin``): ``GET /v1/nodes[?selector=...]``,
 ``GET|DELETE /v1/nodes/{node}``, ``PUT /v1/desired`` (``{bundle, ref, selector}``: set a
@@ -260,15 +261,18 @@ class ControlApp:
         )
 
     async def _desired_of(self, request: Request) -> Reply:
+        """The node's desired versions with their ETag; 304 when unchanged since the
+        ETag the node sent, and also while nothing is desired for it yet (an agent
+        keeps what it has on a 304)."""
         node = _node(request)
-        document = self.desired.document(node) or {"refs": {}}
+        document = self.desired.document(node)
+        if document is None:
+            return 304, b"", []
         etag = self.desired.etag(document)
         headers = [*JSON_HEADERS, (b"etag", etag.encode())]
         for key, value in request.scope["headers"]:
             if key == b"if-none-match" and value.decode("latin-1") == etag:
                 return 304, b"", headers
-        if not document["refs"]:
-            raise HttpError(404, f"no desired version for node {node} yet")
         return 200, orjson.dumps(document), headers
 
     # -- nodes -----------------------------------------------------------------------

@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from tierwise.control.desired import DesiredBook
-from tierwise.control.fleet import Fleet
+from tierwise.control.fleet import Fleet, NodeView
 from tierwise.control.gates import analyse
 from tierwise.control.resolve import Resolver
 from tierwise.control.rollout import Rollout, new_rollout_id, stage_members
@@ -128,9 +129,7 @@ class RolloutEngine:
                 created_by=actor,
                 stage_started_s=now,
             )
-            for node in selected:
-                serving = node.serving(request.bundle)
-                rollout.baseline[node.name] = {"version": serving.version, "digest": serving.digest}
+            self._baselines(rollout, selected)
             rollout.cohort = stage_members(request.stages[0], selected, [], canary)
             self._commit(
                 rollout,
@@ -159,6 +158,29 @@ class RolloutEngine:
                 desired=[(n, request.bundle, resolved.digest) for n in rollout.cohort],
             )
             return rollout
+
+    def _baselines(self, rollout: Rollout, nodes: Sequence[NodeView]) -> None:
+        """Record what each of ``nodes`` goes back to on a rollback: the version it serves;
+        for a node that has not said yet, the version it was told to run, else the one
+        most of the selected nodes serve."""
+        known: dict[str, str | None] = {}
+        tally: Counter[str] = Counter()
+        for node in nodes:
+            serving = node.serving(rollout.bundle)
+            if serving.digest is not None and serving.digest != rollout.digest:
+                known[serving.digest] = serving.version
+                tally[serving.digest] += 1
+        common = tally.most_common(1)[0][0] if tally else None
+        for node in nodes:
+            if node.name in rollout.baseline:
+                continue
+            serving = node.serving(rollout.bundle)
+            digest = serving.digest if serving.digest != rollout.digest else None
+            if digest is None:
+                told = self.desired.of(node.name).get(rollout.bundle)
+                digest = told if told is not None and told != rollout.digest else common
+            version = serving.version if digest == serving.digest else known.get(digest or "")
+            rollout.baseline[node.name] = {"version": version, "digest": digest}
 
     def _refuse_overlap(self, request: RolloutRequest, fleet: Fleet, nodes: set[str]) -> None:
         for other in self.active():
@@ -405,10 +427,7 @@ class RolloutEngine:
             return
         request = rollout.request
         selected = fleet.selected(parse_selector(request.selector), rollout.bundle)
-        for node in selected:  # nodes that joined since the start run the baseline too
-            if node.name not in rollout.baseline:
-                serving = node.serving(rollout.bundle)
-                rollout.baseline[node.name] = {"version": serving.version, "digest": serving.digest}
+        self._baselines(rollout, selected)  # nodes that joined since the start too
         rollout.stage += 1
         members = stage_members(
             rollout.stages[rollout.stage],
