@@ -183,6 +183,22 @@ def test_a_node_that_has_not_said_its_version_goes_back_to_the_fleets(sim: SimFl
     assert node.version == "1"
 
 
+def test_a_rollout_right_after_a_rollback_goes_back_to_what_nodes_were_told(
+    sim: SimFleet,
+) -> None:
+    first = sim.engine.start(sim.request("3-slow"), "ops")
+    for _ in range(40):
+        sim.run(0.5)
+        if sim.engine.get(first.id).state == "failed":
+            break
+    assert sim.nodes[0].version == "3-slow"  # told to go back; its heartbeat says otherwise
+    second = sim.engine.start(sim.request("2"), "ops")
+    assert second.baseline["n0"] == {"version": "1", "digest": sim.digest["1"]}
+    sim.engine.abort(second.id, "ops")
+    sim.run(1)
+    assert set(sim.serving().values()) == {"1"}
+
+
 def test_one_failed_analysis_below_the_threshold_does_not_roll_back(sim: SimFleet) -> None:
     rollout = sim.engine.start(sim.request("3-slow", threshold=3), "ops")
     sim.run(5.5)  # converged, and two failed analyses

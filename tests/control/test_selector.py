@@ -117,15 +117,15 @@ def test_check_labels_names_the_offending_key() -> None:
     labels = {"hw": "pi5", "example.com/zone": "eu-1", "empty": ""}
     assert check_labels(labels, "node n1") == labels
     with pytest.raises(ConfigError) as caught:
-        check_labels({"hw": "pi5", "bad key": "x"}, "node n1")
-    assert caught.value.parameter == "node n1: label 'bad key'"
+        check_labels({"hw": "pi5", "bad key": "x"}, "labels")
+    assert caught.value.parameter == "labels.bad key"
     assert "a label key" in str(caught.value)
     with pytest.raises(ConfigError) as caught:
-        check_labels({"hw": "pi 5"}, "node n1")
-    assert caught.value.parameter == "node n1: label 'hw'"
+        check_labels({"hw": "pi 5"}, "labels")
+    assert caught.value.parameter == "labels.hw"
     assert caught.value.got == "pi 5"
-    with pytest.raises(ConfigError, match="label 'hw'"):
-        check_labels({"hw": 5}, "node n1")  # type: ignore[dict-item]
+    with pytest.raises(ConfigError, match=r"labels\.hw"):
+        check_labels({"hw": 5}, "labels")  # type: ignore[dict-item]
     with pytest.raises(ConfigError, match="a mapping of label keys"):
         check_labels(["hw"], "node n1")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=f"at most {MAX_LABELS} labels"):

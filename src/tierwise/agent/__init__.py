@@ -11,7 +11,7 @@ a control plane, whose answers set what it runs (:mod:`tierwise.agent.heartbeat`
 from tierwise.agent.control import ControlPlane
 from tierwise.agent.counters import heartbeat_document, node_counters
 from tierwise.agent.desired import DesiredState, parse_desired
-from tierwise.agent.heartbeat import Heartbeat, HeartbeatAnswer, check_labels
+from tierwise.agent.heartbeat import Heartbeat, HeartbeatAnswer
 from tierwise.agent.http import AgentApp, AgentCollector
 from tierwise.agent.install import Installer
 from tierwise.agent.node import EdgeAgent
@@ -30,6 +30,7 @@ from tierwise.agent.settings import (
 from tierwise.agent.state import Activation, AgentState, BundleState
 from tierwise.agent.thermal import ThermalGuard, ThermalReading, read_celsius
 from tierwise.agent.tier import ServedTier
+from tierwise.spec.labels import check_labels
 
 __all__ = [
     "Activation",

@@ -15,6 +15,7 @@ store), and ``tls.cert``/``tls.key`` prove the node to it (mutual TLS).
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
@@ -25,10 +26,35 @@ from tierwise.errors import AgentError, ConfigError, PayloadTooLargeError, TierE
 from tierwise.http.client import HttpClient
 from tierwise.security import client_context, is_loopback
 
-__all__ = ["MAX_DESIRED_BYTES", "REFERENCE", "ControlPlane", "parse_desired"]
+__all__ = ["MAX_DESIRED_BYTES", "REFERENCE", "ControlPlane", "control_access", "parse_desired"]
 
 #: Largest desired-state document read from the control plane.
 MAX_DESIRED_BYTES = 64 * 1024
+
+
+def control_access(
+    settings: ControlSettings, url: str, field: str, env: Mapping[str, str]
+) -> tuple[str | None, ssl.SSLContext | None]:
+    """The bearer token (read from ``token_env``) and TLS context for calling ``url`` of
+    the control plane; ConfigError naming ``field`` when a token would go over plain HTTP
+    to another host than loopback, or TLS settings come with an http URL."""
+    parts = urlsplit(url)
+    token: str | None = None
+    if settings.token_env is not None:
+        token = env.get(settings.token_env)
+        if not token:
+            raise ConfigError(
+                "control.token_env", f"a variable holding the token ({settings.token_env} "
+                "is not set)",
+            )  # fmt: skip
+        if parts.scheme != "https" and not is_loopback(parts.hostname or ""):
+            raise ConfigError(field, "an https URL (or a loopback host) when a token is sent", url)
+    context = None
+    if settings.tls is not None:
+        if parts.scheme != "https":
+            raise ConfigError(field, "an https URL when control.tls is given", url)
+        context = client_context(settings.tls, who=f"control plane {url}")
+    return token, context
 
 
 class ControlPlane:
@@ -36,26 +62,8 @@ class ControlPlane:
 
     def __init__(self, settings: ControlSettings, node: str, env: Mapping[str, str]) -> None:
         self.url = settings.url.replace("{node}", quote(node, safe=""))
-        parts = urlsplit(self.url)
         self.timeout_s = settings.timeout_s
-        self.token: str | None = None
-        if settings.token_env is not None:
-            self.token = env.get(settings.token_env)
-            if not self.token:
-                raise ConfigError(
-                    "control.token_env", f"a variable holding the token ({settings.token_env} "
-                    "is not set)",
-                )  # fmt: skip
-            if parts.scheme != "https" and not is_loopback(parts.hostname or ""):
-                raise ConfigError(
-                    "control.url", "an https URL (or a loopback host) when a token is sent",
-                    self.url,
-                )  # fmt: skip
-        context = None
-        if settings.tls is not None:
-            if parts.scheme != "https":
-                raise ConfigError("control.url", "an https URL when control.tls is given", self.url)
-            context = client_context(settings.tls, who=f"control plane {self.url}")
+        self.token, context = control_access(settings, self.url, "control.url", env)
         self.etag: str | None = None
         self.last_fetch_s: float | None = None
         self.last_error: str | None = None

@@ -22,20 +22,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import orjson
 
+from tierwise.agent.control import control_access
 from tierwise.agent.counters import heartbeat_document
 from tierwise.agent.desired import DesiredState, parse_desired
 from tierwise.errors import AgentError, ConfigError, PayloadTooLargeError, TierError
 from tierwise.http.client import HttpClient
-from tierwise.security import client_context, is_loopback
 
 if TYPE_CHECKING:
     from tierwise.agent.control import ControlPlane
@@ -45,11 +44,9 @@ if TYPE_CHECKING:
 __all__ = [
     "HEARTBEAT_BOUNDS_S",
     "MAX_ANSWER_BYTES",
-    "MAX_LABELS",
     "Heartbeat",
     "HeartbeatAnswer",
     "beat",
-    "check_labels",
     "heartbeat_loop",
     "parse_answer",
     "poll_desired",
@@ -59,39 +56,10 @@ log = logging.getLogger("tierwise.agent")
 
 #: Largest heartbeat answer read from the control plane.
 MAX_ANSWER_BYTES = 64 * 1024
-#: Most labels one node may carry.
-MAX_LABELS = 64
 #: The least and the most seconds between two heartbeats a control plane may ask for.
 HEARTBEAT_BOUNDS_S = (0.2, 3600.0)
 
-#: a label's name and value (Kubernetes' rules): at most 63 characters
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
-_LABEL_PREFIX = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
 _ANSWER = '{"node": NAME, "desired": {"refs": {BUNDLE: REF}} | null, "heartbeat_s": SECONDS | null}'
-
-
-def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
-    """``labels`` when each follows Kubernetes' label rules (a key is an optional DNS
-    subdomain prefix and ``/``, then a name; a value is empty or a name); ConfigError whose
-    parameter is the key that does not."""
-    if len(labels) > MAX_LABELS:
-        raise ConfigError("labels", f"at most {MAX_LABELS} labels", len(labels))
-    for key, value in labels.items():
-        prefix, slash, name = key.rpartition("/")
-        if not _LABEL_NAME.match(name) or (
-            slash and (len(prefix) > 253 or not _LABEL_PREFIX.match(prefix))
-        ):
-            raise ConfigError(
-                key, "a label key: [DNS-SUBDOMAIN/]NAME, NAME at most 63 letters, digits, "
-                "'-', '_' or '.', beginning and ending with a letter or digit", key,
-            )  # fmt: skip
-        if value and not _LABEL_NAME.match(value):
-            raise ConfigError(
-                key, "a label value: empty, or at most 63 letters, digits, '-', '_' or '.', "
-                "beginning and ending with a letter or digit", value,
-            )  # fmt: skip
-    return dict(labels)
 
 
 @dataclass(frozen=True)
@@ -146,27 +114,7 @@ class Heartbeat:
         self.default_s = settings.heartbeat_s
         #: the seconds until the next heartbeat (the control plane may change it)
         self.interval_s = settings.heartbeat_s
-        parts = urlsplit(self.url)
-        self.token: str | None = None
-        if settings.token_env is not None:
-            self.token = env.get(settings.token_env)
-            if not self.token:
-                raise ConfigError(
-                    "control.token_env", f"a variable holding the token ({settings.token_env} "
-                    "is not set)",
-                )  # fmt: skip
-            if parts.scheme != "https" and not is_loopback(parts.hostname or ""):
-                raise ConfigError(
-                    "control.heartbeat_url", "an https URL (or a loopback host) when a token "
-                    "is sent", self.url,
-                )  # fmt: skip
-        context = None
-        if settings.tls is not None:
-            if parts.scheme != "https":
-                raise ConfigError(
-                    "control.heartbeat_url", "an https URL when control.tls is given", self.url
-                )
-            context = client_context(settings.tls, who=f"control plane {self.url}")
+        self.token, context = control_access(settings, self.url, "control.heartbeat_url", env)
         self.client = HttpClient(
             timeout_s=settings.timeout_s, max_response_bytes=MAX_ANSWER_BYTES,
             ssl_context=context, max_connections=1,

@@ -30,13 +30,13 @@ from pydantic import (
     model_validator,
 )
 
-from tierwise.agent.heartbeat import check_labels
 from tierwise.agent.thermal import ThermalSettings
 from tierwise.errors import ConfigError
 from tierwise.security import AuthSettings, EnvToken, TlsClientSettings, TlsServerSettings
 from tierwise.server.settings import EnergySettings, ModelConfig
 from tierwise.settings_errors import settings_error
 from tierwise.spec.base import NAME_PATTERN
+from tierwise.spec.labels import check_labels
 from tierwise.yaml_limits import load_yaml
 
 __all__ = [

@@ -174,7 +174,9 @@ def _labels(current: dict[str, str], given: list[str]) -> dict[str, str]:
     try:
         return check_labels(labels)
     except ConfigError as exc:
-        raise ConfigError(f"--label {exc.parameter}", exc.expected, exc.got) from exc
+        raise ConfigError(
+            f"--label {exc.parameter.removeprefix('labels.')}", exc.expected, exc.got
+        ) from exc
 
 
 def _absolute(path: Path | None) -> Path | None:

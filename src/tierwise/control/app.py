@@ -211,10 +211,29 @@ class ControlApp:
                 "holds" if leader else "no longer holds",
             )
             self.leader = leader
-        if self.store.kind != "sqlite":  # other replicas write too
+        if self.store.kind != "sqlite":  # other replicas take heartbeats and write too
             self.desired.replace(self.store.all_desired())
+            if leader:
+                self._catch_up()
         if leader:
             self.engine.tick()
+
+    def _catch_up(self) -> None:
+        """Feed the history with the heartbeats other replicas stored (a sample this
+        replica took itself is not added twice)."""
+        bundles = {r.bundle for r in self.engine.active()}
+        if not bundles:
+            return
+        for record in self.store.list_nodes():
+            counters = record.status.get("counters")
+            if not isinstance(counters, dict):
+                continue
+            for bundle in bundles & counters.keys():
+                try:
+                    value = Counters.from_doc(counters[bundle], f"counters.{bundle}")
+                except ConfigError:
+                    continue
+                self.history.add(record.node, bundle, record.last_seen_s, value)
 
     def _heartbeat_interval(self) -> float:
         """What agents are asked to use: shorter while a rollout analyses their windows."""

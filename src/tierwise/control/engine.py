@@ -29,7 +29,7 @@ from tierwise.control.sources import GateSource, cohorts
 from tierwise.control.spec import CANARY, RolloutRequest
 from tierwise.control.store import AuditEntry, Change, ControlStore, RolloutRow
 from tierwise.control.window import CohortStats
-from tierwise.errors import RolloutError
+from tierwise.errors import RolloutError, TierwiseError
 
 __all__ = ["AUTOMATIC", "RolloutEngine"]
 
@@ -160,27 +160,40 @@ class RolloutEngine:
             return rollout
 
     def _baselines(self, rollout: Rollout, nodes: Sequence[NodeView]) -> None:
-        """Record what each of ``nodes`` goes back to on a rollback: the version it serves;
-        for a node that has not said yet, the version it was told to run, else the one
+        """Record what each of ``nodes`` goes back to on a rollback: the version the
+        control plane last told it to run (its heartbeat may still show the one before);
+        without one, the version it serves; for a node that has said neither, the one
         most of the selected nodes serve."""
-        known: dict[str, str | None] = {}
+        versions: dict[str, str | None] = {}
         tally: Counter[str] = Counter()
         for node in nodes:
             serving = node.serving(rollout.bundle)
             if serving.digest is not None and serving.digest != rollout.digest:
-                known[serving.digest] = serving.version
+                versions[serving.digest] = serving.version
                 tally[serving.digest] += 1
         common = tally.most_common(1)[0][0] if tally else None
         for node in nodes:
             if node.name in rollout.baseline:
                 continue
             serving = node.serving(rollout.bundle)
-            digest = serving.digest if serving.digest != rollout.digest else None
-            if digest is None:
-                told = self.desired.of(node.name).get(rollout.bundle)
-                digest = told if told is not None and told != rollout.digest else common
-            version = serving.version if digest == serving.digest else known.get(digest or "")
+            told = self.desired.of(node.name).get(rollout.bundle)
+            if told is not None and told != rollout.digest:
+                digest: str | None = told
+            elif serving.digest is not None and serving.digest != rollout.digest:
+                digest = serving.digest
+            else:
+                digest = common
+            version = versions.get(digest) if digest is not None else None
+            if version is None and digest is not None:
+                version = self._version_of(rollout.bundle, digest)
             rollout.baseline[node.name] = {"version": version, "digest": digest}
+
+    def _version_of(self, bundle: str, digest: str) -> str | None:
+        """The version a digest names in the registry (None when it cannot say)."""
+        try:
+            return self.resolver.resolve(bundle, digest).version
+        except TierwiseError:
+            return None
 
     def _refuse_overlap(self, request: RolloutRequest, fleet: Fleet, nodes: set[str]) -> None:
         for other in self.active():

@@ -20,12 +20,19 @@ selector.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from tierwise.errors import ConfigError
+from tierwise.spec.labels import (
+    KEY_RULE,
+    MAX_LABELS,
+    VALUE_RULE,
+    check_labels,
+    valid_key,
+    valid_value,
+)
 
 __all__ = [
     "KEY_RULE",
@@ -43,30 +50,8 @@ Op = Literal["=", "!=", "in", "notin", "exists", "!exists"]
 
 #: Longest selector text accepted (a bound on the parser's work).
 MAX_SELECTOR_CHARS = 4096
-#: Most labels one node may carry.
-MAX_LABELS = 64
-
-_NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
-_DNS = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*")
-_NAME_RULE = (
-    "at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-)
-#: What a label key may be, and a label value.
-KEY_RULE = f"an optional DNS prefix and '/', then a name of {_NAME_RULE}"
-VALUE_RULE = f"empty, or {_NAME_RULE}"
 _OP_ORDER: dict[str, int] = {"exists": 0, "!exists": 1, "=": 2, "!=": 3, "in": 4, "notin": 5}
 _SPECIAL = frozenset("=!(),")
-
-
-def _valid_key(key: str) -> bool:
-    prefix, slash, name = key.rpartition("/")
-    if slash and (len(prefix) > 253 or _DNS.fullmatch(prefix) is None):
-        return False
-    return len(name) <= 63 and _NAME.fullmatch(name) is not None
-
-
-def _valid_value(value: str) -> bool:
-    return value == "" or (len(value) <= 63 and _NAME.fullmatch(value) is not None)
 
 
 @dataclass(frozen=True)
@@ -82,7 +67,7 @@ class Requirement:
     def __post_init__(self) -> None:
         if self.op not in _OP_ORDER:
             raise ConfigError("op", f"one of {', '.join(_OP_ORDER)}", self.op)
-        if not isinstance(self.key, str) or not _valid_key(self.key):
+        if not isinstance(self.key, str) or not valid_key(self.key):
             raise ConfigError("key", f"a label key ({KEY_RULE})", self.key)
         if isinstance(self.values, str) or not all(isinstance(v, str) for v in self.values):
             raise ConfigError("values", "a tuple of label values", self.values)
@@ -92,7 +77,7 @@ class Requirement:
         if not low <= len(values) <= high:
             raise ConfigError("values", f"{low} to {high} values for {self.op!r}", self.values)
         for value in values:
-            if not _valid_value(value):
+            if not valid_value(value):
                 raise ConfigError("values", f"label values ({VALUE_RULE})", value)
             if value == "" and self.op in ("in", "notin"):
                 raise ConfigError("values", "non-empty values inside parentheses", self.values)
@@ -198,7 +183,7 @@ class _Parser:
         token = self.next()
         if token.kind != "name":
             raise self.fail("a label key", token)
-        if not _valid_key(token.text):
+        if not valid_key(token.text):
             raise self.fail("a label key", token, KEY_RULE)
         return token.text
 
@@ -206,7 +191,7 @@ class _Parser:
         token = self.next()
         if token.kind != "name":
             raise self.fail("a value", token)
-        if not _valid_value(token.text):
+        if not valid_value(token.text):
             raise self.fail("a label value", token, VALUE_RULE)
         return token.text
 
@@ -251,20 +236,3 @@ def parse_selector(text: str) -> Selector:
             raise parser.fail("',' or the end", token)
         found.append(parser.requirement())
     return Selector(tuple(found))
-
-
-def check_labels(labels: Mapping[str, str], where: str) -> dict[str, str]:
-    """A copy of a node's ``labels`` once every key and value follows the selector's
-    rules; ConfigError naming ``where`` and the offending key otherwise."""
-    if not isinstance(labels, Mapping):
-        raise ConfigError(where, "a mapping of label keys to values", type(labels).__name__)
-    if len(labels) > MAX_LABELS:
-        raise ConfigError(where, f"at most {MAX_LABELS} labels", len(labels))
-    out: dict[str, str] = {}
-    for key, value in labels.items():
-        if not isinstance(key, str) or not _valid_key(key):
-            raise ConfigError(f"{where}: label {key!r}", f"a label key ({KEY_RULE})")
-        if not isinstance(value, str) or not _valid_value(value):
-            raise ConfigError(f"{where}: label {key!r}", f"a label value ({VALUE_RULE})", value)
-        out[key] = value
-    return out

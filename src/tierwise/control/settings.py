@@ -10,27 +10,18 @@ names are resolved and their signatures checked before the first node moves.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field, model_validator
 
+from tierwise.agent.settings import RegistryPart
 from tierwise.security import AuthSettings, TlsServerSettings
 from tierwise.settings_errors import SettingsModel
 
 __all__ = ["ControlSettings", "RegistrySettings"]
 
 
-class RegistrySettings(SettingsModel):
-    """The registry rollouts resolve their bundles in, and the keys they must be signed by."""
-
-    store: str = Field(min_length=1, description="a store folder, or oci://HOST[:PORT][/PREFIX]")
-    plain_http: bool = False
-    username: str | None = None
-    password_env: str | None = Field(
-        default=None, description="name of the environment variable holding the password"
-    )
-    timeout_s: float = Field(default=30.0, gt=0)
-    trusted_keys: list[Path] = Field(min_length=1)
+#: The registry rollouts resolve their bundles in, and the keys they must be signed by:
+#: the same settings as an agent's ``registry:``.
+RegistrySettings = RegistryPart
 
 
 class ControlSettings(SettingsModel):
