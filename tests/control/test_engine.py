@@ -342,3 +342,80 @@ def test_malformed_requests_name_the_field(doc: dict[str, object], field: str) -
     base = {"bundle": BUNDLE, "ref": "2"}
     with pytest.raises(ConfigError, match=field):
         RolloutRequest.from_doc(base | doc)
+
+
+def test_time_paused_before_the_cohort_converged_does_not_count(sim: SimFleet) -> None:
+    sim.nodes[0].obeys = False  # the canary has not switched yet
+    rollout = sim.engine.start(sim.request("2", converge_timeout_s=4.0), "ops")
+    sim.engine.pause(rollout.id, "ops")
+    sim.run(10)  # longer than the timeout, paused
+    sim.nodes[0].obeys = True
+    sim.engine.resume(rollout.id, "ops")
+    sim.run(1)
+    resumed = sim.engine.get(rollout.id)
+    assert resumed.state == "running"
+    assert resumed.serving_since_s is not None
+
+
+def test_too_many_inconclusive_analyses_pause_the_rollout(sim: SimFleet) -> None:
+    rollout = sim.engine.start(sim.request("2", min_requests=10_000, max_inconclusive=3), "ops")
+    sim.run(12)
+    paused = sim.engine.get(rollout.id)
+    assert paused.state == "paused"
+    assert "3 analyses in a row had too few requests" in (paused.reason or "")
+    assert "rollout.pause" in sim.actions(rollout.id)
+
+
+def test_a_cohort_node_that_leaves_the_version_is_waited_for_again(sim: SimFleet) -> None:
+    rollout = sim.engine.start(sim.request("2", converge_timeout_s=3.0), "ops")
+    sim.run(1.5)
+    assert sim.engine.get(rollout.id).serving_since_s is not None
+    node = sim.nodes[0]  # rolled back locally by hand, and keeps to it
+    node.digest, node.version, node.obeys = sim.digest["1"], "1", False
+    sim.run(1)
+    waiting = sim.engine.get(rollout.id)
+    assert waiting.serving_since_s is None
+    assert "rollout.cohort" in sim.actions(rollout.id)
+    sim.run(5)
+    failed = sim.engine.get(rollout.id)
+    assert failed.state == "failed"
+    assert "did not serve 2" in (failed.reason or "")
+
+
+def test_a_decision_on_a_stale_state_is_refused(sim: SimFleet) -> None:
+    rollout = sim.engine.start(sim.request("2"), "ops")
+    stale = sim.engine.get(rollout.id)
+    sim.engine.abort(rollout.id, "ops")
+    stale.stage = 1
+    with pytest.raises(RolloutError, match="changed meanwhile"):
+        sim.engine.commit(stale)
+    assert sim.engine.get(rollout.id).state == "aborted"
+
+
+def test_a_replica_without_the_lease_decides_nothing(sim: SimFleet) -> None:
+    rollout = sim.engine.start(sim.request("2"), "ops")
+    assert sim.store.acquire_lease("a", 60.0, sim.now)
+    for _ in range(6):
+        sim.now += 0.5
+        sim.beat()
+        sim.engine.tick(lease=("b", sim.now))
+    assert sim.engine.get(rollout.id).serving_since_s is None
+    sim.engine.tick(lease=("a", sim.now))
+    assert sim.engine.get(rollout.id).serving_since_s is not None
+
+
+def test_an_unknown_rollout_is_a_404(sim: SimFleet) -> None:
+    with pytest.raises(RolloutError, match="no rollout") as caught:
+        sim.engine.get("nope")
+    assert caught.value.status_code == 404
+
+
+def test_with_no_baseline_at_all_a_stage_passes_on_its_own_traffic(sim: SimFleet) -> None:
+    rollout = sim.engine.start(sim.request("2", stages="100"), "ops")
+    assert len(rollout.cohort) == len(sim.nodes)
+    sim.run(8)
+    done = sim.engine.get(rollout.id)
+    assert done.state == "succeeded"
+    verdicts = [e.detail["verdict"] for e in sim.store.audit(rollout=rollout.id)
+                if e.action == "rollout.analysis"]  # fmt: skip
+    assert verdicts[-1] == "pass (no baseline)"

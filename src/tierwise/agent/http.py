@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -31,7 +31,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tierwise.agent.node import EdgeAgent
-from tierwise.errors import HttpError, TierwiseError
+from tierwise.errors import HttpError
 from tierwise.http.asgi import (
     JSON_HEADERS,
     Receive,
@@ -42,7 +42,7 @@ from tierwise.http.asgi import (
     read_json_object,
     run_lifespan,
 )
-from tierwise.http.routing import Request, Route, RouteTable, authorization_of
+from tierwise.http.routing import Request, Route, RouteTable, audited, authorization_of
 from tierwise.router.gateway import Gateway
 from tierwise.security import Guard, audit
 
@@ -101,10 +101,6 @@ class AgentCollector(Collector):
         )
 
 
-#: An admin endpoint: the request, and the details it records for the audit line.
-_Audited = Callable[[Request, dict[str, object]], Awaitable[Reply]]
-
-
 def _guarded(table: RouteTable, guard: Guard) -> None:
     """Have ``table`` (the gateway's) check its routes' scopes against this node's
     tokens."""
@@ -133,11 +129,11 @@ class AgentApp:
         self.routes = RouteTable(
             [
                 Route("/v2/agent/status", self._status, scope="telemetry"),
-                Route("/v2/agent/sync", self._audited("sync", self._sync), methods=["POST"],
+                Route("/v2/agent/sync", audited("sync", self._sync), methods=["POST"],
                       name="sync", scope="admin"),
-                Route("/v2/agent/desired", self._audited("desired", self._desired),
+                Route("/v2/agent/desired", audited("desired", self._desired),
                       methods=["PUT"], name="desired", scope="admin"),
-                Route("/v2/agent/rollback", self._audited("rollback", self._rollback),
+                Route("/v2/agent/rollback", audited("rollback", self._rollback),
                       methods=["POST"], name="rollback", scope="admin"),
                 Route("/v2/agent/{rest:path}", self._no_route, methods=None, scope="admin"),
                 Route("/v2/health/ready", self._ready, methods=None),
@@ -178,23 +174,6 @@ class AgentApp:
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         await run_lifespan(receive, send, self.startup, self.shutdown)
-
-    def _audited(self, action: str, endpoint: _Audited) -> Callable[[Request], Awaitable[Reply]]:
-        """``endpoint`` with its outcome recorded on the audit log, errors included."""
-
-        async def audited(request: Request) -> Reply:
-            details: dict[str, object] = {}
-            try:
-                reply = await endpoint(request, details)
-            except Exception as exc:
-                status = exc.status_code if isinstance(exc, TierwiseError) else 500
-                audit.record(action, details, request.client, status)
-                raise
-            audit.record(action, details, request.client, reply[0])
-            return reply
-
-        audited.__name__ = action
-        return audited
 
     def _audit_refused(self, scope: Scope, status: int) -> None:
         """Record an admin action the guard refused, with the client when its token is

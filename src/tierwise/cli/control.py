@@ -63,13 +63,25 @@ CaOpt = Annotated[
 
 
 def control_client(control: str, token_env: str, ca: Path | None) -> Any:
-    from tierwise.control.client import ControlClient
-    from tierwise.security import TlsClientSettings, client_context
+    """A client of the control plane at ``control``, sending the token in ``token_env``
+    (only over HTTPS, or to a loopback host)."""
+    from urllib.parse import urlsplit
 
+    from tierwise.control.client import ControlClient
+    from tierwise.security import TlsClientSettings, client_context, is_loopback
+
+    parts = urlsplit(control)
+    token = os.environ.get(token_env) or None
     context = None
-    if control.startswith("https://"):
+    if parts.scheme == "https":
         context = client_context(TlsClientSettings(ca=ca), who=f"control plane {control}")
-    return ControlClient(control, token=os.environ.get(token_env) or None, ssl_context=context)
+    elif ca is not None:
+        raise ConfigError("--ca", "an https:// --control URL to check a certificate of", control)
+    elif token is not None and not is_loopback(parts.hostname or ""):
+        raise ConfigError(
+            "--control", "an https:// URL (or a loopback host) when a token is sent", control
+        )
+    return ControlClient(control, token=token, ssl_context=context)
 
 
 def _settings(config: Path | None, overrides: dict[str, Any]) -> Any:

@@ -17,6 +17,7 @@ from tierwise.cli.control import (
     control_client,
     split_target,
 )
+from tierwise.errors import ConfigError
 
 __all__ = ["rollout_app"]
 
@@ -92,11 +93,18 @@ def start(
     interval_s = parse_duration(interval, "--interval")
     per_stage = None
     if stage_interval:
+        names = [str(s).lower() for s in stage_list]
         given = {}
         for item in stage_interval:
             name, _, value = item.partition("=")
-            given[name.strip().rstrip("%").lower()] = parse_duration(value, "--stage-interval")
-        per_stage = [given.get(str(s).lower(), interval_s) for s in stage_list]
+            name = name.strip().rstrip("%").lower()
+            if name not in names:
+                raise ConfigError(
+                    "--stage-interval", f"STAGE=DURATION with STAGE one of {', '.join(names)}",
+                    item,
+                )  # fmt: skip
+            given[name] = parse_duration(value, "--stage-interval")
+        per_stage = [given.get(name, interval_s) for name in names]
     request = RolloutRequest.from_doc(
         {
             "bundle": bundle,

@@ -19,11 +19,10 @@ version on the nodes outside any rollout), ``POST|GET /v1/rollouts``,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -31,9 +30,10 @@ import orjson
 
 from tierwise.control.desired import DesiredBook
 from tierwise.control.engine import RolloutEngine
+from tierwise.control.replica import Replica
 from tierwise.control.selector import check_labels, parse_selector
 from tierwise.control.spec import RolloutRequest
-from tierwise.control.store import AuditEntry, Change, ControlStore, Heartbeat
+from tierwise.control.store import ControlStore, Heartbeat
 from tierwise.control.window import Counters, History
 from tierwise.control.writer import HeartbeatWriter
 from tierwise.errors import ConfigError, HttpError, RolloutError
@@ -47,8 +47,8 @@ from tierwise.http.asgi import (
     read_json_object,
     run_lifespan,
 )
-from tierwise.http.routing import Request, Route, RouteTable
-from tierwise.security import Guard, audit
+from tierwise.http.routing import Request, Route, RouteTable, audited
+from tierwise.security import Guard
 
 __all__ = ["ControlApp", "NODE_NAME"]
 
@@ -68,6 +68,8 @@ _STATUS_KEYS = (
     "digest",
 )
 _ACTIONS = ("pause", "resume", "promote", "abort")
+#: Most bundles one node may run (as an agent's settings allow).
+_MAX_BUNDLES = 64
 
 
 def _json(doc: object, status: int = 200) -> Reply:
@@ -112,17 +114,14 @@ class ControlApp:
         self.desired = desired
         self.guard = guard
         self.heartbeat_s = heartbeat_s
-        self.tick_s = tick_s
-        self.lease_s = lease_s
-        self.replica = replica
+        self.replica = Replica(store, engine, history, desired, name=replica, tick_s=tick_s,
+                               lease_s=lease_s)  # fmt: skip
         self.max_body_bytes = max_body_bytes
         self.max_nodes = max_nodes
         self.writer = HeartbeatWriter(store, max_pending=max_pending_heartbeats)
         self.on_shutdown = on_shutdown
-        self.leader = False
         self.heartbeats = 0
         self.known: set[str] = {n.node for n in store.list_nodes()}
-        self._task: asyncio.Task[None] | None = None
         self.routes = RouteTable(
             [
                 Route("/v1/health/live", self._live),
@@ -138,27 +137,27 @@ class ControlApp:
                 Route("/v1/nodes/{node}", self._node_get, scope="telemetry"),
                 Route(
                     "/v1/nodes/{node}",
-                    self._audited("node.forget", self._forget),
+                    audited("node.forget", self._forget),
                     methods=["DELETE"],
                     scope="admin",
                 ),
                 Route(
                     "/v1/desired",
-                    self._audited("desired.set", self._set_desired),
+                    audited("desired.set", self._set_desired),
                     methods=["PUT"],
                     scope="admin",
                 ),
                 Route("/v1/rollouts", self._rollouts, scope="telemetry"),
                 Route(
                     "/v1/rollouts",
-                    self._audited("rollout.start", self._start),
+                    audited("rollout.start", self._start),
                     methods=["POST"],
                     scope="admin",
                 ),
                 Route("/v1/rollouts/{id}", self._rollout, scope="telemetry"),
                 Route(
                     "/v1/rollouts/{id}/{action}",
-                    self._audited("rollout.action", self._act),
+                    audited("rollout.action", self._act),
                     methods=["POST"],
                     scope="admin",
                 ),
@@ -180,67 +179,18 @@ class ControlApp:
 
     async def startup(self) -> None:
         self.writer.start()
-        self._task = asyncio.get_running_loop().create_task(self._step_loop(), name="rollouts")
+        self.replica.start()
 
     async def shutdown(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.replica.stop()
         await self.writer.stop()
-        if self.leader:
-            await asyncio.to_thread(self.store.release_lease, self.replica)
         if self.on_shutdown is not None:
             self.on_shutdown()
 
-    async def _step_loop(self) -> None:
-        while True:
-            try:
-                await asyncio.to_thread(self.step)
-            except Exception:  # the loop outlives any one failure
-                log.exception("stepping rollouts failed")
-            await asyncio.sleep(self.tick_s)
-
-    def step(self) -> None:
-        """One step: take or renew the lease, and step the rollouts when holding it."""
-        leader = self.store.acquire_lease(self.replica, self.lease_s, time.time())
-        if leader != self.leader:
-            log.info(
-                "replica %s %s the rollout lease",
-                self.replica,
-                "holds" if leader else "no longer holds",
-            )
-            self.leader = leader
-        if self.store.kind != "sqlite":  # other replicas take heartbeats and write too
-            self.desired.replace(self.store.all_desired())
-            if leader:
-                self._catch_up()
-        if leader:
-            self.engine.tick()
-
-    def _catch_up(self) -> None:
-        """Feed the history with the heartbeats other replicas stored (a sample this
-        replica took itself is not added twice)."""
-        bundles = {r.bundle for r in self.engine.active()}
-        if not bundles:
-            return
-        for record in self.store.list_nodes():
-            counters = record.status.get("counters")
-            if not isinstance(counters, dict):
-                continue
-            for bundle in bundles & counters.keys():
-                try:
-                    value = Counters.from_doc(counters[bundle], f"counters.{bundle}")
-                except ConfigError:
-                    continue
-                self.history.add(record.node, bundle, record.last_seen_s, value)
-
-    def _heartbeat_interval(self) -> float:
-        """What agents are asked to use: shorter while a rollout analyses their windows."""
-        interval = self.heartbeat_s
-        for rollout in self.engine.active():
-            interval = min(interval, max(rollout.interval_s / 4, 0.2))
-        return interval
+    @property
+    def leader(self) -> bool:
+        """Whether this replica holds the rollout lease."""
+        return self.replica.leader
 
     # -- agents ----------------------------------------------------------------------
 
@@ -253,13 +203,20 @@ class ControlApp:
         if node not in self.known and len(self.known) >= self.max_nodes:
             raise RolloutError(f"the control plane already tracks {self.max_nodes} nodes")
         labels = check_labels(doc.get("labels") or {}, "labels")
-        raw = doc.get("counters") or {}
-        if not isinstance(raw, dict):
-            raise ConfigError("counters", "a mapping {BUNDLE: counters}", type(raw).__name__)
-        counters = {str(b): Counters.from_doc(c, f"counters.{b}") for b, c in raw.items()}
         status = doc.get("status") or {}
         if not isinstance(status, dict):
             raise ConfigError("status", "a JSON object", type(status).__name__)
+        raw = doc.get("counters") or {}
+        if not isinstance(raw, dict):
+            raise ConfigError("counters", "a mapping {BUNDLE: counters}", type(raw).__name__)
+        found = status.get("bundles")
+        runs: dict[str, Any] = found if isinstance(found, dict) else {}
+        if len(runs) > _MAX_BUNDLES:
+            raise ConfigError("status.bundles", f"at most {_MAX_BUNDLES} bundles", len(runs))
+        # counters of bundles the node says it runs; no other name can fill the history
+        counters = {
+            str(b): Counters.from_doc(c, f"counters.{b}") for b, c in raw.items() if b in runs
+        }
         kept: dict[str, Any] = {k: status[k] for k in _STATUS_KEYS if k in status}
         for key in ("address", "gateway_address"):
             if isinstance(doc.get(key), str):
@@ -275,7 +232,7 @@ class ControlApp:
             {
                 "node": node,
                 "desired": self.desired.document(node),
-                "heartbeat_s": self._heartbeat_interval(),
+                "heartbeat_s": self.replica.watched.get(node, self.heartbeat_s),
             }
         )
 
@@ -329,6 +286,7 @@ class ControlApp:
             raise HttpError(404, f"no node {node} has sent a heartbeat")
         self.known.discard(node)
         self.history.forget(node)
+        self.desired.forget(node)
         return _json({"forgotten": node})
 
     async def _set_desired(self, request: Request, details: dict[str, object]) -> Reply:
@@ -337,51 +295,10 @@ class ControlApp:
         if not all(isinstance(v, str) for v in (bundle, ref, text)):
             raise HttpError(400, 'body: expected {"bundle", "ref", "selector"?} as strings')
         details.update(bundle=bundle, ref=ref, selector=text)
-        selected = await asyncio.to_thread(self._desired_targets, str(bundle), str(text))
-        resolved = await asyncio.to_thread(self.engine.resolver.resolve, str(bundle), str(ref))
-        desired = [(n, resolved.bundle, resolved.digest) for n in selected]
-        entry = AuditEntry(
-            time.time(),
-            request.client or "-",
-            "desired.set",
-            None,
-            {
-                "bundle": resolved.bundle,
-                "version": resolved.version,
-                "digest": resolved.digest,
-                "selector": text,
-                "nodes": selected,
-            },
+        done = await asyncio.to_thread(
+            self.engine.set_desired, str(bundle), str(ref), str(text), request.client or "-"
         )
-        await asyncio.to_thread(self.store.apply, Change(desired=desired, audit=[entry]))
-        self.desired.apply(desired)
-        return _json(
-            {
-                "bundle": resolved.bundle,
-                "version": resolved.version,
-                "digest": resolved.digest,
-                "nodes": selected,
-            }
-        )
-
-    def _desired_targets(self, bundle: str, text: str) -> list[str]:
-        selector = parse_selector(text)
-        fleet = self.engine.fleet()
-        selected = [n.name for n in fleet.selected(selector, bundle)]
-        if not selected:
-            raise RolloutError(
-                f"selector {text or '(all nodes)'!r} matches no node that runs bundle {bundle}"
-            )
-        for rollout in self.engine.active():
-            if rollout.bundle == bundle:
-                theirs = set(rollout.baseline) | set(rollout.cohort)
-                busy = sorted(theirs & set(selected))
-                if busy:
-                    raise RolloutError(
-                        f"rollout {rollout.id} is moving {', '.join(busy[:5])}; "
-                        "abort it or wait for it to finish"
-                    )
-        return selected
+        return _json(done)
 
     # -- rollouts --------------------------------------------------------------------
 
@@ -453,22 +370,3 @@ class ControlApp:
 
         text = await asyncio.to_thread(exposition, self)
         return 200, text, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
-
-    def _audited(
-        self, action: str, endpoint: Callable[[Request, dict[str, object]], Awaitable[Reply]]
-    ) -> Callable[[Request], Awaitable[Reply]]:
-        """``endpoint`` with one audit line (the client's name, never its token)."""
-
-        async def audited(request: Request) -> Reply:
-            details: dict[str, object] = {}
-            try:
-                reply = await endpoint(request, details)
-            except Exception as exc:
-                status = getattr(exc, "status_code", 500)
-                audit.record(action, details, request.client, int(status))
-                raise
-            audit.record(action, details, request.client, reply[0])
-            return reply
-
-        audited.__name__ = action
-        return audited

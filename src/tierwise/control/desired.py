@@ -43,6 +43,11 @@ class DesiredBook:
                     if not refs:
                         del self._refs[node]
 
+    def forget(self, node: str) -> None:
+        """Drop every desired version of ``node`` (the store dropped them)."""
+        with self._lock:
+            self._refs.pop(node, None)
+
     def of(self, node: str) -> dict[str, str]:
         with self._lock:
             return dict(self._refs.get(node, {}))

@@ -70,6 +70,8 @@ class Rollout:
     passes: int = 0
     failures: dict[str, int] = field(default_factory=dict)
     analyses: int = 0
+    inconclusive: int = 0
+    paused_s: float | None = None
     last_analysis: dict[str, Any] | None = None
     baseline_stats: dict[str, Any] | None = None
     reason: str | None = None

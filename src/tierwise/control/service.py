@@ -40,8 +40,10 @@ def build_control_app(
     try:
         history = History(max_samples=settings.history_samples, max_keys=2 * settings.max_nodes)
         source: GateSource = HistorySource(history)
+        prometheus = None
         if settings.prometheus_url is not None:
-            source = PrometheusGateSource(PrometheusSource(settings.prometheus_url))
+            prometheus = PrometheusSource(settings.prometheus_url)
+            source = PrometheusGateSource(prometheus)
         desired = DesiredBook(store.all_desired())
         engine = RolloutEngine(
             store, resolver=resolver, source=source, desired=desired, stale_s=settings.stale_s
@@ -52,6 +54,8 @@ def build_control_app(
 
     def close() -> None:
         resolver.close()
+        if prometheus is not None:
+            prometheus.close()
         store.close()
 
     return ControlApp(

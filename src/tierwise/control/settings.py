@@ -39,8 +39,9 @@ class ControlSettings(SettingsModel):
     insecure: bool = False
     prometheus_url: str | None = Field(
         default=None,
-        pattern=r"^https?://[^\s/]+(/\S*)?$",
-        description="gates read this Prometheus instead of the agents' own reports",
+        pattern=r"^https?://[^\s/@]+(/\S*)?$",
+        description="gates read this Prometheus instead of the agents' own reports (no "
+        "credentials in the URL: they would show in errors)",
     )
     heartbeat_s: float = Field(
         default=10.0, gt=0, le=3600, description="how often agents are asked to heartbeat"

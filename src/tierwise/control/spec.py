@@ -95,6 +95,7 @@ class RolloutRequest(BaseModel):
     min_requests: int = Field(default=20, ge=1)
     p99_slack_s: float = Field(default=0.002, ge=0)
     converge_timeout_s: float | None = Field(default=None, gt=0)
+    max_inconclusive: int = Field(default=20, ge=1, le=10_000)
     reason: str | None = Field(default=None, max_length=1024)
 
     @field_validator("selector", "canary_selector")

@@ -111,12 +111,22 @@ class RolloutRow:
 class Change:
     """What one decision writes, in ONE transaction: all of it or none of it.
 
-    ``cleared`` is applied before ``desired``, so a pair in both ends up set."""
+    ``cleared`` is applied before ``desired``, so a pair in both ends up set.
+
+    Preconditions, checked inside the transaction (another replica may have decided in
+    between); when one does not hold, nothing is written and RolloutError says why:
+    ``based_on`` is the ``updated_s`` of ``rollout`` as the decision read it (a change
+    made meanwhile is never overwritten); ``active_seen`` (for a new rollout) the ids of
+    the active rollouts of its bundle the decision checked for overlap; ``lease`` the
+    ``(holder, now_s)`` that must hold the leader lease."""
 
     rollout: RolloutRow | None = None
     desired: Sequence[tuple[str, str, str]] = ()
     cleared: Sequence[tuple[str, str]] = ()
     audit: Sequence[AuditEntry] = ()
+    based_on: float | None = None
+    active_seen: Sequence[str] | None = None
+    lease: tuple[str, float] | None = None
 
 
 class ControlStore(ABC):

@@ -40,7 +40,7 @@ from tierwise.control.store import (
     RolloutRow,
 )
 from tierwise.database import open_database
-from tierwise.errors import ConfigError, TierwiseError
+from tierwise.errors import ConfigError, RolloutError, TierwiseError
 
 __all__ = ["Cursor", "SqlControlStore", "SqliteControlStore"]
 
@@ -121,6 +121,7 @@ _ACQUIRE = (
     " RETURNING holder"
 )
 _ACTIVE = f"state IN ({', '.join('?' * len(ACTIVE_STATES))})"
+_ACTIVE_OF_BUNDLE = "SELECT id FROM control_rollouts WHERE bundle = ? AND " + _ACTIVE  # noqa: S608 (constants only)
 
 
 def _node(row: Sequence[Any]) -> NodeRecord:
@@ -272,6 +273,7 @@ class SqlControlStore(ControlStore):
             return []
         with self._session(write=True) as cur:
             self._serialize(cur)
+            self._check(cur, change)
             if rollout is not None:
                 cur.execute(self._sql(_PUT_ROLLOUT), rollout)
             if cleared:
@@ -288,6 +290,34 @@ class SqlControlStore(ControlStore):
                 self._sql(_APPEND_AUDIT), [(s, *a) for s, a in zip(seqs, audit, strict=True)]
             )
         return seqs
+
+    def _check(self, cur: Cursor, change: Change) -> None:
+        """The preconditions of ``change`` (see :class:`Change`); RolloutError otherwise."""
+        row = change.rollout
+        if row is not None and change.based_on is not None:
+            cur.execute(self._sql("SELECT updated_s FROM control_rollouts WHERE id = ?"), (row.id,))
+            found = cur.fetchone()
+            if found is None or float(found[0]) != change.based_on:
+                raise RolloutError(
+                    f"rollout {row.id} changed meanwhile (another request or replica decided "
+                    "first); read it again and retry"
+                )
+        if row is not None and change.active_seen is not None:
+            cur.execute(self._sql(_ACTIVE_OF_BUNDLE), (row.bundle, *sorted(ACTIVE_STATES)))
+            active = {str(r[0]) for r in cur.fetchall()} - {row.id}
+            if active != set(change.active_seen):
+                started = ", ".join(sorted(active - set(change.active_seen))) or "none"
+                raise RolloutError(
+                    f"another rollout of {row.bundle} started meanwhile ({started}); abort it "
+                    "or wait for it to finish"
+                )
+        if change.lease is not None:
+            holder, now_s = change.lease
+            sql = "SELECT holder, expires_s FROM control_leases WHERE name = ?"
+            cur.execute(self._sql(sql), (LEASE_NAME,))
+            found = cur.fetchone()
+            if found is None or found[0] != holder or float(found[1]) <= now_s:
+                raise RolloutError(f"replica {holder} no longer holds the rollout lease")
 
     def acquire_lease(self, holder: str, ttl_s: float, now_s: float) -> bool:
         _text("holder", holder)

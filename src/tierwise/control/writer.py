@@ -9,7 +9,6 @@ with 503 and ``Retry-After`` (the node sends its next one later; nothing it had 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from tierwise.control.store import ControlStore, Heartbeat
@@ -32,20 +31,20 @@ class HeartbeatWriter:
         self._pending: list[tuple[Heartbeat, asyncio.Future[None]]] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="control-writer")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._pending:  # written before the store closes: none is lost at shutdown
-            batch, self._pending = self._pending, []
-            self._write([b for b, _ in batch], [f for _, f in batch])
+        """Write what waits (none is lost at shutdown), then end the writer."""
+        if self._task is None or self._wake is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        await self._task
+        self._task = None
 
     @property
     def depth(self) -> int:
@@ -70,7 +69,7 @@ class HeartbeatWriter:
 
     async def _run(self) -> None:
         assert self._wake is not None  # start() set it; internal invariant
-        while True:
+        while not self._stopping or self._pending:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
@@ -87,10 +86,6 @@ class HeartbeatWriter:
                             future.set_exception(exc)
                     continue
                 self._done(beats, futures)
-
-    def _write(self, beats: list[Heartbeat], futures: list[asyncio.Future[None]]) -> None:
-        self.store.record_heartbeats(beats)
-        self._done(beats, futures)
 
     def _done(self, beats: list[Heartbeat], futures: list[asyncio.Future[None]]) -> None:
         self.written += len(beats)

@@ -43,9 +43,18 @@ from tierwise.http.asgi import (
     send_response,
 )
 from tierwise.http.asgi import Scope as AsgiScope
-from tierwise.security import Guard, Principal, Scope
+from tierwise.security import Guard, Principal, Scope, audit
 
-__all__ = ["Answered", "Endpoint", "Request", "Route", "RouteTable", "authorization_of"]
+__all__ = [
+    "Answered",
+    "AuditedEndpoint",
+    "Endpoint",
+    "Request",
+    "Route",
+    "RouteTable",
+    "audited",
+    "authorization_of",
+]
 
 _PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?}")
 _CONVERTORS: Final = {"str": "[^/]+", "path": ".*"}
@@ -123,6 +132,29 @@ class Answered:
 
 #: An endpoint answers one request with a complete reply; errors it raises are mapped.
 Endpoint = Callable[[Request], Awaitable[Reply]]
+
+
+#: An admin endpoint: the request, and the details it records for its audit line.
+AuditedEndpoint = Callable[[Request, dict[str, object]], Awaitable[Reply]]
+
+
+def audited(action: str, endpoint: AuditedEndpoint) -> Endpoint:
+    """``endpoint`` with its outcome recorded as one audit line (the caller's client
+    name, never its token; errors included, with their status)."""
+
+    async def answer(request: Request) -> Reply:
+        details: dict[str, object] = {}
+        try:
+            reply = await endpoint(request, details)
+        except Exception as exc:
+            status = exc.status_code if isinstance(exc, TierwiseError) else 500
+            audit.record(action, details, request.client, status)
+            raise
+        audit.record(action, details, request.client, reply[0])
+        return reply
+
+    answer.__name__ = action
+    return answer
 
 
 class Route:
