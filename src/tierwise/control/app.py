@@ -363,7 +363,8 @@ class ControlApp:
         return _json({"live": True})
 
     async def _ready(self, request: Request) -> Reply:
-        return _json({"ready": True, "leader": self.leader, "store": self.store.kind})
+        return _json({"ready": True, "leader": self.leader, "store": self.store.kind,
+                      "gates": self.engine.source.kind})  # fmt: skip
 
     async def _metrics(self, request: Request) -> Reply:
         from tierwise.control.metrics import exposition

@@ -41,6 +41,9 @@ def cohorts(rollout: Rollout, fleet: Fleet) -> tuple[list[NodeView], list[NodeVi
 
 
 class GateSource(Protocol):
+    #: where the numbers come from: ``heartbeats`` or ``prometheus``
+    kind: str
+
     def stats(
         self, rollout: Rollout, cohort: Sequence[NodeView], since_s: float, until_s: float
     ) -> CohortStats:
@@ -50,6 +53,8 @@ class GateSource(Protocol):
 
 class HistorySource:
     """Reads the counters the agents sent with their heartbeats."""
+
+    kind = "heartbeats"
 
     def __init__(self, history: History, *, min_checks: int = 20) -> None:
         self.history = history
@@ -74,6 +79,8 @@ class HistorySource:
 
 class PrometheusGateSource:
     """Reads a Prometheus that scrapes the agents' tier servers and router fronts."""
+
+    kind = "prometheus"
 
     def __init__(self, prometheus: PrometheusSource, *, min_checks: int = 20) -> None:
         self.prometheus = prometheus
