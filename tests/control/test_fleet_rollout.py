@@ -32,6 +32,15 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         yield running
 
 
+#: Energy is estimated as active watts x busy time, and busy time on a shared 2-core
+#: machine running a dozen processes wobbles by a third between identical versions: the
+#: energy gate gets room for that here (the hungry version uses about 3.5 times more).
+#: Likewise p99 between identical versions differs by up to ~3 ms here, so the p99 gate
+#: ignores differences under 5 ms (the heavy version adds about 9 ms).
+GATES = ["p99_ratio=1.5", "error_rate_delta=0.01", "agreement_delta=-0.05",
+         "energy_ratio=1.8", "fallback_delta=0.05"]  # fmt: skip
+
+
 def _start(fleet: Fleet, ref: str, **extra: Any) -> str:
     body = {
         "bundle": BUNDLE,
@@ -41,6 +50,8 @@ def _start(fleet: Fleet, ref: str, **extra: Any) -> str:
         "interval_s": 2.0,
         "threshold": 2,
         "min_requests": 20,
+        "gates": GATES,
+        "p99_slack_s": 0.005,
     } | extra
     with fleet.client() as client:
         answer = client.post("/v1/rollouts", json=body)
@@ -221,7 +232,7 @@ def test_an_overlapping_rollout_is_refused_and_abort_undoes_at_once(fleet: Fleet
         assert aborted.status_code == 200, aborted.text
         assert aborted.json()["state"] == "aborted"
     fleet.wait_versions(lambda v: set(v.values()) == {stay}, "every node back", 30)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 20  # seconds, on a loaded 2-core machine
     with fleet.client() as client:
         again = client.post(f"/v1/rollouts/{first}/resume")
         assert again.status_code == 409
