@@ -8,8 +8,9 @@
 #   test   demo's, plus docker-registry (the registry tests run a real OCI registry),
 #          chromium (the report test opens the report in headless Chromium), curl
 #          (the README's TLS walkthrough runs its curl lines as written), prometheus
-#          (the observe tests scrape a fleet with it; it brings promtool too) and
-#          postgresql (the control store tests run a real PostgreSQL server)
+#          (the observe tests scrape a fleet with it; it brings promtool too),
+#          postgresql (the control store tests run a real PostgreSQL server) and
+#          nats-server (the JetStream outbox tests run a hub and a leaf node)
 #   bench  test's, plus wrk (the server benchmark's load generator)
 #
 # Installs with apt-get when run as root; otherwise prints the one command to run and
@@ -58,6 +59,7 @@ if [ "$group" != demo ]; then
   have curl || need+=(curl)
   have prometheus || need+=(prometheus)
   have_postgres || need+=(postgresql)
+  have nats-server || need+=(nats-server)
 fi
 if [ "$group" = bench ]; then
   have wrk || need+=(wrk)

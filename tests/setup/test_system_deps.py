@@ -23,6 +23,7 @@ BINARIES = {
     "curl": "curl",
     "prometheus": "prometheus",
     "postgres": "postgresql",
+    "nats-server": "nats-server",
 }
 
 
@@ -79,7 +80,7 @@ def test_dry_run_names_everything_missing_at_once(tmp_path: Path) -> None:
     result = _run(_machine(tmp_path, lacks=tuple(BINARIES), venv=False), "--dry-run")
     assert result.stdout.split(": ")[1].split() == [
         "make", "python3-venv", "docker-registry", "chromium", "curl", "prometheus",
-        "postgresql",
+        "postgresql", "nats-server",
     ]  # fmt: skip
 
 
@@ -89,7 +90,8 @@ def test_groups_ask_for_what_they_use(tmp_path: Path) -> None:
     assert _run(path, "--dry-run", "demo").stdout.strip() == "would install: make"
     bench = _run(path, "--dry-run", "bench").stdout.split(": ")[1].split()
     assert bench == [
-        "make", "docker-registry", "chromium", "curl", "prometheus", "postgresql", "wrk",
+        "make", "docker-registry", "chromium", "curl", "prometheus", "postgresql",
+        "nats-server", "wrk",
     ]  # fmt: skip
 
 

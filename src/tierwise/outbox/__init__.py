@@ -7,12 +7,21 @@ The SQLite store is :class:`Outbox` (:mod:`tierwise.outbox.store`), the delivere
 (:mod:`tierwise.outbox.metrics`); values and errors live in
 :mod:`tierwise.outbox.types`. This module is the one place to import them from.
 Receivers deduplicate redeliveries with :class:`tierwise.server.idempotency.IdempotencyStore`.
+
+The NATS JetStream backend (edge leaf nodes publish, the hub consumes) is
+:class:`NatsOutbox` (:mod:`tierwise.outbox.nats_store`) with its deliverer
+:class:`NatsDrainer` (:mod:`tierwise.outbox.nats_drain`) and :class:`NatsOutboxSettings`;
+those two load ``nats-py`` (the ``nats`` extra) only when first used.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import Any
+
 from tierwise.outbox.drain import DeliverFn, Drainer
 from tierwise.outbox.metrics import OutboxCollector
+from tierwise.outbox.nats_settings import NatsOutboxSettings, nats_outbox_settings
 from tierwise.outbox.settings import DrainerSettings
 from tierwise.outbox.store import Outbox
 from tierwise.outbox.types import (
@@ -30,10 +39,23 @@ __all__ = [
     "Drainer",
     "DrainerSettings",
     "ItemStatus",
+    "NatsDrainer",
+    "NatsOutbox",
+    "NatsOutboxSettings",
     "Outbox",
     "OutboxCollector",
     "OutboxError",
     "OutboxFullError",
     "OutboxItem",
     "OutboxItemNotFoundError",
+    "nats_outbox_settings",
 ]
+
+_LAZY = {"NatsOutbox": "nats_store", "NatsDrainer": "nats_drain"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tierwise.outbox' has no attribute {name!r}")
+    return getattr(import_module(f"tierwise.outbox.{module}"), name)

@@ -1,0 +1,261 @@
+"""The hub's deliverer for the JetStream outbox: a durable pull consumer with explicit acks.
+
+It fetches up to ``fetch_batch`` items of one tier, hands each to the same
+:data:`~tierwise.outbox.drain.DeliverFn` the SQLite :class:`Drainer` uses, and acks the
+item only after ``deliver`` returned. A delivery that fails is negatively acked with a
+backoff delay (or terminated on a 4xx-type error); a consumer that dies leaves its items
+unacked and JetStream redelivers them after ``ack_wait_s``. Delivery is therefore
+at-least-once, and ``deliver`` passes the item's idempotency key to the tier so the
+tier's effect happens once. At most ``max_ack_pending`` items are in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsClientError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from tierwise.errors import ConfigError, OutboxError, TierwiseError
+from tierwise.outbox.drain import DeliverFn
+from tierwise.outbox.nats_settings import NatsOutboxSettings
+from tierwise.outbox.nats_store import (
+    HEADER_CREATED,
+    HEADER_KEY,
+    HEADER_META,
+    MSG_ID,
+    connect,
+    ensure_stream,
+    hub_stream_config,
+)
+from tierwise.outbox.types import OutboxItem
+
+__all__ = ["NatsDrainer", "item_from_message"]
+
+logger = logging.getLogger("tierwise.outbox")
+
+_RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+
+def item_from_message(msg: Msg, tier: str) -> OutboxItem:
+    """The outbox item a JetStream message carries (``attempts`` = deliveries so far)."""
+    headers = msg.headers or {}
+    try:
+        meta = json.loads(headers.get(HEADER_META, "{}"))
+        created_s = float(headers.get(HEADER_CREATED, "0"))
+    except ValueError:
+        meta, created_s = {}, 0.0
+    item_id = headers.get(MSG_ID) or f"seq-{msg.metadata.sequence.stream}"
+    return OutboxItem(
+        id=item_id,
+        tier=tier,
+        payload=msg.data,
+        meta=meta if isinstance(meta, dict) else {},
+        status="leased",
+        attempts=int(msg.metadata.num_delivered or 1),
+        not_before_s=created_s,
+        created_s=created_s,
+        updated_s=created_s,
+        idempotency_key=headers.get(HEADER_KEY),
+    )
+
+
+class NatsDrainer:
+    """Delivers ``tier``'s items from the hub stream while ``healthy()`` is true.
+
+    :meth:`start` connects (to ``settings.url``, the hub), creates or updates the hub
+    stream and the durable consumer, and runs the fetch loop; :meth:`drain_once` runs one
+    fetch-and-deliver round (for tests and benchmarks driving it by hand after
+    :meth:`open`).
+    """
+
+    def __init__(
+        self,
+        settings: NatsOutboxSettings,
+        tier: str,
+        deliver: DeliverFn,
+        healthy: Callable[[], bool] = lambda: True,
+    ) -> None:
+        if not isinstance(settings, NatsOutboxSettings):
+            raise ConfigError("settings", "a NatsOutboxSettings", type(settings).__name__)
+        self.settings = settings
+        self.tier = tier
+        self.subject = settings.subject(tier)
+        self._deliver = deliver
+        self._healthy = healthy
+        self._client: Client | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.delivered = 0
+        self.failures = 0
+        self.redelivered = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, set up the hub stream and the durable pull consumer (idempotent)."""
+        if self._sub is not None:
+            return
+        s = self.settings
+        client = await connect(s, name=f"tierwise-drainer-{self.tier}")
+        try:
+            js = client.jetstream(domain=s.hub_domain, timeout=s.publish_timeout_s)
+            await ensure_stream(js, hub_stream_config(s), where=s.url)
+            config = ConsumerConfig(
+                durable_name=f"{s.durable}-{self.tier}",
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=s.ack_wait_s,
+                max_deliver=s.max_deliver,
+                max_ack_pending=s.max_ack_pending,
+                max_waiting=16,
+                filter_subject=self.subject,
+            )
+            self._sub = await js.pull_subscribe(
+                self.subject,
+                durable=config.durable_name,
+                stream=s.hub_stream,
+                config=config,
+                pending_msgs_limit=max(s.max_ack_pending, s.fetch_batch) * 2,
+                pending_bytes_limit=s.max_msg_bytes * s.fetch_batch * 2,
+            )
+        except BaseException as exc:
+            await client.close()
+            if isinstance(exc, NatsClientError):
+                raise OutboxError(f"cannot set up the consumer: {exc}", path=s.url) from exc
+            raise
+        self._client = client
+
+    @property
+    def running(self) -> bool:
+        """True while the fetch loop is alive."""
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """Open, then run the fetch loop on the running loop."""
+        await self.open()
+        if not self.running:
+            self._stopping = False
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"tierwise-nats-drainer-{self.tier}"
+            )
+
+    async def stop(self, *, grace_s: float = 10.0) -> None:
+        """Stop after the current round (cancelled after ``grace_s``) and close; items
+        cut short stay unacked and come back after ``ack_wait_s``."""
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), grace_s)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        client, self._client, self._sub = self._client, None, None
+        if client is not None and not client.is_closed:
+            await client.close()
+
+    async def __aenter__(self) -> NatsDrainer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- one round ------------------------------------------------------------------------
+
+    async def drain_once(self, *, timeout_s: float | None = None) -> int:
+        """Fetch up to ``fetch_batch`` items (waiting up to ``timeout_s``, by default
+        ``fetch_timeout_s``, for the first) and deliver them; returns how many."""
+        if self._sub is None:
+            raise OutboxError("drainer not opened", path=self.settings.url)
+        wait_s = self.settings.fetch_timeout_s if timeout_s is None else timeout_s
+        try:
+            messages = await self._sub.fetch(self.settings.fetch_batch, timeout=wait_s)
+        except (NatsTimeoutError, TimeoutError):
+            return 0
+        await asyncio.gather(*(self._handle(msg) for msg in messages))
+        return len(messages)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            if not self._is_healthy():
+                await asyncio.sleep(self.settings.fetch_timeout_s)
+                continue
+            try:
+                await self.drain_once()
+            except Exception:  # keep draining: the next round may succeed
+                logger.exception("nats outbox round for tier %r failed", self.tier)
+                await asyncio.sleep(self.settings.fetch_timeout_s)
+
+    def _is_healthy(self) -> bool:
+        try:
+            return bool(self._healthy())
+        except Exception:
+            logger.exception("healthy() of tier %r raised; treated as unhealthy", self.tier)
+            return False
+
+    async def _handle(self, msg: Msg) -> None:
+        item = item_from_message(msg, self.tier)
+        if item.attempts > 1:
+            self.redelivered += 1
+        try:
+            result = await self._deliver(item)
+            if not isinstance(result, bytes | bytearray | memoryview):
+                raise TypeError(f"deliver returned {type(result).__name__}, expected bytes")
+        except Exception as exc:
+            self.failures += 1
+            await self._settle_failure(msg, item, exc)
+            return
+        try:
+            await msg.ack_sync(timeout=self.settings.publish_timeout_s)
+        except (NatsClientError, TimeoutError) as exc:
+            # the item comes back after ack_wait_s; the tier answers it from its store
+            logger.warning("outbox item %s: ack failed (%s)", item.id, exc)
+            return
+        self.delivered += 1
+
+    async def _settle_failure(self, msg: Msg, item: OutboxItem, exc: Exception) -> None:
+        retry_after_s, permanent = _classify(exc)
+        s = self.settings
+        try:
+            if permanent or item.attempts >= s.max_deliver:
+                await msg.term()
+                outcome = "failed"
+            else:
+                if retry_after_s is None:
+                    retry_after_s = min(
+                        s.backoff_max_s, s.backoff_base_s * 2.0 ** (item.attempts - 1)
+                    )
+                await msg.nak(delay=retry_after_s)
+                outcome = f"retry in {retry_after_s:.1f}s"
+        except NatsClientError as nak_exc:
+            outcome = f"unsettled ({nak_exc}); back after ack_wait_s"
+        logger.warning(
+            "outbox item %s for tier %r: delivery failed (%s); %s", item.id, self.tier, exc, outcome
+        )
+
+
+def _classify(exc: Exception) -> tuple[float | None, bool]:
+    """(retry_after_s, permanent): a 4xx-type error other than timeouts and throttling
+    will fail the same way again."""
+    if isinstance(exc, TypeError):
+        return None, True
+    status: Any = exc.status_code if isinstance(exc, TierwiseError) else None
+    if status is None:  # an HTTP client's status error
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    retry_after = getattr(exc, "retry_after_s", None)
+    retry_after_s = float(retry_after) if isinstance(retry_after, int | float) else None
+    permanent = isinstance(status, int) and 400 <= status < 500 and status not in _RETRYABLE_STATUS
+    return retry_after_s, permanent

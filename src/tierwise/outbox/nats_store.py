@@ -1,0 +1,241 @@
+"""The outbox on NATS JetStream: the scale backend beside the SQLite :class:`Outbox`.
+
+An edge node runs a NATS leaf node with its own JetStream domain. :class:`NatsOutbox`
+publishes each item to the leaf's stream, so a put succeeds while the link to the cloud
+is down; the hub's stream sources every leaf's stream (``source_domains``) and catches
+up when the link heals. Each message carries ``Nats-Msg-Id`` = the item's id, so a
+publisher that retries (or restarts and publishes again) within the duplicate window
+stores the item once. An item with an idempotency key gets an id derived from it, so a
+retry after a crash finds the same id. The hub consumes with
+:class:`~tierwise.outbox.nats_drain.NatsDrainer` (explicit acks); redeliveries carry the
+item's key and the tier server acts once (:mod:`tierwise.server.idempotency`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.errors import Error as NatsClientError
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, ExternalStream, StorageType, StreamConfig, StreamSource
+from nats.js.errors import APIError, BadRequestError, NotFoundError
+
+from tierwise.errors import ConfigError, OutboxError, OutboxFullError, PayloadTooLargeError
+from tierwise.outbox.nats_settings import NatsOutboxSettings
+
+__all__ = [
+    "HEADER_CREATED",
+    "HEADER_KEY",
+    "HEADER_META",
+    "MSG_ID",
+    "NatsOutbox",
+    "connect",
+    "ensure_stream",
+    "item_id_for",
+]
+
+MSG_ID = "Nats-Msg-Id"
+HEADER_KEY = "Tierwise-Idempotency-Key"
+HEADER_META = "Tierwise-Meta"
+HEADER_CREATED = "Tierwise-Created-S"
+_HEADER_ROOM_BYTES = 1024  # framing of the headers besides the meta
+
+
+def item_id_for(tier: str, idempotency_key: str | None) -> str:
+    """The id of a new item: derived from ``(tier, key)`` when it has a key (a retried
+    put gets the same id and JetStream drops the copy), random otherwise."""
+    if idempotency_key is None:
+        return uuid.uuid4().hex
+    digest = hashlib.sha256(f"{tier}\0{idempotency_key}".encode()).hexdigest()
+    return digest[:32]
+
+
+async def connect(settings: NatsOutboxSettings, *, name: str) -> Client:
+    """A client of ``settings.url`` that keeps reconnecting; OutboxError when unreachable."""
+    # once connected it reconnects for ever; the first connection is bounded in time
+    try:
+        return await asyncio.wait_for(
+            nats.connect(
+                settings.url,
+                name=name,
+                connect_timeout=settings.connect_timeout_s,
+                max_reconnect_attempts=-1,
+                allow_reconnect=True,
+            ),
+            settings.connect_timeout_s,
+        )
+    except (OSError, NatsClientError, TimeoutError) as exc:
+        raise OutboxError(f"cannot connect: {exc}", path=settings.url) from exc
+
+
+def _stream_config(settings: NatsOutboxSettings, name: str, **extra: Any) -> StreamConfig:
+    return StreamConfig(
+        name=name,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.NEW,  # a full outbox refuses new items, never drops old ones
+        max_msgs=settings.max_msgs,
+        max_bytes=settings.max_bytes,
+        max_age=settings.max_age_s,
+        max_msg_size=settings.max_msg_bytes,
+        duplicate_window=settings.duplicate_window_s,
+        **extra,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig, *, where: str) -> None:
+    """Create the stream, or bring an existing one to ``config``."""
+    try:
+        await js.stream_info(str(config.name))
+    except NotFoundError:
+        try:
+            await js.add_stream(config)
+        except APIError as exc:
+            raise OutboxError(f"cannot create stream {config.name}: {exc}", path=where) from exc
+        return
+    except (APIError, NatsClientError, TimeoutError) as exc:
+        raise OutboxError(f"cannot read stream {config.name}: {exc}", path=where) from exc
+    try:
+        await js.update_stream(config)
+    except APIError as exc:
+        raise OutboxError(f"cannot update stream {config.name}: {exc}", path=where) from exc
+
+
+def edge_stream_config(settings: NatsOutboxSettings) -> StreamConfig:
+    """The leaf's stream: every tier's subject under the prefix."""
+    return _stream_config(settings, settings.stream, subjects=[f"{settings.subject_prefix}.>"])
+
+
+def hub_stream_config(settings: NatsOutboxSettings) -> StreamConfig:
+    """The hub's stream: each leaf domain's ``stream`` as a source, or, with no sources,
+    the prefix's subjects for publishers at the hub. Never both: a leaf's publish also
+    reaches subscribers across the leaf link, and the hub would store it twice."""
+    sources = [
+        StreamSource(name=settings.stream, external=ExternalStream(api=f"$JS.{domain}.API"))
+        for domain in settings.source_domains
+    ]
+    return _stream_config(
+        settings,
+        settings.hub_stream,
+        subjects=[f"{settings.subject_prefix}.>"] if not sources else None,
+        sources=sources or None,
+    )
+
+
+class NatsOutbox:
+    """The publishing end of the JetStream outbox (see the module docstring).
+
+    Build it with :meth:`open`. ``put`` returns once the leaf's JetStream stored the item
+    (its publish ack), so an item whose put returned survives a crash of this process.
+    """
+
+    def __init__(
+        self,
+        settings: NatsOutboxSettings,
+        client: Client,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(settings, NatsOutboxSettings):
+            raise ConfigError("settings", "a NatsOutboxSettings", type(settings).__name__)
+        self.settings = settings
+        self.path = settings.url
+        self._client = client
+        self._js = client.jetstream(domain=settings.domain, timeout=settings.publish_timeout_s)
+        self._clock = clock
+
+    @classmethod
+    async def open(
+        cls, settings: NatsOutboxSettings, *, clock: Callable[[], float] = time.time
+    ) -> NatsOutbox:
+        """Connect to ``settings.url`` and create or update the edge stream."""
+        client = await connect(settings, name="tierwise-outbox")
+        box = cls(settings, client, clock=clock)
+        try:
+            await ensure_stream(box._js, edge_stream_config(settings), where=settings.url)
+        except BaseException:
+            await client.close()
+            raise
+        return box
+
+    async def close(self) -> None:
+        """Flush and close the connection (idempotent)."""
+        if not self._client.is_closed:
+            await self._client.drain()
+
+    async def __aenter__(self) -> NatsOutbox:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def put(
+        self,
+        tier: str,
+        payload: bytes,
+        *,
+        idempotency_key: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Publish ``payload`` for ``tier``; returns the item id once stored.
+
+        A key already published within the duplicate window returns the same id and
+        stores nothing new. Raises :class:`OutboxFullError` when the stream is at its
+        limits and :class:`OutboxError` when the broker does not answer.
+        """
+        subject = self.settings.subject(tier)
+        if not isinstance(payload, bytes | bytearray | memoryview):
+            raise ConfigError("payload", "bytes", type(payload).__name__)
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str)
+            or not 0 < len(idempotency_key) <= 512
+            or not idempotency_key.isprintable()
+        ):
+            raise ConfigError(
+                "idempotency_key", "a printable string of 1 to 512 characters", idempotency_key
+            )
+        try:
+            meta_json = json.dumps(dict(meta or {}), sort_keys=True, ensure_ascii=True)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError("meta", "a JSON-serializable mapping", str(exc)) from exc
+        body = bytes(payload)
+        limit = self.settings.max_msg_bytes
+        if len(body) + len(meta_json) + _HEADER_ROOM_BYTES > limit:
+            raise PayloadTooLargeError(len(body) + len(meta_json), limit - _HEADER_ROOM_BYTES)
+        item_id = item_id_for(tier, idempotency_key)
+        headers = {MSG_ID: item_id, HEADER_META: meta_json, HEADER_CREATED: repr(self._clock())}
+        if idempotency_key is not None:
+            headers[HEADER_KEY] = idempotency_key
+        try:
+            await self._js.publish(
+                subject, body, headers=headers, timeout=self.settings.publish_timeout_s
+            )
+        except BadRequestError as exc:
+            raise OutboxError(f"refused: {exc}", path=self.path) from exc
+        except APIError as exc:
+            if "maximum" in str(exc).lower() or "resource" in str(exc).lower():
+                raise OutboxFullError(
+                    path=self.path,
+                    tier=tier,
+                    max_items=self.settings.max_msgs,
+                    pending=self.settings.max_msgs,
+                ) from exc
+            raise OutboxError(f"publish failed: {exc}", path=self.path) from exc
+        except (NatsClientError, TimeoutError, OSError) as exc:
+            raise OutboxError(f"publish failed: {exc}", path=self.path) from exc
+        return item_id
+
+    async def pending_count(self) -> int:
+        """Items held in the edge stream (delivered or not: the hub acks on its side)."""
+        try:
+            info = await self._js.stream_info(self.settings.stream)
+        except (APIError, NatsClientError, TimeoutError) as exc:
+            raise OutboxError(f"cannot read stream: {exc}", path=self.path) from exc
+        return int(info.state.messages)
