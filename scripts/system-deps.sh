@@ -9,8 +9,9 @@
 #          chromium (the report test opens the report in headless Chromium), curl
 #          (the README's TLS walkthrough runs its curl lines as written), prometheus
 #          (the observe tests scrape a fleet with it; it brings promtool too),
-#          postgresql (the control store tests run a real PostgreSQL server) and
-#          nats-server (the JetStream outbox tests run a hub and a leaf node)
+#          postgresql (the control store tests run a real PostgreSQL server),
+#          nats-server (the JetStream outbox tests run a hub and a leaf node) and
+#          systemd (its systemd-analyze verifies the rendered systemd units)
 #   bench  test's, plus wrk (the server benchmark's load generator)
 #
 # Installs with apt-get when run as root; otherwise prints the one command to run and
@@ -60,6 +61,7 @@ if [ "$group" != demo ]; then
   have prometheus || need+=(prometheus)
   have_postgres || need+=(postgresql)
   have nats-server || need+=(nats-server)
+  have systemd-analyze || need+=(systemd)
 fi
 if [ "$group" = bench ]; then
   have wrk || need+=(wrk)

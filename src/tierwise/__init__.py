@@ -13,6 +13,7 @@ lazy ones included::
      9  report           the one-page report of a plan: tables and plots
          v
      8  calibrate        cascade thresholds and costs measured on evaluation data
+        deploy           the plan on Kubernetes (KServe, KubeEdge, OpenYurt, k3s) and systemd
          v
      7  plan             decision matrix, cost model, placement optimizer, plan.yaml writer
         control          the fleet control plane: nodes, desired versions, staged rollouts

@@ -24,6 +24,7 @@ BINARIES = {
     "prometheus": "prometheus",
     "postgres": "postgresql",
     "nats-server": "nats-server",
+    "systemd-analyze": "systemd",
 }
 
 
@@ -80,7 +81,7 @@ def test_dry_run_names_everything_missing_at_once(tmp_path: Path) -> None:
     result = _run(_machine(tmp_path, lacks=tuple(BINARIES), venv=False), "--dry-run")
     assert result.stdout.split(": ")[1].split() == [
         "make", "python3-venv", "docker-registry", "chromium", "curl", "prometheus",
-        "postgresql", "nats-server",
+        "postgresql", "nats-server", "systemd",
     ]  # fmt: skip
 
 
@@ -91,7 +92,7 @@ def test_groups_ask_for_what_they_use(tmp_path: Path) -> None:
     bench = _run(path, "--dry-run", "bench").stdout.split(": ")[1].split()
     assert bench == [
         "make", "docker-registry", "chromium", "curl", "prometheus", "postgresql",
-        "nats-server", "wrk",
+        "nats-server", "systemd", "wrk",
     ]  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from tierwise.cli.calibrate import calibrate
 from tierwise.cli.common import EXIT_FAILURE, EXIT_USAGE, err_console
 from tierwise.cli.control import control_app
 from tierwise.cli.demo import demo
+from tierwise.cli.deploy import deploy_app
 from tierwise.cli.drift import drift_app
 from tierwise.cli.gateway import gateway, route_app
 from tierwise.cli.observe import observe_app
@@ -62,6 +63,7 @@ app.add_typer(observe_app, name="observe")
 app.add_typer(drift_app, name="drift")
 app.add_typer(control_app, name="control")
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(deploy_app, name="deploy")
 
 
 def _version(value: bool) -> None:
