@@ -146,7 +146,7 @@ def test_killed_control_plane_resumes_and_a_partitioned_node_converges(fleet: Fl
         assert doc["state"] == "succeeded", doc["reason"]
         assert late.version() != back_to  # it heard nothing while cut off
         assert "heartbeat" in (late.status()["control"]["heartbeat_error"] or "")
-        late.link.mend()  # it comes back and converges
+        late.link.heal()  # it comes back and converges
         fleet.wait_versions(lambda v: set(v.values()) == {back_to},
                             f"every node on {back_to}, {late.name} included", 60)  # fmt: skip
         entries = _audit(fleet, rollout)

@@ -9,7 +9,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -19,12 +18,12 @@ from pathlib import Path
 import httpx
 
 from binaries import require_binary
+from net_helpers import Link
 from server_helpers import free_port
 from tierwise.outbox import DeliverFn, NatsOutbox, NatsOutboxSettings, OutboxItem
 
 __all__ = [
     "NatsPair",
-    "TcpRelay",
     "infer_body",
     "model_runs",
     "nats_pair",
@@ -36,79 +35,13 @@ HUB_DOMAIN = "hub"
 LEAF_DOMAIN = "edge1"
 
 
-class TcpRelay:
-    """Forwards loopback connections to ``target_port`` until :meth:`cut`, which drops every
-    live connection and refuses new ones until :meth:`heal`."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.listener.getsockname()[1])
-        self.connections = 0
-        self._open = True
-        self._stop = False
-        self._lock = threading.Lock()
-        self._live: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def cut(self) -> None:
-        with self._lock:
-            self._open = False
-            live, self._live = self._live, []
-        for sock in live:
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def heal(self) -> None:
-        with self._lock:
-            self._open = True
-
-    def close(self) -> None:
-        self._stop = True
-        self.cut()
-        self.listener.close()
-
-    def _accept(self) -> None:
-        while not self._stop:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                if not self._open:
-                    client.close()
-                    continue
-                try:
-                    upstream = socket.create_connection(("127.0.0.1", self.target_port))
-                except OSError:
-                    client.close()
-                    continue
-                self._live += [client, upstream]
-                self.connections += 1
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                with suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-
 @dataclass
 class NatsPair:
     """The running pair: client URLs, the relay on the leaf's link, the domains."""
 
     hub_url: str
     leaf_url: str
-    relay: TcpRelay
+    relay: Link
     hub_domain: str
     leaf_domain: str
     folder: Path
@@ -164,7 +97,7 @@ def nats_pair(folder: Path) -> Iterator[NatsPair]:
         )
     )  # fmt: skip
     hub = _start(binary, hub_conf, hub_port, folder / "hub.log")
-    relay = TcpRelay(hub_leaf_port)
+    relay = Link(hub_leaf_port)
     leaf: subprocess.Popen[bytes] | None = None
     try:
         leaf_conf = folder / "leaf.conf"
