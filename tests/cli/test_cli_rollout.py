@@ -4,18 +4,9 @@ plane that does not answer is exit 1 with its address."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-
-def tierwise(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tierwise", *args], capture_output=True, text=True,
-        timeout=60, check=False, env=os.environ | env,
-    )  # fmt: skip
+from score_models import run_cli
 
 
 @pytest.mark.parametrize(
@@ -37,16 +28,23 @@ def tierwise(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     ],
 )  # fmt: skip
 def test_bad_arguments_exit_2_naming_the_flag(
-    args: list[str], env: dict[str, str], words: str
+    args: list[str], env: dict[str, str], words: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.delenv("TIERWISE_TOKEN", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = run_cli(args, capsys, monkeypatch)
+    assert code == 2, err
+    assert words in " ".join(err.split())
+    assert "tw-not-to-be-echoed" not in err + out
+
+
+def test_a_control_plane_that_does_not_answer_is_exit_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    result = tierwise(*args, **env)
-    assert result.returncode == 2, result.stderr
-    assert words in result.stderr
-    assert "Traceback" not in result.stderr
-    assert "tw-not-to-be-echoed" not in result.stderr + result.stdout
-
-
-def test_a_control_plane_that_does_not_answer_is_exit_1() -> None:
-    result = tierwise("rollout", "status", "x", "--control", "http://127.0.0.1:1")
-    assert result.returncode == 1
-    assert "http://127.0.0.1:1 did not answer" in result.stderr
+    code, _, err = run_cli(
+        ["rollout", "status", "x", "--control", "http://127.0.0.1:1"], capsys, monkeypatch
+    )
+    assert code == 1
+    assert "http://127.0.0.1:1 did not answer" in " ".join(err.split())
