@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from tierwise.control.cohort import CohortStats
 from tierwise.control.gates import (
     GATES,
     Gate,
@@ -16,7 +17,6 @@ from tierwise.control.gates import (
     gates_from,
     parse_gate,
 )
-from tierwise.control.window import CohortStats
 from tierwise.errors import ConfigError
 
 BASELINE = CohortStats(

@@ -17,8 +17,8 @@ import pytest
 
 from prometheus_helpers import running_prometheus, static_config
 from server_helpers import free_port
+from tierwise.control.cohort import CohortStats
 from tierwise.control.prom_source import PrometheusSource, cohort_queries, regex_alternation
-from tierwise.control.window import CohortStats
 from tierwise.errors import ConfigError, TierError, TierUnavailableError
 
 EXPOSITION = "text/plain; version=0.0.4; charset=utf-8"

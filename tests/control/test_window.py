@@ -10,15 +10,8 @@ from typing import Any
 
 import pytest
 
-from tierwise.control.window import (
-    MAX_BUCKETS,
-    CohortStats,
-    Counters,
-    Delta,
-    History,
-    cohort_stats,
-    quantile,
-)
+from tierwise.control.cohort import CohortStats, cohort_stats, quantile
+from tierwise.control.window import MAX_BUCKETS, Counters, Delta, History
 from tierwise.errors import ConfigError
 
 OLD = "sha256:" + "a" * 64

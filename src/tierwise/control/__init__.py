@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from tierwise.control.app import ControlApp
 from tierwise.control.client import ControlClient
+from tierwise.control.cohort import CohortStats, cohort_stats
 from tierwise.control.engine import RolloutEngine
 from tierwise.control.gates import GATES, Analysis, Gate, GateResult, analyse, gates_from
 from tierwise.control.rollout import Rollout
@@ -31,7 +32,7 @@ from tierwise.control.settings import ControlSettings, RegistrySettings
 from tierwise.control.spec import RolloutRequest, parse_duration, parse_stages
 from tierwise.control.store import AuditEntry, Change, ControlStore, Heartbeat, NodeRecord
 from tierwise.control.store_open import open_control_store
-from tierwise.control.window import CohortStats, Counters, History, cohort_stats
+from tierwise.control.window import Counters, History
 
 __all__ = [
     "GATES",

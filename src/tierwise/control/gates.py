@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
-from tierwise.control.window import CohortStats
+from tierwise.control.cohort import CohortStats
 from tierwise.errors import ConfigError
 
 __all__ = [

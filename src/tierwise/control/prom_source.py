@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from tierwise.control.window import CohortStats
+from tierwise.control.cohort import CohortStats
 from tierwise.errors import ConfigError, TierError, TierUnavailableError
 from tierwise.http import HttpClient
 from tierwise.observe.promql import Match, prom_duration

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from tierwise.control.cohort import CohortStats, cohort_stats
 from tierwise.control.fleet import Fleet, NodeView
 from tierwise.control.prom_source import PrometheusSource
 from tierwise.control.rollout import Rollout
-from tierwise.control.window import CohortStats, History, cohort_stats
+from tierwise.control.window import History
 
 __all__ = ["GateSource", "HistorySource", "PrometheusGateSource", "cohorts"]
 

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tierwise.control.cohort import CohortStats
 from tierwise.control.gates import analyse
 from tierwise.control.rollout import Rollout, stage_members
 from tierwise.control.selector import parse_selector
 from tierwise.control.sources import cohorts
 from tierwise.control.store import AuditEntry
-from tierwise.control.window import CohortStats
 
 if TYPE_CHECKING:
     from tierwise.control.engine import RolloutEngine
