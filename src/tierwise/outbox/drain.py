@@ -21,13 +21,25 @@ from tierwise.outbox.settings import DrainerSettings
 from tierwise.outbox.store import Outbox
 from tierwise.outbox.types import OutboxItem
 
-__all__ = ["DeliverFn", "Drainer"]
+__all__ = ["DeliverFn", "Drainer", "finish"]
 
 DeliverFn = Callable[[OutboxItem], Awaitable[bytes]]
 
 logger = logging.getLogger("tierwise.outbox")
 
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+
+async def finish(task: asyncio.Task[None] | None, grace_s: float) -> None:
+    """Let ``task`` end its current round, cancelling it after ``grace_s``."""
+    if task is None:
+        return
+    try:
+        await asyncio.wait_for(asyncio.shield(task), grace_s)
+    except TimeoutError:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class Drainer:
@@ -99,13 +111,7 @@ class Drainer:
         self._stopping = True
         self.wake()
         task, self._task = self._task, None
-        if task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(task), grace_s)
-            except TimeoutError:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await finish(task, grace_s)
         if self._owns_client:
             await self._client.aclose()
 

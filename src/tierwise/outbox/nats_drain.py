@@ -12,7 +12,6 @@ tier's effect happens once. At most ``max_ack_pending`` items are in flight.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from tierwise.errors import ConfigError, OutboxError, TierwiseError
-from tierwise.outbox.drain import DeliverFn
+from tierwise.outbox.drain import DeliverFn, finish
 from tierwise.outbox.nats_settings import NatsOutboxSettings
 from tierwise.outbox.nats_store import (
     HEADER_CREATED,
@@ -155,13 +154,7 @@ class NatsDrainer:
         cut short stay unacked and come back after ``ack_wait_s``."""
         self._stopping = True
         task, self._task = self._task, None
-        if task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(task), grace_s)
-            except TimeoutError:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await finish(task, grace_s)
         client, self._client, self._sub = self._client, None, None
         if client is not None and not client.is_closed:
             await client.close()
