@@ -4,6 +4,7 @@ second run skips the cached ones, and the report is there."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,9 @@ def test_the_story_runs_then_skips_what_is_cached(shared_zoo_dir: Path, tmp_path
         assert route["degraded"] == 0
         assert sum(route["share"].values()) == pytest.approx(1.0)
     # the planned cascade answers most reads below the cloud, for less than cloud only
-    assert plan["route"] == "belt-camera -> dock-edge -> gpu-pool"
+    # (the edge stage is named after its variant when the two workloads run different
+    # variants there, which the measured profiles decide)
+    assert re.fullmatch(r"belt-camera -> dock-edge(-[a-z0-9-]+)? -> gpu-pool", plan["route"])
     assert plan["share"]["device"] > 0.2
     assert plan["share"]["cloud"] < 0.2
     assert plan["usd_per_million"] < cloud["usd_per_million"]

@@ -53,7 +53,7 @@ def _config(name: str, port: int, store: Path, domain: str, leafnodes: str) -> s
         f"listen: 127.0.0.1:{port}\n"
         "max_payload: 1MB\n"
         f"jetstream {{ store_dir: {str(store)!r}, domain: {domain},"
-        " max_memory_store: 64MB, max_file_store: 1GB }\n"
+        " max_memory_store: 64MB, max_file_store: 4GB }\n"
         f"{leafnodes}\n"
     )
 

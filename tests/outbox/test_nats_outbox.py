@@ -94,7 +94,13 @@ def test_settings_from_an_outbox_mapping() -> None:
         {"backend": "nats", "url": "nats://hub:4222", "stream": "EDGE", "domain": "site-7"}
     )
     assert (settings.url, settings.stream, settings.domain) == ("nats://hub:4222", "EDGE", "site-7")
-    assert settings.subject("cloud") == "tierwise.outbox.cloud"
+    # each domain publishes under its own token; the hub consumes them all
+    assert settings.item_subject("cloud", "ab12") == "tierwise.outbox.site-7.cloud.ab12"
+    assert settings.tier_filter("cloud") == "tierwise.outbox.local.cloud.>"  # no leaves
+    leaves = settings.model_copy(update={"source_domains": ("a", "b")})
+    assert leaves.tier_filter("cloud") == "tierwise.outbox.*.cloud.>"
+    assert not settings.at_hub
+    assert NatsOutboxSettings(url="nats://hub", domain="hub", hub_domain="hub").at_hub
     assert settings.duplicate_window_s == 120.0  # JetStream's default window
 
 
@@ -105,6 +111,7 @@ def test_settings_from_an_outbox_mapping() -> None:
         ({"url": "nats://hub", "stream": "has.dot"}, "stream"),
         ({"url": "nats://hub", "domain": "a b"}, "domain"),
         ({"url": "nats://hub", "subject_prefix": "a.>"}, "subject_prefix"),
+        ({"url": "nats://hub", "consume": True, "domain": "edge1"}, "hub_domain"),
         ({"url": "nats://hub", "max_ack_pending": 0}, "max_ack_pending"),
         ({"url": "nats://hub", "max_msg_bytes": 10}, "max_msg_bytes"),
         ({"url": "nats://hub", "source_domains": ["e1", "e1"]}, "source_domains"),

@@ -20,6 +20,7 @@ import security_helpers
 from cascade_helpers import write_plan
 from security_helpers import find_secret, new_token, tokens_file
 from server_helpers import RunningServer, free_port, running_app
+from tierwise.outbox import SqliteQueue
 from tierwise.planfile.load import load_plan
 from tierwise.router.build import build_router
 from tierwise.router.gateway import DEFERRED_TIER, Gateway, GatewaySettings
@@ -55,8 +56,10 @@ def test_every_endpoint_needs_its_scope(
     plan = write_plan(tmp_path / "plan.yaml", shared_zoo_dir, edge.url, cloud.url)
     ghost, _ = new_token("ghost", "infer,admin,telemetry")  # in no tokens file
     with guarded_gateway(plan, tmp_path) as (url, app, tokens):
-        assert app.outbox is not None
-        item = app.outbox.put(DEFERRED_TIER, b"{}", meta={"workload": "digits", "client": "app"})
+        assert isinstance(app.queue, SqliteQueue)
+        item = app.queue.outbox.put(
+            DEFERRED_TIER, b"{}", meta={"workload": "digits", "client": "app"}
+        )
         endpoints = [
             ("POST", "/v2/models/digits/infer", "infer", "prom"),
             ("GET", "/v2/models/digits/ready", "infer", "prom"),

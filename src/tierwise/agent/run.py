@@ -20,6 +20,7 @@ from tierwise.agent.node import EdgeAgent
 from tierwise.agent.settings import AgentSettings
 from tierwise.agent.tier import ServedTier
 from tierwise.errors import ConfigError
+from tierwise.outbox.nats_settings import NatsOutboxSettings
 from tierwise.router.tiers import Tier
 from tierwise.security import Guard, check_exposure
 from tierwise.server.app import uvicorn_server
@@ -109,7 +110,8 @@ def build_agent_app(
         host=settings.host,
         port=part.port,
         max_body_bytes=settings.max_body_bytes,
-        outbox_path=settings.state_dir / "outbox.db" if part.outbox else None,
+        outbox_path=settings.state_dir / "outbox.db" if part.outbox is True else None,
+        outbox=part.outbox if isinstance(part.outbox, NatsOutboxSettings) else None,
     )
     return AgentApp(agent, Gateway(plan, router, gateway_settings), gateway_port=served_port)
 

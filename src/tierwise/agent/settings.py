@@ -32,6 +32,7 @@ from pydantic import (
 
 from tierwise.agent.thermal import ThermalSettings
 from tierwise.errors import ConfigError
+from tierwise.outbox.nats_settings import NatsOutboxSettings
 from tierwise.security import AuthSettings, EnvToken, TlsClientSettings, TlsServerSettings
 from tierwise.server.settings import EnergySettings, ModelConfig
 from tierwise.settings_errors import settings_error
@@ -110,7 +111,10 @@ class BundlePart(BaseModel):
 
 class GatewayPart(BaseModel):
     """The router front of this node: a plan whose ``local_tier`` is this node's server,
-    the upstream tiers, and the outbox for work that cannot go out now."""
+    the upstream tiers, and the outbox for work that cannot go out now: ``true`` (a SQLite
+    file in the state folder), ``false`` (none), or ``{backend: nats, url: ..., domain:
+    ...}`` to publish it through the node's NATS leaf node
+    (:class:`~tierwise.outbox.nats_settings.NatsOutboxSettings`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -120,7 +124,7 @@ class GatewayPart(BaseModel):
         "(one per model the node serves: a detector's tier, a classifier's tier)"
     )
     port: int = Field(default=8080, ge=0, le=65535)
-    outbox: bool = True
+    outbox: bool | NatsOutboxSettings = True
     hedge_after_ms: float | None = Field(default=None, gt=0)
 
     @field_validator("local_tier")

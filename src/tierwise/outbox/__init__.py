@@ -11,7 +11,11 @@ Receivers deduplicate redeliveries with :class:`tierwise.server.idempotency.Idem
 The NATS JetStream backend (edge leaf nodes publish, the hub consumes) is
 :class:`NatsOutbox` (:mod:`tierwise.outbox.nats_store`) with its deliverer
 :class:`NatsDrainer` (:mod:`tierwise.outbox.nats_drain`) and :class:`NatsOutboxSettings`;
-those two load ``nats-py`` (the ``nats`` extra) only when first used.
+those load ``nats-py`` (the ``nats`` extra) only when first used.
+
+A gateway holds either through :class:`DeferredQueue` (:mod:`tierwise.outbox.queue`):
+:class:`SqliteQueue` or :class:`NatsQueue` (:mod:`tierwise.outbox.nats_queue`), built by
+:func:`open_queue` from :class:`SqliteOutboxSettings` or :class:`NatsOutboxSettings`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 from tierwise.outbox.drain import DeliverFn, Drainer
 from tierwise.outbox.metrics import OutboxCollector
 from tierwise.outbox.nats_settings import NatsOutboxSettings, nats_outbox_settings
+from tierwise.outbox.queue import DeferredQueue, SqliteOutboxSettings, SqliteQueue, open_queue
 from tierwise.outbox.settings import DrainerSettings
 from tierwise.outbox.store import Outbox
 from tierwise.outbox.types import (
@@ -35,6 +40,7 @@ from tierwise.outbox.types import (
 
 __all__ = [
     "CallbackStatus",
+    "DeferredQueue",
     "DeliverFn",
     "Drainer",
     "DrainerSettings",
@@ -42,16 +48,20 @@ __all__ = [
     "NatsDrainer",
     "NatsOutbox",
     "NatsOutboxSettings",
+    "NatsQueue",
     "Outbox",
     "OutboxCollector",
     "OutboxError",
     "OutboxFullError",
     "OutboxItem",
     "OutboxItemNotFoundError",
+    "SqliteOutboxSettings",
+    "SqliteQueue",
     "nats_outbox_settings",
+    "open_queue",
 ]
 
-_LAZY = {"NatsOutbox": "nats_store", "NatsDrainer": "nats_drain"}
+_LAZY = {"NatsOutbox": "nats_store", "NatsDrainer": "nats_drain", "NatsQueue": "nats_queue"}
 
 
 def __getattr__(name: str) -> Any:

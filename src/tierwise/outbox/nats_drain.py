@@ -1,19 +1,22 @@
 """The hub's deliverer for the JetStream outbox: a durable pull consumer with explicit acks.
 
 It fetches up to ``fetch_batch`` items of one tier, hands each to the same
-:data:`~tierwise.outbox.drain.DeliverFn` the SQLite :class:`Drainer` uses, and acks the
-item only after ``deliver`` returned. A delivery that fails is negatively acked with a
-backoff delay (or terminated on a 4xx-type error); a consumer that dies leaves its items
-unacked and JetStream redelivers them after ``ack_wait_s``. Delivery is therefore
-at-least-once, and ``deliver`` passes the item's idempotency key to the tier so the
-tier's effect happens once. At most ``max_ack_pending`` items are in flight.
+:data:`~tierwise.outbox.drain.DeliverFn` the SQLite :class:`Drainer` uses, stores the
+outcome in the hub's results bucket (:mod:`tierwise.outbox.nats_results`) and acks the item
+only after both. An item held until later (``not_before_s``) is put back with that delay,
+undelivered. An item with a callback URL gets its result POSTed once after the ack (one
+attempt: the outcome in the bucket says whether it arrived). A delivery that fails is
+negatively acked with a backoff delay (or terminated on a 4xx-type error); a consumer that
+dies leaves its items unacked and JetStream redelivers them after ``ack_wait_s``. Delivery
+is therefore at-least-once, and ``deliver`` passes the item's idempotency key to the tier so
+the tier's effect happens once. At most ``max_ack_pending`` items are in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,18 +28,17 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from tierwise.errors import ConfigError, OutboxError, TierwiseError
+from tierwise.http.client import HttpClient
 from tierwise.outbox.drain import DeliverFn, finish
+from tierwise.outbox.nats_results import NatsResults, encode_outcome
 from tierwise.outbox.nats_settings import NatsOutboxSettings
 from tierwise.outbox.nats_store import (
-    HEADER_CREATED,
-    HEADER_KEY,
-    HEADER_META,
-    MSG_ID,
     connect,
     ensure_stream,
     hub_stream_config,
+    item_from_headers,
 )
-from tierwise.outbox.types import OutboxItem
+from tierwise.outbox.types import ItemStatus, OutboxItem
 
 __all__ = ["NatsDrainer", "item_from_message"]
 
@@ -47,24 +49,13 @@ _RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 def item_from_message(msg: Msg, tier: str) -> OutboxItem:
     """The outbox item a JetStream message carries (``attempts`` = deliveries so far)."""
-    headers = msg.headers or {}
-    try:
-        meta = json.loads(headers.get(HEADER_META, "{}"))
-        created_s = float(headers.get(HEADER_CREATED, "0"))
-    except ValueError:
-        meta, created_s = {}, 0.0
-    item_id = headers.get(MSG_ID) or f"seq-{msg.metadata.sequence.stream}"
-    return OutboxItem(
-        id=item_id,
-        tier=tier,
-        payload=msg.data,
-        meta=meta if isinstance(meta, dict) else {},
+    return item_from_headers(
+        msg.headers or {},
+        msg.data,
+        tier,
+        f"seq-{msg.metadata.sequence.stream}",
         status="leased",
         attempts=int(msg.metadata.num_delivered or 1),
-        not_before_s=created_s,
-        created_s=created_s,
-        updated_s=created_s,
-        idempotency_key=headers.get(HEADER_KEY),
     )
 
 
@@ -83,14 +74,21 @@ class NatsDrainer:
         tier: str,
         deliver: DeliverFn,
         healthy: Callable[[], bool] = lambda: True,
+        *,
+        callbacks: HttpClient | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(settings, NatsOutboxSettings):
             raise ConfigError("settings", "a NatsOutboxSettings", type(settings).__name__)
         self.settings = settings
         self.tier = tier
-        self.subject = settings.subject(tier)
+        self.subject = settings.tier_filter(tier)
         self._deliver = deliver
         self._healthy = healthy
+        self._wall_clock = wall_clock
+        self._owns_callbacks = callbacks is None
+        self._callbacks = callbacks or HttpClient(timeout_s=10.0, max_response_bytes=64 * 1024)
+        self.results: NatsResults | None = None
         self._client: Client | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
         self._task: asyncio.Task[None] | None = None
@@ -98,6 +96,9 @@ class NatsDrainer:
         self.delivered = 0
         self.failures = 0
         self.redelivered = 0
+        self.held = 0
+        self.callbacks_delivered = 0
+        self.callbacks_failed = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -110,6 +111,7 @@ class NatsDrainer:
         try:
             js = client.jetstream(domain=s.hub_domain, timeout=s.publish_timeout_s)
             await ensure_stream(js, hub_stream_config(s), where=s.url)
+            self.results = await NatsResults.open(js, s, create=True)
             config = ConsumerConfig(
                 durable_name=f"{s.durable}-{self.tier}",
                 ack_policy=AckPolicy.EXPLICIT,
@@ -158,6 +160,18 @@ class NatsDrainer:
         client, self._client, self._sub = self._client, None, None
         if client is not None and not client.is_closed:
             await client.close()
+        if self._owns_callbacks:
+            await self._callbacks.aclose()
+
+    async def undelivered(self) -> int:
+        """Items of this tier not yet acked (waiting or in flight), as the consumer counts."""
+        if self._sub is None:
+            raise OutboxError("drainer not opened", path=self.settings.url)
+        try:
+            info = await self._sub.consumer_info()
+        except (NatsClientError, TimeoutError) as exc:
+            raise OutboxError(f"cannot read the consumer: {exc}", path=self.settings.url) from exc
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
     async def __aenter__(self) -> NatsDrainer:
         await self.start()
@@ -201,12 +215,21 @@ class NatsDrainer:
 
     async def _handle(self, msg: Msg) -> None:
         item = item_from_message(msg, self.tier)
+        wait_s = item.not_before_s - self._wall_clock()
+        if wait_s > 0.01:  # held (cheap hours, a spot window): back when it is due
+            self.held += 1
+            try:
+                await msg.nak(delay=wait_s)
+            except NatsClientError as exc:
+                logger.warning("outbox item %s: cannot hold it back (%s)", item.id, exc)
+            return
         if item.attempts > 1:
             self.redelivered += 1
         try:
             result = await self._deliver(item)
             if not isinstance(result, bytes | bytearray | memoryview):
                 raise TypeError(f"deliver returned {type(result).__name__}, expected bytes")
+            await self._record(item, "done", result=bytes(result))
         except Exception as exc:
             self.failures += 1
             await self._settle_failure(msg, item, exc)
@@ -218,12 +241,57 @@ class NatsDrainer:
             logger.warning("outbox item %s: ack failed (%s)", item.id, exc)
             return
         self.delivered += 1
+        if item.callback_url is not None:
+            await self._post_callback(item, bytes(result))
+
+    async def _record(
+        self,
+        item: OutboxItem,
+        status: ItemStatus,
+        *,
+        result: bytes | None = None,
+        error: str | None = None,
+        callback_status: str | None = None,
+    ) -> None:
+        if self.results is None:
+            raise OutboxError("drainer not opened", path=self.settings.url)
+        if callback_status is None and item.callback_url is not None and status == "done":
+            callback_status = "pending"
+        entry = encode_outcome(
+            item, status, result=result, error=error, callback_status=callback_status
+        )
+        await self.results.put(item.id, entry)
+
+    async def _post_callback(self, item: OutboxItem, result: bytes) -> None:
+        url = item.callback_url or ""
+        headers = {"content-type": "application/json", "tierwise-outbox-item": item.id,
+                   "idempotency-key": item.idempotency_key or item.id}  # fmt: skip
+        try:
+            response = await self._callbacks.post(url, content=result, headers=headers)
+            ok = response.is_success
+            error = None if ok else f"HTTP {response.status_code} from callback"
+        except TierwiseError as exc:  # unreachable, timed out, answer too large
+            ok, error = False, f"{type(exc).__name__}: {exc}"
+        if ok:
+            self.callbacks_delivered += 1
+        else:
+            self.callbacks_failed += 1
+            logger.warning("outbox item %s: callback to %s failed (%s)", item.id, url, error)
+        try:
+            await self._record(item, "done", result=result, error=error,
+                               callback_status="delivered" if ok else "failed")  # fmt: skip
+        except OutboxError as exc:
+            logger.warning("outbox item %s: callback outcome not stored (%s)", item.id, exc)
 
     async def _settle_failure(self, msg: Msg, item: OutboxItem, exc: Exception) -> None:
         retry_after_s, permanent = _classify(exc)
         s = self.settings
         try:
             if permanent or item.attempts >= s.max_deliver:
+                try:
+                    await self._record(item, "failed", error=str(exc) or type(exc).__name__)
+                except OutboxError as record_exc:
+                    logger.warning("outbox item %s: outcome not stored (%s)", item.id, record_exc)
                 await msg.term()
                 outcome = "failed"
             else:

@@ -6,6 +6,12 @@ JetStream ``domain``; the hub sources every leaf named in ``source_domains`` int
 Every bound the broker enforces is here: message size, stream limits, the duplicate
 window that makes a publisher's retries harmless, and how many deliveries may wait for
 an ack.
+
+In a gateway's settings (``outbox: {backend: nats, ...}``) the gateway publishes the work
+it defers; with ``consume: true`` it also delivers the hub stream's items through its own
+router (the cloud gateway does; an edge gateway publishing through its leaf does not).
+The deliverer keeps each item's outcome in the hub's key-value bucket
+``results_bucket`` for ``max_age_s``, where ``GET /v2/outbox/{id}`` finds it.
 """
 
 from __future__ import annotations
@@ -15,7 +21,14 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tierwise.errors import ConfigError
 from tierwise.settings_errors import settings_error
@@ -49,6 +62,13 @@ class NatsOutboxSettings(BaseModel):
         default=(), description="leaf domains whose `stream` the hub stream sources"
     )
     durable: str = Field(default="tierwise-outbox", description="the hub consumer's name")
+    consume: bool = Field(default=False, description="deliver the hub stream's items here")
+    results_bucket: str = Field(
+        default="TIERWISE_OUTBOX_RESULTS", description="the hub's key-value bucket of outcomes"
+    )
+    results_max_bytes: int = Field(
+        default=256 * 1024**2, ge=1024 * 1024, description="bucket limit (oldest go first)"
+    )
     max_msg_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     max_msgs: int = Field(default=100_000, ge=1, description="stream limit (items kept)")
     max_bytes: int = Field(default=1024**3, ge=1024 * 1024, description="stream limit")
@@ -72,7 +92,7 @@ class NatsOutboxSettings(BaseModel):
             raise ValueError("expected a nats:// or tls:// URL with a host")
         return value
 
-    @field_validator("stream", "hub_stream", "durable")
+    @field_validator("stream", "hub_stream", "durable", "results_bucket")
     @classmethod
     def _names(cls, value: str) -> str:
         return _name(value)
@@ -96,11 +116,46 @@ class NatsOutboxSettings(BaseModel):
             raise ValueError("expected dot-separated tokens without wildcards, e.g. a.b")
         return value
 
+    @model_validator(mode="after")
+    def _consumer_at_the_hub(self) -> NatsOutboxSettings:
+        if self.consume and self.domain != self.hub_domain:
+            raise ValueError(
+                "consume: true delivers the hub stream's items where the hub is: set "
+                f"domain to hub_domain ({self.hub_domain!r}), not {self.domain!r}"
+            )
+        return self
+
+    @property
+    def at_hub(self) -> bool:
+        """True when this end publishes in the hub's own domain (straight into
+        ``hub_stream``; a leaf publishes into its ``stream``)."""
+        return self.domain == self.hub_domain
+
+    @property
+    def origin(self) -> str:
+        """The subject token of this end's domain (``local`` without one)."""
+        return self.domain or "local"
+
     def subject(self, tier: str) -> str:
-        """The subject items for ``tier`` are published on."""
+        """The subject under which this end publishes ``tier``'s items (each item on its
+        own subject below it, so it can be looked up by id). Each domain publishes under
+        its own token, so one domain's stream never captures another's items."""
         if not _NAME.fullmatch(tier):
             raise ConfigError("tier", "1 to 64 letters, digits, '_' or '-'", tier)
-        return f"{self.subject_prefix}.{tier}"
+        return f"{self.subject_prefix}.{self.origin}.{tier}"
+
+    def item_subject(self, tier: str, item_id: str) -> str:
+        """The subject of one item of ``tier``."""
+        if not _NAME.fullmatch(item_id):
+            raise ConfigError("item_id", "1 to 64 letters, digits, '_' or '-'", item_id)
+        return f"{self.subject(tier)}.{item_id}"
+
+    def tier_filter(self, tier: str) -> str:
+        """The subjects of ``tier``'s items in the hub stream (the hub consumer's filter):
+        from every domain when it sources leaves, else the hub domain's own."""
+        self.subject(tier)
+        origin = "*" if self.source_domains else self.hub_domain or "local"
+        return f"{self.subject_prefix}.{origin}.{tier}.>"
 
 
 def nats_outbox_settings(data: Mapping[str, Any], *, source: str = "outbox") -> NatsOutboxSettings:

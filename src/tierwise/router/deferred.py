@@ -11,14 +11,13 @@ delivery the client's floors apply again, a spent budget degrades rather than re
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
 
 from tierwise.errors import NoRouteError, OutboxItemNotFoundError, TierUnavailableError
 from tierwise.http.asgi import JSON_HEADERS, Reply
-from tierwise.outbox import Outbox, OutboxItem
+from tierwise.outbox import DeferredQueue, OutboxItem
 from tierwise.protocol import InferRequest, decode_request, encode_request, encode_response
 from tierwise.router.clients import ClientGate
 from tierwise.router.meta import META_PARAMETERS, meta_from_parameters
@@ -40,11 +39,11 @@ def accepted(item_id: str, reason: str) -> Reply:
 
 
 class DeferredWork:
-    """Queues requests in ``outbox`` and delivers them through ``router``, with the
-    limits of ``clients``."""
+    """Queues requests in ``queue`` (an outbox of either backend) and delivers them
+    through ``router``, with the limits of ``clients``."""
 
-    def __init__(self, outbox: Outbox, router: Router, clients: ClientGate) -> None:
-        self.outbox = outbox
+    def __init__(self, queue: DeferredQueue, router: Router, clients: ClientGate) -> None:
+        self.queue = queue
         self.router = router
         self.clients = clients
 
@@ -57,7 +56,6 @@ class DeferredWork:
         client: str | None,
     ) -> str:
         """Queue ``request`` (routed as ``meta``) for ``client``; the item's id."""
-        outbox = self.outbox
         # the privacy and residency the request was routed under (floors included)
         params = (
             dict(request.parameters)
@@ -74,8 +72,7 @@ class DeferredWork:
         if isinstance(key, str) and client is not None:
             key = f"{client}:{key}"  # one client's key never finds another's item
         callback = params.get("callback_url")
-        return await asyncio.to_thread(
-            outbox.put,
+        return await self.queue.put(
             DEFERRED_TIER,
             payload,
             idempotency_key=key if isinstance(key, str) else None,
@@ -119,10 +116,10 @@ class DeferredWork:
         body, _ = encode_response(answer.response)
         return body
 
-    def item(self, item_id: str, principal: Principal | None) -> Reply:
+    async def item(self, item_id: str, principal: Principal | None) -> Reply:
         """``GET /v2/outbox/{id}``: the item's status and result, for the client that
         queued it or an admin (another client's item reads as no item at all)."""
-        item = self.outbox.get(item_id)
+        item = await self.queue.get(item_id)
         owner = item.meta.get("client")
         if (
             principal is not None
@@ -130,7 +127,7 @@ class DeferredWork:
             and owner != principal.client
             and not principal.may("admin")
         ):  # another client's item reads as no item at all
-            raise OutboxItemNotFoundError(path=self.outbox.path, item_id=item_id)
+            raise OutboxItemNotFoundError(path=self.queue.path, item_id=item_id)
         doc: dict[str, Any] = {"id": item.id, "status": item.status, "attempts": item.attempts}
         if item.last_error:
             doc["error"] = item.last_error

@@ -42,6 +42,7 @@ from tierwise.errors import (
     DeadlineExceededError,
     HttpError,
     NoRouteError,
+    OutboxError,
     RateLimitedError,
     SpecError,
     TierUnavailableError,
@@ -59,7 +60,7 @@ from tierwise.http.asgi import (
 )
 from tierwise.http.routing import Request, RouteTable
 from tierwise.http.routing import Route as HttpRoute
-from tierwise.outbox import Drainer, DrainerSettings, Outbox, OutboxCollector
+from tierwise.outbox import DeferredQueue, DrainerSettings, open_queue
 from tierwise.planfile.schema import Plan
 from tierwise.protocol import (
     InferRequest,
@@ -124,20 +125,21 @@ class Gateway:
                            mutual_tls=settings.tls is not None and settings.tls.mutual)
             if settings.insecure else None
         )  # fmt: skip
-        self.outbox = (
-            Outbox(settings.outbox_path, max_items=settings.outbox_max_items)
-            if settings.outbox_path is not None
+        outbox = settings.outbox_settings()
+        #: the outbox (SQLite or JetStream) deferred requests wait in
+        self.queue: DeferredQueue | None = (
+            open_queue(outbox, DrainerSettings(poll_s=settings.drain_poll_s))
+            if outbox is not None
             else None
         )
         #: deferred requests: queued in the outbox, delivered through the router later
         self.deferred = (
-            DeferredWork(self.outbox, router, self.clients) if self.outbox is not None else None
+            DeferredWork(self.queue, router, self.clients) if self.queue is not None else None
         )
         if self.deferred is not None:  # policy holds and requests no tier can take now
             router.set_defer(self._defer, self._deferrable)
         else:
             router.set_defer(None)
-        self.drainer: Drainer | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "tierwise_gateway_requests", "Routed requests by workload, answering tier, outcome.",
@@ -152,13 +154,14 @@ class Gateway:
             ["client", "reason"], registry=self.registry,
         )  # fmt: skip
         self.registry.register(RouterCollector(router))
-        if self.outbox is not None:
-            self.registry.register(OutboxCollector(self.outbox))
+        collector = self.queue.collector() if self.queue is not None else None
+        if collector is not None:
+            self.registry.register(collector)
         #: device reports (``POST /v2/telemetry/device``) and their series
         self.device = DeviceIntake(plan, settings.device_telemetry)
         self.registry.register(self.device.telemetry)
         #: a plan mistake found at startup (the lifespan reports it as a failed start)
-        self.startup_error: ConfigError | SpecError | None = None
+        self.startup_error: ConfigError | SpecError | OutboxError | None = None
         self.routes = RouteTable(
             [
                 HttpRoute(
@@ -190,19 +193,13 @@ class Gateway:
         start the outbox drainer (the lifespan's startup; call it yourself when the
         gateway is mounted in another app)."""
         await self.router.start()
-        if self.outbox is not None and self.deferred is not None:
-            self.drainer = Drainer(
-                self.outbox, DEFERRED_TIER, self.deferred.deliver, lambda: True,
-                DrainerSettings(poll_s=self.settings.drain_poll_s),
-            )  # fmt: skip
-            self.drainer.start()
+        if self.queue is not None and self.deferred is not None:
+            await self.queue.start(DEFERRED_TIER, self.deferred.deliver, lambda: True)
 
     async def shutdown(self) -> None:
-        if self.drainer is not None:
-            await self.drainer.stop()
+        if self.queue is not None:
+            await self.queue.stop()
         await self.router.close()
-        if self.outbox is not None:
-            self.outbox.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -210,14 +207,17 @@ class Gateway:
             try:
                 await self.startup()
             except Exception as exc:
-                if isinstance(exc, ConfigError | SpecError):
-                    # a plan mistake (a stage's score output the model cannot give): kept
-                    # for the CLI to report in one line, logged without a traceback
+                if isinstance(exc, ConfigError | SpecError | OutboxError):
+                    # a plan mistake (a stage's score output the model cannot give) or an
+                    # outbox it cannot reach: kept for the CLI to report in one line,
+                    # logged without a traceback
                     self.startup_error = exc
                     log.error("the gateway cannot start: %s", exc)
                 else:
                     log.exception("startup failed")
                 await self.router.close()  # what started before the failure
+                if self.queue is not None:
+                    await self.queue.stop()
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})
                 return
             await send({"type": "lifespan.startup.complete"})
@@ -252,7 +252,7 @@ class Gateway:
     async def _outbox_endpoint(self, request: Request) -> Reply:
         if self.deferred is None:
             raise HttpError(404, "this gateway has no outbox (start it with --outbox PATH)")
-        return self.deferred.item(request.params["item_id"], request.principal)
+        return await self.deferred.item(request.params["item_id"], request.principal)
 
     async def _defer(self, request: InferRequest, meta: RequestMeta, route: Route) -> str:
         if self.deferred is None:

@@ -4,10 +4,12 @@ it (``auth``), its certificate (``tls``) and per-client limits (``clients``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
+from tierwise.outbox.nats_settings import NatsOutboxSettings
+from tierwise.outbox.queue import SqliteOutboxSettings
 from tierwise.router.clients import ClientLimits
 from tierwise.security import AuthSettings, TlsServerSettings
 from tierwise.settings_errors import SettingsModel, settings_error
@@ -30,19 +32,39 @@ class GatewaySettings(SettingsModel):
     from (None: open); ``tls``: its certificate (None: plain HTTP); ``insecure``: run
     open beyond loopback anyway (the CLI refuses otherwise); ``clients``: limits by the
     client name tokens carry (:class:`~tierwise.router.clients.ClientLimits`);
-    ``device_telemetry``: the bounds of the device reports it takes."""
+    ``device_telemetry``: the bounds of the device reports it takes.
+
+    The outbox for deferred work is ``outbox: {backend: sqlite, path: ...}`` or
+    ``outbox: {backend: nats, url: ..., ...}``
+    (:class:`~tierwise.outbox.nats_settings.NatsOutboxSettings`); ``outbox_path`` (and
+    ``outbox_max_items``) is the short form of the SQLite one."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     outbox_path: Path | None = None
     outbox_max_items: int = Field(default=10_000, ge=1)
+    outbox: Annotated[
+        SqliteOutboxSettings | NatsOutboxSettings | None, Field(discriminator="backend")
+    ] = None
     drain_poll_s: float = Field(default=1.0, gt=0)
     auth: AuthSettings | None = None
     tls: TlsServerSettings | None = None
     insecure: bool = False
     clients: dict[str, ClientLimits] = Field(default_factory=dict)
     device_telemetry: DeviceTelemetrySettings = Field(default_factory=DeviceTelemetrySettings)
+
+    @model_validator(mode="after")
+    def _one_outbox(self) -> GatewaySettings:
+        if self.outbox is not None and self.outbox_path is not None:
+            raise ValueError("expected outbox or outbox_path (its short form), not both")
+        return self
+
+    def outbox_settings(self) -> SqliteOutboxSettings | NatsOutboxSettings | None:
+        """The outbox this gateway queues deferred work in (None: it has none)."""
+        if self.outbox_path is not None:
+            return SqliteOutboxSettings(path=self.outbox_path, max_items=self.outbox_max_items)
+        return self.outbox
 
 
 def load_gateway_settings(path: Path | None, **overrides: Any) -> GatewaySettings:
