@@ -2,6 +2,8 @@
 the desired state it takes from a control plane's answers.
 
 With ``control.heartbeat_url`` set, the agent POSTs a heartbeat every ``heartbeat_s``
+(with ``control.telemetry`` it publishes them through NATS instead,
+:mod:`tierwise.agent.heartbeat_nats`)
 (the first at start): its name, labels, addresses, status and per-bundle counters
 (:func:`tierwise.agent.counters.heartbeat_document`). The control plane answers ``{"node":
 NAME, "desired": {"refs": {BUNDLE: REF}} | null, "heartbeat_s": SECONDS | null}``. A
@@ -25,7 +27,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import orjson
@@ -46,7 +48,9 @@ __all__ = [
     "MAX_ANSWER_BYTES",
     "Heartbeat",
     "HeartbeatAnswer",
+    "HeartbeatSender",
     "beat",
+    "heartbeat_for",
     "heartbeat_loop",
     "parse_answer",
     "poll_desired",
@@ -99,6 +103,28 @@ def parse_answer(content: bytes, node: str, where: str) -> HeartbeatAnswer:
         raise ConfigError(f"{where}: heartbeat_s", "a finite number of seconds", interval)
     low, high = HEARTBEAT_BOUNDS_S
     return HeartbeatAnswer(desired, min(max(float(interval), low), high))
+
+
+class HeartbeatSender(Protocol):
+    """What sends a node's heartbeats: :class:`Heartbeat` (HTTP) or
+    :class:`~tierwise.agent.heartbeat_nats.NatsHeartbeat` (JetStream)."""
+
+    url: str
+    default_s: float
+    interval_s: float
+    last_error: str | None
+    last_heartbeat_s: float | None
+
+    @property
+    def where(self) -> str: ...
+
+    async def send(self, document: Mapping[str, Any]) -> HeartbeatAnswer: ...
+
+    def failed(self, error: str) -> None: ...
+
+    def answered(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class Heartbeat:
@@ -163,7 +189,22 @@ class Heartbeat:
         await self.client.aclose()
 
 
-async def beat(agent: EdgeAgent, heartbeat: Heartbeat) -> float:
+def heartbeat_for(
+    control: ControlSettings | None, node: str, env: Mapping[str, str]
+) -> HeartbeatSender | None:
+    """What sends ``node``'s heartbeats under ``control`` (None: it sends none)."""
+    if control is None:
+        return None
+    if control.telemetry is not None:
+        from tierwise.agent.heartbeat_nats import NatsHeartbeat  # loads nats-py
+
+        return NatsHeartbeat(control.telemetry, node, control.heartbeat_s)
+    if control.heartbeat_url is not None:
+        return Heartbeat(control, node, env)
+    return None
+
+
+async def beat(agent: EdgeAgent, heartbeat: HeartbeatSender) -> float:
     """Send one heartbeat and act on its answer; the seconds until the next one. Never
     raises for what the control plane does (the status says it)."""
     document = heartbeat_document(agent)
@@ -182,7 +223,7 @@ async def beat(agent: EdgeAgent, heartbeat: Heartbeat) -> float:
     return heartbeat.interval_s
 
 
-async def heartbeat_loop(agent: EdgeAgent, heartbeat: Heartbeat) -> None:
+async def heartbeat_loop(agent: EdgeAgent, heartbeat: HeartbeatSender) -> None:
     """Beat now, then every interval, until cancelled; no failure ends it."""
     while True:
         try:

@@ -14,7 +14,8 @@ to verify, load or warm up never touches the other bundles' models. The last
 ``keep_versions`` versions of each bundle stay in the store for a rollback that needs
 no network; a desired reference naming one of them is activated from there without
 asking the registry. With ``control.heartbeat_url`` the node also reports to a control
-plane and takes its decisions from the answers (:mod:`tierwise.agent.heartbeat`).
+plane and takes its decisions from the answers (:mod:`tierwise.agent.heartbeat`); with
+``control.telemetry`` its heartbeats go through NATS.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tierwise.agent.activate import Activator
 from tierwise.agent.control import ControlPlane
 from tierwise.agent.counters import advertised_address
 from tierwise.agent.desired import DesiredState, check_reference, parse_desired
-from tierwise.agent.heartbeat import Heartbeat, heartbeat_loop, poll_desired
+from tierwise.agent.heartbeat import heartbeat_for, heartbeat_loop, poll_desired
 from tierwise.agent.install import Installer
 from tierwise.agent.result import SyncResult, combine
 from tierwise.agent.settings import AgentSettings
@@ -113,11 +114,7 @@ class EdgeAgent:
         self._source: BundleStore | None = None
         control = settings.control
         self.control = ControlPlane(control, settings.node, self.env) if control else None
-        self.heartbeat = (
-            Heartbeat(control, settings.node, self.env)
-            if control is not None and control.heartbeat_url is not None
-            else None
-        )
+        self.heartbeat = heartbeat_for(control, settings.node, self.env)
         #: when this agent process started (its counters count from then)
         self.started_s = time.time()
         #: where the node serves, as heartbeats tell it (build_agent_app sets the bound ports)

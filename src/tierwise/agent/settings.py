@@ -30,10 +30,11 @@ from pydantic import (
     model_validator,
 )
 
+from tierwise.agent.control_settings import ControlSettings
 from tierwise.agent.thermal import ThermalSettings
 from tierwise.errors import ConfigError
 from tierwise.outbox.nats_settings import NatsOutboxSettings
-from tierwise.security import AuthSettings, EnvToken, TlsClientSettings, TlsServerSettings
+from tierwise.security import AuthSettings, EnvToken, TlsServerSettings
 from tierwise.server.settings import EnergySettings, ModelConfig
 from tierwise.settings_errors import settings_error
 from tierwise.spec.base import NAME_PATTERN
@@ -59,8 +60,6 @@ _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 #: a bundle name, as the registry spells it
 BUNDLE_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
-
-_URL = r"^https?://[^\s/]+(/\S*)?$"
 
 
 class RegistryPart(BaseModel):
@@ -138,37 +137,6 @@ class GatewayPart(BaseModel):
     @property
     def local_tiers(self) -> list[str]:
         return [self.local_tier] if isinstance(self.local_tier, str) else list(self.local_tier)
-
-
-class ControlSettings(BaseModel):
-    """Where the node reads its desired state at every sync (:mod:`tierwise.agent.control`),
-    and where it sends its heartbeats (:mod:`tierwise.agent.heartbeat`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    url: str = Field(
-        pattern=_URL,
-        description="http(s) URL answering {ref: VERSION | TAG | sha256:...}; {node} in it "
-        "becomes the node's name",
-    )
-    heartbeat_url: str | None = Field(
-        default=None,
-        pattern=_URL,
-        description="http(s) URL the node POSTs its heartbeat to (labels, status, counters) "
-        "every heartbeat_s, with url's token and TLS; {node} becomes the node's name",
-    )
-    heartbeat_s: float = Field(default=10.0, gt=0, le=3600)
-    token_env: str | None = Field(
-        default=None,
-        description="name of the environment variable holding a bearer token to send "
-        "(HTTPS or loopback only)",
-    )
-    timeout_s: float = Field(default=10.0, gt=0, le=300)
-    tls: TlsClientSettings | None = Field(
-        default=None,
-        description="how an https control plane is checked (ca) and how the node proves "
-        "itself to it (cert, key); default: the system's trust store",
-    )
 
 
 class AgentSettings(BaseModel):

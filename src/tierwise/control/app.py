@@ -23,7 +23,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import orjson
@@ -48,7 +48,11 @@ from tierwise.http.asgi import (
     run_lifespan,
 )
 from tierwise.http.routing import Request, Route, RouteTable, audited
+from tierwise.outbox.nats_settings import NatsTelemetrySettings
 from tierwise.security import Guard
+
+if TYPE_CHECKING:
+    from tierwise.control.nats_intake import NatsHeartbeatIntake
 
 __all__ = ["ControlApp", "NODE_NAME"]
 
@@ -89,7 +93,8 @@ def _node(request: Request) -> str:
 
 
 class ControlApp:
-    """The ASGI app; ``startup`` starts the heartbeat writer and the rollout stepper."""
+    """The ASGI app; ``startup`` starts the heartbeat writer, the rollout stepper and,
+    with ``telemetry``, the consumer of heartbeats published through NATS."""
 
     def __init__(
         self,
@@ -106,6 +111,7 @@ class ControlApp:
         max_body_bytes: int,
         max_pending_heartbeats: int,
         max_nodes: int,
+        telemetry: NatsTelemetrySettings | None = None,
         on_shutdown: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
@@ -122,6 +128,14 @@ class ControlApp:
         self.on_shutdown = on_shutdown
         self.heartbeats = 0
         self.known: set[str] = {n.node for n in store.list_nodes()}
+        #: heartbeats taken from NATS as well (an agent's ``control.telemetry``)
+        self.intake: NatsHeartbeatIntake | None = None
+        if telemetry is not None:
+            from tierwise.control.nats_intake import NatsHeartbeatIntake  # loads nats-py
+
+            self.intake = NatsHeartbeatIntake(
+                telemetry, self.ingest, lambda node: NODE_NAME.match(node) is not None
+            )
         self.routes = RouteTable(
             [
                 Route("/v1/health/live", self._live),
@@ -180,8 +194,12 @@ class ControlApp:
     async def startup(self) -> None:
         self.writer.start()
         self.replica.start()
+        if self.intake is not None:
+            await self.intake.start()
 
     async def shutdown(self) -> None:
+        if self.intake is not None:
+            await self.intake.stop()
         await self.replica.stop()
         await self.writer.stop()
         if self.on_shutdown is not None:
@@ -200,6 +218,18 @@ class ControlApp:
         doc = await read_json_object(
             request.receive, declared, self.max_body_bytes, what="heartbeat"
         )
+        await self.ingest(node, doc, time.time())
+        return _json(
+            {
+                "node": node,
+                "desired": self.desired.document(node),
+                "heartbeat_s": self.replica.watched.get(node, self.heartbeat_s),
+            }
+        )
+
+    async def ingest(self, node: str, doc: dict[str, Any], at_s: float) -> None:
+        """Take ``node``'s heartbeat ``doc`` as of ``at_s`` (returns once it is stored);
+        ConfigError or RolloutError (4xx) for one that cannot be taken."""
         if node not in self.known and len(self.known) >= self.max_nodes:
             raise RolloutError(f"the control plane already tracks {self.max_nodes} nodes")
         labels = check_labels(doc.get("labels") or {}, "labels")
@@ -222,19 +252,11 @@ class ControlApp:
             if isinstance(doc.get(key), str):
                 kept[key] = doc[key][:256]
         kept["counters"] = {b: c.to_doc() for b, c in counters.items()}
-        now = time.time()
-        await self.writer.submit(Heartbeat(node, labels, kept, now))
+        await self.writer.submit(Heartbeat(node, labels, kept, at_s))
         self.known.add(node)
         for bundle, value in counters.items():
-            self.history.add(node, bundle, now, value)
+            self.history.add(node, bundle, at_s, value)
         self.heartbeats += 1
-        return _json(
-            {
-                "node": node,
-                "desired": self.desired.document(node),
-                "heartbeat_s": self.replica.watched.get(node, self.heartbeat_s),
-            }
-        )
 
     async def _desired_of(self, request: Request) -> Reply:
         """The node's desired versions with their ETag; 304 when unchanged since the

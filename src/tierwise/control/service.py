@@ -71,6 +71,7 @@ def build_control_app(
         max_body_bytes=settings.max_body_bytes,
         max_pending_heartbeats=settings.max_pending_heartbeats,
         max_nodes=settings.max_nodes,
+        telemetry=settings.telemetry,
         on_shutdown=close,
     )
 

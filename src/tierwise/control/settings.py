@@ -6,6 +6,8 @@ with a token of scope ``telemetry`` and read their desired versions with it; ope
 start and steer rollouts with scope ``admin``. ``registry`` is where the bundles a rollout
 names are resolved and their signatures checked before the first node moves.
 ``prometheus_url`` makes the gates read a real Prometheus instead of the agents' reports.
+``telemetry`` also takes the heartbeats agents publish through NATS JetStream
+(:mod:`tierwise.control.nats_intake`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from tierwise.agent.settings import RegistryPart
+from tierwise.outbox.nats_settings import NatsTelemetrySettings
 from tierwise.security import AuthSettings, TlsServerSettings
 from tierwise.settings_errors import SettingsModel
 
@@ -61,6 +64,11 @@ class ControlSettings(SettingsModel):
         default=None, description="this replica's name in the leader lease (default: host:pid)"
     )
     lease_s: float = Field(default=10.0, gt=0)
+    telemetry: NatsTelemetrySettings | None = Field(
+        default=None,
+        description="also take heartbeats agents publish through NATS: the hub's url, "
+        "hub_domain and the leaves' source_domains",
+    )
 
     @model_validator(mode="after")
     def _lease_outlives_tick(self) -> ControlSettings:

@@ -65,7 +65,9 @@ class NatsDrainer:
     :meth:`start` connects (to ``settings.url``, the hub), creates or updates the hub
     stream and the durable consumer, and runs the fetch loop; :meth:`drain_once` runs one
     fetch-and-deliver round (for tests and benchmarks driving it by hand after
-    :meth:`open`).
+    :meth:`open`). ``keep_results=False`` stores no outcomes (for streams nobody asks
+    about, such as heartbeats); ``callbacks`` posts the callbacks (one of its own when
+    None).
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class NatsDrainer:
         *,
         callbacks: HttpClient | None = None,
         wall_clock: Callable[[], float] = time.time,
+        keep_results: bool = True,
     ) -> None:
         if not isinstance(settings, NatsOutboxSettings):
             raise ConfigError("settings", "a NatsOutboxSettings", type(settings).__name__)
@@ -86,6 +89,7 @@ class NatsDrainer:
         self._deliver = deliver
         self._healthy = healthy
         self._wall_clock = wall_clock
+        self._keep_results = keep_results
         self._owns_callbacks = callbacks is None
         self._callbacks = callbacks or HttpClient(timeout_s=10.0, max_response_bytes=64 * 1024)
         self.results: NatsResults | None = None
@@ -111,7 +115,8 @@ class NatsDrainer:
         try:
             js = client.jetstream(domain=s.hub_domain, timeout=s.publish_timeout_s)
             await ensure_stream(js, hub_stream_config(s), where=s.url)
-            self.results = await NatsResults.open(js, s, create=True)
+            if self._keep_results:
+                self.results = await NatsResults.open(js, s, create=True)
             config = ConsumerConfig(
                 durable_name=f"{s.durable}-{self.tier}",
                 ack_policy=AckPolicy.EXPLICIT,
@@ -253,6 +258,8 @@ class NatsDrainer:
         error: str | None = None,
         callback_status: str | None = None,
     ) -> None:
+        if not self._keep_results:
+            return
         if self.results is None:
             raise OutboxError("drainer not opened", path=self.settings.url)
         if callback_status is None and item.callback_url is not None and status == "done":

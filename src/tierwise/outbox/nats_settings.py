@@ -33,7 +33,7 @@ from pydantic import (
 from tierwise.errors import ConfigError
 from tierwise.settings_errors import settings_error
 
-__all__ = ["NatsOutboxSettings", "nats_outbox_settings"]
+__all__ = ["NatsOutboxSettings", "NatsTelemetrySettings", "nats_outbox_settings"]
 
 # JetStream names (streams, consumers, domains): no whitespace, dots or wildcards
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -73,6 +73,9 @@ class NatsOutboxSettings(BaseModel):
     max_msgs: int = Field(default=100_000, ge=1, description="stream limit (items kept)")
     max_bytes: int = Field(default=1024**3, ge=1024 * 1024, description="stream limit")
     max_age_s: float = Field(default=7 * 86400.0, gt=0, description="items older are dropped")
+    discard: Literal["new", "old"] = Field(
+        default="new", description="a full stream refuses new items, or drops the oldest"
+    )
     duplicate_window_s: float = Field(default=120.0, gt=0, le=86400.0)
     max_ack_pending: int = Field(default=256, ge=1, le=100_000)
     ack_wait_s: float = Field(default=60.0, gt=0, description="redelivery after no ack")
@@ -156,6 +159,23 @@ class NatsOutboxSettings(BaseModel):
         self.subject(tier)
         origin = "*" if self.source_domains else self.hub_domain or "local"
         return f"{self.subject_prefix}.{origin}.{tier}.>"
+
+
+class NatsTelemetrySettings(NatsOutboxSettings):
+    """Agents' heartbeats through JetStream (an agent's ``control.telemetry``, the control
+    plane's ``telemetry``): the same model on streams of their own. A full stream drops
+    the oldest heartbeats (counters are cumulative: the newest says the most)."""
+
+    stream: str = Field(default="TIERWISE_TELEMETRY", description="the edge's stream")
+    subject_prefix: str = Field(default="tierwise.telemetry", description="subject prefix")
+    hub_stream: str = Field(default="TIERWISE_TELEMETRY_HUB", description="the hub's stream")
+    durable: str = Field(default="tierwise-control", description="the hub consumer's name")
+    max_msg_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_msgs: int = Field(default=10_000, ge=1, description="stream limit (heartbeats kept)")
+    max_bytes: int = Field(default=256 * 1024**2, ge=1024 * 1024, description="stream limit")
+    max_age_s: float = Field(default=86400.0, gt=0, description="heartbeats older are dropped")
+    discard: Literal["new", "old"] = "old"
+    max_deliver: int = Field(default=3, ge=1, description="deliveries per heartbeat")
 
 
 def nats_outbox_settings(data: Mapping[str, Any], *, source: str = "outbox") -> NatsOutboxSettings:

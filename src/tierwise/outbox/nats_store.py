@@ -89,7 +89,8 @@ def _stream_config(settings: NatsOutboxSettings, name: str, **extra: Any) -> Str
     return StreamConfig(
         name=name,
         storage=StorageType.FILE,
-        discard=DiscardPolicy.NEW,  # a full outbox refuses new items, never drops old ones
+        # a full outbox refuses new items rather than drop old ones (telemetry drops old)
+        discard=DiscardPolicy.NEW if settings.discard == "new" else DiscardPolicy.OLD,
         max_msgs=settings.max_msgs,
         max_bytes=settings.max_bytes,
         max_age=settings.max_age_s,
