@@ -16,6 +16,7 @@ from tierwise.cli.demo import demo
 from tierwise.cli.deploy import deploy_app
 from tierwise.cli.drift import drift_app
 from tierwise.cli.gateway import gateway, route_app
+from tierwise.cli.link import link
 from tierwise.cli.observe import observe_app
 from tierwise.cli.plan import plan_app
 from tierwise.cli.registry import registry_app
@@ -64,6 +65,7 @@ app.add_typer(drift_app, name="drift")
 app.add_typer(control_app, name="control")
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(deploy_app, name="deploy")
+app.command()(link)
 
 
 def _version(value: bool) -> None:
