@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tierwise.demo import DemoSettings
 from tierwise.errors import ConfigError
@@ -54,6 +55,9 @@ def test_the_story_runs_then_skips_what_is_cached(shared_zoo_dir: Path, tmp_path
     # personal data stays in the hub; cloud only is all cloud
     assert personal["share"]["cloud"] == 0.0
     assert cloud["share"] == {"device": 0.0, "edge": 0.0, "cloud": 1.0}
+    # the tiers are reached through links with the plan's round trips
+    live = yaml.safe_load((work / "live-plan.yaml").read_text())
+    assert cloud["p50_ms"] >= live["tiers"]["cloud-only"]["rtt_p50_ms"]
 
     report = Path(doc["report"])
     assert report == work / "report" / "index.html"
@@ -61,7 +65,7 @@ def test_the_story_runs_then_skips_what_is_cached(shared_zoo_dir: Path, tmp_path
     for png in ("matrix.png", "cost.png", "latency.png", "cascade.png"):
         assert (report.parent / png).stat().st_size > 1000
         assert f'src="{png}"' in page
-    assert "measured on loopback" in page
+    assert "measured on loopback through links with the plan" in page
     assert [row[0] for row in doc["summary"]["rows"]] == [
         "parcel-codes",
         "customs-forms",

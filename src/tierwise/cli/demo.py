@@ -105,19 +105,28 @@ def demo(
         typer.Option(min=1, help="Replay only the first N held-out rows per route (default all)."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Redo every step, cached or not.")] = False,
+    network: Annotated[
+        bool,
+        typer.Option(
+            help="Reach the edge and cloud tiers through emulated links with the plan's "
+            "round trips (--no-network: straight over loopback)."
+        ),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """The story end to end: build the model family, profile it, calibrate the cascade,
-    plan the parcel hub's fleet, start its edge and cloud tiers on loopback, replay the
-    held-out split through tierwise.Client, and write the report.
+    plan the parcel hub's fleet, start its edge and cloud tiers on loopback behind links
+    with the plan's round trips, replay the held-out split through tierwise.Client, and
+    write the report.
 
     Steps whose inputs have not changed since the last run are skipped.
     """
     from tierwise.demo import DemoSettings, run
 
     settings = DemoSettings(
-        zoo_dir=zoo_dir, work_dir=work_dir, seed=seed, requests=requests, force=force
-    )
+        zoo_dir=zoo_dir, work_dir=work_dir, seed=seed, requests=requests, force=force,
+        network=network,
+    )  # fmt: skip
     started = time.monotonic()
     with _progress(as_json) as progress:
         result = run(settings, RichProgress(progress))

@@ -17,10 +17,11 @@ from tierwise.report import LatencyRow, ReportData, SummaryTable
 from tierwise.report.load import load_report_data
 from tierwise.spec import load_spec
 
-__all__ = ["MEASURED", "SUMMARY_COLUMNS", "demo_report_data", "replay_table"]
+__all__ = ["MEASURED", "MEASURED_LINKED", "SUMMARY_COLUMNS", "demo_report_data", "replay_table"]
 
-#: Where the replay's latencies come from.
+#: Where the replay's latencies come from (and with the demo's emulated links).
 MEASURED = "measured on loopback"
+MEASURED_LINKED = "measured on loopback through links with the plan's round trips"
 SUMMARY_COLUMNS = ("route", "acc", *KINDS, "p50 ms", "p99/SLO ms", "USD / 1M")
 
 
@@ -37,6 +38,7 @@ def replay_table(
     *,
     main_workload: str,
     requests: int,
+    network: bool = False,
 ) -> SummaryTable:
     """One row per replayed route: each workload as planned, then ``cloud only`` (the
     main workload, every request to the cloud); ``slo_p99_ms`` by spec workload."""
@@ -54,9 +56,10 @@ def replay_table(
                 f"{summary.usd_per_million:.3g}",
             )
         )
+    where = "loopback, behind links with the plan's round trips" if network else "loopback"
     title = (
         f"{requests} held-out reads per route through tierwise.Client, tier servers on "
-        f"loopback; cloud only: {main_workload}, every read to the cloud; USD at the plan's "
+        f"{where}; cloud only: {main_workload}, every read to the cloud; USD at the plan's "
         "prices"
     )
     return SummaryTable(title, SUMMARY_COLUMNS, tuple(rows))
@@ -68,6 +71,7 @@ def demo_report_data(
     *,
     main_workload: str,
     requests: int,
+    network: bool = False,
 ) -> ReportData:
     """The plan's report with the replay's latencies and summary."""
     base = load_report_data(
@@ -92,11 +96,13 @@ def demo_report_data(
                 slo_p50_ms=slo.p50_ms if slo else None,
                 slo_p95_ms=slo.p95_ms if slo else None,
                 slo_p99_ms=slo.p99_ms if slo else None,
-                source=MEASURED,
+                source=MEASURED_LINKED if network else MEASURED,
             )
         )
     slos = {name: w.slo.p99_ms for name, w in spec.workloads.items()}
-    table = replay_table(replayed, slos, main_workload=main_workload, requests=requests)
+    table = replay_table(
+        replayed, slos, main_workload=main_workload, requests=requests, network=network
+    )
     facts = (*base.facts, ("live plan", str(files.live_plan)))
     order = list(spec.workloads)
     latency = sorted(

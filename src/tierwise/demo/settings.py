@@ -17,8 +17,9 @@ class DemoSettings(SettingsModel):
 
     ``requests`` limits the replay to the first rows of the held-out split (all by
     default); ``profile_runs`` are timed calls per batch size; ``port_base`` numbers the
-    plan's remote tiers' endpoints (the live plan points them at free ports); ``force``
-    redoes every step.
+    plan's remote tiers' endpoints (the live plan points them at free ports); ``network``
+    puts each remote tier behind an emulated link with the plan's round trips
+    (:mod:`tierwise.demo.links`); ``force`` redoes every step.
     """
 
     zoo_dir: Path = Path(".tierwise/zoo")
@@ -29,6 +30,7 @@ class DemoSettings(SettingsModel):
     profile_batch_sizes: tuple[int, ...] = (1, 8, 32)
     target_accuracy: float = Field(default=0.995, gt=0.0, le=1.0)
     port_base: int = Field(default=18400, ge=1024, le=65000)
+    network: bool = True
     force: bool = False
 
     @field_validator("requests")

@@ -8,7 +8,7 @@ the plan's remote tiers and writes the live plan; :func:`replay_all` replays thr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import orjson
 import yaml
 
 from tierwise.demo.fleet import MAIN_WORKLOAD
+from tierwise.demo.links import linked_tiers
 from tierwise.demo.replay import ReplaySummary, replay
 from tierwise.demo.settings import DemoSettings
 from tierwise.demo.steps import StepCache, step_key
@@ -255,14 +256,22 @@ def _baseline_tier(settings: DemoSettings, files: StoryFiles, spec: FleetSpec) -
 
 @contextmanager
 def live_tiers(settings: DemoSettings, files: StoryFiles) -> Iterator[Path]:
-    """Start the plan's remote tiers (and the comparison's cloud model) on loopback and
-    write the live plan; yields its path, stops the servers on exit."""
+    """Start the plan's remote tiers (and the comparison's cloud model) on loopback, each
+    behind an emulated link with the plan's round trips (``settings.network``), and write
+    the live plan; yields its path, stops the links and servers on exit."""
     doc = _read_plan(files)
     baseline = _baseline_tier(settings, files, _spec(files))
     with_baseline = {**doc, "tiers": {**doc["tiers"], BASELINE_TIER: baseline}}
     endpoints = Endpoints.of_plan(with_baseline)
-    with serve_endpoints(endpoints, files.zoo, files.work) as urls:
-        yield live_plan(doc, urls, files.live_plan, workload=MAIN_WORKLOAD, baseline=baseline)
+    with ExitStack() as stack:
+        urls = stack.enter_context(serve_endpoints(endpoints, files.zoo, files.work))
+        links = None
+        if settings.network:
+            links = stack.enter_context(
+                linked_tiers(with_baseline["tiers"], urls, seed=settings.seed)
+            )
+        yield live_plan(doc, urls, files.live_plan, workload=MAIN_WORKLOAD, baseline=baseline,
+                        tier_urls=links)  # fmt: skip
 
 
 def replay_all(

@@ -145,7 +145,8 @@ def run(settings: DemoSettings, progress: StoryProgress | None = None) -> StoryR
 
     with rec.step("report", "writing the report", None, files.report_dir):
         result.data = demo_report_data(
-            files, result.replay, main_workload=MAIN_WORKLOAD, requests=rows
-        )
+            files, result.replay, main_workload=MAIN_WORKLOAD, requests=rows,
+            network=settings.network,
+        )  # fmt: skip
         result.report = write_report(result.data, files.report_dir)
     return result

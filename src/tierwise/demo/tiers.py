@@ -144,15 +144,17 @@ def live_plan(
     *,
     workload: str,
     baseline: Mapping[str, Any],
+    tier_urls: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write ``plan`` with its URLs replaced by ``urls`` (planned -> live), plus the
+    """Write ``plan`` with its URLs replaced by ``urls`` (planned -> live), or by
+    ``tier_urls`` (tier -> URL, such as the tier's link) where that names the tier, plus the
     ``baseline`` tier and ``workload`` sent to it alone. ``path`` sits beside the plan, so
     relative paths keep their meaning."""
     doc = yaml.safe_load(yaml.safe_dump(dict(plan)))
     doc["tiers"][BASELINE_TIER] = dict(baseline)
-    for tier in doc["tiers"].values():
+    for name, tier in doc["tiers"].items():
         if "url" in tier:
-            tier["url"] = urls[tier["url"]]
+            tier["url"] = (tier_urls or {}).get(name) or urls[tier["url"]]
     main = doc["workloads"][workload]
     doc["workloads"][baseline_workload(workload)] = {
         **{k: main[k] for k in ("privacy", "residency", "urgency", "deadline_ms") if k in main},
