@@ -14,6 +14,7 @@ lazy ones included::
          v
      8  calibrate        cascade thresholds and costs measured on evaluation data
         deploy           the plan on Kubernetes (KServe, KubeEdge, OpenYurt, k3s) and systemd
+        sim              the fleet simulator: the live policy on simulated traffic and faults
          v
      7  plan             decision matrix, cost model, placement optimizer, plan.yaml writer
         control          the fleet control plane: nodes, desired versions, staged rollouts
@@ -28,6 +29,7 @@ lazy ones included::
      4  zoo              the model family (tiny, small, large) the demo and tests use
         registry         signed, content-addressed model bundles; local store or OCI
         outbox           the durable queue for deferred work and unreachable tiers
+        link             a user-space link emulator: round trips, bandwidth, partitions
          v
      3  runtime          the Backend contract, the onnxruntime backend, warm-up
         http             the ASGI routing and the one HTTP client with its transports

@@ -23,6 +23,7 @@ from tierwise.cli.registry import registry_app
 from tierwise.cli.report import report
 from tierwise.cli.rollout import rollout_app
 from tierwise.cli.serve import serve
+from tierwise.cli.simulate import simulate
 from tierwise.cli.validate import validate
 from tierwise.cli.zoo import zoo_app
 from tierwise.errors import (
@@ -66,6 +67,7 @@ app.add_typer(control_app, name="control")
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(deploy_app, name="deploy")
 app.command()(link)
+app.command()(simulate)
 
 
 def _version(value: bool) -> None:

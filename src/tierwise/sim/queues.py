@@ -87,9 +87,11 @@ def batching_server(
     max_delay_s: float,
     max_queue: int,
     instances: int = 1,
+    jitter: np.ndarray | None = None,
 ) -> BatchRun:
     """Run a block of arrivals through the dynamic batcher (see the module docstring).
-    ``service_s[b]`` is the time of a batch of ``b`` rows (index 0 unused)."""
+    ``service_s[b]`` is the time of a batch of ``b`` rows (index 0 unused); ``jitter``
+    multiplies the time of the i-th batch run (one factor per arrival at most)."""
     a = _sorted_times(arrivals_s)
     table = np.asarray(service_s, dtype=float)
     for name, value, low in (("max_batch", max_batch, 1), ("max_queue", max_queue, 1),
@@ -109,11 +111,24 @@ def batching_server(
     refused = np.zeros(n, dtype=bool)
     times = a.tolist()
     costs = table.tolist()
+    factors = None if jitter is None else np.asarray(jitter, dtype=float).tolist()
+    if factors is not None and len(factors) < n:
+        raise ConfigError("jitter", f"a factor per arrival ({n})", len(factors))
+    batch = 0
     free = [0.0] * instances
     heapq.heapify(free)
     waiting: deque[int] = deque()
     k = 0  # the next arrival not yet admitted or refused
+    fast = instances == 1 and max_delay_s == 0.0
+    scale = np.ones(n) if jitter is None else np.asarray(jitter, dtype=float)
     while k < n or waiting:
+        if fast and not waiting and times[k] >= free[0]:
+            # arrivals that each find the server idle run alone, at once: vectorised
+            k, batch, free[0] = _idle_stretch(
+                a, scale, costs[1], k, batch, free[0], start, done, rows
+            )
+            if k >= n:
+                break
         worker_free = heapq.heappop(free)
         if not waiting:  # idle until the next arrival
             waiting.append(k)
@@ -136,7 +151,8 @@ def batching_server(
             k += 1
         begin = close
         size = min(max_batch, len(waiting))
-        finish = begin + costs[size]
+        finish = begin + (costs[size] if factors is None else costs[size] * factors[batch])
+        batch += 1
         for _ in range(size):
             index = waiting.popleft()
             start[index] = begin
@@ -144,3 +160,39 @@ def batching_server(
             rows[index] = size
         heapq.heappush(free, finish)
     return BatchRun(start, done, rows, refused)
+
+
+def _idle_stretch(
+    a: np.ndarray,
+    scale: np.ndarray,
+    single_s: float,
+    k: int,
+    batch: int,
+    free_s: float,
+    start: np.ndarray,
+    done: np.ndarray,
+    rows: np.ndarray,
+    window: int = 4096,
+) -> tuple[int, int, float]:
+    """Serve arrivals from ``k`` that find the one worker idle, each alone, a window at a
+    time; stops at the first that would find it busy. Returns (next arrival, batches run,
+    when the worker is free)."""
+    n = a.size
+    while k < n:
+        length = min(n - k, window)
+        arrive = a[k : k + length]
+        finish = arrive + single_s * scale[batch : batch + length]
+        idle = np.empty(length, dtype=bool)
+        idle[0] = arrive[0] >= free_s
+        idle[1:] = arrive[1:] >= finish[:-1]
+        stop = length if idle.all() else int(np.argmin(idle))
+        if stop:
+            start[k : k + stop] = arrive[:stop]
+            done[k : k + stop] = finish[:stop]
+            rows[k : k + stop] = 1
+            free_s = float(finish[stop - 1])
+            k += stop
+            batch += stop
+        if stop < length:
+            break
+    return k, batch, free_s

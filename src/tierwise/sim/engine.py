@@ -1,0 +1,383 @@
+"""The simulation: seeded traffic routed by the live :class:`~tierwise.router.policy.Policy`
+through the fleet's tiers, queues and links, under a scenario.
+
+Time runs in blocks (``block_s``, split at every scenario event), the moments between
+which the fleet's state is constant. At the start of each block the tiers' state (a
+partition or a failure of every node makes a tier unhealthy, heat sets thermal offload),
+the money spent so far and the prices are read, and the live policy routes each
+workload's requests once: within the block every fresh request has the same route, which
+is exactly what :meth:`Policy.route` answers for it (``tests/sim`` checks this against
+calls made request by request). Requests arrive as a Poisson process at the spec's rate
+for the local hour (times a burst's factor), each stage escalates with the plan's measured
+probability, and a request whose route skips a stage it would have reached is degraded.
+A deferred request (off-peak or spot hours, or no tier reachable for deferrable work)
+waits in the outbox until its route opens, then is routed afresh as the drainer delivers
+it (``drain_batch`` items a round, a round per answer).
+
+Then every tier, in the order the routes visit them, serves all the requests that reach
+it over the whole run at once (:mod:`tierwise.sim.queues`): devices without a queue, edge
+and cloud tiers through their servers' batchers. A request reaches a remote tier one round
+trip after it leaves the previous stage (drawn from the same :class:`RttModel` the link
+emulator uses); a call refused (queue full) or slower than the tier's timeout fails over
+to the next tier of its route, degraded, or fails when none is left.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tierwise.errors import ConfigError, DeadlineExceededError
+from tierwise.link.delay import Z99
+from tierwise.router.policy import Policy
+from tierwise.router.types import RequestMeta, Route, TierState
+from tierwise.sim.core import Simulation
+from tierwise.sim.inputs import SimFleet, SimTier
+from tierwise.sim.queues import batching_server
+from tierwise.sim.scenario import Scenario
+
+__all__ = ["SimRun", "block_starts", "simulate", "tier_states"]
+
+_DEGRADING = frozenset({"breaker_open", "unhealthy", "thermal_offload", "budget", "deadline"})
+
+
+@dataclass(frozen=True)
+class SimRun:
+    """Every simulated request (arrays of one row per request, in arrival order per
+    block) and the run's bounds."""
+
+    workloads: tuple[str, ...]
+    tiers: tuple[str, ...]
+    horizon_s: float
+    workload: np.ndarray  # int: index into ``workloads``
+    arrival_s: np.ndarray
+    release_s: np.ndarray  # when it left the outbox (= arrival when not deferred)
+    done_s: np.ndarray  # NaN: failed or still deferred at the end
+    answered_by: np.ndarray  # int: index into ``tiers``; -1: no answer
+    degraded: np.ndarray
+    deferred: np.ndarray
+    fallbacks: np.ndarray  # int: failed calls before the answer
+    cost_usd: np.ndarray
+    energy_j: np.ndarray
+    correct: np.ndarray
+    policy_calls: int
+    routes: dict[tuple[int, str], Route]  # (block index, workload): the block's route
+
+
+def block_starts(horizon_s: float, block_s: float, scenario: Scenario) -> np.ndarray:
+    """The blocks' start times: every ``block_s`` and every scenario event in the run."""
+    grid = np.arange(0.0, horizon_s, block_s)
+    events = [t for t in scenario.times_s() if 0.0 < t < horizon_s]
+    return np.unique(np.concatenate((grid, np.asarray(events, dtype=float))))
+
+
+def tier_states(fleet: SimFleet, scenario: Scenario, time_s: float) -> dict[str, TierState]:
+    """The tiers' state at ``time_s`` as the router would observe it: unreachable while
+    partitioned or while every server is down, thermal offload during heat, and the p99
+    of a call at light load (service plus round trip) as its latency window would read."""
+    states = {}
+    for name, tier in fleet.tiers.items():
+        names = (name, tier.spec_tier)
+        down = heat = False
+        failed = 0
+        for event in scenario.events:
+            if not event.active(time_s) or not any(
+                fnmatch.fnmatch(n, p) for n in names for p in event.tiers
+            ):
+                continue
+            if event.kind == "partition":
+                down = True
+            elif event.kind == "heat":
+                heat = True
+            elif event.kind == "node_failure":
+                failed += event.nodes or 0
+        if tier.remote and failed >= tier.servers:
+            down = True
+        p99_ms = 1000.0 * float(tier.service_s[1]) * float(np.exp(tier.sigma * Z99))
+        if tier.remote:
+            p99_ms += tier.rtt.p99_ms
+        states[name] = TierState(name, healthy=not down, thermal_offload=heat, p99_ms=p99_ms)
+    return states
+
+
+def _factor(scenario: Scenario, kind: str, names: Sequence[str], time_s: float) -> float:
+    out = 1.0
+    for event in scenario.events:
+        if event.kind != kind or not event.active(time_s):
+            continue
+        targets = event.workloads if kind == "burst" else event.tiers
+        if any(fnmatch.fnmatch(n, p) for n in names for p in targets):
+            out *= event.factor or 1.0
+    return out
+
+
+@dataclass
+class _Block:
+    """The requests of one workload in one block, before the queues."""
+
+    workload: int
+    arrival: np.ndarray
+    release: np.ndarray
+    route: tuple[int, ...]  # the tiers every request of the block is routed to, in order
+    exit: np.ndarray  # route position that answers when nothing fails
+    degraded: np.ndarray
+    deferred: np.ndarray
+    cost: np.ndarray
+    energy: np.ndarray
+    correct: np.ndarray
+
+
+def simulate(fleet: SimFleet, scenario: Scenario, *, sim: Simulation | None = None) -> SimRun:
+    """Run ``fleet`` under ``scenario`` (see the module docstring)."""
+    s = fleet.settings
+    sim = sim or Simulation(seed=s.seed)
+    horizon = s.hours * 3600.0
+    policy = Policy(fleet.plan)
+    names = tuple(fleet.workloads)
+    tier_names = tuple(fleet.tiers)
+    index = {t: i for i, t in enumerate(tier_names)}
+    starts = block_starts(horizon, s.block_s, scenario)
+    ends = np.append(starts[1:], horizon)
+    spent = dict.fromkeys(fleet.plan.workloads, 0.0)
+    blocks: list[_Block] = []
+    routes: dict[tuple[int, str], Route] = {}
+    waiting: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {w: [] for w in names}
+    calls = 0
+    total = 0
+    for b, (t0, t1) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        states = tier_states(fleet, scenario, t0)
+        hour = (s.start_hour + int(t0 // 3600)) % 24
+        for wi, name in enumerate(names):
+            workload = fleet.workloads[name]
+            rate = workload.hourly_rps[hour] * _factor(scenario, "burst", (name,), t0)
+            n = int(sim.stream(f"arrivals/{name}").poisson(rate * (t1 - t0)))
+            total += n
+            if total > s.max_requests:
+                raise ConfigError(
+                    "max_requests", f"a run of at most {s.max_requests} requests (this one "
+                    "has more; shorten --hours or raise the bound)", total,
+                )  # fmt: skip
+            arrival = np.sort(sim.stream(f"times/{name}").uniform(t0, t1, n))
+            try:
+                route = policy.route(
+                    RequestMeta(name, received_s=t0), now_s=t0, tiers=states, spent_usd=spent
+                )
+            except DeadlineExceededError:  # cannot happen for a fresh request; be safe
+                route = Route(name, (), (), None, None, "deadline")
+            calls += 1
+            routes[(b, name)] = route
+            release = arrival.copy()
+            deferred = np.zeros(n, dtype=bool)
+            if route.defer_until_s is not None or (
+                not route.tiers and fleet.plan.workloads[name].urgency == "deferrable"
+            ):
+                waiting[name].append((arrival, np.full(n, np.nan)))
+                continue
+            # deferred work released now: routed afresh with this block's route
+            held = waiting[name]
+            if held and route.tiers:
+                old = np.concatenate([a for a, _ in held])
+                waiting[name] = []
+                arrival = np.concatenate((old, arrival))
+                release = np.concatenate((_drained(fleet, route, old.size, t0), release))
+                deferred = np.concatenate((np.ones(old.size, dtype=bool), deferred))
+            blocks.append(_paths(fleet, sim, wi, name, route, arrival, release, deferred,
+                                 index, scenario, t0))  # fmt: skip
+            spent[name] += float(blocks[-1].cost.sum())
+    for name in names:  # still in the outbox when the run ends
+        for arrival, _ in waiting[name]:
+            empty = _paths(fleet, sim, names.index(name), name, None, arrival,
+                           np.full(arrival.size, np.nan), np.ones(arrival.size, dtype=bool),
+                           index, scenario, horizon)  # fmt: skip
+            blocks.append(empty)
+    return _serve(fleet, sim, blocks, names, tier_names, horizon, calls, routes)
+
+
+def _drained(fleet: SimFleet, route: Route, count: int, time_s: float) -> np.ndarray:
+    """When ``count`` held items leave the outbox from ``time_s``: the drainer claims
+    ``drain_batch`` at a time and claims again once a round is answered (a round trip
+    and a call to the route's first tier)."""
+    first = fleet.tiers[route.tiers[0]]
+    round_s = first.rtt.p50_ms / 1000.0 + float(first.service_s[1])
+    rounds = np.arange(count) // fleet.settings.drain_batch
+    released: np.ndarray = time_s + rounds * round_s
+    return released
+
+
+def _paths(
+    fleet: SimFleet,
+    sim: Simulation,
+    wi: int,
+    name: str,
+    route: Route | None,
+    arrival: np.ndarray,
+    release: np.ndarray,
+    deferred: np.ndarray,
+    index: dict[str, int],
+    scenario: Scenario,
+    time_s: float,
+) -> _Block:
+    workload = fleet.workloads[name]
+    n = arrival.size
+    cascade = workload.cascade
+    tiers = route.tiers if route is not None else ()
+    route_idx = tuple(index[t] for t in tiers)
+    exit_pos = np.zeros(n, dtype=np.int64)
+    degraded = np.zeros(n, dtype=bool)
+    cost = np.zeros(n)
+    energy = np.zeros(n)
+    if not tiers or n == 0:
+        correct = np.zeros(n, dtype=bool)
+        return _Block(wi, arrival, release, route_idx, exit_pos, degraded, deferred, cost,
+                      energy, correct)  # fmt: skip
+    draws = sim.stream(f"escalation/{name}").random((n, len(cascade)))
+    escalates = draws < np.array([workload.escalate.get(t, 0.0) for t in cascade])
+    # where the full cascade would answer, and where this route answers
+    full_exit = np.full(n, len(cascade) - 1)
+    if len(cascade) > 1:
+        stops = ~escalates[:, :-1]
+        full_exit = np.where(stops.any(axis=1), np.argmax(stops, axis=1), len(cascade) - 1)
+    kept = [cascade.index(t) for t in tiers]
+    kept_esc = escalates[:, kept]
+    if len(kept) > 1:
+        stops_here = ~kept_esc[:, :-1]
+        exit_pos = np.where(stops_here.any(axis=1), np.argmax(stops_here, axis=1), len(kept) - 1)
+    assert route is not None
+    skipped = [
+        cascade.index(d.tier) for d in route.decisions if not d.kept and d.cause in _DEGRADING
+    ]
+    if route.degraded:
+        degraded[:] = True
+    for position in skipped:
+        degraded |= full_exit >= position
+    # cost and energy of every call up to the answer (refusals may add more later)
+    reached = np.arange(len(tiers))[None, :] <= exit_pos[:, None]
+    for pos, name_of_tier in enumerate(tiers):
+        stage = fleet.tiers[name_of_tier]
+        price = _factor(scenario, "price", (stage.name, stage.spec_tier), time_s)
+        cost += reached[:, pos] * stage.cost_usd_per_inference * price
+        energy += reached[:, pos] * (stage.energy_j_per_inference or 0.0)
+    accuracy = workload.accuracy if workload.accuracy is not None else 1.0
+    correct = sim.stream(f"correct/{name}").random(n) < accuracy
+    return _Block(wi, arrival, release, route_idx, exit_pos, degraded, deferred, cost, energy,
+                  correct)  # fmt: skip
+
+
+def _order(blocks: Sequence[_Block], count: int) -> list[int]:
+    """Tiers in the order routes visit them (Kahn's; a cycle is broken by first sight)."""
+    edges: set[tuple[int, int]] = set()
+    seen: list[int] = []
+    for row in {block.route for block in blocks}:
+        for t in row:
+            if t not in seen:
+                seen.append(t)
+        edges.update(itertools.pairwise(row))
+    order: list[int] = []
+    remaining = list(seen)
+    while remaining:
+        free = [t for t in remaining if not any(a in remaining and b == t for a, b in edges)]
+        pick = free[0] if free else remaining[0]
+        order.append(pick)
+        remaining.remove(pick)
+    return order + [t for t in range(count) if t not in order]
+
+
+def _serve(
+    fleet: SimFleet,
+    sim: Simulation,
+    blocks: list[_Block],
+    names: tuple[str, ...],
+    tier_names: tuple[str, ...],
+    horizon: float,
+    calls: int,
+    routes: dict[tuple[int, str], Route],
+) -> SimRun:
+    def cat(attr: str, dtype: type | None = None) -> np.ndarray:
+        parts = [getattr(b, attr) for b in blocks]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype or float)
+
+    workload = np.concatenate([np.full(b.arrival.size, b.workload) for b in blocks]) if blocks \
+        else np.zeros(0, dtype=np.int64)  # fmt: skip
+    arrival, release = cat("arrival"), cat("release")
+    table = sorted({b.route for b in blocks})  # the distinct routes
+    route_id = np.concatenate(
+        [np.full(b.arrival.size, table.index(b.route), dtype=np.int64) for b in blocks]
+    ) if blocks else np.zeros(0, dtype=np.int64)  # fmt: skip
+    lengths = np.array([len(r) for r in table] or [0], dtype=np.int64)
+    exit_pos = cat("exit").astype(np.int64)
+    degraded, deferred = cat("degraded").astype(bool), cat("deferred").astype(bool)
+    cost, energy, correct = cat("cost"), cat("energy"), cat("correct").astype(bool)
+    n = arrival.size
+    ready = release.copy()  # when the request is ready for its next stage
+    done = np.full(n, np.nan)
+    answered = np.full(n, -1, dtype=np.int64)
+    fallbacks = np.zeros(n, dtype=np.int64)
+    alive = ~np.isnan(release) & (lengths[route_id] > 0) if n else np.zeros(0, dtype=bool)
+    for t in _order(blocks, len(tier_names)):
+        tier = fleet.tiers[tier_names[t]]
+        where = np.array([r.index(t) if t in r else -1 for r in table] or [-1], dtype=np.int64)
+        position = where[route_id]
+        # the requests that reach this tier (earlier stages were served before)
+        rows = np.flatnonzero((position >= 0) & (position <= exit_pos) & alive)
+        if rows.size == 0:
+            continue
+        positions = position[rows]
+        order = np.argsort(ready[rows], kind="stable")
+        rows, positions = rows[order], positions[order]
+        start = ready[rows].copy()
+        if tier.remote:
+            start += tier.rtt.samples_ms(sim.stream(f"rtt/{tier.name}"), rows.size) / 1000.0
+            order = np.argsort(start, kind="stable")
+            rows, positions, start = rows[order], positions[order], start[order]
+        finish, failed = _run_tier(tier, fleet, sim, start)
+        last = positions == exit_pos[rows]
+        ok_rows = rows[~failed]
+        done_at = finish[~failed]
+        ends_here = last[~failed]
+        done[ok_rows[ends_here]] = done_at[ends_here]
+        answered[ok_rows[ends_here]] = t
+        ready[ok_rows[~ends_here]] = done_at[~ends_here]
+        # a failed call falls over to the route's next tier, degraded; none left: failed
+        bad_rows, bad_pos, bad_at = rows[failed], positions[failed], finish[failed]
+        fallbacks[bad_rows] += 1
+        degraded[bad_rows] = True
+        has_next = bad_pos + 1 < lengths[route_id[bad_rows]]
+        move = bad_rows[has_next]
+        exit_pos[move] = np.maximum(exit_pos[move], bad_pos[has_next] + 1)
+        ready[move] = bad_at[has_next]
+        alive[bad_rows[~has_next]] = False
+    return SimRun(
+        workloads=names, tiers=tier_names, horizon_s=horizon, workload=workload,
+        arrival_s=arrival, release_s=release, done_s=done, answered_by=answered,
+        degraded=degraded, deferred=deferred, fallbacks=fallbacks, cost_usd=cost,
+        energy_j=energy, correct=correct & (answered >= 0), policy_calls=calls, routes=routes,
+    )  # fmt: skip
+
+
+def _run_tier(
+    tier: SimTier, fleet: SimFleet, sim: Simulation, start: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """When each call (sorted by ``start``) ends, and whether it failed (refused, or
+    slower than the tier's timeout: the caller gives up at ``start + timeout_s``)."""
+    rng = sim.stream(f"service/{tier.name}")
+    jitter = np.exp(tier.sigma * rng.standard_normal(start.size))
+    if not tier.remote:  # in process on each device: no shared queue
+        return start + float(tier.service_s[1]) * jitter, np.zeros(start.size, dtype=bool)
+    s = fleet.settings
+    done = np.empty(start.size)
+    refused = np.empty(start.size, dtype=bool)
+    for server in range(tier.servers):  # a balancer hands the calls round robin
+        part = slice(server, None, tier.servers)
+        run = batching_server(
+            start[part], tier.service_s, max_batch=tier.service_s.size - 1,
+            max_delay_s=s.max_delay_ms / 1000.0, max_queue=s.max_queue, jitter=jitter[part],
+        )  # fmt: skip
+        done[part], refused[part] = run.done_s, run.refused
+    slow = done - start > tier.timeout_s
+    failed = refused | slow
+    finish = np.where(refused, start, np.where(slow, start + tier.timeout_s, done))
+    return finish, failed
