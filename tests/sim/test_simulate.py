@@ -227,3 +227,24 @@ def test_the_cli_prints_compares_and_writes(tmp_path: Path) -> None:
 
 def test_empty_scenario_holds_nothing() -> None:
     assert Scenario().times_s() == []
+
+
+def test_failed_and_preempted_servers_take_capacity_away(tmp_path: Path) -> None:
+    settings = {"hours": 0.2, "traffic_scale": 12}  # the two boxes near their capacity
+    calm = _run(tmp_path / "calm", **settings)
+    half = _run(tmp_path / "half", [{"kind": "node_failure", "tiers": ["box"], "nodes": 1,
+                                     "start": "00:02", "end": "00:08"}], **settings)  # fmt: skip
+    box = calm.run.tiers.index("box")
+    window = _in_window(half, "scan", 180, 480)
+    assert not np.any(half.run.answered_by[window] == -1)  # one box still answers
+    slow = np.nanpercentile((half.run.done_s - half.run.arrival_s)[window], 99)
+    base = np.nanpercentile((calm.run.done_s - calm.run.arrival_s)[window], 99)
+    assert slow > base  # the other box queues twice the work
+    assert np.mean(calm.run.answered_by[window] == box) > 0.25
+    # the cloud's one instance preempted now and then: calls fail over, degraded
+    spot = _run(tmp_path / "spot", [{"kind": "spot_preemption", "tiers": ["gpu"],
+                                     "rate_per_hour": 30}], hours=0.2)  # fmt: skip
+    scan = _totals(spot, "scan")
+    assert 0 < scan["fallbacks"] < scan["requests"] * 0.1
+    assert scan["degraded"] >= scan["fallbacks"]
+    assert scan["share"]["cloud"] < 0.1

@@ -18,8 +18,11 @@ Then every tier, in the order the routes visit them, serves all the requests tha
 it over the whole run at once (:mod:`tierwise.sim.queues`): devices without a queue, edge
 and cloud tiers through their servers' batchers. A request reaches a remote tier one round
 trip after it leaves the previous stage (drawn from the same :class:`RttModel` the link
-emulator uses); a call refused (queue full) or slower than the tier's timeout fails over
-to the next tier of its route, degraded, or fails when none is left.
+emulator uses) and goes round robin to one of the tier's servers that is up (a
+``node_failure`` takes servers down for its span, ``spot_preemption`` at random until a
+replacement is up); a call refused (queue full, or no server up) or slower than the
+tier's timeout fails over to the next tier of its route, degraded, or fails when none is
+left.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from tierwise.sim.inputs import SimFleet, SimTier
 from tierwise.sim.queues import batching_server
 from tierwise.sim.scenario import Scenario
 
-__all__ = ["SimRun", "block_starts", "simulate", "tier_states"]
+__all__ = ["Outage", "SimRun", "block_starts", "server_outages", "simulate", "tier_states"]
 
 _DEGRADING = frozenset({"breaker_open", "unhealthy", "thermal_offload", "budget", "deadline"})
 
@@ -96,7 +99,7 @@ def tier_states(fleet: SimFleet, scenario: Scenario, time_s: float) -> dict[str,
             elif event.kind == "node_failure":
                 failed += event.nodes or 0
         if tier.remote and failed >= tier.servers:
-            down = True
+            down = True  # every server failed: the router finds none
         p99_ms = 1000.0 * float(tier.service_s[1]) * float(np.exp(tier.sigma * Z99))
         if tier.remote:
             p99_ms += tier.rtt.p99_ms
@@ -194,7 +197,7 @@ def simulate(fleet: SimFleet, scenario: Scenario, *, sim: Simulation | None = No
                            np.full(arrival.size, np.nan), np.ones(arrival.size, dtype=bool),
                            index, scenario, horizon)  # fmt: skip
             blocks.append(empty)
-    return _serve(fleet, sim, blocks, names, tier_names, horizon, calls, routes)
+    return _serve(fleet, sim, scenario, blocks, names, tier_names, horizon, calls, routes)
 
 
 def _drained(fleet: SimFleet, route: Route, count: int, time_s: float) -> np.ndarray:
@@ -289,6 +292,7 @@ def _order(blocks: Sequence[_Block], count: int) -> list[int]:
 def _serve(
     fleet: SimFleet,
     sim: Simulation,
+    scenario: Scenario,
     blocks: list[_Block],
     names: tuple[str, ...],
     tier_names: tuple[str, ...],
@@ -317,6 +321,7 @@ def _serve(
     answered = np.full(n, -1, dtype=np.int64)
     fallbacks = np.zeros(n, dtype=np.int64)
     alive = ~np.isnan(release) & (lengths[route_id] > 0) if n else np.zeros(0, dtype=bool)
+    outages = server_outages(fleet, scenario, sim, horizon)
     for t in _order(blocks, len(tier_names)):
         tier = fleet.tiers[tier_names[t]]
         where = np.array([r.index(t) if t in r else -1 for r in table] or [-1], dtype=np.int64)
@@ -333,7 +338,7 @@ def _serve(
             start += tier.rtt.samples_ms(sim.stream(f"rtt/{tier.name}"), rows.size) / 1000.0
             order = np.argsort(start, kind="stable")
             rows, positions, start = rows[order], positions[order], start[order]
-        finish, failed = _run_tier(tier, fleet, sim, start)
+        finish, failed = _run_tier(tier, fleet, sim, start, outages.get(tier.name, []))
         last = positions == exit_pos[rows]
         ok_rows = rows[~failed]
         done_at = finish[~failed]
@@ -358,8 +363,67 @@ def _serve(
     )  # fmt: skip
 
 
+#: (server, down from, down until) of one tier
+Outage = tuple[int, float, float]
+
+
+def server_outages(
+    fleet: SimFleet, scenario: Scenario, sim: Simulation, horizon_s: float
+) -> dict[str, list[Outage]]:
+    """Which servers of each remote tier are down when: a ``node_failure`` takes its first
+    ``nodes`` servers down for its span; ``spot_preemption`` takes each server down at
+    Poisson times (``rate_per_hour``) until a replacement is up ``spot_replace_s`` later."""
+    out: dict[str, list[Outage]] = {}
+    for name, tier in fleet.tiers.items():
+        if not tier.remote:
+            continue
+        names = (name, tier.spec_tier)
+        found: list[Outage] = []
+        for i, event in enumerate(scenario.events):
+            if not any(fnmatch.fnmatch(n, p) for n in names for p in event.tiers):
+                continue
+            end = horizon_s if event.end_s is None else min(event.end_s, horizon_s)
+            if event.kind == "node_failure":
+                found += [(j, event.start_s, end) for j in range(min(event.nodes or 0,
+                                                                     tier.servers))]  # fmt: skip
+            elif event.kind == "spot_preemption" and event.rate_per_hour:
+                rng = sim.stream(f"preemption/{name}/{i}")
+                span_h = max(0.0, end - event.start_s) / 3600.0
+                for j in range(tier.servers):
+                    count = int(rng.poisson(event.rate_per_hour * span_h))
+                    times = np.sort(rng.uniform(event.start_s, end, count))
+                    replace_s = fleet.settings.spot_replace_s
+                    found += [(j, float(t), float(t) + replace_s) for t in times]
+        if found:
+            out[name] = found
+    return out
+
+
+def _assign(start: np.ndarray, servers: int, outages: list[Outage]) -> np.ndarray:
+    """The server each call (sorted by ``start``) goes to: round robin over the servers
+    that are up when it arrives; -1 while none is (the call is refused)."""
+    if not outages:
+        return np.arange(start.size) % servers
+    edges = sorted({0.0, *(t for _, a, b in outages for t in (a, b))})
+    segment = np.searchsorted(np.asarray(edges), start, side="right") - 1
+    out = np.empty(start.size, dtype=np.int64)
+    turn = 0
+    for k, t0 in enumerate(edges):
+        rows = np.flatnonzero(segment == k)
+        if rows.size == 0:
+            continue
+        down = {j for j, a, b in outages if a <= t0 < b}
+        up = np.array([j for j in range(servers) if j not in down], dtype=np.int64)
+        if up.size == 0:
+            out[rows] = -1
+            continue
+        out[rows] = up[(turn + np.arange(rows.size)) % up.size]
+        turn += rows.size
+    return out
+
+
 def _run_tier(
-    tier: SimTier, fleet: SimFleet, sim: Simulation, start: np.ndarray
+    tier: SimTier, fleet: SimFleet, sim: Simulation, start: np.ndarray, outages: list[Outage]
 ) -> tuple[np.ndarray, np.ndarray]:
     """When each call (sorted by ``start``) ends, and whether it failed (refused, or
     slower than the tier's timeout: the caller gives up at ``start + timeout_s``)."""
@@ -368,10 +432,13 @@ def _run_tier(
     if not tier.remote:  # in process on each device: no shared queue
         return start + float(tier.service_s[1]) * jitter, np.zeros(start.size, dtype=bool)
     s = fleet.settings
-    done = np.empty(start.size)
-    refused = np.empty(start.size, dtype=bool)
-    for server in range(tier.servers):  # a balancer hands the calls round robin
-        part = slice(server, None, tier.servers)
+    server_of = _assign(start, tier.servers, outages)
+    done = np.where(server_of < 0, start, np.nan)
+    refused = server_of < 0  # no server up: refused at once
+    for server in range(tier.servers):  # a balancer spreads the calls over those up
+        part = np.flatnonzero(server_of == server)
+        if part.size == 0:
+            continue
         run = batching_server(
             start[part], tier.service_s, max_batch=tier.service_s.size - 1,
             max_delay_s=s.max_delay_ms / 1000.0, max_queue=s.max_queue, jitter=jitter[part],

@@ -52,6 +52,9 @@ class SimSettings(BaseModel):
     max_queue: int = Field(default=512, ge=1)
     target_utilization: float = Field(default=0.7, gt=0, le=1)
     drain_batch: int = Field(default=16, ge=1, description="outbox items delivered per round")
+    spot_replace_s: float = Field(
+        default=120.0, gt=0, le=86400, description="until a preempted instance is replaced"
+    )
     max_requests: int = Field(default=200_000_000, ge=1, description="refuse bigger runs")
 
 
