@@ -60,6 +60,22 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
     assert orjson.dumps(first) != orjson.dumps(other)
 
 
+def test_a_run_that_keeps_no_requests_reports_the_same(tmp_path: Path) -> None:
+    path = write_fleet(tmp_path)
+    settings = SimSettings(hours=0.25)
+    kept = simulate_files(path, spec_path=None, profiles=[], scenario_path=None,
+                          settings=settings).summary  # fmt: skip
+    lean = simulate_files(path, spec_path=None, profiles=[], scenario_path=None,
+                          settings=settings, keep_requests=False)  # fmt: skip
+    assert lean.run.arrival_s.size == 0
+    assert lean.summary == kept
+    # the totals' percentiles (a histogram) agree with the exact ones within 1%
+    hour = kept["workloads"]["scan"]["by_hour"][0]
+    total = kept["workloads"]["scan"]["total"]
+    for q in ("p50_ms", "p95_ms", "p99_ms"):
+        assert total[q] == pytest.approx(hour[q], rel=0.01)
+
+
 def test_answers_land_where_the_measured_cascade_says(tmp_path: Path) -> None:
     result = _run(tmp_path)
     scan = _totals(result, "scan")

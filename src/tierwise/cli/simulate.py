@@ -110,7 +110,8 @@ def simulate(
 
     def run(plan_path: Path, scenario_path: Path | None) -> Simulated:
         return simulate_files(plan_path, spec_path=fleet, profiles=profiles or [],
-                              scenario_path=scenario_path, settings=settings)  # fmt: skip
+                              scenario_path=scenario_path, settings=settings,
+                              keep_requests=False)  # fmt: skip
 
     runs = [run(plan, scenario)]
     if compare is not None:

@@ -30,7 +30,8 @@ from __future__ import annotations
 import fnmatch
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ _DEGRADING = frozenset({"breaker_open", "unhealthy", "thermal_offload", "budget"
 @dataclass(frozen=True)
 class SimRun:
     """Every simulated request (arrays of one row per request, in arrival order per
-    block) and the run's bounds."""
+    block; empty when the run kept none), the run's bounds and its figures."""
 
     workloads: tuple[str, ...]
     tiers: tuple[str, ...]
@@ -69,6 +70,7 @@ class SimRun:
     correct: np.ndarray
     policy_calls: int
     routes: dict[tuple[int, str], Route]  # (block index, workload): the block's route
+    tally: Any = None  # the run's figures (a tierwise.sim.results.Tally)
 
 
 def block_starts(horizon_s: float, block_s: float, scenario: Scenario) -> np.ndarray:
@@ -134,8 +136,19 @@ class _Block:
     correct: np.ndarray
 
 
-def simulate(fleet: SimFleet, scenario: Scenario, *, sim: Simulation | None = None) -> SimRun:
-    """Run ``fleet`` under ``scenario`` (see the module docstring)."""
+def simulate(
+    fleet: SimFleet,
+    scenario: Scenario,
+    *,
+    sim: Simulation | None = None,
+    keep_requests: bool = True,
+) -> SimRun:
+    """Run ``fleet`` under ``scenario`` (see the module docstring), an hour at a time:
+    each hour's requests are served with the servers as the previous hour left them, and
+    tallied (:class:`~tierwise.sim.results.Tally`); ``keep_requests`` also keeps every
+    request's record (memory grows with the run; off for long runs of large fleets)."""
+    from tierwise.sim.results import Tally
+
     s = fleet.settings
     sim = sim or Simulation(seed=s.seed)
     horizon = s.hours * 3600.0
@@ -146,14 +159,29 @@ def simulate(fleet: SimFleet, scenario: Scenario, *, sim: Simulation | None = No
     starts = block_starts(horizon, s.block_s, scenario)
     ends = np.append(starts[1:], horizon)
     spent = dict.fromkeys(fleet.plan.workloads, 0.0)
+    tally = Tally(fleet, names, tier_names, horizon)
+    free: dict[str, list[float]] = {t.name: [0.0] * t.servers for t in fleet.tiers.values()}
+    outages = server_outages(fleet, scenario, sim, horizon)
+    kept: list[SimRun] = []
     blocks: list[_Block] = []
     routes: dict[tuple[int, str], Route] = {}
-    waiting: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {w: [] for w in names}
-    calls = 0
-    total = 0
+    waiting: dict[str, list[np.ndarray]] = {w: [] for w in names}
+    calls = total = 0
+    hour_index = 0
+
+    def flush() -> None:
+        part = _serve(fleet, sim, blocks, names, tier_names, horizon, free, outages)
+        tally.add(part, hour_index)
+        if keep_requests:
+            kept.append(part)
+        blocks.clear()
+
     for b, (t0, t1) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        if int(t0 // 3600) != hour_index:
+            flush()
+            hour_index = int(t0 // 3600)
         states = tier_states(fleet, scenario, t0)
-        hour = (s.start_hour + int(t0 // 3600)) % 24
+        hour = (s.start_hour + hour_index) % 24
         for wi, name in enumerate(names):
             workload = fleet.workloads[name]
             rate = workload.hourly_rps[hour] * _factor(scenario, "burst", (name,), t0)
@@ -178,12 +206,13 @@ def simulate(fleet: SimFleet, scenario: Scenario, *, sim: Simulation | None = No
             if route.defer_until_s is not None or (
                 not route.tiers and fleet.plan.workloads[name].urgency == "deferrable"
             ):
-                waiting[name].append((arrival, np.full(n, np.nan)))
+                waiting[name].append(arrival)
+                tally.depth(wi, hour_index, sum(a.size for a in waiting[name]))
                 continue
             # deferred work released now: routed afresh with this block's route
             held = waiting[name]
             if held and route.tiers:
-                old = np.concatenate([a for a, _ in held])
+                old = np.concatenate(held)
                 waiting[name] = []
                 arrival = np.concatenate((old, arrival))
                 release = np.concatenate((_drained(fleet, route, old.size, t0), release))
@@ -192,12 +221,32 @@ def simulate(fleet: SimFleet, scenario: Scenario, *, sim: Simulation | None = No
                                  index, scenario, t0))  # fmt: skip
             spent[name] += float(blocks[-1].cost.sum())
     for name in names:  # still in the outbox when the run ends
-        for arrival, _ in waiting[name]:
-            empty = _paths(fleet, sim, names.index(name), name, None, arrival,
-                           np.full(arrival.size, np.nan), np.ones(arrival.size, dtype=bool),
-                           index, scenario, horizon)  # fmt: skip
-            blocks.append(empty)
-    return _serve(fleet, sim, scenario, blocks, names, tier_names, horizon, calls, routes)
+        for arrival in waiting[name]:
+            blocks.append(_paths(fleet, sim, names.index(name), name, None, arrival,
+                                 np.full(arrival.size, np.nan), np.ones(arrival.size, dtype=bool),
+                                 index, scenario, horizon))  # fmt: skip
+    flush()
+    run = _join(kept, names, tier_names, horizon) if keep_requests else _join(
+        [], names, tier_names, horizon)  # fmt: skip
+    return replace(run, policy_calls=calls, routes=routes, tally=tally)
+
+
+def _join(
+    parts: list[SimRun], names: tuple[str, ...], tiers: tuple[str, ...], horizon: float
+) -> SimRun:
+    def cat(attr: str, dtype: type) -> np.ndarray:
+        arrays = [getattr(p, attr) for p in parts]
+        return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
+
+    return SimRun(
+        workloads=names, tiers=tiers, horizon_s=horizon, workload=cat("workload", np.int64),
+        arrival_s=cat("arrival_s", float), release_s=cat("release_s", float),
+        done_s=cat("done_s", float), answered_by=cat("answered_by", np.int64),
+        degraded=cat("degraded", bool), deferred=cat("deferred", bool),
+        fallbacks=cat("fallbacks", np.int64), cost_usd=cat("cost_usd", float),
+        energy_j=cat("energy_j", float), correct=cat("correct", bool), policy_calls=0,
+        routes={},
+    )  # fmt: skip
 
 
 def _drained(fleet: SimFleet, route: Route, count: int, time_s: float) -> np.ndarray:
@@ -292,13 +341,12 @@ def _order(blocks: Sequence[_Block], count: int) -> list[int]:
 def _serve(
     fleet: SimFleet,
     sim: Simulation,
-    scenario: Scenario,
     blocks: list[_Block],
     names: tuple[str, ...],
     tier_names: tuple[str, ...],
     horizon: float,
-    calls: int,
-    routes: dict[tuple[int, str], Route],
+    free: dict[str, list[float]],
+    outages: dict[str, list[Outage]],
 ) -> SimRun:
     def cat(attr: str, dtype: type | None = None) -> np.ndarray:
         parts = [getattr(b, attr) for b in blocks]
@@ -321,7 +369,6 @@ def _serve(
     answered = np.full(n, -1, dtype=np.int64)
     fallbacks = np.zeros(n, dtype=np.int64)
     alive = ~np.isnan(release) & (lengths[route_id] > 0) if n else np.zeros(0, dtype=bool)
-    outages = server_outages(fleet, scenario, sim, horizon)
     for t in _order(blocks, len(tier_names)):
         tier = fleet.tiers[tier_names[t]]
         where = np.array([r.index(t) if t in r else -1 for r in table] or [-1], dtype=np.int64)
@@ -338,7 +385,9 @@ def _serve(
             start += tier.rtt.samples_ms(sim.stream(f"rtt/{tier.name}"), rows.size) / 1000.0
             order = np.argsort(start, kind="stable")
             rows, positions, start = rows[order], positions[order], start[order]
-        finish, failed = _run_tier(tier, fleet, sim, start, outages.get(tier.name, []))
+        finish, failed = _run_tier(
+            tier, fleet, sim, start, outages.get(tier.name, []), free[tier.name]
+        )
         last = positions == exit_pos[rows]
         ok_rows = rows[~failed]
         done_at = finish[~failed]
@@ -359,7 +408,7 @@ def _serve(
         workloads=names, tiers=tier_names, horizon_s=horizon, workload=workload,
         arrival_s=arrival, release_s=release, done_s=done, answered_by=answered,
         degraded=degraded, deferred=deferred, fallbacks=fallbacks, cost_usd=cost,
-        energy_j=energy, correct=correct & (answered >= 0), policy_calls=calls, routes=routes,
+        energy_j=energy, correct=correct & (answered >= 0), policy_calls=0, routes={},
     )  # fmt: skip
 
 
@@ -423,10 +472,16 @@ def _assign(start: np.ndarray, servers: int, outages: list[Outage]) -> np.ndarra
 
 
 def _run_tier(
-    tier: SimTier, fleet: SimFleet, sim: Simulation, start: np.ndarray, outages: list[Outage]
+    tier: SimTier,
+    fleet: SimFleet,
+    sim: Simulation,
+    start: np.ndarray,
+    outages: list[Outage],
+    free: list[float],
 ) -> tuple[np.ndarray, np.ndarray]:
     """When each call (sorted by ``start``) ends, and whether it failed (refused, or
-    slower than the tier's timeout: the caller gives up at ``start + timeout_s``)."""
+    slower than the tier's timeout: the caller gives up at ``start + timeout_s``).
+    ``free`` holds when each server is free, and is brought up to date."""
     rng = sim.stream(f"service/{tier.name}")
     jitter = np.exp(tier.sigma * rng.standard_normal(start.size))
     if not tier.remote:  # in process on each device: no shared queue
@@ -442,8 +497,10 @@ def _run_tier(
         run = batching_server(
             start[part], tier.service_s, max_batch=tier.service_s.size - 1,
             max_delay_s=s.max_delay_ms / 1000.0, max_queue=s.max_queue, jitter=jitter[part],
+            free_s=free[server : server + 1],
         )  # fmt: skip
         done[part], refused[part] = run.done_s, run.refused
+        free[server] = run.free_s[0]
     slow = done - start > tier.timeout_s
     failed = refused | slow
     finish = np.where(refused, start, np.where(slow, start + tier.timeout_s, done))

@@ -35,10 +35,12 @@ def simulate_files(
     profiles: Sequence[Path],
     scenario_path: Path | None,
     settings: SimSettings,
+    keep_requests: bool = True,
 ) -> Simulated:
     """Load, check and run (ConfigError, SpecError or PlanError naming the file and
     field of a mistake). ``spec_path`` defaults to the plan's ``spec:``; ``profiles`` to
-    ``profiles.json`` beside the plan."""
+    ``profiles.json`` beside the plan; ``keep_requests``: see
+    :func:`~tierwise.sim.engine.simulate`."""
     plan = load_plan(plan_path, check_files=False)
     spec_file = spec_path or plan.spec
     if spec_file is None:
@@ -53,7 +55,7 @@ def simulate_files(
     known_tiers = [*plan.tiers, *(t.spec_tier for t in plan.tiers.values() if t.spec_tier)]
     scenario.check(known_tiers, plan.workloads, str(scenario_path or "scenario"))
     fleet = sim_fleet(plan, spec, catalog, settings)
-    run = simulate(fleet, scenario)
+    run = simulate(fleet, scenario, keep_requests=keep_requests)
     summary = summarize(run, fleet)
     summary["scenario"] = scenario.name
     summary["plan"] = str(plan_path)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,12 +66,13 @@ def spread_departures(arrivals_s: np.ndarray, service_s: np.ndarray, replicas: i
 @dataclass(frozen=True, slots=True)
 class BatchRun:
     """Per request: when its batch started and finished (NaN when refused), its batch's
-    rows, and whether it was refused."""
+    rows, and whether it was refused; and when each worker is free after the last."""
 
     start_s: np.ndarray
     done_s: np.ndarray
     batch_rows: np.ndarray
     refused: np.ndarray
+    free_s: tuple[float, ...] = ()
 
     @property
     def batches(self) -> int:
@@ -88,10 +90,13 @@ def batching_server(
     max_queue: int,
     instances: int = 1,
     jitter: np.ndarray | None = None,
+    free_s: Sequence[float] | None = None,
 ) -> BatchRun:
     """Run a block of arrivals through the dynamic batcher (see the module docstring).
     ``service_s[b]`` is the time of a batch of ``b`` rows (index 0 unused); ``jitter``
-    multiplies the time of the i-th batch run (one factor per arrival at most)."""
+    multiplies the time of the i-th batch run (one factor per arrival at most);
+    ``free_s`` is when each worker is free (a previous block's :attr:`BatchRun.free_s`;
+    all at 0 when None)."""
     a = _sorted_times(arrivals_s)
     table = np.asarray(service_s, dtype=float)
     for name, value, low in (("max_batch", max_batch, 1), ("max_queue", max_queue, 1),
@@ -115,7 +120,9 @@ def batching_server(
     if factors is not None and len(factors) < n:
         raise ConfigError("jitter", f"a factor per arrival ({n})", len(factors))
     batch = 0
-    free = [0.0] * instances
+    free = [0.0] * instances if free_s is None else [float(f) for f in free_s]
+    if len(free) != instances:
+        raise ConfigError("free_s", f"one time per instance ({instances})", len(free))
     heapq.heapify(free)
     waiting: deque[int] = deque()
     k = 0  # the next arrival not yet admitted or refused
@@ -159,7 +166,7 @@ def batching_server(
             done[index] = finish
             rows[index] = size
         heapq.heappush(free, finish)
-    return BatchRun(start, done, rows, refused)
+    return BatchRun(start, done, rows, refused, tuple(sorted(free)))
 
 
 def _idle_stretch(

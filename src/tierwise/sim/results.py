@@ -69,32 +69,123 @@ def _figures(
     }
 
 
-def _depths(run: SimRun, rows: np.ndarray, hours: int) -> tuple[list[int], int]:
-    """The outbox's deepest backlog of these requests in each hour, and overall."""
-    deferred = rows[run.deferred[rows]]
-    if deferred.size == 0:
-        return [0] * hours, 0
-    leave = np.nan_to_num(run.release_s[deferred], nan=run.horizon_s)
-    times = np.concatenate((run.arrival_s[deferred], leave))
-    steps = np.concatenate((np.ones(deferred.size), -np.ones(deferred.size)))
-    order = np.lexsort((steps, times))  # at one instant, leaving before arriving
-    depth = np.cumsum(steps[order])
-    hour = np.minimum((times[order] // 3600).astype(np.int64), hours - 1)
-    per_hour = [0] * hours
-    for h in range(hours):
-        here = depth[hour == h]
-        per_hour[h] = int(here.max()) if here.size else (per_hour[h - 1] if h else 0)
-    return per_hour, int(depth.max())
+#: latency histogram bins for the run's totals: 1 us to 1000 s, 0.5% wide
+_EDGES_MS = np.logspace(-3, 6, 4501)
+
+
+class Tally:
+    """The run's figures, added an hour of served requests at a time: each hour's
+    exactly, the whole run's from sums and a fine latency histogram (percentiles within
+    half a percent). Requests count in the hour they were served (a deferred one in the
+    hour it left the outbox)."""
+
+    def __init__(
+        self, fleet: SimFleet, workloads: tuple[str, ...], tiers: tuple[str, ...], horizon_s: float
+    ) -> None:
+        self.fleet = fleet
+        self.workloads = workloads
+        self.tiers = tiers
+        self.hours = max(1, int(np.ceil(horizon_s / 3600.0)))
+        self.by_hour: list[list[dict[str, Any] | None]] = [[None] * self.hours for _ in workloads]
+        self.depths = np.zeros((len(workloads), self.hours), dtype=np.int64)
+        self.hist = np.zeros((len(workloads), _EDGES_MS.size + 1), dtype=np.int64)
+        self.sums = [dict.fromkeys(_SUMMED, 0.0) for _ in workloads]
+        self.wait_max = [0.0] * len(workloads)
+        self.shares = np.zeros((len(workloads), len(KINDS)), dtype=np.int64)
+
+    def depth(self, workload: int, hour: int, items: int) -> None:
+        """The outbox holds ``items`` of ``workload`` during ``hour``."""
+        h = min(hour, self.hours - 1)
+        self.depths[workload, h] = max(int(self.depths[workload, h]), items)
+
+    def add(self, part: SimRun, hour: int) -> None:
+        """Tally the requests served in ``hour``."""
+        h = min(hour, self.hours - 1)
+        kinds = np.array([self.fleet.tiers[t].kind for t in part.tiers] + ["none"])
+        for wi, name in enumerate(self.workloads):
+            rows = np.flatnonzero(part.workload == wi)
+            slo = self.fleet.workloads[name].slo_p99_ms
+            figures = _figures(part, self.fleet, rows, slo, int(self.depths[wi, h]))
+            self.by_hour[wi][h] = figures
+            sums = self.sums[wi]
+            for key in _SUMMED:
+                value = figures.get(key)
+                if key == "cost":
+                    value = float(part.cost_usd[rows].sum())
+                elif key == "energy":
+                    value = float(part.energy_j[rows].sum())
+                elif key == "correct":
+                    value = float(part.correct[rows].sum())
+                elif key == "wait":
+                    waits = (part.release_s[rows] - part.arrival_s[rows])[part.deferred[rows]]
+                    waits = waits[~np.isnan(waits)]
+                    value = float(waits.sum())
+                    if waits.size:
+                        self.wait_max[wi] = max(self.wait_max[wi], float(waits.max()))
+                elif key == "waited":
+                    waited = part.deferred[rows] & ~np.isnan(part.release_s[rows])
+                    value = float(waited.sum())
+                sums[key] += float(value or 0)
+            done = part.done_s[rows]
+            ok = ~np.isnan(done)
+            latency = (done[ok] - part.release_s[rows][ok]) * 1000.0
+            self.hist[wi] += np.bincount(np.searchsorted(_EDGES_MS, latency),
+                                         minlength=_EDGES_MS.size + 1)  # fmt: skip
+            answered_kind = kinds[part.answered_by[rows]]
+            for k, kind in enumerate(KINDS):
+                self.shares[wi, k] += int((answered_kind == kind).sum())
+
+    def total(self, wi: int) -> dict[str, Any]:
+        """The whole run's figures of workload ``wi``."""
+        sums = self.sums[wi]
+        n, answered = int(sums["requests"]), int(sums["answered"])
+        slo = self.fleet.workloads[self.workloads[wi]].slo_p99_ms
+        p50, p95, p99 = (self._quantile(wi, q) for q in (0.5, 0.95, 0.99))
+        waited = sums["waited"]
+        return {
+            "requests": n,
+            "answered": answered,
+            "failed": int(sums["failed"]),
+            "pending": int(sums["pending"]),
+            "p50_ms": p50,
+            "p95_ms": p95,
+            "p99_ms": p99,
+            "slo_p99_ms": slo,
+            "slo_misses": int(sums["slo_misses"]) if slo is not None else None,
+            "share": {k: _round(self.shares[wi, i] / n if n else 0.0) for i, k in enumerate(KINDS)},
+            "degraded": int(sums["degraded"]),
+            "fallbacks": int(sums["fallbacks"]),
+            "deferred": int(sums["deferred"]),
+            "deferred_wait_s_mean": _round(sums["wait"] / waited) if waited else None,
+            "deferred_wait_s_max": _round(self.wait_max[wi]) if waited else None,
+            "outbox_depth_max": int(self.depths[wi].max()),
+            "usd_per_million": _round(sums["cost"] / n * 1e6) if n else None,
+            "energy_j_per_inference": _round(sums["energy"] / answered) if answered else None,
+            "accuracy": _round(sums["correct"] / answered) if answered else None,
+        }
+
+    def _quantile(self, wi: int, q: float) -> float | None:
+        counts = self.hist[wi]
+        total = int(counts.sum())
+        if not total:
+            return None
+        k = int(np.searchsorted(np.cumsum(counts), q * total, side="left"))
+        low = _EDGES_MS[max(0, k - 1)]
+        high = _EDGES_MS[min(k, _EDGES_MS.size - 1)]
+        return _round(float(np.sqrt(low * high)))
+
+
+_SUMMED = ("requests", "answered", "failed", "pending", "slo_misses", "degraded", "fallbacks",
+           "deferred", "cost", "energy", "correct", "wait", "waited")  # fmt: skip
 
 
 def summarize(run: SimRun, fleet: SimFleet) -> dict[str, Any]:
     """The run's figures (see the module docstring) as a JSON-ready mapping."""
-    hours = max(1, int(np.ceil(run.horizon_s / 3600.0)))
-    hour_of = np.minimum((run.arrival_s // 3600).astype(np.int64), hours - 1)
+    tally: Tally = run.tally
     out: dict[str, Any] = {
         "hours": fleet.settings.hours,
         "seed": fleet.settings.seed,
-        "requests": int(run.arrival_s.size),
+        "requests": sum(int(t["requests"]) for t in tally.sums),
         "policy_calls": run.policy_calls,
         "tiers": {
             name: {
@@ -107,17 +198,14 @@ def summarize(run: SimRun, fleet: SimFleet) -> dict[str, Any]:
         },
         "workloads": {},
     }
-    for wi, name in enumerate(run.workloads):
-        rows = np.flatnonzero(run.workload == wi)
-        slo = fleet.workloads[name].slo_p99_ms
-        per_hour, deepest = _depths(run, rows, hours)
-        by_hour = []
-        for h in range(hours):
-            in_hour = rows[hour_of[rows] == h]
-            by_hour.append({"hour": (fleet.settings.start_hour + h) % 24,
-                            **_figures(run, fleet, in_hour, slo, per_hour[h])})  # fmt: skip
-        out["workloads"][name] = {
-            "total": _figures(run, fleet, rows, slo, deepest),
-            "by_hour": by_hour,
-        }
+    for wi, name in enumerate(tally.workloads):
+        hours = []
+        for h, figures in enumerate(tally.by_hour[wi]):
+            hour = (fleet.settings.start_hour + h) % 24
+            hours.append({"hour": hour, **(figures or _figures_empty())})
+        out["workloads"][name] = {"total": tally.total(wi), "by_hour": hours}
     return out
+
+
+def _figures_empty() -> dict[str, Any]:
+    return {"requests": 0}
