@@ -113,12 +113,19 @@ def test_batcher_waits_for_company_then_bounds_its_queue() -> None:
     arrivals = np.cumsum(np.random.default_rng(2).exponential(0.02, 1000))
     single = batching_server(arrivals, costs, max_batch=1, max_delay_s=0.0, max_queue=10_000)
     assert single.done_s == pytest.approx(fifo_departures(arrivals, np.full(1000, 0.01)))
-    # a burst past the queue's bound is refused (429), the rest served: the first finds
-    # the worker idle and runs alone, four wait for it, the others are refused
+    # a burst past the queue's bound is refused (429), the rest served: arriving at once,
+    # four are taken together and the others refused
     burst = batching_server(np.zeros(100), costs, max_batch=4, max_delay_s=0.0, max_queue=4)
-    assert burst.refused.sum() == 95
-    assert burst.batches == 2
-    assert burst.batch_rows[:5].tolist() == [1, 4, 4, 4, 4]
+    assert burst.refused.sum() == 96
+    assert burst.batches == 1
+    # queued one at a time behind a busy worker, requests run alone (FIFO) ...
+    spaced = batching_server(np.array([0.0, 0.004, 0.012]), costs, max_batch=4,
+                             max_delay_s=0.0, max_queue=8)  # fmt: skip
+    assert spaced.done_s.tolist() == pytest.approx([0.01, 0.02, 0.03])
+    # ... and two waiting when it frees run together
+    pair = batching_server(np.array([0.0, 0.004, 0.006]), costs, max_batch=4,
+                           max_delay_s=0.0, max_queue=8)  # fmt: skip
+    assert pair.done_s.tolist() == pytest.approx([0.01, 0.022, 0.022])
 
 
 def test_runs_are_a_pure_function_of_the_seed() -> None:

@@ -129,9 +129,9 @@ def batching_server(
     fast = instances == 1 and max_delay_s == 0.0
     scale = np.ones(n) if jitter is None else np.asarray(jitter, dtype=float)
     while k < n or waiting:
-        if fast and not waiting and times[k] >= free[0]:
-            # arrivals that each find the server idle run alone, at once: vectorised
-            k, batch, free[0] = _idle_stretch(
+        if fast and not waiting:
+            # while requests run one at a time the batcher is a FIFO server: vectorised
+            k, batch, free[0] = _single_stretch(
                 a, scale, costs[1], k, batch, free[0], start, done, rows
             )
             if k >= n:
@@ -169,7 +169,7 @@ def batching_server(
     return BatchRun(start, done, rows, refused, tuple(sorted(free)))
 
 
-def _idle_stretch(
+def _single_stretch(
     a: np.ndarray,
     scale: np.ndarray,
     single_s: float,
@@ -179,22 +179,31 @@ def _idle_stretch(
     start: np.ndarray,
     done: np.ndarray,
     rows: np.ndarray,
-    window: int = 4096,
 ) -> tuple[int, int, float]:
-    """Serve arrivals from ``k`` that find the one worker idle, each alone, a window at a
-    time; stops at the first that would find it busy. Returns (next arrival, batches run,
-    when the worker is free)."""
+    """Serve arrivals from ``k`` while each runs alone: as long as no request is waiting
+    when the one before it starts, the batcher takes one at a time and the worker is a
+    FIFO server (Lindley's recursion, vectorised a window at a time). Stops at the first
+    request whose start finds the next already waiting (a batch of several forms there).
+    Returns (next arrival, batches run, when the worker is free). The window starts small
+    and doubles while whole windows pass, so a busy worker costs little here."""
     n = a.size
+    window = 16
     while k < n:
         length = min(n - k, window)
+        window = min(2 * window, 8192)
         arrive = a[k : k + length]
-        finish = arrive + single_s * scale[batch : batch + length]
-        idle = np.empty(length, dtype=bool)
-        idle[0] = arrive[0] >= free_s
-        idle[1:] = arrive[1:] >= finish[:-1]
-        stop = length if idle.all() else int(np.argmin(idle))
+        service = single_s * scale[batch : batch + length]
+        total = np.cumsum(service)
+        before = total - service
+        head = arrive - before
+        head[0] = max(float(arrive[0]), free_s)
+        finish = total + np.maximum.accumulate(head)
+        begin = finish - service
+        nxt = a[k + 1 : k + length + 1]
+        crowded = nxt <= begin[: nxt.size]  # the next arrived before this one started
+        stop = int(np.argmax(crowded)) if crowded.any() else length
         if stop:
-            start[k : k + stop] = arrive[:stop]
+            start[k : k + stop] = begin[:stop]
             done[k : k + stop] = finish[:stop]
             rows[k : k + stop] = 1
             free_s = float(finish[stop - 1])
