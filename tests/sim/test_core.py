@@ -168,3 +168,31 @@ def test_bad_queue_inputs_are_refused() -> None:
     with pytest.raises(ConfigError, match="service_s"):
         batching_server(np.array([1.0]), np.array([0.0, 1.0]), max_batch=4, max_delay_s=0,
                         max_queue=1)  # fmt: skip
+
+
+def test_the_compiled_batcher_gives_the_python_loops_numbers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tierwise.sim import kernel, queues
+
+    assert kernel.COMPILED  # numba is installed with the dev extra
+    rng = np.random.default_rng(4)
+    times = np.cumsum(rng.exponential(0.004, 20_000))
+    costs = np.array([0.0, 0.01, 0.012, 0.014, 0.016])
+    factors = rng.lognormal(0.0, 0.2, times.size)
+    args = (times, costs, factors, 4, 0.002, 16, 0.5)
+    compiled = kernel.one_worker(*args)
+    plain = kernel._one_worker(*args)
+    for a, b in zip(compiled[:4], plain[:4], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert compiled[4] == plain[4]
+    assert plain[3].any()  # the queue bound was reached: the test covers refusals
+    assert plain[2].max() == 4  # and full batches
+    # without numba, batching_server's own loop (with its vectorised stretches) agrees
+    compiled_run = batching_server(times, costs, max_batch=4, max_delay_s=0.0, max_queue=16,
+                                   jitter=factors, free_s=[0.5])  # fmt: skip
+    monkeypatch.setattr(queues, "COMPILED", False)
+    python_run = batching_server(times, costs, max_batch=4, max_delay_s=0.0, max_queue=16,
+                                 jitter=factors, free_s=[0.5])  # fmt: skip
+    np.testing.assert_allclose(python_run.done_s, compiled_run.done_s, rtol=1e-12)
+    np.testing.assert_array_equal(python_run.refused, compiled_run.refused)

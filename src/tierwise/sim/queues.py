@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tierwise.errors import ConfigError
+from tierwise.sim.kernel import COMPILED, one_worker
 
 __all__ = ["BatchRun", "batching_server", "fifo_departures", "spread_departures"]
 
@@ -110,6 +111,13 @@ def batching_server(
             "service_s", f"positive times of batches of 1 to {max_batch} rows", table.size
         )
     n = a.size
+    if jitter is not None and np.asarray(jitter).size < n:
+        raise ConfigError("jitter", f"a factor per arrival ({n})", np.asarray(jitter).size)
+    if instances == 1 and COMPILED:
+        one = 0.0 if free_s is None else float(free_s[0])
+        scale = np.ones(n) if jitter is None else np.asarray(jitter, dtype=float)
+        out = one_worker(a, table, scale, max_batch, float(max_delay_s), max_queue, one)
+        return BatchRun(out[0], out[1], out[2], out[3], (float(out[4]),))
     start = np.full(n, np.nan)
     done = np.full(n, np.nan)
     rows = np.zeros(n, dtype=np.int64)
@@ -128,14 +136,20 @@ def batching_server(
     k = 0  # the next arrival not yet admitted or refused
     fast = instances == 1 and max_delay_s == 0.0
     scale = np.ones(n) if jitter is None else np.asarray(jitter, dtype=float)
+    skip = backoff = 0  # batches to run one by one before trying the vectorised path
     while k < n or waiting:
-        if fast and not waiting:
+        if fast and not waiting and skip <= 0:
             # while requests run one at a time the batcher is a FIFO server: vectorised
+            before = k
             k, batch, free[0] = _single_stretch(
                 a, scale, costs[1], k, batch, free[0], start, done, rows
             )
             if k >= n:
                 break
+            # a busy worker batches: try again later, and later still if it stays busy
+            backoff = 0 if k - before >= 8 else min(max(1, 2 * backoff), 256)
+            skip = backoff
+        skip -= 1
         worker_free = heapq.heappop(free)
         if not waiting:  # idle until the next arrival
             waiting.append(k)
