@@ -46,8 +46,10 @@ TARGET_RATIO = 10.0
 def _batch(size: int, p50_ms: float) -> dict[str, Any]:
     p99 = p50_ms * 2.5
     mean = p50_ms * 1.3
-    return {"batch_size": size, "runs": 100, "mean_ms": mean, "p50_ms": p50_ms,
-            "p95_ms": p50_ms * 1.8, "p99_ms": p99, "throughput_per_s": size * 1000 / mean}  # fmt: skip
+    return {
+        "batch_size": size, "runs": 100, "mean_ms": mean, "p50_ms": p50_ms,
+        "p95_ms": p50_ms * 1.8, "p99_ms": p99, "throughput_per_s": size * 1000 / mean,
+    }  # fmt: skip
 
 
 def write_retail(folder: Path) -> Path:
