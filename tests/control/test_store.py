@@ -104,6 +104,15 @@ def test_heartbeats_upsert_and_keep_the_first_registration(store: ControlStore) 
     store.record_heartbeats([])  # nothing to write is not an error
 
 
+def test_a_late_heartbeat_never_moves_a_node_back(store: ControlStore) -> None:
+    store.record_heartbeats([Heartbeat("edge-a", {"v": "new"}, {"n": 2}, 200.0)])
+    # one sent earlier, taken later (redelivered, or caught up after a partition)
+    store.record_heartbeats([Heartbeat("edge-a", {"v": "old"}, {"n": 1}, 150.0)])
+    node = store.get_node("edge-a")
+    assert node is not None
+    assert (node.last_seen_s, node.labels, node.status) == (200.0, {"v": "new"}, {"n": 2})
+
+
 def test_a_batch_of_heartbeats_is_checked_before_any_is_written(store: ControlStore) -> None:
     good = Heartbeat("edge-a", {}, {}, 1.0)
     with pytest.raises(ConfigError, match=r"heartbeat\.node"):

@@ -112,6 +112,7 @@ def test_settings_from_an_outbox_mapping() -> None:
         ({"url": "nats://hub", "domain": "a b"}, "domain"),
         ({"url": "nats://hub", "subject_prefix": "a.>"}, "subject_prefix"),
         ({"url": "nats://hub", "consume": True, "domain": "edge1"}, "hub_domain"),
+        ({"url": "nats://hub", "max_deliver": 1}, "max_deliver"),
         ({"url": "nats://hub", "max_ack_pending": 0}, "max_ack_pending"),
         ({"url": "nats://hub", "max_msg_bytes": 10}, "max_msg_bytes"),
         ({"url": "nats://hub", "source_domains": ["e1", "e1"]}, "source_domains"),
@@ -131,6 +132,20 @@ async def _no_delivery(item: OutboxItem) -> bytes:
     raise AssertionError(f"nothing should be delivered, got {item.id}")
 
 
+def test_errors_never_show_credentials() -> None:
+    settings = NatsOutboxSettings(url="nats://svc:s3cret@hub.example:4222")
+    assert settings.display_url == "nats://hub.example:4222"
+    assert "s3cret" not in NatsOutboxSettings(url="tls://u:p@[::1]:4222").display_url
+
+
+async def test_unreachable_server_with_credentials_names_it_without_them() -> None:
+    settings = NatsOutboxSettings(url="nats://svc:s3cret@127.0.0.1:1", connect_timeout_s=0.5)
+    with pytest.raises(OutboxError, match="cannot connect") as info:
+        await NatsOutbox.open(settings)
+    assert "s3cret" not in str(info.value)
+    assert "127.0.0.1:1" in str(info.value)
+
+
 def test_bad_tier_and_settings_type() -> None:
     settings = NatsOutboxSettings(url="nats://hub")
     with pytest.raises(ConfigError, match="tier"):
@@ -142,6 +157,8 @@ def test_bad_tier_and_settings_type() -> None:
 def test_item_ids_follow_the_key() -> None:
     assert item_id_for("cloud", "k1") == item_id_for("cloud", "k1")
     assert item_id_for("cloud", "k1") != item_id_for("edge", "k1")
+    # two edges' same key are two items (results are kept by id)
+    assert item_id_for("cloud", "k1", "shop-1") != item_id_for("cloud", "k1", "shop-2")
     assert item_id_for("cloud", None) != item_id_for("cloud", None)
 
 

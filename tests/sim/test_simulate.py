@@ -264,3 +264,19 @@ def test_failed_and_preempted_servers_take_capacity_away(tmp_path: Path) -> None
     assert 0 < scan["fallbacks"] < scan["requests"] * 0.1
     assert scan["degraded"] >= scan["fallbacks"]
     assert scan["share"]["cloud"] < 0.1
+
+
+def test_budgets_start_afresh_each_period(tmp_path: Path) -> None:
+    plan = copy.deepcopy(PLAN)
+    # about $0.0048 of cloud a minute: spent after some 4 minutes of each 10-minute period
+    plan["workloads"]["scan"]["budget_usd_per_period"] = 0.02
+    plan["workloads"]["scan"]["budget_period_s"] = 600
+    result = _run(tmp_path, plan=plan)
+    run = result.run
+    gpu = run.tiers.index("gpu")
+    for period in range(3):
+        early = _in_window(result, "scan", period * 600, period * 600 + 60)
+        late = _in_window(result, "scan", period * 600 + 480, period * 600 + 600)
+        assert np.mean(run.answered_by[early] == gpu) == pytest.approx(0.1, abs=0.02)
+        assert not np.any(run.answered_by[late] == gpu)
+        assert run.degraded[late].mean() > 0.05

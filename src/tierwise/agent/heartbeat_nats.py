@@ -39,7 +39,7 @@ class NatsHeartbeat:
     def __init__(self, settings: NatsTelemetrySettings, node: str, heartbeat_s: float) -> None:
         self.settings = settings
         self.node = node
-        self.url = settings.url
+        self.url = settings.display_url
         self.default_s = heartbeat_s
         self.interval_s = heartbeat_s
         self.last_error: str | None = None

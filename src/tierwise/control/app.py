@@ -192,10 +192,10 @@ class ControlApp:
     # -- lifecycle -------------------------------------------------------------------
 
     async def startup(self) -> None:
+        if self.intake is not None:  # first: a hub it cannot reach fails the start cleanly
+            await self.intake.start()
         self.writer.start()
         self.replica.start()
-        if self.intake is not None:
-            await self.intake.start()
 
     async def shutdown(self) -> None:
         if self.intake is not None:

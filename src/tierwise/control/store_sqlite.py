@@ -97,6 +97,8 @@ _UPSERT_NODE = (
     "INSERT INTO control_nodes (node, labels, status, registered_s, last_seen_s)"
     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (node) DO UPDATE SET labels = excluded.labels,"
     " status = excluded.status, last_seen_s = excluded.last_seen_s"
+    # a late heartbeat (redelivered, or caught up after a partition) never moves it back
+    " WHERE excluded.last_seen_s >= control_nodes.last_seen_s"
 )
 _SET_DESIRED = (
     "INSERT INTO control_desired (node, bundle, ref) VALUES (?, ?, ?)"

@@ -51,8 +51,11 @@ def linked_tiers(
             asyncio.run_coroutine_threadsafe(relay.start(), loop).result(_START_TIMEOUT_S)
         yield {name: f"http://127.0.0.1:{relay.port}" for name, relay in relays.items()}
     finally:
-        for relay in relays.values():
-            asyncio.run_coroutine_threadsafe(relay.stop(), loop).result(_START_TIMEOUT_S)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(_START_TIMEOUT_S)
-        loop.close()
+        try:
+            for relay in relays.values():
+                asyncio.run_coroutine_threadsafe(relay.stop(), loop).result(_START_TIMEOUT_S)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(_START_TIMEOUT_S)
+            if not thread.is_alive():
+                loop.close()

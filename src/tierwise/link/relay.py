@@ -184,17 +184,19 @@ class LinkRelay:
             _drop(writer)
             return
         self._writers.add(writer)
+        self._open += 1  # counted while it waits for the link too
         try:
             if self._up is not None:
                 await self._up.wait()  # a blackholed connect waits for the link
-            if self._closing:
-                raise OSError("the link is stopping")
+            if self._closing or writer.is_closing():
+                raise OSError("the link is stopping, or a reset closed the connection")
             up_reader, up_writer = await asyncio.wait_for(
                 asyncio.open_connection(s.target_host, s.target_port, limit=_CHUNK_BYTES),
                 s.connect_timeout_s,
             )
         except (OSError, TimeoutError) as exc:
             log.debug("link %s: upstream refused (%s)", self.port, exc)
+            self._open -= 1
             self._writers.discard(writer)
             _drop(writer)
             return
@@ -202,7 +204,6 @@ class LinkRelay:
         self.stats.connections += 1
         up = _Direction(asyncio.Queue(maxsize=self._queue_chunks))
         down = _Direction(asyncio.Queue(maxsize=self._queue_chunks))
-        self._open += 1
         pumps = [
             self._read(reader, up, upstream=True),
             self._write(up_writer, up),
@@ -263,7 +264,11 @@ class LinkRelay:
             if writer.can_write_eof():
                 writer.write_eof()
         except (OSError, RuntimeError):
-            pass
+            # the receiver is gone: drop what the sender still sends, so it never waits
+            # on a full queue, until its side ends too
+            _drop(writer)
+            while await way.queue.get() is not None:
+                pass
 
 
 def _drop(writer: asyncio.StreamWriter) -> None:

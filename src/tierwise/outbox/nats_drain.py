@@ -114,7 +114,7 @@ class NatsDrainer:
         client = await connect(s, name=f"tierwise-drainer-{self.tier}")
         try:
             js = client.jetstream(domain=s.hub_domain, timeout=s.publish_timeout_s)
-            await ensure_stream(js, hub_stream_config(s), where=s.url)
+            await ensure_stream(js, hub_stream_config(s), where=s.display_url)
             if self._keep_results:
                 self.results = await NatsResults.open(js, s, create=True)
             config = ConsumerConfig(
@@ -127,6 +127,9 @@ class NatsDrainer:
                 max_waiting=16,
                 filter_subject=self.subject,
             )
+            # created, or brought to this config (a filter that changed when leaves were
+            # added, or left from an older layout of the subjects)
+            await js.add_consumer(s.hub_stream, config)
             self._sub = await js.pull_subscribe(
                 self.subject,
                 durable=config.durable_name,
@@ -138,7 +141,9 @@ class NatsDrainer:
         except BaseException as exc:
             await client.close()
             if isinstance(exc, NatsClientError):
-                raise OutboxError(f"cannot set up the consumer: {exc}", path=s.url) from exc
+                raise OutboxError(
+                    f"cannot set up the consumer {config.durable_name}: {exc}", path=s.display_url
+                ) from exc
             raise
         self._client = client
 
@@ -171,11 +176,13 @@ class NatsDrainer:
     async def undelivered(self) -> int:
         """Items of this tier not yet acked (waiting or in flight), as the consumer counts."""
         if self._sub is None:
-            raise OutboxError("drainer not opened", path=self.settings.url)
+            raise OutboxError("drainer not opened", path=self.settings.display_url)
         try:
             info = await self._sub.consumer_info()
         except (NatsClientError, TimeoutError) as exc:
-            raise OutboxError(f"cannot read the consumer: {exc}", path=self.settings.url) from exc
+            raise OutboxError(
+                f"cannot read the consumer: {exc}", path=self.settings.display_url
+            ) from exc
         return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
     async def __aenter__(self) -> NatsDrainer:
@@ -191,7 +198,7 @@ class NatsDrainer:
         """Fetch up to ``fetch_batch`` items (waiting up to ``timeout_s``, by default
         ``fetch_timeout_s``, for the first) and deliver them; returns how many."""
         if self._sub is None:
-            raise OutboxError("drainer not opened", path=self.settings.url)
+            raise OutboxError("drainer not opened", path=self.settings.display_url)
         wait_s = self.settings.fetch_timeout_s if timeout_s is None else timeout_s
         try:
             messages = await self._sub.fetch(self.settings.fetch_batch, timeout=wait_s)
@@ -261,12 +268,19 @@ class NatsDrainer:
         if not self._keep_results:
             return
         if self.results is None:
-            raise OutboxError("drainer not opened", path=self.settings.url)
+            raise OutboxError("drainer not opened", path=self.settings.display_url)
         if callback_status is None and item.callback_url is not None and status == "done":
             callback_status = "pending"
         entry = encode_outcome(
             item, status, result=result, error=error, callback_status=callback_status
         )
+        limit = self.results.max_value_bytes
+        if len(entry) > limit:  # the tier answered; the answer is too large to keep
+            entry = encode_outcome(
+                item, status, callback_status=callback_status,
+                error=f"the answer ({len(result or b'')} bytes) is larger than the results "
+                f"bucket keeps ({limit} bytes); it was not stored",
+            )  # fmt: skip
         await self.results.put(item.id, entry)
 
     async def _post_callback(self, item: OutboxItem, result: bytes) -> None:

@@ -21,8 +21,6 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from nats.errors import Error as NatsClientError
-from nats.js.errors import APIError
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -46,7 +44,7 @@ class NatsQueue:
         if not isinstance(settings, NatsOutboxSettings):
             raise ConfigError("settings", "a NatsOutboxSettings", type(settings).__name__)
         self.settings = settings
-        self.path = settings.url
+        self.path = settings.display_url
         self.box: NatsOutbox | None = None
         self.drainer: NatsDrainer | None = None
         self._results: NatsResults | None = None
@@ -84,6 +82,7 @@ class NatsQueue:
         if drainer is not None:
             await drainer.stop()
         box, self.box = self.box, None
+        self._results = None  # read through the next connection
         if box is not None:
             await box.close()
 
@@ -155,7 +154,7 @@ class NatsQueue:
             for tier in list(self._tiers):
                 try:
                     self._gauges[tier] = await self._read_gauges(tier)
-                except (OutboxError, APIError, NatsClientError, TimeoutError) as exc:
+                except Exception as exc:  # the gauges keep their last figures
                     log.debug("outbox gauges of %r not read: %s", tier, exc)
             await asyncio.sleep(self._gauge_refresh_s)
 

@@ -28,6 +28,8 @@ from tierwise.outbox.types import ItemStatus, OutboxError, OutboxItem
 __all__ = ["NatsResults", "decode_outcome", "encode_outcome"]
 
 _STATUSES: frozenset[str] = frozenset({"done", "failed"})
+#: nats-server's default max_payload: a larger entry is refused whatever the bucket allows
+_SERVER_PAYLOAD = 1024 * 1024 - 4096
 
 
 def encode_outcome(
@@ -91,12 +93,15 @@ class NatsResults:
     def __init__(self, kv: KeyValue, settings: NatsOutboxSettings) -> None:
         self._kv = kv
         self.settings = settings
+        #: the largest entry kept (the bucket's limit and the server's message size)
+        self.max_value_bytes = min(settings.max_msg_bytes + 16 * 1024, _SERVER_PAYLOAD)
 
     @classmethod
     async def open(
         cls, js: JetStreamContext, settings: NatsOutboxSettings, *, create: bool
     ) -> NatsResults:
-        """The bucket; created (or brought to the settings' limits) when ``create``."""
+        """The bucket (created with the settings' limits when it is missing and
+        ``create``; an existing one is used as it is)."""
         bucket = settings.results_bucket
         try:
             try:
@@ -117,10 +122,12 @@ class NatsResults:
         except BucketNotFoundError as exc:
             raise OutboxError(
                 f"no results bucket {bucket} (a consuming gateway creates it)",
-                path=settings.url,
+                path=settings.display_url,
             ) from exc
         except (APIError, NatsClientError, TimeoutError) as exc:
-            raise OutboxError(f"cannot open bucket {bucket}: {exc}", path=settings.url) from exc
+            raise OutboxError(
+                f"cannot open bucket {bucket}: {exc}", path=settings.display_url
+            ) from exc
         return cls(kv, settings)
 
     async def put(self, item_id: str, entry: bytes) -> None:
@@ -128,7 +135,9 @@ class NatsResults:
         try:
             await self._kv.put(item_id, entry)
         except (APIError, NatsClientError, TimeoutError) as exc:
-            raise OutboxError(f"cannot store the outcome: {exc}", path=self.settings.url) from exc
+            raise OutboxError(
+                f"cannot store the outcome: {exc}", path=self.settings.display_url
+            ) from exc
 
     async def get(self, item_id: str) -> OutboxItem | None:
         """``item_id``'s outcome, or None when it has none (yet)."""
@@ -137,7 +146,9 @@ class NatsResults:
         except KeyNotFoundError:
             return None
         except (APIError, NatsClientError, TimeoutError, ValueError) as exc:
-            raise OutboxError(f"cannot read the outcome: {exc}", path=self.settings.url) from exc
+            raise OutboxError(
+                f"cannot read the outcome: {exc}", path=self.settings.display_url
+            ) from exc
         if entry.value is None:
             return None
         return decode_outcome(item_id, entry.value)

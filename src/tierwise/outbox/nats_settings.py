@@ -79,7 +79,9 @@ class NatsOutboxSettings(BaseModel):
     duplicate_window_s: float = Field(default=120.0, gt=0, le=86400.0)
     max_ack_pending: int = Field(default=256, ge=1, le=100_000)
     ack_wait_s: float = Field(default=60.0, gt=0, description="redelivery after no ack")
-    max_deliver: int = Field(default=10, ge=1, description="deliveries per item")
+    max_deliver: int = Field(
+        default=10, ge=2, description="deliveries per item (a hold until later uses one)"
+    )
     backoff_base_s: float = Field(default=1.0, ge=0, description="first retry delay")
     backoff_max_s: float = Field(default=300.0, ge=0)
     fetch_batch: int = Field(default=16, ge=1, le=1024, description="items per fetch")
@@ -129,6 +131,16 @@ class NatsOutboxSettings(BaseModel):
         return self
 
     @property
+    def display_url(self) -> str:
+        """``url`` without any user or password in it (what errors and logs show)."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        return parts._replace(netloc=netloc).geturl()
+
+    @property
     def at_hub(self) -> bool:
         """True when this end publishes in the hub's own domain (straight into
         ``hub_stream``; a leaf publishes into its ``stream``)."""
@@ -175,7 +187,7 @@ class NatsTelemetrySettings(NatsOutboxSettings):
     max_bytes: int = Field(default=256 * 1024**2, ge=1024 * 1024, description="stream limit")
     max_age_s: float = Field(default=86400.0, gt=0, description="heartbeats older are dropped")
     discard: Literal["new", "old"] = "old"
-    max_deliver: int = Field(default=3, ge=1, description="deliveries per heartbeat")
+    max_deliver: int = Field(default=3, ge=2, description="deliveries per heartbeat")
 
 
 def nats_outbox_settings(data: Mapping[str, Any], *, source: str = "outbox") -> NatsOutboxSettings:

@@ -58,12 +58,13 @@ HEADER_CALLBACK = "Tierwise-Callback-Url"
 _HEADER_ROOM_BYTES = 1024  # framing of the headers besides the meta
 
 
-def item_id_for(tier: str, idempotency_key: str | None) -> str:
-    """The id of a new item: derived from ``(tier, key)`` when it has a key (a retried
-    put gets the same id and JetStream drops the copy), random otherwise."""
+def item_id_for(tier: str, idempotency_key: str | None, origin: str = "local") -> str:
+    """The id of a new item: derived from ``(origin, tier, key)`` when it has a key (a
+    retried put gets the same id and JetStream drops the copy; another domain's same key
+    another id), random otherwise."""
     if idempotency_key is None:
         return uuid.uuid4().hex
-    digest = hashlib.sha256(f"{tier}\0{idempotency_key}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{origin}\0{tier}\0{idempotency_key}".encode()).hexdigest()
     return digest[:32]
 
 
@@ -82,7 +83,7 @@ async def connect(settings: NatsOutboxSettings, *, name: str) -> Client:
             settings.connect_timeout_s,
         )
     except (OSError, NatsClientError, TimeoutError) as exc:
-        raise OutboxError(f"cannot connect: {exc}", path=settings.url) from exc
+        raise OutboxError(f"cannot connect: {exc}", path=settings.display_url) from exc
 
 
 def _stream_config(settings: NatsOutboxSettings, name: str, **extra: Any) -> StreamConfig:
@@ -197,7 +198,7 @@ class NatsOutbox:
         if not isinstance(settings, NatsOutboxSettings):
             raise ConfigError("settings", "a NatsOutboxSettings", type(settings).__name__)
         self.settings = settings
-        self.path = settings.url
+        self.path = settings.display_url
         #: the stream this end publishes into
         self.stream = settings.hub_stream if settings.at_hub else settings.stream
         self._client = client
@@ -214,7 +215,7 @@ class NatsOutbox:
         box = cls(settings, client, clock=clock)
         config = hub_stream_config(settings) if settings.at_hub else edge_stream_config(settings)
         try:
-            await ensure_stream(box._js, config, where=settings.url)
+            await ensure_stream(box._js, config, where=settings.display_url)
         except BaseException:
             await client.close()
             raise
@@ -280,7 +281,7 @@ class NatsOutbox:
         ):
             raise ConfigError("callback_url", "an http(s) URL of at most 2048 characters",
                               callback_url)  # fmt: skip
-        item_id = item_id_for(tier, idempotency_key)
+        item_id = item_id_for(tier, idempotency_key, self.settings.origin)
         headers = {MSG_ID: item_id, HEADER_META: meta_json, HEADER_CREATED: repr(self._clock())}
         if idempotency_key is not None:
             headers[HEADER_KEY] = idempotency_key

@@ -159,6 +159,7 @@ def simulate(
     starts = block_starts(horizon, s.block_s, scenario)
     ends = np.append(starts[1:], horizon)
     spent = dict.fromkeys(fleet.plan.workloads, 0.0)
+    spent_since: dict[str, float] = {}
     tally = Tally(fleet, names, tier_names, horizon)
     free: dict[str, list[float]] = {t.name: [0.0] * t.servers for t in fleet.tiers.values()}
     outages = server_outages(fleet, scenario, sim, horizon)
@@ -181,6 +182,11 @@ def simulate(
             flush()
             hour_index = int(t0 // 3600)
         states = tier_states(fleet, scenario, t0)
+        for name, config in fleet.plan.workloads.items():  # a new budget period: nothing spent
+            period = config.period_s
+            if int(t0 // period) != int(spent_since.get(name, 0.0) // period):
+                spent[name] = 0.0
+            spent_since[name] = t0
         hour = (s.start_hour + hour_index) % 24
         for wi, name in enumerate(names):
             workload = fleet.workloads[name]
@@ -380,13 +386,14 @@ def _serve(
         positions = position[rows]
         order = np.argsort(ready[rows], kind="stable")
         rows, positions = rows[order], positions[order]
-        start = ready[rows].copy()
+        sent = ready[rows].copy()
+        start = sent.copy()
         if tier.remote:
             start += tier.rtt.samples_ms(sim.stream(f"rtt/{tier.name}"), rows.size) / 1000.0
             order = np.argsort(start, kind="stable")
-            rows, positions, start = rows[order], positions[order], start[order]
+            rows, positions, start, sent = rows[order], positions[order], start[order], sent[order]
         finish, failed = _run_tier(
-            tier, fleet, sim, start, outages.get(tier.name, []), free[tier.name]
+            tier, fleet, sim, start, outages.get(tier.name, []), free[tier.name], sent
         )
         last = positions == exit_pos[rows]
         ok_rows = rows[~failed]
@@ -401,8 +408,17 @@ def _serve(
         degraded[bad_rows] = True
         has_next = bad_pos + 1 < lengths[route_id[bad_rows]]
         move = bad_rows[has_next]
+        grown = bad_pos[has_next] + 1 > exit_pos[move]  # a stage past the planned answer
         exit_pos[move] = np.maximum(exit_pos[move], bad_pos[has_next] + 1)
         ready[move] = bad_at[has_next]
+        for r, route in enumerate(table):  # what the stage it falls over to costs
+            extra = move[grown & (route_id[move] == r)]
+            if extra.size:
+                for pos in np.unique(exit_pos[extra]).tolist():
+                    stage = fleet.tiers[tier_names[route[pos]]]
+                    these = extra[exit_pos[extra] == pos]
+                    cost[these] += stage.cost_usd_per_inference
+                    energy[these] += stage.energy_j_per_inference or 0.0
         alive[bad_rows[~has_next]] = False
     return SimRun(
         workloads=names, tiers=tier_names, horizon_s=horizon, workload=workload,
@@ -428,13 +444,15 @@ def server_outages(
             continue
         names = (name, tier.spec_tier)
         found: list[Outage] = []
+        failed = 0  # servers the node failures so far took: the next takes the next ones
         for i, event in enumerate(scenario.events):
             if not any(fnmatch.fnmatch(n, p) for n in names for p in event.tiers):
                 continue
             end = horizon_s if event.end_s is None else min(event.end_s, horizon_s)
             if event.kind == "node_failure":
-                found += [(j, event.start_s, end) for j in range(min(event.nodes or 0,
-                                                                     tier.servers))]  # fmt: skip
+                taken = [(failed + j) % tier.servers for j in range(event.nodes or 0)]
+                found += [(j, event.start_s, end) for j in sorted(set(taken))]
+                failed += event.nodes or 0
             elif event.kind == "spot_preemption" and event.rate_per_hour:
                 rng = sim.stream(f"preemption/{name}/{i}")
                 span_h = max(0.0, end - event.start_s) / 3600.0
@@ -478,10 +496,12 @@ def _run_tier(
     start: np.ndarray,
     outages: list[Outage],
     free: list[float],
+    sent: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """When each call (sorted by ``start``) ends, and whether it failed (refused, or
-    slower than the tier's timeout: the caller gives up at ``start + timeout_s``).
-    ``free`` holds when each server is free, and is brought up to date."""
+    """When each call (sorted by ``start``, when it reaches the tier) ends, and whether
+    it failed (refused, or slower than the tier's timeout: the caller, who ``sent`` it,
+    gives up at ``sent + timeout_s``). ``free`` holds when each server is free, and is
+    brought up to date."""
     rng = sim.stream(f"service/{tier.name}")
     jitter = np.exp(tier.sigma * rng.standard_normal(start.size))
     if not tier.remote:  # in process on each device: no shared queue
@@ -501,7 +521,7 @@ def _run_tier(
         )  # fmt: skip
         done[part], refused[part] = run.done_s, run.refused
         free[server] = run.free_s[0]
-    slow = done - start > tier.timeout_s
+    slow = done - sent > tier.timeout_s
     failed = refused | slow
-    finish = np.where(refused, start, np.where(slow, start + tier.timeout_s, done))
+    finish = np.where(refused, start, np.where(slow, sent + tier.timeout_s, done))
     return finish, failed
