@@ -26,7 +26,8 @@ def test_rollout_gates_read_prometheus(tmp_path: Path) -> None:
             assert doc["state"] == "failed", doc["last_analysis"]
             assert "p99_ratio" in doc["reason"]
             results = {r["gate"]: r for r in doc["last_analysis"]["results"]}
-            assert results["p99_ratio"]["canary"] > 3 * results["p99_ratio"]["baseline"]
+            # the heavy version's p99 is past the gate's default 1.5x of the baseline's
+            assert results["p99_ratio"]["canary"] > 1.5 * results["p99_ratio"]["baseline"]
             fleet.wait_versions(lambda v: set(v.values()) == {"1.0.0"}, "back on 1.0.0", 30)
             ready = client.get("/v1/health/ready").json()
             assert ready["gates"] == "prometheus"
