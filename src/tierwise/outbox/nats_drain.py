@@ -247,9 +247,10 @@ class NatsDrainer:
             await self._settle_failure(msg, item, exc)
             return
         try:
-            await msg.ack_sync(timeout=self.settings.publish_timeout_s)
+            # not waited for: the outcome is stored already, and an ack that is lost
+            # brings the item back after ack_wait_s, which the tier answers from its store
+            await msg.ack()
         except (NatsClientError, TimeoutError) as exc:
-            # the item comes back after ack_wait_s; the tier answers it from its store
             logger.warning("outbox item %s: ack failed (%s)", item.id, exc)
             return
         self.delivered += 1
