@@ -25,9 +25,10 @@ import asyncio
 import logging
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
@@ -105,29 +106,48 @@ def parse_answer(content: bytes, node: str, where: str) -> HeartbeatAnswer:
     return HeartbeatAnswer(desired, min(max(float(interval), low), high))
 
 
-class HeartbeatSender(Protocol):
-    """What sends a node's heartbeats: :class:`Heartbeat` (HTTP) or
-    :class:`~tierwise.agent.heartbeat_nats.NatsHeartbeat` (JetStream)."""
+class HeartbeatSender(ABC):
+    """What sends a node's heartbeats, :class:`Heartbeat` (HTTP) or
+    :class:`~tierwise.agent.heartbeat_nats.NatsHeartbeat` (JetStream), and the record
+    both keep: the last error and when a heartbeat was last taken."""
 
-    url: str
-    default_s: float
-    interval_s: float
-    last_error: str | None
-    last_heartbeat_s: float | None
+    def __init__(self, node: str, url: str, heartbeat_s: float) -> None:
+        self.node = node
+        self.url = url
+        self.default_s = heartbeat_s
+        #: the seconds until the next heartbeat (a control plane may change it)
+        self.interval_s = heartbeat_s
+        self.last_error: str | None = None
+        self.last_heartbeat_s: float | None = None
 
     @property
-    def where(self) -> str: ...
+    @abstractmethod
+    def where(self) -> str:
+        """Where heartbeats go, for logs and errors."""
 
-    async def send(self, document: Mapping[str, Any]) -> HeartbeatAnswer: ...
+    @abstractmethod
+    async def send(self, document: Mapping[str, Any]) -> HeartbeatAnswer:
+        """Send one heartbeat; AgentError or ConfigError saying what failed."""
 
-    def failed(self, error: str) -> None: ...
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close the connection."""
 
-    def answered(self) -> None: ...
+    def failed(self, error: str) -> None:
+        """Record a failed heartbeat; logged when the error is not the last one's."""
+        if error != self.last_error:
+            log.warning("heartbeat: %s; the node carries on", error)
+        self.last_error = error
 
-    async def aclose(self) -> None: ...
+    def answered(self) -> None:
+        """Record a heartbeat that was taken."""
+        if self.last_error is not None:
+            log.info("heartbeat: %s answers again", self.where)
+        self.last_error = None
+        self.last_heartbeat_s = time.time()
 
 
-class Heartbeat:
+class Heartbeat(HeartbeatSender):
     """Sends one node's heartbeats to ``settings.heartbeat_url`` and reads the answers;
     remembers the last error and when a heartbeat was last answered. ConfigError, when
     built, for a token variable that is not set or a URL it may not go to."""
@@ -135,18 +155,13 @@ class Heartbeat:
     def __init__(self, settings: ControlSettings, node: str, env: Mapping[str, str]) -> None:
         if settings.heartbeat_url is None:
             raise ConfigError("control.heartbeat_url", "an http(s) URL for heartbeats")
-        self.node = node
-        self.url = settings.heartbeat_url.replace("{node}", quote(node, safe=""))
-        self.default_s = settings.heartbeat_s
-        #: the seconds until the next heartbeat (the control plane may change it)
-        self.interval_s = settings.heartbeat_s
+        url = settings.heartbeat_url.replace("{node}", quote(node, safe=""))
+        super().__init__(node, url, settings.heartbeat_s)
         self.token, context = control_access(settings, self.url, "control.heartbeat_url", env)
         self.client = HttpClient(
             timeout_s=settings.timeout_s, max_response_bytes=MAX_ANSWER_BYTES,
             ssl_context=context, max_connections=1,
         )  # fmt: skip
-        self.last_error: str | None = None
-        self.last_heartbeat_s: float | None = None
 
     @property
     def where(self) -> str:
@@ -171,19 +186,6 @@ class Heartbeat:
                 f"with {_ANSWER}"
             )
         return parse_answer(answer.content, self.node, self.where)
-
-    def failed(self, error: str) -> None:
-        """Record a failed heartbeat; logged when the error is not the last one's."""
-        if error != self.last_error:
-            log.warning("heartbeat: %s; the node carries on", error)
-        self.last_error = error
-
-    def answered(self) -> None:
-        """Record a heartbeat the control plane answered."""
-        if self.last_error is not None:
-            log.info("heartbeat: %s answers again", self.where)
-        self.last_error = None
-        self.last_heartbeat_s = time.time()
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -11,39 +11,29 @@ interval. A publish that fails is recorded like an unanswered heartbeat.
 
 from __future__ import annotations
 
-import logging
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from tierwise.agent.heartbeat import HeartbeatAnswer
+from tierwise.agent.heartbeat import HeartbeatAnswer, HeartbeatSender
 from tierwise.errors import AgentError, ConfigError, OutboxError, PayloadTooLargeError
 from tierwise.outbox.nats_settings import NatsTelemetrySettings
 from tierwise.outbox.nats_store import NatsOutbox
 
 __all__ = ["HEARTBEAT_QUEUE", "NatsHeartbeat"]
 
-log = logging.getLogger("tierwise.agent")
-
 #: The queue (subject token) heartbeats travel under.
 HEARTBEAT_QUEUE = "heartbeat"
 
 
-class NatsHeartbeat:
-    """Publishes one node's heartbeats (see the module docstring); the same record of
-    errors and times as :class:`~tierwise.agent.heartbeat.Heartbeat`."""
+class NatsHeartbeat(HeartbeatSender):
+    """Publishes one node's heartbeats (see the module docstring)."""
 
     def __init__(self, settings: NatsTelemetrySettings, node: str, heartbeat_s: float) -> None:
+        super().__init__(node, settings.display_url, heartbeat_s)
         self.settings = settings
-        self.node = node
-        self.url = settings.display_url
-        self.default_s = heartbeat_s
-        self.interval_s = heartbeat_s
-        self.last_error: str | None = None
-        self.last_heartbeat_s: float | None = None
         self._box: NatsOutbox | None = None
         self._boot = uuid.uuid4().hex[:12]  # this process's heartbeats, for their ids
         self._seq = 0
@@ -67,19 +57,6 @@ class NatsHeartbeat:
         except (OutboxError, PayloadTooLargeError, ConfigError) as exc:
             raise AgentError(f"{self.where} did not take a heartbeat: {exc}") from exc
         return HeartbeatAnswer()
-
-    def failed(self, error: str) -> None:
-        """Record a failed heartbeat; logged when the error is not the last one's."""
-        if error != self.last_error:
-            log.warning("heartbeat: %s; the node carries on", error)
-        self.last_error = error
-
-    def answered(self) -> None:
-        """Record a heartbeat the leaf node stored."""
-        if self.last_error is not None:
-            log.info("heartbeat: %s takes heartbeats again", self.where)
-        self.last_error = None
-        self.last_heartbeat_s = time.time()
 
     async def aclose(self) -> None:
         box, self._box = self._box, None
