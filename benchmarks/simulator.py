@@ -36,7 +36,7 @@ import yaml
 from tierwise.router.policy import Policy
 from tierwise.router.types import RequestMeta
 from tierwise.sim import Scenario, SimSettings, simulate_files
-from tierwise.sim.engine import tier_states
+from tierwise.sim.tiers import tier_states
 
 ROOT = Path(__file__).resolve().parent.parent
 RETAIL = ROOT / "examples" / "retail-shelf.yaml"

@@ -22,10 +22,11 @@ from sim_helpers import PLAN, write_fleet
 from tierwise.errors import ConfigError
 from tierwise.router.policy import Policy
 from tierwise.router.types import RequestMeta
-from tierwise.sim.engine import block_starts, tier_states
+from tierwise.sim.engine import block_starts
 from tierwise.sim.inputs import SimSettings
 from tierwise.sim.load import Simulated, simulate_files
 from tierwise.sim.scenario import Scenario
+from tierwise.sim.tiers import tier_states
 
 
 def _run(folder: Path, events: list[dict[str, Any]] | None = None, *, plan: dict[str, Any] |

@@ -106,6 +106,12 @@ class ScenarioEvent(BaseModel):
             raise ValueError(f"end ({self.end_s:g} s) must come after start ({self.start_s:g} s)")
         return self
 
+    def applies_to(self, names: Iterable[str]) -> bool:
+        """Whether one of ``names`` (a tier's, or a workload's for a burst) matches one
+        of the event's names or patterns."""
+        patterns = self.workloads if self.kind == "burst" else self.tiers
+        return any(fnmatch.fnmatch(n, p) for n in names for p in patterns)
+
     def active(self, time_s: float) -> bool:
         """Whether the event holds at ``time_s``."""
         return self.start_s <= time_s and (self.end_s is None or time_s < self.end_s)

@@ -1,0 +1,164 @@
+"""The tiers under a scenario: the state the router observes in them, which of their
+servers are up, and how a tier serves the calls that reach it.
+
+- :func:`tier_states`: unreachable while partitioned or while every server is down,
+  thermal offload during heat, and the p99 a router's latency window would read;
+- :func:`server_outages`: servers a ``node_failure`` or a ``spot_preemption`` takes down;
+- :func:`run_tier`: devices answer in process; an edge or cloud tier's balancer hands
+  the calls round robin to its servers that are up, each a dynamic batcher
+  (:func:`~tierwise.sim.queues.batching_server`) that carries its backlog from one call
+  of this function to the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from tierwise.link.delay import Z99
+from tierwise.router.types import TierState
+from tierwise.sim.core import Simulation
+from tierwise.sim.inputs import SimFleet, SimTier
+from tierwise.sim.queues import batching_server
+from tierwise.sim.scenario import Scenario
+
+__all__ = ["Outage", "assign", "run_tier", "scenario_factor", "server_outages", "tier_states"]
+
+
+def tier_states(fleet: SimFleet, scenario: Scenario, time_s: float) -> dict[str, TierState]:
+    """The tiers' state at ``time_s`` as the router would observe it: unreachable while
+    partitioned or while every server is down, thermal offload during heat, and the p99
+    of a call at light load (service plus round trip) as its latency window would read."""
+    states = {}
+    for name, tier in fleet.tiers.items():
+        names = (name, tier.spec_tier)
+        down = heat = False
+        failed = 0
+        for event in scenario.events:
+            if not event.active(time_s) or not event.applies_to(names):
+                continue
+            if event.kind == "partition":
+                down = True
+            elif event.kind == "heat":
+                heat = True
+            elif event.kind == "node_failure":
+                failed += event.nodes or 0
+        if tier.remote and failed >= tier.servers:
+            down = True  # every server failed: the router finds none
+        p99_ms = 1000.0 * float(tier.service_s[1]) * float(np.exp(tier.sigma * Z99))
+        if tier.remote:
+            p99_ms += tier.rtt.p99_ms
+        states[name] = TierState(name, healthy=not down, thermal_offload=heat, p99_ms=p99_ms)
+    return states
+
+
+def scenario_factor(scenario: Scenario, kind: str, names: Sequence[str], time_s: float) -> float:
+    """The product of the ``kind`` events' factors (``price`` on tiers, ``burst`` on
+    workloads) that hold for ``names`` at ``time_s``."""
+    out = 1.0
+    for event in scenario.events:
+        if event.kind != kind or not event.active(time_s):
+            continue
+        if event.applies_to(names):
+            out *= event.factor or 1.0
+    return out
+
+
+#: (server, down from, down until) of one tier
+Outage = tuple[int, float, float]
+
+
+def server_outages(
+    fleet: SimFleet, scenario: Scenario, sim: Simulation, horizon_s: float
+) -> dict[str, list[Outage]]:
+    """Which servers of each remote tier are down when: a ``node_failure`` takes its first
+    ``nodes`` servers down for its span; ``spot_preemption`` takes each server down at
+    Poisson times (``rate_per_hour``) until a replacement is up ``spot_replace_s`` later."""
+    out: dict[str, list[Outage]] = {}
+    for name, tier in fleet.tiers.items():
+        if not tier.remote:
+            continue
+        names = (name, tier.spec_tier)
+        found: list[Outage] = []
+        failed = 0  # servers the node failures so far took: the next takes the next ones
+        for i, event in enumerate(scenario.events):
+            if not event.applies_to(names):
+                continue
+            end = horizon_s if event.end_s is None else min(event.end_s, horizon_s)
+            if event.kind == "node_failure":
+                taken = [(failed + j) % tier.servers for j in range(event.nodes or 0)]
+                found += [(j, event.start_s, end) for j in sorted(set(taken))]
+                failed += event.nodes or 0
+            elif event.kind == "spot_preemption" and event.rate_per_hour:
+                rng = sim.stream(f"preemption/{name}/{i}")
+                span_h = max(0.0, end - event.start_s) / 3600.0
+                for j in range(tier.servers):
+                    count = int(rng.poisson(event.rate_per_hour * span_h))
+                    times = np.sort(rng.uniform(event.start_s, end, count))
+                    replace_s = fleet.settings.spot_replace_s
+                    found += [(j, float(t), float(t) + replace_s) for t in times]
+        if found:
+            out[name] = found
+    return out
+
+
+def assign(start: np.ndarray, servers: int, outages: list[Outage]) -> np.ndarray:
+    """The server each call (sorted by ``start``) goes to: round robin over the servers
+    that are up when it arrives; -1 while none is (the call is refused)."""
+    if not outages:
+        return np.arange(start.size) % servers
+    edges = sorted({0.0, *(t for _, a, b in outages for t in (a, b))})
+    segment = np.searchsorted(np.asarray(edges), start, side="right") - 1
+    out = np.empty(start.size, dtype=np.int64)
+    turn = 0
+    for k, t0 in enumerate(edges):
+        rows = np.flatnonzero(segment == k)
+        if rows.size == 0:
+            continue
+        down = {j for j, a, b in outages if a <= t0 < b}
+        up = np.array([j for j in range(servers) if j not in down], dtype=np.int64)
+        if up.size == 0:
+            out[rows] = -1
+            continue
+        out[rows] = up[(turn + np.arange(rows.size)) % up.size]
+        turn += rows.size
+    return out
+
+
+def run_tier(
+    tier: SimTier,
+    fleet: SimFleet,
+    sim: Simulation,
+    start: np.ndarray,
+    outages: list[Outage],
+    free: list[float],
+    sent: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """When each call (sorted by ``start``, when it reaches the tier) ends, and whether
+    it failed (refused, or slower than the tier's timeout: the caller, who ``sent`` it,
+    gives up at ``sent + timeout_s``). ``free`` holds when each server is free, and is
+    brought up to date."""
+    rng = sim.stream(f"service/{tier.name}")
+    jitter = np.exp(tier.sigma * rng.standard_normal(start.size))
+    if not tier.remote:  # in process on each device: no shared queue
+        return start + float(tier.service_s[1]) * jitter, np.zeros(start.size, dtype=bool)
+    s = fleet.settings
+    server_of = assign(start, tier.servers, outages)
+    done = np.where(server_of < 0, start, np.nan)
+    refused = server_of < 0  # no server up: refused at once
+    for server in range(tier.servers):  # a balancer spreads the calls over those up
+        part = np.flatnonzero(server_of == server)
+        if part.size == 0:
+            continue
+        run = batching_server(
+            start[part], tier.service_s, max_batch=tier.service_s.size - 1,
+            max_delay_s=s.max_delay_ms / 1000.0, max_queue=s.max_queue, jitter=jitter[part],
+            free_s=free[server : server + 1],
+        )  # fmt: skip
+        done[part], refused[part] = run.done_s, run.refused
+        free[server] = run.free_s[0]
+    slow = done - sent > tier.timeout_s
+    failed = refused | slow
+    finish = np.where(refused, start, np.where(slow, sent + tier.timeout_s, done))
+    return finish, failed
