@@ -58,7 +58,8 @@ def _title(summary: dict[str, Any]) -> str:
 def _is_scenario(path: Path) -> bool:
     from tierwise.yaml_limits import load_settings_file
 
-    return "events" in load_settings_file(path) or "tiers" not in load_settings_file(path)
+    doc = load_settings_file(path)
+    return "events" in doc or "tiers" not in doc
 
 
 def simulate(

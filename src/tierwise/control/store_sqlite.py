@@ -96,9 +96,8 @@ _NODE = "SELECT node, labels, status, registered_s, last_seen_s FROM control_nod
 _UPSERT_NODE = (
     "INSERT INTO control_nodes (node, labels, status, registered_s, last_seen_s)"
     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (node) DO UPDATE SET labels = excluded.labels,"
-    " status = excluded.status, last_seen_s = excluded.last_seen_s"
-    # a late heartbeat (redelivered, or caught up after a partition) never moves it back
-    " WHERE excluded.last_seen_s >= control_nodes.last_seen_s"
+    " status = excluded.status, last_seen_s = excluded.last_seen_s"  # never back in time:
+    " WHERE excluded.last_seen_s >= control_nodes.last_seen_s"  # a late or redelivered beat
 )
 _SET_DESIRED = (
     "INSERT INTO control_desired (node, bundle, ref) VALUES (?, ?, ?)"
