@@ -18,10 +18,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from nats_helpers import NatsPair, infer_body, model_runs, nats_pair, tier_deliver
+from nats_helpers import NatsPair, infer_body, model_runs, tier_deliver
 
 from cascade_helpers import model_repo, write_plan
-from onnx_models import scale_model
 from server_helpers import RunningServer, free_port, running_app, running_server
 from tierwise.errors import ConfigError
 from tierwise.outbox import NatsDrainer, NatsOutbox, NatsOutboxSettings, NatsQueue, OutboxItem
@@ -40,12 +39,6 @@ DEFERRABLE = """
     cascade:
       - {tier: cloud}
 """
-
-
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[NatsPair]:
-    with nats_pair(tmp_path / "nats") as running:
-        yield running
 
 
 def _plan(path: Path, zoo: Path, cloud_url: str) -> Path:
@@ -133,14 +126,6 @@ def test_edge_defers_through_its_leaf_and_the_hub_delivers_once(
 
 
 # -- the deliverer's outcomes, holds and callbacks ---------------------------------------
-
-
-@pytest.fixture
-def tier(tmp_path: Path) -> Iterator[RunningServer]:
-    repo = tmp_path / "repo"
-    scale_model(repo / "scale" / "1" / "model.onnx", 2.0)
-    with running_server(ServerSettings(model_repo=repo)) as server:
-        yield server
 
 
 @contextmanager

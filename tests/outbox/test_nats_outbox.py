@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,8 +24,7 @@ from nats_helpers import (
     tier_deliver,
 )
 
-from onnx_models import scale_model
-from server_helpers import RunningServer, running_server
+from server_helpers import RunningServer
 from tierwise.errors import ConfigError, OutboxError, PayloadTooLargeError
 from tierwise.outbox import (
     NatsDrainer,
@@ -36,23 +34,8 @@ from tierwise.outbox import (
     nats_outbox_settings,
 )
 from tierwise.outbox.nats_store import item_id_for
-from tierwise.server import ServerSettings
 
 TESTS = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[NatsPair]:
-    with nats_pair(tmp_path / "nats") as running:
-        yield running
-
-
-@pytest.fixture
-def tier(tmp_path: Path) -> Iterator[RunningServer]:
-    repo = tmp_path / "repo"
-    scale_model(repo / "scale" / "1" / "model.onnx", 2.0)
-    with running_server(ServerSettings(model_repo=repo)) as server:
-        yield server
 
 
 def _edge(pair: NatsPair, **extra: object) -> NatsOutboxSettings:

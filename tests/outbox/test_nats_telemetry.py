@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from nats_helpers import NatsPair, nats_pair
+from nats_helpers import NatsPair
 
 from registry_helpers import make_keys, publish
 from server_helpers import running_app
@@ -36,12 +36,6 @@ COUNTERS = {
     "latency_bounds_s": [0.001, 0.01], "latency_counts": [0, 0, 0], "energy_j": 0.5,
     "inferences": 0, "agree": 0, "disagree": 0, "routed": 0, "fallbacks": 0,
 }  # fmt: skip
-
-
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[NatsPair]:
-    with nats_pair(tmp_path / "nats") as running:
-        yield running
 
 
 @pytest.fixture
