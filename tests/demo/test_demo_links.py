@@ -57,12 +57,20 @@ def test_remote_tiers_get_their_round_trips(live_url: str) -> None:
                   "rtt_p99_ms": 40},
     }  # fmt: skip
     live = {"http://edge.planned:9001": live_url, "http://cloud.planned:9002": live_url}
-    with linked_tiers(tiers, live, seed=0) as urls, httpx.Client(timeout=10) as client:
+    with linked_tiers(tiers, live, seed=0) as links, httpx.Client(timeout=10) as client:
+        urls = links.urls
         assert set(urls) == {"edge", "cloud"}  # the device tier runs in process
         assert urls["edge"] != urls["cloud"] != live_url  # one link per tier
         direct = _median_ms(client, live_url)
         edge = _median_ms(client, urls["edge"])
         cloud = _median_ms(client, urls["cloud"])
+        links.partition("cloud", "reset")  # the switch works from this thread
+        time.sleep(0.2)
+        with pytest.raises(httpx.TransportError):
+            client.get(urls["cloud"] + "/v2/health/ready")
+        links.heal("cloud")
+        time.sleep(0.2)
+        assert client.get(urls["cloud"] + "/v2/health/ready").status_code == 200
     assert 5 <= edge - direct < 20
     assert 40 <= cloud - direct < 60
     with pytest.raises(httpx.ConnectError):  # the links are gone

@@ -300,3 +300,22 @@ async def test_a_duty_cycle_makes_the_worker_rest_after_each_batch() -> None:
     with pytest.raises(ConfigError, match="duty_cycle"):
         batcher.limit(instances=None, max_queue_size=None, duty_cycle=0.0)
     await batcher.stop()
+
+
+async def test_a_held_batch_answers_no_sooner_than_its_rows_allow() -> None:
+    # a slower box rehearsed: 30 ms per row, whatever the model itself takes
+    settings = BatcherSettings(max_batch_size=4, hold_ms_per_row=30.0)
+    batcher = Batcher("m", Recorder(), settings, batchable=True)
+    batcher.start()
+    started = time.monotonic()
+    await batcher.submit(_req(1.0), ["y"])
+    one = time.monotonic() - started
+    started = time.monotonic()
+    results = await asyncio.gather(*(batcher.submit(_req(v), ["y"]) for v in range(3)))
+    three = time.monotonic() - started
+    assert [float(r["y"][0, 0]) for r in results] == [0.0, 2.0, 4.0]
+    assert 0.03 <= one < 0.03 + 0.5
+    assert three >= 0.09  # one batch of three rows: three rows' hold
+    await batcher.stop()
+    with pytest.raises(ConfigError, match="hold_ms_per_row"):
+        BatcherSettings(hold_ms_per_row=-1.0)

@@ -18,18 +18,50 @@ from urllib.parse import urlsplit
 
 from tierwise.errors import DemoError
 from tierwise.link import LinkRelay, LinkSettings
+from tierwise.link.settings import PartitionMode
 
-__all__ = ["linked_tiers"]
+__all__ = ["Links", "link_seed", "linked_tiers"]
 
 _START_TIMEOUT_S = 10.0
+
+
+def link_seed(seed: int, index: int) -> int:
+    """The seed of the link to the ``index``-th tier of the plan."""
+    return seed * 1000 + index
+
+
+class Links:
+    """The running links: ``urls`` (tier -> URL of its link), their ``seeds``, and a
+    partition switch (from any thread)."""
+
+    def __init__(self, relays: dict[str, LinkRelay], loop: asyncio.AbstractEventLoop) -> None:
+        self._relays, self._loop = relays, loop
+        self.urls = {name: f"http://127.0.0.1:{relay.port}" for name, relay in relays.items()}
+        self.seeds = {name: int(relay.settings.seed or 0) for name, relay in relays.items()}
+
+    def partition(self, tier: str, mode: PartitionMode = "reset") -> None:
+        """Cut ``tier``'s link (see :meth:`LinkRelay.partition`)."""
+        self._loop.call_soon_threadsafe(self._relays[tier].partition, mode)
+
+    def heal(self, tier: str) -> None:
+        self._loop.call_soon_threadsafe(self._relays[tier].heal)
+
+    def reseed(self) -> None:
+        """Start every link's round trips again from its seed (waits until done)."""
+
+        async def all_of_them() -> None:
+            for relay in self._relays.values():
+                relay.reseed()
+
+        asyncio.run_coroutine_threadsafe(all_of_them(), self._loop).result(_START_TIMEOUT_S)
 
 
 @contextlib.contextmanager
 def linked_tiers(
     tiers: Mapping[str, Mapping[str, Any]], live: Mapping[str, str], *, seed: int
-) -> Iterator[dict[str, str]]:
+) -> Iterator[Links]:
     """A link per remote tier of ``tiers`` (a plan's ``tiers:``) to its live server
-    (``live``: planned URL -> live URL); yields ``{tier: URL of its link}``."""
+    (``live``: planned URL -> live URL); yields the :class:`Links`."""
     relays: dict[str, LinkRelay] = {}
     for index, (name, tier) in enumerate(tiers.items()):
         if "url" not in tier:
@@ -40,7 +72,7 @@ def linked_tiers(
         p50 = float(tier.get("rtt_p50_ms", 0.0))
         settings = LinkSettings(
             target_host=target.hostname, target_port=target.port, rtt_p50_ms=p50,
-            rtt_p99_ms=max(p50, float(tier.get("rtt_p99_ms", p50))), seed=seed * 1000 + index,
+            rtt_p99_ms=max(p50, float(tier.get("rtt_p99_ms", p50))), seed=link_seed(seed, index),
         )  # fmt: skip
         relays[name] = LinkRelay(settings)
     loop = asyncio.new_event_loop()
@@ -49,7 +81,7 @@ def linked_tiers(
     try:
         for relay in relays.values():
             asyncio.run_coroutine_threadsafe(relay.start(), loop).result(_START_TIMEOUT_S)
-        yield {name: f"http://127.0.0.1:{relay.port}" for name, relay in relays.items()}
+        yield Links(relays, loop)
     finally:
         try:
             for relay in relays.values():

@@ -271,7 +271,7 @@ def live_tiers(settings: DemoSettings, files: StoryFiles) -> Iterator[Path]:
                 linked_tiers(with_baseline["tiers"], urls, seed=settings.seed)
             )
         yield live_plan(doc, urls, files.live_plan, workload=MAIN_WORKLOAD, baseline=baseline,
-                        tier_urls=links)  # fmt: skip
+                        tier_urls=links.urls if links is not None else None)  # fmt: skip
 
 
 def replay_all(

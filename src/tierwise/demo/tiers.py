@@ -63,13 +63,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _repo(zoo_dir: Path, root: Path, variants: list[str]) -> Path:
+def _repo(
+    zoo_dir: Path, root: Path, variants: list[str], config: Mapping[str, Any] | None = None
+) -> Path:
     if root.exists():
         shutil.rmtree(root)
     for variant in variants:
         target = root / variant / "1"
         target.mkdir(parents=True)
         shutil.copyfile(zoo_dir / variant / "1" / "model.onnx", target / "model.onnx")
+        if config:
+            (root / variant / "config.yaml").write_text(yaml.safe_dump(dict(config)))
     return root
 
 
@@ -119,15 +123,19 @@ def _start(repo: Path, log: Path, tier: str) -> _Server:
 
 @contextlib.contextmanager
 def serve_endpoints(
-    endpoints: Endpoints, zoo_dir: Path, work_dir: Path
+    endpoints: Endpoints,
+    zoo_dir: Path,
+    work_dir: Path,
+    configs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Iterator[dict[str, str]]:
     """Start a tier server per endpoint, each on a free port; yields
-    ``{planned url: live url}`` and stops the servers on exit."""
+    ``{planned url: live url}`` and stops the servers on exit. ``configs`` gives the
+    models' ``config.yaml`` by spec tier."""
     servers: list[_Server] = []
     live: dict[str, str] = {}
     try:
         for url, (tier, variants) in endpoints.served.items():
-            repo = _repo(zoo_dir, work_dir / "servers" / tier, variants)
+            repo = _repo(zoo_dir, work_dir / "servers" / tier, variants, (configs or {}).get(tier))
             server = _start(repo, work_dir / f"{tier}.log", tier)
             servers.append(server)
             live[url] = server.url

@@ -133,6 +133,11 @@ class LinkRelay:
         if self._up is not None:
             self._up.set()
 
+    def reseed(self) -> None:
+        """Start the round trips' stream again from the settings' seed: the next burst
+        draws what the first one drew (a rehearsal replays the same network)."""
+        self._rng = random.Random(self.settings.seed)  # noqa: S311 - delays, not secrets
+
     def reshape(
         self,
         *,

@@ -56,6 +56,8 @@ class BatcherSettings(SettingsModel):
     the first request of a batch waits at most ``max_queue_delay_ms`` for company, less
     when the batch reaches one of ``preferred_batch_sizes``; past ``max_queue_size``
     waiting requests, more are refused (429); ``instances`` batches run at once.
+    ``hold_ms_per_row`` rehearses a slower box on this one: each batch is answered no
+    sooner than that many ms per row after it started (the wait uses no CPU).
     """
 
     max_batch_size: int = Field(default=64, ge=1, le=4096)
@@ -63,6 +65,7 @@ class BatcherSettings(SettingsModel):
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_size: int = Field(default=512, ge=1, le=1_000_000)
     instances: int = Field(default=1, ge=1, le=64)
+    hold_ms_per_row: float = Field(default=0.0, ge=0, le=60_000)
 
     @field_validator("preferred_batch_sizes")
     @classmethod
@@ -341,6 +344,11 @@ class Batcher:
         try:
             inputs, sizes = merge([item.inputs for item in batch])
             outputs = await self._run(inputs, batch[0].outputs)
+            if self.settings.hold_ms_per_row > 0:  # a slower box: answer no sooner
+                rows = sum(item.rows for item in batch)
+                rest_s = started + rows * self.settings.hold_ms_per_row / 1000.0 - self._clock()
+                if rest_s > 0:
+                    await asyncio.sleep(rest_s)
             merged = self.batchable and batch[0].key is not None
             parts = split(outputs, sizes) if merged else [outputs]
         except Exception as exc:  # every waiting request hears about the failure
