@@ -141,8 +141,17 @@ class CalibrationResult:
     #: (``{"output": NAME, "scores": "probabilities" | "logits"}``); the planner copies
     #: them into the plan's cascade stages
     variant_outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: per variant, each held-out row's outcome: ``{"correct": [0|1, ...], "confidence":
+    #: {rule: [...]}}`` (rows in the eval split's order; the simulator draws from them)
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        out = self._summary()
+        if self.rows:
+            out["rows"] = self.rows
+        return out
+
+    def _summary(self) -> dict[str, Any]:
         return {
             "variants": list(self.variants),
             "tiers": list(self.tiers),

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -189,9 +190,16 @@ def calibrate_outputs(
     oracle = oracle_bound(correct, costs)
     target = float(target_accuracy) * cloud.accuracy
     results: dict[str, RuleCalibration] = {}
+    rows: dict[str, dict[str, Any]] = {
+        v: {"correct": c.astype(int).tolist(), "confidence": {}}
+        for v, c in zip(variants, correct, strict=True)
+    }
     for spec in rules:
         rule = make_rule(spec)
         sweep = sweep_rule(rule, outputs, correct, costs, grid)
+        for variant, out in zip(variants[:-1], outputs[:-1], strict=True):
+            scores = np.asarray(rule.confidence(out), dtype=np.float64)
+            rows[variant]["confidence"][sweep.rule] = [float(f"{x:.9g}") for x in scores]
         chosen = sweep.cheapest(target)
         fraction = captured = None
         if chosen is not None and cloud.cost_usd_per_million > 0:
@@ -214,6 +222,7 @@ def calibrate_outputs(
         cloud_only=cloud,
         oracle=oracle,
         rules=results,
+        rows=rows,
     )
 
 

@@ -71,6 +71,14 @@ def simulate(
         list[Path] | None,
         typer.Option("--profiles", help="profiles.json (default: the one beside the plan)."),
     ] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            "--calibration",
+            help="calibration.json (tierwise calibrate --json): escalate and answer each "
+            "request as a held-out row did (default: the plan's measured rates).",
+        ),
+    ] = None,
     scenario: Annotated[
         Path | None, typer.Option("--scenario", help="Scenario YAML: partitions, heat, prices.")
     ] = None,
@@ -112,7 +120,7 @@ def simulate(
     def run(plan_path: Path, scenario_path: Path | None) -> Simulated:
         return simulate_files(plan_path, spec_path=fleet, profiles=profiles or [],
                               scenario_path=scenario_path, settings=settings,
-                              keep_requests=False)  # fmt: skip
+                              calibration=calibration, keep_requests=False)  # fmt: skip
 
     runs = [run(plan, scenario)]
     if compare is not None:

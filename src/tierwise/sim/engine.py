@@ -21,54 +21,36 @@ trip after it leaves the previous stage (drawn from the same :class:`RttModel` t
 emulator uses) and goes round robin to one of the tier's servers that is up (a
 ``node_failure`` takes servers down for its span, ``spot_preemption`` at random until a
 replacement is up); a call refused (queue full, or no server up) or slower than the
-tier's timeout fails over to the next tier of its route, degraded, or fails when none is
-left.
+tier's timeout fails over to the next tier of its route, degraded; when none is left,
+the answer of an earlier stage stands (degraded), and a request without one fails. A
+partition is not seen by the router: calls to the cut tier fail until its breaker opens
+(:mod:`tierwise.sim.breakers`), and the breaker keeps the tier out of the routes until a
+probe after the heal succeeds.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+import random
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 
 from tierwise.errors import ConfigError, DeadlineExceededError
 from tierwise.router.policy import Policy
-from tierwise.router.types import RequestMeta, Route
+from tierwise.router.types import RequestMeta, Route, TierState
+from tierwise.sim.breakers import BreakerBook, refine
 from tierwise.sim.core import Simulation
-from tierwise.sim.inputs import SimFleet
+from tierwise.sim.inputs import SimFleet, SimWorkload
+from tierwise.sim.records import NO_TRAFFIC, Block, SimRun, Traffic, join
 from tierwise.sim.scenario import Scenario
-from tierwise.sim.tiers import Outage, run_tier, scenario_factor, server_outages, tier_states
+from tierwise.sim.serve import serve
+from tierwise.sim.tiers import Cut, partition_cuts, scenario_factor, server_outages, tier_states
 
-__all__ = ["SimRun", "block_starts", "simulate"]
+__all__ = ["SimRun", "Traffic", "block_starts", "simulate"]
 
 _DEGRADING = frozenset({"breaker_open", "unhealthy", "thermal_offload", "budget", "deadline"})
-
-
-@dataclass(frozen=True)
-class SimRun:
-    """Every simulated request (arrays of one row per request, in arrival order per
-    block; empty when the run kept none), the run's bounds and its figures."""
-
-    workloads: tuple[str, ...]
-    tiers: tuple[str, ...]
-    horizon_s: float
-    workload: np.ndarray  # int: index into ``workloads``
-    arrival_s: np.ndarray
-    release_s: np.ndarray  # when it left the outbox (= arrival when not deferred)
-    done_s: np.ndarray  # NaN: failed or still deferred at the end
-    answered_by: np.ndarray  # int: index into ``tiers``; -1: no answer
-    degraded: np.ndarray
-    deferred: np.ndarray
-    fallbacks: np.ndarray  # int: failed calls before the answer
-    cost_usd: np.ndarray
-    energy_j: np.ndarray
-    correct: np.ndarray
-    policy_calls: int
-    routes: dict[tuple[int, str], Route]  # (block index, workload): the block's route
-    tally: Any = None  # the run's figures (a tierwise.sim.results.Tally)
 
 
 def block_starts(horizon_s: float, block_s: float, scenario: Scenario) -> np.ndarray:
@@ -78,33 +60,20 @@ def block_starts(horizon_s: float, block_s: float, scenario: Scenario) -> np.nda
     return np.unique(np.concatenate((grid, np.asarray(events, dtype=float))))
 
 
-@dataclass
-class _Block:
-    """The requests of one workload in one block, before the queues."""
-
-    workload: int
-    arrival: np.ndarray
-    release: np.ndarray
-    route: tuple[int, ...]  # the tiers every request of the block is routed to, in order
-    exit: np.ndarray  # route position that answers when nothing fails
-    degraded: np.ndarray
-    deferred: np.ndarray
-    cost: np.ndarray
-    energy: np.ndarray
-    correct: np.ndarray
-
-
 def simulate(
     fleet: SimFleet,
     scenario: Scenario,
     *,
     sim: Simulation | None = None,
     keep_requests: bool = True,
+    traffic: Mapping[str, Traffic] | None = None,
 ) -> SimRun:
     """Run ``fleet`` under ``scenario`` (see the module docstring), an hour at a time:
     each hour's requests are served with the servers as the previous hour left them, and
     tallied (:class:`~tierwise.sim.results.Tally`); ``keep_requests`` also keeps every
-    request's record (memory grows with the run; off for long runs of large fleets)."""
+    request's record (memory grows with the run; off for long runs of large fleets).
+    ``traffic`` replays given requests instead of drawing them: per workload, the
+    arrival times (seconds, sorted) and the held-out row each one is (-1: none)."""
     from tierwise.sim.results import Tally
 
     s = fleet.settings
@@ -114,7 +83,11 @@ def simulate(
     names = tuple(fleet.workloads)
     tier_names = tuple(fleet.tiers)
     index = {t: i for i, t in enumerate(tier_names)}
-    starts = block_starts(horizon, s.block_s, scenario)
+    cuts = partition_cuts(fleet, scenario, horizon)
+    book = BreakerBook(cuts, s.breaker, {t.name: t.timeout_s for t in fleet.tiers.values()})
+    grid = block_starts(horizon, s.block_s, scenario)
+    grid_end = dict(zip(grid.tolist(), np.append(grid[1:], horizon).tolist(), strict=True))
+    starts = refine(grid, cuts, s.breaker.open_s, horizon)  # finer in and after partitions
     ends = np.append(starts[1:], horizon)
     spent = dict.fromkeys(fleet.plan.workloads, 0.0)
     spent_since: dict[str, float] = {}
@@ -122,95 +95,152 @@ def simulate(
     free: dict[str, list[float]] = {t.name: [0.0] * t.servers for t in fleet.tiers.values()}
     outages = server_outages(fleet, scenario, sim, horizon)
     kept: list[SimRun] = []
-    blocks: list[_Block] = []
+    blocks: list[Block] = []
     routes: dict[tuple[int, str], Route] = {}
-    waiting: dict[str, list[np.ndarray]] = {w: [] for w in names}
+    seen: dict[int, dict[str, TierState]] = {}
+    waiting: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {w: [] for w in names}
+    links = {t.name: random.Random(t.rtt_seed) for t in fleet.tiers.values()  # noqa: S311
+             if t.rtt_seed is not None}  # fmt: skip
     calls = total = 0
+    drawn: dict[str, Traffic] = {}
+    given = sum(times.size for times, _ in (traffic or {}).values())
+    if given > s.max_requests:
+        raise ConfigError("max_requests", f"a run of at most {s.max_requests} requests", given)
     hour_index = 0
 
-    def flush() -> None:
-        part = _serve(fleet, sim, blocks, names, tier_names, horizon, free, outages)
-        tally.add(part, hour_index)
+    def serve_hour(hour: list[Block], number: int) -> None:
+        part = serve(fleet, sim, hour, names, tier_names, horizon, free, (outages, cuts),
+                     links)  # fmt: skip
+        tally.add(part, number)
         if keep_requests:
             kept.append(part)
+
+    # an hour is served (queues, tallies) on a worker thread while the next one is routed
+    # here: no stream, server or figure is touched by both, so the numbers are the same
+    serving: list[Future[None]] = []
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tierwise-sim")
+
+    def flush() -> None:
+        hour = list(blocks)
         blocks.clear()
+        if serving:
+            serving.pop().result()  # one hour at a time, in order
+        serving.append(worker.submit(serve_hour, hour, hour_index))
 
-    for b, (t0, t1) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
-        if int(t0 // 3600) != hour_index:
-            flush()
-            hour_index = int(t0 // 3600)
-        states = tier_states(fleet, scenario, t0)
-        for name, config in fleet.plan.workloads.items():  # a new budget period: nothing spent
-            period = config.period_s
-            if int(t0 // period) != int(spent_since.get(name, 0.0) // period):
-                spent[name] = 0.0
-            spent_since[name] = t0
-        hour = (s.start_hour + hour_index) % 24
-        for wi, name in enumerate(names):
-            workload = fleet.workloads[name]
-            rate = workload.hourly_rps[hour] * scenario_factor(scenario, "burst", (name,), t0)
-            n = int(sim.stream(f"arrivals/{name}").poisson(rate * (t1 - t0)))
-            total += n
-            if total > s.max_requests:
-                raise ConfigError(
-                    "max_requests", f"a run of at most {s.max_requests} requests (this one "
-                    "has more; shorten --hours or raise the bound)", total,
-                )  # fmt: skip
-            arrival = np.sort(sim.stream(f"times/{name}").uniform(t0, t1, n))
-            try:
-                route = policy.route(
-                    RequestMeta(name, received_s=t0), now_s=t0, tiers=states, spent_usd=spent
-                )
-            except DeadlineExceededError:  # cannot happen for a fresh request; be safe
-                route = Route(name, (), (), None, None, "deadline")
-            calls += 1
-            routes[(b, name)] = route
-            release = arrival.copy()
-            deferred = np.zeros(n, dtype=bool)
-            if route.defer_until_s is not None or (
-                not route.tiers and fleet.plan.workloads[name].urgency == "deferrable"
-            ):
-                waiting[name].append(arrival)
-                tally.depth(wi, hour_index, sum(a.size for a in waiting[name]))
-                continue
-            # deferred work released now: routed afresh with this block's route
-            held = waiting[name]
-            if held and route.tiers:
-                old = np.concatenate(held)
-                waiting[name] = []
-                arrival = np.concatenate((old, arrival))
-                release = np.concatenate((_drained(fleet, route, old.size, t0), release))
-                deferred = np.concatenate((np.ones(old.size, dtype=bool), deferred))
-            blocks.append(_paths(fleet, sim, wi, name, route, arrival, release, deferred,
-                                 index, scenario, t0))  # fmt: skip
-            spent[name] += float(blocks[-1].cost.sum())
-    for name in names:  # still in the outbox when the run ends
-        for arrival in waiting[name]:
-            blocks.append(_paths(fleet, sim, names.index(name), name, None, arrival,
-                                 np.full(arrival.size, np.nan), np.ones(arrival.size, dtype=bool),
-                                 index, scenario, horizon))  # fmt: skip
-    flush()
-    run = _join(kept, names, tier_names, horizon) if keep_requests else _join(
+    try:
+        for b, (t0, t1) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+            if int(t0 // 3600) != hour_index:
+                flush()
+                hour_index = int(t0 // 3600)
+            states = tier_states(fleet, scenario, t0, book)
+            seen[b] = states
+            first_block = len(blocks)
+            for name, config in fleet.plan.workloads.items():  # a new budget period: nothing spent
+                period = config.period_s
+                if int(t0 // period) != int(spent_since.get(name, 0.0) // period):
+                    spent[name] = 0.0
+                spent_since[name] = t0
+            hour = (s.start_hour + hour_index) % 24
+            if traffic is None and t0 in grid_end:  # a block of the grid: its arrivals, drawn once
+                drawn = {}
+                for name in names:
+                    workload = fleet.workloads[name]
+                    rate = workload.hourly_rps[hour] * scenario_factor(
+                        scenario, "burst", (name,), t0
+                    )
+                    n = int(sim.stream(f"arrivals/{name}").poisson(rate * (grid_end[t0] - t0)))
+                    total += n
+                    if total > s.max_requests:
+                        raise ConfigError(
+                            "max_requests", f"a run of at most {s.max_requests} requests (this one "
+                            "has more; shorten --hours or raise the bound)", total,
+                        )  # fmt: skip
+                    times = np.sort(sim.stream(f"times/{name}").uniform(t0, grid_end[t0], n))
+                    drawn[name] = (times, _rows(sim, workload, n))
+            for wi, name in enumerate(names):
+                workload = fleet.workloads[name]
+                given_at, given_rows = (traffic or drawn).get(name, NO_TRAFFIC)
+                if traffic is None and t0 in grid_end and grid_end[t0] == t1:
+                    arrival, rows = given_at, given_rows  # the whole block of the grid
+                else:
+                    lo, hi = np.searchsorted(given_at, [t0, t1])
+                    arrival, rows = given_at[lo:hi], given_rows[lo:hi]
+                n = arrival.size
+                try:
+                    route = policy.route(
+                        RequestMeta(name, received_s=t0), now_s=t0, tiers=states, spent_usd=spent
+                    )
+                except DeadlineExceededError:  # cannot happen for a fresh request; be safe
+                    route = Route(name, (), (), None, None, "deadline")
+                calls += 1
+                routes[(b, name)] = route
+                release = arrival.copy()
+                deferred = np.zeros(n, dtype=bool)
+                deferrable = fleet.plan.workloads[name].urgency == "deferrable"
+                # deferrable work whose route meets a cut fails its delivery: the outbox keeps it
+                blocked = [t for t in route.tiers if _cut_at(cuts.get(t, ()), t0)] if deferrable \
+                    else []  # fmt: skip
+                for tier in blocked:
+                    book.record(tier, arrival)
+                if route.defer_until_s is not None or blocked or (not route.tiers and deferrable):
+                    waiting[name].append((arrival, rows))
+                    tally.depth(wi, hour_index, sum(a.size for a, _ in waiting[name]))
+                    continue
+                # deferred work released now: routed afresh with this block's route
+                held = waiting[name]
+                if held and route.tiers:
+                    old = np.concatenate([a for a, _ in held])
+                    rows = np.concatenate([*(r for _, r in held), rows])
+                    waiting[name] = []
+                    arrival = np.concatenate((old, arrival))
+                    release = np.concatenate((_drained(fleet, route, old.size, t0), release))
+                    deferred = np.concatenate((np.ones(old.size, dtype=bool), deferred))
+                blocks.append(_paths(fleet, sim, wi, name, route, (arrival, rows), release,
+                                     deferred, index, scenario, t0))  # fmt: skip
+                spent[name] += float(blocks[-1].cost.sum())
+            _feed(book, cuts, blocks[first_block:], tier_names)
+        for name in names:  # still in the outbox when the run ends
+            for arrival, rows in waiting[name]:
+                gone = np.full(arrival.size, np.nan)
+                blocks.append(_paths(fleet, sim, names.index(name), name, None, (arrival, rows),
+                                     gone, np.ones(arrival.size, dtype=bool), index, scenario,
+                                     horizon))  # fmt: skip
+        flush()
+        serving.pop().result()
+    finally:
+        worker.shutdown(wait=True, cancel_futures=True)
+    run = join(kept, names, tier_names, horizon) if keep_requests else join(
         [], names, tier_names, horizon)  # fmt: skip
-    return replace(run, policy_calls=calls, routes=routes, tally=tally)
+    return replace(run, policy_calls=calls, routes=routes, states=seen, blocks_s=starts,
+                   tally=tally)  # fmt: skip
 
 
-def _join(
-    parts: list[SimRun], names: tuple[str, ...], tiers: tuple[str, ...], horizon: float
-) -> SimRun:
-    def cat(attr: str, dtype: type) -> np.ndarray:
-        arrays = [getattr(p, attr) for p in parts]
-        return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
+def _rows(sim: Simulation, workload: SimWorkload, n: int) -> np.ndarray:
+    """Which held-out row each of ``n`` fresh requests is (-1 without per-row outcomes)."""
+    if workload.rows is None:
+        return np.full(n, -1, dtype=np.int64)
+    drawn: np.ndarray = sim.stream(f"rows/{workload.name}").integers(0, workload.rows.rows, n)
+    return drawn
 
-    return SimRun(
-        workloads=names, tiers=tiers, horizon_s=horizon, workload=cat("workload", np.int64),
-        arrival_s=cat("arrival_s", float), release_s=cat("release_s", float),
-        done_s=cat("done_s", float), answered_by=cat("answered_by", np.int64),
-        degraded=cat("degraded", bool), deferred=cat("deferred", bool),
-        fallbacks=cat("fallbacks", np.int64), cost_usd=cat("cost_usd", float),
-        energy_j=cat("energy_j", float), correct=cat("correct", bool), policy_calls=0,
-        routes={},
-    )  # fmt: skip
+
+def _cut_at(cuts: Sequence[Cut], time_s: float) -> bool:
+    return any(begin <= time_s < end for begin, end, _ in cuts)
+
+
+def _feed(
+    book: BreakerBook, cuts: Mapping[str, list[Cut]], blocks: Sequence[Block],
+    tier_names: tuple[str, ...],
+) -> None:  # fmt: skip
+    """Tell the breakers of partitioned tiers about the calls these blocks make."""
+    for tier in cuts:
+        t = tier_names.index(tier)
+        times = [
+            b.release[(b.exit >= b.route.index(t)) & ~np.isnan(b.release)]
+            for b in blocks
+            if t in b.route
+        ]
+        if times:
+            book.record(tier, np.sort(np.concatenate(times)))
 
 
 def _drained(fleet: SimFleet, route: Route, count: int, time_s: float) -> np.ndarray:
@@ -230,28 +260,38 @@ def _paths(
     wi: int,
     name: str,
     route: Route | None,
-    arrival: np.ndarray,
+    requests: Traffic,
     release: np.ndarray,
     deferred: np.ndarray,
     index: dict[str, int],
     scenario: Scenario,
     time_s: float,
-) -> _Block:
+) -> Block:
     workload = fleet.workloads[name]
+    arrival, rows = requests
     n = arrival.size
     cascade = workload.cascade
+    outcomes = workload.rows
     tiers = route.tiers if route is not None else ()
     route_idx = tuple(index[t] for t in tiers)
     exit_pos = np.zeros(n, dtype=np.int64)
     degraded = np.zeros(n, dtype=bool)
     cost = np.zeros(n)
     energy = np.zeros(n)
+    price = np.ones(len(index))
+    for tier in fleet.tiers.values():
+        price[index[tier.name]] = scenario_factor(
+            scenario, "price", (tier.name, tier.spec_tier), time_s
+        )
     if not tiers or n == 0:
         correct = np.zeros(n, dtype=bool)
-        return _Block(wi, arrival, release, route_idx, exit_pos, degraded, deferred, cost,
-                      energy, correct)  # fmt: skip
-    draws = sim.stream(f"escalation/{name}").random((n, len(cascade)))
-    escalates = draws < np.array([workload.escalate.get(t, 0.0) for t in cascade])
+        return Block(wi, arrival, release, route_idx, exit_pos, degraded, deferred, cost,
+                      energy, correct, price)  # fmt: skip
+    if outcomes is not None:  # each request escalates as its held-out row did
+        escalates = outcomes.escalates[rows]
+    else:
+        draws = sim.stream(f"escalation/{name}").random((n, len(cascade)))
+        escalates = draws < np.array([workload.escalate.get(t, 0.0) for t in cascade])
     # where the full cascade would answer, and where this route answers
     full_exit = np.full(n, len(cascade) - 1)
     if len(cascade) > 1:
@@ -274,113 +314,12 @@ def _paths(
     reached = np.arange(len(tiers))[None, :] <= exit_pos[:, None]
     for pos, name_of_tier in enumerate(tiers):
         stage = fleet.tiers[name_of_tier]
-        price = scenario_factor(scenario, "price", (stage.name, stage.spec_tier), time_s)
-        cost += reached[:, pos] * stage.cost_usd_per_inference * price
+        cost += reached[:, pos] * stage.cost_usd_per_inference * price[index[name_of_tier]]
         energy += reached[:, pos] * (stage.energy_j_per_inference or 0.0)
-    accuracy = workload.accuracy if workload.accuracy is not None else 1.0
-    correct = sim.stream(f"correct/{name}").random(n) < accuracy
-    return _Block(wi, arrival, release, route_idx, exit_pos, degraded, deferred, cost, energy,
-                  correct)  # fmt: skip
-
-
-def _order(blocks: Sequence[_Block], count: int) -> list[int]:
-    """Tiers in the order routes visit them (Kahn's; a cycle is broken by first sight)."""
-    edges: set[tuple[int, int]] = set()
-    seen: list[int] = []
-    for row in {block.route for block in blocks}:
-        for t in row:
-            if t not in seen:
-                seen.append(t)
-        edges.update(itertools.pairwise(row))
-    order: list[int] = []
-    remaining = list(seen)
-    while remaining:
-        free = [t for t in remaining if not any(a in remaining and b == t for a, b in edges)]
-        pick = free[0] if free else remaining[0]
-        order.append(pick)
-        remaining.remove(pick)
-    return order + [t for t in range(count) if t not in order]
-
-
-def _serve(
-    fleet: SimFleet,
-    sim: Simulation,
-    blocks: list[_Block],
-    names: tuple[str, ...],
-    tier_names: tuple[str, ...],
-    horizon: float,
-    free: dict[str, list[float]],
-    outages: dict[str, list[Outage]],
-) -> SimRun:
-    def cat(attr: str, dtype: type | None = None) -> np.ndarray:
-        parts = [getattr(b, attr) for b in blocks]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype or float)
-
-    workload = np.concatenate([np.full(b.arrival.size, b.workload) for b in blocks]) if blocks \
-        else np.zeros(0, dtype=np.int64)  # fmt: skip
-    arrival, release = cat("arrival"), cat("release")
-    table = sorted({b.route for b in blocks})  # the distinct routes
-    route_id = np.concatenate(
-        [np.full(b.arrival.size, table.index(b.route), dtype=np.int64) for b in blocks]
-    ) if blocks else np.zeros(0, dtype=np.int64)  # fmt: skip
-    lengths = np.array([len(r) for r in table] or [0], dtype=np.int64)
-    exit_pos = cat("exit").astype(np.int64)
-    degraded, deferred = cat("degraded").astype(bool), cat("deferred").astype(bool)
-    cost, energy, correct = cat("cost"), cat("energy"), cat("correct").astype(bool)
-    n = arrival.size
-    ready = release.copy()  # when the request is ready for its next stage
-    done = np.full(n, np.nan)
-    answered = np.full(n, -1, dtype=np.int64)
-    fallbacks = np.zeros(n, dtype=np.int64)
-    alive = ~np.isnan(release) & (lengths[route_id] > 0) if n else np.zeros(0, dtype=bool)
-    for t in _order(blocks, len(tier_names)):
-        tier = fleet.tiers[tier_names[t]]
-        where = np.array([r.index(t) if t in r else -1 for r in table] or [-1], dtype=np.int64)
-        position = where[route_id]
-        # the requests that reach this tier (earlier stages were served before)
-        rows = np.flatnonzero((position >= 0) & (position <= exit_pos) & alive)
-        if rows.size == 0:
-            continue
-        positions = position[rows]
-        order = np.argsort(ready[rows], kind="stable")
-        rows, positions = rows[order], positions[order]
-        sent = ready[rows].copy()
-        start = sent.copy()
-        if tier.remote:
-            start += tier.rtt.samples_ms(sim.stream(f"rtt/{tier.name}"), rows.size) / 1000.0
-            order = np.argsort(start, kind="stable")
-            rows, positions, start, sent = rows[order], positions[order], start[order], sent[order]
-        finish, failed = run_tier(
-            tier, fleet, sim, start, outages.get(tier.name, []), free[tier.name], sent
-        )
-        last = positions == exit_pos[rows]
-        ok_rows = rows[~failed]
-        done_at = finish[~failed]
-        ends_here = last[~failed]
-        done[ok_rows[ends_here]] = done_at[ends_here]
-        answered[ok_rows[ends_here]] = t
-        ready[ok_rows[~ends_here]] = done_at[~ends_here]
-        # a failed call falls over to the route's next tier, degraded; none left: failed
-        bad_rows, bad_pos, bad_at = rows[failed], positions[failed], finish[failed]
-        fallbacks[bad_rows] += 1
-        degraded[bad_rows] = True
-        has_next = bad_pos + 1 < lengths[route_id[bad_rows]]
-        move = bad_rows[has_next]
-        grown = bad_pos[has_next] + 1 > exit_pos[move]  # a stage past the planned answer
-        exit_pos[move] = np.maximum(exit_pos[move], bad_pos[has_next] + 1)
-        ready[move] = bad_at[has_next]
-        for r, route in enumerate(table):  # what the stage it falls over to costs
-            extra = move[grown & (route_id[move] == r)]
-            if extra.size:
-                for pos in np.unique(exit_pos[extra]).tolist():
-                    stage = fleet.tiers[tier_names[route[pos]]]
-                    these = extra[exit_pos[extra] == pos]
-                    cost[these] += stage.cost_usd_per_inference
-                    energy[these] += stage.energy_j_per_inference or 0.0
-        alive[bad_rows[~has_next]] = False
-    return SimRun(
-        workloads=names, tiers=tier_names, horizon_s=horizon, workload=workload,
-        arrival_s=arrival, release_s=release, done_s=done, answered_by=answered,
-        degraded=degraded, deferred=deferred, fallbacks=fallbacks, cost_usd=cost,
-        energy_j=energy, correct=correct & (answered >= 0), policy_calls=0, routes={},
-    )  # fmt: skip
+    if outcomes is not None:  # right as the answering stage was on the row
+        correct = outcomes.correct[rows, np.asarray(kept)[exit_pos]]
+    else:
+        accuracy = workload.accuracy if workload.accuracy is not None else 1.0
+        correct = sim.stream(f"correct/{name}").random(n) < accuracy
+    return Block(wi, arrival, release, route_idx, exit_pos, degraded, deferred, cost, energy,
+                  correct, price)  # fmt: skip

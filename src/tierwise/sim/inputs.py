@@ -12,9 +12,16 @@ times by batch size), gathered per router tier and per workload.
   to ``max_node_count``, as the busiest hour needs at ``target_utilization``.
 - Each server batches as the tier server does (``max_batch``, ``max_delay_ms``) and
   refuses past ``max_queue`` waiting requests.
-- A stage escalates with the probability the plan's cascade measured
+- With a calibration's per-row outcomes (:mod:`tierwise.sim.rows`) each request is a
+  held-out row that escalates and is answered right exactly as that row was; otherwise a
+  stage escalates with the probability the plan's cascade measured
   (``expected.reach[i+1] / expected.reach[i]``), and a workload's answers are right with
   the plan's ``expected.accuracy``.
+- A rehearsal on one machine may give each tier's server count (``servers``), the fixed
+  time each call spends outside the model (``call_overhead_ms``: the router, HTTP and
+  (de)serialisation, as measured), the server's own serial work per request and per batch
+  (``per_request_ms``, ``per_batch_ms``: added to each batch's time), and the seed its link emulator
+  draws round trips with (``rtt_seeds``: the simulator then draws the very same sequence).
 - Energy per inference is the profile's, else the tier's active power times the service
   time; cost per inference is the plan's.
 """
@@ -22,16 +29,18 @@ times by batch size), gathered per router tier and per workload.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from tierwise.errors import ConfigError, PlanError
 from tierwise.link.delay import Z99, RttModel
 from tierwise.plan.perf import Estimate, ProfileCatalog
 from tierwise.planfile.schema import Plan
+from tierwise.router.health import BreakerSettings
+from tierwise.sim.rows import CalibrationRows, RowOutcomes, workload_rows
 from tierwise.spec import FleetSpec
 
 __all__ = ["SimFleet", "SimSettings", "SimTier", "SimWorkload", "sim_fleet"]
@@ -56,6 +65,49 @@ class SimSettings(BaseModel):
         default=120.0, gt=0, le=86400, description="until a preempted instance is replaced"
     )
     max_requests: int = Field(default=200_000_000, ge=1, description="refuse bigger runs")
+    breaker: BreakerSettings = Field(
+        default_factory=BreakerSettings, description="the router's breakers (its settings)"
+    )
+    servers: dict[str, int] = Field(
+        default_factory=dict, description="servers per plan tier, instead of the spec's"
+    )
+    call_overhead_ms: dict[str, float | tuple[float, ...]] = Field(
+        default_factory=dict,
+        description="per plan tier: each call's time outside the model (several: measured "
+        "samples, each call draws one)",
+    )
+    rtt_seeds: dict[str, int] = Field(
+        default_factory=dict, description="per plan tier: the seed of its link's round trips"
+    )
+    per_request_ms: dict[str, float] = Field(
+        default_factory=dict,
+        description="per plan tier: a server's own work per request (parsing, encoding), "
+        "one request at a time, on top of the batch's compute",
+    )
+    per_batch_ms: dict[str, float] = Field(
+        default_factory=dict,
+        description="per plan tier: a server's own work per batch, on top of its compute",
+    )
+
+    @field_validator("servers")
+    @classmethod
+    def _some_servers(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {k: v for k, v in value.items() if v < 1}
+        if bad:
+            raise ConfigError("servers", "at least 1 server per tier", bad)
+        return value
+
+    @field_validator("call_overhead_ms", "per_request_ms", "per_batch_ms")
+    @classmethod
+    def _overheads(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        def fine(v: float | tuple[float, ...]) -> bool:
+            values = v if isinstance(v, tuple) else (v,)
+            return bool(values) and all(0 <= x < 60_000 for x in values)
+
+        bad = {k: v for k, v in value.items() if not fine(v)}
+        if bad:
+            raise ConfigError(str(info.field_name), "milliseconds in [0, 60000)", bad)
+        return value
 
 
 @dataclass(frozen=True)
@@ -74,6 +126,10 @@ class SimTier:
     cost_usd_per_inference: float
     energy_j_per_inference: float | None
     timeout_s: float
+    #: each call's time outside the model, not holding a server (samples: one is drawn)
+    overhead_s: np.ndarray = field(default_factory=lambda: np.zeros(1))
+    steady_s: float = 0.0  # a server's own steady work in a one-row batch (in service_s)
+    rtt_seed: int | None = None  # draw round trips as the link seeded so does
 
     def throughput_per_s(self, batch: int) -> float:
         """Rows per second one server runs at batch size ``batch``."""
@@ -92,6 +148,7 @@ class SimWorkload:
     escalate: dict[str, float]  # by tier: P(escalating | the stage answered)
     accuracy: float | None
     cascade: tuple[str, ...]
+    rows: RowOutcomes | None = None  # per held-out row: escalations and right answers
 
 
 @dataclass(frozen=True)
@@ -137,10 +194,15 @@ def _servers(
 
 
 def sim_fleet(
-    plan: Plan, spec: FleetSpec, catalog: ProfileCatalog, settings: SimSettings
+    plan: Plan,
+    spec: FleetSpec,
+    catalog: ProfileCatalog,
+    settings: SimSettings,
+    calibration: CalibrationRows | None = None,
 ) -> SimFleet:
     """Gather the simulator's view of ``plan`` on ``spec`` (see the module docstring);
-    SpecError naming the tier for one the profiles cannot time."""
+    SpecError naming the tier for one the profiles cannot time, ConfigError for a
+    setting that names a tier the plan's workloads do not use."""
     workloads: dict[str, SimWorkload] = {}
     models: dict[str, str] = {}
     for name, config in plan.workloads.items():
@@ -164,9 +226,14 @@ def sim_fleet(
             escalate=escalate,
             accuracy=config.expected.accuracy if config.expected is not None else None,
             cascade=cascade,
+            rows=workload_rows(plan, name, calibration) if calibration is not None else None,
         )
         for tier in cascade:
             models.setdefault(tier, spec_workload.model)
+    for option in ("servers", "call_overhead_ms", "rtt_seeds", "per_request_ms", "per_batch_ms"):
+        unknown = sorted(set(getattr(settings, option)) - set(models))
+        if unknown:
+            raise ConfigError(option, f"tiers the workloads use ({', '.join(models)})", unknown)
     tiers: dict[str, SimTier] = {}
     for name, model in models.items():
         tiers[name] = _tier(plan, spec, catalog, settings, name, model, workloads)
@@ -196,6 +263,9 @@ def _tier(
             f"tiers.{name}", f"a profile of {model}/{variant} that fits {spec_tier}", None
         )
     table, sigma = _service_table(estimate, settings.max_batch)
+    per_request_s = settings.per_request_ms.get(name, 0.0) / 1000.0
+    per_batch_s = settings.per_batch_ms.get(name, 0.0) / 1000.0
+    table[1:] += per_batch_s + per_request_s * np.arange(1, table.size)
     energy = estimate.energy_j_per_inference
     if energy is None:
         watts = getattr(getattr(spec_t.hardware, "power", None), "active_watts", None)
@@ -215,6 +285,9 @@ def _tier(
         cost_usd_per_inference=config.cost_usd_per_inference,
         energy_j_per_inference=energy,
         timeout_s=config.timeout_s,
+        overhead_s=np.atleast_1d(np.asarray(settings.call_overhead_ms.get(name, 0.0))) / 1000.0,
+        steady_s=per_batch_s + per_request_s,
+        rtt_seed=settings.rtt_seeds.get(name),
     )
     load = 0.0  # the busiest hour's requests reaching the tier
     for w in workloads.values():
@@ -223,5 +296,7 @@ def _tier(
             for earlier in w.cascade[: w.cascade.index(name)]:
                 share *= w.escalate.get(earlier, 0.0)
             load += share * max(w.hourly_rps)
-    servers = _servers(spec, spec_tier, spec_t.kind, load, tier, settings.target_utilization)
+    servers = settings.servers.get(name) or _servers(
+        spec, spec_tier, spec_t.kind, load, tier, settings.target_utilization
+    )
     return replace(tier, servers=servers)

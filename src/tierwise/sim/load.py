@@ -14,6 +14,7 @@ from tierwise.planfile.load import load_plan
 from tierwise.sim.engine import SimRun, simulate
 from tierwise.sim.inputs import SimFleet, SimSettings, sim_fleet
 from tierwise.sim.results import summarize
+from tierwise.sim.rows import load_calibration_rows
 from tierwise.sim.scenario import Scenario, load_scenario
 from tierwise.spec import load_spec
 
@@ -35,11 +36,13 @@ def simulate_files(
     profiles: Sequence[Path],
     scenario_path: Path | None,
     settings: SimSettings,
+    calibration: Path | None = None,
     keep_requests: bool = True,
 ) -> Simulated:
     """Load, check and run (ConfigError, SpecError or PlanError naming the file and
     field of a mistake). ``spec_path`` defaults to the plan's ``spec:``; ``profiles`` to
-    ``profiles.json`` beside the plan; ``keep_requests``: see
+    ``profiles.json`` beside the plan; ``calibration``: per-row outcomes
+    (:mod:`tierwise.sim.rows`); ``keep_requests``: see
     :func:`~tierwise.sim.engine.simulate`."""
     plan = load_plan(plan_path, check_files=False)
     spec_file = spec_path or plan.spec
@@ -54,7 +57,8 @@ def simulate_files(
     scenario = load_scenario(scenario_path) if scenario_path is not None else Scenario()
     known_tiers = [*plan.tiers, *(t.spec_tier for t in plan.tiers.values() if t.spec_tier)]
     scenario.check(known_tiers, plan.workloads, str(scenario_path or "scenario"))
-    fleet = sim_fleet(plan, spec, catalog, settings)
+    rows = load_calibration_rows(calibration) if calibration is not None else None
+    fleet = sim_fleet(plan, spec, catalog, settings, rows)
     run = simulate(fleet, scenario, keep_requests=keep_requests)
     summary = summarize(run, fleet)
     summary["scenario"] = scenario.name

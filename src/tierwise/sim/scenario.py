@@ -4,6 +4,7 @@
 name: bad-tuesday
 events:
   - {kind: partition, tiers: ["store-*"], start: "10:00", end: "10:30"}  # cut from upstream
+  - {kind: partition, tiers: [gpu-pool], start: "16:00", end: "16:05", mode: reset}
   - {kind: heat, tiers: [dock-edge], start: "13:00", end: "15:00"}       # thermal offload
   - {kind: price, tiers: [gpu-pool], factor: 2.0, start: "14:00"}        # cloud repriced
   - {kind: burst, workloads: [parcel-codes], factor: 3, start: "12:00", end: "12:15"}
@@ -11,11 +12,13 @@ events:
   - {kind: spot_preemption, tiers: [gpu-pool], rate_per_hour: 0.05}
 ```
 
-Times are ``HH:MM`` (or ``HH:MM:SS``) from the simulation's start, or seconds; an event
-without ``end`` lasts to the end. ``tiers`` and ``workloads`` are names or shell patterns
-(``store-*``) of the plan's tiers (or the spec tiers they run on) and workloads; a pattern
-that matches nothing is refused with the file and the field named, as is any other
-mistake.
+A partition holds calls already on their way until the caller times out
+(``mode: blackhole``, as a cut cable) or refuses them at once (``mode: reset``); either
+way the router routes around the tier while it lasts. Times are ``HH:MM`` (or
+``HH:MM:SS``) from the simulation's start, or seconds; an event without ``end`` lasts to
+the end. ``tiers`` and ``workloads`` are names or shell patterns (``store-*``) of the
+plan's tiers (or the spec tiers they run on) and workloads; a pattern that matches
+nothing is refused with the file and the field named, as is any other mistake.
 """
 
 from __future__ import annotations
@@ -80,6 +83,10 @@ class ScenarioEvent(BaseModel):
     factor: float | None = Field(default=None, gt=0, le=1000)
     nodes: int | None = Field(default=None, ge=1)
     rate_per_hour: float | None = Field(default=None, ge=0, le=3600)
+    mode: Literal["blackhole", "reset"] = Field(
+        default="blackhole",
+        description="a partition's calls: held until the caller times out, or refused",
+    )
 
     @model_validator(mode="before")
     @classmethod

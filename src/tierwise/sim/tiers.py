@@ -13,6 +13,7 @@ servers are up, and how a tier serves the calls that reach it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,13 +24,26 @@ from tierwise.sim.inputs import SimFleet, SimTier
 from tierwise.sim.queues import batching_server
 from tierwise.sim.scenario import Scenario
 
-__all__ = ["Outage", "assign", "run_tier", "scenario_factor", "server_outages", "tier_states"]
+__all__ = [
+    "Cut",
+    "Outage",
+    "assign",
+    "partition_cuts",
+    "run_tier",
+    "scenario_factor",
+    "server_outages",
+    "tier_states",
+]
 
 
-def tier_states(fleet: SimFleet, scenario: Scenario, time_s: float) -> dict[str, TierState]:
-    """The tiers' state at ``time_s`` as the router would observe it: unreachable while
-    partitioned or while every server is down, thermal offload during heat, and the p99
-    of a call at light load (service plus round trip) as its latency window would read."""
+def tier_states(
+    fleet: SimFleet, scenario: Scenario, time_s: float, breakers: Any = None
+) -> dict[str, TierState]:
+    """The tiers' state at ``time_s`` as the router would observe it: unhealthy while
+    every server is down, its breaker open as ``breakers`` (a
+    :class:`~tierwise.sim.breakers.BreakerBook`) says (a partition is not seen, only its
+    failed calls), thermal offload during heat, and the p99 of a call at light load
+    (service plus round trip) as its latency window would read."""
     states = {}
     for name, tier in fleet.tiers.items():
         names = (name, tier.spec_tier)
@@ -38,9 +52,7 @@ def tier_states(fleet: SimFleet, scenario: Scenario, time_s: float) -> dict[str,
         for event in scenario.events:
             if not event.active(time_s) or not event.applies_to(names):
                 continue
-            if event.kind == "partition":
-                down = True
-            elif event.kind == "heat":
+            if event.kind == "heat":
                 heat = True
             elif event.kind == "node_failure":
                 failed += event.nodes or 0
@@ -49,7 +61,9 @@ def tier_states(fleet: SimFleet, scenario: Scenario, time_s: float) -> dict[str,
         p99_ms = 1000.0 * float(tier.service_s[1]) * float(np.exp(tier.sigma * Z99))
         if tier.remote:
             p99_ms += tier.rtt.p99_ms
-        states[name] = TierState(name, healthy=not down, thermal_offload=heat, p99_ms=p99_ms)
+        tripped = breakers is not None and breakers.open_at(name, time_s)
+        states[name] = TierState(name, healthy=not down, breaker_open=tripped,
+                                 thermal_offload=heat, p99_ms=p99_ms)  # fmt: skip
     return states
 
 
@@ -67,6 +81,22 @@ def scenario_factor(scenario: Scenario, kind: str, names: Sequence[str], time_s:
 
 #: (server, down from, down until) of one tier
 Outage = tuple[int, float, float]
+#: (from, until, blackhole?) of one tier's partition
+Cut = tuple[float, float, bool]
+
+
+def partition_cuts(fleet: SimFleet, scenario: Scenario, horizon_s: float) -> dict[str, list[Cut]]:
+    """Each remote tier's partitions: calls that reach it then fail (see run_tier)."""
+    out: dict[str, list[Cut]] = {}
+    for name, tier in fleet.tiers.items():
+        cuts = [
+            (e.start_s, horizon_s if e.end_s is None else e.end_s, e.mode == "blackhole")
+            for e in scenario.events
+            if e.kind == "partition" and tier.remote and e.applies_to((name, tier.spec_tier))
+        ]
+        if cuts:
+            out[name] = cuts
+    return out
 
 
 def server_outages(
@@ -134,17 +164,31 @@ def run_tier(
     outages: list[Outage],
     free: list[float],
     sent: np.ndarray,
+    cuts: Sequence[Cut] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
     """When each call (sorted by ``start``, when it reaches the tier) ends, and whether
     it failed (refused, or slower than the tier's timeout: the caller, who ``sent`` it,
-    gives up at ``sent + timeout_s``). ``free`` holds when each server is free, and is
+    gives up at ``sent + timeout_s``; one sent during a partition, ``cuts``, is refused
+    as it is sent or, in a blackhole, given up on). ``free`` holds when each server is free, and is
     brought up to date."""
     rng = sim.stream(f"service/{tier.name}")
     jitter = np.exp(tier.sigma * rng.standard_normal(start.size))
+    if tier.steady_s > 0:  # the spread is the model's: the server's own work is steady
+        compute = float(tier.service_s[1]) - tier.steady_s
+        jitter = (compute * jitter + tier.steady_s) / (compute + tier.steady_s)
     if not tier.remote:  # in process on each device: no shared queue
         return start + float(tier.service_s[1]) * jitter, np.zeros(start.size, dtype=bool)
     s = fleet.settings
     server_of = assign(start, tier.servers, outages)
+    held = np.zeros(start.size, dtype=bool)  # sent into a blackhole
+    reset = np.zeros(start.size, dtype=bool)  # refused as it was sent
+    for begin, end, blackhole in cuts:
+        inside = (sent >= begin) & (sent < end)
+        server_of[inside] = -1
+        if blackhole:
+            held |= inside
+        else:
+            reset |= inside
     done = np.where(server_of < 0, start, np.nan)
     refused = server_of < 0  # no server up: refused at once
     for server in range(tier.servers):  # a balancer spreads the calls over those up
@@ -158,7 +202,8 @@ def run_tier(
         )  # fmt: skip
         done[part], refused[part] = run.done_s, run.refused
         free[server] = run.free_s[0]
-    slow = done - sent > tier.timeout_s
+    slow = ((done - sent > tier.timeout_s) & ~refused) | held
     failed = refused | slow
-    finish = np.where(refused, start, np.where(slow, sent + tier.timeout_s, done))
+    finish = np.where(slow, sent + tier.timeout_s, np.where(refused, start, done))
+    finish[reset] = sent[reset]
     return finish, failed
