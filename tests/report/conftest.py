@@ -27,6 +27,7 @@ from tierwise.report import (
     WorkloadCost,
     cascade_from_calibration,
 )
+from tierwise.report.simulation import SimulationData, simulation_data
 from tierwise.spec import load_spec
 from tierwise.zoo import load_eval, load_zoo
 
@@ -131,7 +132,44 @@ def report_data(
         cascade=cascade,
         summary=summary,
         facts=(("plan", "plans/<digits>.yaml"), ("costs", calibration.cost_source)),
+        simulation=simulated_day(),
     )
+
+
+def simulated_day() -> SimulationData:
+    """A day as ``tierwise simulate -o`` writes it (two workloads, a cloud cut at 10:00)
+    and a fidelity check with one miss."""
+
+    def hour(h: int, p99: float, cloud: float) -> dict[str, Any]:
+        return {"hour": h, "requests": 3600, "p99_ms": p99, "degraded": 0,
+                "share": {"device": 0.5, "edge": 0.5 - cloud, "cloud": cloud},
+                "usd_per_million": 1.0 + 40 * cloud}  # fmt: skip
+
+    def side(p50: float, p99: float) -> dict[str, Any]:
+        return {"p50_ms": p50, "p99_ms": p99, "usd_per_million": 1.0,
+                "share": {"device": 0.5, "edge": 0.48, "cloud": 0.02}}  # fmt: skip
+
+    doc = {
+        "scenario": "bad-day", "hours": 24, "seed": 0, "requests": 2 * 24 * 3600,
+        "workloads": {
+            name: {"total": {"slo_p99_ms": slo},
+                   "by_hour": [hour(h, p99 * (3 if h == 10 else 1), 0.0 if h == 10 else 0.02)
+                               for h in range(24)]}
+            for name, slo, p99 in (("digits", 300.0, 40.0), ("forms", 100.0, 12.0))
+        },
+    }  # fmt: skip
+    check = {
+        "title": "predicted <beside> measured",
+        "rows": [
+            {"level": "light", "workload": "digits", "requests": 500,
+             "predicted": side(12.0, 40.0), "measured": side(12.5, 41.0),
+             "within": {"p50": True, "p99": True, "share": True, "cost": True}},
+            {"level": "near-edge-capacity", "workload": "digits", "requests": 2000,
+             "predicted": side(20.0, 90.0), "measured": side(21.0, 120.0),
+             "within": {"p50": True, "p99": False, "share": True, "cost": True}},
+        ],
+    }  # fmt: skip
+    return simulation_data(doc, fidelity=check)
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ from tierwise.report import (
     matrix_png,
 )
 from tierwise.report.plots import DPI
+from tierwise.report.simulation import load_simulation, simulation_png
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -49,13 +50,14 @@ def test_plots_are_pngs_and_deterministic(report_data: ReportData) -> None:
         "cost": lambda: cost_png(report_data.costs),
         "latency": lambda: latency_png(report_data.latency),
         "cascade": lambda: cascade_png(report_data.cascade),  # type: ignore[arg-type]
+        "simulation": lambda: simulation_png(report_data.simulation),
     }
     for name, render in renders.items():
         first, second = render(), render()
         assert first == second, f"{name} differs between two renders"
         width, height = _size(first)
         assert width == 9 * DPI, name
-        assert 100 < height < 1000, name
+        assert 100 < height < 1000 if name != "simulation" else height == 3 * 260, name
         assert b"matplotlib" not in first.lower(), name  # no version stamp
 
 
@@ -103,6 +105,27 @@ def test_a_plan_choice_lands_on_its_rules_curve(calibration: CalibrationResult) 
     assert near.chosen[-1].point == middle
     assert choose_on_curve(cascade, "w", "margin", [0.5]) == cascade
     assert choose_on_curve(cascade, "w", "detector", middle.thresholds) == cascade
+
+
+def test_a_broken_simulation_file_names_the_file_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "simulation.json"
+    bad.write_text("[1]")
+    with pytest.raises(ReportError, match=r"simulation\.json: expected a JSON object"):
+        load_simulation(bad)
+    bad.write_text('{"workloads": {"scan": {"total": {}}}}')
+    with pytest.raises(
+        ReportError, match=r"simulation\.json: workloads\.scan: expected a field 'by_hour'"
+    ):
+        load_simulation(bad)
+    good = tmp_path / "good.json"
+    good.write_text('{"runs": [{"workloads": {}}, {"workloads": {"x": {}}}]}')  # a comparison
+    assert load_simulation(good).hours == {}  # the first run
+    check = tmp_path / "fidelity.json"
+    check.write_text('{"rows": [{"level": "light"}]}')
+    with pytest.raises(
+        ReportError, match=r"fidelity\.json: rows\[0\]: expected a field 'workload'"
+    ):
+        load_simulation(good, check)
 
 
 def test_a_broken_calibration_file_is_a_report_error(tmp_path: Path) -> None:

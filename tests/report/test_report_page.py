@@ -38,7 +38,7 @@ def test_every_section_and_plot_loads_in_chromium(
             "els => els.map(e => ({src: e.getAttribute('src'), plot: e.dataset.plot,"
             " complete: e.complete, width: e.naturalWidth, height: e.naturalHeight}))",
         )
-        assert {i["plot"] for i in images} == {"matrix", "cost", "latency", "cascade"}
+        assert {i["plot"] for i in images} == {"matrix", "cost", "latency", "cascade", "simulation"}
         for image in images:
             assert image["complete"], image
             assert image["width"] > 0, image
@@ -58,6 +58,11 @@ def test_every_section_and_plot_loads_in_chromium(
         cascade = page.locator("section#cascade").inner_text()
         assert "oracle" in cascade
         assert "target (" in cascade
+        simulation = page.locator("section#simulation").inner_text()
+        assert "scenario bad-day: 172,800 requests in 24 simulated hours" in simulation
+        assert "predicted <beside> measured" in simulation  # escaped, shown as text
+        assert "no: p99" in simulation  # the level that missed says which figure
+        assert "90 / 120" in simulation
         page.locator("section#matrix details summary").click()
         reasons = page.locator("section#matrix details").inner_text()
         assert "latency on device: <why> & how" in reasons
@@ -72,7 +77,7 @@ def test_a_section_without_data_says_so(
         "only a summary", summary=SummaryTable("t", ("route", "USD"), (("cloud", "1.00"),))
     )
     earlier = write_report(report_data, tmp_path)
-    assert len(earlier.plots) == 4
+    assert len(earlier.plots) == 5
     files = write_report(data, tmp_path)
     assert files.plots == {}
     assert sorted(p.name for p in tmp_path.iterdir()) == [PAGE_NAME]
@@ -82,6 +87,7 @@ def test_a_section_without_data_says_so(
             assert page.locator(f"section#{key}").count() == 1
         assert page.locator("img").count() == 0
         assert page.locator("p.empty").count() == len(SECTIONS) - 1
+        assert "tierwise simulate" in page.locator("section#simulation").inner_text()
     finally:
         page.close()
 

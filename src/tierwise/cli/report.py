@@ -1,4 +1,4 @@
-"""``tierwise report PLAN -o DIR``: the plan on one HTML page with four plots."""
+"""``tierwise report PLAN -o DIR``: the plan on one HTML page with its plots."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from tierwise.cli.common import out_console, print_json
+from tierwise.errors import ConfigError
 
 __all__ = ["report"]
 
@@ -34,12 +35,28 @@ def report(
             "the plan was made from.",
         ),
     ] = None,
+    simulation: Annotated[
+        Path | None,
+        typer.Option(
+            "--simulation",
+            help="simulation.json (tierwise simulate -o) to show as the simulation section.",
+        ),
+    ] = None,
+    fidelity: Annotated[
+        Path | None,
+        typer.Option(
+            "--fidelity",
+            help="fidelity.json (tierwise demo --fidelity) to show beside the simulation.",
+        ),
+    ] = None,
     title: Annotated[str | None, typer.Option(help="The page's title.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """Write a one-page report of a plan: the decision-matrix heatmap, cost per 1M
-    inferences by workload and tier, latency percentiles against SLOs, and the cascade's
-    accuracy / cost curve with the chosen points and the oracle bound.
+    inferences by workload and tier, latency percentiles against SLOs, the cascade's
+    accuracy / cost curve with the chosen points and the oracle bound, and (with
+    --simulation) a simulated day hour by hour, with a fidelity check's predicted
+    against measured latencies (--fidelity).
 
     The page is self-contained (no network, no scripts): open OUT/index.html.
     """
@@ -49,6 +66,14 @@ def report(
     data = load_report_data(
         plan, profiles=profiles or (), calibrations=calibration or (), title=title
     )
+    if simulation is not None:
+        from dataclasses import replace
+
+        from tierwise.report.simulation import load_simulation
+
+        data = replace(data, simulation=load_simulation(simulation, fidelity))
+    elif fidelity is not None:
+        raise ConfigError("--fidelity", "--simulation beside it (the section shows both)")
     files = write_report(data, out)
     if as_json:
         summary = data.summary

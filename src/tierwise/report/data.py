@@ -283,6 +283,8 @@ class ReportData:
     cascade: CascadeData | None = None
     summary: SummaryTable | None = None
     facts: tuple[tuple[str, str], ...] = ()
+    #: a simulated day, and a fidelity check (a tierwise.report.simulation.SimulationData)
+    simulation: Any = None
 
     def __post_init__(self) -> None:
         _text("ReportData.title", self.title)

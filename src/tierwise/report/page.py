@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tierwise.errors import ReportError
 from tierwise.report.data import (
@@ -25,6 +26,7 @@ from tierwise.report.data import (
     WorkloadCost,
 )
 from tierwise.report.plots import cascade_png, cost_png, latency_png, matrix_png
+from tierwise.report.simulation import SimulationData, simulation_png
 
 __all__ = ["PAGE_NAME", "SECTIONS", "ReportFiles", "render_page", "write_report"]
 
@@ -37,13 +39,20 @@ SECTIONS: dict[str, str] = {
     "cost": "Cost per 1M inferences by workload and tier",
     "latency": "Latency percentiles against SLOs",
     "cascade": "Cascade: accuracy against cost",
+    "simulation": "Simulation: a day of the fleet, and predicted against measured",
 }
 _PLOTS = {
     "matrix": "matrix.png",
     "cost": "cost.png",
     "latency": "latency.png",
     "cascade": "cascade.png",
+    "simulation": "simulation.png",
 }
+
+_NO_SIMULATION = (
+    "No simulation: run `tierwise simulate --plan PLAN -o DIR` and pass "
+    "`--simulation DIR/simulation.json` to tierwise report."
+)
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
@@ -177,6 +186,29 @@ def _cascade_details(cascade: CascadeData) -> str:
     return note + _table(columns, rows, {3, 4})
 
 
+def _simulation_details(sim: SimulationData) -> str:
+    out = f"<p>{_e(sim.title)}</p>"
+    if not sim.fidelity:
+        return out
+    columns = ["level", "workload", "requests", "p50 ms sim / live", "p99 ms sim / live",
+               "device / edge / cloud % sim / live", "USD per 1M sim / live", "within"]  # fmt: skip
+
+    def shares(doc: dict[str, Any]) -> str:
+        return "/".join(f"{100 * doc['share'][k]:.1f}" for k in ("device", "edge", "cloud"))
+
+    rows = [
+        [line.level, line.workload, str(line.requests),
+         f"{line.predicted['p50_ms']:.3g} / {line.measured['p50_ms']:.3g}",
+         f"{line.predicted['p99_ms']:.3g} / {line.measured['p99_ms']:.3g}",
+         f"{shares(line.predicted)} / {shares(line.measured)}",
+         f"{line.predicted['usd_per_million']:.3g} / {line.measured['usd_per_million']:.3g}",
+         "yes" if line.ok else "no: " + ", ".join(k for k, v in line.within.items() if not v)]
+        for line in sim.fidelity
+    ]  # fmt: skip
+    caption = f"<p>{_e(sim.fidelity_title)}</p>" if sim.fidelity_title else ""
+    return out + caption + _table(columns, rows, {2})
+
+
 def _section(key: str, body: str) -> str:
     return f'<section id="{key}" data-section="{key}"><h2>{_e(SECTIONS[key])}</h2>{body}</section>'
 
@@ -216,12 +248,19 @@ def render_page(data: ReportData, plots: Sequence[str]) -> str:
             "cascade accuracy against cost",
             lambda: _cascade_details(data.cascade) if data.cascade else "",
         ),
+        "simulation": (
+            "simulated day and fidelity check",
+            lambda: _simulation_details(data.simulation),
+        ),
     }
     for key, (alt, detail) in details.items():
         if key in plots:
             parts.append(_section(key, _figure(key, alt) + detail()))
         else:
-            parts.append(_section(key, _empty(f"No data for the {alt} in this plan.")))
+            missing = (
+                _NO_SIMULATION if key == "simulation" else f"No data for the {alt} in this plan."
+            )
+            parts.append(_section(key, _empty(missing)))
     body = "\n".join(parts)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -241,6 +280,8 @@ def _draw(data: ReportData) -> dict[str, bytes]:
         out["latency"] = latency_png(data.latency)
     if data.cascade is not None:
         out["cascade"] = cascade_png(data.cascade)
+    if data.simulation is not None and data.simulation.hours:
+        out["simulation"] = simulation_png(data.simulation)
     return out
 
 
