@@ -33,7 +33,9 @@ def test_the_story_runs_then_skips_what_is_cached(shared_zoo_dir: Path, tmp_path
     assert first.returncode == 0, first.stderr
     doc = json.loads(first.stdout)
     outcome = {s["step"]: s["outcome"] for s in doc["steps"]}
-    assert list(outcome) == ["zoo", "profile", "calibrate", "plan", "tiers", "replay", "report"]
+    assert list(outcome) == [
+        "zoo", "profile", "calibrate", "plan", "tiers", "replay", "simulate", "report"
+    ]  # fmt: skip
     assert outcome["zoo"] == "cached"  # the session's zoo is current
     assert {outcome[s] for s in ("profile", "calibrate", "plan", "tiers", "replay")} == {"ran"}
 
@@ -62,10 +64,19 @@ def test_the_story_runs_then_skips_what_is_cached(shared_zoo_dir: Path, tmp_path
     report = Path(doc["report"])
     assert report == work / "report" / "index.html"
     page = report.read_text()
-    for png in ("matrix.png", "cost.png", "latency.png", "cascade.png"):
+    for png in ("matrix.png", "cost.png", "latency.png", "cascade.png", "simulation.png"):
         assert (report.parent / png).stat().st_size > 1000
         assert f'src="{png}"' in page
     assert "measured on loopback through links with the plan" in page
+    # a bad day simulated: the cloud's link cut from 10:00 to 10:30 costs degraded answers
+    day = json.loads((work / "simulation.json").read_text())
+    assert day["scenario"] == "bad-day"
+    hours = {h["hour"]: h for h in day["workloads"]["parcel-codes"]["by_hour"]}
+    assert hours[10]["degraded"] > 0
+    assert hours[9]["degraded"] == 0
+    assert hours[10]["share"]["cloud"] < hours[9]["share"]["cloud"]
+    assert "scenario bad-day" in page
+    assert doc["fidelity"] is None  # only when asked
     assert [row[0] for row in doc["summary"]["rows"]] == [
         "parcel-codes",
         "customs-forms",

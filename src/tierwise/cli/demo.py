@@ -92,6 +92,32 @@ def _comparison(result: StoryResult) -> str | None:
     )
 
 
+def _fidelity_table(doc: dict[str, Any]) -> Table:
+    """Predicted (simulated) beside measured (live), per level and workload."""
+    table = Table(
+        title=doc.get("title"), box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True,
+        pad_edge=False,
+    )  # fmt: skip
+    for column in ("level", "workload", "n", "p50 sim/live", "p99 sim/live",
+                   "dev/edge/cloud % sim/live", "USD/1M sim/live", "ok"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("level", "workload") else "right")
+
+    def shares(side: dict[str, Any]) -> str:
+        return "/".join(f"{100 * side['share'][k]:.1f}" for k in ("device", "edge", "cloud"))
+
+    for row in doc["rows"]:
+        p, m = row["predicted"], row["measured"]
+        misses = [k for k, ok in row["within"].items() if not ok]
+        table.add_row(
+            row["level"], row["workload"], str(row["requests"]),
+            f"{p['p50_ms']:.3g}/{m['p50_ms']:.3g}", f"{p['p99_ms']:.3g}/{m['p99_ms']:.3g}",
+            f"{shares(p)} / {shares(m)}",
+            f"{p['usd_per_million']:.3g}/{m['usd_per_million']:.3g}",
+            "[green]yes" if not misses else "[red]no: " + ", ".join(misses),
+        )  # fmt: skip
+    return table
+
+
 def demo(
     zoo_dir: Annotated[
         Path, typer.Option(help="Where the model family is built and cached.")
@@ -112,12 +138,24 @@ def demo(
             "round trips (--no-network: straight over loopback)."
         ),
     ] = True,
+    fidelity: Annotated[
+        bool,
+        typer.Option(
+            help="Also check the simulator against the live fleet: the same seeded requests "
+            "at a light load, near the edge's capacity and through a cloud partition, "
+            "predicted beside measured."
+        ),
+    ] = False,
+    fidelity_seconds: Annotated[
+        float, typer.Option(min=2.0, max=3600.0, help="Seconds of traffic per fidelity level.")
+    ] = 30.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """The story end to end: build the model family, profile it, calibrate the cascade,
     plan the parcel hub's fleet, start its edge and cloud tiers on loopback behind links
-    with the plan's round trips, replay the held-out split through tierwise.Client, and
-    write the report.
+    with the plan's round trips, replay the held-out split through tierwise.Client,
+    simulate a bad day of the fleet (with --fidelity, check the simulator against the live
+    fleet), and write the report.
 
     Steps whose inputs have not changed since the last run are skipped.
     """
@@ -125,7 +163,7 @@ def demo(
 
     settings = DemoSettings(
         zoo_dir=zoo_dir, work_dir=work_dir, seed=seed, requests=requests, force=force,
-        network=network,
+        network=network, fidelity=fidelity, fidelity_seconds=fidelity_seconds,
     )  # fmt: skip
     started = time.monotonic()
     with _progress(as_json) as progress:
@@ -140,6 +178,8 @@ def demo(
     line = _comparison(result)
     if line is not None:
         out_console.print(line, soft_wrap=True)
+    if result.fidelity is not None:
+        out_console.print(_fidelity_table(result.fidelity))
     skipped = [s.step for s in result.steps if s.outcome == "cached"]
     out_console.print(
         f"cached steps skipped: {', '.join(skipped) or 'none'}; total time {elapsed:.1f} s",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from tierwise.demo.replay import KINDS, ReplaySummary
 from tierwise.demo.stages import StoryFiles
@@ -72,8 +73,10 @@ def demo_report_data(
     main_workload: str,
     requests: int,
     network: bool = False,
+    simulation: Any = None,
 ) -> ReportData:
-    """The plan's report with the replay's latencies and summary."""
+    """The plan's report with the replay's latencies and summary, and ``simulation`` (a
+    :class:`~tierwise.report.simulation.SimulationData`) as its simulation section."""
     base = load_report_data(
         files.plan,
         profiles=[files.profiles],
@@ -109,4 +112,4 @@ def demo_report_data(
         (*base.latency, *measured),
         key=lambda r: order.index(r.workload) if r.workload in order else len(order),
     )
-    return replace(base, latency=tuple(latency), summary=table, facts=facts)
+    return replace(base, latency=tuple(latency), summary=table, facts=facts, simulation=simulation)

@@ -19,7 +19,10 @@ class DemoSettings(SettingsModel):
     default); ``profile_runs`` are timed calls per batch size; ``port_base`` numbers the
     plan's remote tiers' endpoints (the live plan points them at free ports); ``network``
     puts each remote tier behind an emulated link with the plan's round trips
-    (:mod:`tierwise.demo.links`); ``force`` redoes every step.
+    (:mod:`tierwise.demo.links`); ``force`` redoes every step. The demo simulates
+    ``simulate_hours`` of the fleet at ``simulate_traffic_scale`` of its traffic under a
+    bad day's scenario; ``fidelity`` also checks the simulator against the live fleet
+    (:mod:`tierwise.demo.fidelity`), ``fidelity_seconds`` per load level.
     """
 
     zoo_dir: Path = Path(".tierwise/zoo")
@@ -32,6 +35,10 @@ class DemoSettings(SettingsModel):
     port_base: int = Field(default=18400, ge=1024, le=65000)
     network: bool = True
     force: bool = False
+    fidelity: bool = False
+    fidelity_seconds: float = Field(default=30.0, ge=2.0, le=3600.0)
+    simulate_hours: float = Field(default=24.0, gt=0.0, le=24.0 * 7)
+    simulate_traffic_scale: float = Field(default=0.01, gt=0.0, le=10.0)
 
     @field_validator("requests")
     @classmethod

@@ -1,5 +1,6 @@
 """The demo as one story: zoo -> profile -> calibrate -> plan -> tier servers -> replay
-through the Client -> report.
+through the Client -> a simulated day (and, asked, the simulator checked against the live
+fleet) -> report.
 
 Each step writes its output under ``work_dir`` and is keyed by its inputs
 (:mod:`tierwise.demo.steps`): a second run skips the zoo while it is current, and the
@@ -22,8 +23,10 @@ from tierwise.demo.fleet import MAIN_WORKLOAD, write_fleet
 from tierwise.demo.replay import ReplaySummary
 from tierwise.demo.report import demo_report_data
 from tierwise.demo.settings import DemoSettings
+from tierwise.demo.simulation import check_fidelity, simulate_day
 from tierwise.demo.steps import StepCache
 from tierwise.report import ReportData, ReportFiles, write_report
+from tierwise.report.simulation import load_simulation
 
 __all__ = ["DemoSettings", "NullProgress", "StepRecord", "StoryProgress", "StoryResult", "run"]
 
@@ -71,6 +74,7 @@ class StoryResult:
     live_plan: Path | None = None
     report: ReportFiles | None = None
     data: ReportData | None = None
+    fidelity: dict[str, Any] | None = None  # the fidelity check's document, when it ran
 
     def to_dict(self) -> dict[str, Any]:
         summary = self.data.summary if self.data is not None else None
@@ -80,6 +84,7 @@ class StoryResult:
             "plan": None if self.plan is None else str(self.plan),
             "live_plan": None if self.live_plan is None else str(self.live_plan),
             "report": None if self.report is None else str(self.report.page),
+            "fidelity": self.fidelity,
             "summary": None
             if summary is None
             else {"title": summary.title, "columns": list(summary.columns),
@@ -143,10 +148,17 @@ def run(settings: DemoSettings, progress: StoryProgress | None = None) -> StoryR
                 settings, files, replayed, step=lambda: show.advance("replay")
             )
 
+    with rec.step("simulate", "simulating a bad day", None, files.work / "simulation.json"):
+        simulated = simulate_day(settings, files)
+    checked = None
+    if settings.fidelity:
+        with rec.step("fidelity", "checking the simulator against the live fleet", None,
+                      files.work / "fidelity.json"):  # fmt: skip
+            checked, result.fidelity = check_fidelity(settings, files)
     with rec.step("report", "writing the report", None, files.report_dir):
         result.data = demo_report_data(
             files, result.replay, main_workload=MAIN_WORKLOAD, requests=rows,
-            network=settings.network,
+            network=settings.network, simulation=load_simulation(simulated, checked),
         )  # fmt: skip
         result.report = write_report(result.data, files.report_dir)
     return result
