@@ -122,10 +122,11 @@ def test_a_broken_simulation_file_names_the_file_and_field(tmp_path: Path) -> No
     assert load_simulation(good).hours == {}  # the first run
     check = tmp_path / "fidelity.json"
     check.write_text('{"rows": [{"level": "light"}]}')
-    with pytest.raises(
-        ReportError, match=r"fidelity\.json: rows\[0\]: expected a field 'workload'"
-    ):
+    with pytest.raises(ReportError, match=r"fidelity\.json: rows\[0\]: expected a field 'within'"):
         load_simulation(good, check)
+    bad.write_text('{"workloads": {"scan": {"total": {}, "by_hour": [{"requests": "many"}]}}}')
+    with pytest.raises(ReportError, match=r"by_hour\[0\]\.requests: expected a number or null"):
+        load_simulation(bad)
 
 
 def test_a_broken_calibration_file_is_a_report_error(tmp_path: Path) -> None:

@@ -138,11 +138,13 @@ def test_a_rehearsal_gives_servers_overheads_and_link_seeds(tmp_path: Path) -> N
     assert low < took < high + 0.005
 
 
+TRAFFIC = seeded_traffic({"scan": 40.0}, 120.0, ROWS, seed=1)
+
+
 def _partitioned(folder: Path, mode: str, **settings: Any) -> Any:
     fleet = _fleet(folder, breaker=BreakerSettings(open_s=5.0), **settings)
-    traffic = seeded_traffic({"scan": 40.0}, 120.0, ROWS, seed=1)
     event = ScenarioEvent(kind="partition", tiers=("gpu",), start_s=30.0, end_s=60.0, mode=mode)
-    return simulate(fleet, Scenario(events=(event,)), traffic=traffic)
+    return simulate(fleet, Scenario(events=(event,)), traffic=TRAFFIC)
 
 
 def test_a_partition_fails_calls_until_the_breaker_opens_then_a_probe_heals_it(
@@ -168,6 +170,12 @@ def test_a_partition_fails_calls_until_the_breaker_opens_then_a_probe_heals_it(
     assert np.all(run.answered_by[inside] >= 0)
     failed_calls = run.fallbacks[inside] > 0
     assert 5 <= failed_calls.sum() < needs_cloud.sum()
+    # the box's answer that stood is right as the box was on that row
+    box = run.tiers.index("box")
+    doc = orjson.loads((tmp_path / "calibration.json").read_bytes())["rows"]["mid"]["correct"]
+    stood = np.flatnonzero(inside & run.degraded & (run.answered_by == box))
+    assert stood.size > 100
+    assert run.correct[stood].tolist() == [bool(doc[r]) for r in TRAFFIC["scan"][1][stood]]
     late = run.arrival_s >= 70.0
     assert np.any(run.answered_by[late] == gpu)
     assert not run.degraded[late].any()
@@ -177,11 +185,36 @@ def test_a_partition_fails_calls_until_the_breaker_opens_then_a_probe_heals_it(
     timeout = load_plan(tmp_path / "plan.yaml", check_files=False).tiers["gpu"].timeout_s
     assert slow.size >= 5
     assert np.all(slow >= timeout)
+    # while it is open (or its probe is out) the breaker keeps the calls out: no call, no
+    # wait, the box's answer stands
+    kept_out = (held.arrival_s >= 35.0) & (held.arrival_s < 60.0) & held.degraded
+    assert kept_out.sum() > 50
+    assert np.all(held.fallbacks[kept_out & (held.done_s - held.arrival_s < timeout)] == 0)
+
+
+@pytest.mark.parametrize(
+    ("traffic", "message"),
+    [
+        ({"ghost": (np.array([1.0]), np.array([0]))}, "traffic.ghost: expected a workload"),
+        ({"scan": (np.array([2.0, 1.0]), np.array([0, 1]))}, "sorted arrival times"),
+        ({"scan": (np.array([1.0]), np.array([ROWS]))}, r"held-out rows in \[0, 400\)"),
+        ({"scan": (np.array([1.0]), np.array([-1]))}, r"held-out rows in \[0, 400\)"),
+        ({"scan": (np.array([1.0]), np.array([0, 1]))}, "one of each per request"),
+    ],
+)
+def test_replayed_traffic_that_cannot_be_replayed_is_refused(
+    tmp_path: Path, traffic: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        simulate(_fleet(tmp_path), Scenario(), traffic=traffic)
+
+
+TRAFFIC_9 = seeded_traffic({"scan": 20.0}, 60.0, ROWS, seed=9)
 
 
 def test_fidelity_rows_compare_each_figure_with_its_tolerance(tmp_path: Path) -> None:
     fleet = _fleet(tmp_path)
-    traffic = seeded_traffic({"scan": 20.0}, 60.0, ROWS, seed=9)
+    traffic = TRAFFIC_9
     run = simulate(fleet, Scenario(), traffic=traffic)
     kinds = {"cam": "device", "box": "edge", "gpu": "cloud"}
     predicted = sim_summary(run, kinds)
@@ -190,16 +223,19 @@ def test_fidelity_rows_compare_each_figure_with_its_tolerance(tmp_path: Path) ->
     for i in np.flatnonzero(run.workload == scan).tolist():
         tier = run.tiers[run.answered_by[i]]
         latency = (run.done_s[i] - run.arrival_s[i]) * 1000.0 * 1.05  # 5% slower
-        live.add("scan", float(run.arrival_s[i]), kinds[tier], latency, False,
-                 float(run.cost_usd[i]))  # fmt: skip
+        live.add("scan", float(run.arrival_s[i]), int(TRAFFIC_9["scan"][1][0]), kinds[tier],
+                 latency, False, float(run.cost_usd[i]))  # fmt: skip
     (row,) = compare("light", predicted, live_summary(live))
     assert row.within == {"p50": True, "p99": True, "share": True, "cost": True}
     assert row.measured.p50_ms == pytest.approx(predicted["scan"].p50_ms * 1.05)
-    (strict,) = compare("light", predicted, live_summary(live), Tolerance(latency=0.01))
+    (strict,) = compare("light", predicted, live_summary(live), Tolerance(latency_rel=0.01))
     assert not strict.within["p50"]
     assert not strict.ok
     assert seeded_traffic({"scan": 20.0}, 60.0, ROWS, seed=9)["scan"][0].tolist() == \
         traffic["scan"][0].tolist()  # fmt: skip
+    # a workload only one side saw is a row that fails, not one left out
+    rows = compare("light", predicted, {**live_summary(live), "extra": row.measured})
+    assert [(r.workload, r.ok) for r in rows] == [("extra", False), ("scan", True)]
     with pytest.raises(ConfigError, match="duration_s"):
         seeded_traffic({"scan": 1.0}, 0.0, ROWS, seed=1)
 

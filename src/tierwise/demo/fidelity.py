@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import statistics
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +38,11 @@ import yaml
 from tierwise.demo import stages
 from tierwise.demo.fleet import write_fleet
 from tierwise.demo.links import Links, linked_tiers
+from tierwise.demo.probe import Probe, probe_doc, probe_tier, replay_open_loop
 from tierwise.demo.settings import DemoSettings
 from tierwise.demo.steps import StepCache
 from tierwise.demo.tiers import Endpoints, serve_endpoints
-from tierwise.errors import ConfigError, TierwiseError
+from tierwise.errors import ConfigError
 from tierwise.http.client import HttpClient
 from tierwise.router.client import Client
 from tierwise.sim.fidelity import (
@@ -52,13 +52,12 @@ from tierwise.sim.fidelity import (
     compare,
     live_summary,
     seeded_traffic,
+    sent_traffic,
     sim_summary,
 )
 
 __all__ = ["FidelityResult", "LoadLevel", "default_levels", "run_fidelity"]
 
-_PROBE_CALLS = 150
-_PROBE_WARMUP = 20
 #: the heavy level's load on each edge tier, as a share of what it answers at most
 NEAR_CAPACITY = 0.7
 #: the light levels' traffic, as a share of the heavy level's
@@ -66,9 +65,6 @@ LIGHT = 0.15
 #: the rehearsal's edge box: each request holds it this long (a Pi-class box)
 EDGE_HOLD_MS = 8.0
 _SWITCH_INTERVAL_S = 0.0002
-_PROBE_GAP_S = 0.02  # between probe calls: the fleet idles between requests, as at light load
-_THROUGHPUT_S = 2.0
-_THROUGHPUT_IN_FLIGHT = 16
 
 
 @dataclass(frozen=True)
@@ -167,143 +163,6 @@ def _write_plan(doc: Mapping[str, Any], path: Path, urls: Mapping[str, str]) -> 
     return path
 
 
-def _probe_doc(doc: Mapping[str, Any], tiers: list[str]) -> dict[str, Any]:
-    """The plan with one workload per tier, answered by that tier alone."""
-    base = dict(next(iter(doc["workloads"].values())))
-    base.pop("expected", None)
-    base.update(privacy="public", residency="any", urgency="interactive")
-    probes = {f"probe-{t}": {**base, "cascade": [{"tier": t}]} for t in tiers}
-    return {**doc, "workloads": probes}
-
-
-@dataclass(frozen=True)
-class _Probe:
-    """One tier probed: call times one at a time (ms), calls per second with many in
-    flight, and its server's own time per batch and per row (ms; 0 for a device)."""
-
-    times_ms: list[float]
-    rate_per_s: float
-    per_batch_ms: float = 0.0
-    per_row_ms: float = 0.0
-
-
-async def _batch_stats(server: HttpClient | None, model: str) -> tuple[float, float, float]:
-    """(seconds computing, batches, rows) the server has counted for ``model``."""
-    if server is None:
-        return 0.0, 0.0, 0.0
-    from prometheus_client.parser import text_string_to_metric_families
-
-    response = await server.request("GET", "/metrics")
-    found = {"compute_sum": 0.0, "batches": 0.0, "rows": 0.0}
-    for family in text_string_to_metric_families(response.content.decode()):
-        for sample in family.samples:
-            if sample.labels.get("model") != model:
-                continue
-            if sample.name == "tierwise_compute_duration_seconds_sum":
-                found["compute_sum"] += sample.value
-            elif sample.name == "tierwise_batch_size_count":
-                found["batches"] += sample.value
-            elif sample.name == "tierwise_batch_size_sum":
-                found["rows"] += sample.value
-    return found["compute_sum"], found["batches"], found["rows"]
-
-
-def _server_time(
-    before: tuple[float, float, float],
-    alone: tuple[float, float, float],
-    crowded: tuple[float, float, float],
-) -> tuple[float, float]:
-    """(ms per batch, ms per row) fitted to the batches the server ran one request at a
-    time and with many in flight."""
-    lone = [b - a for a, b in zip(before, alone, strict=True)]
-    many = [b - a for a, b in zip(alone, crowded, strict=True)]
-    if lone[1] <= 0 or many[1] <= 0:
-        return 0.0, 0.0
-    mean_lone, rows_lone = lone[0] / lone[1], lone[2] / lone[1]
-    mean_many, rows_many = many[0] / many[1], many[2] / many[1]
-    if rows_many - rows_lone < 0.5:  # the calls never batched: all of it per row
-        return 0.0, 1000.0 * mean_many / max(rows_many, 1.0)
-    per_row = max(0.0, (mean_many - mean_lone) / (rows_many - rows_lone))
-    return 1000.0 * max(0.0, mean_lone - per_row * rows_lone), 1000.0 * per_row
-
-
-async def _probe(
-    client: Client, workload: str, image: np.ndarray, server: HttpClient | None, model: str
-) -> _Probe:
-    """The ms of calls made one at a time (apart, as light traffic sends them), calls
-    per second with many in flight, and the server's time per batch and row from its
-    own metrics over the two."""
-    inputs = {"image": image[None]}
-    for _ in range(_PROBE_WARMUP):
-        await client.infer(inputs, workload=workload)
-    before = await _batch_stats(server, model)
-    times = []
-    for _ in range(_PROBE_CALLS):
-        started = time.perf_counter()
-        await client.infer(inputs, workload=workload)
-        times.append((time.perf_counter() - started) * 1000.0)
-        await asyncio.sleep(_PROBE_GAP_S)
-    alone = await _batch_stats(server, model)
-    done = 0
-    stop = time.perf_counter() + _THROUGHPUT_S
-
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            await client.infer(inputs, workload=workload)
-            done += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(_THROUGHPUT_IN_FLIGHT)))
-    rate = done / (time.perf_counter() - started)
-    per_batch, per_row = _server_time(before, alone, await _batch_stats(server, model))
-    return _Probe(times, rate, per_batch, per_row)
-
-
-async def _replay(
-    client: Client,
-    level: LoadLevel,
-    traffic: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    images: np.ndarray,
-    kind_of: Mapping[str, str],
-    cut: Any,
-) -> LiveRequests:
-    """Send every request at its arrival time (open loop); latency counts from the call
-    (a sender that falls behind its schedule is this machine, not the fleet)."""
-    loop = asyncio.get_running_loop()
-    live = LiveRequests()
-    schedule = sorted(
-        (at, name, row)
-        for name, (times, rows) in traffic.items()
-        for at, row in zip(times.tolist(), rows.tolist(), strict=True)
-    )
-    start = loop.time()
-    if level.partition is not None:
-        tier, begin, end = level.partition
-        loop.call_at(start + begin, cut.partition, tier)
-        loop.call_at(start + end, cut.heal, tier)
-
-    async def one(name: str, row: int, at: float) -> None:
-        sent = loop.time()
-        try:
-            result = await client.infer({"image": images[row][None]}, workload=name)
-        except TierwiseError:
-            live.add(name, at, "", float("nan"), True, 0.0)
-            return
-        latency = (loop.time() - sent) * 1000.0
-        live.add(name, at, kind_of.get(result.tier or "", ""), latency, result.degraded,
-                 result.trace.cost_usd)  # fmt: skip
-
-    tasks = []
-    for at, name, row in schedule:
-        wait = start + at - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        tasks.append(asyncio.create_task(one(name, row, at)))
-    await asyncio.gather(*tasks)
-    return live
-
-
 @contextlib.contextmanager
 def _servers(
     files: stages.StoryFiles, doc: Mapping[str, Any], edge_hold_ms: float
@@ -335,12 +194,13 @@ def run_fidelity(
     duration_s: float = 30.0,
     edge_hold_ms: float = EDGE_HOLD_MS,
     tolerance: Tolerance | None = None,
+    files: stages.StoryFiles | None = None,
 ) -> FidelityResult:
     """Measure the tiers, then run each level live and simulated (see the module docs);
     ``levels`` default to :func:`default_levels` at the edge capacity measured; each edge
-    box holds every request ``edge_hold_ms`` (the box rehearsed is that slow)."""
-
-    files = _prepare(settings)
+    box holds every request ``edge_hold_ms`` (the box rehearsed is that slow). ``files``:
+    the demo's, when the story made them (otherwise the steps run, cached when current)."""
+    files = files or _prepare(settings)
     switch = sys.getswitchinterval()
     # the links relay on a thread of this process: a short switch interval keeps the
     # replay's thread from holding them up (separate machines would not)
@@ -367,17 +227,17 @@ def _run(
     result = FidelityResult(edge_hold_ms=edge_hold_ms)
     with _servers(files, doc, edge_hold_ms) as direct, _links(doc, direct, seed=settings.seed,
                                                 delay=False) as bare:  # fmt: skip
-        probe_path = _write_plan(_probe_doc(doc, list(kind_of)), files.work / "probe-plan.yaml",
+        probe_path = _write_plan(probe_doc(doc, list(kind_of)), files.work / "probe-plan.yaml",
                                  bare.urls)  # fmt: skip
 
-        async def measure() -> dict[str, _Probe]:
+        async def measure() -> dict[str, Probe]:
             out = {}
             async with Client(probe_path) as client:
                 for tier, config in doc["tiers"].items():
                     url = direct.get(tier)
                     server = HttpClient(url, timeout_s=10.0) if url else None
                     try:
-                        out[tier] = await _probe(client, f"probe-{tier}", images[0], server,
+                        out[tier] = await probe_tier(client, f"probe-{tier}", images[0], server,
                                                  str(config.get("model", "")))  # fmt: skip
                     finally:
                         if server is not None:
@@ -390,7 +250,8 @@ def _run(
             # a device's time is all the call's; a server's is its own, from its metrics
             server_ms = probe.per_batch_ms + probe.per_row_ms if tier in direct else compute[tier]
             result.per_request_ms[tier] = probe.per_row_ms
-            result.per_batch_ms[tier] = probe.per_batch_ms
+            # the simulator adds the model's profiled time to the server's own
+            result.per_batch_ms[tier] = max(0.0, probe.per_batch_ms - compute[tier])
             result.overhead_samples_ms[tier] = tuple(
                 max(0.0, t - server_ms) for t in probe.times_ms
             )
@@ -426,9 +287,11 @@ def _compute_ms(files: stages.StoryFiles, doc: Mapping[str, Any]) -> dict[str, f
     model = next(iter(spec.workloads.values())).model
     out = {}
     for name, tier in doc["tiers"].items():
-        estimate = catalog.estimate(model, tier["variant"], spec.tiers[tier["spec_tier"]])
+        variant = tier.get("variant") or tier.get("model")
+        spec_tier = spec.tiers.get(tier.get("spec_tier", name))
+        estimate = catalog.estimate(model, str(variant), spec_tier) if spec_tier else None
         if estimate is None:
-            raise ConfigError(f"tiers.{name}", "a profile of its variant", tier["variant"])
+            raise ConfigError(f"tiers.{name}", "a profiled variant on a tier of the spec", variant)
         out[name] = estimate.single.p50_ms
     return out
 
@@ -457,11 +320,14 @@ def _run_level(
                 for name, row in warm.items():
                     await client.infer({"image": images[row][None]}, workload=name)
                 links.reseed()
-                return await _replay(client, level, traffic, images, kind_of, links)
+                return await replay_open_loop(
+                    client, level.partition, traffic, images, kind_of, links
+                )
 
         live = asyncio.run(live_run())
         seeds = links.seeds
-    predicted = _simulate(files, doc, level, traffic, measured, seeds)
+    # the simulator replays the requests as they were sent (the sender's lag included)
+    predicted = _simulate(files, doc, level, sent_traffic(live), measured, seeds)
     return compare(level.name, predicted, live_summary(live), tolerance)
 
 
@@ -503,7 +369,9 @@ def _simulate(
     used = {s.tier for w in plan.workloads.values() for s in w.cascade}
     remote = [t for t in used if plan.tiers[t].remote]
     settings = SimSettings(
-        hours=level.duration_s / 3600.0,
+        # to the last request sent (a sender behind its schedule sends past the end)
+        hours=max([level.duration_s, *(float(t[-1]) + 1e-3 for t, _ in traffic.values() if t.size)])
+        / 3600.0,
         block_s=min(60.0, level.duration_s),
         servers=dict.fromkeys(remote, 1),
         call_overhead_ms={t: v for t, v in measured.overhead_samples_ms.items() if t in used},

@@ -52,7 +52,7 @@ def check_fidelity(settings: DemoSettings, files: StoryFiles) -> tuple[Path, dic
     and its document."""
     from tierwise.demo.fidelity import run_fidelity
 
-    result = run_fidelity(settings, duration_s=settings.fidelity_seconds)
+    result = run_fidelity(settings, duration_s=settings.fidelity_seconds, files=files)
     doc = result.to_dict()
     doc["title"] = (
         f"The same seeded requests replayed live (tier servers behind links with the plan's "

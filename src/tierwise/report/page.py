@@ -196,12 +196,14 @@ def _simulation_details(sim: SimulationData) -> str:
     def shares(doc: dict[str, Any]) -> str:
         return "/".join(f"{100 * doc['share'][k]:.1f}" for k in ("device", "edge", "cloud"))
 
+    def pair(key: str, line: Any) -> str:
+        return " / ".join("-" if v is None else f"{v:.3g}"
+                          for v in (line.predicted[key], line.measured[key]))  # fmt: skip
+
     rows = [
-        [line.level, line.workload, str(line.requests),
-         f"{line.predicted['p50_ms']:.3g} / {line.measured['p50_ms']:.3g}",
-         f"{line.predicted['p99_ms']:.3g} / {line.measured['p99_ms']:.3g}",
-         f"{shares(line.predicted)} / {shares(line.measured)}",
-         f"{line.predicted['usd_per_million']:.3g} / {line.measured['usd_per_million']:.3g}",
+        [line.level, line.workload, str(line.requests), pair("p50_ms", line),
+         pair("p99_ms", line), f"{shares(line.predicted)} / {shares(line.measured)}",
+         pair("usd_per_million", line),
          "yes" if line.ok else "no: " + ", ".join(k for k, v in line.within.items() if not v)]
         for line in sim.fidelity
     ]  # fmt: skip
@@ -254,7 +256,9 @@ def render_page(data: ReportData, plots: Sequence[str]) -> str:
         ),
     }
     for key, (alt, detail) in details.items():
-        if key in plots:
+        if key == "simulation" and key not in plots and data.simulation is not None:
+            parts.append(_section(key, detail()))  # no hours to plot: the tables still show
+        elif key in plots:
             parts.append(_section(key, _figure(key, alt) + detail()))
         else:
             missing = (

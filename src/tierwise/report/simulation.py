@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 _DPI = 100
+_KINDS = ("device", "edge", "cloud")
 _COLOURS = ("#2a9d8f", "#e76f51", "#457b9d", "#e9c46a", "#8d6a9f", "#6c757d")
 
 
@@ -79,8 +80,31 @@ class SimulationData:
 
 def _field(doc: Mapping[str, Any], key: str, where: str) -> Any:
     if not isinstance(doc, Mapping) or key not in doc:
-        raise ReportError(f"{where}: expected a field {key!r} (written by tierwise simulate)")
+        raise ReportError(f"{where}: expected a field {key!r}")
     return doc[key]
+
+
+def _optional(doc: Mapping[str, Any], key: str, where: str) -> float | None:
+    """A number or null (a figure without requests)."""
+    value = doc.get(key) if isinstance(doc, Mapping) else None
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ReportError(f"{where}.{key}: expected a number or null, got {value!r}")
+    return None if value is None else float(value)
+
+
+def _side(doc: Any, where: str) -> dict[str, Any]:
+    """One side (predicted or measured) of a fidelity row, checked."""
+    if not isinstance(doc, Mapping):
+        raise ReportError(f"{where}: expected the figures of one side")
+    share = _field(doc, "share", where)
+    if not isinstance(share, Mapping):
+        raise ReportError(f"{where}.share: expected the share of each tier kind")
+    return {
+        "p50_ms": _optional(doc, "p50_ms", where),
+        "p99_ms": _optional(doc, "p99_ms", where),
+        "usd_per_million": _optional(doc, "usd_per_million", where),
+        "share": {k: _optional(share, k, f"{where}.share") or 0.0 for k in _KINDS},
+    }
 
 
 def simulation_data(
@@ -93,45 +117,58 @@ def simulation_data(
     """The section's data from a ``simulation.json`` document (one run) and, optionally,
     a fidelity check's document (``tierwise demo --fidelity``'s ``fidelity.json``)."""
     workloads = _field(simulation, "workloads", source)
+    if not isinstance(workloads, Mapping):
+        raise ReportError(f"{source}: workloads: expected figures per workload")
     hours: dict[str, tuple[HourRow, ...]] = {}
     slos: dict[str, float | None] = {}
-    for name, doc in dict(workloads).items():
+    for name, doc in workloads.items():
         where = f"{source}: workloads.{name}"
+        by_hour = _field(doc, "by_hour", where)
+        if not isinstance(by_hour, list):
+            raise ReportError(f"{where}.by_hour: expected a list of hours")
         rows = []
-        for i, hour in enumerate(_field(doc, "by_hour", where)):
-            if int(hour.get("requests", 0)) == 0:
+        for i, hour in enumerate(by_hour):
+            at = f"{where}.by_hour[{i}]"
+            if not _optional(hour, "requests", at):
                 continue
-            share = _field(hour, "share", f"{where}.by_hour[{i}]")
+            share = _field(hour, "share", at)
             rows.append(
                 HourRow(
-                    hour=int(_field(hour, "hour", f"{where}.by_hour[{i}]")),
-                    requests=int(hour["requests"]),
-                    p99_ms=hour.get("p99_ms"),
-                    cloud_share=float(share.get("cloud") or 0.0),
-                    degraded=int(hour.get("degraded") or 0),
-                    usd_per_million=hour.get("usd_per_million"),
+                    hour=int(_optional(hour, "hour", at) or 0),
+                    requests=int(_optional(hour, "requests", at) or 0),
+                    p99_ms=_optional(hour, "p99_ms", at),
+                    cloud_share=_optional(share, "cloud", f"{at}.share") or 0.0,
+                    degraded=int(_optional(hour, "degraded", at) or 0),
+                    usd_per_million=_optional(hour, "usd_per_million", at),
                 )
             )
         hours[str(name)] = tuple(rows)
-        slos[str(name)] = _field(doc, "total", where).get("slo_p99_ms")
+        slos[str(name)] = _optional(_field(doc, "total", where), "slo_p99_ms", f"{where}.total")
+    requests = _optional(simulation, "requests", source) or 0
+    simulated_h = _optional(simulation, "hours", source) or 0
     title = (
-        f"scenario {simulation.get('scenario', '-')}: {simulation.get('requests', 0):,} "
-        f"requests in {simulation.get('hours', 0):g} simulated hours "
-        f"(seed {simulation.get('seed', 0)})"
+        f"scenario {simulation.get('scenario', '-')}: {int(requests):,} requests in "
+        f"{simulated_h:g} simulated hours (seed {simulation.get('seed', 0)})"
     )
     lines: list[FidelityLine] = []
     fidelity_title = ""
     if fidelity is not None:
-        for i, row in enumerate(_field(fidelity, "rows", fidelity_source)):
+        found = _field(fidelity, "rows", fidelity_source)
+        if not isinstance(found, list):
+            raise ReportError(f"{fidelity_source}: rows: expected a list of levels")
+        for i, row in enumerate(found):
             where = f"{fidelity_source}: rows[{i}]"
+            within = _field(row, "within", where)
+            if not isinstance(within, Mapping):
+                raise ReportError(f"{where}.within: expected which figures were within")
             lines.append(
                 FidelityLine(
                     level=str(_field(row, "level", where)),
                     workload=str(_field(row, "workload", where)),
-                    requests=int(_field(row, "requests", where)),
-                    predicted=dict(_field(row, "predicted", where)),
-                    measured=dict(_field(row, "measured", where)),
-                    within=dict(_field(row, "within", where)),
+                    requests=int(_optional(row, "requests", where) or 0),
+                    predicted=_side(_field(row, "predicted", where), f"{where}.predicted"),
+                    measured=_side(_field(row, "measured", where), f"{where}.measured"),
+                    within={str(k): bool(v) for k, v in within.items()},
                 )
             )
         fidelity_title = str(fidelity.get("title", ""))
@@ -200,10 +237,11 @@ def simulation_png(data: SimulationData) -> bytes:
             ax = figure.add_subplot(panels, 1, 3)
             top = 1.0
             for q, marker in (("p50_ms", "o"), ("p99_ms", "s")):
-                live = [float(line.measured[q]) for line in data.fidelity]
-                sim = [float(line.predicted[q]) for line in data.fidelity]
+                both = [x for x in data.fidelity if x.measured[q] and x.predicted[q]]
+                live = [float(line.measured[q]) for line in both]
+                sim = [float(line.predicted[q]) for line in both]
                 colours = ["#2a9d8f" if line.within.get(q[:3]) else "#d62828"
-                           for line in data.fidelity]  # fmt: skip
+                           for line in both]  # fmt: skip
                 ax.scatter(live, sim, marker=marker, c=colours, label=q[:3])
                 top = max(top, *live, *sim)
             line_xs: list[float] = [0.1, top * 1.2]

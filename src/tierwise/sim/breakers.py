@@ -2,20 +2,26 @@
 
 The router does not know a link is cut: its calls fail, and its own
 :class:`~tierwise.router.health.CircuitBreaker` (the very class, on a simulated clock)
-opens after enough of them, stays open ``open_s``, then lets a probe through; the probe
-fails while the cut lasts (the breaker opens again) and closes it once the link is back.
-So a partition costs the calls made before the breaker opens (refused at once, or held
-until the caller times out in a ``blackhole``) and keeps the tier out of the routes until
-the first probe after it heals.
+opens after enough of them, stays open ``open_s``, then lets one probe through (the
+calls meanwhile are skipped); the probe fails while the cut lasts (the breaker opens
+again) and closes it once the link is back. So a partition costs the calls made before
+the breaker opens (refused at once, or held until the caller times out in a
+``blackhole``) and keeps the tier out of the routes until the first probe after it heals.
+
+A call's outcome reaches the breaker when the caller learns it: at once for a refusal
+or an answer, ``timeout_s`` later for a call held in a blackhole; outcomes wait in a heap
+until simulated time gets there, so the breaker is never read ahead of its time.
 
 The engine asks :meth:`BreakerBook.open_at` at the start of each routing block (the
-state the policy sees) and feeds :meth:`BreakerBook.record` the calls each block makes to
-a tier that has a partition in the run. Blocks are cut finer in and just after a
-partition (:func:`refine`), so the breaker's moments are kept to within ``step_s``.
+state the policy sees) and feeds :meth:`BreakerBook.record` the calls each block's
+requests would make to a tier that has a partition in the run; the calls it keeps out
+(the breaker open, or its probe still out) are skipped when the tiers serve them. Blocks
+are cut finer in and after a partition (:func:`refine`).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping
 
 import numpy as np
@@ -37,6 +43,47 @@ class _Clock:
         return self.now_s
 
 
+class _Tier:
+    """One tier's breaker, its clock and the outcomes on their way to it."""
+
+    def __init__(self, settings: BreakerSettings, cuts: list[Cut], timeout_s: float) -> None:
+        self.clock = _Clock()
+        self.breaker = CircuitBreaker(settings, clock=self.clock)
+        self.cuts = cuts
+        self.timeout_s = timeout_s
+        self.outcomes: list[tuple[float, int, bool]] = []  # (known at, order, failed)
+        self.order = 0
+        self.probe_until: float | None = None  # a probe's outcome is still out until then
+
+    def advance(self, time_s: float) -> None:
+        """Bring the breaker up to ``time_s``: the outcomes known by then reach it."""
+        while self.outcomes and self.outcomes[0][0] <= time_s:
+            at, _, failed = heapq.heappop(self.outcomes)
+            self.clock.now_s = max(self.clock.now_s, at)
+            if failed:
+                self.breaker.record_failure()
+            else:
+                self.breaker.record_success()
+            if self.probe_until is not None and at >= self.probe_until:
+                self.probe_until = None
+        self.clock.now_s = max(self.clock.now_s, time_s)
+
+    def call(self, at: float) -> bool:
+        """A call the router would make at ``at``: True when it goes through, False when
+        the breaker keeps it out (open, or its probe still out)."""
+        self.advance(at)
+        if self.probe_until is not None or not self.breaker.allow():
+            return False
+        probing = self.breaker.state == "half_open"
+        cut = next((c for c in self.cuts if c[0] <= at < c[1]), None)
+        known = at + self.timeout_s if cut is not None and cut[2] else at
+        heapq.heappush(self.outcomes, (known, self.order, cut is not None))
+        self.order += 1
+        if probing and known > at:
+            self.probe_until = known
+        return True
+
+
 class BreakerBook:
     """A breaker per tier that has a partition (``cuts``: from
     :func:`~tierwise.sim.tiers.partition_cuts`), each on its own simulated clock."""
@@ -47,46 +94,38 @@ class BreakerBook:
         settings: BreakerSettings,
         timeouts_s: Mapping[str, float],
     ) -> None:
-        self._cuts = dict(cuts)
-        self._timeouts = dict(timeouts_s)
-        self._clocks = {tier: _Clock() for tier in cuts}
-        self._breakers = {tier: CircuitBreaker(settings, clock=self._clocks[tier]) for tier in cuts}
+        self._tiers = {t: _Tier(settings, list(c), timeouts_s.get(t, 0.0)) for t, c in cuts.items()}
 
     def open_at(self, tier: str, time_s: float) -> bool:
         """Whether ``tier``'s breaker keeps calls out at ``time_s``."""
-        breaker = self._breakers.get(tier)
-        if breaker is None:
+        found = self._tiers.get(tier)
+        if found is None:
             return False
-        self._clocks[tier].now_s = max(self._clocks[tier].now_s, time_s)
-        return breaker.is_open
+        found.advance(time_s)
+        return found.breaker.is_open or found.probe_until is not None
 
-    def record(self, tier: str, calls_s: np.ndarray) -> None:
-        """Feed the calls made to ``tier`` (times, sorted): each one the breaker lets
-        through fails inside a cut (when the caller gives up, for a blackhole) and
-        succeeds outside."""
-        breaker = self._breakers.get(tier)
-        if breaker is None or calls_s.size == 0:
-            return
-        clock = self._clocks[tier]
-        for at in calls_s.tolist():
-            clock.now_s = max(clock.now_s, at)
-            if not breaker.allow():
-                continue  # open: the router skips the tier for this call
-            cut = next((c for c in self._cuts[tier] if c[0] <= at < c[1]), None)
-            if cut is None:
-                breaker.record_success()
-                continue
-            if cut[2]:  # a blackhole: the failure is known when the caller gives up
-                clock.now_s = max(clock.now_s, at + self._timeouts.get(tier, 0.0))
-            breaker.record_failure()
+    def record(self, tier: str, calls_s: np.ndarray) -> np.ndarray:
+        """Feed the calls the router would make to ``tier`` (times, sorted); which of
+        them the breaker keeps out."""
+        found = self._tiers.get(tier)
+        if found is None:
+            return np.zeros(calls_s.size, dtype=bool)
+        return np.array([not found.call(at) for at in calls_s.tolist()], dtype=bool)
 
 
-def refine(starts: np.ndarray, cuts: Mapping[str, list[Cut]], open_s: float,
-           horizon_s: float, step_s: float = STEP_S) -> np.ndarray:  # fmt: skip
+def refine(
+    starts: np.ndarray,
+    cuts: Mapping[str, list[Cut]],
+    open_s: float,
+    horizon_s: float,
+    timeout_s: float = 0.0,
+    step_s: float = STEP_S,
+) -> np.ndarray:
     """``starts`` with a block every ``step_s`` from each partition's start until a few
-    breaker periods past its end."""
+    breaker periods (and a held call's timeout) past its end."""
+    tail_s = 3.0 * (open_s + timeout_s)
     extra = [
-        np.arange(begin, min(horizon_s, end + 3.0 * open_s), step_s)
+        np.arange(begin, min(horizon_s, end + tail_s), step_s)
         for tier_cuts in cuts.values()
         for begin, end, _ in tier_cuts
     ]

@@ -1,22 +1,24 @@
 """The simulation: seeded traffic routed by the live :class:`~tierwise.router.policy.Policy`
 through the fleet's tiers, queues and links, under a scenario.
 
-Time runs in blocks (``block_s``, split at every scenario event), the moments between
-which the fleet's state is constant. At the start of each block the tiers' state (a
-partition or a failure of every node makes a tier unhealthy, heat sets thermal offload),
-the money spent so far and the prices are read, and the live policy routes each
+Time runs in blocks (``block_s``, split at every scenario event, and finer in and after
+a partition), the moments between which the fleet's state is constant. At the start of
+each block the tiers' state (a failure of every node makes a tier unhealthy, an open
+breaker keeps it out, heat sets thermal offload), the money spent so far and the prices
+are read, and the live policy routes each
 workload's requests once: within the block every fresh request has the same route, which
 is exactly what :meth:`Policy.route` answers for it (``tests/sim`` checks this against
 calls made request by request). Requests arrive as a Poisson process at the spec's rate
-for the local hour (times a burst's factor), each stage escalates with the plan's measured
-probability, and a request whose route skips a stage it would have reached is degraded.
-A deferred request (off-peak or spot hours, or no tier reachable for deferrable work)
-waits in the outbox until its route opens, then is routed afresh as the drainer delivers
+for the local hour (times a burst's factor), or as replayed; each stage escalates as the
+request's held-out row did, or with the plan's measured probability; and a request whose
+route skips a stage it would have reached is degraded. A deferred request (off-peak or
+spot hours, or no tier reachable for deferrable work) waits in the outbox until its
+route opens, then is routed afresh as the drainer delivers
 it (``drain_batch`` items a round, a round per answer).
 
-Then every tier, in the order the routes visit them, serves all the requests that reach
-it over the whole run at once (:mod:`tierwise.sim.queues`): devices without a queue, edge
-and cloud tiers through their servers' batchers. A request reaches a remote tier one round
+Then, an hour at a time, every tier, in the order the routes visit them, serves all the
+requests of the hour that reach it (:mod:`tierwise.sim.serve`): devices without a queue,
+edge and cloud tiers through their servers' batchers. A request reaches a remote tier one round
 trip after it leaves the previous stage (drawn from the same :class:`RttModel` the link
 emulator uses) and goes round robin to one of the tier's servers that is up (a
 ``node_failure`` takes servers down for its span, ``spot_preemption`` at random until a
@@ -87,7 +89,8 @@ def simulate(
     book = BreakerBook(cuts, s.breaker, {t.name: t.timeout_s for t in fleet.tiers.values()})
     grid = block_starts(horizon, s.block_s, scenario)
     grid_end = dict(zip(grid.tolist(), np.append(grid[1:], horizon).tolist(), strict=True))
-    starts = refine(grid, cuts, s.breaker.open_s, horizon)  # finer in and after partitions
+    longest_s = max((fleet.tiers[t].timeout_s for t in cuts), default=0.0)
+    starts = refine(grid, cuts, s.breaker.open_s, horizon, longest_s)  # finer near partitions
     ends = np.append(starts[1:], horizon)
     spent = dict.fromkeys(fleet.plan.workloads, 0.0)
     spent_since: dict[str, float] = {}
@@ -103,6 +106,7 @@ def simulate(
              if t.rtt_seed is not None}  # fmt: skip
     calls = total = 0
     drawn: dict[str, Traffic] = {}
+    _check_traffic(fleet, traffic or {}, horizon)
     given = sum(times.size for times, _ in (traffic or {}).values())
     if given > s.max_requests:
         raise ConfigError("max_requests", f"a run of at most {s.max_requests} requests", given)
@@ -116,7 +120,8 @@ def simulate(
             kept.append(part)
 
     # an hour is served (queues, tallies) on a worker thread while the next one is routed
-    # here: no stream, server or figure is touched by both, so the numbers are the same
+    # here: no random stream, server or figure is touched by both threads, so the numbers
+    # depend on the seed alone
     serving: list[Future[None]] = []
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tierwise-sim")
 
@@ -133,6 +138,7 @@ def simulate(
                 flush()
                 hour_index = int(t0 // 3600)
             states = tier_states(fleet, scenario, t0, book)
+            attempts: dict[str, list[np.ndarray]] = {}  # failed deliveries of deferrable work
             seen[b] = states
             first_block = len(blocks)
             for name, config in fleet.plan.workloads.items():  # a new budget period: nothing spent
@@ -181,7 +187,7 @@ def simulate(
                 blocked = [t for t in route.tiers if _cut_at(cuts.get(t, ()), t0)] if deferrable \
                     else []  # fmt: skip
                 for tier in blocked:
-                    book.record(tier, arrival)
+                    attempts.setdefault(tier, []).append(arrival)
                 if route.defer_until_s is not None or blocked or (not route.tiers and deferrable):
                     waiting[name].append((arrival, rows))
                     tally.depth(wi, hour_index, sum(a.size for a, _ in waiting[name]))
@@ -198,7 +204,7 @@ def simulate(
                 blocks.append(_paths(fleet, sim, wi, name, route, (arrival, rows), release,
                                      deferred, index, scenario, t0))  # fmt: skip
                 spent[name] += float(blocks[-1].cost.sum())
-            _feed(book, cuts, blocks[first_block:], tier_names)
+            _feed(book, cuts, blocks[first_block:], tier_names, attempts)
         for name in names:  # still in the outbox when the run ends
             for arrival, rows in waiting[name]:
                 gone = np.full(arrival.size, np.nan)
@@ -223,24 +229,60 @@ def _rows(sim: Simulation, workload: SimWorkload, n: int) -> np.ndarray:
     return drawn
 
 
+def _check_traffic(fleet: SimFleet, traffic: Mapping[str, Traffic], horizon_s: float) -> None:
+    """ConfigError naming the workload of replayed traffic that cannot be replayed."""
+    for name, (times, rows) in traffic.items():
+        where = f"traffic.{name}"
+        if name not in fleet.workloads:
+            raise ConfigError(where, f"a workload of the plan ({', '.join(fleet.workloads)})", name)
+        if times.ndim != 1 or times.shape != rows.shape:
+            raise ConfigError(where, "arrival times and held-out rows, one of each per request")
+        if times.size and (
+            bool(np.any(np.diff(times) < 0)) or times[0] < 0 or times[-1] >= horizon_s
+        ):
+            raise ConfigError(where, f"sorted arrival times in [0, {horizon_s:g}) s")
+        outcomes = fleet.workloads[name].rows
+        if outcomes is not None and rows.size and (rows.min() < 0 or rows.max() >= outcomes.rows):
+            raise ConfigError(where, f"held-out rows in [0, {outcomes.rows})", int(rows.max()))
+
+
 def _cut_at(cuts: Sequence[Cut], time_s: float) -> bool:
     return any(begin <= time_s < end for begin, end, _ in cuts)
 
 
 def _feed(
     book: BreakerBook, cuts: Mapping[str, list[Cut]], blocks: Sequence[Block],
-    tier_names: tuple[str, ...],
+    tier_names: tuple[str, ...], attempts: Mapping[str, list[np.ndarray]],
 ) -> None:  # fmt: skip
-    """Tell the breakers of partitioned tiers about the calls these blocks make."""
+    """Tell the breakers of partitioned tiers about the calls these blocks' requests
+    would make (and the ``attempts`` to deliver deferrable work), in the order they are
+    made, and mark in each block the calls a breaker keeps out."""
     for tier in cuts:
         t = tier_names.index(tier)
-        times = [
-            b.release[(b.exit >= b.route.index(t)) & ~np.isnan(b.release)]
-            for b in blocks
+        calls = [
+            (i, np.flatnonzero((b.exit >= b.route.index(t)) & ~np.isnan(b.release)))
+            for i, b in enumerate(blocks)
             if t in b.route
         ]
-        if times:
-            book.record(tier, np.sort(np.concatenate(times)))
+        extra = attempts.get(tier, [])
+        times = [blocks[i].release[rows] for i, rows in calls] + extra
+        if not times:
+            continue
+        # whose call each is: (block, row), or (-1, 0) for a delivery attempt
+        owner = np.concatenate(
+            [np.full(r.size, i) for i, r in calls] + [np.full(a.size, -1) for a in extra]
+        )
+        which = np.concatenate(
+            [r for _, r in calls] + [np.zeros(a.size, dtype=np.int64) for a in extra]
+        )
+        at = np.concatenate(times)
+        order = np.argsort(at, kind="stable")
+        kept = np.empty(at.size, dtype=bool)
+        kept[order] = book.record(tier, at[order])
+        for i, _ in calls:
+            mask = np.zeros(blocks[i].arrival.size, dtype=bool)
+            mask[which[owner == i]] = kept[owner == i]
+            blocks[i].kept_out[t] = mask
 
 
 def _drained(fleet: SimFleet, route: Route, count: int, time_s: float) -> np.ndarray:
@@ -286,7 +328,7 @@ def _paths(
     if not tiers or n == 0:
         correct = np.zeros(n, dtype=bool)
         return Block(wi, arrival, release, route_idx, exit_pos, degraded, deferred, cost,
-                      energy, correct, price)  # fmt: skip
+                      energy, correct, price, rows=rows)  # fmt: skip
     if outcomes is not None:  # each request escalates as its held-out row did
         escalates = outcomes.escalates[rows]
     else:
@@ -322,4 +364,4 @@ def _paths(
         accuracy = workload.accuracy if workload.accuracy is not None else 1.0
         correct = sim.stream(f"correct/{name}").random(n) < accuracy
     return Block(wi, arrival, release, route_idx, exit_pos, degraded, deferred, cost, energy,
-                  correct, price)  # fmt: skip
+                  correct, price, rows=rows)  # fmt: skip

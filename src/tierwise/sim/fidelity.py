@@ -29,6 +29,7 @@ __all__ = [
     "compare",
     "live_summary",
     "seeded_traffic",
+    "sent_traffic",
     "sim_summary",
 ]
 
@@ -38,12 +39,12 @@ KINDS = ("device", "edge", "cloud")
 
 @dataclass(frozen=True)
 class Tolerance:
-    """How close a prediction must come: latency within ``latency`` (relative), shares
-    within ``share_pp`` percentage points, cost within ``cost`` (relative)."""
+    """How close a prediction must come: latency within ``latency_rel`` of the measured,
+    shares within ``share_pp`` percentage points, cost within ``cost_rel``."""
 
-    latency: float = 0.10
+    latency_rel: float = 0.10
     share_pp: float = 2.0
-    cost: float = 0.05
+    cost_rel: float = 0.05
 
 
 def seeded_traffic(
@@ -67,26 +68,29 @@ def seeded_traffic(
 
 @dataclass
 class LiveRequests:
-    """What a live replay saw, one entry per request: its workload, when it was due,
-    the tier kind that answered ("" for none), its latency, whether degraded, cost."""
+    """What a live replay saw, one entry per request: its workload, when it was sent
+    (seconds from the start), its held-out row, the tier kind that answered ("" for
+    none), its latency, whether degraded, and its cost."""
 
     workload: list[str] = field(default_factory=list)
     arrival_s: list[float] = field(default_factory=list)
+    row: list[int] = field(default_factory=list)
     kind: list[str] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
     degraded: list[bool] = field(default_factory=list)
     cost_usd: list[float] = field(default_factory=list)
 
     def add(
-        self, workload: str, arrival_s: float, kind: str, latency_ms: float, degraded: bool,
-        cost: float,
+        self, workload: str, arrival_s: float, row: int, kind: str, latency_ms: float,
+        degraded: bool, cost_usd: float,
     ) -> None:  # fmt: skip
         self.workload.append(workload)
         self.arrival_s.append(arrival_s)
+        self.row.append(row)
         self.kind.append(kind)
         self.latency_ms.append(latency_ms)
         self.degraded.append(degraded)
-        self.cost_usd.append(cost)
+        self.cost_usd.append(cost_usd)
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ class WorkloadFigures:
     p99_ms: float
     share: dict[str, float]
     usd_per_million: float
+    #: p50 of the requests each tier kind answered (None: it answered none)
+    p50_by_kind_ms: dict[str, float | None] = field(default_factory=dict)
 
 
 def _figures(
@@ -117,7 +123,26 @@ def _figures(
         p99_ms=float(p99),
         share={k: (sum(x == k for x in kinds) / n if n else 0.0) for k in KINDS},
         usd_per_million=float(cost[answered].mean() * 1e6) if answered.any() else 0.0,
+        p50_by_kind_ms={k: _p50(latency_ms, kinds, k) for k in KINDS},
     )
+
+
+def _p50(latency_ms: np.ndarray, kinds: Sequence[str], kind: str) -> float | None:
+    mine = latency_ms[np.array([k == kind for k in kinds], dtype=bool)]
+    return float(np.percentile(mine, 50)) if mine.size else None
+
+
+def sent_traffic(live: LiveRequests) -> dict[str, Traffic]:
+    """The requests as the live replay sent them: per workload, send times (sorted) and
+    rows, for the simulator to replay."""
+    out: dict[str, Traffic] = {}
+    names = np.array(live.workload)
+    times, rows = np.asarray(live.arrival_s), np.asarray(live.row, dtype=np.int64)
+    for name in sorted(set(live.workload)):
+        mine = np.flatnonzero(names == name)
+        order = mine[np.argsort(times[mine], kind="stable")]
+        out[name] = (np.maximum(times[order], 0.0), rows[order])
+    return out
 
 
 def live_summary(live: LiveRequests) -> dict[str, WorkloadFigures]:
@@ -134,12 +159,14 @@ def live_summary(live: LiveRequests) -> dict[str, WorkloadFigures]:
 
 
 def sim_summary(run: SimRun, kinds: Mapping[str, str]) -> dict[str, WorkloadFigures]:
-    """Per workload, the figures of a simulation that kept its requests (``kinds``: plan
-    tier -> tier kind)."""
+    """Per workload that had requests, the figures of a simulation that kept them
+    (``kinds``: plan tier -> tier kind)."""
     out = {}
     tier_kind = [kinds[t] for t in run.tiers]
     for w, name in enumerate(run.workloads):
         rows = np.flatnonzero(run.workload == w)
+        if rows.size == 0:
+            continue  # no traffic of its own in this run
         latency = (run.done_s[rows] - run.arrival_s[rows]) * 1000.0
         answered = run.answered_by[rows]
         out[name] = _figures(
@@ -177,6 +204,9 @@ class FidelityRow:
         }
 
 
+_NOTHING = WorkloadFigures(0, 0, 0, float("nan"), float("nan"), dict.fromkeys(KINDS, 0.0), 0.0)
+
+
 def _close(predicted: float, measured: float, tolerance: float) -> bool:
     if measured == 0.0:
         return abs(predicted) <= tolerance
@@ -189,16 +219,20 @@ def compare(
     measured: Mapping[str, WorkloadFigures],
     tolerance: Tolerance | None = None,
 ) -> list[FidelityRow]:
-    """A row per workload both saw, with each figure checked against ``tolerance``."""
+    """A row per workload, with each figure checked against ``tolerance`` (a workload
+    only one side saw is a row within nothing)."""
     tol = tolerance or Tolerance()
     rows = []
-    for name in sorted(set(predicted) & set(measured)):
-        p, m = predicted[name], measured[name]
+    for name in sorted(set(predicted) | set(measured)):
+        p = predicted.get(name) or _NOTHING
+        m = measured.get(name) or _NOTHING
+        seen = name in predicted and name in measured
         within = {
-            "p50": _close(p.p50_ms, m.p50_ms, tol.latency),
-            "p99": _close(p.p99_ms, m.p99_ms, tol.latency),
-            "share": all(abs(p.share[k] - m.share[k]) * 100 <= tol.share_pp for k in KINDS),
-            "cost": _close(p.usd_per_million, m.usd_per_million, tol.cost),
+            "p50": seen and _close(p.p50_ms, m.p50_ms, tol.latency_rel),
+            "p99": seen and _close(p.p99_ms, m.p99_ms, tol.latency_rel),
+            "share": seen
+            and all(abs(p.share[k] - m.share[k]) * 100 <= tol.share_pp for k in KINDS),
+            "cost": seen and _close(p.usd_per_million, m.usd_per_million, tol.cost_rel),
         }
         rows.append(FidelityRow(level, name, m.requests, p, m, within))
     return rows

@@ -59,6 +59,10 @@ class Block:
     energy: np.ndarray
     correct: np.ndarray
     price: np.ndarray  # per tier: the factor prices are multiplied by in this block
+    #: which held-out row each request is (-1: none)
+    rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: per tier index: which requests' calls to it the router's breaker keeps out
+    kept_out: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def join(

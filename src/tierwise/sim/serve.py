@@ -28,6 +28,31 @@ def _crossing(cuts: Sequence[Cut], sent: np.ndarray) -> np.ndarray | None:
     return None if refused is None else ~refused
 
 
+def _answered_right(
+    fleet: SimFleet,
+    names: tuple[str, ...],
+    tier_names: tuple[str, ...],
+    workload: np.ndarray,
+    rows: np.ndarray,
+    answered: np.ndarray,
+    correct: np.ndarray,
+) -> None:
+    """Where a workload's requests are held-out rows, each answer is right as the stage
+    that gave it was on its row (an earlier answer that stood, or a stage fallen over to,
+    included)."""
+    for wi, name in enumerate(names):
+        outcomes = fleet.workloads[name].rows
+        if outcomes is None:
+            continue
+        mine = np.flatnonzero((workload == wi) & (answered >= 0) & (rows >= 0))
+        position = np.full(len(tier_names), -1, dtype=np.int64)
+        for p, tier in enumerate(fleet.workloads[name].cascade):
+            position[tier_names.index(tier)] = p
+        stage = position[answered[mine]]
+        known = stage >= 0
+        correct[mine[known]] = outcomes.correct[rows[mine[known]], stage[known]]
+
+
 def _order(blocks: Sequence[Block], count: int) -> list[int]:
     """Tiers in the order routes visit them (Kahn's; a cycle is broken by first sight)."""
     edges: set[tuple[int, int]] = set()
@@ -72,6 +97,10 @@ def serve(
     degraded, deferred = cat("degraded").astype(bool), cat("deferred").astype(bool)
     cost, energy, correct = cat("cost"), cat("energy"), cat("correct").astype(bool)
     block_of = np.repeat(np.arange(len(blocks)), sizes)
+    kept_out = {
+        t: np.concatenate([b.kept_out.get(t, np.zeros(b.arrival.size, dtype=bool)) for b in blocks])
+        for t in {t for b in blocks for t in b.kept_out}
+    }
     prices = np.stack([b.price for b in blocks]) if blocks else np.ones((0, len(tier_names)))
     n = arrival.size
     ready = release.copy()  # when the request is ready for its next stage
@@ -94,9 +123,13 @@ def serve(
         sent = ready[rows].copy()
         start = sent.copy()
         outages, cuts = down[0].get(tier.name, []), down[1].get(tier.name, [])
+        # calls the router's breaker keeps out are never made: they fail as they are sent
+        skipped = kept_out[t][rows] if t in kept_out else None
         if tier.remote:
             # a reset link refuses a call as it is sent: no round trip
             crossing = _crossing(cuts, sent)
+            if skipped is not None:
+                crossing = ~skipped if crossing is None else crossing & ~skipped
             link = links.get(tier.name)
             count = sent.size if crossing is None else int(crossing.sum())
             if link is None:
@@ -109,7 +142,10 @@ def serve(
                 start[crossing] += delay_ms / 1000.0
             order = np.argsort(start, kind="stable")
             rows, positions, start, sent = rows[order], positions[order], start[order], sent[order]
-        finish, failed = run_tier(tier, fleet, sim, start, outages, free[tier.name], sent, cuts)
+            skipped = skipped[order] if skipped is not None else None
+        finish, ran, failed = run_tier(
+            tier, fleet, sim, start, outages, free[tier.name], sent, cuts, skipped
+        )
         overhead = tier.overhead_s
         if overhead.size > 1:  # measured samples: each call draws one
             overhead = sim.stream(f"overhead/{tier.name}").choice(overhead, finish.size)
@@ -126,8 +162,8 @@ def serve(
         bad_rows, bad_pos, bad_at = rows[failed], positions[failed], finish[failed]
         # a call that gave no answer is not paid for
         cost[bad_rows] -= tier.cost_usd_per_inference * prices[block_of[bad_rows], t]
-        energy[bad_rows] -= tier.energy_j_per_inference or 0.0
-        fallbacks[bad_rows] += 1
+        energy[bad_rows] -= (tier.energy_j_per_inference or 0.0) * ~ran[failed]  # ran: spent
+        fallbacks[bad_rows] += 1 if skipped is None else ~skipped[failed]  # a skip is no call
         degraded[bad_rows] = True
         has_next = bad_pos + 1 < lengths[route_id[bad_rows]]
         move = bad_rows[has_next]
@@ -149,6 +185,8 @@ def serve(
         done[stuck[earlier]] = bad_at[~has_next][earlier]
         answered[stuck[earlier]] = have[stuck[earlier]]
         alive[stuck] = False
+    _answered_right(fleet, names, tier_names, workload, cat("rows").astype(np.int64), answered,
+                    correct)  # fmt: skip
     return SimRun(
         workloads=names, tiers=tier_names, horizon_s=horizon, workload=workload,
         arrival_s=arrival, release_s=release, done_s=done, answered_by=answered,

@@ -1,8 +1,10 @@
 """The tiers under a scenario: the state the router observes in them, which of their
 servers are up, and how a tier serves the calls that reach it.
 
-- :func:`tier_states`: unreachable while partitioned or while every server is down,
-  thermal offload during heat, and the p99 a router's latency window would read;
+- :func:`tier_states`: unhealthy while every server is down, the breaker's state (a
+  partition is seen only through it), thermal offload during heat, and the p99 a
+  router's latency window would read;
+- :func:`partition_cuts`: when calls to a tier meet a partition;
 - :func:`server_outages`: servers a ``node_failure`` or a ``spot_preemption`` takes down;
 - :func:`run_tier`: devices answer in process; an edge or cloud tier's balancer hands
   the calls round robin to its servers that are up, each a dynamic batcher
@@ -165,19 +167,22 @@ def run_tier(
     free: list[float],
     sent: np.ndarray,
     cuts: Sequence[Cut] = (),
-) -> tuple[np.ndarray, np.ndarray]:
-    """When each call (sorted by ``start``, when it reaches the tier) ends, and whether
-    it failed (refused, or slower than the tier's timeout: the caller, who ``sent`` it,
-    gives up at ``sent + timeout_s``; one sent during a partition, ``cuts``, is refused
-    as it is sent or, in a blackhole, given up on). ``free`` holds when each server is free, and is
-    brought up to date."""
+    skipped: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """When each call (sorted by ``start``, when it reaches the tier) ends, whether it
+    ran on a server, and whether it failed: refused, or slower than the tier's timeout
+    (the caller, who ``sent`` it, gives up at ``sent + timeout_s``); one sent during a
+    partition, ``cuts``, is refused as it is sent or, in a blackhole, given up on; a call
+    ``skipped`` by the router's breaker is never made and fails as it is sent. ``free``
+    holds when each server is free, and is brought up to date."""
     rng = sim.stream(f"service/{tier.name}")
     jitter = np.exp(tier.sigma * rng.standard_normal(start.size))
     if tier.steady_s > 0:  # the spread is the model's: the server's own work is steady
         compute = float(tier.service_s[1]) - tier.steady_s
         jitter = (compute * jitter + tier.steady_s) / (compute + tier.steady_s)
     if not tier.remote:  # in process on each device: no shared queue
-        return start + float(tier.service_s[1]) * jitter, np.zeros(start.size, dtype=bool)
+        finish = start + float(tier.service_s[1]) * jitter
+        return finish, np.ones(start.size, dtype=bool), np.zeros(start.size, dtype=bool)
     s = fleet.settings
     server_of = assign(start, tier.servers, outages)
     held = np.zeros(start.size, dtype=bool)  # sent into a blackhole
@@ -189,6 +194,10 @@ def run_tier(
             held |= inside
         else:
             reset |= inside
+    if skipped is not None:
+        server_of[skipped] = -1
+        held &= ~skipped
+        reset |= skipped
     done = np.where(server_of < 0, start, np.nan)
     refused = server_of < 0  # no server up: refused at once
     for server in range(tier.servers):  # a balancer spreads the calls over those up
@@ -206,4 +215,4 @@ def run_tier(
     failed = refused | slow
     finish = np.where(slow, sent + tier.timeout_s, np.where(refused, start, done))
     finish[reset] = sent[reset]
-    return finish, failed
+    return finish, ~refused, failed
