@@ -94,6 +94,8 @@ def _comparison(result: StoryResult) -> str | None:
 
 def _fidelity_table(doc: dict[str, Any]) -> Table:
     """Predicted (simulated) beside measured (live), per level and workload."""
+    from tierwise.report.simulation import share_text
+
     table = Table(
         title=doc.get("title"), box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True,
         pad_edge=False,
@@ -102,16 +104,13 @@ def _fidelity_table(doc: dict[str, Any]) -> Table:
                    "dev/edge/cloud % sim/live", "USD/1M sim/live", "ok"):  # fmt: skip
         table.add_column(column, justify="left" if column in ("level", "workload") else "right")
 
-    def shares(side: dict[str, Any]) -> str:
-        return "/".join(f"{100 * side['share'][k]:.1f}" for k in ("device", "edge", "cloud"))
-
     for row in doc["rows"]:
         p, m = row["predicted"], row["measured"]
         misses = [k for k, ok in row["within"].items() if not ok]
         table.add_row(
             row["level"], row["workload"], str(row["requests"]),
             f"{p['p50_ms']:.3g}/{m['p50_ms']:.3g}", f"{p['p99_ms']:.3g}/{m['p99_ms']:.3g}",
-            f"{shares(p)} / {shares(m)}",
+            f"{share_text(p)} / {share_text(m)}",
             f"{p['usd_per_million']:.3g}/{m['usd_per_million']:.3g}",
             "[green]yes" if not misses else "[red]no: " + ", ".join(misses),
         )  # fmt: skip

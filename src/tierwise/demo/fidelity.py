@@ -39,10 +39,10 @@ from tierwise.demo import stages
 from tierwise.demo.fleet import write_fleet
 from tierwise.demo.links import Links, linked_tiers
 from tierwise.demo.probe import Probe, probe_doc, probe_tier, replay_open_loop
+from tierwise.demo.rehearsal import Rehearsal
 from tierwise.demo.settings import DemoSettings
 from tierwise.demo.steps import StepCache
 from tierwise.demo.tiers import Endpoints, serve_endpoints
-from tierwise.errors import ConfigError
 from tierwise.http.client import HttpClient
 from tierwise.router.client import Client
 from tierwise.sim.fidelity import (
@@ -219,11 +219,8 @@ def _run(
     edge_hold_ms: float,
     tolerance: Tolerance | None,
 ) -> FidelityResult:
-    from tierwise.zoo import load_eval
-
-    doc = yaml.safe_load(files.plan.read_text(encoding="utf-8"))
-    images, _ = load_eval(files.zoo)
-    kind_of = {name: t["kind"] for name, t in doc["tiers"].items()}
+    inputs = Rehearsal.load(files)
+    doc, images, kind_of = inputs.doc, inputs.images, inputs.kind_of
     result = FidelityResult(edge_hold_ms=edge_hold_ms)
     with _servers(files, doc, edge_hold_ms) as direct, _links(doc, direct, seed=settings.seed,
                                                 delay=False) as bare:  # fmt: skip
@@ -245,7 +242,7 @@ def _run(
             return out
 
         measured = asyncio.run(measure())
-        compute = _compute_ms(files, doc)
+        compute = inputs.compute_ms()
         for tier, probe in measured.items():
             # a device's time is all the call's; a server's is its own, from its metrics
             server_ms = probe.per_batch_ms + probe.per_row_ms if tier in direct else compute[tier]
@@ -259,56 +256,23 @@ def _run(
         result.capacity_rps = {t: measured[t].rate_per_s for t, k in kind_of.items() if k == "edge"}
         chosen = levels or default_levels(doc, result.capacity_rps, duration_s=duration_s)
         for level in chosen:
-            result.rows += _run_level(settings, files, doc, direct, level, images, result,
+            result.rows += _run_level(settings, files, inputs, direct, level, result,
                                       tolerance)  # fmt: skip
     return result
-
-
-def _rehearsal_spec(files: stages.StoryFiles) -> Any:
-    """The fleet spec with every tier on this machine (no speed factors)."""
-    from tierwise.spec import load_spec
-
-    spec = load_spec(files.fleet)
-    here = {"speed_factor": None}
-    tiers = {
-        name: t.model_copy(update={"hardware": t.hardware.model_copy(update=here)})
-        for name, t in spec.tiers.items()
-    }
-    return spec.model_copy(update={"tiers": tiers})
-
-
-def _compute_ms(files: stages.StoryFiles, doc: Mapping[str, Any]) -> dict[str, float]:
-    """Each plan tier's model time for one row, as profiled on this machine."""
-    from tierwise.bench.profiles import load_profiles
-    from tierwise.plan.perf import ProfileCatalog
-
-    spec = _rehearsal_spec(files)
-    catalog = ProfileCatalog(spec, [load_profiles(files.profiles)])
-    model = next(iter(spec.workloads.values())).model
-    out = {}
-    for name, tier in doc["tiers"].items():
-        variant = tier.get("variant") or tier.get("model")
-        spec_tier = spec.tiers.get(tier.get("spec_tier", name))
-        estimate = catalog.estimate(model, str(variant), spec_tier) if spec_tier else None
-        if estimate is None:
-            raise ConfigError(f"tiers.{name}", "a profiled variant on a tier of the spec", variant)
-        out[name] = estimate.single.p50_ms
-    return out
 
 
 def _run_level(
     settings: DemoSettings,
     files: stages.StoryFiles,
-    doc: Mapping[str, Any],
+    inputs: Rehearsal,
     direct: Mapping[str, str],
     level: LoadLevel,
-    images: np.ndarray,
     measured: FidelityResult,
     tolerance: Tolerance | None,
 ) -> list[FidelityRow]:
+    doc, images, kind_of = inputs.doc, inputs.images, inputs.kind_of
     traffic = seeded_traffic(level.rates_rps, level.duration_s, len(images), seed=settings.seed)
-    warm = _through_every_stage(files, list(traffic))
-    kind_of = {name: t["kind"] for name, t in doc["tiers"].items()}
+    warm = inputs.through_every_stage(list(traffic))
     with _links(doc, direct, seed=settings.seed, delay=True) as links:
         path = _write_plan(doc, files.work / f"fidelity-{level.name}.yaml", links.urls)
 
@@ -327,45 +291,22 @@ def _run_level(
         live = asyncio.run(live_run())
         seeds = links.seeds
     # the simulator replays the requests as they were sent (the sender's lag included)
-    predicted = _simulate(files, doc, level, sent_traffic(live), measured, seeds)
+    predicted = _simulate(inputs, level, sent_traffic(live), measured, seeds)
     return compare(level.name, predicted, live_summary(live), tolerance)
 
 
-def _through_every_stage(files: stages.StoryFiles, workloads: list[str]) -> dict[str, int]:
-    """A held-out row per workload that every stage of its cascade passes on."""
-    from tierwise.planfile.load import load_plan
-    from tierwise.sim.rows import load_calibration_rows, workload_rows
-
-    plan = load_plan(files.plan, check_files=False)
-    table = load_calibration_rows(files.calibration)
-    out = {}
-    for name in workloads:
-        outcomes = workload_rows(plan, name, table)
-        if outcomes is None:
-            continue
-        passed = np.flatnonzero(outcomes.escalates[:, :-1].all(axis=1))
-        out[name] = int(passed[0]) if passed.size else 0
-    return out
-
-
 def _simulate(
-    files: stages.StoryFiles,
-    doc: Mapping[str, Any],
+    inputs: Rehearsal,
     level: LoadLevel,
     traffic: Mapping[str, tuple[np.ndarray, np.ndarray]],
     measured: FidelityResult,
     seeds: Mapping[str, int],
 ) -> dict[str, Any]:
-    from tierwise.bench.profiles import load_profiles
-    from tierwise.plan.perf import ProfileCatalog
-    from tierwise.planfile.load import load_plan
     from tierwise.sim.engine import simulate
     from tierwise.sim.inputs import SimSettings, sim_fleet
-    from tierwise.sim.rows import load_calibration_rows
     from tierwise.sim.scenario import Scenario, ScenarioEvent
 
-    plan = load_plan(files.plan, check_files=False)
-    spec = _rehearsal_spec(files)
+    plan = inputs.plan
     used = {s.tier for w in plan.workloads.values() for s in w.cascade}
     remote = [t for t in used if plan.tiers[t].remote]
     settings = SimSettings(
@@ -379,8 +320,7 @@ def _simulate(
         per_batch_ms={t: v for t, v in measured.per_batch_ms.items() if t in used},
         rtt_seeds={t: s for t, s in seeds.items() if t in used},
     )
-    fleet = sim_fleet(plan, spec, ProfileCatalog(spec, [load_profiles(files.profiles)]),
-                      settings, load_calibration_rows(files.calibration))  # fmt: skip
+    fleet = sim_fleet(plan, inputs.spec, inputs.catalog, settings, inputs.rows)
     events = []
     if level.partition is not None:
         tier, begin, end = level.partition

@@ -16,22 +16,33 @@ from tierwise.calibrate.result import CalibrationResult
 from tierwise.errors import ReportError
 from tierwise.report.data import CascadeCurve, CascadeData, ChosenPoint, CurvePoint
 
-__all__ = ["cascade_from_calibration", "choose_on_curve", "load_calibration_json"]
+__all__ = [
+    "cascade_from_calibration",
+    "choose_on_curve",
+    "load_calibration_json",
+    "read_json_object",
+]
 
 _NOT_CALIBRATION = "not a calibration from tierwise calibrate --json ({})"
 
 
-def load_calibration_json(path: str | Path) -> dict[str, Any]:
-    """A calibration JSON file as a mapping (ReportError when unreadable)."""
+def read_json_object(path: str | Path, what: str, source: str) -> dict[str, Any]:
+    """A JSON file holding one object (``what``, written by ``source``) as a mapping;
+    ReportError naming the file when it is unreadable, not JSON or not an object."""
     try:
         doc = orjson.loads(Path(path).read_bytes())
     except OSError as exc:
-        raise ReportError(f"cannot read the calibration: {exc.strerror}", path=str(path)) from exc
+        raise ReportError(f"cannot read the {what}: {exc.strerror}", path=str(path)) from exc
     except orjson.JSONDecodeError as exc:
         raise ReportError(f"not JSON: {exc}", path=str(path)) from exc
     if not isinstance(doc, dict):
-        raise ReportError("expected a JSON object from tierwise calibrate --json", path=str(path))
+        raise ReportError(f"expected a JSON object from {source}", path=str(path))
     return doc
+
+
+def load_calibration_json(path: str | Path) -> dict[str, Any]:
+    """A calibration JSON file as a mapping (ReportError when unreadable)."""
+    return read_json_object(path, "calibration", "tierwise calibrate --json")
 
 
 def _point(doc: Mapping[str, Any]) -> CurvePoint:

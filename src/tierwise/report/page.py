@@ -26,7 +26,7 @@ from tierwise.report.data import (
     WorkloadCost,
 )
 from tierwise.report.plots import cascade_png, cost_png, latency_png, matrix_png
-from tierwise.report.simulation import SimulationData, simulation_png
+from tierwise.report.simulation import SimulationData, share_text, simulation_png
 
 __all__ = ["PAGE_NAME", "SECTIONS", "ReportFiles", "render_page", "write_report"]
 
@@ -193,16 +193,13 @@ def _simulation_details(sim: SimulationData) -> str:
     columns = ["level", "workload", "requests", "p50 ms sim / live", "p99 ms sim / live",
                "device / edge / cloud % sim / live", "USD per 1M sim / live", "within"]  # fmt: skip
 
-    def shares(doc: dict[str, Any]) -> str:
-        return "/".join(f"{100 * doc['share'][k]:.1f}" for k in ("device", "edge", "cloud"))
-
     def pair(key: str, line: Any) -> str:
         return " / ".join("-" if v is None else f"{v:.3g}"
                           for v in (line.predicted[key], line.measured[key]))  # fmt: skip
 
     rows = [
         [line.level, line.workload, str(line.requests), pair("p50_ms", line),
-         pair("p99_ms", line), f"{shares(line.predicted)} / {shares(line.measured)}",
+         pair("p99_ms", line), f"{share_text(line.predicted)} / {share_text(line.measured)}",
          pair("usd_per_million", line),
          "yes" if line.ok else "no: " + ", ".join(k for k, v in line.within.items() if not v)]
         for line in sim.fidelity

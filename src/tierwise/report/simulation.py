@@ -18,23 +18,26 @@ from typing import Any
 
 import matplotlib as mpl
 import matplotlib.style
-import orjson
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from tierwise.errors import ReportError
+from tierwise.report.calibration import read_json_object
 
 __all__ = [
+    "KINDS",
     "FidelityLine",
     "HourRow",
     "SimulationData",
     "load_simulation",
+    "share_text",
     "simulation_data",
     "simulation_png",
 ]
 
 _DPI = 100
-_KINDS = ("device", "edge", "cloud")
+#: Tier kinds, in cascade order.
+KINDS = ("device", "edge", "cloud")
 _COLOURS = ("#2a9d8f", "#e76f51", "#457b9d", "#e9c46a", "#8d6a9f", "#6c757d")
 
 
@@ -103,7 +106,7 @@ def _side(doc: Any, where: str) -> dict[str, Any]:
         "p50_ms": _optional(doc, "p50_ms", where),
         "p99_ms": _optional(doc, "p99_ms", where),
         "usd_per_million": _optional(doc, "usd_per_million", where),
-        "share": {k: _optional(share, k, f"{where}.share") or 0.0 for k in _KINDS},
+        "share": {k: _optional(share, k, f"{where}.share") or 0.0 for k in KINDS},
     }
 
 
@@ -175,30 +178,27 @@ def simulation_data(
     return SimulationData(title, hours, slos, tuple(lines), fidelity_title)
 
 
-def _read(path: Path) -> Mapping[str, Any]:
-    try:
-        doc = orjson.loads(path.read_bytes())
-    except OSError as exc:
-        raise ReportError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except orjson.JSONDecodeError as exc:
-        raise ReportError(f"{path}: expected JSON ({exc})") from exc
-    if not isinstance(doc, Mapping):
-        raise ReportError(f"{path}: expected a JSON object")
-    return doc
-
-
 def load_simulation(path: Path, fidelity: Path | None = None) -> SimulationData:
     """The section's data from a ``simulation.json`` file (one run; of a comparison, the
     first) and optionally a ``fidelity.json``; ReportError naming the file and field."""
-    doc = _read(path)
+    doc: Mapping[str, Any] = read_json_object(path, "simulation", "tierwise simulate -o")
     if "runs" in doc:
         runs = doc["runs"]
         if not isinstance(runs, list) or not runs:
             raise ReportError(f"{path}: runs: expected the compared runs")
         doc = runs[0]
-    check = _read(fidelity) if fidelity is not None else None
+    check = (
+        read_json_object(fidelity, "fidelity check", "tierwise demo --fidelity")
+        if fidelity is not None
+        else None
+    )
     return simulation_data(doc, source=str(path), fidelity=check,
                            fidelity_source=str(fidelity))  # fmt: skip
+
+
+def share_text(side: Mapping[str, Any]) -> str:
+    """One side of a fidelity row's shares: ``device/edge/cloud`` in percent."""
+    return "/".join(f"{100 * side['share'][k]:.1f}" for k in KINDS)
 
 
 def simulation_png(data: SimulationData) -> bytes:

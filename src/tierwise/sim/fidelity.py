@@ -19,6 +19,7 @@ import numpy as np
 
 from tierwise.errors import ConfigError
 from tierwise.sim.engine import SimRun, Traffic
+from tierwise.sim.results import KINDS
 
 __all__ = [
     "KINDS",
@@ -32,9 +33,6 @@ __all__ = [
     "sent_traffic",
     "sim_summary",
 ]
-
-#: Tier kinds, in cascade order.
-KINDS = ("device", "edge", "cloud")
 
 
 @dataclass(frozen=True)

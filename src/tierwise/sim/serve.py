@@ -12,7 +12,7 @@ import numpy as np
 from tierwise.sim.core import Simulation
 from tierwise.sim.inputs import SimFleet
 from tierwise.sim.records import Block, SimRun
-from tierwise.sim.tiers import Cut, Outage, run_tier
+from tierwise.sim.tiers import Cut, Outage, run_tier, sent_into
 
 __all__ = ["serve"]
 
@@ -20,12 +20,10 @@ __all__ = ["serve"]
 def _crossing(cuts: Sequence[Cut], sent: np.ndarray) -> np.ndarray | None:
     """Which calls sent at ``sent`` cross the link (a reset partition refuses the others
     as they are sent); None when all do."""
-    refused = None
-    for begin, end, blackhole in cuts:
-        if not blackhole:
-            inside = (sent >= begin) & (sent < end)
-            refused = inside if refused is None else refused | inside
-    return None if refused is None else ~refused
+    if all(blackhole for _, _, blackhole in cuts):
+        return None
+    crossing: np.ndarray = ~sent_into(cuts, sent, blackhole=False)
+    return crossing
 
 
 def _answered_right(

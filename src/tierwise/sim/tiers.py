@@ -33,6 +33,7 @@ __all__ = [
     "partition_cuts",
     "run_tier",
     "scenario_factor",
+    "sent_into",
     "server_outages",
     "tier_states",
 ]
@@ -85,6 +86,15 @@ def scenario_factor(scenario: Scenario, kind: str, names: Sequence[str], time_s:
 Outage = tuple[int, float, float]
 #: (from, until, blackhole?) of one tier's partition
 Cut = tuple[float, float, bool]
+
+
+def sent_into(cuts: Sequence[Cut], sent: np.ndarray, *, blackhole: bool) -> np.ndarray:
+    """Which calls sent at ``sent`` meet one of ``cuts`` of that mode (blackhole or reset)."""
+    out = np.zeros(sent.size, dtype=bool)
+    for begin, end, holds in cuts:
+        if holds == blackhole:
+            out |= (sent >= begin) & (sent < end)
+    return out
 
 
 def partition_cuts(fleet: SimFleet, scenario: Scenario, horizon_s: float) -> dict[str, list[Cut]]:
@@ -185,15 +195,9 @@ def run_tier(
         return finish, np.ones(start.size, dtype=bool), np.zeros(start.size, dtype=bool)
     s = fleet.settings
     server_of = assign(start, tier.servers, outages)
-    held = np.zeros(start.size, dtype=bool)  # sent into a blackhole
-    reset = np.zeros(start.size, dtype=bool)  # refused as it was sent
-    for begin, end, blackhole in cuts:
-        inside = (sent >= begin) & (sent < end)
-        server_of[inside] = -1
-        if blackhole:
-            held |= inside
-        else:
-            reset |= inside
+    held = sent_into(cuts, sent, blackhole=True)  # sent into a blackhole
+    reset = sent_into(cuts, sent, blackhole=False)  # refused as it was sent
+    server_of[held | reset] = -1
     if skipped is not None:
         server_of[skipped] = -1
         held &= ~skipped
