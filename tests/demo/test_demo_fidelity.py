@@ -22,9 +22,11 @@ def test_live_and_simulated_answer_the_same_requests_on_the_same_tiers(
     ]
     result = run_fidelity(settings, levels)
     # measured first: each edge box answers about 1000 / 8 ms calls a second (the
-    # rehearsal's hold), and every call costs some time outside the model
-    (capacity,) = result.capacity_rps.values()
-    assert 0.6 * 1000 / EDGE_HOLD_MS < capacity < 1.1 * 1000 / EDGE_HOLD_MS
+    # rehearsal's hold), and every call costs some time outside the model (the plan runs
+    # one or two variants at the edge, as the measured profiles decide)
+    assert 1 <= len(result.capacity_rps) <= 2
+    for capacity in result.capacity_rps.values():
+        assert 0.6 * 1000 / EDGE_HOLD_MS < capacity < 1.1 * 1000 / EDGE_HOLD_MS
     assert all(v > 0 for v in result.call_overhead_ms.values())
     rows = {(r.level, r.workload): r for r in result.rows}
     assert set(rows) == {("light", "parcel-codes"), ("light", "customs-forms"),
