@@ -3,7 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test test-deps lint typecheck unit bench clean
+.PHONY: demo test test-deps lint typecheck unit js-test device-web bench clean
+
+# The device tier's JavaScript module (tierwise-device) and the onnxruntime-web files
+# the gateway serves to pages, installed from the npm registry by its lockfile.
+WEB := src/tierwise/webdevice/web
 
 # System packages (apt-get as root; otherwise the command to run): scripts/system-deps.sh.
 $(BIN)/python:
@@ -21,6 +25,8 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory device-web; \
+	else echo "npm not found: the device page (tierwise demo --serve) needs scripts/system-deps.sh test"; fi
 	$(BIN)/tierwise demo
 
 lint: $(VENV)/.installed-dev
@@ -30,13 +36,23 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-unit: $(VENV)/.installed-dev
+$(WEB)/vendor/.built: $(WEB)/package.json $(WEB)/package-lock.json $(WEB)/build.mjs
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+	touch $@
+
+device-web: $(WEB)/vendor/.built
+
+js-test: device-web
+	cd $(WEB) && node --test test/
+
+unit: $(VENV)/.installed-dev device-web
 	$(BIN)/pytest
 
 test-deps:
 	PYTHON=$(PYTHON) scripts/system-deps.sh test
 
-test: test-deps lint typecheck unit
+test: test-deps lint typecheck js-test unit
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .tierwise
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .tierwise \
+		$(WEB)/node_modules $(WEB)/vendor

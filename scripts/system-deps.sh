@@ -11,7 +11,9 @@
 #          (the observe tests scrape a fleet with it; it brings promtool too),
 #          postgresql (the control store tests run a real PostgreSQL server),
 #          nats-server (the JetStream outbox tests run a hub and a leaf node) and
-#          systemd (its systemd-analyze verifies the rendered systemd units)
+#          systemd (its systemd-analyze verifies the rendered systemd units), nodejs
+#          and npm (the device tier's JavaScript module is built and unit-tested with
+#          them; its browser tests run it in chromium)
 #   bench  test's, plus wrk (the server benchmark's load generator)
 #
 # Installs with apt-get when run as root; otherwise prints the one command to run and
@@ -62,6 +64,8 @@ if [ "$group" != demo ]; then
   have_postgres || need+=(postgresql)
   have nats-server || need+=(nats-server)
   have systemd-analyze || need+=(systemd)
+  have node || need+=(nodejs)
+  have npm || need+=(npm)
 fi
 if [ "$group" = bench ]; then
   have wrk || need+=(wrk)

@@ -6,25 +6,27 @@ never from a box beside it, so every arrow points down and no import cycle can f
 ``tests/test_import_graph.py`` reads this drawing and checks every import against it,
 lazy ones included::
 
-    11  cli              the ``tierwise`` command, one verb per task (``__main__`` runs it)
+    12  cli              the ``tierwise`` command, one verb per task (``__main__`` runs it)
          v
-    10  demo             the demo's story: zoo, profiles, plan, servers, replay, report
+    11  demo             the demo's story: zoo, profiles, plan, servers, replay, report
          v
-     9  report           the one-page report of a plan: tables and plots
+    10  report           the one-page report of a plan: tables and plots
          v
-     8  calibrate        cascade thresholds and costs measured on evaluation data
+     9  calibrate        cascade thresholds and costs measured on evaluation data
         deploy           the plan on Kubernetes (KServe, KubeEdge, OpenYurt, k3s) and systemd
         sim              the fleet simulator: the live policy on simulated traffic and faults
          v
-     7  plan             decision matrix, cost model, placement optimizer, plan.yaml writer
+     8  plan             decision matrix, cost model, placement optimizer, plan.yaml writer
         control          the fleet control plane: nodes, desired versions, staged rollouts
          v
-     6  bench            measured profiles of models and live tiers, for the planner
+     7  bench            measured profiles of models and live tiers, for the planner
         agent            the edge agent: a node's server, router, outbox and bundle sync
         observe          the fleet's dashboard, alert rules, scrape config and status view
          v
-     5  router           the cascade: tiers, the pure policy, the router, client, gateway
+     6  router           the cascade: tiers, the pure policy, the router, client, gateway
         server           the tier server: V2 over ASGI, batching, hot swap, metrics
+         v
+     5  webdevice        the device tier in the browser: the page, its settings and model
          v
      4  zoo              the model family (tiny, small, large) the demo and tests use
         registry         signed, content-addressed model bundles; local store or OCI

@@ -29,13 +29,13 @@ from tierwise.outbox import (
     Outbox,
     OutboxItem,
 )
+from tierwise.outbox.idempotency import IdempotencyStore
 from tierwise.protocol import (
     InferResponse,
     decode_request,
     decode_response,
     encode_response,
 )
-from tierwise.server.idempotency import IdempotencyStore
 
 WORKER = Path(__file__).with_name("outbox_worker.py")
 

@@ -25,6 +25,8 @@ BINARIES = {
     "postgres": "postgresql",
     "nats-server": "nats-server",
     "systemd-analyze": "systemd",
+    "node": "nodejs",
+    "npm": "npm",
 }
 
 
@@ -81,7 +83,7 @@ def test_dry_run_names_everything_missing_at_once(tmp_path: Path) -> None:
     result = _run(_machine(tmp_path, lacks=tuple(BINARIES), venv=False), "--dry-run")
     assert result.stdout.split(": ")[1].split() == [
         "make", "python3-venv", "docker-registry", "chromium", "curl", "prometheus",
-        "postgresql", "nats-server", "systemd",
+        "postgresql", "nats-server", "systemd", "nodejs", "npm",
     ]  # fmt: skip
 
 
@@ -92,7 +94,7 @@ def test_groups_ask_for_what_they_use(tmp_path: Path) -> None:
     bench = _run(path, "--dry-run", "bench").stdout.split(": ")[1].split()
     assert bench == [
         "make", "docker-registry", "chromium", "curl", "prometheus", "postgresql",
-        "nats-server", "systemd", "wrk",
+        "nats-server", "systemd", "nodejs", "npm", "wrk",
     ]  # fmt: skip
 
 

@@ -22,7 +22,7 @@ from rich.table import Table
 from tierwise.cli.common import out_console, print_json
 
 if TYPE_CHECKING:
-    from tierwise.demo import StoryResult
+    from tierwise.demo import DemoSettings, StoryResult
     from tierwise.report import SummaryTable
 
 __all__ = ["RichProgress", "demo"]
@@ -148,13 +148,24 @@ def demo(
     fidelity_seconds: Annotated[
         float, typer.Option(min=2.0, max=3600.0, help="Seconds of traffic per fidelity level.")
     ] = 30.0,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            help="Then keep the fleet running behind a gateway that serves the device page "
+            "(the device tier in the browser) until Ctrl-C."
+        ),
+    ] = False,
+    serve_port: Annotated[
+        int, typer.Option(min=1, max=65535, help="The gateway's port with --serve.")
+    ] = 8080,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """The story end to end: build the model family, profile it, calibrate the cascade,
     plan the parcel hub's fleet, start its edge and cloud tiers on loopback behind links
     with the plan's round trips, replay the held-out split through tierwise.Client,
     simulate a bad day of the fleet (with --fidelity, check the simulator against the live
-    fleet), and write the report.
+    fleet), and write the report. With --serve, the fleet then stays up behind a gateway
+    whose /device/ page runs the device tier in the browser.
 
     Steps whose inputs have not changed since the last run are skipped.
     """
@@ -169,8 +180,12 @@ def demo(
         result = run(settings, RichProgress(progress))
     elapsed = time.monotonic() - started
     if as_json:
+        from tierwise.demo.device import device_page_url, serve_device_page
+
         doc: dict[str, Any] = result.to_dict() | {"seconds": elapsed}
-        print_json(doc)
+        print_json(doc | {"device_page": device_page_url(serve_port) if serve else None})
+        if serve:
+            serve_device_page(settings, serve_port)
         return
     if result.data is not None and result.data.summary is not None:
         out_console.print(_table(result.data.summary))
@@ -186,3 +201,21 @@ def demo(
     )
     if result.report is not None:
         out_console.print(f"report: {result.report.page}", soft_wrap=True)
+    _device_page(settings, serve, serve_port)
+
+
+def _device_page(settings: DemoSettings, serve: bool, port: int) -> None:
+    """Serve the device page (--serve), or say how."""
+    from tierwise.demo.device import device_page_url, serve_device_page
+
+    if not serve:
+        out_console.print(
+            f"device tier in the browser: tierwise demo --serve, then open {device_page_url(port)}",
+            soft_wrap=True,
+        )
+        return
+
+    def ready(url: str) -> None:
+        out_console.print(f"device page: {url} (Ctrl-C stops the fleet)", soft_wrap=True)
+
+    serve_device_page(settings, port, ready)

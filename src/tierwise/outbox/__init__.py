@@ -6,7 +6,8 @@ The SQLite store is :class:`Outbox` (:mod:`tierwise.outbox.store`), the delivere
 (:mod:`tierwise.outbox.settings`), its backlog gauges :class:`OutboxCollector`
 (:mod:`tierwise.outbox.metrics`); values and errors live in
 :mod:`tierwise.outbox.types`. This module is the one place to import them from.
-Receivers deduplicate redeliveries with :class:`tierwise.server.idempotency.IdempotencyStore`.
+Receivers (a tier server, the gateway) deduplicate redeliveries with
+:class:`IdempotencyStore` (:mod:`tierwise.outbox.idempotency`).
 
 The NATS JetStream backend (edge leaf nodes publish, the hub consumes) is
 :class:`NatsOutbox` (:mod:`tierwise.outbox.nats_store`) with its deliverer
@@ -24,6 +25,7 @@ from importlib import import_module
 from typing import Any
 
 from tierwise.outbox.drain import DeliverFn, Drainer
+from tierwise.outbox.idempotency import IdempotencyStore
 from tierwise.outbox.metrics import OutboxCollector
 from tierwise.outbox.nats_settings import NatsOutboxSettings, nats_outbox_settings
 from tierwise.outbox.queue import DeferredQueue, SqliteOutboxSettings, SqliteQueue, open_queue
@@ -44,6 +46,7 @@ __all__ = [
     "DeliverFn",
     "Drainer",
     "DrainerSettings",
+    "IdempotencyStore",
     "ItemStatus",
     "NatsDrainer",
     "NatsOutbox",

@@ -10,7 +10,7 @@ its own domain's subjects (core NATS carries a subject across leaf links, and a 
 again) within the duplicate window stores the item once. An item with an idempotency key
 gets an id derived from it, so a retry after a crash finds the same id. The hub consumes
 with :class:`~tierwise.outbox.nats_drain.NatsDrainer` (explicit acks); redeliveries carry
-the item's key and the tier server acts once (:mod:`tierwise.server.idempotency`).
+the item's key and the tier server acts once (:mod:`tierwise.outbox.idempotency`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Deferrable requests, and requests whose required tier is unreachable during a pa
 are written here and delivered later by a :class:`~tierwise.outbox.drain.Drainer`.
 Delivery is at-least-once: a deliverer *claims* items under a lease, and an item whose
 deliverer died comes back when its lease runs out. The receiving side deduplicates with
-the item's idempotency key (see :mod:`tierwise.server.idempotency`).
+the item's idempotency key (see :mod:`tierwise.outbox.idempotency`).
 
 Durability: WAL journal with ``synchronous=FULL``. A ``put`` that returned is on disk
 even if the machine loses power the next instant; with ``NORMAL`` a WAL database survives

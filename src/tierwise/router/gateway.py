@@ -44,6 +44,7 @@ from tierwise.errors import (
     NoRouteError,
     OutboxError,
     RateLimitedError,
+    RouteError,
     SpecError,
     TierUnavailableError,
 )
@@ -75,13 +76,22 @@ from tierwise.router.device_telemetry import DeviceIntake
 from tierwise.router.gateway_settings import GatewaySettings, load_gateway_settings
 from tierwise.router.meta import META_PARAMETERS, meta_from_parameters
 from tierwise.router.metrics import RouterCollector
+from tierwise.router.once import OnceReplies
+from tierwise.router.policy import Policy
 from tierwise.router.router import Router
 from tierwise.router.types import RequestMeta, Route
 from tierwise.security import Guard, check_exposure
+from tierwise.webdevice import DevicePage
 
 __all__ = ["DEFERRED_TIER", "Gateway", "GatewaySettings", "load_gateway_settings"]
 
 log = logging.getLogger("tierwise.router")
+
+#: Request parameters for the gateway itself, not the tiers: the router's, and how the
+#: client wants its answer encoded (the gateway encodes it).
+_NOT_FORWARDED = META_PARAMETERS | {"binary_data_output"}
+#: The longest idempotency key a request may carry.
+_MAX_KEY_CHARS = 256
 
 #: The client of the request being routed (for the outbox item the router may defer).
 _CALLER: ContextVar[str | None] = ContextVar("tierwise_gateway_caller", default=None)
@@ -160,6 +170,23 @@ class Gateway:
         #: device reports (``POST /v2/telemetry/device``) and their series
         self.device = DeviceIntake(plan, settings.device_telemetry)
         self.registry.register(self.device.telemetry)
+        #: the device tier for browsers (None: ``device_page: false``)
+        self.device_page = (
+            DevicePage(
+                plan,
+                Policy(plan).skips,
+                bundles=settings.device_bundles,
+                samples=settings.device_samples,
+            )
+            if settings.device_page
+            else None
+        )
+        #: answers by idempotency key
+        self.once = OnceReplies(
+            settings.idempotency_path,
+            ttl_s=settings.idempotency_ttl_s,
+            max_entries=settings.idempotency_max_entries,
+        )
         #: a plan mistake found at startup (the lifespan reports it as a failed start)
         self.startup_error: ConfigError | SpecError | OutboxError | None = None
         self.routes = RouteTable(
@@ -175,6 +202,7 @@ class Gateway:
                 HttpRoute("/v2", self._metadata, scope="infer"),
                 HttpRoute("/metrics", self._metrics, scope="telemetry"),
                 self.device.route(),
+                *(self.device_page.routes() if self.device_page is not None else ()),
             ],
             log=log,
             log_server_errors=False,
@@ -193,6 +221,8 @@ class Gateway:
         start the outbox drainer (the lifespan's startup; call it yourself when the
         gateway is mounted in another app)."""
         await self.router.start()
+        if self.device_page is not None:
+            self.device_page.check()
         if self.queue is not None and self.deferred is not None:
             await self.queue.start(DEFERRED_TIER, self.deferred.deliver, lambda: True)
 
@@ -200,6 +230,7 @@ class Gateway:
         if self.queue is not None:
             await self.queue.stop()
         await self.router.close()
+        self.once.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -286,6 +317,25 @@ class Gateway:
         header_length, declared = body_headers(scope)
         body = await read_body(receive, declared, self.settings.max_body_bytes)
         request = decode_request(body, header_length=header_length)
+        key = request.parameters.get("idempotency_key")
+        if key is None:
+            return await self._route(workload, request, received_s, started, limits, client)
+        if not isinstance(key, str) or not 0 < len(key) <= _MAX_KEY_CHARS:
+            raise RouteError("idempotency_key", f"a string of 1 to {_MAX_KEY_CHARS} characters")
+        return await self.once.run(
+            f"{client or ''}\0{workload}\0{key}",
+            lambda: self._route(workload, request, received_s, started, limits, client),
+        )
+
+    async def _route(
+        self,
+        workload: str,
+        request: InferRequest,
+        received_s: float,
+        started: float,
+        limits: ClientLimits | None,
+        client: str | None,
+    ) -> Reply:
         meta = meta_from_parameters(
             request.parameters, default_workload=workload, received_s=received_s
         )
@@ -297,7 +347,7 @@ class Gateway:
         forwarded = InferRequest(
             inputs=request.inputs,
             id=request.id,
-            parameters={k: v for k, v in request.parameters.items() if k not in META_PARAMETERS},
+            parameters={k: v for k, v in request.parameters.items() if k not in _NOT_FORWARDED},
             outputs=request.outputs,
             input_parameters=request.input_parameters,
         )

@@ -34,6 +34,14 @@ class GatewaySettings(SettingsModel):
     client name tokens carry (:class:`~tierwise.router.clients.ClientLimits`);
     ``device_telemetry``: the bounds of the device reports it takes.
 
+    ``device_page``: serve the device tier to browsers (:mod:`tierwise.webdevice`: the
+    page at ``/device/``, each workload's device settings and model); ``device_bundles``:
+    per workload, a bundle directory whose manifest names the device model (else the
+    plan's file); ``device_samples``: a JSON file of held-out rows for the page's picker.
+    ``idempotency_path``: where answers to requests carrying an ``idempotency_key`` are
+    kept for ``idempotency_ttl_s`` (a SQLite file, or ``:memory:``), so that one sent
+    again is answered once (:mod:`tierwise.router.once`).
+
     The outbox for deferred work is ``outbox: {backend: sqlite, path: ...}`` or
     ``outbox: {backend: nats, url: ..., ...}``
     (:class:`~tierwise.outbox.nats_settings.NatsOutboxSettings`); ``outbox_path`` (and
@@ -53,6 +61,12 @@ class GatewaySettings(SettingsModel):
     insecure: bool = False
     clients: dict[str, ClientLimits] = Field(default_factory=dict)
     device_telemetry: DeviceTelemetrySettings = Field(default_factory=DeviceTelemetrySettings)
+    device_page: bool = True
+    device_bundles: dict[str, Path] = Field(default_factory=dict)
+    device_samples: Path | None = None
+    idempotency_path: str = ":memory:"
+    idempotency_ttl_s: float = Field(default=86_400.0, gt=0)
+    idempotency_max_entries: int = Field(default=100_000, ge=1)
 
     @model_validator(mode="after")
     def _one_outbox(self) -> GatewaySettings:

@@ -1,5 +1,7 @@
 """Request metadata from V2 request ``parameters``: ``workload``, ``privacy``,
-``residency``, ``deadline_ms``, ``urgency`` (and ``idempotency_key`` for deferred work).
+``residency``, ``deadline_ms``, ``urgency`` (and ``idempotency_key`` for deferred work),
+``escalated_from`` (the cascade tier the caller already ran, as a page running the device
+stage does: the router goes on with the stages after it).
 
 The V2 ``timeout`` parameter (Triton's, in microseconds; 0 = none) is a deadline too: the
 request's deadline is the tighter of ``deadline_ms`` and ``timeout``. ``timeout`` stays in
@@ -24,7 +26,15 @@ _Value = TypeVar("_Value", bound=str)
 
 #: Request parameters the router reads (and strips before calling a tier).
 META_PARAMETERS = frozenset(
-    {"workload", "privacy", "residency", "deadline_ms", "urgency", "idempotency_key"}
+    {
+        "workload",
+        "privacy",
+        "residency",
+        "deadline_ms",
+        "urgency",
+        "idempotency_key",
+        "escalated_from",
+    }
 )
 
 _ALLOWED: dict[str, tuple[str, ...]] = {
@@ -60,6 +70,9 @@ def meta_from_parameters(
     ):
         raise RouteError("deadline_ms", f"a positive number of milliseconds, got {deadline!r}")
     deadline_ms = float(deadline) if deadline is not None else None
+    escalated_from = parameters.get("escalated_from")
+    if escalated_from is not None and (not isinstance(escalated_from, str) or not escalated_from):
+        raise RouteError("escalated_from", f"the name of a cascade tier, got {escalated_from!r}")
     timeout_us = timeout_us_of(parameters)
     if timeout_us > 0 and (deadline_ms is None or timeout_us / 1000.0 < deadline_ms):
         deadline_ms = timeout_us / 1000.0
@@ -70,6 +83,7 @@ def meta_from_parameters(
         deadline_ms=deadline_ms,
         urgency=_choice(parameters, "urgency"),
         received_s=received_s,
+        escalated_from=escalated_from,
     )
 
 

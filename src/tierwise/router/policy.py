@@ -182,6 +182,16 @@ class Policy:
             meta.workload, privacy, residency, meta.urgency or config.urgency, deadline
         )
 
+    def skips(self, workload: str) -> dict[str, str | None]:
+        """Per tier of the workload's cascade, why its data (at the workload's own privacy
+        and residency) may not go there, or None when it may."""
+        table = self._table(workload)
+        row = table.skips[(None, None)]
+        return {
+            stage.name: None if skip is None else skip.reason
+            for stage, skip in zip(table.stages, row, strict=True)
+        }
+
     def route_key(self, meta: RequestMeta, *, spent_usd: Mapping[str, float]) -> RouteKey | None:
         """A key under which :meth:`route` answers the same for any ``now_s`` and any
         observed latency, as long as the tiers' health flags (breaker open, unhealthy,

@@ -41,7 +41,7 @@ from tierwise.router.health import CircuitBreaker, LatencyWindow
 from tierwise.router.hedge import hedged
 from tierwise.router.ledger import SpendLedger
 from tierwise.router.metrics import RouterMetrics, rule_name
-from tierwise.router.routes import RouteCache, observed_states
+from tierwise.router.routes import RouteCache, observed_states, tiers_after
 from tierwise.router.score_outputs import answer_confidence, check_stages, stage_failure
 from tierwise.router.settings import RouterSettings
 from tierwise.router.stages import Answer, ConfidenceRule, Defer, RoutePolicy, Stage, Step
@@ -179,6 +179,8 @@ class Router:
         if route.defer_until_s is not None and self._defer is not None and allow_defer:
             return await self._queue(self._defer, request, meta, route, [], route.defer_reason)
         tiers = route.tiers
+        if meta.escalated_from is not None:
+            tiers = tiers_after(self._cascades.get(meta.workload, ()), meta, tiers)
         steps = self._steps.get(meta.workload) or self._steps.setdefault(meta.workload, {})
         attempts: list[AttemptRecord] = []
         best: Answer | None = None

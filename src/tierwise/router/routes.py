@@ -13,15 +13,16 @@ the breaker becomes due for a probe.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 
+from tierwise.errors import RouteError
 from tierwise.router.flags import TierFlags
 from tierwise.router.health import CircuitBreaker, LatencyWindow
 from tierwise.router.ledger import SpendLedger
 from tierwise.router.stages import RoutePolicy
 from tierwise.router.types import RequestMeta, Route, TierState
 
-__all__ = ["RouteCache", "observed_states"]
+__all__ = ["RouteCache", "observed_states", "tiers_after"]
 
 
 class RouteCache:
@@ -97,3 +98,22 @@ def observed_states(
             thermal_offload=thermal_offload.flag(name),
         )
     return states
+
+
+def tiers_after(
+    cascade: Sequence[str], meta: RequestMeta, tiers: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The routed ``tiers`` that come after ``meta.escalated_from`` in the workload's
+    ``cascade`` (its tiers' names, in order): the caller ran the stages up to it, as a page
+    runs the device stage. RouteError when the cascade has no such tier."""
+    names = list(cascade)
+    tier = meta.escalated_from
+    if tier is None:
+        return tiers
+    if tier not in names:
+        raise RouteError(
+            "escalated_from", f"a tier of workload {meta.workload!r}'s cascade"
+            f" ({', '.join(names)}), got {tier!r}",
+        )  # fmt: skip
+    done = set(names[: names.index(tier) + 1])
+    return tuple(t for t in tiers if t not in done)

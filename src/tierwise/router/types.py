@@ -45,7 +45,9 @@ class RequestMeta:
     """What a request says about itself (V2 request ``parameters``). ``None`` fields take
     the workload's defaults from the plan. ``received_s`` is on the policy's clock.
     ``budget_spent``: the caller's own budget is spent (a gateway client's daily budget),
-    so the policy routes the request as it routes a workload whose budget is spent."""
+    so the policy routes the request as it routes a workload whose budget is spent.
+    ``escalated_from``: the cascade tier that already ran on the caller's side (a page
+    running the device stage); the router continues with the stages after it."""
 
     workload: str
     privacy: Privacy | None = None
@@ -54,6 +56,7 @@ class RequestMeta:
     urgency: Urgency | None = None
     received_s: float = 0.0
     budget_spent: bool = False
+    escalated_from: str | None = None
 
     def waited_s(self, now_s: float) -> float | None:
         """Seconds since the request arrived (``now_s`` on the same clock); None when

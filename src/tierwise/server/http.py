@@ -41,6 +41,7 @@ from tierwise.http.asgi import (
     response_headers,
 )
 from tierwise.http.routing import Answered, Request, Route, RouteTable
+from tierwise.outbox.idempotency import IdempotencyStore
 from tierwise.protocol import (
     InferRequest,
     ModelMetadata,
@@ -52,7 +53,6 @@ from tierwise.protocol import (
 )
 from tierwise.security import Guard, audit
 from tierwise.server.dataplane import DataPlane
-from tierwise.server.idempotency import IdempotencyStore
 from tierwise.server.logs import AccessLog
 from tierwise.server.manager import ModelManager, ServedVersion
 from tierwise.server.metrics import ServerMetrics

@@ -1,0 +1,485 @@
+// tierwise-device: the device tier of a tierwise fleet, in the page.
+//
+//   import { DeviceTier } from "/device/tierwise-device.js";
+//   const tier = await DeviceTier.open({ workload: "parcel-codes" });
+//   const answer = await tier.infer({ image: { data: pixels, dims: [1, 8, 8] } });
+//   answer.label, answer.tier, answer.confidence, answer.degraded, answer.latencyMs
+//
+// The gateway says how (GET /v2/models/{workload}/device, derived from the plan): the
+// device variant's ONNX with its manifest sha256, the first cascade stage's rule and
+// threshold, the workload's privacy, urgency and deadline, and whether its data may leave
+// the device at all. The page runs the stage with onnxruntime-web (WebGPU when the
+// browser offers an adapter, else WASM), answers at once when the stage is sure, and
+// otherwise escalates through the gateway with the V2 protocol (binary tensors when the
+// gateway takes them), which continues the cascade after the device's stage. Escalations
+// that cannot be made (link down, no answer within the deadline, no tier reachable)
+// answer from the device, degraded; deferrable ones are queued in IndexedDB and sent,
+// once each (idempotency key), when the link returns. Models are checked against their
+// sha256 (Web Crypto) before use, cached, and swapped only after a new one verified and
+// warmed. Counts and latencies go to the gateway's device telemetry endpoint.
+
+import { escalates, labels, requestConfidence, RuleError, scoreRows } from "./rules.js";
+import { Telemetry } from "./telemetry.js";
+import { IntegrityError, Outbox, OutboxFullError, pruneModels, verifiedModel } from "./store.js";
+import { asScoreTensors, decodeResponse, encodeRequest, HEADER_LENGTH } from "./v2.js";
+
+export { IntegrityError, OutboxFullError, RuleError };
+
+const MODEL_CACHE = "tierwise-device-models";
+const ARRAY_OF = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int32: Int32Array,
+  int64: BigInt64Array,
+  uint8: Uint8Array,
+  int8: Int8Array,
+  bool: Uint8Array,
+};
+
+/** Why an escalation gave no answer, as the page's degraded answers name it. */
+export class LinkError extends Error {
+  constructor(reason, message, { status = null, retry = true } = {}) {
+    super(message);
+    this.name = "LinkError";
+    this.reason = reason; // offline | deadline | unavailable | refused
+    this.status = status;
+    this.retry = retry; // worth sending again later (a deferrable request is queued)
+  }
+}
+
+async function loadRuntime(vendor, { numThreads, preferWebGpu }) {
+  let gpu = false;
+  if (preferWebGpu && globalThis.navigator?.gpu !== undefined) {
+    try {
+      gpu = (await navigator.gpu.requestAdapter()) !== null;
+    } catch {
+      gpu = false;
+    }
+  }
+  const ort = await import(`${vendor}${gpu ? "ort.webgpu.min.mjs" : "ort.wasm.min.mjs"}`);
+  ort.env.wasm.wasmPaths = vendor;
+  ort.env.wasm.numThreads = numThreads;
+  return { ort, providers: gpu ? ["webgpu", "wasm"] : ["wasm"], backend: gpu ? "webgpu" : "wasm" };
+}
+
+function idempotencyKey() {
+  return globalThis.crypto?.randomUUID?.() ?? `k-${Date.now()}-${Math.random().toString(16).slice(2)}`;
+}
+
+function concreteDims(shape) {
+  return shape.map((d) => (typeof d === "number" && d > 0 ? d : 1));
+}
+
+/** onnxruntime-web outputs as plain {dims, type, data} (what the rules read). */
+function plainOutputs(results) {
+  const out = {};
+  for (const [name, t] of Object.entries(results)) out[name] = { dims: [...t.dims], type: t.type, data: t.data };
+  return out;
+}
+
+export class DeviceTier extends EventTarget {
+  /**
+   * Fetch the workload's device settings and model from the gateway, verify, load and
+   * warm it. Options: gateway (base URL; default the page's origin), workload, token (a
+   * bearer token with scopes infer and telemetry when the gateway has tokens), vendor
+   * (where onnxruntime-web's files are; default /device/vendor/ on the gateway),
+   * numThreads (1), preferWebGpu (true), deadlineMs (overrides the workload's),
+   * telemetryIntervalMs (30000; 0: only flushTelemetry()), updateIntervalMs (60000; 0:
+   * only checkForUpdate()), retryIntervalMs (5000), fetch.
+   */
+  static async open(options) {
+    const tier = new DeviceTier(options);
+    await tier.start();
+    return tier;
+  }
+
+  constructor({
+    gateway = "",
+    workload,
+    token = null,
+    vendor = null,
+    numThreads = 1,
+    preferWebGpu = true,
+    deadlineMs = null,
+    telemetryIntervalMs = 30000,
+    updateIntervalMs = 60000,
+    retryIntervalMs = 5000,
+    fetch = globalThis.fetch.bind(globalThis),
+  }) {
+    super();
+    if (typeof workload !== "string" || workload === "") throw new Error("workload: expected the workload's name");
+    this.gateway = gateway.replace(/\/+$/, "");
+    this.workload = workload;
+    this.token = token;
+    this.vendor = vendor ?? `${this.gateway}/device/vendor/`;
+    this.numThreads = numThreads;
+    this.preferWebGpu = preferWebGpu;
+    this.deadlineMs = deadlineMs;
+    this.intervals = { telemetry: telemetryIntervalMs, update: updateIntervalMs, retry: retryIntervalMs };
+    this._fetch = fetch;
+    this.linkCut = false; // the demo page's switch: the page behaves as if the link were down
+    this.settings = null;
+    this.session = null;
+    this.version = null;
+    this.timers = [];
+    this.flushing = null;
+  }
+
+  get headers() {
+    return this.token ? { authorization: `Bearer ${this.token}` } : {};
+  }
+
+  /** fetch through the page's link (refused while the link is cut). */
+  async fetch(url, init = {}) {
+    if (this.linkCut) throw new TypeError("the link is cut (the page's switch)");
+    return this._fetch(url, { ...init, headers: { ...this.headers, ...(init.headers ?? {}) } });
+  }
+
+  async start() {
+    const started = performance.now();
+    this.runtime = await loadRuntime(this.vendor, { numThreads: this.numThreads, preferWebGpu: this.preferWebGpu });
+    const settings = await this.fetchSettings();
+    await this.activate(settings);
+    this.outbox = globalThis.indexedDB === undefined ? null : await Outbox.open();
+    this.telemetry = new Telemetry({
+      deviceClass: settings.device_class,
+      workload: this.workload,
+      send: (doc) => this.sendTelemetry(doc),
+    });
+    this.coldStartMs = performance.now() - started;
+    this.every(this.intervals.telemetry, () => this.flushTelemetry());
+    this.every(this.intervals.update, () => this.checkForUpdate());
+    this.every(this.intervals.retry, () => this.flush());
+    globalThis.addEventListener?.("online", () => this.flush());
+    globalThis.addEventListener?.("pagehide", () => this.flushTelemetry());
+    this.flush();
+  }
+
+  every(ms, fn) {
+    if (ms > 0) this.timers.push(setInterval(() => fn().catch(() => {}), ms));
+  }
+
+  async fetchSettings() {
+    const url = `${this.gateway}/v2/models/${encodeURIComponent(this.workload)}/device`;
+    const response = await this.fetch(url, { cache: "no-store" });
+    if (!response.ok) {
+      let detail = "";
+      try {
+        detail = (await response.json()).error ?? "";
+      } catch {
+        detail = "";
+      }
+      throw new Error(`device settings for '${this.workload}': HTTP ${response.status} ${detail}`.trim());
+    }
+    return response.json();
+  }
+
+  /** Verify, load and warm the settings' model; only then make it (and them) current. */
+  async activate(settings) {
+    const model = settings.model;
+    const { bytes } = await verifiedModel({
+      url: `${this.gateway}${model.url}`,
+      sha256: model.sha256,
+      sizeBytes: model.size_bytes,
+      fetch: (url, init) => this.fetch(url, init),
+      cacheName: MODEL_CACHE,
+    });
+    const { ort, providers } = this.runtime;
+    const session = await ort.InferenceSession.create(bytes, { executionProviders: providers });
+    await this.run(session, settings, this.warmupFeeds(settings)); // warm before it serves
+    const old = this.session;
+    this.session = session;
+    this.settings = settings;
+    this.version = model.version;
+    if (old !== null) setTimeout(() => old.release().catch(() => {}), 1000); // in-flight calls finish first
+    await pruneModels(MODEL_CACHE, [`${this.gateway}${model.url}`]).catch(() => {});
+    this.dispatchEvent(new CustomEvent("model", { detail: { version: model.version, sha256: model.sha256 } }));
+  }
+
+  warmupFeeds(settings) {
+    const feeds = {};
+    for (const input of settings.model.inputs) {
+      const dims = concreteDims(input.shape);
+      const Array_ = ARRAY_OF[input.type] ?? Float32Array;
+      feeds[input.name] = { data: new Array_(dims.reduce((a, b) => a * b, 1)), dims };
+    }
+    return feeds;
+  }
+
+  tensors(settings, inputs) {
+    const { ort } = this.runtime;
+    const feeds = {};
+    for (const spec of settings.model.inputs) {
+      const given = inputs[spec.name];
+      if (given === undefined) {
+        const names = settings.model.inputs.map((i) => i.name).join(", ");
+        throw new Error(`input '${spec.name}' is missing; the model takes ${names}`);
+      }
+      const Array_ = ARRAY_OF[spec.type];
+      if (Array_ === undefined) throw new Error(`input '${spec.name}': type ${spec.type} is not supported in the page`);
+      const data = given.data instanceof Array_ ? given.data : Array_.from(given.data);
+      feeds[spec.name] = new ort.Tensor(spec.type, data, given.dims);
+    }
+    return feeds;
+  }
+
+  async run(session, settings, inputs) {
+    const results = await session.run(this.tensors(settings, inputs));
+    return plainOutputs(results);
+  }
+
+  /**
+   * The device stage alone, sending nothing: {outputs, confidence, threshold, escalate,
+   * label, labels, probabilities (the score tensor's first row, softmax applied to
+   * logits)}. What infer() decides from before it escalates.
+   */
+  async local(inputs) {
+    const settings = this.settings;
+    const outputs = await this.run(this.session, settings, inputs);
+    const stage = settings.stage;
+    const confidence = requestConfidence(outputs, stage);
+    const rows = scoreRows(outputs, stage).rows;
+    const found = labels(outputs, stage);
+    return {
+      outputs,
+      confidence,
+      threshold: stage.threshold,
+      escalate: escalates(confidence, stage.threshold),
+      label: found[0],
+      labels: found,
+      probabilities: rows[0],
+    };
+  }
+
+  /**
+   * Answer one request: {name: {data, dims}} per model input. Options: deferrable
+   * (default: the workload's urgency), deadlineMs. Resolves to {label, labels, tier,
+   * confidence, threshold, degraded, degradedReason, escalated, latencyMs, outputs,
+   * version, queued (its idempotency key when queued), deferredId, traceId}.
+   */
+  async infer(inputs, { deferrable = null, deadlineMs = null } = {}) {
+    const t0 = performance.now();
+    const settings = this.settings;
+    const session = this.session; // an update swapping in mid-call does not touch this one
+    const outputs = await this.run(session, settings, inputs);
+    const stage = settings.stage;
+    const confidence = requestConfidence(outputs, stage);
+    const device = {
+      tier: settings.tier,
+      confidence,
+      threshold: stage.threshold,
+      outputs,
+      version: this.version,
+      escalated: false,
+      degraded: false,
+      degradedReason: null,
+    };
+    const answer = (fields) => {
+      const out = { ...device, ...fields };
+      out.labels = labels(out.outputs, out.scoreStage ?? stage);
+      out.label = out.labels[0];
+      out.latencyMs = performance.now() - t0;
+      delete out.scoreStage;
+      return out;
+    };
+    if (!escalates(confidence, stage.threshold)) {
+      const done = answer({});
+      this.telemetry.count("answered", done.latencyMs);
+      return done;
+    }
+    if (!settings.escalate) {
+      const done = answer({ degraded: true, degradedReason: `privacy: ${settings.stays_on_device}` });
+      this.telemetry.count("degraded", done.latencyMs);
+      return done;
+    }
+    const wait = deadlineMs ?? this.deadlineMs ?? settings.deadline_ms ?? settings.escalate_timeout_ms;
+    const isDeferrable = deferrable ?? settings.urgency === "deferrable";
+    const key = isDeferrable ? idempotencyKey() : null;
+    const request = this.escalation(settings, inputs, key, Math.max(1, wait - (performance.now() - t0)));
+    try {
+      const remote = await this.send(request, Math.max(1, wait - (performance.now() - t0)));
+      if (remote.deferredId !== undefined) {
+        const done = answer({ degraded: true, degradedReason: "deferred by the gateway", deferredId: remote.deferredId });
+        this.telemetry.count("deferred", done.latencyMs);
+        return done;
+      }
+      const scores = asScoreTensors(remote.outputs);
+      let remoteConfidence = null;
+      let scoreStage = { ...stage, output: stage.output in scores ? stage.output : null };
+      try {
+        remoteConfidence = requestConfidence(scores, scoreStage);
+      } catch {
+        scoreStage = stage;
+      }
+      const done = answer({
+        tier: remote.parameters.tier ?? "gateway",
+        confidence: remoteConfidence,
+        threshold: null,
+        outputs: scores,
+        escalated: true,
+        degraded: remote.parameters.degraded === true,
+        degradedReason: remote.parameters.degraded_reason ?? null,
+        traceId: remote.parameters.trace_id ?? null,
+        scoreStage,
+      });
+      this.telemetry.count("escalated", done.latencyMs);
+      this.flush(); // the link works: send what waited
+      return done;
+    } catch (err) {
+      const link = err instanceof LinkError ? err : new LinkError("offline", err.message);
+      let queued = null;
+      if (isDeferrable && link.retry && this.outbox !== null) {
+        try {
+          await this.outbox.put({ key, workload: this.workload, ...request, queuedMs: Date.now() });
+          queued = key;
+          this.dispatchEvent(new CustomEvent("queued", { detail: { key } }));
+        } catch (full) {
+          if (!(full instanceof OutboxFullError)) throw full;
+        }
+      }
+      const done = answer({ degraded: true, degradedReason: `${link.reason}: ${link.message}`, queued });
+      this.telemetry.count(queued !== null ? "deferred" : "degraded", done.latencyMs);
+      return done;
+    }
+  }
+
+  escalation(settings, inputs, key, deadlineMs) {
+    // deferrable work has no interactive deadline: it may wait in the page or the outbox
+    const parameters = key === null
+      ? { escalated_from: settings.tier, deadline_ms: Math.ceil(deadlineMs) }
+      : { escalated_from: settings.tier, idempotency_key: key, urgency: "deferrable" };
+    const tensors = settings.model.inputs.map((spec) => ({
+      name: spec.name,
+      datatype: spec.datatype,
+      shape: inputs[spec.name].dims,
+      data: inputs[spec.name].data instanceof (ARRAY_OF[spec.type] ?? Float32Array)
+        ? inputs[spec.name].data
+        : (ARRAY_OF[spec.type] ?? Float32Array).from(inputs[spec.name].data),
+    }));
+    const { body, headers } = encodeRequest({ inputs: tensors, parameters, binary: settings.binary_tensor_data });
+    return { path: settings.infer_path, body, headers };
+  }
+
+  /** POST one escalation; a LinkError when the gateway gave no answer. */
+  async send(request, timeoutMs) {
+    const controller = new AbortController();
+    const timer = timeoutMs === null ? null : setTimeout(() => controller.abort(), timeoutMs);
+    let response;
+    try {
+      response = await this.fetch(`${this.gateway}${request.path}`, {
+        method: "POST",
+        body: request.body,
+        headers: request.headers,
+        signal: controller.signal,
+      });
+    } catch (err) {
+      if (err.name === "AbortError") {
+        throw new LinkError("deadline", `no answer from the gateway within ${Math.round(timeoutMs)} ms`);
+      }
+      throw new LinkError("offline", `the gateway cannot be reached (${err.message})`);
+    } finally {
+      if (timer !== null) clearTimeout(timer);
+    }
+    const body = new Uint8Array(await response.arrayBuffer());
+    if (response.status === 202) {
+      const doc = JSON.parse(new TextDecoder().decode(body));
+      return { deferredId: doc.id };
+    }
+    if (!response.ok) {
+      let detail = "";
+      try {
+        detail = JSON.parse(new TextDecoder().decode(body)).error ?? "";
+      } catch {
+        detail = "";
+      }
+      const status = response.status;
+      if (status === 408) throw new LinkError("deadline", detail || "the gateway's deadline passed", { status });
+      if (status === 429 || status >= 500) {
+        throw new LinkError("unavailable", `HTTP ${status} ${detail}`.trim(), { status });
+      }
+      throw new LinkError("refused", `HTTP ${status} ${detail}`.trim(), { status, retry: false });
+    }
+    return decodeResponse(body, response.headers.get(HEADER_LENGTH));
+  }
+
+  /** Send the queued deferrable requests, oldest first, each once; resolves to
+   * {sent, dropped, left}. A request the gateway refuses for good (4xx) is dropped. */
+  async flush() {
+    if (this.outbox === null || this.outbox === undefined) return { sent: 0, dropped: 0, left: 0 };
+    if (this.flushing === null) {
+      this.flushing = this.drain().finally(() => {
+        this.flushing = null;
+      });
+    }
+    return this.flushing;
+  }
+
+  async drain() {
+    let sent = 0;
+    let dropped = 0;
+    for (const item of await this.outbox.list()) {
+      try {
+        await this.send(item, null);
+      } catch (err) {
+        if (err instanceof LinkError && !err.retry) {
+          await this.outbox.remove(item.seq);
+          dropped += 1;
+          this.dispatchEvent(new CustomEvent("dropped", { detail: { key: item.key, error: err.message } }));
+          continue;
+        }
+        break;
+      }
+      await this.outbox.remove(item.seq);
+      sent += 1;
+      this.dispatchEvent(new CustomEvent("delivered", { detail: { key: item.key } }));
+    }
+    return { sent, dropped, left: await this.outbox.count() };
+  }
+
+  async sendTelemetry(doc) {
+    const response = await this.fetch(`${this.gateway}${this.settings.telemetry_path}`, {
+      method: "POST",
+      body: JSON.stringify(doc),
+      headers: { "content-type": "application/json" },
+      keepalive: true,
+    });
+    if (!response.ok && response.status !== 422) throw new Error(`telemetry: HTTP ${response.status}`);
+  }
+
+  /** Close the telemetry window and send the reports waiting; the number sent. */
+  async flushTelemetry() {
+    return this.telemetry.flush();
+  }
+
+  /**
+   * Ask the gateway for the workload's device settings; a new model is fetched, checked
+   * against its sha256, loaded and warmed before it replaces the current one. Resolves to
+   * {updated, version, error}; a model that fails its check is refused and the current
+   * one keeps serving.
+   */
+  async checkForUpdate() {
+    let settings;
+    try {
+      settings = await this.fetchSettings();
+    } catch (err) {
+      return { updated: false, version: this.version, error: err.message };
+    }
+    if (settings.model.sha256 === this.settings.model.sha256) {
+      this.settings = { ...settings }; // thresholds and privacy may change without a new model
+      return { updated: false, version: this.version, error: null };
+    }
+    try {
+      await this.activate(settings);
+    } catch (err) {
+      this.dispatchEvent(new CustomEvent("refused", { detail: { version: settings.model.version, error: err.message } }));
+      return { updated: false, version: this.version, error: err.message };
+    }
+    return { updated: true, version: this.version, error: null };
+  }
+
+  close() {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.outbox?.close();
+  }
+}

@@ -1,0 +1,186 @@
+"""The gateway's side of the device tier, over HTTP on loopback: the device settings
+derived from the plan, the model by digest, the page's files, ``escalated_from``,
+answers by idempotency key, and what a bad bundle or a missing build does."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from browser_fleet import BrowserFleet, gateway_counts
+from server_helpers import running_app
+from tierwise.errors import ConfigError
+from tierwise.http.routing import RouteTable
+from tierwise.planfile.schema import Plan
+from tierwise.protocol import InferRequest, decode_response, encode_request
+from tierwise.router.policy import Policy
+from tierwise.webdevice import WEB_DIR, DevicePage
+from tierwise.zoo import load_eval, load_zoo
+
+
+def _get(fleet: BrowserFleet, path: str) -> httpx.Response:
+    return httpx.get(fleet.url + path, timeout=30)
+
+
+def test_device_settings_come_from_the_plan(fleet: BrowserFleet) -> None:
+    doc = _get(fleet, "/v2/models/digits/device").json()
+    assert doc["tier"] == "phone"
+    assert doc["stage"] == {"rule": "max_prob", "threshold": 0.9, "output": None,
+                            "scores": "probabilities"}  # fmt: skip
+    assert doc["escalate"] is True
+    assert doc["escalate_to"] == ["edge", "cloud"]
+    assert doc["infer_path"] == "/v2/models/digits/infer"
+    assert doc["model"]["inputs"] == [
+        {"name": "image", "datatype": "FP32", "type": "float32", "shape": [-1, 8, 8]}
+    ]
+    private = _get(fleet, "/v2/models/digits-private/device").json()
+    assert private["escalate"] is False
+    assert private["escalate_to"] == []
+    assert "sensitive" in private["stays_on_device"]
+    features = _get(fleet, "/v2/models/features/device").json()
+    assert features["stage"]["output"] == "logits"
+    assert features["stage"]["scores"] == "logits"
+    assert [o["name"] for o in features["model"]["outputs"]] == ["logits", "norm"]
+    index = _get(fleet, "/v2/device").json()
+    assert index == {"workloads": ["digits", "digits-private", "digits-later",
+                                   "digits-bundled", "features"], "samples": True}  # fmt: skip
+
+
+def test_the_model_is_served_by_its_digest_only(fleet: BrowserFleet) -> None:
+    doc = _get(fleet, "/v2/models/digits/device").json()
+    model = _get(fleet, doc["model"]["url"])
+    assert model.status_code == 200
+    assert hashlib.sha256(model.content).hexdigest() == doc["model"]["sha256"]
+    assert len(model.content) == doc["model"]["size_bytes"]
+    assert "immutable" in model.headers["cache-control"]
+    stale = _get(fleet, "/v2/models/digits/device/model/sha256/" + "0" * 64)
+    assert stale.status_code == 404
+    assert "fetch the device settings again" in stale.json()["error"]
+    unknown = _get(fleet, "/v2/models/nope/device")
+    assert unknown.status_code == 404
+    assert "the plan has" in unknown.json()["error"]
+
+
+def test_only_the_page_files_are_served(fleet: BrowserFleet) -> None:
+    page = _get(fleet, "/device/")
+    assert page.status_code == 200
+    assert "text/html" in page.headers["content-type"]
+    assert "'self'" in page.headers["content-security-policy"]
+    wasm = _get(fleet, "/device/vendor/ort-wasm-simd-threaded.wasm")
+    assert wasm.headers["content-type"] == "application/wasm"
+    for path in (
+        "/device/package.json",
+        "/device/node_modules/onnxruntime-web/package.json",
+        "/device/../page.py",
+        "/device/vendor/../build.mjs",
+        "/device/test/v2.test.js",
+    ):
+        assert _get(fleet, path).status_code == 404, path  # fmt: skip
+
+
+def test_a_page_without_its_built_runtime_says_how_to_build_it(
+    fleet: BrowserFleet, tmp_path: Path
+) -> None:
+    web = tmp_path / "web"
+    web.mkdir()
+    shutil.copyfile(WEB_DIR / "index.html", web / "index.html")
+    page = DevicePage(fleet.plan, Policy(fleet.plan).skips, web_dir=web)
+    with running_app(RouteTable(page.routes())) as (_, port):
+        for path in ("/device/", "/device/vendor/ort.wasm.min.mjs"):
+            answer = httpx.get(f"http://127.0.0.1:{port}{path}")
+            assert answer.status_code == 503
+            assert "make device-web" in answer.json()["error"]
+
+
+def test_a_workload_that_does_not_start_on_a_device_has_no_device_settings(
+    shared_zoo_dir: Path,
+) -> None:
+    tiny = str(load_zoo(shared_zoo_dir).model_path("tiny"))
+    plan = Plan.model_validate(
+        {
+            "tiers": {
+                "edge": {"kind": "edge", "site": "s", "region": "r", "rtt_p50_ms": 1,
+                         "rtt_p99_ms": 2, "cost_usd_per_inference": 0, "local": {"model": tiny}},
+            },
+            "workloads": {"w": {"privacy": "public", "cascade": [{"tier": "edge"}]}},
+        }
+    )  # fmt: skip
+    page = DevicePage(plan, Policy(plan).skips)
+    assert page.models.workloads == []
+    assert "edge tier" in (page.models.why_not("w") or "")
+    with pytest.raises(ConfigError, match="workloads of the plan"):
+        DevicePage(plan, Policy(plan).skips, bundles={"nope": Path("x")})
+
+
+def test_a_broken_new_bundle_leaves_the_last_good_model(
+    fleet: BrowserFleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = _get(fleet, "/v2/models/digits-bundled/device").json()["model"]
+    manifest = fleet.bundle_dir / "manifest.json"
+    good = manifest.read_bytes()
+    try:
+        manifest.write_bytes(good.replace(b'"variants"', b'"variantz"'))
+        with caplog.at_level(logging.ERROR, "tierwise.router"):
+            after = _get(fleet, "/v2/models/digits-bundled/device").json()["model"]
+        assert after == before
+        assert any("stays" in r.getMessage() for r in caplog.records)
+        assert _get(fleet, before["url"]).status_code == 200
+    finally:
+        manifest.write_bytes(good)
+
+
+def _request(x: np.ndarray, **parameters: object) -> tuple[bytes, dict[str, str]]:
+    body, length = encode_request(
+        InferRequest(inputs={"image": x}, parameters=dict(parameters)), binary=True
+    )
+    headers = {"content-type": "application/octet-stream"}
+    if length is not None:
+        headers["inference-header-content-length"] = str(length)
+    return body, headers
+
+
+def test_escalated_from_continues_after_the_device_stage(fleet: BrowserFleet) -> None:
+    x, _ = load_eval(fleet.zoo)
+    row = x[:1]
+    body, headers = _request(row, escalated_from="phone", binary_data_output=True)
+    answer = httpx.post(f"{fleet.url}/v2/models/digits/infer", content=body, headers=headers)
+    assert answer.status_code == 200
+    response = decode_response(
+        answer.content, header_length=int(answer.headers["inference-header-content-length"])
+    )
+    assert response.parameters["tier"] in ("edge", "cloud")  # never the device again
+    body, headers = _request(row, escalated_from="belt")
+    refused = httpx.post(f"{fleet.url}/v2/models/digits/infer", content=body, headers=headers)
+    assert refused.status_code == 400
+    assert "escalated_from" in refused.json()["error"]
+    assert "phone" in refused.json()["error"]
+
+
+def test_a_request_sent_again_under_its_key_is_answered_once(fleet: BrowserFleet) -> None:
+    x, _ = load_eval(fleet.zoo)
+    url = f"{fleet.url}/v2/models/digits/infer"
+
+    def routed() -> float:
+        metrics = httpx.get(f"{fleet.url}/metrics").text
+        return sum(gateway_counts(metrics, "tierwise_gateway_requests_total", "digits").values())
+
+    start = routed()
+    body, headers = _request(x[:1], idempotency_key="same-key-1")
+    first = httpx.post(url, content=body, headers=headers)
+    again = httpx.post(url, content=body, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert first.content == again.content
+    assert routed() == start + 1
+    other, headers = _request(x[:1], idempotency_key="same-key-2")
+    assert httpx.post(url, content=other, headers=headers).status_code == 200
+    assert routed() == start + 2
+    long_key, headers = _request(x[:1], idempotency_key="k" * 300)
+    refused = httpx.post(url, content=long_key, headers=headers)
+    assert refused.status_code == 400
+    assert "idempotency_key" in refused.json()["error"]
