@@ -4,14 +4,19 @@ second run skips the cached ones, and the report is there."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
+from server_helpers import free_port
 from tierwise.demo import DemoSettings
 from tierwise.errors import ConfigError
 
@@ -87,8 +92,9 @@ def test_the_story_runs_then_skips_what_is_cached(shared_zoo_dir: Path, tmp_path
     second = tierwise(*args[:-1])
     assert second.returncode == 0, second.stderr
     lines = second.stdout.strip().splitlines()
-    assert lines[-1] == f"report: {report}"
-    assert lines[-2].startswith("cached steps skipped: zoo, profile, calibrate, plan; total time")
+    assert lines[-1].startswith("device tier in the browser: tierwise demo --serve, then open")
+    assert lines[-2] == f"report: {report}"
+    assert lines[-3].startswith("cached steps skipped: zoo, profile, calibrate, plan; total time")
     assert "cloud only" in second.stdout
     # an output gone or edited is no longer current: only its step runs again
     (work / "plan.yaml").unlink()
@@ -119,3 +125,45 @@ def test_settings_errors_say_what_was_expected_and_got() -> None:
         DemoSettings(target_accuracy=0.0)
     assert str(info.value) == "target_accuracy: expected > 0.0, got 0.0"
     assert DemoSettings(requests=5).requests == 5
+
+
+def test_demo_serve_keeps_the_fleet_up_behind_the_device_page(
+    shared_zoo_dir: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tierwise", "demo", "--zoo-dir", str(shared_zoo_dir),
+         "--work-dir", str(tmp_path / "demo"), "--requests", str(REQUESTS), "--no-network",
+         "--serve", "--serve-port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = ""
+        deadline = time.monotonic() + 300
+        while not line.startswith("device page:"):
+            assert time.monotonic() < deadline, "the demo never served its device page"
+            line = process.stdout.readline()
+            assert line or process.poll() is None, "the demo exited before serving"
+        url = f"http://127.0.0.1:{port}"
+        assert line.split()[2] == f"{url}/device/"
+        index = httpx.get(f"{url}/v2/device").json()
+        assert index["samples"] is True
+        assert "parcel-codes" in index["workloads"]  # its first stage: the belt cameras
+        samples = httpx.get(f"{url}/device/samples.json").json()
+        assert len(samples["parcel-codes"]["rows"]) == 200
+        assert len(samples["parcel-codes"]["rows"][0]) == 64
+        settings = httpx.get(f"{url}/v2/models/parcel-codes/device").json()
+        assert settings["tier"].startswith("belt-camera")
+        assert settings["escalate_to"][-1] == "gpu-pool"
+        cloud_only = httpx.get(f"{url}/v2/models/parcel-codes-cloud-only/device")
+        assert cloud_only.status_code == 404
+        assert "has no device model" in cloud_only.json()["error"]
+        assert httpx.get(f"{url}/device/").status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        if process.stdout is not None:
+            process.stdout.close()
+    assert process.returncode in (0, 130, -signal.SIGINT)

@@ -204,22 +204,36 @@ def test_offline_answers_degrade_and_queued_requests_are_delivered_once(
     x = x[:60]
     page = open_page(context, fleet.url, "digits-later")
     _, unsure = _split(page, x)
+    # the service worker keeps the page and the runtime for the next, offline, opening
+    page.evaluate("() => navigator.serviceWorker.ready")
+    deadline = time.monotonic() + 20
+    while not page.evaluate("() => navigator.serviceWorker.controller !== null"):
+        assert time.monotonic() < deadline, "the service worker never took the page"
+        page.wait_for_timeout(50)
     wire = _infer_requests(page)
     fleet.stop()
     try:
         answers = page.evaluate(INFER, [_rows(x[unsure[:3]]), [8, 8], None])
         urgent = page.evaluate(INFER, [_rows(x[unsure[3:4]]), [8, 8], {"deferrable": False}])
+        tried = len(wire)
+        # the page closed and opened again with the gateway still down: it opens from
+        # what it kept (page, runtime, settings, the checked model) and goes on
+        page.reload()
+        wait_ready(page)
+        assert page.evaluate("() => window.tierwise.tier.startedOffline") is True
+        later = page.evaluate(INFER, [_rows(x[unsure[4:5]]), [8, 8], None])
     finally:
         fleet.start()
+    answers += later
     assert all(a["degraded"] and a["reason"].startswith("offline:") for a in answers + urgent)
     assert all(a["tier"] == "phone" for a in answers + urgent)
     keys = [a["queued"] for a in answers]
     assert all(keys)
-    assert len(set(keys)) == 3
+    assert len(set(keys)) == 4
     assert urgent[0]["queued"] is None  # an interactive request is not queued
-    assert len(wire) == 4  # each tried once, none reached a gateway
+    assert tried == 4  # each tried once, none reached a gateway
 
-    # a reload (the page closed and opened again) keeps the queue; the new page sends it
+    # opened again with the gateway back: the queue kept in IndexedDB is sent
     page.reload()
     wait_ready(page)
     deadline = time.monotonic() + 20
@@ -228,7 +242,7 @@ def test_offline_answers_degrade_and_queued_requests_are_delivered_once(
         page.wait_for_timeout(50)
     metrics = httpx.get(f"{fleet.url}/metrics").text
     routed = gateway_counts(metrics, "tierwise_gateway_requests_total", "digits-later")
-    assert sum(routed.values()) == 3
+    assert sum(routed.values()) == 4
     assert page.evaluate("() => window.tierwise.tier.flush()")["sent"] == 0
 
     # the same key sent again (its answer lost on the way back) is answered, not routed
@@ -243,10 +257,8 @@ def test_offline_answers_degrade_and_queued_requests_are_delivered_once(
     )  # fmt: skip
     assert replay.status_code == 200
     metrics = httpx.get(f"{fleet.url}/metrics").text
-    assert (
-        sum(gateway_counts(metrics, "tierwise_gateway_requests_total", "digits-later").values())
-        == 3
-    )
+    routed = gateway_counts(metrics, "tierwise_gateway_requests_total", "digits-later")
+    assert sum(routed.values()) == 4
 
 
 def _bundle_model(fleet: BrowserFleet) -> Path:

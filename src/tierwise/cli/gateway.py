@@ -68,7 +68,8 @@ def gateway(
     ``scores:``) against its tier's model (a local model's signature, a remote's
     GET /v2/models/M) and refuses a plan naming an output the model lacks or one
     that holds no scores. Bound beyond loopback it needs tokens or mutual TLS, or
-    --insecure.
+    --insecure. Workloads whose first stage runs on a device are also served to
+    browsers: the device page at /device/ (see the README's device tier section).
     """
     from tierwise.planfile.load import load_plan
     from tierwise.router.build import build_router
@@ -104,6 +105,13 @@ def gateway(
     router_settings = RouterSettings(hedge_after_ms=hedge_after_ms)
     router = build_router(loaded, env=env, settings=router_settings, samples=sink)
     app = Gateway(loaded, router, settings, env=env)
+    if app.device_page is not None and app.device_page.models.workloads:
+        scheme = "https" if tls is not None else "http"
+        shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+        log.info(
+            "device page: %s://%s:%d/device/ (workloads %s)", scheme, shown, settings.port,
+            ", ".join(app.device_page.models.workloads),
+        )  # fmt: skip
     try:
         uvicorn_server(app, host=settings.host, port=settings.port, **tls_options).run()
     except SystemExit:  # uvicorn's own exit when the startup failed

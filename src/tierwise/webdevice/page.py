@@ -52,7 +52,7 @@ _TYPES = {
 #: the page's own files; vendor/ holds what build.mjs copies
 _PAGE_FILES = frozenset(
     {"index.html", "app.js", "style.css", "tierwise-device.js", "rules.js", "v2.js",
-     "telemetry.js", "store.js"}
+     "telemetry.js", "store.js", "sw.js"}
 )  # fmt: skip
 _VENDOR_FILES = frozenset(
     {"ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm",

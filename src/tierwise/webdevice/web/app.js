@@ -141,7 +141,8 @@ async function open(workload) {
     $("status").textContent = `update refused: ${e.detail.error}`;
   });
   pad.hidden = imageInput() === null;
-  $("status").textContent = `ready in ${state.tier.coldStartMs.toFixed(0)} ms`;
+  const offline = state.tier.startedOffline ? " (offline: the gateway cannot be reached)" : "";
+  $("status").textContent = `ready in ${state.tier.coldStartMs.toFixed(0)} ms${offline}`;
   await refreshFooter();
 }
 
@@ -155,13 +156,31 @@ $("link").addEventListener("change", (e) => {
 });
 $("workload").addEventListener("change", (e) => open(e.target.value));
 
+async function workloads() {
+  // the index, or (the gateway unreachable) what this page last saw of it
+  try {
+    const index = await fetch("/v2/device", { headers: auth });
+    if (index.ok) {
+      const doc = await index.json();
+      localStorage.setItem("tierwise-device:index", JSON.stringify(doc));
+      return { ok: true, doc };
+    }
+    return { ok: false, status: index.status };
+  } catch (err) {
+    const saved = localStorage.getItem("tierwise-device:index");
+    if (saved) return { ok: true, doc: { ...JSON.parse(saved), samples: false }, offline: true };
+    throw err;
+  }
+}
+
 async function main() {
-  const index = await fetch("/v2/device", { headers: auth });
+  navigator.serviceWorker?.register("sw.js").catch(() => {}); // opens offline next time
+  const index = await workloads();
   if (!index.ok) {
     $("status").textContent = `the gateway's device index: HTTP ${index.status}${index.status === 401 ? " (open the page with ?token=...)" : ""}`;
     return;
   }
-  const doc = await index.json();
+  const doc = index.doc;
   for (const name of doc.workloads) {
     const option = document.createElement("option");
     option.value = option.textContent = name;

@@ -138,7 +138,8 @@ export class DeviceTier extends EventTarget {
   async start() {
     const started = performance.now();
     this.runtime = await loadRuntime(this.vendor, { numThreads: this.numThreads, preferWebGpu: this.preferWebGpu });
-    const settings = await this.fetchSettings();
+    this.startedOffline = false;
+    const settings = await this.fetchSettings({ fallback: true });
     await this.activate(settings);
     this.outbox = globalThis.indexedDB === undefined ? null : await Outbox.open();
     this.telemetry = new Telemetry({
@@ -159,9 +160,22 @@ export class DeviceTier extends EventTarget {
     if (ms > 0) this.timers.push(setInterval(() => fn().catch(() => {}), ms));
   }
 
-  async fetchSettings() {
+  /** The workload's device settings from the gateway; when it cannot be reached, the
+   * last ones this page received (its model is then taken from Cache Storage, checked). */
+  async fetchSettings({ fallback = false } = {}) {
     const url = `${this.gateway}/v2/models/${encodeURIComponent(this.workload)}/device`;
-    const response = await this.fetch(url, { cache: "no-store" });
+    const kept = `tierwise-device:settings:${this.gateway}:${this.workload}`;
+    let response;
+    try {
+      response = await this.fetch(url, { cache: "no-store" });
+    } catch (err) {
+      const saved = fallback ? globalThis.localStorage?.getItem(kept) : null;
+      if (saved) {
+        this.startedOffline = true;
+        return JSON.parse(saved);
+      }
+      throw err;
+    }
     if (!response.ok) {
       let detail = "";
       try {
@@ -171,7 +185,9 @@ export class DeviceTier extends EventTarget {
       }
       throw new Error(`device settings for '${this.workload}': HTTP ${response.status} ${detail}`.trim());
     }
-    return response.json();
+    const settings = await response.json();
+    globalThis.localStorage?.setItem(kept, JSON.stringify(settings));
+    return settings;
   }
 
   /** Verify, load and warm the settings' model; only then make it (and them) current. */
