@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from binaries import require_binary
+from browser_fleet import CHROMIUM_ARGS as BROWSER_ARGS
 from tierwise.bench import measure_latency
 from tierwise.bench.measure import MeasureSettings, profile_zoo
 from tierwise.bench.profiles import ProfileSet
@@ -32,16 +33,7 @@ from tierwise.spec import load_spec
 from tierwise.zoo import load_eval, load_zoo
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+CHROMIUM_ARGS = ["--headless", *BROWSER_ARGS]
 DRIVERS = ("latency", "privacy", "throughput", "memory", "cost", "operations")
 TITLE = 'digits fleet <script>alert("x")</script> & co'
 

@@ -75,6 +75,16 @@ def _split(page: Any, x: np.ndarray) -> tuple[list[int], list[int]]:
     return sure, unsure
 
 
+def _opened(
+    fleet: BrowserFleet, context: Any, workload: str
+) -> tuple[np.ndarray, Any, list[int], list[int]]:
+    """60 held-out rows, the page for ``workload``, and which rows it is sure of or not."""
+    x = _eval(fleet)[0][:60]
+    page = open_page(context, fleet.url, workload)
+    sure, unsure = _split(page, x)
+    return x, page, sure, unsure
+
+
 def _infer_requests(page: Any) -> list[Any]:
     seen: list[Any] = []
     page.on("request", lambda r: seen.append(r) if "/infer" in r.url else None)
@@ -147,10 +157,7 @@ def test_a_model_the_zoo_did_not_make_logits_and_margin(fleet: BrowserFleet, con
 def test_a_sure_row_never_leaves_the_page_an_unsure_one_escalates(
     fleet: BrowserFleet, context: Any
 ) -> None:
-    x, _ = _eval(fleet)
-    x = x[:60]
-    page = open_page(context, fleet.url, "digits")
-    sure, unsure = _split(page, x)
+    x, page, sure, unsure = _opened(fleet, context, "digits")
     wire = _infer_requests(page)
 
     answers = page.evaluate(INFER, [_rows(x[sure[:5]]), [8, 8], None])
@@ -181,13 +188,10 @@ def test_a_sure_row_never_leaves_the_page_an_unsure_one_escalates(
 def test_a_workload_that_keeps_its_data_on_the_device_sends_nothing(
     fleet: BrowserFleet, context: Any
 ) -> None:
-    x, _ = _eval(fleet)
-    x = x[:60]
-    page = open_page(context, fleet.url, "digits-private")
+    x, page, _, unsure = _opened(fleet, context, "digits-private")
     settings = page.evaluate("() => window.tierwise.tier.settings")
     assert settings["escalate"] is False
     assert "sensitive" in settings["stays_on_device"]
-    _, unsure = _split(page, x)
     seen: list[str] = []
     page.on("request", lambda r: seen.append(r.url))
     answers = page.evaluate(INFER, [_rows(x[unsure[:5]]), [8, 8], None])
@@ -200,10 +204,7 @@ def test_a_workload_that_keeps_its_data_on_the_device_sends_nothing(
 def test_offline_answers_degrade_and_queued_requests_are_delivered_once(
     fleet: BrowserFleet, context: Any
 ) -> None:
-    x, _ = _eval(fleet)
-    x = x[:60]
-    page = open_page(context, fleet.url, "digits-later")
-    _, unsure = _split(page, x)
+    x, page, _, unsure = _opened(fleet, context, "digits-later")
     # the service worker keeps the page and the runtime for the next, offline, opening
     page.evaluate("() => navigator.serviceWorker.ready")
     deadline = time.monotonic() + 20

@@ -7,18 +7,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import time
 from pathlib import Path
 
 import httpx
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from browser_fleet import BrowserFleet, gateway_counts
 from server_helpers import running_app
 from tierwise.errors import ConfigError
 from tierwise.http.routing import RouteTable
+from tierwise.outbox import Outbox
+from tierwise.planfile.schedule import PriceSchedule
 from tierwise.planfile.schema import Plan
-from tierwise.protocol import InferRequest, decode_response, encode_request
+from tierwise.protocol import InferRequest, decode_request, decode_response, encode_request
+from tierwise.router.build import build_router
+from tierwise.router.gateway import Gateway, GatewaySettings
 from tierwise.router.policy import Policy
 from tierwise.webdevice import WEB_DIR, DevicePage
 from tierwise.zoo import load_eval, load_zoo
@@ -71,17 +77,34 @@ def test_only_the_page_files_are_served(fleet: BrowserFleet) -> None:
     page = _get(fleet, "/device/")
     assert page.status_code == 200
     assert "text/html" in page.headers["content-type"]
-    assert "'self'" in page.headers["content-security-policy"]
+    assert page.headers["content-security-policy"] == (
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self';"
+        " img-src 'self' data:; connect-src 'self'; worker-src 'self' blob:;"
+        " object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    )
+    assert page.headers["referrer-policy"] == "no-referrer"
+    # the browser's copy stays current until the file changes
+    again = httpx.get(f"{fleet.url}/device/", headers={"if-none-match": page.headers["etag"]})
+    assert again.status_code == 304
+    assert again.content == b""
+    # the page's links are relative to /device/: without the slash, a redirect there
+    bare = httpx.get(f"{fleet.url}/device?workload=digits")
+    assert bare.status_code == 308
+    assert bare.headers["location"] == "/device/?workload=digits"
     wasm = _get(fleet, "/device/vendor/ort-wasm-simd-threaded.wasm")
     assert wasm.headers["content-type"] == "application/wasm"
     for path in (
         "/device/package.json",
         "/device/node_modules/onnxruntime-web/package.json",
-        "/device/../page.py",
-        "/device/vendor/../build.mjs",
+        "/device/%2e%2e/page.py",  # decoded by the server: /device/../page.py
+        "/device/vendor/%2e%2e/build.mjs",
+        "/device/vendor/..%2fbuild.mjs",
         "/device/test/v2.test.js",
+        "/device/%2fetc/passwd",
     ):
-        assert _get(fleet, path).status_code == 404, path  # fmt: skip
+        raw = httpx.get(httpx.URL(fleet.url + path))
+        assert raw.status_code == 404, path
+        assert "no such file of the device page" in raw.json()["error"]  # fmt: skip
 
 
 def test_a_page_without_its_built_runtime_says_how_to_build_it(
@@ -145,21 +168,59 @@ def _request(x: np.ndarray, **parameters: object) -> tuple[bytes, dict[str, str]
     return body, headers
 
 
+def _tier_of(answer: httpx.Response) -> str:
+    assert answer.status_code == 200, answer.text
+    length = answer.headers.get("inference-header-content-length")
+    response = decode_response(answer.content, header_length=int(length) if length else None)
+    return str(response.parameters["tier"])
+
+
 def test_escalated_from_continues_after_the_device_stage(fleet: BrowserFleet) -> None:
     x, _ = load_eval(fleet.zoo)
-    row = x[:1]
+    tiny = ort.InferenceSession(str(load_zoo(fleet.zoo).model_path("tiny")))
+    sure = int(np.argmax(tiny.run(["probabilities"], {"image": x[:50]})[0].max(axis=1)))
+    row = x[sure : sure + 1]  # the device is sure of it: without the parameter it answers
+    url = f"{fleet.url}/v2/models/digits/infer"
+    body, headers = _request(row)
+    assert _tier_of(httpx.post(url, content=body, headers=headers)) == "phone"
     body, headers = _request(row, escalated_from="phone", binary_data_output=True)
-    answer = httpx.post(f"{fleet.url}/v2/models/digits/infer", content=body, headers=headers)
-    assert answer.status_code == 200
-    response = decode_response(
-        answer.content, header_length=int(answer.headers["inference-header-content-length"])
+    answer = httpx.post(url, content=body, headers=headers)
+    assert answer.headers["inference-header-content-length"]  # binary, as asked
+    assert _tier_of(answer) in ("edge", "cloud")  # never the device again
+    # only the first stage, the one a caller can run itself, may be named
+    for tier in ("edge", "cloud", "belt"):
+        body, headers = _request(row, escalated_from=tier)
+        refused = httpx.post(url, content=body, headers=headers)
+        assert refused.status_code == 400
+        assert "first stage" in refused.json()["error"]
+        assert repr(tier) in refused.json()["error"]
+
+
+def test_a_deferred_escalation_keeps_its_place_in_the_cascade(
+    fleet: BrowserFleet, tmp_path: Path
+) -> None:
+    """Held by the policy for an off-peak hour, an escalated request is queued with
+    ``escalated_from`` (and its key), so its delivery does not run the device again."""
+    hour = (time.gmtime().tm_hour + 12) % 24
+    plan = fleet.plan.model_copy(
+        update={"price_schedule": PriceSchedule(off_peak_hours_utc=[hour])}
     )
-    assert response.parameters["tier"] in ("edge", "cloud")  # never the device again
-    body, headers = _request(row, escalated_from="belt")
-    refused = httpx.post(f"{fleet.url}/v2/models/digits/infer", content=body, headers=headers)
-    assert refused.status_code == 400
-    assert "escalated_from" in refused.json()["error"]
-    assert "phone" in refused.json()["error"]
+    outbox = tmp_path / "outbox.db"
+    settings = GatewaySettings(outbox_path=outbox, device_page=False)
+    x, _ = load_eval(fleet.zoo)
+    body, headers = _request(
+        x[:1], escalated_from="phone", urgency="deferrable", idempotency_key="later-1"
+    )
+    app = Gateway(plan, build_router(plan), settings)
+    with running_app(app) as (_, port):
+        held = httpx.post(f"http://127.0.0.1:{port}/v2/models/digits/infer", content=body,
+                          headers=headers)  # fmt: skip
+    assert held.status_code == 202
+    item = Outbox(outbox, max_items=100).get(held.json()["id"])
+    queued = decode_request(item.payload, header_length=item.meta["header_length"])
+    assert queued.parameters["escalated_from"] == "phone"
+    assert queued.parameters["idempotency_key"] == "later-1"
+    assert "deadline_ms" not in queued.parameters
 
 
 def test_a_request_sent_again_under_its_key_is_answered_once(fleet: BrowserFleet) -> None:
@@ -184,3 +245,22 @@ def test_a_request_sent_again_under_its_key_is_answered_once(fleet: BrowserFleet
     refused = httpx.post(url, content=long_key, headers=headers)
     assert refused.status_code == 400
     assert "idempotency_key" in refused.json()["error"]
+    assert "300 characters" in refused.json()["error"]
+    # the same key on another request is a mistake, not a retry
+    changed, headers = _request(x[1:2], idempotency_key="same-key-1")
+    conflict = httpx.post(url, content=changed, headers=headers)
+    assert conflict.status_code == 409
+    assert "another request body" in conflict.json()["error"]
+    assert routed() == start + 2
+
+
+def test_every_file_of_the_page_is_served_and_kept_for_offline(fleet: BrowserFleet) -> None:
+    """A module the page imports but the gateway does not serve (or the service worker
+    does not keep) breaks the page, online or offline."""
+    sw = (WEB_DIR / "sw.js").read_text()
+    for path in sorted(WEB_DIR.glob("*")):
+        if path.suffix not in (".js", ".html", ".css") or path.name == "build.mjs":
+            continue
+        assert _get(fleet, f"/device/{path.name}").status_code == 200, path.name
+        if path.name != "sw.js":
+            assert f'"{path.name}"' in sw, f"sw.js does not keep {path.name}"

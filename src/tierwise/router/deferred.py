@@ -3,7 +3,8 @@ windows) or that no tier could take now, queued in the outbox and routed afresh 
 drainer delivers them.
 
 An item keeps the workload, the privacy and residency the request was routed under (a
-client's floors included) and the client that sent it; an ``idempotency_key`` is
+client's floors included), the cascade tier its caller already ran (``escalated_from``)
+and the client that sent it; an ``idempotency_key`` is
 prefixed with the client's name, so one client's key never finds another's item. On
 delivery the client's floors apply again, a spent budget degrades rather than refuses
 (the work was already taken on), and the answer's cost is charged to the client.
@@ -20,7 +21,7 @@ from tierwise.http.asgi import JSON_HEADERS, Reply
 from tierwise.outbox import DeferredQueue, OutboxItem
 from tierwise.protocol import InferRequest, decode_request, encode_request, encode_response
 from tierwise.router.clients import ClientGate
-from tierwise.router.meta import META_PARAMETERS, meta_from_parameters
+from tierwise.router.meta import GATEWAY_PARAMETERS, meta_from_parameters
 from tierwise.router.router import Router
 from tierwise.router.types import RequestMeta
 from tierwise.security import Principal
@@ -60,8 +61,9 @@ class DeferredWork:
         params = (
             dict(request.parameters)
             | {"workload": meta.workload}
-            | {k: v for k, v in (("privacy", meta.privacy), ("residency", meta.residency)) if v}
-        )
+            | {k: v for k, v in (("privacy", meta.privacy), ("residency", meta.residency),
+                                 ("escalated_from", meta.escalated_from)) if v}
+        )  # fmt: skip
         payload, length = encode_request(
             InferRequest(
                 inputs=request.inputs, id=request.id, parameters=params, outputs=request.outputs
@@ -96,7 +98,7 @@ class DeferredWork:
             received_s=float(received) if isinstance(received, int | float) else 0.0,
         )
         request.parameters = {
-            k: v for k, v in request.parameters.items() if k not in META_PARAMETERS
+            k: v for k, v in request.parameters.items() if k not in GATEWAY_PARAMETERS
         }
         # redeliveries carry the same key, so a tier server acts on the item once
         request.parameters["idempotency_key"] = item.idempotency_key or item.id

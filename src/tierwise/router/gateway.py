@@ -44,7 +44,6 @@ from tierwise.errors import (
     NoRouteError,
     OutboxError,
     RateLimitedError,
-    RouteError,
     SpecError,
     TierUnavailableError,
 )
@@ -74,7 +73,7 @@ from tierwise.router.clients import ClientGate, ClientLimits
 from tierwise.router.deferred import DEFERRED_TIER, DeferredWork, accepted
 from tierwise.router.device_telemetry import DeviceIntake
 from tierwise.router.gateway_settings import GatewaySettings, load_gateway_settings
-from tierwise.router.meta import META_PARAMETERS, meta_from_parameters
+from tierwise.router.meta import GATEWAY_PARAMETERS, meta_from_parameters
 from tierwise.router.metrics import RouterCollector
 from tierwise.router.once import OnceReplies
 from tierwise.router.policy import Policy
@@ -86,12 +85,6 @@ from tierwise.webdevice import DevicePage
 __all__ = ["DEFERRED_TIER", "Gateway", "GatewaySettings", "load_gateway_settings"]
 
 log = logging.getLogger("tierwise.router")
-
-#: Request parameters for the gateway itself, not the tiers: the router's, and how the
-#: client wants its answer encoded (the gateway encodes it).
-_NOT_FORWARDED = META_PARAMETERS | {"binary_data_output"}
-#: The longest idempotency key a request may carry.
-_MAX_KEY_CHARS = 256
 
 #: The client of the request being routed (for the outbox item the router may defer).
 _CALLER: ContextVar[str | None] = ContextVar("tierwise_gateway_caller", default=None)
@@ -288,8 +281,13 @@ class Gateway:
     async def _defer(self, request: InferRequest, meta: RequestMeta, route: Route) -> str:
         if self.deferred is None:
             raise TierUnavailableError("no outbox configured for deferred work", tier="outbox")
+        original = _REQUEST.get()
         if route.defer_until_s is None:  # no tier could take it: queued as the client sent it
-            request = _REQUEST.get() or request
+            request = original or request
+        elif original is not None and "idempotency_key" in original.parameters:
+            # held by the policy: queued without its deadline, with its key
+            key = original.parameters["idempotency_key"]
+            request = replace(request, parameters={**request.parameters, "idempotency_key": key})
         return await self.deferred.enqueue(
             request, meta, not_before_s=route.defer_until_s, client=_CALLER.get()
         )
@@ -320,12 +318,10 @@ class Gateway:
         key = request.parameters.get("idempotency_key")
         if key is None:
             return await self._route(workload, request, received_s, started, limits, client)
-        if not isinstance(key, str) or not 0 < len(key) <= _MAX_KEY_CHARS:
-            raise RouteError("idempotency_key", f"a string of 1 to {_MAX_KEY_CHARS} characters")
         return await self.once.run(
-            f"{client or ''}\0{workload}\0{key}",
+            f"{client or ''}\0{workload}", key, body,
             lambda: self._route(workload, request, received_s, started, limits, client),
-        )
+        )  # fmt: skip
 
     async def _route(
         self,
@@ -347,7 +343,7 @@ class Gateway:
         forwarded = InferRequest(
             inputs=request.inputs,
             id=request.id,
-            parameters={k: v for k, v in request.parameters.items() if k not in _NOT_FORWARDED},
+            parameters={k: v for k, v in request.parameters.items() if k not in GATEWAY_PARAMETERS},
             outputs=request.outputs,
             input_parameters=request.input_parameters,
         )

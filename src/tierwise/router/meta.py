@@ -20,7 +20,7 @@ from tierwise.router.types import RequestMeta
 from tierwise.spec.placement import PRIVACY_RANK, RESIDENCY_RANK
 from tierwise.spec.workloads import Privacy, Residency, Urgency
 
-__all__ = ["META_PARAMETERS", "meta_from_parameters", "with_floor"]
+__all__ = ["GATEWAY_PARAMETERS", "META_PARAMETERS", "meta_from_parameters", "with_floor"]
 
 _Value = TypeVar("_Value", bound=str)
 
@@ -36,6 +36,10 @@ META_PARAMETERS = frozenset(
         "escalated_from",
     }
 )
+
+#: Request parameters for a gateway, never forwarded to a tier: the router's, and how the
+#: client wants its answer encoded (the gateway encodes it).
+GATEWAY_PARAMETERS = META_PARAMETERS | {"binary_data_output"}
 
 _ALLOWED: dict[str, tuple[str, ...]] = {
     "privacy": get_args(Privacy),

@@ -180,7 +180,7 @@ class Router:
             return await self._queue(self._defer, request, meta, route, [], route.defer_reason)
         tiers = route.tiers
         if meta.escalated_from is not None:
-            tiers = tiers_after(self._cascades.get(meta.workload, ()), meta, tiers)
+            tiers = tiers_after(self._cascades.get(meta.workload, ()), meta, route)
         steps = self._steps.get(meta.workload) or self._steps.setdefault(meta.workload, {})
         attempts: list[AttemptRecord] = []
         best: Answer | None = None

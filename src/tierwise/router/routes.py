@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 
-from tierwise.errors import RouteError
+from tierwise.errors import NoRouteError, RouteError
 from tierwise.router.flags import TierFlags
 from tierwise.router.health import CircuitBreaker, LatencyWindow
 from tierwise.router.ledger import SpendLedger
@@ -100,20 +100,22 @@ def observed_states(
     return states
 
 
-def tiers_after(
-    cascade: Sequence[str], meta: RequestMeta, tiers: tuple[str, ...]
-) -> tuple[str, ...]:
-    """The routed ``tiers`` that come after ``meta.escalated_from`` in the workload's
-    ``cascade`` (its tiers' names, in order): the caller ran the stages up to it, as a page
-    runs the device stage. RouteError when the cascade has no such tier."""
-    names = list(cascade)
+def tiers_after(cascade: Sequence[str], meta: RequestMeta, route: Route) -> tuple[str, ...]:
+    """The tiers of ``route`` after ``meta.escalated_from``, the cascade's first stage
+    (``cascade``: its tiers' names, in order), which the caller ran itself, as a page
+    runs the device stage. Only the first stage may be named: a caller may not skip
+    stages it did not run (RouteError). NoRouteError, with why, when none is left."""
     tier = meta.escalated_from
     if tier is None:
-        return tiers
-    if tier not in names:
+        return route.tiers
+    if not cascade or tier != cascade[0]:
+        first = cascade[0] if cascade else "none"
         raise RouteError(
-            "escalated_from", f"a tier of workload {meta.workload!r}'s cascade"
-            f" ({', '.join(names)}), got {tier!r}",
+            "escalated_from", f"the first stage of workload {meta.workload!r}'s cascade"
+            f" ({first}), the one a caller may run itself; got {tier!r}",
         )  # fmt: skip
-    done = set(names[: names.index(tier) + 1])
-    return tuple(t for t in tiers if t not in done)
+    left = tuple(t for t in route.tiers if t != tier)
+    if not left:
+        skipped = [f"{d.tier}: {d.reason}" for d in route.decisions if not d.kept]
+        raise NoRouteError(meta.workload, skipped or [f"no stage after {tier}"])
+    return left

@@ -17,6 +17,7 @@ Routes (scope ``infer`` when the gateway has tokens, except the page's own files
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -52,7 +53,7 @@ _TYPES = {
 #: the page's own files; vendor/ holds what build.mjs copies
 _PAGE_FILES = frozenset(
     {"index.html", "app.js", "style.css", "tierwise-device.js", "rules.js", "v2.js",
-     "telemetry.js", "store.js", "sw.js"}
+     "telemetry.js", "store.js", "link.js", "sw.js"}
 )  # fmt: skip
 _VENDOR_FILES = frozenset(
     {"ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm",
@@ -152,11 +153,20 @@ def _load_samples(path: Path | None, plan: Plan) -> bytes | None:
         width = 1
         for d in dims:
             width *= int(d) if isinstance(d, int) and d > 0 else 0
-        if any(not isinstance(r, list) or len(r) != width for r in rows):
-            raise ConfigError(
-                where, f"rows of {width} values each (dims {dims})", "a row of another length"
-            )
+        for i, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) != width:
+                got = (
+                    f"a {type(row).__name__}" if not isinstance(row, list) else f"{len(row)} values"
+                )
+                raise ConfigError(f"{where}.rows[{i}]", f"{width} values (dims {dims})", got)
     return orjson.dumps(doc)
+
+
+def _etag_of(request: Request) -> bytes | None:
+    for name, value in request.scope.get("headers", ()):
+        if name == b"if-none-match":
+            return bytes(value)
+    return None
 
 
 class DevicePage:
@@ -192,12 +202,18 @@ class DevicePage:
         ]
 
     async def _index(self, request: Request) -> Reply:
-        return self._serve("index.html")
+        if not request.scope["path"].endswith("/"):  # the page's links are relative to /device/
+            query = request.scope.get("query_string", b"")
+            location = b"/device/" + (b"?" + query if query else b"")
+            return 308, b"", [(b"location", location)]
+        return await asyncio.to_thread(self._serve, "index.html", _etag_of(request))
 
     async def _file(self, request: Request) -> Reply:
-        return self._serve(request.params["file"])
+        return await asyncio.to_thread(self._serve, request.params["file"], _etag_of(request))
 
-    def _serve(self, name: str) -> Reply:
+    def _serve(self, name: str, seen: bytes | None) -> Reply:
+        """The file (off the event loop: the runtime is tens of megabytes), or 304 when the
+        browser's copy, named by its ETag, is still current."""
         if name in _PAGE_FILES:
             path = self.web_dir / name
         elif name.startswith("vendor/") and name[len("vendor/") :] in _VENDOR_FILES:
@@ -208,13 +224,19 @@ class DevicePage:
             raise HttpError(404, f"no such file of the device page: {name!r}")
         if name == "index.html" and not (self.web_dir / "vendor" / "ort.wasm.min.mjs").is_file():
             raise HttpError(503, BUILD_HINT)
+        st = path.stat()
+        etag = f'"{st.st_size:x}-{st.st_mtime_ns:x}"'.encode()
         headers = [
             (b"content-type", _TYPES.get(path.suffix, b"application/octet-stream")),
             (b"x-content-type-options", b"nosniff"),
-            (b"cache-control", b"no-cache"),
+            (b"cache-control", b"no-cache"),  # asked again each time; 304 while current
+            (b"etag", etag),
         ]
         if name == "index.html":
             headers.append((b"content-security-policy", _CSP))
+            headers.append((b"referrer-policy", b"no-referrer"))
+        if seen == etag:
+            return 304, b"", headers
         return 200, path.read_bytes(), headers
 
     async def _workloads(self, request: Request) -> Reply:
@@ -226,19 +248,20 @@ class DevicePage:
             raise HttpError(404, "this gateway offers no held-out rows (device_samples)")
         return 200, self.samples, list(JSON_HEADERS)
 
-    def _model_of(self, workload: str) -> DeviceModel:
+    async def _model_of(self, workload: str) -> DeviceModel:
         if workload not in self.plan.workloads:
             known = ", ".join(sorted(self.plan.workloads))
             raise HttpError(404, f"unknown workload {workload!r}; the plan has {known}")
-        return self.models.current(workload)
+        # a replaced model is read and hashed here: off the event loop
+        return await asyncio.to_thread(self.models.current, workload)
 
     async def _settings(self, request: Request) -> Reply:
-        model = self._model_of(request.params["workload"])
+        model = await self._model_of(request.params["workload"])
         doc = device_settings(self.plan, self.skips, model)
         return 200, orjson.dumps(doc), [*JSON_HEADERS, (b"cache-control", b"no-store")]
 
     async def _model(self, request: Request) -> Reply:
-        model = self._model_of(request.params["workload"])
+        model = await self._model_of(request.params["workload"])
         digest = request.params["digest"]
         if digest != model.sha256:
             raise HttpError(
@@ -247,7 +270,7 @@ class DevicePage:
             )  # fmt: skip
         headers = [
             (b"content-type", b"application/octet-stream"),
-            (b"cache-control", b"public, max-age=31536000, immutable"),
+            (b"cache-control", b"private, max-age=31536000, immutable"),
             (b"x-tierwise-model-version", model.version.encode()),
         ]
         return 200, model.data, headers

@@ -6,6 +6,11 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const token = params.get("token") ?? sessionStorage.getItem("tierwise-token");
 if (token) sessionStorage.setItem("tierwise-token", token);
+if (params.has("token")) {
+  // out of the address bar and the history: the tab's session storage keeps it
+  params.delete("token");
+  history.replaceState(null, "", `${location.pathname}${params.size ? `?${params}` : ""}`);
+}
 const auth = token ? { authorization: `Bearer ${token}` } : {};
 
 const state = { tier: null, samples: null, next: 0, pixels: null };

@@ -15,6 +15,22 @@ export const RULES = Object.freeze(["max_prob", "margin", "entropy"]);
 export const SCORE_KINDS = Object.freeze(["probabilities", "logits"]);
 export const DEFAULT_SCORE_OUTPUT = "probabilities";
 
+/** Half floats (raw uint16 bits) to float32: what a float16 tensor's data holds where the
+ * browser has no Float16Array. */
+export function halfToFloat(raw) {
+  const out = new Float32Array(raw.length);
+  for (let i = 0; i < raw.length; i++) {
+    const h = raw[i];
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >> 10) & 0x1f;
+    const frac = h & 0x3ff;
+    if (exp === 0) out[i] = sign * 2 ** -14 * (frac / 1024);
+    else if (exp === 31) out[i] = frac ? NaN : sign * Infinity;
+    else out[i] = sign * 2 ** (exp - 15) * (1 + frac / 1024);
+  }
+  return out;
+}
+
 export class RuleError extends Error {
   constructor(message) {
     super(message);
@@ -80,14 +96,16 @@ export function scoreRows(outputs, stage) {
     );
   }
   const [rows, columns] = dims;
-  const data = tensor.data;
+  const data = tensor.type === "float16" && tensor.data instanceof Uint16Array ? halfToFloat(tensor.data) : tensor.data;
+  // numpy subtracts float32 probabilities in float32 (margin); logits become float64
+  const narrow = tensor.type !== "float64" && stage.scores !== "logits";
   const out = [];
   for (let r = 0; r < rows; r++) {
     const row = new Array(columns);
     for (let c = 0; c < columns; c++) row[c] = Number(data[r * columns + c]);
     out.push(stage.scores === "logits" ? softmax(row) : row);
   }
-  return { name, rows: out, columns };
+  return { name, rows: out, columns, narrow };
 }
 
 function maxProb(row) {
@@ -99,10 +117,11 @@ function maxProb(row) {
   return finiteUnit(top);
 }
 
-function margin(row) {
+function margin(row, narrow) {
   if (row.length < 2) throw new RuleError("rule 'margin' needs at least 2 classes");
   if (row.some(Number.isNaN)) return 0;
-  if (row.length === 2) return finiteUnit(Math.abs(row[0] - row[1]));
+  const minus = narrow ? (a, b) => Math.fround(a - b) : (a, b) => a - b;
+  if (row.length === 2) return finiteUnit(Math.abs(minus(row[0], row[1])));
   let first = -Infinity;
   let second = -Infinity;
   for (const v of row) {
@@ -113,7 +132,7 @@ function margin(row) {
       second = v;
     }
   }
-  return finiteUnit(first - second);
+  return finiteUnit(minus(first, second));
 }
 
 function entropy(row) {
@@ -144,8 +163,8 @@ export function confidences(outputs, stage) {
   if (stage.scores !== undefined && stage.scores !== null && !SCORE_KINDS.includes(stage.scores)) {
     throw new RuleError(`scores must be one of ${SCORE_KINDS.join(", ")}, got '${stage.scores}'`);
   }
-  const { rows } = scoreRows(outputs, stage);
-  return rows.map(fn);
+  const { rows, narrow } = scoreRows(outputs, stage);
+  return rows.map((row) => fn(row, narrow));
 }
 
 /** The least confident row's confidence (0 for no rows): what the threshold is held to. */

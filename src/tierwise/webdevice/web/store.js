@@ -68,13 +68,15 @@ export async function verifiedModel({ url, sha256, sizeBytes, fetch, headers = {
   return { bytes, cached: false };
 }
 
-/** Drop every cached model but those whose URLs are in `keep`. */
-export async function pruneModels(cacheName, keep) {
+/** Drop the cached models under `prefix` (one workload's) but those in `keep`. */
+export async function pruneModels(cacheName, prefix, keep) {
   if (globalThis.caches === undefined) return;
   const cache = await caches.open(cacheName);
-  const wanted = new Set(keep.map((u) => new URL(u, globalThis.location?.href).href));
+  const base = globalThis.location?.href;
+  const under = new URL(prefix, base).href;
+  const wanted = new Set(keep.map((u) => new URL(u, base).href));
   for (const request of await cache.keys()) {
-    if (!wanted.has(request.url)) await cache.delete(request);
+    if (request.url.startsWith(under) && !wanted.has(request.url)) await cache.delete(request);
   }
 }
 

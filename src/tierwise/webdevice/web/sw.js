@@ -1,8 +1,8 @@
 // The device page's service worker: it keeps the page, the module and the WASM runtime
 // so that the page opens and answers from the device with the gateway unreachable.
 // Network first (a new page or runtime reaches users as soon as it is served), the kept
-// copy when the network fails. Only the page's own files are handled; the gateway's API
-// (settings, models, inference, telemetry) goes to the network as it is.
+// copy when the network fails. Only the files listed below are handled; anything else
+// (held-out rows, settings, models, inference, telemetry) goes to the network as it is.
 const SHELL = "tierwise-device-shell-v1";
 const FILES = [
   "./",
@@ -14,11 +14,13 @@ const FILES = [
   "v2.js",
   "telemetry.js",
   "store.js",
+  "link.js",
   "vendor/ort.wasm.min.mjs",
   "vendor/ort-wasm-simd-threaded.mjs",
   "vendor/ort-wasm-simd-threaded.wasm",
 ];
 const SCOPE = new URL("./", self.location).pathname;
+const KEPT = new Set(FILES.map((f) => new URL(f, self.location).pathname));
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(SHELL).then((cache) => cache.addAll(FILES)).then(() => self.skipWaiting()));
@@ -35,10 +37,10 @@ self.addEventListener("activate", (event) => {
 
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
-  if (event.request.method !== "GET" || url.origin !== self.location.origin || !url.pathname.startsWith(SCOPE)) {
-    return; // not the page's own file: the network, untouched
+  if (event.request.method !== "GET" || url.origin !== self.location.origin || !KEPT.has(url.pathname)) {
+    return; // not one of the page's own files (held-out rows, the API): the network, untouched
   }
-  const key = url.pathname === SCOPE ? SCOPE : url.pathname; // the page without its query
+  const key = url.pathname; // the page without its query
   event.respondWith(
     fetch(event.request)
       .then((response) => {

@@ -21,9 +21,10 @@
 import { escalates, labels, requestConfidence, RuleError, scoreRows } from "./rules.js";
 import { Telemetry } from "./telemetry.js";
 import { IntegrityError, Outbox, OutboxFullError, pruneModels, verifiedModel } from "./store.js";
-import { asScoreTensors, decodeResponse, encodeRequest, HEADER_LENGTH } from "./v2.js";
+import { answerOf, DRAIN_TIMEOUT_MS, drainOutbox, LinkError, post } from "./link.js";
+import { asScoreTensors, encodeRequest } from "./v2.js";
 
-export { IntegrityError, OutboxFullError, RuleError };
+export { IntegrityError, LinkError, OutboxFullError, RuleError };
 
 const MODEL_CACHE = "tierwise-device-models";
 const ARRAY_OF = {
@@ -35,17 +36,6 @@ const ARRAY_OF = {
   int8: Int8Array,
   bool: Uint8Array,
 };
-
-/** Why an escalation gave no answer, as the page's degraded answers name it. */
-export class LinkError extends Error {
-  constructor(reason, message, { status = null, retry = true } = {}) {
-    super(message);
-    this.name = "LinkError";
-    this.reason = reason; // offline | deadline | unavailable | refused
-    this.status = status;
-    this.retry = retry; // worth sending again later (a deferrable request is queued)
-  }
-}
 
 async function loadRuntime(vendor, { numThreads, preferWebGpu }) {
   let gpu = false;
@@ -123,6 +113,9 @@ export class DeviceTier extends EventTarget {
     this.version = null;
     this.timers = [];
     this.flushing = null;
+    this.updating = null; // one update at a time
+    this.running = new Map(); // session -> runs in flight
+    this.retired = new Map(); // a replaced session -> its release, called when it is idle
   }
 
   get headers() {
@@ -207,9 +200,17 @@ export class DeviceTier extends EventTarget {
     this.session = session;
     this.settings = settings;
     this.version = model.version;
-    if (old !== null) setTimeout(() => old.release().catch(() => {}), 1000); // in-flight calls finish first
-    await pruneModels(MODEL_CACHE, [`${this.gateway}${model.url}`]).catch(() => {});
+    if (old !== null) this.retire(old);
+    const prefix = `${this.gateway}/v2/models/${encodeURIComponent(this.workload)}/device/model/`;
+    await pruneModels(MODEL_CACHE, prefix, [`${this.gateway}${model.url}`]).catch(() => {});
     this.dispatchEvent(new CustomEvent("model", { detail: { version: model.version, sha256: model.sha256 } }));
+  }
+
+  /** Release a replaced session once the runs it started have finished. */
+  retire(session) {
+    const release = () => session.release().catch(() => {});
+    if ((this.running.get(session) ?? 0) === 0) release();
+    else this.retired.set(session, release);
   }
 
   warmupFeeds(settings) {
@@ -240,8 +241,23 @@ export class DeviceTier extends EventTarget {
   }
 
   async run(session, settings, inputs) {
-    const results = await session.run(this.tensors(settings, inputs));
-    return plainOutputs(results);
+    const feeds = this.tensors(settings, inputs);
+    this.running.set(session, (this.running.get(session) ?? 0) + 1);
+    try {
+      return plainOutputs(await session.run(feeds));
+    } finally {
+      const left = (this.running.get(session) ?? 1) - 1;
+      if (left > 0) {
+        this.running.set(session, left);
+      } else {
+        this.running.delete(session);
+        const release = this.retired.get(session);
+        if (release !== undefined) {
+          this.retired.delete(session);
+          release();
+        }
+      }
+    }
   }
 
   /**
@@ -342,7 +358,9 @@ export class DeviceTier extends EventTarget {
       this.flush(); // the link works: send what waited
       return done;
     } catch (err) {
-      const link = err instanceof LinkError ? err : new LinkError("offline", err.message);
+      const link = err instanceof LinkError
+        ? err
+        : new LinkError("error", `the gateway's answer could not be read (${err.message})`, { retry: false });
       let queued = null;
       if (isDeferrable && link.retry && this.outbox !== null) {
         try {
@@ -376,46 +394,10 @@ export class DeviceTier extends EventTarget {
     return { path: settings.infer_path, body, headers };
   }
 
-  /** POST one escalation; a LinkError when the gateway gave no answer. */
+  /** POST one escalation: its answer, or a LinkError when the gateway gave none. */
   async send(request, timeoutMs) {
-    const controller = new AbortController();
-    const timer = timeoutMs === null ? null : setTimeout(() => controller.abort(), timeoutMs);
-    let response;
-    try {
-      response = await this.fetch(`${this.gateway}${request.path}`, {
-        method: "POST",
-        body: request.body,
-        headers: request.headers,
-        signal: controller.signal,
-      });
-    } catch (err) {
-      if (err.name === "AbortError") {
-        throw new LinkError("deadline", `no answer from the gateway within ${Math.round(timeoutMs)} ms`);
-      }
-      throw new LinkError("offline", `the gateway cannot be reached (${err.message})`);
-    } finally {
-      if (timer !== null) clearTimeout(timer);
-    }
-    const body = new Uint8Array(await response.arrayBuffer());
-    if (response.status === 202) {
-      const doc = JSON.parse(new TextDecoder().decode(body));
-      return { deferredId: doc.id };
-    }
-    if (!response.ok) {
-      let detail = "";
-      try {
-        detail = JSON.parse(new TextDecoder().decode(body)).error ?? "";
-      } catch {
-        detail = "";
-      }
-      const status = response.status;
-      if (status === 408) throw new LinkError("deadline", detail || "the gateway's deadline passed", { status });
-      if (status === 429 || status >= 500) {
-        throw new LinkError("unavailable", `HTTP ${status} ${detail}`.trim(), { status });
-      }
-      throw new LinkError("refused", `HTTP ${status} ${detail}`.trim(), { status, retry: false });
-    }
-    return decodeResponse(body, response.headers.get(HEADER_LENGTH));
+    const fetch = (url, init) => this.fetch(url, init);
+    return answerOf(await post(fetch, this.gateway, request, timeoutMs));
   }
 
   /** Send the queued deferrable requests, oldest first, each once; resolves to
@@ -423,33 +405,13 @@ export class DeviceTier extends EventTarget {
   async flush() {
     if (this.outbox === null || this.outbox === undefined) return { sent: 0, dropped: 0, left: 0 };
     if (this.flushing === null) {
-      this.flushing = this.drain().finally(() => {
+      const fetch = (url, init) => this.fetch(url, init);
+      const send = (item) => post(fetch, this.gateway, item, DRAIN_TIMEOUT_MS);
+      this.flushing = drainOutbox(this.outbox, send, this).finally(() => {
         this.flushing = null;
       });
     }
     return this.flushing;
-  }
-
-  async drain() {
-    let sent = 0;
-    let dropped = 0;
-    for (const item of await this.outbox.list()) {
-      try {
-        await this.send(item, null);
-      } catch (err) {
-        if (err instanceof LinkError && !err.retry) {
-          await this.outbox.remove(item.seq);
-          dropped += 1;
-          this.dispatchEvent(new CustomEvent("dropped", { detail: { key: item.key, error: err.message } }));
-          continue;
-        }
-        break;
-      }
-      await this.outbox.remove(item.seq);
-      sent += 1;
-      this.dispatchEvent(new CustomEvent("delivered", { detail: { key: item.key } }));
-    }
-    return { sent, dropped, left: await this.outbox.count() };
   }
 
   async sendTelemetry(doc) {
@@ -459,7 +421,12 @@ export class DeviceTier extends EventTarget {
       headers: { "content-type": "application/json" },
       keepalive: true,
     });
-    if (!response.ok && response.status !== 422) throw new Error(`telemetry: HTTP ${response.status}`);
+    if (response.status === 422) {
+      // refused for good (the gateway says why): sending it again would not help
+      console.warn(`tierwise-device: telemetry report refused: ${(await response.text()).slice(0, 300)}`);
+      return;
+    }
+    if (!response.ok) throw new Error(`telemetry: HTTP ${response.status}`);
   }
 
   /** Close the telemetry window and send the reports waiting; the number sent. */
@@ -474,6 +441,15 @@ export class DeviceTier extends EventTarget {
    * one keeps serving.
    */
   async checkForUpdate() {
+    if (this.updating === null) {
+      this.updating = this.update().finally(() => {
+        this.updating = null;
+      });
+    }
+    return this.updating;
+  }
+
+  async update() {
     let settings;
     try {
       settings = await this.fetchSettings();

@@ -3,6 +3,9 @@
 // little-endian bytes, the header's length in Inference-Header-Content-Length), and
 // responses in either form.
 
+import { halfToFloat } from "./rules.js";
+
+export { halfToFloat };
 export const HEADER_LENGTH = "Inference-Header-Content-Length";
 
 const ARRAYS = {
@@ -128,21 +131,6 @@ function typed(datatype, values) {
   return Array_.from(values, (v) => (typeof v === "boolean" ? Number(v) : v));
 }
 
-/** Half floats (raw uint16) to float32. */
-export function halfToFloat(raw) {
-  const out = new Float32Array(raw.length);
-  for (let i = 0; i < raw.length; i++) {
-    const h = raw[i];
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >> 10) & 0x1f;
-    const frac = h & 0x3ff;
-    if (exp === 0) out[i] = sign * 2 ** -14 * (frac / 1024);
-    else if (exp === 31) out[i] = frac ? NaN : sign * Infinity;
-    else out[i] = sign * 2 ** (exp - 15) * (1 + frac / 1024);
-  }
-  return out;
-}
-
 /**
  * A V2 response from its bytes (an ArrayBuffer or Uint8Array); `headerLength` is the
  * Inference-Header-Content-Length header's value (null: all JSON). Returns
@@ -164,20 +152,25 @@ export function decodeResponse(bytes, headerLength = null) {
   if (doc === null || typeof doc !== "object" || !Array.isArray(doc.outputs)) {
     throw new ProtocolError("the response has no outputs list");
   }
-  const outputs = {};
+  const outputs = Object.create(null); // output names are the server's: no prototype to set
   let at = length;
   for (const out of doc.outputs) {
     const shape = out.shape ?? [];
     const size = out.parameters?.binary_data_size;
     let data;
     if (size !== undefined && size !== null) {
+      const Array_ = ARRAYS[out.datatype];
+      if (Array_ === undefined) throw new ProtocolError(`unsupported datatype ${out.datatype}`);
+      if (!Number.isInteger(size) || size < 0 || size % Array_.BYTES_PER_ELEMENT !== 0) {
+        throw new ProtocolError(
+          `output '${out.name}': binary_data_size ${size} is not a whole number of ${out.datatype} values`,
+        );
+      }
       if (at + size > buffer.byteLength) {
         throw new ProtocolError(`output '${out.name}' claims ${size} bytes past the body's end`);
       }
       const slice = buffer.slice(at, at + size); // copied: aligned for the typed array
       at += size;
-      const Array_ = ARRAYS[out.datatype];
-      if (Array_ === undefined) throw new ProtocolError(`unsupported datatype ${out.datatype}`);
       data = new Array_(slice.buffer, 0, size / Array_.BYTES_PER_ELEMENT);
       if (out.datatype === "FP16") data = halfToFloat(data);
     } else {
@@ -187,6 +180,9 @@ export function decodeResponse(bytes, headerLength = null) {
       throw new ProtocolError(`output '${out.name}': shape [${shape}] but ${data.length} values`);
     }
     outputs[out.name] = { datatype: out.datatype, shape, data };
+  }
+  if (at !== buffer.byteLength) {
+    throw new ProtocolError(`${buffer.byteLength - at} bytes after the last output`);
   }
   return {
     model_name: doc.model_name,

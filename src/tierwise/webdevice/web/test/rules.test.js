@@ -32,10 +32,15 @@ test("max_prob is the top probability, clipped to [0, 1]", () => {
 test("margin is top-1 minus top-2, and |p0 - p1| for two classes", () => {
   const out = { p: tensor([[0.1, 0.6, 0.3], [0.45, 0.55, 0]]) };
   const got = confidences(out, { rule: "margin", output: "p" });
-  close(got[0], Math.fround(0.6) - Math.fround(0.3));
-  close(got[1], Math.fround(0.55) - Math.fround(0.45));
+  // float32 probabilities are subtracted in float32, as numpy does
+  assert.equal(got[0], Math.fround(Math.fround(0.6) - Math.fround(0.3)));
+  assert.equal(got[1], Math.fround(Math.fround(0.55) - Math.fround(0.45)));
   const two = { p: tensor([[0.2, 0.8]]) };
-  close(confidences(two, { rule: "margin", output: "p" })[0], Math.fround(0.8) - Math.fround(0.2));
+  assert.equal(confidences(two, { rule: "margin", output: "p" })[0], Math.fround(Math.fround(0.8) - Math.fround(0.2)));
+  const near = { p: tensor([[1, 2 ** -30]]) }; // numpy: float32(1 - 2**-30) == 1.0
+  assert.equal(confidences(near, { rule: "margin", output: "p" })[0], 1);
+  const wide = { p: { dims: [1, 2], type: "float64", data: Float64Array.from([1, 2 ** -30]) } };
+  assert.equal(confidences(wide, { rule: "margin", output: "p" })[0], 1 - 2 ** -30);
 });
 
 test("entropy is 1 for one-hot, 0 for uniform, and matches numpy in between", () => {
@@ -91,4 +96,11 @@ test("the score output is picked as the router picks it", () => {
 test("labels are each row's top class", () => {
   const out = { probabilities: tensor([[0.1, 0.7, 0.2], [0.5, 0.25, 0.25]]) };
   assert.deepEqual(labels(out, { rule: "max_prob" }), [1, 0]);
+});
+
+test("float16 scores held as raw bits are decoded before any rule reads them", () => {
+  // 0.75, 0.25 and 1.0 as IEEE half floats
+  const out = { probabilities: { dims: [2, 2], type: "float16", data: Uint16Array.from([0x3a00, 0x3400, 0x3c00, 0x0000]) } };
+  assert.deepEqual(confidences(out, { rule: "max_prob" }), [0.75, 1]);
+  assert.deepEqual(labels(out, { rule: "max_prob" }), [0, 0]);
 });

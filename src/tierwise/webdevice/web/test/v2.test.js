@@ -63,3 +63,25 @@ test("responses decode from JSON and from the binary extension", () => {
 test("half floats decode", () => {
   assert.deepEqual(Array.from(halfToFloat(Uint16Array.from([0x3c00, 0xc000, 0x3800, 0x7c00]))), [1, -2, 0.5, Infinity]);
 });
+
+test("binary sizes that are not whole values, or bytes left over, are refused", () => {
+  const head = (size) =>
+    new TextEncoder().encode(
+      JSON.stringify({ outputs: [{ name: "p", datatype: "FP32", shape: [1, 1], parameters: { binary_data_size: size } }] }),
+    );
+  for (const [size, extra, pattern] of [[3, 3, /whole number/], [-4, 4, /whole number/], [4, 8, /after the last output/]]) {
+    const h = head(size);
+    const body = new Uint8Array(h.length + extra);
+    body.set(h);
+    assert.throws(() => decodeResponse(body, String(h.length)), pattern);
+  }
+});
+
+test("an output named __proto__ is just an output", () => {
+  const json = new TextEncoder().encode(
+    JSON.stringify({ outputs: [{ name: "__proto__", datatype: "FP32", shape: [1], data: [1] }] }),
+  );
+  const r = decodeResponse(json);
+  assert.equal(Object.getPrototypeOf(r.outputs), null);
+  assert.deepEqual(Array.from(r.outputs["__proto__"].data), [1]);
+});
