@@ -43,7 +43,7 @@ $(WEB)/vendor/.built: $(WEB)/package.json $(WEB)/package-lock.json $(WEB)/build.
 device-web: $(WEB)/vendor/.built
 
 js-test: device-web
-	cd $(WEB) && node --test test/
+	cd $(WEB) && node --test test/*.test.js
 
 unit: $(VENV)/.installed-dev device-web
 	$(BIN)/pytest
