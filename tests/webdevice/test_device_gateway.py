@@ -264,3 +264,14 @@ def test_every_file_of_the_page_is_served_and_kept_for_offline(fleet: BrowserFle
         assert _get(fleet, f"/device/{path.name}").status_code == 200, path.name
         if path.name != "sw.js":
             assert f'"{path.name}"' in sw, f"sw.js does not keep {path.name}"
+
+
+def test_workloads_that_offer_one_model_hold_one_copy(fleet: BrowserFleet) -> None:
+    models = (
+        fleet.gateway.device_page.models if fleet.gateway and fleet.gateway.device_page else None
+    )
+    assert models is not None
+    same = [models.current(w) for w in ("digits", "digits-private", "digits-later")]
+    assert len({m.sha256 for m in same}) == 1
+    assert same[0].blob is same[1].blob is same[2].blob  # one copy in memory
+    assert same[0].data == load_zoo(fleet.zoo).model_path("tiny").read_bytes()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from tierwise.registry.bundle import MANIFEST_FILE, read_bundle_dir
 from tierwise.runtime.base import TensorSpec
 from tierwise.runtime.onnx import read_signature
 
-__all__ = ["PAGE_RULES", "DeviceModel", "DeviceModels"]
+__all__ = ["PAGE_RULES", "Blob", "DeviceModel", "DeviceModels"]
 
 log = logging.getLogger("tierwise.router")
 
@@ -42,6 +43,15 @@ _WEB_TYPES = {
 MAX_MODEL_BYTES = 256 * 1024 * 1024
 
 
+class Blob:
+    """A model's bytes, shared by every workload that offers the same digest."""
+
+    __slots__ = ("__weakref__", "data")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
 @dataclass(frozen=True)
 class DeviceModel:
     """One workload's device model as offered to pages."""
@@ -54,7 +64,11 @@ class DeviceModel:
     source: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    data: bytes
+    blob: Blob
+
+    @property
+    def data(self) -> bytes:
+        return self.blob.data
 
     def describe(self) -> dict[str, Any]:
         """The ``model`` section of the device settings."""
@@ -80,8 +94,17 @@ def _tensor(spec: TensorSpec) -> dict[str, Any]:
 class _Source:
     """Where one workload's model comes from, re-read when its file changes."""
 
-    def __init__(self, workload: str, tier: str, variant: str | None, path: Path, bundle: bool):
+    def __init__(
+        self,
+        workload: str,
+        tier: str,
+        variant: str | None,
+        path: Path,
+        bundle: bool,
+        blobs: weakref.WeakValueDictionary[str, Blob],
+    ) -> None:
         self.workload, self.tier, self.variant = workload, tier, variant
+        self.blobs = blobs  # one copy of each digest in memory, whoever offers it
         self.path = path  # the model file, or the bundle directory
         self.bundle = bundle
         self.stamp: tuple[int, int, int] | None = None
@@ -127,6 +150,7 @@ class _Source:
             digest = hashlib.sha256(data).hexdigest()
             signature = read_signature(self.path)
             version = f"{self.variant}@{digest[:12]}" if self.variant else digest[:12]
+            blob = self._blob(digest, data)
             return DeviceModel(
                 self.workload,
                 self.tier,
@@ -136,7 +160,7 @@ class _Source:
                 str(self.path),
                 signature.inputs,
                 signature.outputs,
-                data,
+                blob,
             )
         bundle = read_bundle_dir(self.path)  # every blob checked against the manifest
         variants = {v.name: v for v in bundle.manifest.variants}
@@ -158,7 +182,13 @@ class _Source:
         outputs = tuple(TensorSpec(t.name, t.datatype, tuple(t.shape)) for t in m.outputs)
         return DeviceModel(self.workload, self.tier, digest, len(data),
                            f"{m.name}:{m.version}/{entry.name}", f"bundle {self.path}",
-                           inputs, outputs, data)  # fmt: skip
+                           inputs, outputs, self._blob(digest, data))  # fmt: skip
+
+    def _blob(self, digest: str, data: bytes) -> Blob:
+        blob = self.blobs.get(digest)
+        if blob is None:
+            blob = self.blobs[digest] = Blob(data)
+        return blob
 
 
 def _read_bounded(path: Path) -> bytes:
@@ -178,6 +208,7 @@ class DeviceModels:
         self.plan = plan
         self._sources: dict[str, _Source] = {}
         self._absent: dict[str, str] = {}
+        blobs: weakref.WeakValueDictionary[str, Blob] = weakref.WeakValueDictionary()
         bundles = dict(bundles or {})
         unknown = sorted(set(bundles) - set(plan.workloads))
         if unknown:
@@ -198,10 +229,12 @@ class DeviceModels:
                     f" (one of {', '.join(PAGE_RULES)} does)"
                 )
             elif name in bundles:
-                self._sources[name] = _Source(name, stage.tier, tier.variant, bundles[name], True)
+                self._sources[name] = _Source(
+                    name, stage.tier, tier.variant, bundles[name], True, blobs
+                )
             elif tier.local is not None:
                 path = Path(tier.local.model)
-                self._sources[name] = _Source(name, stage.tier, tier.variant, path, False)
+                self._sources[name] = _Source(name, stage.tier, tier.variant, path, False, blobs)
             else:
                 self._absent[name] = f"its device tier {stage.tier} has no local model file"
 

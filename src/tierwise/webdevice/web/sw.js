@@ -46,7 +46,13 @@ self.addEventListener("fetch", (event) => {
       .then((response) => {
         if (response.ok) {
           const copy = response.clone();
-          caches.open(SHELL).then((cache) => cache.put(key, copy));
+          caches.open(SHELL).then(async (cache) => {
+            const kept = await cache.match(key); // rewritten only when the file changed
+            const etag = copy.headers.get("etag");
+            if (kept === undefined || etag === null || kept.headers.get("etag") !== etag) {
+              await cache.put(key, copy);
+            }
+          });
         }
         return response;
       })
