@@ -308,8 +308,13 @@ export class DeviceTier extends EventTarget {
     };
     const answer = (fields) => {
       const out = { ...device, ...fields };
-      out.labels = labels(out.outputs, out.scoreStage ?? stage);
-      out.label = out.labels[0];
+      try {
+        out.labels = labels(out.outputs, out.scoreStage ?? stage);
+      } catch (err) {
+        if (!(err instanceof RuleError)) throw err;
+        out.labels = null; // another tier's outputs hold no score tensor the page can read
+      }
+      out.label = out.labels?.[0] ?? null;
       out.latencyMs = performance.now() - t0;
       delete out.scoreStage;
       return out;
