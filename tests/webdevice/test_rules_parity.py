@@ -37,6 +37,18 @@ def _json_value(v: float) -> Any:
     return v if math.isfinite(v) else str(v).replace("inf", "Infinity").replace("nan", "NaN")
 
 
+def _page_confidences(node: str, doc: list[dict[str, Any]]) -> list[list[float]]:
+    """rules.js's confidences for each case of ``doc``, computed by node."""
+    module = orjson.dumps((WEB_DIR / "rules.js").as_uri()).decode()
+    ran = subprocess.run(
+        [node, "--input-type=module", "-e", SCRIPT % module],
+        input=orjson.dumps(doc), capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr.decode()
+    found: list[list[float]] = orjson.loads(ran.stdout)
+    return found
+
+
 def _cases() -> list[tuple[str, str, np.ndarray]]:
     rng = np.random.default_rng(5)
     tensors: list[tuple[str, np.ndarray]] = []
@@ -64,13 +76,7 @@ def test_the_page_rules_equal_the_routers() -> None:
          "rows": [[_json_value(float(v)) for v in row] for row in t]}
         for r, s, t in cases
     ]  # fmt: skip
-    module = orjson.dumps((WEB_DIR / "rules.js").as_uri()).decode()
-    ran = subprocess.run(
-        [node, "--input-type=module", "-e", SCRIPT % module],
-        input=orjson.dumps(doc), capture_output=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert ran.returncode == 0, ran.stderr.decode()
-    page = orjson.loads(ran.stdout)
+    page = _page_confidences(node, doc)
     for (rule, scores, tensor), got in zip(cases, page, strict=True):
         expected = make_rule(rule, output="s", scores=scores).confidence({"s": tensor})
         where = f"{rule} on {scores} {tensor.dtype} [{tensor.shape[1]} classes]"
@@ -89,13 +95,7 @@ def test_decisions_at_every_threshold_agree(rule: str) -> None:
     rng = np.random.default_rng(9)
     tensor = rng.dirichlet(np.full(10, 0.4), size=300).astype(np.float32)
     doc = [{"rule": rule, "scores": "probabilities", "type": "float32", "rows": tensor.tolist()}]
-    module = orjson.dumps((WEB_DIR / "rules.js").as_uri()).decode()
-    ran = subprocess.run(
-        [node, "--input-type=module", "-e", SCRIPT % module],
-        input=orjson.dumps(doc), capture_output=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert ran.returncode == 0, ran.stderr.decode()
-    got = np.array(orjson.loads(ran.stdout)[0])
+    got = np.array(_page_confidences(node, doc)[0])
     expected = make_rule(rule, output="s").confidence({"s": tensor})
     for threshold in np.linspace(0.0, 1.0, 101):
         assert ((got < threshold) == (expected < threshold)).all(), threshold
