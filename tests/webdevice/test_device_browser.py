@@ -85,6 +85,15 @@ def _opened(
     return x, page, sure, unsure
 
 
+def _wait_answered(page: Any, timeout_s: float = 20.0) -> None:
+    """Until the page shows an answer (polled from here: the page's content security
+    policy allows no string evaluated as script, which Playwright's waits use)."""
+    deadline = time.monotonic() + timeout_s
+    while page.evaluate("() => document.getElementById('state').textContent") == "–":
+        assert time.monotonic() < deadline, "the page showed no answer"
+        page.wait_for_timeout(20)
+
+
 def _infer_requests(page: Any) -> list[Any]:
     seen: list[Any] = []
     page.on("request", lambda r: seen.append(r) if "/infer" in r.url else None)
@@ -335,7 +344,7 @@ def test_the_demo_page_answers_and_degrades_with_the_link_cut(
     page.set_viewport_size({"width": 900, "height": 560})
     page.click("#held-out")
     page.click("#answer")
-    page.wait_for_function("document.getElementById('state').textContent !== '–'")
+    _wait_answered(page)
     assert page.text_content("#label") in [str(d) for d in range(10)]
     assert page.text_content("#tier").split(" ")[0] in ("phone", "edge", "cloud")
     shot = tmp_path / "device-page.png"
@@ -343,6 +352,25 @@ def test_the_demo_page_answers_and_degrades_with_the_link_cut(
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if os.environ.get("TIERWISE_DOCS_SCREENSHOTS"):
         shutil.copyfile(shot, ROOT / "docs" / "device-page.png")
+
+    # draw on the pad: a stroke becomes the model's 8 x 8 input and gets an answer
+    page.click("#clear")
+    box = page.locator("#pad").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.85, steps=12)
+    page.mouse.up()
+    page.evaluate("() => { document.getElementById('state').textContent = '–'; }")
+    page.click("#answer")
+    _wait_answered(page)
+    assert page.text_content("#label") in [str(d) for d in range(10)]
+    drawn = page.evaluate(
+        "() => { const c = document.getElementById('pad').getContext('2d');"
+        " return Array.from(c.getImageData(0, 0, 160, 160).data).filter((v, i) => i % 4 === 0"
+        " && v > 128).length; }"
+    )
+    assert drawn > 500  # the stroke is there to be read
 
     # cut the link: an unsure row answers from the page, degraded
     x, _ = _eval(fleet)
