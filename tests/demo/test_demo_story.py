@@ -167,3 +167,18 @@ def test_demo_serve_keeps_the_fleet_up_behind_the_device_page(
         if process.stdout is not None:
             process.stdout.close()
     assert process.returncode in (0, 130, -signal.SIGINT)
+
+
+def test_demo_serve_on_a_busy_port_says_so_before_the_story(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        ran = tierwise("demo", "--work-dir", str(tmp_path / "demo"), "--serve",
+                       "--serve-port", str(port))  # fmt: skip
+    assert ran.returncode == 2
+    assert f"port {port}" in ran.stderr
+    assert "--serve-port" in ran.stderr
+    assert not (tmp_path / "demo").exists()  # nothing of the story ran

@@ -171,6 +171,8 @@ def demo(
     """
     from tierwise.demo import DemoSettings, run
 
+    if serve:  # before the story: a busy port should not wait for the demo's end
+        _check_port(serve_port)
     settings = DemoSettings(
         zoo_dir=zoo_dir, work_dir=work_dir, seed=seed, requests=requests, force=force,
         network=network, fidelity=fidelity, fidelity_seconds=fidelity_seconds,
@@ -202,6 +204,19 @@ def demo(
     if result.report is not None:
         out_console.print(f"report: {result.report.page}", soft_wrap=True)
     _device_page(settings, serve, serve_port)
+
+
+def _check_port(port: int) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise typer.BadParameter(
+                f"port {port} on 127.0.0.1 cannot be used ({exc.strerror}); pick another",
+                param_hint="--serve-port",
+            ) from exc
 
 
 def _device_page(settings: DemoSettings, serve: bool, port: int) -> None:
