@@ -70,10 +70,14 @@ def rule_name(rule: object | None) -> str | None:
 
 
 def _add(counts: dict[tuple[str, ...], Tally], key: tuple[str, ...], amount: float = 1.0) -> None:
+    _tally(counts, key).value += amount
+
+
+def _tally(counts: dict[tuple[str, ...], Tally], key: tuple[str, ...]) -> Tally:
     tally = counts.get(key)
     if tally is None:
         tally = counts[key] = Tally()
-    tally.value += amount
+    return tally
 
 
 class _Series:
@@ -101,6 +105,24 @@ class _Series:
         self.hedges: dict[tuple[str, ...], Tally] = {}
 
 
+class _First:
+    """The series a first-stage answer adds to, looked up once per workload and tier; its
+    cost series is made at the first cost, as :func:`_add` makes it."""
+
+    __slots__ = ("cost", "costs", "duration", "requests", "tier")
+
+    def __init__(self, series: _Series, tier: str) -> None:
+        self.tier = tier
+        self.requests = _tally(series.requests, (tier, "answered"))
+        self.duration = series.duration_s
+        self.costs = series.cost
+        self.cost: Tally | None = None
+
+    def cost_tally(self) -> Tally:
+        self.cost = _tally(self.costs, (self.tier,))
+        return self.cost
+
+
 class RouterMetrics:
     """The per-request counters of one router. ``cascades`` holds each workload's stages
     as ``(tier, rule name or None)``, cheapest first; ``slo_s`` each workload's p99 target
@@ -113,6 +135,7 @@ class RouterMetrics:
     ) -> None:
         self.slo_s = {w: float(s) for w, s in (slo_s or {}).items() if w in cascades}
         self.workloads = {w: _Series(c, self.slo_s.get(w)) for w, c in cascades.items()}
+        self._first: dict[tuple[str, str], _First] = {}
 
     def _series(self, workload: str) -> _Series:
         series = self.workloads.get(workload)
@@ -132,6 +155,19 @@ class RouterMetrics:
         _add(series.requests, (tier, "degraded" if degraded else "answered"))
         series.duration_s.observe(answer.total_ms / 1000.0)
         self._attempts(series, answer.attempts, route, tier, degraded)
+
+    def answered_first(self, workload: str, tier: str, total_s: float, cost_usd: float) -> None:
+        """Count a request the cascade's first stage answered and accepted, its only
+        attempt: what :meth:`observe` counts for it (the request, its duration, its cost;
+        no escalation, and no stage before it that could have been skipped) with the
+        series looked up once. The router's device path calls this for every answer."""
+        first = self._first.get((workload, tier))
+        if first is None:
+            first = self._first[(workload, tier)] = _First(self._series(workload), tier)
+        first.requests.value += 1.0
+        if cost_usd:
+            (first.cost or first.cost_tally()).value += cost_usd
+        first.duration.observe(total_s)
 
     def failed(
         self,
