@@ -176,14 +176,15 @@ async def test_a_deadline_passed_before_routing_counts_its_wait_in_the_histogram
 
 
 def test_a_first_stage_answer_counts_as_the_general_path_counts_it() -> None:
-    """The device path's shortcut (RouterMetrics.answered_first) leaves every series as
-    RouterMetrics.observe does for the same answer."""
+    """observe's shortcut for an answer the first stage gave and accepted leaves every
+    series as the general walk does for the same answer."""
     from tierwise.router.answer import RoutedAnswer
     from tierwise.router.metrics import RouterMetrics
     from tierwise.router.types import Route, TierDecision
 
     cascade = {"w": [("device", "max_prob"), ("cloud", None)]}
     general, short = RouterMetrics(cascade, {"w": 0.12}), RouterMetrics(cascade, {"w": 0.12})
+    general._first.clear()  # no shortcut: the general walk
     route = Route("w", ("device", "cloud"), (TierDecision("device", True, "kept"),
                                               TierDecision("cloud", True, "kept")))  # fmt: skip
     for total_ms, cost in ((0.4, 8e-9), (130.0, 8e-9), (2.0, 0.0)):
@@ -191,7 +192,7 @@ def test_a_first_stage_answer_counts_as_the_general_path_counts_it() -> None:
         answer = RoutedAnswer("w", route.tiers, attempts, None, "device", None, "answered",
                               total_ms)  # fmt: skip
         general.observe(answer, route)
-        short.answered_first("w", "device", total_ms / 1000.0, cost)
+        short.observe(answer, route)
     a, b = general.workloads["w"], short.workloads["w"]
     assert {k: t.value for k, t in a.requests.items()} == {
         k: t.value for k, t in b.requests.items()

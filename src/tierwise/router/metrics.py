@@ -135,7 +135,10 @@ class RouterMetrics:
     ) -> None:
         self.slo_s = {w: float(s) for w, s in (slo_s or {}).items() if w in cascades}
         self.workloads = {w: _Series(c, self.slo_s.get(w)) for w, c in cascades.items()}
-        self._first: dict[tuple[str, str], _First] = {}
+        #: each workload's first stage, for the shortcut in :meth:`observe`
+        self._first = {
+            (w, c[0][0]): _First(self.workloads[w], c[0][0]) for w, c in cascades.items() if c
+        }
 
     def _series(self, workload: str) -> _Series:
         series = self.workloads.get(workload)
@@ -145,29 +148,28 @@ class RouterMetrics:
 
     def observe(self, answer: RoutedAnswer, route: Route) -> None:
         """Count one routed request (answered, degraded or deferred)."""
-        series = self.workloads.get(answer.workload) or self._series(answer.workload)
+        workload, _, attempts, _, total_ms = answer._detail
+        if len(attempts) == 1 and answer.degraded_reason is None:
+            # the common case on a device: the first stage answered and its rule accepted
+            # it; no escalation, no fallback, no stage before it that was skipped
+            tier, outcome, _, _, cost_usd, _, cause = attempts[0]
+            first = self._first.get((workload, tier))
+            if first is not None and outcome == "answered" and cause is None:
+                first.requests.value += 1.0
+                if cost_usd:
+                    (first.cost or first.cost_tally()).value += cost_usd
+                first.duration.observe(total_ms / 1000.0)
+                return
+        series = self.workloads.get(workload) or self._series(workload)
         if answer.deferred_id is not None:  # the tiers it tried before (no route) count
             _add(series.requests, (NO_TIER, "deferred"))
-            self._attempts(series, answer.attempts, route, NO_TIER, False)
+            self._attempts(series, attempts, route, NO_TIER, False)
             return
         tier = answer.answered_by or NO_TIER
         degraded = answer.degraded_reason is not None
         _add(series.requests, (tier, "degraded" if degraded else "answered"))
-        series.duration_s.observe(answer.total_ms / 1000.0)
-        self._attempts(series, answer.attempts, route, tier, degraded)
-
-    def answered_first(self, workload: str, tier: str, total_s: float, cost_usd: float) -> None:
-        """Count a request the cascade's first stage answered and accepted, its only
-        attempt: what :meth:`observe` counts for it (the request, its duration, its cost;
-        no escalation, and no stage before it that could have been skipped) with the
-        series looked up once. The router's device path calls this for every answer."""
-        first = self._first.get((workload, tier))
-        if first is None:
-            first = self._first[(workload, tier)] = _First(self._series(workload), tier)
-        first.requests.value += 1.0
-        if cost_usd:
-            (first.cost or first.cost_tally()).value += cost_usd
-        first.duration.observe(total_s)
+        series.duration_s.observe(total_ms / 1000.0)
+        self._attempts(series, attempts, route, tier, degraded)
 
     def failed(
         self,

@@ -221,10 +221,6 @@ class Router:
                         meta.workload, tiers, attempts, response, first.name, None, "answered",
                         latency_ms,
                     )  # fmt: skip
-                    if self.sampler is None and self.shadow is None:  # all _done would do
-                        self.metrics.answered_first(meta.workload, first.name, latency_ms / 1e3,
-                                                    first.cost)  # fmt: skip
-                        return routed
                     return self._done(routed, request, meta, route, outputs)
                 best = (first, InferResponse(backend.name, outputs, id=request.id), confidence,
                         latency_ms)  # fmt: skip
