@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from browser_fleet import BrowserFleet, gateway_counts
+from browser_fleet import BrowserFleet, features_model, gateway_counts
 from server_helpers import running_app
 from tierwise.errors import ConfigError
 from tierwise.http.routing import RouteTable
@@ -275,3 +275,28 @@ def test_workloads_that_offer_one_model_hold_one_copy(fleet: BrowserFleet) -> No
     assert len({m.sha256 for m in same}) == 1
     assert same[0].blob is same[1].blob is same[2].blob  # one copy in memory
     assert same[0].data == load_zoo(fleet.zoo).model_path("tiny").read_bytes()
+
+
+def test_a_device_model_that_never_read_says_so_each_time_it_is_asked(tmp_path: Path) -> None:
+    """No good model yet: every look (the first, and later ones with the file unchanged)
+    is the same ConfigError naming the file; a good file in its place is then taken."""
+    bad = tmp_path / "device.onnx"
+    bad.write_bytes(b"not an onnx model")
+    plan = Plan.model_validate(
+        {
+            "tiers": {
+                "phone": {"kind": "device", "site": "s", "region": "r", "rtt_p50_ms": 0,
+                          "rtt_p99_ms": 0, "cost_usd_per_inference": 0,
+                          "local": {"model": str(bad)}},
+            },
+            "workloads": {"w": {"privacy": "public", "cascade": [{"tier": "phone"}]}},
+        }
+    )  # fmt: skip
+    models = DevicePage(plan, Policy(plan).skips).models
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="a readable ONNX model") as found:
+            models.current("w")
+        assert str(bad) in str(found.value)
+    good = features_model(tmp_path / "good.onnx")
+    good.replace(bad)
+    assert models.current("w").sha256 == hashlib.sha256(bad.read_bytes()).hexdigest()

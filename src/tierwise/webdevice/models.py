@@ -109,6 +109,7 @@ class _Source:
         self.bundle = bundle
         self.stamp: tuple[int, int, int] | None = None
         self.model: DeviceModel | None = None
+        self.problem: Exception | None = None  # why the last look found no good model
         self.lock = threading.Lock()
 
     @property
@@ -119,30 +120,30 @@ class _Source:
         with self.lock:
             try:
                 st = self.watched.stat()
+            except OSError as exc:  # gone for now: the last good model stays
+                self.problem = exc
+            else:
                 stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-            except OSError as exc:
-                stamp = None
-                problem: Exception = exc
-            if stamp is not None and stamp != self.stamp:
-                try:
-                    model = self._read()
-                except (TierwiseError, OSError, ValueError) as exc:
-                    problem = exc
-                else:
-                    if self.model is not None and model.sha256 != self.model.sha256:
-                        log.info("device model of %s is now %s", self.workload, model.version)
-                    self.model, self.stamp = model, stamp
-                    return model
-                self.stamp = stamp  # not read again until it changes again
-                if self.model is None:
-                    raise ConfigError(f"device model of {self.workload}", "a readable ONNX model",
-                                      f"{self.path}: {problem}")  # fmt: skip
-                log.error("device model of %s: %s; %s stays", self.workload, problem,
-                          self.model.version)  # fmt: skip
+                if stamp != self.stamp:
+                    self.stamp = stamp  # read once per change, good or bad
+                    self._refresh()
             if self.model is None:
                 raise ConfigError(f"device model of {self.workload}", "a readable ONNX model",
-                                  f"{self.path}: {problem}")  # fmt: skip
+                                  f"{self.path}: {self.problem}")  # fmt: skip
             return self.model
+
+    def _refresh(self) -> None:
+        try:
+            model = self._read()
+        except (TierwiseError, OSError, ValueError) as exc:
+            self.problem = exc
+            if self.model is not None:
+                log.error("device model of %s: %s; %s stays", self.workload, exc,
+                          self.model.version)  # fmt: skip
+            return
+        if self.model is not None and model.sha256 != self.model.sha256:
+            log.info("device model of %s is now %s", self.workload, model.version)
+        self.model, self.problem = model, None
 
     def _read(self) -> DeviceModel:
         if not self.bundle:
