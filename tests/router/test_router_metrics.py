@@ -184,7 +184,7 @@ def test_a_first_stage_answer_counts_as_the_general_path_counts_it() -> None:
 
     cascade = {"w": [("device", "max_prob"), ("cloud", None)]}
     general, short = RouterMetrics(cascade, {"w": 0.12}), RouterMetrics(cascade, {"w": 0.12})
-    general._first.clear()  # no shortcut: the general walk
+    general._first_tier.clear()  # no shortcut: the general walk
     route = Route("w", ("device", "cloud"), (TierDecision("device", True, "kept"),
                                               TierDecision("cloud", True, "kept")))  # fmt: skip
     for total_ms, cost in ((0.4, 8e-9), (130.0, 8e-9), (2.0, 0.0)):

@@ -135,10 +135,10 @@ class RouterMetrics:
     ) -> None:
         self.slo_s = {w: float(s) for w, s in (slo_s or {}).items() if w in cascades}
         self.workloads = {w: _Series(c, self.slo_s.get(w)) for w, c in cascades.items()}
-        #: each workload's first stage, for the shortcut in :meth:`observe`
-        self._first = {
-            (w, c[0][0]): _First(self.workloads[w], c[0][0]) for w, c in cascades.items() if c
-        }
+        #: each workload's first stage, and its series once it answered (the shortcut in
+        #: :meth:`observe`; made at the first answer, as :func:`_add` makes series)
+        self._first_tier = {w: c[0][0] for w, c in cascades.items() if c}
+        self._first: dict[tuple[str, str], _First] = {}
 
     def _series(self, workload: str) -> _Series:
         series = self.workloads.get(workload)
@@ -154,6 +154,8 @@ class RouterMetrics:
             # it; no escalation, no fallback, no stage before it that was skipped
             tier, outcome, _, _, cost_usd, _, cause = attempts[0]
             first = self._first.get((workload, tier))
+            if first is None and self._first_tier.get(workload) == tier:
+                first = self._first[(workload, tier)] = _First(self.workloads[workload], tier)
             if first is not None and outcome == "answered" and cause is None:
                 first.requests.value += 1.0
                 if cost_usd:
