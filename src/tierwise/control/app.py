@@ -44,6 +44,7 @@ from tierwise.http.asgi import (
     Scope,
     Send,
     body_headers,
+    header_of,
     read_json_object,
     run_lifespan,
 )
@@ -268,9 +269,8 @@ class ControlApp:
             return 304, b"", []
         etag = self.desired.etag(document)
         headers = [*JSON_HEADERS, (b"etag", etag.encode())]
-        for key, value in request.scope["headers"]:
-            if key == b"if-none-match" and value.decode("latin-1") == etag:
-                return 304, b"", headers
+        if header_of(request.scope, b"if-none-match") == etag.encode("latin-1"):
+            return 304, b"", headers
         return 200, orjson.dumps(document), headers
 
     # -- nodes -----------------------------------------------------------------------

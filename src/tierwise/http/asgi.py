@@ -30,6 +30,7 @@ __all__ = [
     "Send",
     "body_headers",
     "error_body",
+    "header_of",
     "read_body",
     "read_json_object",
     "response_headers",
@@ -68,6 +69,16 @@ def error_body(exc: BaseException) -> Reply:
 
 
 _HEADER_LENGTH_KEY = HEADER_LENGTH_HEADER.lower().encode()
+
+
+def header_of(scope: Scope, name: bytes) -> bytes | None:
+    """The value of the request's header ``name`` (lowercase, as ASGI gives names), if
+    it sent one."""
+    for key, value in scope["headers"]:
+        if key == name:
+            found: bytes = value
+            return found
+    return None
 
 
 def body_headers(scope: Scope) -> tuple[int | None, int | None]:

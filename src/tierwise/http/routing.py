@@ -40,6 +40,7 @@ from tierwise.http.asgi import (
     Reply,
     Send,
     error_body,
+    header_of,
     send_response,
 )
 from tierwise.http.asgi import Scope as AsgiScope
@@ -100,11 +101,7 @@ class Request:
 
 def authorization_of(scope: AsgiScope) -> bytes | None:
     """The request's ``Authorization`` header value, if it sent one."""
-    for key, value in scope["headers"]:
-        if key == b"authorization":
-            found: bytes = value
-            return found
-    return None
+    return header_of(scope, b"authorization")
 
 
 @dataclass(frozen=True, slots=True)

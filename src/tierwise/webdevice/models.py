@@ -257,6 +257,7 @@ class DeviceModels:
         """The workload's model now; 404 when it has none (with why)."""
         source = self._sources.get(workload)
         if source is None:
-            why = self._absent.get(workload, "the plan has no such workload")
+            known = ", ".join(sorted(self.plan.workloads))
+            why = self._absent.get(workload, f"the plan has no such workload (it has {known})")
             raise HttpError(404, f"workload {workload!r} has no device model: {why}")
         return source.current()

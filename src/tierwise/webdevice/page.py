@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from tierwise.errors import ConfigError, HttpError
-from tierwise.http.asgi import JSON_HEADERS, Reply
+from tierwise.http.asgi import JSON_HEADERS, Reply, header_of
 from tierwise.http.routing import Request, Route
 from tierwise.planfile.schema import Plan
 from tierwise.telemetry.device import DEVICE_TELEMETRY_PATH
@@ -162,13 +162,6 @@ def _load_samples(path: Path | None, plan: Plan) -> bytes | None:
     return orjson.dumps(doc)
 
 
-def _etag_of(request: Request) -> bytes | None:
-    for name, value in request.scope.get("headers", ()):
-        if name == b"if-none-match":
-            return bytes(value)
-    return None
-
-
 class DevicePage:
     """The routes above, for one gateway's plan; ``skips`` is its policy's."""
 
@@ -206,12 +199,12 @@ class DevicePage:
             query = request.scope.get("query_string", b"")
             location = b"/device/" + (b"?" + query if query else b"")
             return 308, b"", [(b"location", location)]
-        return await asyncio.to_thread(self._serve, "index.html", _etag_of(request))
+        return await asyncio.to_thread(self._serve, "index.html", request)
 
     async def _file(self, request: Request) -> Reply:
-        return await asyncio.to_thread(self._serve, request.params["file"], _etag_of(request))
+        return await asyncio.to_thread(self._serve, request.params["file"], request)
 
-    def _serve(self, name: str, seen: bytes | None) -> Reply:
+    def _serve(self, name: str, request: Request) -> Reply:
         """The file (off the event loop: the runtime is tens of megabytes), or 304 when the
         browser's copy, named by its ETag, is still current."""
         if name in _PAGE_FILES:
@@ -235,7 +228,7 @@ class DevicePage:
         if name == "index.html":
             headers.append((b"content-security-policy", _CSP))
             headers.append((b"referrer-policy", b"no-referrer"))
-        if seen == etag:
+        if header_of(request.scope, b"if-none-match") == etag:
             return 304, b"", headers
         return 200, path.read_bytes(), headers
 
@@ -249,9 +242,6 @@ class DevicePage:
         return 200, self.samples, list(JSON_HEADERS)
 
     async def _model_of(self, workload: str) -> DeviceModel:
-        if workload not in self.plan.workloads:
-            known = ", ".join(sorted(self.plan.workloads))
-            raise HttpError(404, f"unknown workload {workload!r}; the plan has {known}")
         # a replaced model is read and hashed here: off the event loop
         return await asyncio.to_thread(self.models.current, workload)
 
