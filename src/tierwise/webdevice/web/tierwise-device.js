@@ -22,20 +22,20 @@ import { escalates, labels, requestConfidence, RuleError, scoreRows } from "./ru
 import { Telemetry } from "./telemetry.js";
 import { IntegrityError, Outbox, OutboxFullError, pruneModels, verifiedModel } from "./store.js";
 import { answerOf, DRAIN_TIMEOUT_MS, drainOutbox, LinkError, post } from "./link.js";
-import { asScoreTensors, encodeRequest } from "./v2.js";
+import { ARRAYS, asScoreTensors, encodeRequest } from "./v2.js";
 
 export { IntegrityError, LinkError, OutboxFullError, RuleError };
 
 const MODEL_CACHE = "tierwise-device-models";
-const ARRAY_OF = {
-  float32: Float32Array,
-  float64: Float64Array,
-  int32: Int32Array,
-  int64: BigInt64Array,
-  uint8: Uint8Array,
-  int8: Int8Array,
-  bool: Uint8Array,
-};
+
+/** An input's values as the typed array of its datatype (copied only when they are not). */
+function typedInput(spec, data) {
+  const Array_ = ARRAYS[spec.datatype];
+  if (Array_ === undefined) {
+    throw new Error(`input '${spec.name}': datatype ${spec.datatype} is not supported in the page`);
+  }
+  return data instanceof Array_ ? data : Array_.from(data);
+}
 
 async function loadRuntime(vendor, { numThreads, preferWebGpu }) {
   let gpu = false;
@@ -217,7 +217,7 @@ export class DeviceTier extends EventTarget {
     const feeds = {};
     for (const input of settings.model.inputs) {
       const dims = concreteDims(input.shape);
-      const Array_ = ARRAY_OF[input.type] ?? Float32Array;
+      const Array_ = ARRAYS[input.datatype] ?? Float32Array;
       feeds[input.name] = { data: new Array_(dims.reduce((a, b) => a * b, 1)), dims };
     }
     return feeds;
@@ -232,10 +232,7 @@ export class DeviceTier extends EventTarget {
         const names = settings.model.inputs.map((i) => i.name).join(", ");
         throw new Error(`input '${spec.name}' is missing; the model takes ${names}`);
       }
-      const Array_ = ARRAY_OF[spec.type];
-      if (Array_ === undefined) throw new Error(`input '${spec.name}': type ${spec.type} is not supported in the page`);
-      const data = given.data instanceof Array_ ? given.data : Array_.from(given.data);
-      feeds[spec.name] = new ort.Tensor(spec.type, data, given.dims);
+      feeds[spec.name] = new ort.Tensor(spec.type, typedInput(spec, given.data), given.dims);
     }
     return feeds;
   }
@@ -391,9 +388,7 @@ export class DeviceTier extends EventTarget {
       name: spec.name,
       datatype: spec.datatype,
       shape: inputs[spec.name].dims,
-      data: inputs[spec.name].data instanceof (ARRAY_OF[spec.type] ?? Float32Array)
-        ? inputs[spec.name].data
-        : (ARRAY_OF[spec.type] ?? Float32Array).from(inputs[spec.name].data),
+      data: typedInput(spec, inputs[spec.name].data),
     }));
     const { body, headers } = encodeRequest({ inputs: tensors, parameters, binary: settings.binary_tensor_data });
     return { path: settings.infer_path, body, headers };

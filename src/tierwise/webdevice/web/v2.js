@@ -8,7 +8,9 @@ import { halfToFloat } from "./rules.js";
 export { halfToFloat };
 export const HEADER_LENGTH = "Inference-Header-Content-Length";
 
-const ARRAYS = {
+/** The typed array holding each V2 datatype's values (FP16 as its raw bits; BOOL as bytes),
+ * which is also what onnxruntime-web's tensors hold. */
+export const ARRAYS = {
   BOOL: Uint8Array,
   UINT8: Uint8Array,
   INT8: Int8Array,
