@@ -12,7 +12,9 @@ one control plane holds.
    Target: p99 <= 50 ms, and no lost state: afterwards every node is in the store with
    the counters of the last heartbeat it was answered for.
 
-Prints one JSON line; exits 1 when a target is missed.
+Prints one JSON line; exits 1 when a target is missed. ``--audit-out FILE`` writes the
+rollback's audit log there, as ``tierwise control audit`` prints it, then each entry's
+evidence as JSON.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ ROLLBACK_SLACK_S = 5.0
 P99_TARGET_S = 0.050
 
 
-def _rollback_time(interval_s: float) -> dict[str, Any]:
+def _rollback_time(interval_s: float, audit_out: Path | None) -> dict[str, Any]:
     from control_fleet import Load, running_fleet
+    from tierwise.control.render import audit_lines
 
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -78,6 +81,11 @@ def _rollback_time(interval_s: float) -> dict[str, Any]:
                 break
             time.sleep(0.05)
         doc = fleet.rollout(rollout)
+        if audit_out is not None:
+            with fleet.client() as client:
+                entries = client.get("/v1/audit", params={"rollout": rollout}).json()["entries"]
+            evidence = [orjson.dumps(e, option=orjson.OPT_SORT_KEYS).decode() for e in entries]
+            audit_out.write_text("\n".join([*audit_lines(entries), "", *evidence]) + "\n")
     seconds = None if reached is None or back is None else back - reached
     return {
         "rollback_s": None if seconds is None else round(seconds, 2),
@@ -265,11 +273,12 @@ def main() -> int:
     parser.add_argument("--period-s", type=float, default=10.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--skip-fleet", action="store_true", help="Only the capacity part.")
+    parser.add_argument("--audit-out", type=Path, help="Write the rollback's audit log here.")
     args = parser.parse_args()
     result: dict[str, Any] = {"benchmark": "rollout"}
     misses: list[str] = []
     if not args.skip_fleet:
-        rollback = _rollback_time(args.interval_s)
+        rollback = _rollback_time(args.interval_s, args.audit_out)
         result.update(rollback)
         if rollback["rollback_s"] is None or rollback["rollback_s"] > rollback["rollback_target_s"]:
             misses.append("rollback_s")
