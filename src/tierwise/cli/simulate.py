@@ -95,6 +95,19 @@ def simulate(
     traffic_scale: Annotated[
         float, typer.Option(help="Multiply the spec's traffic (a fleet grown N times).")
     ] = 1.0,
+    autoscale: Annotated[
+        bool,
+        typer.Option(
+            help="Cloud pools with a ceiling (max_node_count) follow their load; off: sized "
+            "for the busiest hour all day."
+        ),
+    ] = True,
+    scale_up_s: Annotated[
+        float, typer.Option(help="Seconds from a cloud pool's load rising to its new servers.")
+    ] = 120.0,
+    scale_down_s: Annotated[
+        float, typer.Option(help="Seconds servers no longer needed stay up.")
+    ] = 300.0,
     out: Annotated[
         Path | None, typer.Option("-o", "--out", help="Folder to write simulation.json to.")
     ] = None,
@@ -113,7 +126,8 @@ def simulate(
         raise ConfigError("--plan", "the plan.yaml to simulate")
     try:
         settings = SimSettings(hours=hours, start_hour=start_hour, seed=seed,
-                               traffic_scale=traffic_scale)  # fmt: skip
+                               traffic_scale=traffic_scale, autoscale=autoscale,
+                               scale_up_s=scale_up_s, scale_down_s=scale_down_s)  # fmt: skip
     except ValidationError as exc:
         raise settings_error("simulate options", exc, SimSettings) from exc
 

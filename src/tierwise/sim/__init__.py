@@ -7,6 +7,7 @@
 - :mod:`tierwise.sim.scenario`: partitions, heat, repricing, bursts, node failures;
 - :mod:`tierwise.sim.inputs`: the plan, spec and profiles as the simulator runs them;
 - :mod:`tierwise.sim.tiers`: what a scenario does to the tiers, and how a tier serves;
+- :mod:`tierwise.sim.scaling`: cloud pools that follow their load, a scale-up late;
 - :mod:`tierwise.sim.engine`: traffic routed by the live router's own
   :class:`~tierwise.router.policy.Policy` through the tiers, queues and links;
 - :mod:`tierwise.sim.results`: per workload and hour, what a user reads;

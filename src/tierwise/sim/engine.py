@@ -46,6 +46,7 @@ from tierwise.sim.breakers import BreakerBook, refine
 from tierwise.sim.core import Simulation
 from tierwise.sim.inputs import SimFleet, SimWorkload
 from tierwise.sim.records import NO_TRAFFIC, Block, SimRun, Traffic, join
+from tierwise.sim.scaling import scaling_outages
 from tierwise.sim.scenario import Scenario
 from tierwise.sim.serve import serve
 from tierwise.sim.tiers import Cut, partition_cuts, scenario_factor, server_outages, tier_states
@@ -97,6 +98,13 @@ def simulate(
     tally = Tally(fleet, names, tier_names, horizon)
     free: dict[str, list[float]] = {t.name: [0.0] * t.servers for t in fleet.tiers.values()}
     outages = server_outages(fleet, scenario, sim, horizon)
+    scaled = {t.name: (t.scaling, t.servers) for t in fleet.tiers.values() if t.scaling}
+    unscaled, servers_up = scaling_outages(
+        scaled, {w.name: w.hourly_rps for w in fleet.workloads.values()}, scenario, horizon,
+        start_hour=s.start_hour, up_s=s.scale_up_s, down_s=s.scale_down_s,
+    )  # fmt: skip
+    for name, spans in unscaled.items():  # a server not up yet is down to the balancer
+        outages[name] = [*outages.get(name, []), *spans]
     kept: list[SimRun] = []
     blocks: list[Block] = []
     routes: dict[tuple[int, str], Route] = {}
@@ -137,7 +145,7 @@ def simulate(
             if int(t0 // 3600) != hour_index:
                 flush()
                 hour_index = int(t0 // 3600)
-            states = tier_states(fleet, scenario, t0, book)
+            states = tier_states(fleet, scenario, t0, book, outages)
             attempts: dict[str, list[np.ndarray]] = {}  # failed deliveries of deferrable work
             seen[b] = states
             first_block = len(blocks)
@@ -218,7 +226,7 @@ def simulate(
     run = join(kept, names, tier_names, horizon) if keep_requests else join(
         [], names, tier_names, horizon)  # fmt: skip
     return replace(run, policy_calls=calls, routes=routes, states=seen, blocks_s=starts,
-                   tally=tally)  # fmt: skip
+                   tally=tally, servers_up=servers_up)  # fmt: skip
 
 
 def _rows(sim: Simulation, workload: SimWorkload, n: int) -> np.ndarray:

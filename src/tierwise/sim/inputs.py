@@ -8,8 +8,10 @@ times by batch size), gathered per router tier and per workload.
   of the profile's p99 over its p50.
 - Device tiers run on each device, one request at a time and without a shared queue;
   edge tiers run ``node_count x max_replicas_per_node`` servers per site, for every site
-  of their place; cloud tiers run at least ``node_count`` servers and as many more, up
-  to ``max_node_count``, as the busiest hour needs at ``target_utilization``.
+  of their place; a cloud tier with a ceiling (``max_node_count``) follows its load, a
+  scale-up taking ``scale_up_s`` (:mod:`tierwise.sim.scaling`), or with ``autoscale``
+  off runs as many servers as the busiest hour needs at ``target_utilization``; a cloud
+  tier without a ceiling runs ``node_count`` (times replicas per node).
 - Each server batches as the tier server does (``max_batch``, ``max_delay_ms``) and
   refuses past ``max_queue`` waiting requests.
 - With a calibration's per-row outcomes (:mod:`tierwise.sim.rows`) each request is a
@@ -41,6 +43,7 @@ from tierwise.plan.perf import Estimate, ProfileCatalog
 from tierwise.planfile.schema import Plan
 from tierwise.router.health import BreakerSettings
 from tierwise.sim.rows import CalibrationRows, RowOutcomes, workload_rows
+from tierwise.sim.scaling import Scaling
 from tierwise.spec import FleetSpec
 
 __all__ = ["SimFleet", "SimSettings", "SimTier", "SimWorkload", "sim_fleet"]
@@ -60,6 +63,19 @@ class SimSettings(BaseModel):
     max_delay_ms: float = Field(default=0.0, ge=0, le=10_000)
     max_queue: int = Field(default=512, ge=1)
     target_utilization: float = Field(default=0.7, gt=0, le=1)
+    autoscale: bool = Field(
+        default=True,
+        description="cloud tiers with a ceiling follow their load (off: sized for the "
+        "busiest hour all day)",
+    )
+    scale_up_s: float = Field(
+        default=120.0, ge=0, le=86400,
+        description="from a cloud tier's load rising to its new servers serving",
+    )  # fmt: skip
+    scale_down_s: float = Field(
+        default=300.0, ge=0, le=86400,
+        description="how long servers no longer needed stay up before they are removed",
+    )  # fmt: skip
     drain_batch: int = Field(default=16, ge=1, description="outbox items delivered per round")
     spot_replace_s: float = Field(
         default=120.0, gt=0, le=86400, description="until a preempted instance is replaced"
@@ -130,6 +146,8 @@ class SimTier:
     overhead_s: np.ndarray = field(default_factory=lambda: np.zeros(1))
     steady_s: float = 0.0  # a server's own steady work in a one-row batch (in service_s)
     rtt_seed: int | None = None  # draw round trips as the link seeded so does
+    #: how it follows its load (None: ``servers`` all the time)
+    scaling: Scaling | None = None
 
     def throughput_per_s(self, batch: int) -> float:
         """Rows per second one server runs at batch size ``batch``."""
@@ -178,19 +196,22 @@ def _service_table(estimate: Estimate, max_batch: int) -> tuple[np.ndarray, floa
 
 def _servers(
     spec: FleetSpec, spec_tier: str, kind: str, load_rps: float, tier: SimTier, utilization: float
-) -> int:
+) -> tuple[int, int]:
+    """The tier's servers for a load of ``load_rps``, and the fewest it may have."""
     t = spec.tiers[spec_tier]
     capacity = t.capacity
     if kind == "device":
-        return capacity.node_count
+        return capacity.node_count, capacity.node_count
     per_node = capacity.max_replicas_per_node
     if kind == "edge":
         site = spec.sites.get(getattr(t, "site", "") or "")
-        return max(1, capacity.node_count * per_node * (site.site_count if site else 1))
+        count = max(1, capacity.node_count * per_node * (site.site_count if site else 1))
+        return count, count
+    floor = capacity.node_count * per_node
     top = (capacity.max_node_count or capacity.node_count) * per_node
     per_server = tier.throughput_per_s(tier.service_s.size - 1) * utilization
     needed = math.ceil(load_rps / per_server) if per_server > 0 else top
-    return max(capacity.node_count * per_node, min(top, needed))
+    return max(floor, min(top, needed)), floor
 
 
 def sim_fleet(
@@ -290,13 +311,20 @@ def _tier(
         rtt_seed=settings.rtt_seeds.get(name),
     )
     load = 0.0  # the busiest hour's requests reaching the tier
+    shares: dict[str, float] = {}  # of each workload's requests, those reaching the tier
     for w in workloads.values():
         if name in w.cascade:
             share = 1.0
             for earlier in w.cascade[: w.cascade.index(name)]:
                 share *= w.escalate.get(earlier, 0.0)
+            shares[w.name] = share
             load += share * max(w.hourly_rps)
-    servers = settings.servers.get(name) or _servers(
-        spec, spec_tier, spec_t.kind, load, tier, settings.target_utilization
-    )
+    if name in settings.servers:
+        return replace(tier, servers=settings.servers[name])
+    utilization = settings.target_utilization
+    servers, floor = _servers(spec, spec_tier, spec_t.kind, load, tier, utilization)
+    top = (spec_t.capacity.max_node_count or 0) * spec_t.capacity.max_replicas_per_node
+    if settings.autoscale and spec_t.kind == "cloud" and top > floor:
+        per_server = tier.throughput_per_s(tier.service_s.size - 1) * utilization
+        return replace(tier, servers=top, scaling=Scaling(floor, per_server, shares))
     return replace(tier, servers=servers)

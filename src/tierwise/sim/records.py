@@ -42,6 +42,8 @@ class SimRun:
     states: dict[int, dict[str, TierState]] = field(default_factory=dict)  # what it saw
     blocks_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the blocks' starts
     tally: Any = None  # the run's figures (a tierwise.sim.results.Tally)
+    #: per autoscaled tier: (time s, servers up from then on) (tierwise.sim.scaling)
+    servers_up: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
 
 
 @dataclass

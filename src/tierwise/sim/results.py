@@ -194,6 +194,7 @@ def summarize(run: SimRun, fleet: SimFleet) -> dict[str, Any]:
                 "spec_tier": t.spec_tier,
                 "variant": t.variant,
             }
+            | _scaled(run.servers_up.get(name), t.scaling, tally.hours)
             for name, t in fleet.tiers.items()
         },
         "workloads": {},
@@ -205,6 +206,19 @@ def summarize(run: SimRun, fleet: SimFleet) -> dict[str, Any]:
             hours.append({"hour": hour, **(figures or _figures_empty())})
         out["workloads"][name] = {"total": tally.total(wi), "by_hour": hours}
     return out
+
+
+def _scaled(timeline: list[tuple[float, int]] | None, scaling: Any, hours: int) -> dict[str, Any]:
+    """An autoscaled tier's fewest servers and the most it had up in each hour."""
+    if scaling is None or not timeline:
+        return {}
+    by_hour = []
+    for h in range(hours):
+        begin, end = h * 3600.0, (h + 1) * 3600.0
+        at_start = [n for t, n in timeline if t <= begin][-1:]  # up as the hour begins
+        during = [n for t, n in timeline if begin < t < end]
+        by_hour.append(max(at_start + during, default=scaling.floor))
+    return {"servers_min": scaling.floor, "autoscaled": True, "servers_by_hour": by_hour}
 
 
 def _figures_empty() -> dict[str, Any]:

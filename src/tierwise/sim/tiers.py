@@ -14,7 +14,7 @@ servers are up, and how a tier serves the calls that reach it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,13 +40,18 @@ __all__ = [
 
 
 def tier_states(
-    fleet: SimFleet, scenario: Scenario, time_s: float, breakers: Any = None
+    fleet: SimFleet,
+    scenario: Scenario,
+    time_s: float,
+    breakers: Any = None,
+    outages: Mapping[str, Sequence[Outage]] | None = None,
 ) -> dict[str, TierState]:
     """The tiers' state at ``time_s`` as the router would observe it: unhealthy while
-    every server is down, its breaker open as ``breakers`` (a
-    :class:`~tierwise.sim.breakers.BreakerBook`) says (a partition is not seen, only its
-    failed calls), thermal offload during heat, and the p99 of a call at light load
-    (service plus round trip) as its latency window would read."""
+    every server is down (as ``outages`` say, else as the node failures do), its breaker
+    open as ``breakers`` (a :class:`~tierwise.sim.breakers.BreakerBook`) says (a
+    partition is not seen, only its failed calls), thermal offload during heat, and the
+    p99 of a call at light load (service plus round trip) as its latency window would
+    read."""
     states = {}
     for name, tier in fleet.tiers.items():
         names = (name, tier.spec_tier)
@@ -59,6 +64,9 @@ def tier_states(
                 heat = True
             elif event.kind == "node_failure":
                 failed += event.nodes or 0
+        if outages is not None:
+            out = {j for j, begin, end in outages.get(name, ()) if begin <= time_s < end}
+            failed = len(out)
         if tier.remote and failed >= tier.servers:
             down = True  # every server failed: the router finds none
         p99_ms = 1000.0 * float(tier.service_s[1]) * float(np.exp(tier.sigma * Z99))
