@@ -22,14 +22,15 @@ are cut finer in and after a partition (:func:`refine`).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from tierwise.router.health import BreakerSettings, CircuitBreaker
+from tierwise.sim.records import Block
 from tierwise.sim.tiers import Cut
 
-__all__ = ["BreakerBook", "refine"]
+__all__ = ["BreakerBook", "feed", "refine"]
 
 #: the routing grid in and after a partition, at most
 STEP_S = 1.0
@@ -133,3 +134,38 @@ def refine(
         return starts
     grid = np.concatenate([starts, *extra])
     return np.unique(grid[(grid >= 0.0) & (grid < horizon_s)])
+
+
+def feed(
+    book: BreakerBook, cuts: Mapping[str, list[Cut]], blocks: Sequence[Block],
+    tier_names: tuple[str, ...], attempts: Mapping[str, list[np.ndarray]],
+) -> None:  # fmt: skip
+    """Tell the breakers of partitioned tiers about the calls these blocks' requests
+    would make (and the ``attempts`` to deliver deferrable work), in the order they are
+    made, and mark in each block the calls a breaker keeps out."""
+    for tier in cuts:
+        t = tier_names.index(tier)
+        calls = [
+            (i, np.flatnonzero((b.exit >= b.route.index(t)) & ~np.isnan(b.release)))
+            for i, b in enumerate(blocks)
+            if t in b.route
+        ]
+        extra = attempts.get(tier, [])
+        times = [blocks[i].release[rows] for i, rows in calls] + extra
+        if not times:
+            continue
+        # whose call each is: (block, row), or (-1, 0) for a delivery attempt
+        owner = np.concatenate(
+            [np.full(r.size, i) for i, r in calls] + [np.full(a.size, -1) for a in extra]
+        )
+        which = np.concatenate(
+            [r for _, r in calls] + [np.zeros(a.size, dtype=np.int64) for a in extra]
+        )
+        at = np.concatenate(times)
+        order = np.argsort(at, kind="stable")
+        kept = np.empty(at.size, dtype=bool)
+        kept[order] = book.record(tier, at[order])
+        for i, _ in calls:
+            mask = np.zeros(blocks[i].arrival.size, dtype=bool)
+            mask[which[owner == i]] = kept[owner == i]
+            blocks[i].kept_out[t] = mask

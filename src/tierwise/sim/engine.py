@@ -42,14 +42,15 @@ import numpy as np
 from tierwise.errors import ConfigError, DeadlineExceededError
 from tierwise.router.policy import Policy
 from tierwise.router.types import RequestMeta, Route, TierState
-from tierwise.sim.breakers import BreakerBook, refine
+from tierwise.sim.breakers import BreakerBook, feed, refine
 from tierwise.sim.core import Simulation
 from tierwise.sim.inputs import SimFleet, SimWorkload
 from tierwise.sim.records import NO_TRAFFIC, Block, SimRun, Traffic, join
-from tierwise.sim.scaling import scaling_outages
+from tierwise.sim.scaling import fleet_outages
 from tierwise.sim.scenario import Scenario
 from tierwise.sim.serve import serve
-from tierwise.sim.tiers import Cut, partition_cuts, scenario_factor, server_outages, tier_states
+from tierwise.sim.sites import Group, site_groups
+from tierwise.sim.tiers import Cut, partition_cuts, scenario_factor, tier_states
 
 __all__ = ["SimRun", "Traffic", "block_starts", "simulate"]
 
@@ -86,43 +87,44 @@ def simulate(
     names = tuple(fleet.workloads)
     tier_names = tuple(fleet.tiers)
     index = {t: i for i, t in enumerate(tier_names)}
-    cuts = partition_cuts(fleet, scenario, horizon)
-    book = BreakerBook(cuts, s.breaker, {t.name: t.timeout_s for t in fleet.tiers.values()})
+    # requests whose routers see the same links: one group unless some sites are cut
+    groups = site_groups(fleet, scenario, partition_cuts(fleet, scenario, horizon), horizon)
+    timeouts = {t.name: t.timeout_s for t in fleet.tiers.values()}
+    books = [BreakerBook(g.cuts, s.breaker, timeouts) for g in groups]
     grid = block_starts(horizon, s.block_s, scenario)
     grid_end = dict(zip(grid.tolist(), np.append(grid[1:], horizon).tolist(), strict=True))
-    longest_s = max((fleet.tiers[t].timeout_s for t in cuts), default=0.0)
-    starts = refine(grid, cuts, s.breaker.open_s, horizon, longest_s)  # finer near partitions
+    every_cut = {f"{g}/{t}": spans for g, group in enumerate(groups)
+                 for t, spans in group.cuts.items()}  # fmt: skip
+    longest_s = max((timeouts[t] for g in groups for t in g.cuts), default=0.0)
+    starts = refine(grid, every_cut, s.breaker.open_s, horizon, longest_s)  # finer near cuts
     ends = np.append(starts[1:], horizon)
     spent = dict.fromkeys(fleet.plan.workloads, 0.0)
     spent_since: dict[str, float] = {}
-    tally = Tally(fleet, names, tier_names, horizon)
+    tally = Tally(fleet, names, tier_names, horizon, tuple(g.name for g in groups))
     free: dict[str, list[float]] = {t.name: [0.0] * t.servers for t in fleet.tiers.values()}
-    outages = server_outages(fleet, scenario, sim, horizon)
-    scaled = {t.name: (t.scaling, t.servers) for t in fleet.tiers.values() if t.scaling}
-    unscaled, servers_up = scaling_outages(
-        scaled, {w.name: w.hourly_rps for w in fleet.workloads.values()}, scenario, horizon,
-        start_hour=s.start_hour, up_s=s.scale_up_s, down_s=s.scale_down_s,
-    )  # fmt: skip
-    for name, spans in unscaled.items():  # a server not up yet is down to the balancer
-        outages[name] = [*outages.get(name, []), *spans]
+    outages, servers_up = fleet_outages(fleet, scenario, sim, horizon)
     kept: list[SimRun] = []
     blocks: list[Block] = []
     routes: dict[tuple[int, str], Route] = {}
     seen: dict[int, dict[str, TierState]] = {}
-    waiting: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {w: [] for w in names}
+    waiting: dict[tuple[str, int], list[Traffic]] = {
+        (w, g): [] for w in names for g in range(len(groups))
+    }
     links = {t.name: random.Random(t.rtt_seed) for t in fleet.tiers.values()  # noqa: S311
              if t.rtt_seed is not None}  # fmt: skip
     calls = total = 0
     drawn: dict[str, Traffic] = {}
     _check_traffic(fleet, traffic or {}, horizon)
+    labels = {name: _groups(sim, groups, name, times.size)
+              for name, (times, _) in (traffic or {}).items()}  # fmt: skip
     given = sum(times.size for times, _ in (traffic or {}).values())
     if given > s.max_requests:
         raise ConfigError("max_requests", f"a run of at most {s.max_requests} requests", given)
     hour_index = 0
 
     def serve_hour(hour: list[Block], number: int) -> None:
-        part = serve(fleet, sim, hour, names, tier_names, horizon, free, (outages, cuts),
-                     links)  # fmt: skip
+        part = serve(fleet, sim, hour, names, tier_names, horizon, free,
+                     (outages, [g.cuts for g in groups]), links)  # fmt: skip
         tally.add(part, number)
         if keep_requests:
             kept.append(part)
@@ -145,9 +147,9 @@ def simulate(
             if int(t0 // 3600) != hour_index:
                 flush()
                 hour_index = int(t0 // 3600)
-            states = tier_states(fleet, scenario, t0, book, outages)
-            attempts: dict[str, list[np.ndarray]] = {}  # failed deliveries of deferrable work
-            seen[b] = states
+            views = [tier_states(fleet, scenario, t0, book, outages) for book in books]
+            attempts: list[dict[str, list[np.ndarray]]] = [{} for _ in groups]  # deliveries
+            seen[b] = views[0]
             first_block = len(blocks)
             for name, config in fleet.plan.workloads.items():  # a new budget period: nothing spent
                 period = config.period_s
@@ -171,54 +173,74 @@ def simulate(
                         )  # fmt: skip
                     times = np.sort(sim.stream(f"times/{name}").uniform(t0, grid_end[t0], n))
                     drawn[name] = (times, _rows(sim, workload, n))
+                    labels[name] = _groups(sim, groups, name, n)
             for wi, name in enumerate(names):
-                workload = fleet.workloads[name]
                 given_at, given_rows = (traffic or drawn).get(name, NO_TRAFFIC)
+                given_groups = labels.get(name, NO_TRAFFIC[1])
                 if traffic is None and t0 in grid_end and grid_end[t0] == t1:
-                    arrival, rows = given_at, given_rows  # the whole block of the grid
+                    lo, hi = 0, given_at.size  # the whole block of the grid
                 else:
                     lo, hi = np.searchsorted(given_at, [t0, t1])
-                    arrival, rows = given_at[lo:hi], given_rows[lo:hi]
-                n = arrival.size
-                try:
-                    route = policy.route(
-                        RequestMeta(name, received_s=t0), now_s=t0, tiers=states, spent_usd=spent
-                    )
-                except DeadlineExceededError:  # cannot happen for a fresh request; be safe
-                    route = Route(name, (), (), None, None, "deadline")
-                calls += 1
-                routes[(b, name)] = route
-                release = arrival.copy()
-                deferred = np.zeros(n, dtype=bool)
-                deferrable = fleet.plan.workloads[name].urgency == "deferrable"
-                # deferrable work whose route meets a cut fails its delivery: the outbox keeps it
-                blocked = [t for t in route.tiers if _cut_at(cuts.get(t, ()), t0)] if deferrable \
-                    else []  # fmt: skip
-                for tier in blocked:
-                    attempts.setdefault(tier, []).append(arrival)
-                if route.defer_until_s is not None or blocked or (not route.tiers and deferrable):
-                    waiting[name].append((arrival, rows))
-                    tally.depth(wi, hour_index, sum(a.size for a, _ in waiting[name]))
-                    continue
-                # deferred work released now: routed afresh with this block's route
-                held = waiting[name]
-                if held and route.tiers:
-                    old = np.concatenate([a for a, _ in held])
-                    rows = np.concatenate([*(r for _, r in held), rows])
-                    waiting[name] = []
-                    arrival = np.concatenate((old, arrival))
-                    release = np.concatenate((_drained(fleet, route, old.size, t0), release))
-                    deferred = np.concatenate((np.ones(old.size, dtype=bool), deferred))
-                blocks.append(_paths(fleet, sim, wi, name, route, (arrival, rows), release,
-                                     deferred, index, scenario, t0))  # fmt: skip
-                spent[name] += float(blocks[-1].cost.sum())
-            _feed(book, cuts, blocks[first_block:], tier_names, attempts)
-        for name in names:  # still in the outbox when the run ends
-            for arrival, rows in waiting[name]:
+                for g in range(len(groups)):
+                    if len(groups) == 1:
+                        arrival, rows = given_at[lo:hi], given_rows[lo:hi]
+                    elif g and not groups[g].shares.get(name):
+                        continue  # none of the workload's requests come from these sites
+                    else:
+                        mine = np.flatnonzero(given_groups[lo:hi] == g) + lo
+                        arrival, rows = given_at[mine], given_rows[mine]
+                    n = arrival.size
+                    try:
+                        route = policy.route(RequestMeta(name, received_s=t0), now_s=t0,
+                                             tiers=views[g], spent_usd=spent)  # fmt: skip
+                    except DeadlineExceededError:  # cannot happen for a fresh request; be safe
+                        route = Route(name, (), (), None, None, "deadline")
+                    calls += 1
+                    if g == 0:
+                        routes[(b, name)] = route
+                    release = arrival.copy()
+                    deferred = np.zeros(n, dtype=bool)
+                    deferrable = fleet.plan.workloads[name].urgency == "deferrable"
+                    # deferrable work whose route meets a cut fails its delivery: the outbox
+                    # keeps it
+                    cuts = groups[g].cuts
+                    blocked = [t for t in route.tiers if _cut_at(cuts.get(t, ()), t0)] \
+                        if deferrable else []  # fmt: skip
+                    for tier in blocked:
+                        attempts[g].setdefault(tier, []).append(arrival)
+                    held = waiting[(name, g)]
+                    if (
+                        route.defer_until_s is not None
+                        or blocked
+                        or (not route.tiers and deferrable)
+                    ):
+                        held.append((arrival, rows))
+                        depth = sum(a.size for k in range(len(groups)) for a, _ in
+                                    waiting[(name, k)])  # fmt: skip
+                        tally.depth(wi, hour_index, depth)
+                        continue
+                    # deferred work released now: routed afresh with this block's route
+                    if held and route.tiers:
+                        old = np.concatenate([a for a, _ in held])
+                        rows = np.concatenate([*(r for _, r in held), rows])
+                        waiting[(name, g)] = []
+                        arrival = np.concatenate((old, arrival))
+                        release = np.concatenate((_drained(fleet, route, old.size, t0), release))
+                        deferred = np.concatenate((np.ones(old.size, dtype=bool), deferred))
+                    blocks.append(_paths(fleet, sim, wi, name, route, (arrival, rows), release,
+                                         deferred, index, scenario, t0))  # fmt: skip
+                    blocks[-1].group = g
+                    spent[name] += float(blocks[-1].cost.sum())
+            for g, book in enumerate(books):
+                mine_blocks = [bl for bl in blocks[first_block:] if bl.group == g]
+                feed(book, groups[g].cuts, mine_blocks, tier_names, attempts[g])
+        for (name, g), items in waiting.items():  # still in the outbox when the run ends
+            for arrival, rows in items:
                 gone = np.full(arrival.size, np.nan)
                 blocks.append(_paths(fleet, sim, names.index(name), name, None, (arrival, rows),
                                      gone, np.ones(arrival.size, dtype=bool), index, scenario,
                                      horizon))  # fmt: skip
+                blocks[-1].group = g
         flush()
         serving.pop().result()
     finally:
@@ -234,6 +256,16 @@ def _rows(sim: Simulation, workload: SimWorkload, n: int) -> np.ndarray:
     if workload.rows is None:
         return np.full(n, -1, dtype=np.int64)
     drawn: np.ndarray = sim.stream(f"rows/{workload.name}").integers(0, workload.rows.rows, n)
+    return drawn
+
+
+def _groups(sim: Simulation, groups: Sequence[Group], name: str, n: int) -> np.ndarray:
+    """Which group each of ``n`` requests of workload ``name`` is in (all in the first
+    when there is one, without a draw)."""
+    if len(groups) == 1:
+        return np.zeros(n, dtype=np.int64)
+    shares = np.array([g.shares.get(name, 0.0) for g in groups])
+    drawn: np.ndarray = sim.stream(f"groups/{name}").choice(len(groups), n, p=shares / shares.sum())
     return drawn
 
 
@@ -256,41 +288,6 @@ def _check_traffic(fleet: SimFleet, traffic: Mapping[str, Traffic], horizon_s: f
 
 def _cut_at(cuts: Sequence[Cut], time_s: float) -> bool:
     return any(begin <= time_s < end for begin, end, _ in cuts)
-
-
-def _feed(
-    book: BreakerBook, cuts: Mapping[str, list[Cut]], blocks: Sequence[Block],
-    tier_names: tuple[str, ...], attempts: Mapping[str, list[np.ndarray]],
-) -> None:  # fmt: skip
-    """Tell the breakers of partitioned tiers about the calls these blocks' requests
-    would make (and the ``attempts`` to deliver deferrable work), in the order they are
-    made, and mark in each block the calls a breaker keeps out."""
-    for tier in cuts:
-        t = tier_names.index(tier)
-        calls = [
-            (i, np.flatnonzero((b.exit >= b.route.index(t)) & ~np.isnan(b.release)))
-            for i, b in enumerate(blocks)
-            if t in b.route
-        ]
-        extra = attempts.get(tier, [])
-        times = [blocks[i].release[rows] for i, rows in calls] + extra
-        if not times:
-            continue
-        # whose call each is: (block, row), or (-1, 0) for a delivery attempt
-        owner = np.concatenate(
-            [np.full(r.size, i) for i, r in calls] + [np.full(a.size, -1) for a in extra]
-        )
-        which = np.concatenate(
-            [r for _, r in calls] + [np.zeros(a.size, dtype=np.int64) for a in extra]
-        )
-        at = np.concatenate(times)
-        order = np.argsort(at, kind="stable")
-        kept = np.empty(at.size, dtype=bool)
-        kept[order] = book.record(tier, at[order])
-        for i, _ in calls:
-            mask = np.zeros(blocks[i].arrival.size, dtype=bool)
-            mask[which[owner == i]] = kept[owner == i]
-            blocks[i].kept_out[t] = mask
 
 
 def _drained(fleet: SimFleet, route: Route, count: int, time_s: float) -> np.ndarray:

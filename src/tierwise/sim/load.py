@@ -56,7 +56,7 @@ def simulate_files(
     catalog = ProfileCatalog(spec, [load_profiles(p) for p in paths])
     scenario = load_scenario(scenario_path) if scenario_path is not None else Scenario()
     known_tiers = [*plan.tiers, *(t.spec_tier for t in plan.tiers.values() if t.spec_tier)]
-    scenario.check(known_tiers, plan.workloads, str(scenario_path or "scenario"))
+    scenario.check(known_tiers, plan.workloads, str(scenario_path or "scenario"), spec.sites)
     rows = load_calibration_rows(calibration) if calibration is not None else None
     fleet = sim_fleet(plan, spec, catalog, settings, rows)
     run = simulate(fleet, scenario, keep_requests=keep_requests)

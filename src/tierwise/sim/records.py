@@ -42,6 +42,8 @@ class SimRun:
     states: dict[int, dict[str, TierState]] = field(default_factory=dict)  # what it saw
     blocks_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the blocks' starts
     tally: Any = None  # the run's figures (a tierwise.sim.results.Tally)
+    #: int: each request's group (whose routers and partitions; tierwise.sim.sites)
+    group: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     #: per autoscaled tier: (time s, servers up from then on) (tierwise.sim.scaling)
     servers_up: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
 
@@ -65,6 +67,8 @@ class Block:
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     #: per tier index: which requests' calls to it the router's breaker keeps out
     kept_out: dict[int, np.ndarray] = field(default_factory=dict)
+    #: the requests' group: whose routers and partitions (tierwise.sim.sites)
+    group: int = 0
 
 
 def join(
@@ -81,5 +85,5 @@ def join(
         degraded=cat("degraded", bool), deferred=cat("deferred", bool),
         fallbacks=cat("fallbacks", np.int64), cost_usd=cat("cost_usd", float),
         energy_j=cat("energy_j", float), correct=cat("correct", bool), policy_calls=0,
-        routes={},
+        routes={}, group=cat("group", np.int64),
     )  # fmt: skip

@@ -80,9 +80,17 @@ class Tally:
     hour it left the outbox)."""
 
     def __init__(
-        self, fleet: SimFleet, workloads: tuple[str, ...], tiers: tuple[str, ...], horizon_s: float
+        self,
+        fleet: SimFleet,
+        workloads: tuple[str, ...],
+        tiers: tuple[str, ...],
+        horizon_s: float,
+        groups: tuple[str, ...] = ("rest",),
     ) -> None:
         self.fleet = fleet
+        #: per group of sites (tierwise.sim.sites) and workload: requests, answered, degraded
+        self.groups = groups
+        self.by_group = np.zeros((len(groups), len(workloads), 3), dtype=np.int64)
         self.workloads = workloads
         self.tiers = tiers
         self.hours = max(1, int(np.ceil(horizon_s / 3600.0)))
@@ -131,6 +139,13 @@ class Tally:
             latency = (done[ok] - part.release_s[rows][ok]) * 1000.0
             self.hist[wi] += np.bincount(np.searchsorted(_EDGES_MS, latency),
                                          minlength=_EDGES_MS.size + 1)  # fmt: skip
+            if len(self.groups) > 1:
+                group = part.group[rows]
+                answered = ~np.isnan(part.done_s[rows])
+                for g in range(len(self.groups)):
+                    mine = group == g
+                    self.by_group[g, wi] += (int(mine.sum()), int((mine & answered).sum()),
+                                             int((mine & part.degraded[rows]).sum()))  # fmt: skip
             answered_kind = kinds[part.answered_by[rows]]
             for k, kind in enumerate(KINDS):
                 self.shares[wi, k] += int((answered_kind == kind).sum())
@@ -205,6 +220,16 @@ def summarize(run: SimRun, fleet: SimFleet) -> dict[str, Any]:
             hour = (fleet.settings.start_hour + h) % 24
             hours.append({"hour": hour, **(figures or _figures_empty())})
         out["workloads"][name] = {"total": tally.total(wi), "by_hour": hours}
+    if len(tally.groups) > 1:  # some sites were cut: how their requests and the rest's fared
+        keys = ("requests", "answered", "degraded")
+        out["site_groups"] = {
+            group: {
+                name: dict(zip(keys, tally.by_group[g, wi].tolist(), strict=True))
+                for wi, name in enumerate(tally.workloads)
+                if tally.by_group[g, wi, 0]
+            }
+            for g, group in enumerate(tally.groups)
+        }
     return out
 
 

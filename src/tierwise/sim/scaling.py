@@ -22,10 +22,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from tierwise.sim.core import Simulation
 from tierwise.sim.scenario import Scenario
 
-__all__ = ["Scaling", "Timeline", "scaling_outages"]
+if TYPE_CHECKING:
+    from tierwise.sim.inputs import SimFleet
+
+__all__ = ["Scaling", "Timeline", "fleet_outages", "scaling_outages"]
 
 #: (time s, servers up from then on), in time order
 Timeline = list[tuple[float, int]]
@@ -136,3 +141,23 @@ def scaling_outages(
                 timeline.append((at, up))
         timelines[name] = timeline
     return outages, timelines
+
+
+def fleet_outages(
+    fleet: SimFleet, scenario: Scenario, sim: Simulation, horizon_s: float
+) -> tuple[dict[str, list[tuple[int, float, float]]], dict[str, Timeline]]:
+    """Every server's spans out of service over the run: failed, preempted
+    (:func:`~tierwise.sim.tiers.server_outages`) or not up yet in an autoscaled pool; and
+    the servers up over the run of each autoscaled tier."""
+    from tierwise.sim.tiers import server_outages
+
+    s = fleet.settings
+    outages = server_outages(fleet, scenario, sim, horizon_s)
+    scaled = {t.name: (t.scaling, t.servers) for t in fleet.tiers.values() if t.scaling}
+    unscaled, servers_up = scaling_outages(
+        scaled, {w.name: w.hourly_rps for w in fleet.workloads.values()}, scenario, horizon_s,
+        start_hour=s.start_hour, up_s=s.scale_up_s, down_s=s.scale_down_s,
+    )  # fmt: skip
+    for name, spans in unscaled.items():  # a server not up yet is down to the balancer
+        outages[name] = [*outages.get(name, []), *spans]
+    return outages, servers_up

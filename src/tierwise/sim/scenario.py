@@ -4,6 +4,7 @@
 name: bad-tuesday
 events:
   - {kind: partition, tiers: ["store-*"], start: "10:00", end: "10:30"}  # cut from upstream
+  - {kind: partition, sites: [store], instances: 5, start: "11:00", end: "11:20"}  # 5 stores
   - {kind: partition, tiers: [gpu-pool], start: "16:00", end: "16:05", mode: reset}
   - {kind: heat, tiers: [dock-edge], start: "13:00", end: "15:00"}       # thermal offload
   - {kind: price, tiers: [gpu-pool], factor: 2.0, start: "14:00"}        # cloud repriced
@@ -14,11 +15,16 @@ events:
 
 A partition holds calls already on their way until the caller times out
 (``mode: blackhole``, as a cut cable) or refuses them at once (``mode: reset``); either
-way the router routes around the tier while it lasts. Times are ``HH:MM`` (or
-``HH:MM:SS``) from the simulation's start, or seconds; an event without ``end`` lasts to
-the end. ``tiers`` and ``workloads`` are names or shell patterns (``store-*``) of the
-plan's tiers (or the spec tiers they run on) and workloads; a pattern that matches
-nothing is refused with the file and the field named, as is any other mistake.
+way the router routes around the tier while it lasts. One that names ``sites`` (the
+spec's sites, by name or pattern) cuts only those sites, ``instances`` of a site entry's
+identical sites (all by default), from the ``tiers`` it names or else from every remote
+tier not at the site (:mod:`tierwise.sim.sites`): other sites' routers carry on.
+
+Times are ``HH:MM`` (or ``HH:MM:SS``) from the simulation's start, or seconds; an event
+without ``end`` lasts to the end. ``tiers``, ``workloads`` and ``sites`` are names or
+shell patterns (``store-*``) of the plan's tiers (or the spec tiers they run on), its
+workloads and the spec's sites; a pattern that matches nothing is refused with the file
+and the field named, as is any other mistake.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ EventKind = Literal["partition", "heat", "price", "burst", "node_failure", "spot
 _CLOCK = re.compile(r"^(\d{1,3}):([0-5]\d)(?::([0-5]\d(?:\.\d+)?))?$")
 #: what each kind of event needs besides its times
 _NEEDS: dict[str, tuple[str, ...]] = {
-    "partition": ("tiers",),
+    "partition": (),  # tiers or sites
     "heat": ("tiers",),
     "price": ("tiers", "factor"),
     "burst": ("workloads", "factor"),
@@ -80,6 +86,10 @@ class ScenarioEvent(BaseModel):
     end_s: Time | None = None
     tiers: tuple[str, ...] = ()
     workloads: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    instances: int | None = Field(
+        default=None, ge=1, description="a site partition: how many of each entry's sites"
+    )
     factor: float | None = Field(default=None, gt=0, le=1000)
     nodes: int | None = Field(default=None, ge=1)
     rate_per_hour: float | None = Field(default=None, ge=0, le=3600)
@@ -99,7 +109,7 @@ class ScenarioEvent(BaseModel):
                 out[f"{name}_s"] = parse_time_s(out.pop(name), name)
         return out
 
-    @field_validator("tiers", "workloads", mode="before")
+    @field_validator("tiers", "workloads", "sites", mode="before")
     @classmethod
     def _names(cls, value: Any) -> Any:
         return (value,) if isinstance(value, str) else value
@@ -109,6 +119,12 @@ class ScenarioEvent(BaseModel):
         missing = [name for name in _NEEDS[self.kind] if not getattr(self, name)]
         if missing:
             raise ValueError(f"a {self.kind} event needs {' and '.join(missing)}")
+        if self.kind == "partition" and not (self.tiers or self.sites):
+            raise ValueError("a partition event needs tiers or sites (or both)")
+        if (self.sites or self.instances) and self.kind != "partition":
+            raise ValueError(f"sites and instances belong to partition events, not {self.kind}")
+        if self.instances and not self.sites:
+            raise ValueError("instances counts the sites a partition cuts: name the sites")
         if self.end_s is not None and self.end_s <= self.start_s:
             raise ValueError(f"end ({self.end_s:g} s) must come after start ({self.start_s:g} s)")
         return self
@@ -138,21 +154,27 @@ class Scenario(BaseModel):
         out = {e.start_s for e in self.events} | {e.end_s for e in self.events if e.end_s}
         return sorted(out)
 
-    def check(self, tiers: Iterable[str], workloads: Iterable[str], source: str) -> None:
+    def check(
+        self, tiers: Iterable[str], workloads: Iterable[str], source: str,
+        sites: Iterable[str] = (),
+    ) -> None:  # fmt: skip
         """ConfigError naming ``source`` and the field for a pattern that matches no tier
-        (``tiers``: plan tiers and the spec tiers they run on) or no workload."""
+        (``tiers``: plan tiers and the spec tiers they run on), no workload or no site
+        (the spec's)."""
         tier_names, workload_names = sorted(set(tiers)), sorted(set(workloads))
+        site_names = sorted(set(sites))
         for i, event in enumerate(self.events):
             checks = (
                 ("tiers", event.tiers, tier_names),
                 ("workloads", event.workloads, workload_names),
+                ("sites", event.sites, site_names),
             )
             for field, names, known in checks:
                 for pattern in names:
                     if not fnmatch.filter(known, pattern):
                         raise ConfigError(
                             f"{source}: events[{i}].{field}",
-                            f"a name or pattern matching one of {', '.join(known)}",
+                            f"a name or pattern matching one of {', '.join(known) or '(none)'}",
                             pattern,
                         )
 

@@ -17,13 +17,24 @@ from tierwise.sim.tiers import Cut, Outage, run_tier, sent_into
 __all__ = ["serve"]
 
 
-def _crossing(cuts: Sequence[Cut], sent: np.ndarray) -> np.ndarray | None:
-    """Which calls sent at ``sent`` cross the link (a reset partition refuses the others
-    as they are sent); None when all do."""
-    if all(blackhole for _, _, blackhole in cuts):
+def _cut(
+    cuts: Sequence[Mapping[str, list[Cut]]], tier: str, group: np.ndarray, sent: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Which calls to ``tier`` (sent at ``sent`` by requests of ``group``) meet a
+    partition of their group's: held in a blackhole, refused by a reset link; None when
+    none can."""
+    if not any(tier in by_tier for by_tier in cuts):
         return None
-    crossing: np.ndarray = ~sent_into(cuts, sent, blackhole=False)
-    return crossing
+    held = np.zeros(sent.size, dtype=bool)
+    reset = np.zeros(sent.size, dtype=bool)
+    for g, by_tier in enumerate(cuts):
+        spans = by_tier.get(tier)
+        if not spans:
+            continue
+        mine = np.flatnonzero(group == g) if len(cuts) > 1 else np.arange(sent.size)
+        held[mine] = sent_into(spans, sent[mine], blackhole=True)
+        reset[mine] = sent_into(spans, sent[mine], blackhole=False)
+    return held, reset
 
 
 def _answered_right(
@@ -78,15 +89,19 @@ def serve(
     tier_names: tuple[str, ...],
     horizon: float,
     free: dict[str, list[float]],
-    down: tuple[dict[str, list[Outage]], dict[str, list[Cut]]],
+    down: tuple[dict[str, list[Outage]], Sequence[Mapping[str, list[Cut]]]],
     links: Mapping[str, random.Random],
 ) -> SimRun:
+    """Serve an hour's ``blocks``; ``down``: each tier's server outages, and each group's
+    partitions by tier (:mod:`tierwise.sim.sites`; a block's ``group`` says whose)."""
+
     def cat(attr: str, dtype: type | None = None) -> np.ndarray:
         parts = [getattr(b, attr) for b in blocks]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype or float)
 
     sizes = np.array([b.arrival.size for b in blocks], dtype=np.int64)
     workload = np.repeat(np.array([b.workload for b in blocks], dtype=np.int64), sizes)
+    group = np.repeat(np.array([b.group for b in blocks], dtype=np.int64), sizes)
     arrival, release = cat("arrival"), cat("release")
     table = sorted({b.route for b in blocks})  # the distinct routes
     route_id = np.repeat(np.array([table.index(b.route) for b in blocks], dtype=np.int64), sizes)
@@ -120,12 +135,13 @@ def serve(
         rows, positions = rows[order], positions[order]
         sent = ready[rows].copy()
         start = sent.copy()
-        outages, cuts = down[0].get(tier.name, []), down[1].get(tier.name, [])
+        outages = down[0].get(tier.name, [])
+        cut = _cut(down[1], tier.name, group[rows], sent) if tier.remote else None
         # calls the router's breaker keeps out are never made: they fail as they are sent
         skipped = kept_out[t][rows] if t in kept_out else None
         if tier.remote:
             # a reset link refuses a call as it is sent: no round trip
-            crossing = _crossing(cuts, sent)
+            crossing = None if cut is None or not cut[1].any() else ~cut[1]
             if skipped is not None:
                 crossing = ~skipped if crossing is None else crossing & ~skipped
             link = links.get(tier.name)
@@ -141,8 +157,9 @@ def serve(
             order = np.argsort(start, kind="stable")
             rows, positions, start, sent = rows[order], positions[order], start[order], sent[order]
             skipped = skipped[order] if skipped is not None else None
+            cut = (cut[0][order], cut[1][order]) if cut is not None else None
         finish, ran, failed = run_tier(
-            tier, fleet, sim, start, outages, free[tier.name], sent, cuts, skipped
+            tier, fleet, sim, start, outages, free[tier.name], sent, cut, skipped
         )
         overhead = tier.overhead_s
         if overhead.size > 1:  # measured samples: each call draws one
@@ -190,4 +207,5 @@ def serve(
         arrival_s=arrival, release_s=release, done_s=done, answered_by=answered,
         degraded=degraded, deferred=deferred, fallbacks=fallbacks, cost_usd=cost,
         energy_j=energy, correct=correct & (answered >= 0), policy_calls=0, routes={},
+        group=group,
     )  # fmt: skip

@@ -106,13 +106,17 @@ def sent_into(cuts: Sequence[Cut], sent: np.ndarray, *, blackhole: bool) -> np.n
 
 
 def partition_cuts(fleet: SimFleet, scenario: Scenario, horizon_s: float) -> dict[str, list[Cut]]:
-    """Each remote tier's partitions: calls that reach it then fail (see run_tier)."""
+    """Each remote tier's partitions: calls that reach it then fail (see run_tier);
+    partitions of some sites only are their groups' (:mod:`tierwise.sim.sites`)."""
     out: dict[str, list[Cut]] = {}
     for name, tier in fleet.tiers.items():
         cuts = [
             (e.start_s, horizon_s if e.end_s is None else e.end_s, e.mode == "blackhole")
             for e in scenario.events
-            if e.kind == "partition" and tier.remote and e.applies_to((name, tier.spec_tier))
+            if e.kind == "partition"
+            and not e.sites
+            and tier.remote
+            and e.applies_to((name, tier.spec_tier))
         ]
         if cuts:
             out[name] = cuts
@@ -184,15 +188,16 @@ def run_tier(
     outages: list[Outage],
     free: list[float],
     sent: np.ndarray,
-    cuts: Sequence[Cut] = (),
+    cut: tuple[np.ndarray, np.ndarray] | None = None,
     skipped: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """When each call (sorted by ``start``, when it reaches the tier) ends, whether it
     ran on a server, and whether it failed: refused, or slower than the tier's timeout
-    (the caller, who ``sent`` it, gives up at ``sent + timeout_s``); one sent during a
-    partition, ``cuts``, is refused as it is sent or, in a blackhole, given up on; a call
-    ``skipped`` by the router's breaker is never made and fails as it is sent. ``free``
-    holds when each server is free, and is brought up to date."""
+    (the caller, who ``sent`` it, gives up at ``sent + timeout_s``); one sent into a
+    partition (``cut``: which calls met a blackhole, which a reset one) is refused as it
+    is sent or, in a blackhole, given up on; a call ``skipped`` by the router's breaker
+    is never made and fails as it is sent. ``free`` holds when each server is free, and
+    is brought up to date."""
     rng = sim.stream(f"service/{tier.name}")
     jitter = np.exp(tier.sigma * rng.standard_normal(start.size))
     if tier.steady_s > 0:  # the spread is the model's: the server's own work is steady
@@ -203,8 +208,8 @@ def run_tier(
         return finish, np.ones(start.size, dtype=bool), np.zeros(start.size, dtype=bool)
     s = fleet.settings
     server_of = assign(start, tier.servers, outages)
-    held = sent_into(cuts, sent, blackhole=True)  # sent into a blackhole
-    reset = sent_into(cuts, sent, blackhole=False)  # refused as it was sent
+    none = np.zeros(start.size, dtype=bool)
+    held, reset = (none, none) if cut is None else (cut[0].copy(), cut[1].copy())
     server_of[held | reset] = -1
     if skipped is not None:
         server_of[skipped] = -1

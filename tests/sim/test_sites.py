@@ -1,0 +1,120 @@
+"""Partitions of some sites only: one of the two shops loses its uplink while the other,
+and the cloud, carry on. Only the cut shop's router sees its calls fail and its breaker
+open; its own edge box stays reachable; the other shop's requests still reach the cloud.
+On the simulator's test fleet (a model the zoo did not make)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+import yaml
+from sim_helpers import write_fleet
+
+from tierwise.errors import ConfigError
+from tierwise.sim.inputs import SimSettings
+from tierwise.sim.load import Simulated, simulate_files
+
+WINDOW = (330.0, 900.0)  # from 30 s into the cut (the breaker has opened) to its end
+
+
+def _run(folder: Path, events: list[dict[str, Any]], hours: float = 0.4) -> Simulated:
+    path = write_fleet(folder)
+    scenario = folder / "scenario.yaml"
+    scenario.write_text(yaml.safe_dump({"name": "cut", "events": events}))
+    return simulate_files(path, spec_path=None, profiles=[], scenario_path=scenario,
+                          settings=SimSettings(hours=hours))  # fmt: skip
+
+
+def _window(result: Simulated, workload: str, group: int | None = None) -> np.ndarray:
+    run = result.run
+    mask = (run.workload == run.workloads.index(workload)) & (run.arrival_s >= WINDOW[0])
+    mask &= run.arrival_s < WINDOW[1]
+    if group is not None:
+        mask &= run.group == group
+    return np.flatnonzero(mask)
+
+
+def _answered_by(result: Simulated, rows: np.ndarray, tier: str) -> int:
+    return int((result.run.answered_by[rows] == result.run.tiers.index(tier)).sum())
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Simulated]:
+    root = tmp_path_factory.mktemp("sites")
+    cut = {"kind": "partition", "start": "00:05", "end": "00:15"}
+    return {
+        "one_shop": _run(root / "a", [{**cut, "sites": ["sh*"], "instances": 1}]),
+        "every_shop": _run(root / "b", [{**cut, "sites": ["shop"]}]),
+        "cloud": _run(root / "c", [{**cut, "tiers": ["gpu"]}]),
+    }
+
+
+def test_a_cut_shop_degrades_its_own_requests_while_the_other_reaches_the_cloud(
+    runs: dict[str, Simulated],
+) -> None:
+    result = runs["one_shop"]
+    kept, cut = _window(result, "scan", 0), _window(result, "scan", 1)
+    assert kept.size == pytest.approx(cut.size, rel=0.05)  # one of the two shops: half
+    # the other shop's router never saw a failure: the cloud answers its hard requests
+    assert _answered_by(result, kept, "gpu") == pytest.approx(0.1 * kept.size, rel=0.1)
+    assert int(result.run.degraded[kept].sum()) == 0
+    assert int(result.run.fallbacks[kept].sum()) == 0
+    # the cut shop's breaker is open: no call to the cloud, the box's answer stands
+    assert _answered_by(result, cut, "gpu") == 0
+    assert int(result.run.degraded[cut].sum()) == pytest.approx(0.1 * cut.size, rel=0.15)
+    assert _answered_by(result, cut, "box") == pytest.approx(0.4 * cut.size, rel=0.1)
+    assert not np.isnan(result.run.done_s[cut]).any()
+    # the shop's personal data never leaves it: faces is untouched by the cut
+    assert int(result.run.degraded[_window(result, "faces")].sum()) == 0
+    groups = result.summary["site_groups"]
+    assert set(groups) == {"rest", "shop[0:1]"}
+    assert groups["shop[0:1]"]["scan"]["degraded"] > 0
+    assert groups["rest"]["scan"]["degraded"] == 0
+    assert "nightly" not in groups["shop[0:1]"]  # a cloud-only workload has no site
+
+
+def test_cutting_every_shop_is_cutting_the_cloud_for_their_requests(
+    runs: dict[str, Simulated],
+) -> None:
+    every, cloud = runs["every_shop"], runs["cloud"]
+    assert set(every.summary["site_groups"]) == {"rest", "shop"}
+    rows = _window(every, "scan")
+    assert _answered_by(every, rows, "gpu") == 0
+    degraded = int(every.run.degraded[rows].sum())
+    assert degraded == pytest.approx(int(cloud.run.degraded[_window(cloud, "scan")].sum()),
+                                     rel=0.1)  # fmt: skip
+    # after the heal both breakers close again: the cloud answers once more
+    late = np.flatnonzero(every.run.arrival_s >= 1000.0)
+    assert _answered_by(every, late, "gpu") > 0
+    assert int(every.run.degraded[late].sum()) == 0
+
+
+def test_the_same_seed_gives_the_same_bytes_with_a_site_cut(tmp_path: Path) -> None:
+    events = [{"kind": "partition", "sites": ["shop"], "instances": 1, "start": 60, "end": 120,
+               "mode": "reset"}]  # fmt: skip
+    first = _run(tmp_path / "a", events, hours=0.05).summary
+    again = _run(tmp_path / "b", events, hours=0.05).summary
+    first.pop("plan"), again.pop("plan")
+    assert orjson.dumps(first) == orjson.dumps(again)
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"kind": "partition", "sites": ["warehouse-*"]}, "events[0].sites"),
+        ({"kind": "partition", "tiers": ["gpu"], "instances": 2}, "name the sites"),
+        ({"kind": "heat", "tiers": ["box"], "sites": ["shop"]}, "belong to partition events"),
+        ({"kind": "partition"}, "needs tiers or sites"),
+        ({"kind": "partition", "sites": ["shop"], "instances": 0}, "instances"),
+    ],
+)
+def test_bad_site_partitions_name_the_file_and_field(
+    tmp_path: Path, event: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ConfigError, match=r"scenario\.yaml") as info:
+        _run(tmp_path, [event], hours=0.01)
+    assert field in str(info.value)
