@@ -86,6 +86,8 @@ def test_shell_examples_run(tmp_path: Path, shared_zoo_dir: Path) -> None:
     # the README's `tierwise zoo build --out models --seed 0` finds this zoo current and
     # keeps it (building one from scratch is tests/cli/test_cli.py's to check)
     shutil.copytree(shared_zoo_dir, tmp_path / "models")
+    # and `tierwise demo` finds it current in its own folder (the example plans use it)
+    shutil.copytree(shared_zoo_dir, tmp_path / ".tierwise" / "zoo")
     server: subprocess.Popen[bytes] | None = None
     base = ""
     ran = 0
@@ -107,6 +109,10 @@ def test_shell_examples_run(tmp_path: Path, shared_zoo_dir: Path) -> None:
             elif line.startswith("curl"):
                 _run_curl(line, base, tmp_path)
             else:
+                if line == "tierwise demo":
+                    # a short replay: every step of the story runs (the full-length replay
+                    # is the same code, and costs most of a minute more here)
+                    line += " --requests 150"
                 result = subprocess.run(
                     line, shell=True, cwd=tmp_path, env=_env(), capture_output=True,
                     text=True, timeout=300, check=False,

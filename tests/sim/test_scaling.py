@@ -57,6 +57,19 @@ def test_a_burst_scales_up_late_and_a_pool_needed_again_soon_is_kept() -> None:
     assert timelines["gpu"] == [(0.0, 1), (660.0, 3), (1500.0, 1)]
 
 
+def test_a_server_waiting_to_be_removed_is_kept_when_the_load_returns() -> None:
+    scaling = Scaling(floor=1, per_server_rps=10.0, shares={"w": 1.0})
+    events = (  # the second burst begins while the first one's servers wait to go
+        ScenarioEvent(kind="burst", workloads=("w",), factor=3.0, start_s=600.0, end_s=900.0),
+        ScenarioEvent(kind="burst", workloads=("w",), factor=3.0, start_s=1150.0, end_s=1400.0),
+    )
+    _, timelines = scaling_outages(
+        {"gpu": (scaling, 4)}, {"w": (8.0,) * 24}, Scenario(events=events), 3600.0,
+        start_hour=0, up_s=120.0, down_s=300.0,
+    )  # fmt: skip
+    assert timelines["gpu"] == [(0.0, 1), (720.0, 3), (1700.0, 1)]
+
+
 def test_a_pool_needed_from_the_start_is_up_at_once_and_never_above_its_ceiling() -> None:
     scaling = Scaling(floor=2, per_server_rps=1.0, shares={"w": 1.0})
     _, timelines = scaling_outages(

@@ -17,6 +17,7 @@ from sim_helpers import write_fleet
 from tierwise.errors import ConfigError
 from tierwise.sim.inputs import SimSettings
 from tierwise.sim.load import Simulated, simulate_files
+from tierwise.sim.sites import OTHERS
 
 WINDOW = (330.0, 900.0)  # from 30 s into the cut (the breaker has opened) to its end
 
@@ -71,9 +72,9 @@ def test_a_cut_shop_degrades_its_own_requests_while_the_other_reaches_the_cloud(
     # the shop's personal data never leaves it: faces is untouched by the cut
     assert int(result.run.degraded[_window(result, "faces")].sum()) == 0
     groups = result.summary["site_groups"]
-    assert set(groups) == {"rest", "shop[0:1]"}
+    assert set(groups) == {OTHERS, "shop[0:1]"}
     assert groups["shop[0:1]"]["scan"]["degraded"] > 0
-    assert groups["rest"]["scan"]["degraded"] == 0
+    assert groups[OTHERS]["scan"]["degraded"] == 0
     assert "nightly" not in groups["shop[0:1]"]  # a cloud-only workload has no site
 
 
@@ -81,7 +82,7 @@ def test_cutting_every_shop_is_cutting_the_cloud_for_their_requests(
     runs: dict[str, Simulated],
 ) -> None:
     every, cloud = runs["every_shop"], runs["cloud"]
-    assert set(every.summary["site_groups"]) == {"rest", "shop"}
+    assert set(every.summary["site_groups"]) == {OTHERS, "shop"}
     rows = _window(every, "scan")
     assert _answered_by(every, rows, "gpu") == 0
     degraded = int(every.run.degraded[rows].sum())

@@ -1,20 +1,23 @@
 """The simulation: seeded traffic routed by the live :class:`~tierwise.router.policy.Policy`
 through the fleet's tiers, queues and links, under a scenario.
 
-Time runs in blocks (``block_s``, split at every scenario event, and finer in and after
-a partition), the moments between which the fleet's state is constant. At the start of
-each block the tiers' state (a failure of every node makes a tier unhealthy, an open
-breaker keeps it out, heat sets thermal offload), the money spent so far and the prices
-are read, and the live policy routes each
-workload's requests once: within the block every fresh request has the same route, which
-is exactly what :meth:`Policy.route` answers for it (``tests/sim`` checks this against
-calls made request by request). Requests arrive as a Poisson process at the spec's rate
-for the local hour (times a burst's factor), or as replayed; each stage escalates as the
-request's held-out row did, or with the plan's measured probability; and a request whose
-route skips a stage it would have reached is degraded. A deferred request (off-peak or
-spot hours, or no tier reachable for deferrable work) waits in the outbox until its
-route opens, then is routed afresh as the drainer delivers
-it (``drain_batch`` items a round, a round per answer).
+Time runs in blocks (``block_s``, split at every scenario event and every server's
+outage, and finer in and after a partition), the moments between which the fleet's state
+is constant. At the start of each block the tiers' state (every server out, failed,
+preempted or not yet scaled up, makes a tier unhealthy; an open breaker keeps it out;
+heat sets thermal offload), the money spent so far and the prices are read, and the live
+policy routes each workload's requests once per group (the requests of sites that a
+partition of some sites only cuts have their own routers and breakers,
+:mod:`tierwise.sim.sites`; there is one group without such a partition): within the
+block every fresh request of a group has the same route, which is exactly what
+:meth:`Policy.route` answers for it (``tests/sim`` checks this against calls made request
+by request). Requests arrive as a Poisson process at the spec's rate for the local hour
+(times a burst's factor), or as replayed; each stage escalates as the request's held-out
+row did, or with the plan's measured probability; and a request whose route skips a stage
+it would have reached is degraded. A deferred request (off-peak or spot hours, or no tier
+reachable for deferrable work) waits in its group's outbox until its route opens, then is
+routed afresh as the drainer delivers it (``drain_batch`` items a round, a round per
+answer).
 
 Then, an hour at a time, every tier, in the order the routes visit them, serves all the
 requests of the hour that reach it (:mod:`tierwise.sim.serve`): devices without a queue,
@@ -22,7 +25,8 @@ edge and cloud tiers through their servers' batchers. A request reaches a remote
 trip after it leaves the previous stage (drawn from the same :class:`RttModel` the link
 emulator uses) and goes round robin to one of the tier's servers that is up (a
 ``node_failure`` takes servers down for its span, ``spot_preemption`` at random until a
-replacement is up); a call refused (queue full, or no server up) or slower than the
+replacement is up, an autoscaled pool has only the servers its load called for,
+:mod:`tierwise.sim.scaling`); a call refused (queue full, or no server up) or slower than the
 tier's timeout fails over to the next tier of its route, degraded; when none is left,
 the answer of an earlier stage stands (degraded), and a request without one fails. A
 partition is not seen by the router: calls to the cut tier fail until its breaker opens
@@ -97,12 +101,16 @@ def simulate(
                  for t, spans in group.cuts.items()}  # fmt: skip
     longest_s = max((timeouts[t] for g in groups for t in g.cuts), default=0.0)
     starts = refine(grid, every_cut, s.breaker.open_s, horizon, longest_s)  # finer near cuts
+    outages, servers_up = fleet_outages(fleet, scenario, sim, horizon)
+    # a tier's health changes when its last server goes or its first comes back: a block
+    # begins at every server's outage
+    changes = [t for spans in outages.values() for _, a, b in spans for t in (a, b)]
+    starts = np.unique(np.concatenate((starts, [t for t in changes if 0.0 < t < horizon])))
     ends = np.append(starts[1:], horizon)
     spent = dict.fromkeys(fleet.plan.workloads, 0.0)
     spent_since: dict[str, float] = {}
     tally = Tally(fleet, names, tier_names, horizon, tuple(g.name for g in groups))
     free: dict[str, list[float]] = {t.name: [0.0] * t.servers for t in fleet.tiers.values()}
-    outages, servers_up = fleet_outages(fleet, scenario, sim, horizon)
     kept: list[SimRun] = []
     blocks: list[Block] = []
     routes: dict[tuple[int, str], Route] = {}

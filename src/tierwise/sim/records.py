@@ -38,8 +38,11 @@ class SimRun:
     energy_j: np.ndarray
     correct: np.ndarray
     policy_calls: int
-    routes: dict[tuple[int, str], Route]  # (block index, workload): the block's route
-    states: dict[int, dict[str, TierState]] = field(default_factory=dict)  # what it saw
+    #: (block index, workload): the block's route, and the tiers' state the policy saw, as
+    #: the first group's routers saw them (tierwise.sim.sites; when a workload's every
+    #: site is cut, that route took no request)
+    routes: dict[tuple[int, str], Route]
+    states: dict[int, dict[str, TierState]] = field(default_factory=dict)
     blocks_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the blocks' starts
     tally: Any = None  # the run's figures (a tierwise.sim.results.Tally)
     #: int: each request's group (whose routers and partitions; tierwise.sim.sites)

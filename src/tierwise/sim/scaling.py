@@ -92,11 +92,9 @@ def _up_spans(
     for begin, end in wanted:
         start = begin if begin == 0.0 else begin + up_s
         stop = horizon_s if end >= horizon_s else min(horizon_s, end + down_s)
-        if start >= stop:
-            continue
-        if spans and start <= spans[-1][1]:  # asked again before it was removed
+        if spans and begin <= spans[-1][1]:  # needed again before it was removed: kept
             spans[-1] = (spans[-1][0], max(stop, spans[-1][1]))
-        else:
+        elif start < stop:
             spans.append((start, stop))
     return spans
 
@@ -147,8 +145,9 @@ def fleet_outages(
     fleet: SimFleet, scenario: Scenario, sim: Simulation, horizon_s: float
 ) -> tuple[dict[str, list[tuple[int, float, float]]], dict[str, Timeline]]:
     """Every server's spans out of service over the run: failed, preempted
-    (:func:`~tierwise.sim.tiers.server_outages`) or not up yet in an autoscaled pool; and
-    the servers up over the run of each autoscaled tier."""
+    (:func:`~tierwise.sim.tiers.server_outages`; not counted while the server is not up)
+    or not up in an autoscaled pool; and the servers up over the run of each autoscaled
+    tier."""
     from tierwise.sim.tiers import server_outages
 
     s = fleet.settings
@@ -159,5 +158,11 @@ def fleet_outages(
         start_hour=s.start_hour, up_s=s.scale_up_s, down_s=s.scale_down_s,
     )  # fmt: skip
     for name, spans in unscaled.items():  # a server not up yet is down to the balancer
-        outages[name] = [*outages.get(name, []), *spans]
+        # a failure or preemption of a server that is not up takes nothing away
+        failures = [
+            (j, begin, end)
+            for j, begin, end in outages.get(name, [])
+            if not any(k == j and a <= begin < b for k, a, b in spans)
+        ]
+        outages[name] = [*failures, *spans]
     return outages, servers_up

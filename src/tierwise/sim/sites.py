@@ -5,7 +5,7 @@ A partition event that names ``sites`` cuts those sites (by name or pattern, as 
 names them) from the tiers it names, or, naming none, from every remote tier that is not
 at the site itself (the cloud, other sites' edge boxes): the site's own edge boxes stay
 reachable from its devices. ``instances: N`` cuts only N of a site entry's
-``site_count`` identical sites (all of them by default).
+``site_count`` identical sites (all of them by default, and at most all of them).
 
 Each site runs its own router, so only the routers of the cut sites see their calls fail
 and their breakers open. The simulator therefore splits traffic into **groups**: the
@@ -27,7 +27,10 @@ from tierwise.sim.scenario import Scenario, ScenarioEvent
 from tierwise.sim.tiers import Cut
 from tierwise.spec.queries import workload_origin
 
-__all__ = ["Group", "site_groups"]
+__all__ = ["OTHERS", "Group", "site_groups"]
+
+#: the first group's name: every request no site partition cuts (no spec site is named so)
+OTHERS = "(other sites)"
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ def site_groups(
     """The groups of a run (see the module docstring); ``base``: the cuts of whole tiers,
     which every group meets."""
     events = [e for e in scenario.events if e.kind == "partition" and e.sites]
-    rest = Group("rest", base)
+    rest = Group(OTHERS, base)
     if not events:
         return [rest]
     origins = {
@@ -71,7 +74,7 @@ def site_groups(
         if name in fleet.spec.workloads
     }
     groups = [rest]
-    taken: dict[str, float] = {}
+    uncut: dict[str, float] = {}  # per workload: the share from sites no event cuts
     for site_name, site in fleet.spec.sites.items():
         mine = [e for e in events if any(fnmatch.fnmatch(site_name, p) for p in e.sites)]
         if not mine:
@@ -79,6 +82,8 @@ def site_groups(
         count = site.site_count
         reach = {id(e): min(count, e.instances or count) for e in mine}
         edges = sorted({0, count, *reach.values()})
+        top = max(reach.values())
+        uncut.update({w: (count - top) / count for w, o in origins.items() if o == site_name})
         for low, high in itertools.pairwise(edges):
             cutting = [e for e in mine if reach[id(e)] > low]
             if not cutting:
@@ -92,9 +97,7 @@ def site_groups(
                     )
             share = (high - low) / count
             shares = {w: share for w, origin in origins.items() if origin == site_name}
-            for workload in shares:
-                taken[workload] = taken.get(workload, 0.0) + share
             label = site_name if (low, high) == (0, count) else f"{site_name}[{low}:{high}]"
             groups.append(Group(label, cuts, shares))
-    rest.shares.update({w: 1.0 - taken.get(w, 0.0) for w in fleet.workloads})
+    rest.shares.update({w: uncut.get(w, 1.0) for w in fleet.workloads})
     return groups

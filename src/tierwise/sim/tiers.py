@@ -208,8 +208,10 @@ def run_tier(
         return finish, np.ones(start.size, dtype=bool), np.zeros(start.size, dtype=bool)
     s = fleet.settings
     server_of = assign(start, tier.servers, outages)
-    none = np.zeros(start.size, dtype=bool)
-    held, reset = (none, none) if cut is None else (cut[0].copy(), cut[1].copy())
+    if cut is None:
+        held, reset = np.zeros(start.size, dtype=bool), np.zeros(start.size, dtype=bool)
+    else:
+        held, reset = cut[0].copy(), cut[1].copy()
     server_of[held | reset] = -1
     if skipped is not None:
         server_of[skipped] = -1
