@@ -112,10 +112,12 @@ def _profiles() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def write_fleet(folder: Path, plan: dict[str, Any] | None = None) -> Path:
+def write_fleet(
+    folder: Path, plan: dict[str, Any] | None = None, *, fleet: dict[str, Any] | None = None
+) -> Path:
     """Write fleet.yaml, plan.yaml and profiles.json into ``folder``; the plan's path."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "fleet.yaml").write_text(yaml.safe_dump(FLEET, sort_keys=False))
+    (folder / "fleet.yaml").write_text(yaml.safe_dump(fleet or FLEET, sort_keys=False))
     (folder / "profiles.json").write_bytes(orjson.dumps(_profiles()))
     path = folder / "plan.yaml"
     path.write_text(yaml.safe_dump(plan or PLAN, sort_keys=False))

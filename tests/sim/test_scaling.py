@@ -160,3 +160,31 @@ def test_the_cli_takes_the_scaling_settings(tmp_path: Path) -> None:
         ok = subprocess.run([*cli, "--json", *flags], capture_output=True, text=True, timeout=60)
         assert ok.returncode == 0, ok.stderr
         assert ("autoscaled" in orjson.loads(ok.stdout)["tiers"]["gpu"]) is scaled
+
+
+def test_a_pool_whose_only_server_is_preempted_is_unhealthy_from_that_moment(
+    tmp_path: Path,
+) -> None:
+    path = write_fleet(tmp_path)
+    scenario = tmp_path / "spot.yaml"
+    scenario.write_text(yaml.safe_dump({"name": "spot", "events": [
+        {"kind": "spot_preemption", "tiers": ["gpu"], "rate_per_hour": 30}]}))  # fmt: skip
+    settings = SimSettings(hours=0.5, servers={"gpu": 1}, spot_replace_s=30.0)
+    result = simulate_files(path, spec_path=None, profiles=[], scenario_path=scenario,
+                            settings=settings)  # fmt: skip
+    run = result.run
+    down = [float(run.blocks_s[b]) for b, states in run.states.items()
+            if not states["gpu"].healthy]  # fmt: skip
+    assert down  # about 15 preemptions in half an hour
+    # each outage begins a block of its own: not at the next minute of the routing grid
+    assert any(t % 60.0 for t in down)
+    # while the pool is down, the router keeps scan's hard requests on the box (degraded)
+    # instead of sending them to a pool that refuses them
+    scan = run.workloads.index("scan")
+    gpu = run.tiers.index("gpu")
+    starts = np.asarray(run.blocks_s)
+    block = np.searchsorted(starts, run.arrival_s, side="right") - 1
+    unhealthy = np.isin(starts[block], down) & (run.workload == scan)
+    assert unhealthy.any()
+    assert not (run.answered_by[unhealthy] == gpu).any()
+    assert int(run.fallbacks[unhealthy].sum()) == 0

@@ -5,6 +5,7 @@ On the simulator's test fleet (a model the zoo did not make)."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 import orjson
 import pytest
 import yaml
-from sim_helpers import write_fleet
+from sim_helpers import FLEET, write_fleet
 
 from tierwise.errors import ConfigError
 from tierwise.sim.inputs import SimSettings
@@ -119,3 +120,23 @@ def test_bad_site_partitions_name_the_file_and_field(
     with pytest.raises(ConfigError, match=r"scenario\.yaml") as info:
         _run(tmp_path, [event], hours=0.01)
     assert field in str(info.value)
+
+
+def test_many_cuts_of_one_site_entry_split_its_sites_without_losing_any(tmp_path: Path) -> None:
+    fleet = copy.deepcopy(FLEET)
+    fleet["sites"]["shop"]["site_count"] = 10
+    path = write_fleet(tmp_path, fleet=fleet)
+    scenario = tmp_path / "scenario.yaml"
+    events = [{"kind": "partition", "sites": ["shop"], "instances": n, "start": 10 * i,
+               "end": 10 * i + 30} for i, n in enumerate((4, 6, 9, 10, 12))]  # fmt: skip
+    scenario.write_text(yaml.safe_dump({"name": "cuts", "events": events}))
+    result = simulate_files(path, spec_path=None, profiles=[], scenario_path=scenario,
+                            settings=SimSettings(hours=0.02))  # fmt: skip
+    groups = result.summary["site_groups"]
+    # 0-4 cut by all five, 4-6 by four, 6-9 by three, 9-10 by two; none uncut (12 caps at 10)
+    assert set(groups) == {OTHERS, "shop[0:4]", "shop[4:6]", "shop[6:9]", "shop[9:10]"}
+    assert "scan" not in groups[OTHERS]  # every shop is cut by something
+    scan = sum(g["scan"]["requests"] for g in groups.values() if "scan" in g)
+    assert scan == result.summary["workloads"]["scan"]["total"]["requests"]
+    share = groups["shop[0:4]"]["scan"]["requests"] / scan
+    assert share == pytest.approx(0.4, abs=0.03)
