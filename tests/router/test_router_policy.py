@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 from tierwise.errors import ConfigError, DeadlineExceededError, RouteError
 from tierwise.planfile.schema import Plan
 from tierwise.router.explain import explain, route_explain
+from tierwise.router.ledger import SpendLedger
 from tierwise.router.policy import BUDGET_DEGRADED, Policy
+from tierwise.router.routes import RouteCache
 from tierwise.router.types import RequestMeta, Route, TierDecision, TierState
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "plans" / "digits.yaml"
@@ -748,6 +750,35 @@ def test_route_keys_say_when_a_route_can_be_reused() -> None:
     assert p.route_key(RequestMeta("later"), spent_usd={}) is None  # waits for cheap hours
     assert p.route_key(RequestMeta("later", urgency="interactive"), spent_usd={}) is not None
     assert p.route_key(RequestMeta("nope"), spent_usd={}) is None
+
+
+def test_a_request_that_says_nothing_reuses_its_workloads_route_until_a_flag_changes() -> None:
+    p = policy({"free": workload(), "w": workload(budget_usd_per_period=10)})
+    assert p.spend_free("free")
+    assert not p.spend_free("w")  # its route changes when its budget is spent
+    assert not p.spend_free("nope")
+    ledger = SpendLedger()
+    flags = {"cloud": False}
+
+    def states() -> dict[str, TierState]:
+        return {"cloud": TierState("cloud", breaker_open=flags["cloud"])}
+
+    cache = RouteCache(p, ledger, {}, states)
+    plain = cache.get(RequestMeta("free"), T0, 0.0)
+    assert cache.get(RequestMeta("free", received_s=T0 + 5), T0 + 5, 1.0) is plain
+    assert "cloud" in plain.tiers
+    narrowed = cache.get(RequestMeta("free", privacy="sensitive"), T0, 1.0)
+    assert narrowed is not plain
+    assert "cloud" not in narrowed.tiers
+    flags["cloud"] = True  # a breaker opened: the router resets the cache
+    cache.reset()
+    assert "cloud" not in cache.get(RequestMeta("free"), T0, 2.0).tiers
+    # a workload with a budget is looked up by its spend every time
+    before = cache.get(RequestMeta("w"), T0, 3.0)
+    ledger.add("w", 10.0, T0)
+    after = cache.get(RequestMeta("w"), T0, 4.0)
+    assert before is not after
+    assert after.degraded
 
 
 @given(

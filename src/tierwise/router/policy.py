@@ -211,6 +211,12 @@ class Policy:
         spent = budget is not None and spent_usd.get(table.name, 0.0) >= budget
         return (table.name, meta.privacy, meta.residency, meta.urgency, spent, meta.budget_spent)
 
+    def spend_free(self, workload: str) -> bool:
+        """Whether :meth:`route_key` for ``workload`` never depends on the money spent (the
+        workload has no budget)."""
+        table = self._tables.get(workload)
+        return table is not None and table.budget_usd is None
+
     def route(
         self,
         meta: RequestMeta,

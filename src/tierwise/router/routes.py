@@ -28,7 +28,8 @@ __all__ = ["RouteCache", "observed_states", "tiers_after"]
 class RouteCache:
     """The policy's routes by key, for one router. :meth:`get` is what a request asks."""
 
-    __slots__ = ("_breakers", "_expire_s", "_key_of", "_routes", "_spent", "_states", "policy")
+    __slots__ = ("_breakers", "_expire_s", "_fixed", "_key_of", "_plain", "_routes", "_spent",
+                 "_states", "policy")  # fmt: skip
 
     def __init__(
         self,
@@ -43,6 +44,10 @@ class RouteCache:
         self._breakers = breakers
         self._states = tier_states
         self._routes: dict[Hashable, Route] = {}
+        # workloads whose route for a request that says nothing about itself depends on
+        # no spend (the policy's ``spend_free``); that route, once computed
+        self._fixed: Callable[[str], bool] = getattr(policy, "spend_free", lambda _: False)
+        self._plain: dict[str, Route] = {}
         self._expire_s = math.inf
         self._spent = ledger.at(0.0)  # one view, moved to each request's time
 
@@ -50,6 +55,7 @@ class RouteCache:
         """A health flag or a breaker changed: forget every route, and note when the next
         open breaker is due for a probe (its route changes then too)."""
         self._routes = {}
+        self._plain = {}
         due = [b.reopens_at_s for b in self._breakers.values() if b.is_open]
         self._expire_s = min((t for t in due if t is not None), default=math.inf)
 
@@ -61,6 +67,15 @@ class RouteCache:
             return self.compute(meta, now_s)
         if mono_s >= self._expire_s:
             self.reset()
+        plain = (
+            meta.privacy is None
+            and meta.residency is None
+            and meta.urgency is None
+            and meta.deadline_ms is None
+            and not meta.budget_spent
+        )
+        if plain and (route := self._plain.get(meta.workload)) is not None:
+            return route
         spent = self._spent
         spent.now_s = now_s
         key = key_of(meta, spent_usd=spent)
@@ -69,6 +84,8 @@ class RouteCache:
         route = self._routes.get(key)
         if route is None:
             route = self._routes[key] = self.compute(meta, now_s)
+        if plain and self._fixed(meta.workload):
+            self._plain[meta.workload] = route
         return route
 
     def compute(self, meta: RequestMeta, now_s: float) -> Route:
