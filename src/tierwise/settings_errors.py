@@ -116,6 +116,8 @@ def _expected(error: Mapping[str, Any]) -> str:
         return f"{symbol} {(error.get('ctx') or {}).get(key)}"
     if kind == "missing":
         return "a value (required)"
+    if kind == "string_pattern_mismatch":
+        return f"text matching {(error.get('ctx') or {}).get('pattern')}"
     message = str(error.get("msg", "a valid value")).removeprefix("Value error, ")
     return message.removeprefix("Input should be ")
 

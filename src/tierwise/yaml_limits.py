@@ -82,7 +82,11 @@ def load_settings_file(path: Path) -> dict[str, Any]:
     source = str(path)
     try:
         loaded = load_yaml(path.read_text(), source) or {}
-    except (OSError, yaml.YAMLError) as exc:
+    except FileNotFoundError as exc:
+        raise ConfigError(source, "a YAML file (there is no such file)") from exc
+    except OSError as exc:
+        raise ConfigError(source, "a readable YAML file", exc.strerror or str(exc)) from exc
+    except yaml.YAMLError as exc:
         raise ConfigError(source, "a readable YAML file", str(exc)) from exc
     if not isinstance(loaded, dict):
         raise ConfigError(source, "a mapping of settings at the top level", type(loaded).__name__)

@@ -262,6 +262,8 @@ def test_pause_resume_promote_and_abort(sim: SimFleet) -> None:
     assert sim.engine.get(rollout.id).state == "succeeded"
     with pytest.raises(RolloutError, match="it has succeeded"):
         sim.engine.abort(rollout.id, "ops")
+    with pytest.raises(RolloutError, match=r"already runs .*nothing to roll out"):
+        sim.engine.start(sim.request("2"), "ops")  # every node runs it: no cohort to judge
 
     second = sim.engine.start(sim.request("1"), "ops")
     sim.run(1)
@@ -269,7 +271,7 @@ def test_pause_resume_promote_and_abort(sim: SimFleet) -> None:
     sim.engine.abort(second.id, "ops", "changed my mind")
     sim.run(1)
     assert set(sim.serving().values()) == {"2"}
-    entry = next(e for e in sim.store.audit(rollout=second.id) if e.action == "rollout.rollback")
+    entry = next(e for e in sim.store.audit(rollout=second.id) if e.action == "rollout.abort")
     assert entry.actor == "ops"
     assert entry.detail["reason"] == "changed my mind"
 

@@ -60,6 +60,8 @@ def test_round_trip_tags_and_listing(tmp_path: Path, stores: tuple[LocalStore, L
     assert verify(node, "demo", "2", _trust(tmp_path)).blobs == 2
     with pytest.raises(BundleNotFoundError, match="no version, tag or digest 'nope'"):
         origin.resolve("demo", "nope")
+    with pytest.raises(BundleNotFoundError, match=r"no bundle 'dmeo' in .*\(bundles: demo\)"):
+        origin.resolve("dmeo", "2")
     with pytest.raises(BundleNotFoundError):
         origin.set_tag("demo", "stable", "9")
     with pytest.raises(BundleExistsError, match="is a version"):

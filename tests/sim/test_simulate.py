@@ -233,7 +233,7 @@ def test_the_cli_prints_compares_and_writes(tmp_path: Path) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     runs = orjson.loads(done.stdout)["runs"]
-    assert [r["scenario"] for r in runs] == ["scenario", "cut"]
+    assert [r["scenario"] for r in runs] == [None, "cut"]
     base, cut = (r["workloads"]["scan"]["total"] for r in runs)
     assert base["requests"] == cut["requests"]  # the same seeded traffic
     assert cut["degraded"] > base["degraded"] == 0
@@ -242,6 +242,13 @@ def test_the_cli_prints_compares_and_writes(tmp_path: Path) -> None:
     assert table.returncode == 0, table.stderr
     assert "scan" in table.stdout
     assert "per 1M" in table.stdout
+    assert "no scenario" in " ".join(table.stdout.split())
+    compared = subprocess.run(argv[:-3], capture_output=True, text=True, timeout=300, check=False)
+    assert compared.returncode == 0, compared.stderr
+    lines = compared.stdout.splitlines()
+    side = lines[lines.index("side by side (first | second):") :]
+    degraded = next(line for line in side if line.strip().startswith("degraded"))
+    assert degraded.split()[1:] == ["0", "|", f"{cut['degraded']:,}"]
     bad = subprocess.run([*argv[:6], "--hours", "0"], capture_output=True, text=True,
                          timeout=120, check=False)  # fmt: skip
     assert bad.returncode == 2

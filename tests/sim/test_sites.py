@@ -112,6 +112,7 @@ def test_the_same_seed_gives_the_same_bytes_with_a_site_cut(tmp_path: Path) -> N
         ({"kind": "heat", "tiers": ["box"], "sites": ["shop"]}, "belong to partition events"),
         ({"kind": "partition"}, "needs tiers or sites"),
         ({"kind": "partition", "sites": ["shop"], "instances": 0}, "instances"),
+        ({"kind": "partition", "sites": ["shop"], "instances": 3}, "at most the 2 site(s) of shop"),
     ],
 )
 def test_bad_site_partitions_name_the_file_and_field(
@@ -128,15 +129,25 @@ def test_many_cuts_of_one_site_entry_split_its_sites_without_losing_any(tmp_path
     path = write_fleet(tmp_path, fleet=fleet)
     scenario = tmp_path / "scenario.yaml"
     events = [{"kind": "partition", "sites": ["shop"], "instances": n, "start": 10 * i,
-               "end": 10 * i + 30} for i, n in enumerate((4, 6, 9, 10, 12))]  # fmt: skip
+               "end": 10 * i + 30} for i, n in enumerate((4, 6, 9, 10, 10))]  # fmt: skip
     scenario.write_text(yaml.safe_dump({"name": "cuts", "events": events}))
     result = simulate_files(path, spec_path=None, profiles=[], scenario_path=scenario,
                             settings=SimSettings(hours=0.02))  # fmt: skip
     groups = result.summary["site_groups"]
-    # 0-4 cut by all five, 4-6 by four, 6-9 by three, 9-10 by two; none uncut (12 caps at 10)
+    # 0-4 cut by all five, 4-6 by four, 6-9 by three, 9-10 by two; none uncut
     assert set(groups) == {OTHERS, "shop[0:4]", "shop[4:6]", "shop[6:9]", "shop[9:10]"}
     assert "scan" not in groups[OTHERS]  # every shop is cut by something
     scan = sum(g["scan"]["requests"] for g in groups.values() if "scan" in g)
     assert scan == result.summary["workloads"]["scan"]["total"]["requests"]
     share = groups["shop[0:4]"]["scan"]["requests"] / scan
     assert share == pytest.approx(0.4, abs=0.03)
+
+
+def test_an_empty_or_missing_scenario_file_is_refused(tmp_path: Path) -> None:
+    path = write_fleet(tmp_path)
+    (tmp_path / "empty.yaml").write_text("")
+    for name, words in (("empty.yaml", "events: [] for none"), ("none.yaml", "no such file")):
+        with pytest.raises(ConfigError, match=name) as info:
+            simulate_files(path, spec_path=None, profiles=[], scenario_path=tmp_path / name,
+                           settings=SimSettings(hours=0.01))  # fmt: skip
+        assert words in str(info.value)

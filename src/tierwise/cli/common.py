@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 
 __all__ = [
-    "EXIT_FAILURE", "EXIT_USAGE", "JsonOpt", "err_console", "out_console", "print_json",
+    "EXIT_FAILURE", "EXIT_USAGE", "JsonOpt", "as_flag", "err_console", "out_console",
+    "print_json",
 ]  # fmt: skip
 
 #: A command ran but what it checked or did failed.
@@ -45,3 +46,21 @@ def print_json(data: Any) -> None:
     )
     sys.stdout.buffer.write(b"\n")
     sys.stdout.flush()
+
+
+def as_flag(error: Exception, flags: dict[str, str] | None = None) -> Exception:
+    """A ConfigError about a setting that a verb's flag set, naming the flag: through
+    ``flags`` (setting name to flag) when given, else ``scale_up_s`` as ``--scale-up-s``;
+    anything else as it is."""
+    from tierwise.errors import ConfigError
+
+    if not isinstance(error, ConfigError) or error.parameter.startswith("-"):
+        return error
+    head, dot, rest = error.parameter.partition(".")
+    if flags is not None:
+        flag = flags.get(head)
+    else:
+        flag = "--" + head.replace("_", "-") if head.isidentifier() else None
+    if flag is None:
+        return error
+    return ConfigError(flag + dot + rest, error.expected, error.got)

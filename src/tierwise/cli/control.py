@@ -203,6 +203,9 @@ def nodes(
     as_json: JsonOpt = False,
 ) -> None:
     """List the nodes (labels, reachability, serving and desired versions)."""
+    from tierwise.control.selector import parse_selector
+
+    parse_selector(selector)  # a malformed one is a usage error here, not the server's
     with control_client(control, token_env, ca) as client:
         doc = client.call("GET", "/v1/nodes", selector=selector or None)
     if as_json:
@@ -232,7 +235,10 @@ def set_desired(
 ) -> None:
     """Set a version on the selected nodes at once (no stages, no gates): for a new
     fleet's first version. Nodes a rollout is moving are refused."""
+    from tierwise.control.selector import parse_selector
+
     bundle, ref = split_target(target)
+    parse_selector(selector)
     with control_client(control, token_env, ca) as client:
         doc = client.call(
             "PUT", "/v1/desired", {"bundle": bundle, "ref": ref, "selector": selector}
@@ -265,6 +271,9 @@ def audit(
 
     for line in audit_lines(doc["entries"]):
         out_console.print(line, markup=False, soft_wrap=True)
+    if not doc["entries"]:
+        which = f" for rollout {rollout!r}" if rollout else ""
+        out_console.print(f"no audit entries{which}", markup=False)
 
 
 def split_target(target: str) -> tuple[str, str]:

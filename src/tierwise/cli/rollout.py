@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tierwise.cli.common import EXIT_FAILURE, JsonOpt, out_console, print_json
+from tierwise.cli.common import EXIT_FAILURE, JsonOpt, as_flag, out_console, print_json
 from tierwise.cli.control import (
     DEFAULT_CONTROL,
     DEFAULT_TOKEN_ENV,
@@ -39,6 +39,15 @@ def _print(doc: dict[str, Any]) -> None:
     from tierwise.control.render import rollout_lines
 
     out_console.print("\n".join(rollout_lines(doc)), markup=False, soft_wrap=True)
+
+
+#: the flags of `rollout start` by the request field each sets (errors name the flag)
+_FLAGS = {
+    "bundle": "BUNDLE:VERSION", "ref": "BUNDLE:VERSION", "selector": "--selector",
+    "canary_selector": "--canary-selector", "stages": "--stages", "interval_s": "--interval",
+    "stage_intervals_s": "--stage-interval", "threshold": "--threshold",
+    "min_requests": "--min-requests", "gates": "--gate", "reason": "--reason",
+}  # fmt: skip
 
 
 @rollout_app.command("start")
@@ -105,21 +114,24 @@ def start(
                 )  # fmt: skip
             given[name] = parse_duration(value, "--stage-interval")
         per_stage = [given.get(name, interval_s) for name in names]
-    request = RolloutRequest.from_doc(
-        {
-            "bundle": bundle,
-            "ref": ref,
-            "selector": selector,
-            "canary_selector": canary_selector,
-            "stages": stage_list,
-            "interval_s": interval_s,
-            "stage_intervals_s": per_stage,
-            "threshold": threshold,
-            "min_requests": min_requests,
-            "gates": [{"name": g.name, "limit": g.limit} for g in gates_from(gate or [])],
-            "reason": reason,
-        }
-    )
+    try:
+        request = RolloutRequest.from_doc(
+            {
+                "bundle": bundle,
+                "ref": ref,
+                "selector": selector,
+                "canary_selector": canary_selector,
+                "stages": stage_list,
+                "interval_s": interval_s,
+                "stage_intervals_s": per_stage,
+                "threshold": threshold,
+                "min_requests": min_requests,
+                "gates": [{"name": g.name, "limit": g.limit} for g in gates_from(gate or [])],
+                "reason": reason,
+            }
+        )
+    except ConfigError as exc:  # the field a flag set: name the flag
+        raise as_flag(exc, _FLAGS) from exc
     with control_client(control, token_env, ca) as client:
         doc = client.start(request.model_dump(mode="json"))
     print_json(doc) if as_json else _print(doc)
@@ -163,13 +175,15 @@ def list_rollouts(
             markup=False,
             soft_wrap=True,
         )
+    count = len(doc["rollouts"])
+    out_console.print(f"{count} rollout(s){' running or paused' if active else ''}", markup=False)
 
 
 def _action(action: str, help_text: str) -> None:
     def command(
         rollout_id: IdArg,
         reason: Annotated[
-            str | None, typer.Option("--reason", help="Why (for the audit log; abort).")
+            str | None, typer.Option("--reason", help="Why (kept in the audit log).")
         ] = None,
         control: ControlOpt = DEFAULT_CONTROL,
         token_env: TokenEnvOpt = DEFAULT_TOKEN_ENV,

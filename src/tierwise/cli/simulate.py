@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from tierwise.cli.common import out_console, print_json
-from tierwise.settings_errors import settings_error
+from tierwise.cli.common import as_flag, out_console, print_json
+from tierwise.settings_errors import config_error
 
 if TYPE_CHECKING:
     from tierwise.sim.load import Simulated
@@ -48,10 +48,34 @@ def _lines(summary: dict[str, Any]) -> list[str]:
     return out
 
 
+def _side_by_side(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
+    """Each workload's totals in the two runs, one line per figure: first, second."""
+    out = ["", "side by side (first | second):"]
+    figures = (("p50 ms", "p50_ms"), ("p99 ms", "p99_ms"), ("SLO misses", "slo_misses"),
+               ("degraded", "degraded"), ("failed", "failed"), ("USD per 1M", "usd_per_million"),
+               ("J per answer", "energy_j_per_inference"))  # fmt: skip
+    for name, doc in first["workloads"].items():
+        other = second["workloads"].get(name)
+        if other is None:
+            continue
+        a, b = doc["total"], other["total"]
+        out.append(f"  {name}")
+        for label, key in figures:
+            out.append(f"    {label:<14} {_num(a[key]):>12} | {_num(b[key])}")
+        for kind in ("device", "edge", "cloud"):
+            out.append(
+                f"    {kind + ' share':<14} {a['share'][kind]:>12.1%} | {b['share'][kind]:.1%}"
+            )
+    return out
+
+
 def _title(summary: dict[str, Any]) -> str:
+    scenario = summary["scenario"]
+    what = f"scenario {scenario}" if scenario is not None else "no scenario"
+    hours = summary["hours"]
     return (
-        f"{summary['plan']}, scenario {summary['scenario']}: {summary['requests']:,} requests "
-        f"in {summary['hours']:g} simulated hours (seed {summary['seed']})"
+        f"{summary['plan']}, {what}: {summary['requests']:,} requests in {hours:g} simulated "
+        f"hour{'' if hours == 1 else 's'} (seed {summary['seed']})"
     )
 
 
@@ -129,7 +153,7 @@ def simulate(
                                traffic_scale=traffic_scale, autoscale=autoscale,
                                scale_up_s=scale_up_s, scale_down_s=scale_down_s)  # fmt: skip
     except ValidationError as exc:
-        raise settings_error("simulate options", exc, SimSettings) from exc
+        raise as_flag(config_error(exc, SimSettings)) from exc
 
     def run(plan_path: Path, scenario_path: Path | None) -> Simulated:
         return simulate_files(plan_path, spec_path=fleet, profiles=profiles or [],
@@ -139,7 +163,8 @@ def simulate(
     runs = [run(plan, scenario)]
     if compare is not None:
         if not compare.is_file():
-            raise ConfigError("--compare", "a plan or scenario file", str(compare))
+            raise ConfigError("--compare", "a plan or scenario file (there is no such file)",
+                              str(compare))  # fmt: skip
         runs.append(run(plan, compare) if _is_scenario(compare) else run(compare, scenario))
     summaries = [r.summary for r in runs]
     doc: dict[str, Any] = summaries[0] if len(summaries) == 1 else {"runs": summaries}
@@ -155,5 +180,8 @@ def simulate(
         out_console.print(_title(summary))
         for line in _lines(summary):
             out_console.print(line)
+    if len(summaries) == 2:
+        for line in _side_by_side(*summaries):
+            out_console.print(line, markup=False)
     if out is not None:
         out_console.print(f"wrote {out / 'simulation.json'}")

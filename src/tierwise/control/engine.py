@@ -142,6 +142,16 @@ class RolloutEngine:
                     f"the canary stage needs canary nodes: none of the {len(selected)} selected "
                     f"node(s) matches {request.canary_selector!r}"
                 )
+            if all(
+                n.serving(request.bundle).digest == resolved.digest
+                and self.desired.of(n.name).get(request.bundle) in (None, resolved.digest)
+                for n in selected
+            ):  # the cohort would be compared with itself
+                raise RolloutError(
+                    f"every one of the {len(selected)} selected node(s) already runs "
+                    f"{request.bundle}:{resolved.version} ({resolved.digest[:19]}): nothing "
+                    "to roll out"
+                )
             rollout = Rollout(
                 new_rollout_id(request.bundle, now), request, resolved.version, resolved.digest,
                 created_s=now, created_by=actor, stage_started_s=now,
@@ -317,7 +327,9 @@ class RolloutEngine:
     ) -> None:  # fmt: skip
         """Send every cohort node back, by digest, to the version it ran (a node that ran
         none is named in the audit: it keeps what it has), and mark the rollout
-        ``state`` with ``reason``; ``before`` are entries of the same decision."""
+        ``state`` with ``reason`` (audited as ``rollout.abort`` when ``state`` is
+        ``aborted``, else ``rollout.rollback``); ``before`` are entries of the same
+        decision."""
         back = []
         targets: dict[str, str | None] = {}
         for node in rollout.cohort:
@@ -326,8 +338,9 @@ class RolloutEngine:
             if was.get("digest"):
                 back.append((node, rollout.bundle, str(was["digest"])))
         self.finish(rollout, state, reason)
+        action = "rollout.abort" if state == "aborted" else "rollout.rollback"
         entry = self.entry(
-            rollout, actor, "rollout.rollback", stage=rollout.stage_name(), reason=reason,
+            rollout, actor, action, stage=rollout.stage_name(), reason=reason,
             nodes=targets, not_rolled_back=_no_baseline(rollout, rollout.cohort), **evidence,
         )  # fmt: skip
         self.commit(rollout, [*before, entry], desired=back, lease=lease)

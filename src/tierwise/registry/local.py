@@ -174,6 +174,13 @@ class LocalStore(BundleStore):
                     ).fetchone()
                 )
         if row is None:
+            with self._index():
+                names = [r[0] for r in self._db.execute("SELECT DISTINCT name FROM versions")]
+            if name not in names:
+                known = ", ".join(sorted(names)) or "none yet"
+                raise BundleNotFoundError(
+                    f"no bundle {name!r} in {self.location} (bundles: {known})", bundle=name
+                )
             raise BundleNotFoundError(
                 f"no version, tag or digest {reference!r} in {self.location}"
                 + latest_hint(reference),

@@ -149,9 +149,11 @@ def simulation_data(
         slos[str(name)] = _optional(_field(doc, "total", where), "slo_p99_ms", f"{where}.total")
     requests = _optional(simulation, "requests", source) or 0
     simulated_h = _optional(simulation, "hours", source) or 0
+    scenario = simulation.get("scenario")
     title = (
-        f"scenario {simulation.get('scenario', '-')}: {int(requests):,} requests in "
-        f"{simulated_h:g} simulated hours (seed {simulation.get('seed', 0)})"
+        f"{'no scenario' if scenario is None else f'scenario {scenario}'}: {int(requests):,}"
+        f" requests in {simulated_h:g} simulated hour{'' if simulated_h == 1 else 's'}"
+        f" (seed {simulation.get('seed', 0)})"
     )
     lines: list[FidelityLine] = []
     fidelity_title = ""

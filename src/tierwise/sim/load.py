@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from tierwise.sim.inputs import SimFleet, SimSettings, sim_fleet
 from tierwise.sim.results import summarize
 from tierwise.sim.rows import load_calibration_rows
 from tierwise.sim.scenario import Scenario, load_scenario
-from tierwise.spec import load_spec
+from tierwise.spec import FleetSpec, load_spec
 
 __all__ = ["Simulated", "simulate_files"]
 
@@ -27,6 +28,22 @@ class Simulated:
     scenario: Scenario
     run: SimRun
     summary: dict[str, Any]
+
+
+def _check_instances(scenario: Scenario, spec: FleetSpec, source: str) -> None:
+    """ConfigError naming the event whose ``instances`` is more than a site it names has."""
+    for i, event in enumerate(scenario.events):
+        if event.instances is None:
+            continue
+        for name, site in spec.sites.items():
+            if (
+                any(fnmatch.fnmatch(name, p) for p in event.sites)
+                and event.instances > site.site_count
+            ):
+                raise ConfigError(
+                    f"{source}: events[{i}].instances",
+                    f"at most the {site.site_count} site(s) of {name}", event.instances,
+                )  # fmt: skip
 
 
 def simulate_files(
@@ -56,11 +73,13 @@ def simulate_files(
     catalog = ProfileCatalog(spec, [load_profiles(p) for p in paths])
     scenario = load_scenario(scenario_path) if scenario_path is not None else Scenario()
     known_tiers = [*plan.tiers, *(t.spec_tier for t in plan.tiers.values() if t.spec_tier)]
-    scenario.check(known_tiers, plan.workloads, str(scenario_path or "scenario"), spec.sites)
+    source = str(scenario_path or "scenario")
+    scenario.check(known_tiers, plan.workloads, source, spec.sites)
+    _check_instances(scenario, spec, source)
     rows = load_calibration_rows(calibration) if calibration is not None else None
     fleet = sim_fleet(plan, spec, catalog, settings, rows)
     run = simulate(fleet, scenario, keep_requests=keep_requests)
     summary = summarize(run, fleet)
-    summary["scenario"] = scenario.name
+    summary["scenario"] = scenario.name if scenario_path is not None else None
     summary["plan"] = str(plan_path)
     return Simulated(fleet, scenario, run, summary)

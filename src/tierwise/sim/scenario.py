@@ -180,8 +180,11 @@ class Scenario(BaseModel):
 
 
 def load_scenario(path: Path) -> Scenario:
-    """Read a scenario file; ConfigError names the file and each problem."""
+    """Read a scenario file; ConfigError names the file and each problem (an empty file
+    is one: a scenario of no events says so, ``events: []``)."""
     data = load_settings_file(path)
+    if not data:
+        raise ConfigError(str(path), "a scenario: name and events (events: [] for none)")
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
