@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,22 @@ def shared_zoo_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, fl
 def shared_zoo_dir(shared_zoo_build: tuple[Path, float, list[str]]) -> Path:
     """The model family (seed 0), built once per test session; treat it as read-only."""
     return shared_zoo_build[0]
+
+
+@pytest.fixture(scope="session")
+def seed1_zoo_build(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """The model family at another seed (1), built once per test session through the CLI
+    (``tierwise zoo build --out DIR --seed 1 --json``, from scratch): its folder and what
+    the build printed. Treat the folder as read-only."""
+    out = tmp_path_factory.getbasetemp() / "seed1-zoo"
+    built = subprocess.run(
+        [sys.executable, "-m", "tierwise", "zoo", "build", "--out", str(out), "--seed", "1",
+         "--json"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    return out, built
 
 
 @pytest.fixture(autouse=True)

@@ -97,9 +97,10 @@ def test_version() -> None:
     assert result.stdout.startswith("tierwise ")
 
 
-def test_zoo_build_json_then_cached(tmp_path: Path) -> None:
-    out = tmp_path / "zoo"
-    first = tierwise("zoo", "build", "--out", str(out), "--seed", "3", "--json")
+def test_zoo_build_json_then_cached(
+    seed1_zoo_build: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    out, first = seed1_zoo_build  # built from scratch through the CLI, once per session
     assert first.returncode == 0, first.stderr
     doc = json.loads(first.stdout)
     assert doc["built"] is True
@@ -107,7 +108,7 @@ def test_zoo_build_json_then_cached(tmp_path: Path) -> None:
     assert names == ["tiny", "tiny-int8", "small", "small-int8", "large", "large-int8"]
     accuracy = {v["variant"]: v["accuracy"] for v in doc["variants"]}
     assert accuracy["large"] >= accuracy["tiny"] + 0.05
-    again = json.loads(tierwise("zoo", "build", "--out", str(out), "--seed", "3", "--json").stdout)
+    again = json.loads(tierwise("zoo", "build", "--out", str(out), "--seed", "1", "--json").stdout)
     assert again["built"] is False
     assert again["variants"] == doc["variants"]
     shown = tierwise("zoo", "show", str(out))

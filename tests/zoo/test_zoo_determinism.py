@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from onnx import numpy_helper
 
 from tierwise.zoo import Zoo, build_zoo
 from tierwise.zoo.files import sha256_of
+from tierwise.zoo.manifest import load_zoo
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +27,11 @@ def _weights(path: Path) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def other_seed(tmp_path_factory: pytest.TempPathFactory) -> Zoo:
-    return build_zoo(tmp_path_factory.mktemp("zoo-seed1"), seed=1)
+def other_seed(seed1_zoo_build: tuple[Path, subprocess.CompletedProcess[str]]) -> Zoo:
+    """The session's seed-1 zoo (built through the CLI, tests/conftest.py)."""
+    out, built = seed1_zoo_build
+    assert built.returncode == 0, built.stderr
+    return load_zoo(out, verify=True)
 
 
 def test_same_seed_gives_identical_files(zoo: Zoo, zoo_copy: Path) -> None:
