@@ -4,8 +4,13 @@ plane that does not answer is exit 1 with its address."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from registry_helpers import make_keys
 from score_models import run_cli
 
 
@@ -54,3 +59,17 @@ def test_a_control_plane_that_does_not_answer_is_exit_1(
     )
     assert code == 1
     assert "http://127.0.0.1:1 did not answer" in " ".join(err.split())
+
+
+def test_a_registry_folder_that_is_not_a_store_fails_the_start(tmp_path: Path) -> None:
+    keys = make_keys(tmp_path)
+    (tmp_path / "registry").mkdir()
+    started = subprocess.run(
+        [sys.executable, "-m", "tierwise", "control", "--store", str(tmp_path / "c.db"),
+         "--registry", str(tmp_path / "registry"), "--trusted-key", str(keys.public_path),
+         "--port", "0"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert started.returncode == 1
+    assert "is not a store" in started.stderr
+    assert not (tmp_path / "registry" / "index.db").exists()  # nothing made in its place

@@ -52,6 +52,14 @@ class Resolver:
             )
         return self._store
 
+    def check(self) -> None:
+        """Open a store on this machine now, so a folder that is not a bundle store fails
+        the start (an OCI registry is reached at the first rollout: it may be down a
+        while, and the control plane serves its nodes meanwhile)."""
+        if not str(self.settings.store).startswith("oci://"):
+            with self._lock:
+                self._open()
+
     def resolve(self, bundle: str, reference: str) -> Resolved:
         """The signed version ``reference`` names; BundleNotFoundError, SignatureError or
         BundleError say what is wrong with it."""

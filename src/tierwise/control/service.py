@@ -36,6 +36,7 @@ def build_control_app(
     if guard is None:
         guard = Guard.from_settings(settings.auth, env)
     resolver = Resolver(settings.registry, env)
+    resolver.check()
     store = open_control_store(settings.store)
     try:
         history = History(max_samples=settings.history_samples, max_keys=2 * settings.max_nodes)
