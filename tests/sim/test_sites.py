@@ -151,3 +151,20 @@ def test_an_empty_or_missing_scenario_file_is_refused(tmp_path: Path) -> None:
             simulate_files(path, spec_path=None, profiles=[], scenario_path=tmp_path / name,
                            settings=SimSettings(hours=0.01))  # fmt: skip
         assert words in str(info.value)
+
+
+def test_a_pattern_over_entries_of_different_sizes_cuts_the_smaller_whole(tmp_path: Path) -> None:
+    fleet = copy.deepcopy(FLEET)
+    fleet["sites"]["shop"]["site_count"] = 10
+    fleet["sites"]["shop-small"] = {"region": "r1", "site_count": 2}
+    path = write_fleet(tmp_path, fleet=fleet)
+    scenario = tmp_path / "scenario.yaml"
+    event = {"kind": "partition", "sites": ["shop*"], "start": 10, "end": 40}
+    scenario.write_text(yaml.safe_dump({"name": "cuts", "events": [{**event, "instances": 5}]}))
+    done = simulate_files(path, spec_path=None, profiles=[], scenario_path=scenario,
+                          settings=SimSettings(hours=0.01))  # fmt: skip
+    assert set(done.summary["site_groups"]) == {OTHERS, "shop[0:5]", "shop-small"}
+    scenario.write_text(yaml.safe_dump({"name": "cuts", "events": [{**event, "instances": 11}]}))
+    with pytest.raises(ConfigError, match=r"at most the 10 site\(s\) of shop"):
+        simulate_files(path, spec_path=None, profiles=[], scenario_path=scenario,
+                       settings=SimSettings(hours=0.01))  # fmt: skip

@@ -56,11 +56,15 @@ def as_flag(error: Exception, flags: dict[str, str] | None = None) -> Exception:
 
     if not isinstance(error, ConfigError) or error.parameter.startswith("-"):
         return error
-    head, dot, rest = error.parameter.partition(".")
+    head, _, rest = error.parameter.partition(".")
     if flags is not None:
-        flag = flags.get(head)
+        word, _, named = head.partition(" ")  # "gate p99_ratio": the flag, then which
+        flag = flags.get(head) or (flags[word] + " " + named if named and word in flags else None)
     else:
         flag = "--" + head.replace("_", "-") if head.isidentifier() else None
     if flag is None:
         return error
-    return ConfigError(flag + dot + rest, error.expected, error.got)
+    # a list's index says which of a repeated flag; a validator's own name adds nothing
+    index = rest.split(".", 1)[0]
+    return ConfigError(flag + (f"[{index}]" if index.isdigit() else ""), error.expected,
+                       error.got)  # fmt: skip

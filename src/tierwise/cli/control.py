@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from tierwise.cli.common import JsonOpt, out_console, print_json
+from tierwise.cli.common import JsonOpt, as_flag, out_console, print_json
 from tierwise.errors import ConfigError
 from tierwise.settings_errors import settings_error
 
@@ -203,9 +203,7 @@ def nodes(
     as_json: JsonOpt = False,
 ) -> None:
     """List the nodes (labels, reachability, serving and desired versions)."""
-    from tierwise.control.selector import parse_selector
-
-    parse_selector(selector)  # a malformed one is a usage error here, not the server's
+    _check_selector(selector)  # a malformed one is a usage error here, not the server's
     with control_client(control, token_env, ca) as client:
         doc = client.call("GET", "/v1/nodes", selector=selector or None)
     if as_json:
@@ -235,10 +233,9 @@ def set_desired(
 ) -> None:
     """Set a version on the selected nodes at once (no stages, no gates): for a new
     fleet's first version. Nodes a rollout is moving are refused."""
-    from tierwise.control.selector import parse_selector
 
     bundle, ref = split_target(target)
-    parse_selector(selector)
+    _check_selector(selector)
     with control_client(control, token_env, ca) as client:
         doc = client.call(
             "PUT", "/v1/desired", {"bundle": bundle, "ref": ref, "selector": selector}
@@ -274,6 +271,17 @@ def audit(
     if not doc["entries"]:
         which = f" for rollout {rollout!r}" if rollout else ""
         out_console.print(f"no audit entries{which}", markup=False)
+
+
+def _check_selector(selector: str) -> None:
+    """ConfigError naming --selector when ``selector`` is malformed."""
+    from tierwise.control.selector import parse_selector
+    from tierwise.errors import ConfigError
+
+    try:
+        parse_selector(selector)
+    except ConfigError as exc:
+        raise as_flag(exc, {"selector": "--selector"}) from exc
 
 
 def split_target(target: str) -> tuple[str, str]:

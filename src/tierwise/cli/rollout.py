@@ -46,7 +46,7 @@ _FLAGS = {
     "bundle": "BUNDLE:VERSION", "ref": "BUNDLE:VERSION", "selector": "--selector",
     "canary_selector": "--canary-selector", "stages": "--stages", "interval_s": "--interval",
     "stage_intervals_s": "--stage-interval", "threshold": "--threshold",
-    "min_requests": "--min-requests", "gates": "--gate", "reason": "--reason",
+    "min_requests": "--min-requests", "gates": "--gate", "gate": "--gate", "reason": "--reason",
 }  # fmt: skip
 
 
@@ -115,6 +115,7 @@ def start(
             given[name] = parse_duration(value, "--stage-interval")
         per_stage = [given.get(name, interval_s) for name in names]
     try:
+        chosen = gates_from(gate or [])
         request = RolloutRequest.from_doc(
             {
                 "bundle": bundle,
@@ -126,7 +127,7 @@ def start(
                 "stage_intervals_s": per_stage,
                 "threshold": threshold,
                 "min_requests": min_requests,
-                "gates": [{"name": g.name, "limit": g.limit} for g in gates_from(gate or [])],
+                "gates": [{"name": g.name, "limit": g.limit} for g in chosen],
                 "reason": reason,
             }
         )
@@ -183,7 +184,7 @@ def _action(action: str, help_text: str) -> None:
     def command(
         rollout_id: IdArg,
         reason: Annotated[
-            str | None, typer.Option("--reason", help="Why (kept in the audit log).")
+            str | None, typer.Option("--reason", help="Why (an abort keeps it in the audit log).")
         ] = None,
         control: ControlOpt = DEFAULT_CONTROL,
         token_env: TokenEnvOpt = DEFAULT_TOKEN_ENV,

@@ -36,8 +36,12 @@ def build_control_app(
     if guard is None:
         guard = Guard.from_settings(settings.auth, env)
     resolver = Resolver(settings.registry, env)
-    resolver.check()
-    store = open_control_store(settings.store)
+    try:
+        resolver.check()
+        store = open_control_store(settings.store)
+    except BaseException:
+        resolver.close()
+        raise
     try:
         history = History(max_samples=settings.history_samples, max_keys=2 * settings.max_nodes)
         source: GateSource = HistorySource(history)
@@ -51,6 +55,7 @@ def build_control_app(
         )
     except BaseException:
         store.close()
+        resolver.close()
         raise
 
     def close() -> None:

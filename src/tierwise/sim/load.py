@@ -31,19 +31,22 @@ class Simulated:
 
 
 def _check_instances(scenario: Scenario, spec: FleetSpec, source: str) -> None:
-    """ConfigError naming the event whose ``instances`` is more than a site it names has."""
+    """ConfigError naming the event whose ``instances`` is more than every site entry it
+    names has (an entry with fewer is cut whole, :mod:`tierwise.sim.sites`)."""
     for i, event in enumerate(scenario.events):
         if event.instances is None:
             continue
-        for name, site in spec.sites.items():
-            if (
-                any(fnmatch.fnmatch(name, p) for p in event.sites)
-                and event.instances > site.site_count
-            ):
-                raise ConfigError(
-                    f"{source}: events[{i}].instances",
-                    f"at most the {site.site_count} site(s) of {name}", event.instances,
-                )  # fmt: skip
+        counts = {
+            name: site.site_count
+            for name, site in spec.sites.items()
+            if any(fnmatch.fnmatch(name, p) for p in event.sites)
+        }
+        if counts and event.instances > max(counts.values()):
+            most = max(counts, key=lambda name: counts[name])
+            raise ConfigError(
+                f"{source}: events[{i}].instances",
+                f"at most the {counts[most]} site(s) of {most}", event.instances,
+            )  # fmt: skip
 
 
 def simulate_files(
