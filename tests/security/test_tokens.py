@@ -63,6 +63,46 @@ def test_wrong_secret_with_a_known_id_is_refused() -> None:
     assert TokenStore([record]).authenticate(f"Bearer {forged}") is None
 
 
+def test_a_header_that_passed_is_one_lookup_and_one_that_failed_is_checked_each_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tierwise.security.tokens as tokens_module
+
+    token, record = new_token("a", "infer")
+    other, _ = new_token("a", "infer")
+    forged = token[: len("tw_") + 12] + other[len("tw_") + 12 :]
+    store = TokenStore([record])
+    hashed: list[str] = []
+    real = tokens_module._digest
+
+    def counting(salt: bytes, secret: str) -> bytes:
+        hashed.append(secret)
+        return real(salt, secret)
+
+    monkeypatch.setattr(tokens_module, "_digest", counting)
+    header = f"Bearer {token}".encode()
+    first = store.authenticate(header)
+    assert first is not None
+    assert [store.authenticate(header) for _ in range(3)] == [first] * 3
+    assert len(hashed) == 1  # checked once, then known
+    for _ in range(3):  # a failed header is never remembered
+        assert store.authenticate(f"Bearer {forged}".encode()) is None
+    assert len(hashed) == 4
+    # another store (a reloaded tokens file without this token) knows nothing of it
+    assert TokenStore([new_token("b", "infer")[1]]).authenticate(header) is None
+
+
+def test_the_headers_that_passed_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tierwise.security.tokens as tokens_module
+
+    monkeypatch.setattr(tokens_module, "_MAX_PASSED", 2)
+    token, record = new_token("a", "infer")
+    store = TokenStore([record])
+    headers = [f"Bearer {token}", f"bearer {token}", f"BEARER {token}", f"Bearer  {token}"]
+    assert all(store.authenticate(h) is not None for h in headers)  # all still pass
+    assert len(store._passed) == 2
+
+
 def test_unknown_id_takes_the_constant_time_path_and_returns_none(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -52,6 +52,8 @@ _TOKEN = re.compile(r"tw_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 _CLIENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HEX = re.compile(r"[0-9a-f]+")
 _FIELDS = ("client", "scopes", "id", "sha256")
+#: header values kept as passed, at most (one or two per client in practice)
+_MAX_PASSED = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,10 @@ class TokenStore:
         self._by_id: Mapping[str, TokenRecord] = {r.key_id: r for r in records}
         # made once: a request that passes gets a shared, immutable principal
         self._principals = {key_id: r.principal for key_id, r in self._by_id.items()}
+        # header values that passed, so a client's next request is one lookup: a dict
+        # finds a key by a hash keyed afresh in each process, so a guess learns nothing
+        # from how long a miss takes; bounded, and never holds a value that failed
+        self._passed: dict[bytes | str, Principal] = {}
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -209,6 +215,9 @@ class TokenStore:
         not valid (the caller decides between 401 and an open endpoint)."""
         if not authorization:
             return None
+        passed = self._passed.get(authorization)
+        if passed is not None:
+            return passed
         value = (
             authorization.decode("latin-1") if isinstance(authorization, bytes) else authorization
         )
@@ -222,4 +231,9 @@ class TokenStore:
         known = record is not None
         check = record if record is not None else _DUMMY
         ok = hmac.compare_digest(_digest(check.salt, matched.group(2)), check.digest)
-        return self._principals[check.key_id] if ok and known else None
+        if not (ok and known):
+            return None
+        principal = self._principals[check.key_id]
+        if len(self._passed) < _MAX_PASSED:
+            self._passed[authorization] = principal
+        return principal
