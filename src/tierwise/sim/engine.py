@@ -54,7 +54,7 @@ from tierwise.sim.scaling import fleet_outages
 from tierwise.sim.scenario import Scenario
 from tierwise.sim.serve import serve
 from tierwise.sim.sites import Group, site_groups
-from tierwise.sim.tiers import Cut, partition_cuts, scenario_factor, tier_states
+from tierwise.sim.tiers import Cut, partition_cuts, tier_states
 
 __all__ = ["SimRun", "Traffic", "block_starts", "simulate"]
 
@@ -169,9 +169,7 @@ def simulate(
                 drawn = {}
                 for name in names:
                     workload = fleet.workloads[name]
-                    rate = workload.hourly_rps[hour] * scenario_factor(
-                        scenario, "burst", (name,), t0
-                    )
+                    rate = workload.hourly_rps[hour] * scenario.factor("burst", (name,), t0)
                     n = int(sim.stream(f"arrivals/{name}").poisson(rate * (grid_end[t0] - t0)))
                     total += n
                     if total > s.max_requests:
@@ -335,9 +333,7 @@ def _paths(
     energy = np.zeros(n)
     price = np.ones(len(index))
     for tier in fleet.tiers.values():
-        price[index[tier.name]] = scenario_factor(
-            scenario, "price", (tier.name, tier.spec_tier), time_s
-        )
+        price[index[tier.name]] = scenario.factor("price", (tier.name, tier.spec_tier), time_s)
     if not tiers or n == 0:
         correct = np.zeros(n, dtype=bool)
         return Block(wi, arrival, release, route_idx, exit_pos, degraded, deferred, cost,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +35,7 @@ def _check_instances(scenario: Scenario, spec: FleetSpec, source: str) -> None:
     for i, event in enumerate(scenario.events):
         if event.instances is None:
             continue
-        counts = {
-            name: site.site_count
-            for name, site in spec.sites.items()
-            if any(fnmatch.fnmatch(name, p) for p in event.sites)
-        }
+        counts = {n: site.site_count for n, site in spec.sites.items() if event.names_site(n)}
         if counts and event.instances > max(counts.values()):
             most = max(counts, key=lambda name: counts[name])
             raise ConfigError(

@@ -66,10 +66,7 @@ def _needs(
         hour = (start_hour + int(begin // 3600.0)) % 24
         load = 0.0
         for workload, share in scaling.shares.items():
-            factor = 1.0
-            for event in scenario.events:
-                if event.kind == "burst" and event.active(begin) and event.applies_to((workload,)):
-                    factor *= event.factor or 1.0
+            factor = scenario.factor("burst", (workload,), begin)
             load += share * hourly_rps[workload][hour] * factor
         wanted = math.ceil(load / scaling.per_server_rps - 1e-9) if scaling.per_server_rps else 0
         out.append((begin, end, min(ceiling, max(scaling.floor, wanted))))

@@ -135,6 +135,10 @@ class ScenarioEvent(BaseModel):
         patterns = self.workloads if self.kind == "burst" else self.tiers
         return any(fnmatch.fnmatch(n, p) for n in names for p in patterns)
 
+    def names_site(self, site: str) -> bool:
+        """Whether ``site`` (a spec site's name) matches one of the event's sites."""
+        return any(fnmatch.fnmatch(site, p) for p in self.sites)
+
     def active(self, time_s: float) -> bool:
         """Whether the event holds at ``time_s``."""
         return self.start_s <= time_s and (self.end_s is None or time_s < self.end_s)
@@ -148,6 +152,15 @@ class Scenario(BaseModel):
     name: str = Field(default="scenario", min_length=1, max_length=128)
     description: str = ""
     events: tuple[ScenarioEvent, ...] = Field(default=(), max_length=10_000)
+
+    def factor(self, kind: EventKind, names: Iterable[str], time_s: float) -> float:
+        """The product of the ``kind`` events' factors (``price`` on tiers, ``burst`` on
+        workloads) that hold for ``names`` at ``time_s``."""
+        out = 1.0
+        for event in self.events:
+            if event.kind == kind and event.active(time_s) and event.applies_to(names):
+                out *= event.factor or 1.0
+        return out
 
     def times_s(self) -> list[float]:
         """Every start and end, in order: the moments the fleet's state can change."""

@@ -18,7 +18,6 @@ the site's instances. Without site partitions there is one group and nothing cha
 
 from __future__ import annotations
 
-import fnmatch
 import itertools
 from dataclasses import dataclass, field
 
@@ -76,7 +75,7 @@ def site_groups(
     groups = [rest]
     uncut: dict[str, float] = {}  # per workload: the share from sites no event cuts
     for site_name, site in fleet.spec.sites.items():
-        mine = [e for e in events if any(fnmatch.fnmatch(site_name, p) for p in e.sites)]
+        mine = [e for e in events if e.names_site(site_name)]
         if not mine:
             continue
         count = site.site_count

@@ -32,7 +32,6 @@ __all__ = [
     "assign",
     "partition_cuts",
     "run_tier",
-    "scenario_factor",
     "sent_into",
     "server_outages",
     "tier_states",
@@ -62,11 +61,10 @@ def tier_states(
                 continue
             if event.kind == "heat":
                 heat = True
-            elif event.kind == "node_failure":
+            elif event.kind == "node_failure" and outages is None:
                 failed += event.nodes or 0
-        if outages is not None:
-            out = {j for j, begin, end in outages.get(name, ()) if begin <= time_s < end}
-            failed = len(out)
+        if outages is not None:  # every span a server is out, node failures included
+            failed = len({j for j, begin, end in outages.get(name, ()) if begin <= time_s < end})
         if tier.remote and failed >= tier.servers:
             down = True  # every server failed: the router finds none
         p99_ms = 1000.0 * float(tier.service_s[1]) * float(np.exp(tier.sigma * Z99))
@@ -76,18 +74,6 @@ def tier_states(
         states[name] = TierState(name, healthy=not down, breaker_open=tripped,
                                  thermal_offload=heat, p99_ms=p99_ms)  # fmt: skip
     return states
-
-
-def scenario_factor(scenario: Scenario, kind: str, names: Sequence[str], time_s: float) -> float:
-    """The product of the ``kind`` events' factors (``price`` on tiers, ``burst`` on
-    workloads) that hold for ``names`` at ``time_s``."""
-    out = 1.0
-    for event in scenario.events:
-        if event.kind != kind or not event.active(time_s):
-            continue
-        if event.applies_to(names):
-            out *= event.factor or 1.0
-    return out
 
 
 #: (server, down from, down until) of one tier
