@@ -70,13 +70,9 @@ def _side_by_side(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
 
 
 def _title(summary: dict[str, Any]) -> str:
-    scenario = summary["scenario"]
-    what = f"scenario {scenario}" if scenario is not None else "no scenario"
-    hours = summary["hours"]
-    return (
-        f"{summary['plan']}, {what}: {summary['requests']:,} requests in {hours:g} simulated "
-        f"hour{'' if hours == 1 else 's'} (seed {summary['seed']})"
-    )
+    from tierwise.sim.results import run_title
+
+    return f"{summary['plan']}, {run_title(summary)}"
 
 
 def _is_scenario(path: Path) -> bool:

@@ -149,12 +149,9 @@ def simulation_data(
         slos[str(name)] = _optional(_field(doc, "total", where), "slo_p99_ms", f"{where}.total")
     requests = _optional(simulation, "requests", source) or 0
     simulated_h = _optional(simulation, "hours", source) or 0
-    scenario = simulation.get("scenario")
-    title = (
-        f"{'no scenario' if scenario is None else f'scenario {scenario}'}: {int(requests):,}"
-        f" requests in {simulated_h:g} simulated hour{'' if simulated_h == 1 else 's'}"
-        f" (seed {simulation.get('seed', 0)})"
-    )
+    from tierwise.sim.results import run_title  # the one wording, as the CLI prints it
+
+    title = run_title({**simulation, "requests": requests, "hours": simulated_h})
     lines: list[FidelityLine] = []
     fidelity_title = ""
     if fidelity is not None:

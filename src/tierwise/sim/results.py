@@ -11,6 +11,7 @@ backlog; cost per 1M requests; joules per answered request; and the share of rig
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -18,9 +19,21 @@ import numpy as np
 from tierwise.sim.engine import SimRun
 from tierwise.sim.inputs import SimFleet
 
-__all__ = ["KINDS", "summarize"]
+__all__ = ["KINDS", "run_title", "summarize"]
 
 KINDS = ("device", "edge", "cloud")
+
+
+def run_title(summary: Mapping[str, Any]) -> str:
+    """How a run names itself (``tierwise simulate``'s header, the report's section):
+    its scenario or none, its requests, simulated hours and seed."""
+    scenario = summary.get("scenario")
+    hours = summary.get("hours") or 0
+    what = "no scenario" if scenario is None else f"scenario {scenario}"
+    return (
+        f"{what}: {int(summary.get('requests') or 0):,} requests in {hours:g} simulated "
+        f"hour{'' if hours == 1 else 's'} (seed {summary.get('seed', 0)})"
+    )
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
